@@ -1,0 +1,1 @@
+"""Analysis: read captures, build the study's feature sets, compare classifiers."""

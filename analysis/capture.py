@@ -1,0 +1,471 @@
+"""A streaming reader for pcap and pcapng captures.
+
+A capture is something you iterate over: :func:`read_packets` yields one
+:class:`Packet` per IPv4/IPv6 TCP or UDP packet, reading the file in 1 MiB
+chunks, so a 1 GB capture never sits in memory. Only an unreadable file header
+is fatal (:class:`CaptureError`); a malformed packet is counted in
+:class:`ReadStats` and skipped; a file cut short mid-record ends the iteration
+and sets ``ReadStats.truncated_file``.
+
+The decoder is written with :mod:`struct` over the raw record bytes instead of
+dpkt objects: the feature extractor reads every packet of every capture, and
+building dpkt objects costs several times more than the statistics themselves.
+:func:`iter_tcp` is the fast path the tcptrace statistics use (plain tuples,
+addresses as bytes); :func:`read_packets` wraps it for everyone else.
+
+Timestamps are kept as integer microseconds (``ts_us``), truncating
+nanosecond captures exactly like libpcap does for tcptrace, so time statistics
+can be compared with the real tool to the microsecond.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, NamedTuple
+
+from echolab.errors import EcholabError
+
+PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+
+DLT_NULL = 0
+DLT_EN10MB = 1
+DLT_RAW_ALT = 12
+DLT_LOOP = 108
+DLT_RAW = 101
+DLT_LINUX_SLL = 113
+DLT_IPV4 = 228
+DLT_IPV6 = 229
+DLT_LINUX_SLL2 = 276
+SUPPORTED_LINKTYPES = {DLT_NULL, DLT_EN10MB, DLT_RAW_ALT, DLT_LOOP, DLT_RAW, DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6,
+                       DLT_LINUX_SLL2}
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+CHUNK = 1 << 20
+MAX_RECORD = 1 << 24  # a record longer than this means the file is damaged
+
+# Indices into the tuples that iter_tcp yields (TcpTuple).
+T_TS, T_SRC, T_DST, T_SPORT, T_DPORT, T_FLAGS, T_SEQ, T_ACK, T_WIN, T_URP = range(10)
+T_OPTS, T_DATA_LEN, T_CAPTURED, T_IP_ID, T_IP_LEN = range(10, 15)
+
+_u16 = struct.Struct("!H").unpack_from
+_ip4 = struct.Struct("!BxHHHxB2x4s4s").unpack_from  # vhl, len, id, off, proto, src, dst
+_ip6 = struct.Struct("!4xHBx16s16s").unpack_from  # plen, nxt, src, dst
+_tcp = struct.Struct("!HHIIBBHxxH").unpack_from  # sport, dport, seq, ack, off, flags, win, urp
+_udp = struct.Struct("!HH").unpack_from
+
+
+class CaptureError(EcholabError):
+    """The file cannot be read as a capture at all."""
+
+
+class Packet(NamedTuple):
+    """The header fields of one IP packet that the features need."""
+
+    ts: float
+    src: str
+    dst: str
+    proto: int  # 6 = TCP, 17 = UDP
+    sport: int
+    dport: int
+    flags: int  # TCP flags byte (0 for UDP)
+    seq: int
+    ack: int
+    win: int  # raw window field, not scaled
+    options: bytes  # raw TCP options
+    payload_len: int  # TCP/UDP payload bytes (from IP length, not captured length)
+    ip_len: int  # IP total length (header + payload)
+    truncated: bool  # the record was captured shorter than the packet
+    ts_us: int = 0  # the same timestamp in integer microseconds (truncated, like libpcap)
+    ip_id: int = -1  # IPv4 identification (-1 for IPv6)
+    urp: int = 0  # TCP urgent pointer
+
+
+@dataclass
+class ReadStats:
+    """What a read skipped, and why; filled while iterating."""
+
+    records: int = 0
+    packets: int = 0
+    non_ip: int = 0
+    malformed: int = 0
+    truncated_file: bool = False
+    first_ts: float | None = None
+    last_ts: float | None = None
+    linktypes: set[int] = field(default_factory=set)
+    tcp_packets: int = 0
+    last_ts_us: int | None = None  # timestamp of the last record of any kind
+    damaged: str | None = None  # why the rest of the file was skipped, if it was
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise CaptureError(f"cannot open {path}: {exc.strerror}") from exc
+
+
+# --------------------------------------------------------------------------- record readers
+# Each yields (ts_us, linktype, buf, offset, caplen) per record; buf is shared.
+
+
+def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
+    head = fh.read(24)
+    if len(head) < 24:
+        raise CaptureError(f"{path} has a damaged capture header: the file is too short")
+    magic = head[:4]
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    linktype = struct.unpack(endian + "I", head[20:24])[0] & 0xFFFF
+    stats.linktypes.add(linktype)
+    rec = struct.Struct(endian + "IIII").unpack_from
+    buf = fh.read(CHUNK)
+    pos = 0
+    size = len(buf)
+    while True:
+        if pos + 16 > size:
+            more = fh.read(CHUNK)
+            buf = buf[pos:] + more
+            pos, size = 0, len(buf)
+            if size == 0:
+                return
+            if size < 16:
+                stats.truncated_file = True
+                return
+        sec, frac, caplen, _origlen = rec(buf, pos)
+        if caplen > MAX_RECORD:
+            stats.truncated_file = True
+            stats.damaged = f"record {stats.records + 1} claims {caplen} bytes"
+            return
+        end = pos + 16 + caplen
+        if end > size:
+            more = fh.read(max(CHUNK, caplen + 16))
+            buf = buf[pos:] + more
+            pos, size = 0, len(buf)
+            end = 16 + caplen
+            if end > size:
+                stats.truncated_file = True
+                return
+        yield sec * 1_000_000 + (frac // 1000 if nano else frac), linktype, buf, pos + 16, caplen
+        pos = end
+
+
+def _pcapng_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
+    endian = "<"
+    ifaces: list[tuple[int, int, int]] = []  # linktype, units per second, offset seconds
+    first = True
+    while True:
+        head = fh.read(8)
+        if len(head) < 8:
+            if head:
+                stats.truncated_file = True
+            return
+        if head[:4] == PCAPNG_MAGIC:
+            bom = fh.read(4)
+            if len(bom) < 4:
+                if first:
+                    raise CaptureError(f"{path} has a damaged capture header: the file is too short")
+                stats.truncated_file = True
+                return
+            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
+            if not endian:
+                raise CaptureError(f"{path} has a damaged capture header: bad pcapng byte-order magic")
+            blen = struct.unpack(endian + "I", head[4:8])[0]
+            body_len = blen - 12
+            ifaces = []
+        else:
+            if first:
+                raise CaptureError(f"{path} has a damaged capture header")
+            blen = struct.unpack(endian + "I", head[4:8])[0]
+            body_len = blen - 8
+        first = False
+        if blen < 12 or blen % 4 or blen > MAX_RECORD:
+            stats.truncated_file = True
+            stats.damaged = f"pcapng block of length {blen}"
+            return
+        body = fh.read(body_len)
+        if len(body) < body_len:
+            stats.truncated_file = True
+            return
+        btype = struct.unpack(endian + "I", head[:4])[0]
+        if btype == 6 or btype == 2:  # enhanced / obsolete packet block
+            if btype == 6:
+                iface, hi, lo, caplen = struct.unpack_from(endian + "IIII", body, 0)
+            else:
+                iface, _drops, hi, lo, caplen = struct.unpack_from(endian + "HHIII", body, 0)
+            if iface >= len(ifaces) or 20 + caplen > len(body):
+                stats.malformed += 1
+                stats.records += 1
+                continue
+            linktype, units, offset = ifaces[iface]
+            raw = (hi << 32) | lo
+            ts_us = raw if units == 1_000_000 else raw * 1_000_000 // units
+            yield ts_us + offset * 1_000_000, linktype, body, 20, caplen
+        elif btype == 3:  # simple packet block: no timestamp
+            if not ifaces:
+                stats.malformed += 1
+                continue
+            origlen = struct.unpack_from(endian + "I", body, 0)[0]
+            caplen = min(origlen, len(body) - 4)
+            yield 0, ifaces[0][0], body, 4, caplen
+        elif btype == 1:  # interface description
+            ifaces.append(_pcapng_iface(body, endian))
+            stats.linktypes.add(ifaces[-1][0])
+
+
+def _pcapng_iface(body: bytes, endian: str) -> tuple[int, int, int]:
+    linktype = struct.unpack_from(endian + "H", body, 0)[0]
+    units, offset = 1_000_000, 0
+    pos = 8
+    while pos + 4 <= len(body) - 4:
+        code, length = struct.unpack_from(endian + "HH", body, pos)
+        if code == 0:
+            break
+        value = body[pos + 4: pos + 4 + length]
+        if code == 9 and length >= 1:
+            res = value[0]
+            units = 2 ** (res & 0x7F) if res & 0x80 else 10 ** res
+        elif code == 14 and length == 8:
+            offset = struct.unpack(endian + "q", value)[0]
+        pos += 4 + length + (-length % 4)
+    return linktype, units, offset
+
+
+def iter_records(path: Path | str, stats: ReadStats | None = None) -> Iterator[tuple[int, int, bytes, int, int]]:
+    """Yield ``(ts_us, linktype, buf, offset, caplen)`` per record of a pcap/pcapng file.
+
+    ``buf[offset:offset+caplen]`` is the frame; *buf* is reused between records,
+    so copy what you keep. Raises :class:`CaptureError` for a file that is not a
+    capture at all.
+    """
+    path = Path(path)
+    stats = stats if stats is not None else ReadStats()
+    with _open(path) as fh:
+        magic = fh.read(4)
+        fh.seek(0)
+        if len(magic) < 4:
+            raise CaptureError(f"{path} is empty or too short to be a capture")
+        if magic in PCAP_MAGICS:
+            records = _pcap_records(fh, path, stats)
+        elif magic == PCAPNG_MAGIC:
+            records = _pcapng_records(fh, path, stats)
+        else:
+            raise CaptureError(f"{path} is not a pcap or pcapng capture")
+        for rec in records:
+            stats.records += 1
+            if stats.first_ts is None:
+                stats.first_ts = rec[0] / 1e6
+            stats.last_ts_us = rec[0]
+            yield rec
+        if stats.last_ts_us is not None:
+            stats.last_ts = stats.last_ts_us / 1e6
+
+
+# --------------------------------------------------------------------------- frame decoding
+
+
+def _ip_offset(linktype: int, buf: bytes, off: int, caplen: int) -> int:
+    """Offset of the IP header inside a frame, or -1 when the frame is not IP."""
+    if linktype == DLT_EN10MB:
+        if caplen < 14:
+            return -1
+        etype = _u16(buf, off + 12)[0]
+        ip = off + 14
+        if etype == 0x8100 and caplen >= 18:  # one 802.1Q tag
+            etype = _u16(buf, off + 16)[0]
+            ip = off + 18
+        if etype == 0x8864 and ip + 8 <= off + caplen:  # PPPoE session
+            proto = _u16(buf, ip + 6)[0]
+            return ip + 8 if proto in (0x0021, 0x0057) else -1
+        return ip if etype in (0x0800, 0x86DD) else -1
+    if linktype == DLT_LINUX_SLL:
+        if caplen < 16:
+            return -1
+        return off + 16 if _u16(buf, off + 14)[0] in (0x0800, 0x86DD) else -1
+    if linktype == DLT_LINUX_SLL2:
+        if caplen < 20:
+            return -1
+        return off + 20 if _u16(buf, off)[0] in (0x0800, 0x86DD) else -1
+    if linktype in (DLT_RAW, DLT_RAW_ALT, DLT_IPV4, DLT_IPV6):
+        return off if caplen else -1
+    if linktype in (DLT_NULL, DLT_LOOP):
+        if caplen < 4:
+            return -1
+        family = buf[off:off + 4]
+        fam = max(struct.unpack("<I", family)[0], struct.unpack(">I", family)[0]) if linktype == DLT_NULL \
+            else struct.unpack(">I", family)[0]
+        return off + 4 if fam in (2, 10, 24, 28, 30) else -1
+    return -1
+
+
+def decode_tcp(buf: bytes, ip: int, end: int, ts_us: int, stats: ReadStats,
+               want_udp: bool = False) -> tuple | None:
+    """Decode the IP packet at ``buf[ip:end]`` into a TcpTuple (see ``T_*``).
+
+    Returns None for a non-TCP packet (UDP is returned, with flags -1, only when
+    *want_udp*). The data length comes from the IP header, never from the
+    captured length, like tcptrace.
+    """
+    if ip >= end:
+        stats.non_ip += 1
+        return None
+    version = buf[ip] >> 4
+    if version == 4:
+        if ip + 20 > end:
+            stats.malformed += 1
+            return None
+        vhl, ip_len, ip_id, frag, proto, src, dst = _ip4(buf, ip)
+        hl = (vhl & 0x0F) * 4
+        if frag & 0x1FFF:  # non-initial fragment: no transport header
+            stats.non_ip += 1
+            return None
+        seg = ip + hl
+        l4_len = ip_len - hl
+        captured_end = min(end, ip + ip_len) if ip_len >= hl else end
+    elif version == 6:
+        if ip + 40 > end:
+            stats.malformed += 1
+            return None
+        plen, proto, src, dst = _ip6(buf, ip)
+        ip_len = plen + 40
+        ip_id = -1
+        seg = ip + 40
+        l4_len = plen  # like tcptrace: extension headers are not subtracted
+        while proto in (0, 43, 60, 44) and seg + 8 <= end:  # hop-by-hop, routing, dest. options, fragment
+            nxt = buf[seg]
+            if proto == 44:
+                if _u16(buf, seg + 2)[0] & 0xFFF8:
+                    stats.non_ip += 1
+                    return None
+                seg += 8
+            else:
+                seg += 8 + buf[seg + 1] * 8
+            proto = nxt
+        captured_end = min(end, ip + ip_len)
+    else:
+        stats.non_ip += 1
+        return None
+    if proto == 6:
+        if seg + 20 > captured_end:
+            stats.malformed += 1
+            return None
+        sport, dport, seq, ack, off, flags, win, urp = _tcp(buf, seg)
+        thl = (off >> 4) * 4
+        if seg + thl > captured_end:
+            stats.malformed += 1
+            return None
+        opts = buf[seg + 20: seg + thl] if thl > 20 else b""
+        data_len = l4_len - thl
+        captured = captured_end - seg - thl
+        stats.tcp_packets += 1
+        return (ts_us, src, dst, sport, dport, flags, seq, ack, win, urp, opts, data_len,
+                captured, ip_id, ip_len)
+    if proto == 17 and want_udp and seg + 8 <= captured_end:
+        sport, dport = _udp(buf, seg)
+        return (ts_us, src, dst, sport, dport, -1, 0, 0, 0, 0, b"", l4_len - 8,
+                captured_end - seg - 8, ip_id, ip_len)
+    stats.non_ip += 1
+    return None
+
+
+def iter_tcp(path: Path | str, stats: ReadStats | None = None, *, want_udp: bool = False) -> Iterator[tuple]:
+    """Yield one TcpTuple per TCP packet of a capture (fast path, see ``T_*``).
+
+    Addresses are raw bytes (4 or 16); :func:`format_addr` prints them.
+    """
+    stats = stats if stats is not None else ReadStats()
+    cache_lt = -1
+    for ts_us, linktype, buf, off, caplen in iter_records(path, stats):
+        if linktype != cache_lt:
+            cache_lt = linktype
+            fixed = linktype in (DLT_RAW, DLT_RAW_ALT, DLT_IPV4, DLT_IPV6)
+        if fixed:
+            ip = off if caplen else -1
+        else:
+            try:
+                ip = _ip_offset(linktype, buf, off, caplen)
+            except (struct.error, IndexError):
+                stats.malformed += 1
+                continue
+        if ip < 0:
+            stats.non_ip += 1
+            continue
+        try:
+            pkt = decode_tcp(buf, ip, off + caplen, ts_us, stats, want_udp)
+        except (struct.error, IndexError):
+            stats.malformed += 1
+            continue
+        if pkt is not None:
+            stats.packets += 1
+            yield pkt
+
+
+_NTOP: dict[bytes, str] = {}
+
+
+def format_addr(raw: bytes) -> str:
+    """An address from :func:`iter_tcp` as text (cached: captures reuse few addresses)."""
+    text = _NTOP.get(raw)
+    if text is None:
+        text = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+        if len(_NTOP) < 100_000:
+            _NTOP[raw] = text
+    return text
+
+
+def parse_addr(text: str) -> bytes:
+    """The inverse of :func:`format_addr`; raises ValueError for a bad address."""
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+    except OSError as exc:
+        raise ValueError(f"{text!r} is not an IP address") from exc
+
+
+def read_packets(path: Path | str, stats: ReadStats | None = None) -> Iterator[Packet]:
+    """Yield every IP TCP/UDP packet of the capture at *path*, in file order.
+
+    Raises :class:`CaptureError` only when the file cannot be opened as a
+    capture. A file cut short mid-record ends the iteration and sets
+    ``stats.truncated_file``.
+    """
+    for t in iter_tcp(path, stats, want_udp=True):
+        udp = t[T_FLAGS] < 0
+        data_len = t[T_DATA_LEN]
+        yield Packet(t[T_TS] / 1e6, format_addr(t[T_SRC]), format_addr(t[T_DST]), 17 if udp else 6,
+                     t[T_SPORT], t[T_DPORT], 0 if udp else t[T_FLAGS], t[T_SEQ], t[T_ACK], t[T_WIN],
+                     bytes(t[T_OPTS]), max(data_len, 0), t[T_IP_LEN], t[T_CAPTURED] < data_len,
+                     t[T_TS], t[T_IP_ID], t[T_URP])
+
+
+@dataclass
+class CaptureSummary:
+    """What the catalog records about a capture file."""
+
+    packets: int
+    records: int
+    first_ts: float | None
+    last_ts: float | None
+    addresses: dict[str, int]  # address -> packets it appears in
+    truncated_file: bool
+
+    def server_addresses(self, device_ip: str | None) -> list[str]:
+        """Addresses that talked with *device_ip* (all addresses when unknown)."""
+        return sorted(a for a in self.addresses if a != device_ip)
+
+
+def summarize(path: Path | str) -> CaptureSummary:
+    """Count packets and addresses of a capture (one streaming pass)."""
+    stats = ReadStats()
+    raw: dict[bytes, int] = {}
+    for t in iter_tcp(path, stats, want_udp=True):
+        raw[t[T_SRC]] = raw.get(t[T_SRC], 0) + 1
+        raw[t[T_DST]] = raw.get(t[T_DST], 0) + 1
+    addresses = {format_addr(a): n for a, n in raw.items()}
+    return CaptureSummary(stats.packets, stats.records, stats.first_ts, stats.last_ts, addresses, stats.truncated_file)
+
+
+PacketFilter = Callable[[tuple], bool]

@@ -1,0 +1,142 @@
+"""The classifiers compared and their grids, read from one TOML file.
+
+The grids live in ``analysis/grids.toml`` (a person edits them, and a run can
+use another copy with ``--grids FILE``). This module turns one table of that
+file into a :class:`ModelSpec`: an estimator factory plus its parameter grid,
+with a canonical form that goes into the trial cache key, so editing one
+model's grid re-runs that model only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from sklearn.base import ClassifierMixin, clone
+
+from echolab.errors import EcholabError
+
+DEFAULT_GRIDS = Path(__file__).with_name("grids.toml")
+
+#: The study's order of models (its Table II columns).
+STUDY_MODELS: tuple[str, ...] = ("decision_tree", "random_forest", "svm_linear", "svm_rbf", "mlp", "knn")
+
+#: Parameters whose TOML lists stand for tuples.
+_TUPLE_PARAMS = frozenset({"hidden_layer_sizes"})
+
+
+class GridError(EcholabError):
+    """The grids file cannot be read or names something that cannot be built."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One classifier of the comparison: what to build and which values to search."""
+
+    name: str
+    label: str
+    short: str
+    estimator: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, list[Any]] = field(default_factory=dict)
+
+    def build(self, random_state: int | None = None) -> ClassifierMixin:
+        """A fresh, unfitted estimator with the fixed params (and the trial's seed)."""
+        cls = _import_estimator(self.estimator, self.name)
+        est = cls(**{k: _native(k, v) for k, v in self.params.items()})
+        if random_state is not None and "random_state" in est.get_params():
+            est.set_params(random_state=random_state)
+        return clone(est)
+
+    def param_grid(self) -> dict[str, list[Any]]:
+        """The grid in scikit-learn's form (lists of hidden layers become tuples)."""
+        return {k: [_native(k, v) for v in values] for k, values in self.grid.items()}
+
+    def n_candidates(self) -> int:
+        n = 1
+        for values in self.grid.values():
+            n *= len(values)
+        return n
+
+    def canonical(self) -> dict[str, Any]:
+        """What defines the model's results: goes into the trial cache key."""
+        return {"estimator": self.estimator, "params": dict(self.params), "grid": dict(self.grid)}
+
+    def digest(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _native(key: str, value: Any) -> Any:
+    if key in _TUPLE_PARAMS and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _import_estimator(path: str, model: str) -> type:
+    if not path.startswith("sklearn."):
+        raise GridError(f"model {model!r}: estimator {path!r} is not a scikit-learn class (sklearn.*)")
+    module_name, _, cls_name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as exc:
+        raise GridError(f"model {model!r}: cannot import estimator {path!r}: {exc}") from exc
+
+
+def load_grids(path: Path | str | None = None) -> dict[str, ModelSpec]:
+    """Every model of a grids file, in file order (default: analysis/grids.toml).
+
+    Raises :class:`GridError` for an unreadable file, a missing key, an
+    estimator outside scikit-learn, or a grid value the estimator rejects.
+    """
+    path = Path(path) if path is not None else DEFAULT_GRIDS
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise GridError(f"cannot read grids file {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError(f"grids file {path} is not valid TOML: {exc}") from exc
+    models = doc.get("models")
+    if not isinstance(models, dict) or not models:
+        raise GridError(f"grids file {path} has no [models.NAME] tables; see analysis/grids.toml")
+    specs: dict[str, ModelSpec] = {}
+    for name, table in models.items():
+        specs[name] = _spec(name, table, path)
+    return specs
+
+
+def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
+    if "estimator" not in table:
+        raise GridError(f"grids file {path}: model {name!r} has no 'estimator'")
+    grid = table.get("grid", {})
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise GridError(f"grids file {path}: model {name!r}: grid '{key}' must be a non-empty list")
+    spec = ModelSpec(
+        name=name,
+        label=str(table.get("label", name)),
+        short=str(table.get("short", name)),
+        estimator=str(table["estimator"]),
+        params=dict(table.get("params", {})),
+        grid=dict(grid),
+    )
+    est = spec.build()
+    unknown = sorted((set(spec.grid) | set(spec.params)) - set(est.get_params()))
+    if unknown:
+        raise GridError(f"grids file {path}: model {name!r}: {spec.estimator} has no parameter(s) {', '.join(unknown)}")
+    return spec
+
+
+def select_models(specs: Mapping[str, ModelSpec], names: list[str] | tuple[str, ...] | None) -> list[ModelSpec]:
+    """The named models (all when *names* is empty), checked against the grids file."""
+    if not names:
+        return list(specs.values())
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise GridError(f"unknown model(s) {', '.join(unknown)}; the grids file defines {', '.join(specs)}")
+    return [specs[n] for n in names]

@@ -1,0 +1,159 @@
+"""One trial of the study's protocol, and the splits that define the trials.
+
+A trial (Jackson & Camp 2018): a stratified 80/20 split; a standard scaler fit
+on the training part and applied to both parts; a grid search with stratified
+3-fold cross validation on the (scaled) training part; a refit of the best
+candidate on the whole training part; accuracy and macro F1 on the test part.
+
+Everything random in a trial derives from ``(seed, trial index)`` through
+:func:`trial_seed`, so a trial gives the same numbers wherever and whenever it
+runs (one core, many, or a Dask cluster).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, StratifiedShuffleSplit
+from sklearn.preprocessing import StandardScaler
+
+from analysis.models import ModelSpec
+from echolab.errors import EcholabError
+
+#: Bumped when a change here changes trial results; part of every cache key.
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(EcholabError):
+    """The data cannot be split or fitted as the protocol asks."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """The rows of one trial: indices into the (canonically ordered) data set."""
+
+    trial: int
+    train: np.ndarray
+    test: np.ndarray
+    test_group: str | None = None  # the held-out campaign of a campaign split
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial of one model on one feature set produced."""
+
+    accuracy: float
+    f1_macro: float
+    best_params: dict[str, Any]
+    cv_best_score: float
+    confusion: list[list[int]]
+    importances: list[float] | None = None
+    convergence_warnings: int = 0
+    seconds: float = 0.0
+    n_train: int = 0
+    n_test: int = 0
+    test_group: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trial_seed(seed: int, trial: int) -> int:
+    """The seed of trial *trial* of a run seeded *seed* (independent streams)."""
+    return int(np.random.SeedSequence([int(seed), int(trial)]).generate_state(1)[0])
+
+
+def random_splits(y: np.ndarray, trials: int, seed: int, test_size: float = 0.2) -> list[Split]:
+    """The study's trials: independent stratified random splits."""
+    if trials < 1:
+        raise ProtocolError("the number of trials must be at least 1")
+    _, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:
+        raise ProtocolError("every class needs at least 2 captures for a stratified split")
+    splits = []
+    for t in range(trials):
+        sss = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=trial_seed(seed, t))
+        train, test = next(sss.split(np.zeros(len(y)), y))
+        splits.append(Split(t, train, test))
+    return splits
+
+
+def campaign_splits(groups: np.ndarray) -> list[Split]:
+    """Leave one campaign out: train on every other campaign, test on it.
+
+    One trial per campaign, in the sorted order of campaign names. This asks
+    whether what was learned in some sessions (networks, days, voices) carries
+    over to another; it is the study's future work, not its protocol.
+    """
+    names = sorted(set(groups.tolist()))
+    if len(names) < 2:
+        raise ProtocolError(
+            f"--split-by campaign needs captures from at least 2 campaigns; the data has {len(names)}"
+        )
+    idx = np.arange(len(groups))
+    return [Split(t, idx[groups != name], idx[groups == name], name) for t, name in enumerate(names)]
+
+
+def run_trial(
+    X: np.ndarray,
+    y: np.ndarray,
+    split: Split,
+    spec: ModelSpec,
+    classes: Sequence[str],
+    *,
+    seed: int,
+    cv_folds: int = 3,
+) -> TrialOutcome:
+    """Scale, grid-search, refit and score one model on one split."""
+    start = time.perf_counter()
+    rs = trial_seed(seed, split.trial)
+    scaler = StandardScaler().fit(X[split.train])
+    x_train, x_test = scaler.transform(X[split.train]), scaler.transform(X[split.test])
+    y_train, y_test = y[split.train], y[split.test]
+    _, counts = np.unique(y_train, return_counts=True)
+    if counts.min() < cv_folds:
+        raise ProtocolError(f"a class has fewer than {cv_folds} training captures; {cv_folds}-fold CV is impossible")
+    search = GridSearchCV(
+        spec.build(random_state=rs),
+        spec.param_grid(),
+        cv=StratifiedKFold(n_splits=cv_folds),
+        scoring="accuracy",
+        n_jobs=1,
+        refit=True,
+        error_score="raise",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        search.fit(x_train, y_train)
+    n_conv = sum(1 for w in caught if issubclass(w.category, ConvergenceWarning))
+    pred = search.predict(x_test)
+    best = search.best_estimator_
+    importances = getattr(best, "feature_importances_", None)
+    return TrialOutcome(
+        accuracy=float(accuracy_score(y_test, pred)),
+        f1_macro=float(f1_score(y_test, pred, labels=list(classes), average="macro", zero_division=0)),
+        best_params={k: _jsonable(v) for k, v in search.best_params_.items()},
+        cv_best_score=float(search.best_score_),
+        confusion=confusion_matrix(y_test, pred, labels=list(classes)).tolist(),
+        importances=None if importances is None else [float(v) for v in importances],
+        convergence_warnings=n_conv,
+        seconds=time.perf_counter() - start,
+        n_train=int(len(split.train)),
+        n_test=int(len(split.test)),
+        test_group=split.test_group,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

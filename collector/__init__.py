@@ -1,0 +1,1 @@
+"""Collector: drives an Echo (real or simulated), plays prompts and captures its traffic."""

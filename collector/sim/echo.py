@@ -1,0 +1,240 @@
+"""The simulated Echo: one process inside the echo namespace.
+
+It keeps a long-lived TLS connection to the voice service (reconnecting if it
+drops) and sends keep-alive pings while idle. It "hears" through a control
+socket (a unix socket in the run directory, reachable from outside the
+namespace): :class:`collector.sim.sink.SimulatedSink` tells it a clip's length
+and the prompt's class (standing in for speech recognition), and the Echo
+streams the utterance to the voice service in paced chunks while the clip
+"plays". It then plays the answer (and, for music, fetches the sample from
+the music service over a new TLS connection) and reports itself busy until
+playback is over.
+
+Control protocol: one JSON object per line, one reply line per request.
+``{"op": "status"}`` and ``{"op": "request", "label": ..., "duration_s": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+from collector.sim import protocol as p
+from collector.sim.model import upload_bytes, upload_chunks
+from collector.sim.params import SimParams, load_params
+
+#: A request with no answer after this many real seconds (scaled) is given up.
+REQUEST_TIMEOUT_S = 180.0
+
+
+class Echo:
+    def __init__(self, args: argparse.Namespace, params: SimParams) -> None:
+        self.args = args
+        self.params = params
+        self.speed = float(args.speed)
+        self.ctx = ssl.create_default_context(cafile=args.cafile)
+        self.writer: asyncio.StreamWriter | None = None
+        self.lock = asyncio.Lock()
+        self.connected = asyncio.Event()
+        self.busy = False
+        self.request_id = 0
+        self.requests_done = 0
+        self.connections = 0
+        self.last_error: str | None = None
+        self.speech_first: float | None = None
+        self.rng = random.Random(args.seed)
+        self.tasks: set[asyncio.Task] = set()
+
+    def spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def status(self) -> dict[str, Any]:
+        return {"busy": self.busy, "connected": self.connected.is_set(), "request_id": self.request_id,
+                "requests_done": self.requests_done, "connections": self.connections,
+                "last_error": self.last_error, "pid": os.getpid(), "speed": self.speed}
+
+    async def send(self, data: bytes) -> None:
+        async with self.lock:
+            if self.writer is None:
+                raise ConnectionError("not connected to the voice service")
+            self.writer.write(data)
+            await self.writer.drain()
+
+    # --- the long-lived voice connection -------------------------------------------------
+    async def voice_loop(self) -> None:
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(
+                    self.args.voice_ip, self.args.port, ssl=self.ctx, server_hostname="voice.echolab.test")
+                writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.writer = writer
+                self.connections += 1
+                await self.send(p.json_frame(p.HELLO, {"device": "echolab-sim-echo"}, 500))
+                self.connected.set()
+                self.last_error = None
+                await self.read_loop(reader)
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError) as exc:
+                self.last_error = f"voice connection: {exc!r}"
+            self.connected.clear()
+            self.writer = None
+            await asyncio.sleep(1.0)
+
+    async def read_loop(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            kind, payload = await p.read_frame(reader)
+            if kind == p.SPEECH and self.busy and self.speech_first is None:
+                self.speech_first = time.monotonic()
+            elif kind == p.SPEECH_END and self.busy:
+                self.spawn(self.finish(p.parse_json(payload)))
+
+    async def keepalive_loop(self) -> None:
+        ka = self.params.keepalive
+        while True:
+            wait = ka["interval_s"] + self.rng.uniform(-ka["jitter_s"], ka["jitter_s"])
+            await asyncio.sleep(max(wait, 0.5) / self.speed)
+            if self.connected.is_set() and not self.busy:
+                try:
+                    await self.send(p.sized_frame(p.PING, int(ka["ping_bytes"])))
+                except (OSError, ssl.SSLError) as exc:
+                    self.last_error = f"keep-alive: {exc!r}"
+
+    # --- one request ------------------------------------------------------------------
+    async def request(self, label: str, duration_s: float) -> None:
+        rid = self.request_id
+        start = time.monotonic()
+        try:
+            await self.send(p.json_frame(p.REQUEST, {"request_id": rid, "label": label},
+                                         int(self.params.upload["header_bytes"])))
+            for offset, size in upload_chunks(duration_s, self.params):
+                delay = start + offset / self.speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.send(p.sized_frame(p.AUDIO, size + p.HEADER.size))
+            delay = start + duration_s / self.speed - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.send(p.frame(p.REQUEST_END, b""))
+        except (OSError, ssl.SSLError) as exc:
+            self.last_error = f"request {rid}: {exc!r}"
+            self.busy = False
+            return
+        await asyncio.sleep(REQUEST_TIMEOUT_S / self.speed)
+        if self.busy and self.request_id == rid:
+            self.last_error = f"request {rid}: no answer from the voice service"
+            self.busy = False
+
+    async def fetch_music(self, music: dict[str, Any]) -> None:
+        reader, writer = await asyncio.open_connection(
+            music["host"], int(music["port"]), ssl=self.ctx, server_hostname=music.get("server_name"))
+        try:
+            writer.write(p.json_frame(p.STREAM_REQUEST, {"token": music["token"]},
+                                      int(self.params.music["request_bytes"])))
+            await writer.drain()
+            while True:
+                try:
+                    await p.read_frame(reader)
+                except asyncio.IncompleteReadError:
+                    break
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (OSError, ssl.SSLError):
+                pass
+
+    async def finish(self, end: dict[str, Any]) -> None:
+        """Play the answer (and the music sample), then report playback done."""
+        rid = self.request_id
+        now = time.monotonic()
+        play_end = (self.speech_first or now) + float(end.get("speech_s", 0)) / self.speed
+        music = end.get("music")
+        try:
+            if music:
+                stream_start = time.monotonic()
+                await self.fetch_music(music)
+                play_end = max(play_end, stream_start + float(music.get("music_s", 0)) / self.speed)
+            delay = play_end - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.send(p.json_frame(p.EVENT, {"request_id": rid, "event": "PlaybackFinished"},
+                                         int(self.params.speech["event_bytes"])))
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            self.last_error = f"request {rid} playback: {exc!r}"
+        finally:
+            if self.request_id == rid:
+                self.requests_done += 1
+                self.busy = False
+
+    # --- the control socket ------------------------------------------------------------
+    def control_op(self, msg: dict[str, Any]) -> dict[str, Any]:
+        op = msg.get("op")
+        if op == "status":
+            return {"ok": True, **self.status()}
+        if op == "request":
+            if self.busy:
+                return {"ok": False, "error": "busy", **self.status()}
+            if not self.connected.is_set():
+                return {"ok": False, "error": "not connected to the voice service", **self.status()}
+            duration = float(msg.get("duration_s", 0.0))
+            self.request_id += 1
+            self.busy = True
+            self.speech_first = None
+            self.spawn(self.request(str(msg.get("label", "")), duration))
+            return {"ok": True, "request_id": self.request_id,
+                    "upload_bytes": upload_bytes(duration, self.params), **self.status()}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            try:
+                reply = self.control_op(json.loads(line or b"{}"))
+            except (ValueError, TypeError) as exc:
+                reply = {"ok": False, "error": f"bad control message: {exc}"}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+async def run(args: argparse.Namespace) -> None:
+    echo = Echo(args, load_params(args.params))
+    control_path = Path(args.control)
+    control_path.unlink(missing_ok=True)
+    server = await asyncio.start_unix_server(echo.control, path=str(control_path))
+    os.chmod(control_path, 0o660)
+    print(f"echo: control {control_path} voice {args.voice_ip}:{args.port} speed {args.speed}", flush=True)
+    echo.spawn(echo.voice_loop())
+    echo.spawn(echo.keepalive_loop())
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The simulated Echo (run inside the echo namespace).")
+    parser.add_argument("--control", required=True, help="unix socket path for SimulatedSink")
+    parser.add_argument("--voice-ip", required=True)
+    parser.add_argument("--port", type=int, default=443)
+    parser.add_argument("--cafile", required=True)
+    parser.add_argument("--params", default=None)
+    parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(run(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The simulation's parameters, read from one TOML file and validated once.
+
+Both backends (the live lab in namespaces and the synthetic pcap writer) read
+the same :class:`SimParams`, so they draw from the same distributions. The
+default file is ``collector/sim/params.toml``; docs/simulation.md explains
+where each value comes from.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from collector.sim.errors import ParamsError
+
+DEFAULT_PARAMS = Path(__file__).with_name("params.toml")
+_DIST_KEYS = {
+    "fixed": ("value",),
+    "uniform": ("low", "high"),
+    "normal": ("mean", "sd"),
+    "lognormal": ("median", "sigma"),
+}
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One documented distribution of a per-request quantity."""
+
+    dist: str
+    args: Mapping[str, float]
+
+    @classmethod
+    def from_toml(cls, where: str, raw: Any) -> "Distribution":
+        if isinstance(raw, (int, float)):
+            return cls("fixed", {"value": float(raw)})
+        if not isinstance(raw, Mapping) or raw.get("dist") not in _DIST_KEYS:
+            raise ParamsError(f"{where}: expected a table with dist = one of {sorted(_DIST_KEYS)}")
+        kind = raw["dist"]
+        args = {k: v for k, v in raw.items() if k != "dist"}
+        missing = [k for k in _DIST_KEYS[kind] if k not in args]
+        if missing:
+            raise ParamsError(f"{where}: a {kind} distribution needs {', '.join(missing)}")
+        try:
+            values = {k: float(v) for k, v in args.items()}
+        except (TypeError, ValueError) as exc:
+            raise ParamsError(f"{where}: every value must be a number ({exc})") from exc
+        if any(v < 0 or math.isnan(v) for v in values.values()):
+            raise ParamsError(f"{where}: values must be non-negative numbers")
+        return cls(kind, values)
+
+    def draw(self, rng: np.random.Generator) -> float:
+        a = self.args
+        if self.dist == "fixed":
+            value = a["value"]
+        elif self.dist == "uniform":
+            value = float(rng.uniform(a["low"], a["high"]))
+        elif self.dist == "normal":
+            value = float(rng.normal(a["mean"], a["sd"]))
+        else:
+            value = float(math.exp(rng.normal(math.log(max(a["median"], 1e-9)), a["sigma"])))
+        lo, hi = a.get("min", 0.0), a.get("max", math.inf)
+        return min(max(value, lo), hi)
+
+    def mean(self) -> float:
+        """The distribution's nominal centre (for docs and tests)."""
+        a = self.args
+        return {"fixed": a.get("value"), "uniform": (a.get("low", 0) + a.get("high", 0)) / 2,
+                "normal": a.get("mean"), "lognormal": a.get("median")}[self.dist]
+
+
+@dataclass(frozen=True)
+class ClassModel:
+    """How the cloud answers one request class."""
+
+    label: str
+    think_s: Distribution
+    speech_s: Distribution
+    music_s: Distribution | None = None
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """Everything the simulated Echo and cloud need; see params.toml."""
+
+    upload: Mapping[str, float]
+    keepalive: Mapping[str, float]
+    speech: Mapping[str, float]
+    music: Mapping[str, float]
+    windows: Mapping[str, float]
+    classes: Mapping[str, ClassModel]
+    default_class: ClassModel
+    source: str = field(default="")
+
+    def for_label(self, label: str) -> ClassModel:
+        """The model of *label*; unknown labels get the generic answer model."""
+        return self.classes.get(label) or ClassModel(label, self.default_class.think_s, self.default_class.speech_s)
+
+
+_SECTIONS = {
+    "upload": ("bytes_per_s", "chunk_s", "header_bytes"),
+    "keepalive": ("interval_s", "jitter_s", "ping_bytes", "pong_bytes"),
+    "speech": ("bytes_per_s", "record_bytes", "rate_factor", "burst_s", "directive_bytes", "event_bytes"),
+    "music": ("bytes_per_s", "record_bytes", "rate_factor", "burst_s", "request_bytes"),
+    "windows": ("voice_rcvbuf", "music_rcvbuf"),
+}
+
+
+def _section(raw: Mapping[str, Any], name: str) -> dict[str, float]:
+    table = raw.get(name)
+    if not isinstance(table, Mapping):
+        raise ParamsError(f"parameter file has no [{name}] table")
+    out: dict[str, float] = {}
+    for key in _SECTIONS[name]:
+        value = table.get(key)
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ParamsError(f"[{name}] {key} must be a non-negative number, got {value!r}")
+        out[key] = float(value)
+    for key in ("bytes_per_s", "record_bytes", "rate_factor", "chunk_s"):
+        if key in out and out[key] <= 0:
+            raise ParamsError(f"[{name}] {key} must be greater than 0")
+    return out
+
+
+def _class_model(label: str, raw: Any) -> ClassModel:
+    if not isinstance(raw, Mapping):
+        raise ParamsError(f"[classes.{label}] must be a table")
+    for key in ("think_s", "speech_s"):
+        if key not in raw:
+            raise ParamsError(f"[classes.{label}] needs {key}")
+    music = raw.get("music_s")
+    return ClassModel(
+        label,
+        Distribution.from_toml(f"[classes.{label}] think_s", raw["think_s"]),
+        Distribution.from_toml(f"[classes.{label}] speech_s", raw["speech_s"]),
+        Distribution.from_toml(f"[classes.{label}] music_s", music) if music is not None else None,
+    )
+
+
+def load_params(path: Path | str | None = None) -> SimParams:
+    """Read and validate the parameter file (the packaged default when None)."""
+    path = Path(path) if path is not None else DEFAULT_PARAMS
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ParamsError(f"cannot read simulation parameters {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ParamsError(f"simulation parameters {path} are not valid TOML: {exc}") from exc
+    classes_raw = raw.get("classes")
+    if not isinstance(classes_raw, Mapping) or not classes_raw:
+        raise ParamsError(f"{path} has no [classes.*] tables")
+    classes = {label: _class_model(label, table) for label, table in classes_raw.items()}
+    sections = {name: _section(raw, name) for name in _SECTIONS}
+    return SimParams(
+        classes=classes,
+        default_class=_class_model("default", raw.get("default_class")),
+        source=str(path),
+        **sections,
+    )

@@ -1,0 +1,65 @@
+"""The simulated Echo and cloud's application framing, carried inside TLS.
+
+A frame is a 1-byte type, a 4-byte big-endian length and a payload. Control
+frames carry JSON; audio frames carry filler bytes of the planned size. None
+of it is visible on the wire (TLS encrypts it); only its sizes and timing are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+from typing import Any
+
+HELLO = 1  # Echo -> voice: device registration after connecting
+PING = 2  # Echo -> voice: idle keep-alive
+PONG = 3  # voice -> Echo
+REQUEST = 4  # Echo -> voice: request metadata (JSON: label, request id)
+AUDIO = 5  # Echo -> voice: utterance audio chunk
+REQUEST_END = 6  # Echo -> voice: end of speech detected
+SPEECH = 7  # voice -> Echo: spoken answer audio record
+SPEECH_END = 8  # voice -> Echo: answer done (JSON: speech_s, music directive)
+EVENT = 9  # Echo -> voice: playback finished event
+EVENT_ACK = 10  # voice -> Echo
+STREAM_REQUEST = 11  # Echo -> music: fetch the sample (JSON)
+STREAM = 12  # music -> Echo: sample audio record
+
+HEADER = struct.Struct("!BI")
+MAX_FRAME = 1 << 24
+
+
+def frame(kind: int, payload: bytes) -> bytes:
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+def filler(size: int) -> bytes:
+    """Incompressible bytes of *size* (what encrypted audio looks like anyway)."""
+    return os.urandom(max(size, 0))
+
+
+def json_frame(kind: int, obj: dict[str, Any], pad_to: int = 0) -> bytes:
+    """A JSON frame padded with spaces to about *pad_to* bytes of payload."""
+    body = json.dumps(obj).encode()
+    if len(body) < pad_to:
+        body += b" " * (pad_to - len(body))
+    return frame(kind, body)
+
+
+def sized_frame(kind: int, size: int) -> bytes:
+    """A frame of filler whose total length (header included) is *size*."""
+    return frame(kind, filler(size - HEADER.size))
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Read one frame; raises asyncio.IncompleteReadError at end of stream."""
+    header = await reader.readexactly(HEADER.size)
+    kind, length = HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise ValueError(f"frame of {length} bytes is too large")
+    return kind, await reader.readexactly(length)
+
+
+def parse_json(payload: bytes) -> dict[str, Any]:
+    return json.loads(payload.decode() or "{}")

@@ -1,0 +1,197 @@
+"""``echolab catalog``: browse, check, import and export a lab's captures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import Progress
+
+from db.catalog import Catalog, CatalogError, open_catalog
+from db.checks import catalog_stats, verify
+from db.models import CaptureStatus
+from db.transfer import MANIFEST_COLUMNS, export_catalog, import_captures, manifest_rows
+from echolab.clitools import console, emit_rows, err_console, get_lab, key_value_table
+
+app = typer.Typer(help="Browse, check, import and export the lab's capture catalog.", no_args_is_help=True)
+
+LS_COLUMNS = ("id", "label", "status", "campaign", "path", "sha256", "packet_count", "started_at")
+
+
+class Status(str, Enum):
+    ok = "ok"
+    failed = "failed"
+    discarded = "discarded"
+    all = "all"
+
+
+def _open(ctx: typer.Context, *, create: bool = False) -> Catalog:
+    return open_catalog(get_lab(ctx, create=create))
+
+
+def _fmt(json_: bool, csv_: bool) -> str:
+    if json_ and csv_:
+        raise typer.BadParameter("choose one of --json and --csv")
+    return "json" if json_ else "csv" if csv_ else "table"
+
+
+@app.command("init")
+def init(ctx: typer.Context) -> None:
+    """Create the lab directory (if needed) and its catalog."""
+    with _open(ctx, create=True) as cat:
+        console.print(f"Lab ready at {cat.lab.root} (catalog {cat.engine.url.render_as_string(hide_password=True)})")
+
+
+@app.command("ls")
+def ls(
+    ctx: typer.Context,
+    label: Annotated[Optional[str], typer.Option("--class", "--label", help="Only this class.")] = None,
+    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign (name or id).")] = None,
+    status: Annotated[Status, typer.Option(help="Only captures with this status.")] = Status.all,
+    since: Annotated[Optional[datetime], typer.Option(help="Started at or after (ISO time).")] = None,
+    until: Annotated[Optional[datetime], typer.Option(help="Started at or before (ISO time).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+) -> None:
+    """List captures."""
+    fmt = _fmt(json_, csv_)
+    with _open(ctx) as cat:
+        rows = cat.captures(label, campaign, None if status is Status.all else status.value, since, until)
+        emit_rows(manifest_rows(rows), LS_COLUMNS if fmt == "table" else MANIFEST_COLUMNS, fmt=fmt,
+                  title=f"{len(rows)} captures")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    capture_id: Annotated[int, typer.Argument(help="Capture id (see 'catalog ls').")],
+    packets: Annotated[int, typer.Option(help="How many packets to summarize (tshark dissection).")] = 20,
+) -> None:
+    """Every field of one capture and a packet summary of its file."""
+    from db.inspect import packet_summary
+
+    with _open(ctx) as cat:
+        c = cat.get_capture(capture_id)
+        fields = [(col, getattr(c, col)) for col in c.__table__.columns.keys()]
+        fields.insert(2, ("campaign_name", c.campaign.name))
+        if c.prompt:
+            fields.append(("prompt_text", c.prompt.text))
+        console.print(key_value_table(fields, title=f"capture {c.id}"))
+        path = cat.abspath(c)
+        if path is None:
+            console.print("[dim]no file (a failed attempt)[/dim]")
+        elif not path.exists():
+            err_console.print(f"[red]file missing:[/red] {path}")
+        else:
+            console.print(packet_summary(path, limit=packets, device_ip=c.device_ip))
+
+
+@app.command("stats")
+def stats(
+    ctx: typer.Context,
+    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign.")] = None,
+    target: Annotated[Optional[int], typer.Option(help="Target per class (default: the campaigns').")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per class: good captures against the target and balance; per campaign; failures."""
+    import json
+
+    with _open(ctx) as cat:
+        st = catalog_stats(cat, campaign=campaign, target=target)
+    classes = [
+        {"class": c.label, "ok": c.ok, "target": c.target, "remaining": c.remaining, "failed": c.failed,
+         "discarded": c.discarded}
+        for c in st.classes
+    ]
+    if json_:
+        typer.echo(json.dumps({"classes": classes, "balance": st.balance, "campaigns": st.campaigns,
+                               "failures": st.failures}, indent=2, default=str))
+        return
+    emit_rows(classes, ("class", "ok", "target", "remaining", "failed", "discarded"),
+              title=f"Captures per class (balance {st.balance:.2f})")
+    emit_rows(st.campaigns, ("id", "name", "backend", "status", "target_per_class", "ok", "failed", "discarded"),
+              title="Campaigns")
+    if st.failures:
+        emit_rows([{"reason": k, "count": v} for k, v in sorted(st.failures.items())], ("reason", "count"),
+                  title="Failures by reason")
+
+
+@app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option(help="Check presence only, do not hash files.")] = False,
+) -> None:
+    """Check every file exists and matches its sha256, and find files the catalog does not know."""
+    with _open(ctx) as cat:
+        report = verify(cat, hash_files=not quick)
+    for cid, path in report.missing:
+        typer.echo(f"missing   capture {cid}: {path}")
+    for cid, path in report.modified:
+        typer.echo(f"modified  capture {cid}: {path} (sha256 differs)")
+    for path in report.unknown:
+        typer.echo(f"unknown   {path} (not in the catalog)")
+    for path in report.partial:
+        typer.echo(f"partial   {path} (left by an interrupted write)")
+    if report.ok:
+        console.print(f"[green]OK[/green]: {report.checked} files checked, all present and intact.")
+        return
+    n = len(report.missing) + len(report.modified) + len(report.unknown) + len(report.partial)
+    err_console.print(f"{n} problem(s) in {report.checked} catalogued files.")
+    raise typer.Exit(1)
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(help="A folder of class folders, a CSV manifest, or an exported tar.")],
+    manifest: Annotated[Optional[Path], typer.Option(help="CSV with path,label columns (paths relative to it).")] = None,
+    campaign: Annotated[Optional[str], typer.Option(help="Campaign to import into (default: import-FOLDER).")] = None,
+    device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address in these captures.")] = None,
+    location: Annotated[Optional[str], typer.Option(help="Network/location label for the campaign.")] = None,
+) -> None:
+    """Import pcap/pcapng files, labelled by folder name or by a manifest."""
+    with _open(ctx, create=True) as cat, Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("importing", total=None)
+        report = import_captures(
+            cat, source, manifest=manifest, campaign=campaign, device_ip=device_ip, location=location,
+            on_item=lambda item: progress.update(task, advance=1, description=f"importing {item.path.name}"),
+        )
+    console.print(f"Imported {len(report.imported)} captures; skipped {len(report.duplicates)} duplicates "
+                  f"(same sha256); rejected {len(report.rejected)}.")
+    for _path, message in report.rejected:
+        typer.echo(f"rejected: {message}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Argument(help="FILE.csv or FILE.json (manifest) or FILE.tar[.gz] (captures + manifest).")],
+    label: Annotated[Optional[str], typer.Option("--class", "--label", help="Only this class.")] = None,
+    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign.")] = None,
+    status: Annotated[Status, typer.Option(help="Only captures with this status.")] = Status.ok,
+) -> None:
+    """Write a manifest, or a tar of captures plus manifest that 'import' reads back."""
+    with _open(ctx) as cat:
+        rows = cat.captures(label, campaign, None if status is Status.all else status.value)
+        count = export_catalog(cat, out, rows)
+    console.print(f"Exported {count} captures to {out}")
+
+
+@app.command("discard")
+def discard(
+    ctx: typer.Context,
+    capture_id: Annotated[int, typer.Argument(help="Capture id.")],
+    reason: Annotated[str, typer.Option(help="Why (kept for the audit trail).")],
+) -> None:
+    """Exclude a capture from analysis, keeping it and the reason for the audit trail."""
+    with _open(ctx) as cat:
+        row = cat.discard(capture_id, reason)
+    console.print(f"Capture {row.id} discarded: {row.reason}")
+
+
+__all__ = ["app", "CatalogError", "CaptureStatus"]

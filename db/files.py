@@ -1,0 +1,59 @@
+"""Files of the catalog: hashing and the copy-then-point discipline.
+
+A capture file enters the lab under its final name only when it is complete:
+it is copied to ``NAME.part`` beside its final place, flushed to disk, and
+renamed. A row points at it only after that (see Catalog.add_capture).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from echolab.errors import EcholabError
+
+CHUNK = 1 << 20
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
+PART_SUFFIX = ".part"
+
+
+class StorageError(EcholabError):
+    """A capture file could not be written into the lab (disk full, permissions)."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def place_file(src: Path, dest: Path, *, move: bool = False) -> None:
+    """Put *src* at *dest* atomically: copy (or move) to a ``.part`` file, fsync, rename.
+
+    On any failure nothing is left at *dest* nor at the ``.part`` name.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + PART_SUFFIX)
+    try:
+        if move:
+            try:
+                os.replace(src, part)
+            except OSError:  # another file system: copy instead
+                shutil.copyfile(src, part)
+                os.unlink(src)
+        else:
+            shutil.copyfile(src, part)
+        with open(part, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(part, dest)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+
+
+def is_capture_name(path: Path) -> bool:
+    return path.suffix.lower() in CAPTURE_SUFFIXES

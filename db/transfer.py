@@ -1,0 +1,208 @@
+"""Bringing captures in (a folder, a CSV manifest, an exported tar) and taking them out."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from analysis.capture import CaptureError
+from db.catalog import Catalog, CatalogError
+from db.files import is_capture_name, sha256_file
+from db.models import Backend, Campaign, CampaignStatus, Capture
+
+MANIFEST_COLUMNS = (
+    "id", "label", "status", "campaign", "path", "sha256", "size_bytes", "packet_count",
+    "device_ip", "started_at", "ended_at", "synthetic", "reason",
+)
+MANIFEST_NAME = "manifest.csv"
+
+
+@dataclass
+class ImportItem:
+    path: Path
+    label: str
+    campaign: str | None = None
+    device_ip: str | None = None
+    status: str = "ok"
+    reason: str | None = None
+
+
+@dataclass
+class ImportReport:
+    imported: list[int] = field(default_factory=list)  # new capture ids
+    duplicates: list[str] = field(default_factory=list)  # source paths skipped (same sha256 known)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (source path, message)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+
+def items_from_folder(root: Path) -> Iterable[ImportItem]:
+    """Capture files under *root*, labelled by their first-level folder name."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and is_capture_name(p)):
+        parts = path.relative_to(root).parts
+        if len(parts) < 2:
+            yield ImportItem(path, "", reason="not in a class folder (put it in a folder named for its class, or use a manifest)")
+        else:
+            yield ImportItem(path, parts[0])
+
+
+def items_from_manifest(manifest: Path, base: Path | None = None) -> Iterable[ImportItem]:
+    """Rows of a CSV manifest with at least ``path`` and ``label`` columns."""
+    base = base or manifest.parent
+    try:
+        with open(manifest, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise CatalogError(f"cannot read manifest {manifest}: {exc.strerror}") from exc
+    if rows and not {"path", "label"} <= set(rows[0]):
+        raise CatalogError(f"manifest {manifest} needs 'path' and 'label' columns")
+    for row in rows:
+        yield ImportItem(
+            base / row["path"], row["label"], row.get("campaign") or None, row.get("device_ip") or None,
+            status=row.get("status") or "ok", reason=row.get("reason") or None,
+        )
+
+
+def import_captures(
+    catalog: Catalog,
+    source: Path,
+    *,
+    manifest: Path | None = None,
+    campaign: str | None = None,
+    device_ip: str | None = None,
+    location: str | None = None,
+    on_item: Callable[[ImportItem], None] | None = None,
+) -> ImportReport:
+    """Import capture files from a folder, a manifest or an exported tar.
+
+    Each file is its own transaction; a file whose sha256 the catalog already
+    holds is skipped and counted; a file that is not a capture is rejected
+    with its reason and the import goes on.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise CatalogError(f"{source} does not exist")
+    if source.is_file() and tarfile.is_tarfile(source):
+        with tempfile.TemporaryDirectory(dir=catalog.lab.tmp_dir) as tmp:
+            with tarfile.open(source) as tar:
+                tar.extractall(tmp, filter="data")
+            inner = Path(tmp) / MANIFEST_NAME
+            if not inner.exists():
+                raise CatalogError(f"{source} has no {MANIFEST_NAME}; it was not written by 'echolab catalog export'")
+            return import_captures(catalog, Path(tmp), manifest=inner, campaign=campaign, device_ip=device_ip,
+                                   location=location, on_item=on_item)
+    if source.is_file() and manifest is None and source.suffix.lower() == ".csv":
+        manifest = source
+    if manifest is not None:
+        items = list(items_from_manifest(manifest, source if source.is_dir() else manifest.parent))
+    elif source.is_dir():
+        items = list(items_from_folder(source))
+    else:
+        raise CatalogError(f"{source} is neither a folder of class folders, a CSV manifest nor an exported tar")
+    default_campaign = campaign or f"import-{source.resolve().name}"
+    report = ImportReport()
+    campaigns: dict[str, Campaign] = {}
+    for item in items:
+        if on_item:
+            on_item(item)
+        if item.reason and not item.label:
+            report.rejected.append((str(item.path), f"{item.path} is {item.reason}"))
+            continue
+        if not item.path.is_file():
+            report.rejected.append((str(item.path), f"{item.path} not found"))
+            continue
+        sha = sha256_file(item.path)
+        if catalog.has_sha256(sha):
+            report.duplicates.append(str(item.path))
+            continue
+        name = campaign or item.campaign or default_campaign
+        if name not in campaigns:
+            campaigns[name] = _import_campaign(catalog, name, location)
+        try:
+            row = catalog.add_capture(
+                campaigns[name], item.label, item.path, device_ip=item.device_ip or device_ip,
+                status=item.status, reason=item.reason,
+            )
+        except CaptureError as exc:
+            report.rejected.append((str(item.path), str(exc)))
+            continue
+        report.imported.append(row.id)
+    for camp in campaigns.values():
+        labels = sorted(set(camp.classes or []) | {c.label for c in catalog.captures(campaign=camp.id, status=None)})
+        with catalog.transaction():
+            camp.classes = labels
+    return report
+
+
+def _import_campaign(catalog: Catalog, name: str, location: str | None) -> Campaign:
+    try:
+        return catalog.campaign(name)
+    except CatalogError:
+        return catalog.create_campaign(
+            name, backend=Backend.imported.value, location=location, status=CampaignStatus.imported.value
+        )
+
+
+def manifest_rows(captures: Sequence[Capture]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": c.id, "label": c.label, "status": c.status, "reason": c.reason, "campaign": c.campaign.name,
+            "path": c.path, "sha256": c.sha256, "size_bytes": c.size_bytes, "packet_count": c.packet_count,
+            "device_ip": c.device_ip, "started_at": c.started_at.isoformat() if c.started_at else None,
+            "ended_at": c.ended_at.isoformat() if c.ended_at else None, "synthetic": c.synthetic,
+        }
+        for c in captures
+    ]
+
+
+def write_manifest(rows: Sequence[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def export_catalog(catalog: Catalog, out: Path, captures: Sequence[Capture]) -> int:
+    """Write a manifest (``.csv``/``.json``) or a tar of captures plus manifest.
+
+    Only captures with a file go into a tar. Written to a temporary name and
+    renamed, so a failed export leaves nothing half-written. Returns the
+    number of captures exported.
+    """
+    out = Path(out)
+    suffix = "".join(out.suffixes[-2:]).lower()
+    tmp = out.with_name(out.name + ".part")
+    try:
+        if suffix.endswith(".tar") or suffix.endswith(".tar.gz") or suffix.endswith(".tgz"):
+            with_files = [c for c in captures if c.path]
+            mode = "w:gz" if suffix.endswith(("gz", "tgz")) else "w"
+            with tarfile.open(tmp, mode) as tar:
+                data = write_manifest(manifest_rows(with_files), "csv").encode()
+                info = tarfile.TarInfo(MANIFEST_NAME)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+                for c in with_files:
+                    tar.add(catalog.lab.root / c.path, arcname=c.path)
+            count = len(with_files)
+        elif out.suffix.lower() in (".csv", ".json"):
+            tmp.write_text(write_manifest(manifest_rows(captures), out.suffix.lower().lstrip(".")))
+            count = len(captures)
+        else:
+            raise CatalogError(f"cannot tell the export format of {out.name}: use .csv, .json, .tar or .tar.gz")
+        shutil.move(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CatalogError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    return count

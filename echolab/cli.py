@@ -1,0 +1,76 @@
+"""The ``echolab`` command: one root Typer app composed of each group's app.
+
+This module is the only place that knows the list of groups. Each group lives
+with the library it drives (``db.cli``, ``prompts.cli``, ...) and only parses
+options, calls one library function and prints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from echolab import __version__
+from echolab.clitools import CliState
+from echolab.errors import EcholabError
+from echolab.lab import DEFAULT_LAB, LAB_ENV
+
+
+class EcholabGroup(TyperGroup):
+    """Turns every expected failure into one ``Error: ...`` line, exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EcholabError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+
+
+app = typer.Typer(
+    cls=EcholabGroup,
+    no_args_is_help=True,
+    help="echolab: measure what encrypted smart-speaker traffic gives away.",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"echolab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    lab: Annotated[
+        Path,
+        typer.Option("--lab", envvar=LAB_ENV, help="Lab directory: catalog, captures, audio cache, reports."),
+    ] = DEFAULT_LAB,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """echolab: measure what encrypted smart-speaker traffic gives away."""
+    ctx.obj = CliState(lab_path=lab)
+
+
+def _compose() -> None:
+    from db.cli import app as catalog_app
+
+    app.add_typer(catalog_app, name="catalog")
+
+
+_compose()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

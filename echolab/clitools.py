@@ -1,0 +1,71 @@
+"""What every command group shares: the lab from the global options, output.
+
+Groups import from here, never from ``echolab.cli`` (which imports them).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from echolab.lab import Lab
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class CliState:
+    """What the root callback parsed: the ``--lab`` path."""
+
+    lab_path: Path
+
+
+def get_lab(ctx: typer.Context, *, create: bool = False) -> Lab:
+    """The lab named by ``--lab`` / ``ECHOLAB_LAB`` (see echolab.lab)."""
+    state = ctx.find_object(CliState)
+    path = state.lab_path if state else Path("lab")
+    return Lab.open(path, create=create)
+
+
+def emit_rows(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    fmt: str = "table",
+    title: str | None = None,
+) -> None:
+    """Print *rows* as a rich table, JSON (a list of objects) or CSV."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2, default=str) + "\n")
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        console.print(table)
+
+
+def key_value_table(pairs: Iterable[tuple[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in pairs:
+        table.add_row(key, "" if value is None else str(value))
+    return table

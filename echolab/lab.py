@@ -1,0 +1,121 @@
+"""The lab directory: where one lab's catalog, captures, audio and reports live.
+
+Layout (documented in docs/lab-directory.md)::
+
+    LAB/
+      echolab.toml          settings of this lab (optional; see Settings)
+      catalog.sqlite        the catalog, unless catalog_url points elsewhere
+      captures/             pcapng files, one per request, named by the catalog
+      audio/                the speech cache (engine/voice/hash.wav)
+      prompts/              this lab's own prompt lists (e.g. directions.txt)
+      reports/              one folder per analysis run
+      logs/                 campaign logs
+      tmp/                  captures in progress (same file system, so a
+                            finished capture is moved in with one rename)
+
+A lab is picked with ``echolab --lab DIR`` or the ``ECHOLAB_LAB`` environment
+variable; the default is ``./lab``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from echolab.errors import LabError
+
+LAB_ENV = "ECHOLAB_LAB"
+CATALOG_URL_ENV = "ECHOLAB_CATALOG_URL"
+DEFAULT_LAB = Path("lab")
+SETTINGS_FILE = "echolab.toml"
+SUBDIRS = ("captures", "audio", "prompts", "reports", "logs", "tmp")
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab directory and its settings."""
+
+    root: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, root: Path | str, *, create: bool = False) -> "Lab":
+        """Open the lab at *root*; with ``create=True`` make it first.
+
+        Raises :class:`LabError` when the directory does not exist (and
+        *create* is false), is not a directory, or its settings cannot be read.
+        """
+        path = Path(root).expanduser()
+        if not path.exists():
+            if not create:
+                raise LabError(
+                    f"lab directory {path} does not exist; create it with "
+                    f"'echolab --lab {path} catalog init' or pass an existing --lab"
+                )
+            path.mkdir(parents=True)
+        if not path.is_dir():
+            raise LabError(f"lab path {path} is not a directory")
+        path = path.resolve()
+        settings: dict[str, Any] = {}
+        settings_file = path / SETTINGS_FILE
+        if settings_file.exists():
+            try:
+                settings = tomllib.loads(settings_file.read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise LabError(f"cannot read lab settings {settings_file}: {exc}") from exc
+        lab = cls(path, settings)
+        if create or os.access(path, os.W_OK):
+            for sub in SUBDIRS:
+                (path / sub).mkdir(exist_ok=True)
+        return lab
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    @property
+    def captures_dir(self) -> Path:
+        return self.root / "captures"
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.root / "audio"
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.root / "prompts"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def catalog_url(self) -> str:
+        """The SQLAlchemy URL of the catalog.
+
+        ``ECHOLAB_CATALOG_URL`` wins, then ``catalog_url`` in echolab.toml,
+        then a SQLite file in the lab directory.
+        """
+        url = os.environ.get(CATALOG_URL_ENV) or self.settings.get("catalog_url")
+        return url or f"sqlite:///{self.root / 'catalog.sqlite'}"
+
+    def relative(self, path: Path) -> str:
+        """*path* relative to the lab root, as stored in the catalog."""
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return self.settings.get(key, default)
+
+
+def default_lab_path() -> Path:
+    return Path(os.environ.get(LAB_ENV) or DEFAULT_LAB)

@@ -1,0 +1,1 @@
+"""Prompts: per-class voice prompt lists and their synthesized speech."""

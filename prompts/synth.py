@@ -1,0 +1,147 @@
+"""Synthesize every prompt up front, so an unattended run needs no network.
+
+:func:`synthesize_lab` fills the lab's audio cache for the chosen classes and
+engine; a second run finds everything cached and synthesizes nothing. Each
+distinct text is made once (the study's quotes are one text asked 130 times).
+espeak-ng is a separate process per prompt, so two worker threads keep two
+cores busy.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from echolab.lab import Lab
+from prompts.audio import AudioClip
+from prompts.cache import AudioCache
+from prompts.errors import SpeechError
+from prompts.lists import load_prompts
+from prompts.speech import DEFAULT_ENGINE, SpeechEngine, get_engine
+
+#: The lab settings table (echolab.toml) that picks the engine and its options.
+SPEECH_SETTINGS = "speech"
+DEFAULT_WORKERS = 2
+
+
+@dataclass
+class SynthReport:
+    """What a synthesis run did: counts of distinct texts, clips, failures."""
+
+    engine: str
+    voice: str
+    synthesized: int = 0
+    cached: int = 0
+    clips: dict[str, AudioClip] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.synthesized + self.cached + len(self.failed)
+
+    @property
+    def seconds_per_synthesis(self) -> float | None:
+        return self.seconds / self.synthesized if self.synthesized else None
+
+
+def engine_for_lab(lab: Lab | None, name: str | None = None, **overrides: Any) -> SpeechEngine:
+    """The engine named *name* (else the lab's ``[speech] engine``, else espeak).
+
+    Options come from the lab's ``[speech.<engine>]`` table, then *overrides*
+    (None values ignored). The recorded engine's folder defaults to
+    ``LAB/prompts/recordings``; a relative folder is taken from the lab root.
+    """
+    table = dict((lab.setting(SPEECH_SETTINGS) or {}) if lab else {})
+    name = name or table.get("engine") or DEFAULT_ENGINE
+    options = dict(table.get(name) or {})
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    if name == "recorded":
+        folder = Path(options.get("folder") or (lab.prompts_dir / "recordings" if lab else "recordings"))
+        if lab is not None and not folder.is_absolute():
+            folder = lab.root / folder
+        options["folder"] = folder
+    return get_engine(name, **options)
+
+
+def synthesize_texts(
+    cache: AudioCache,
+    engine: SpeechEngine,
+    texts: Iterable[str],
+    *,
+    workers: int = DEFAULT_WORKERS,
+    show_progress: bool = True,
+) -> SynthReport:
+    """Make sure every distinct text of *texts* is in *cache*.
+
+    A prompt the engine cannot say (a missing recording) is recorded in
+    ``failed`` and the others go on; an engine that cannot run at all
+    (:class:`~prompts.errors.SpeechUnavailableError`, e.g. gTTS offline)
+    stops the run at once and is raised.
+    """
+    unique = list(dict.fromkeys(texts))
+    report = SynthReport(engine.name, engine.voice)
+    start = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not show_progress, transient=False) as progress, ThreadPoolExecutor(
+        max(1, workers)
+    ) as pool:
+        task = progress.add_task(f"speech ({engine.name} {engine.voice})", total=len(unique))
+        futures: dict[Future[tuple[AudioClip, bool]], str] = {
+            pool.submit(cache.ensure, engine, text): text for text in unique
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                text = futures[future]
+                try:
+                    clip, made = future.result()
+                except SpeechError as exc:
+                    if not _text_specific(exc):
+                        for other in pending:
+                            other.cancel()
+                        raise
+                    report.failed[text] = str(exc)
+                else:
+                    report.clips[text] = clip
+                    if made:
+                        report.synthesized += 1
+                    else:
+                        report.cached += 1
+                progress.advance(task)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def synthesize_lab(
+    lab: Lab,
+    engine: str | SpeechEngine | None = None,
+    classes: Sequence[str] | None = None,
+    *,
+    wake_word: str | None = None,
+    workers: int = DEFAULT_WORKERS,
+    show_progress: bool = True,
+    **engine_options: Any,
+) -> SynthReport:
+    """Fill the lab's audio cache with every prompt of *classes*.
+
+    *engine* is a name (options from the lab settings and *engine_options*)
+    or a ready engine. *classes* defaults to every available class.
+    """
+    prompts = load_prompts(lab, classes, wake_word)
+    if not isinstance(engine, SpeechEngine):
+        engine = engine_for_lab(lab, engine, **engine_options)
+    texts = [p.text for plist in prompts.values() for p in plist]
+    return synthesize_texts(AudioCache.for_lab(lab), engine, texts, workers=workers, show_progress=show_progress)
+
+
+def _text_specific(exc: SpeechError) -> bool:
+    from prompts.errors import SpeechUnavailableError
+
+    return not isinstance(exc, SpeechUnavailableError)

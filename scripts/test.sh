@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (system packages + .venv, see scripts/setup.sh) and run the whole test suite.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_catalog.py -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

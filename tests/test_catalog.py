@@ -1,0 +1,196 @@
+"""The catalog on SQLite and on a real PostgreSQL server, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from db.catalog import Catalog, CatalogError
+from db.checks import catalog_stats, verify
+from db.files import sha256_file
+from echolab.cli import app
+from echolab.lab import Lab
+
+runner = CliRunner()
+
+
+def cli(lab: Lab | Path, *args: str):
+    root = lab.root if isinstance(lab, Lab) else lab
+    return runner.invoke(app, ["--lab", str(root), *args])
+
+
+def test_import_then_stats_counts_per_class(lab: Lab, class_folders: Path) -> None:
+    result = cli(lab, "catalog", "import", str(class_folders))
+    assert result.exit_code == 0, result.output
+    assert "Imported 4 captures" in result.output
+    stats = json.loads(cli(lab, "catalog", "stats", "--json").output)
+    counts = {c["class"]: c["ok"] for c in stats["classes"]}
+    assert counts == {"weather": 2, "music": 1, "unintelligible": 1}
+    assert stats["balance"] == pytest.approx(0.5)
+    # a second import skips every file as a duplicate
+    again = cli(lab, "catalog", "import", str(class_folders))
+    assert "Imported 0 captures; skipped 4 duplicates" in again.output
+
+
+def test_ls_filters_and_formats(lab: Lab, class_folders: Path) -> None:
+    cli(lab, "catalog", "import", str(class_folders), "--campaign", "home")
+    rows = json.loads(cli(lab, "catalog", "ls", "--json").output)
+    assert len(rows) == 4
+    assert {"id", "label", "status", "campaign", "path", "sha256"} <= set(rows[0])
+    for row in rows:
+        assert row["campaign"] == "home"
+        assert sha256_file(lab.root / row["path"]) == row["sha256"]
+        assert row["packet_count"] > 0
+    weather = json.loads(cli(lab, "catalog", "ls", "--class", "weather", "--json").output)
+    assert sorted(r["label"] for r in weather) == ["weather", "weather"]
+    csv_out = cli(lab, "catalog", "ls", "--csv", "--class", "music").output.splitlines()
+    assert csv_out[0].startswith("id,label,status,campaign,path,sha256")
+    assert len(csv_out) == 2
+
+
+def test_verify_catches_modified_deleted_and_unknown(lab: Lab, class_folders: Path) -> None:
+    cli(lab, "catalog", "import", str(class_folders))
+    clean = cli(lab, "catalog", "verify")
+    assert clean.exit_code == 0 and "4 files checked" in clean.output
+    with Catalog.open(lab) as cat:
+        a, b, *_ = cat.captures()
+        modified, deleted = lab.root / a.path, lab.root / b.path
+    with open(modified, "ab") as fh:
+        fh.write(b"\0")
+    deleted.unlink()
+    stray = lab.captures_dir / "stray.pcap"
+    stray.write_bytes(modified.read_bytes())
+    result = cli(lab, "catalog", "verify")
+    assert result.exit_code == 1
+    assert f"modified  capture {a.id}" in result.output
+    assert f"missing   capture {b.id}" in result.output
+    assert "unknown   captures/stray.pcap" in result.output
+    with Catalog.open(lab) as cat:
+        report = verify(cat)
+    assert (len(report.modified), len(report.missing), report.unknown) == (1, 1, ["captures/stray.pcap"])
+
+
+def test_export_tar_round_trip(lab: Lab, class_folders: Path, tmp_path: Path) -> None:
+    cli(lab, "catalog", "import", str(class_folders), "--campaign", "home")
+    tar = tmp_path / "out.tar.gz"
+    assert cli(lab, "catalog", "export", str(tar)).exit_code == 0
+    other = tmp_path / "other-lab"
+    result = runner.invoke(app, ["--lab", str(other), "catalog", "import", str(tar)],
+                           env={"ECHOLAB_CATALOG_URL": f"sqlite:///{tmp_path / 'other.sqlite'}"})
+    assert result.exit_code == 0, result.output
+    assert "Imported 4 captures" in result.output
+    with Catalog.open(lab) as a, Catalog.open(Lab.open(other), url=f"sqlite:///{tmp_path / 'other.sqlite'}") as b:
+        assert {(c.label, c.sha256, c.campaign.name) for c in a.captures()} == {
+            (c.label, c.sha256, c.campaign.name) for c in b.captures()
+        }
+
+
+def test_export_manifest_csv_and_json(lab: Lab, class_folders: Path, tmp_path: Path) -> None:
+    cli(lab, "catalog", "import", str(class_folders))
+    cli(lab, "catalog", "export", str(tmp_path / "m.json"), "--class", "weather")
+    rows = json.loads((tmp_path / "m.json").read_text())
+    assert [r["label"] for r in rows] == ["weather", "weather"]
+    cli(lab, "catalog", "export", str(tmp_path / "m.csv"))
+    assert len((tmp_path / "m.csv").read_text().splitlines()) == 5
+
+
+def test_discard_keeps_row_and_excludes_it(lab: Lab, class_folders: Path) -> None:
+    cli(lab, "catalog", "import", str(class_folders))
+    with Catalog.open(lab) as cat:
+        target = cat.captures(label="music")[0].id
+    result = cli(lab, "catalog", "discard", str(target), "--reason", "speaker unplugged")
+    assert result.exit_code == 0
+    with Catalog.open(lab) as cat:
+        assert target not in [c.id for c in cat.captures()]
+        row = cat.get_capture(target)
+        assert (row.status, row.reason) == ("discarded", "speaker unplugged")
+        stats = {c.label: (c.ok, c.discarded) for c in catalog_stats(cat).classes}
+    assert stats["music"] == (0, 1)
+
+
+def test_show_prints_fields_and_packets(lab: Lab, class_folders: Path) -> None:
+    cli(lab, "catalog", "import", str(class_folders))
+    result = cli(lab, "catalog", "show", "1", "--packets", "3")
+    assert result.exit_code == 0, result.output
+    assert "sha256" in result.output and "packet_count" in result.output
+    assert "127.0.0.1" in result.output
+
+
+def test_manifest_import_labels_from_csv(lab: Lab, class_folders: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text(f"path,label\n{class_folders / 'weather' / 'a.pcap'},quotes\n")
+    result = cli(lab, "catalog", "import", str(manifest))
+    assert result.exit_code == 0, result.output
+    with Catalog.open(lab) as cat:
+        assert [c.label for c in cat.captures()] == ["quotes"]
+
+
+# -- bad input: one clear line, non-zero exit, nothing half-written ------------------
+
+
+def test_missing_lab_directory(tmp_path: Path) -> None:
+    result = cli(tmp_path / "nope", "catalog", "ls")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: lab directory {tmp_path / 'nope'} does not exist")
+
+
+def test_unknown_capture_id(lab: Lab) -> None:
+    result = cli(lab, "catalog", "show", "42")
+    assert result.exit_code == 1
+    assert "Error: no capture with id 42" in result.output
+
+
+def test_not_a_capture_is_rejected_and_nothing_written(lab: Lab, tmp_path: Path) -> None:
+    src = tmp_path / "src" / "weather"
+    src.mkdir(parents=True)
+    (src / "notes.pcap").write_text("this is not a capture\n")
+    (src / "cut.pcap").write_bytes(b"\xd4\xc3\xb2\xa1\x02\x00")  # a header cut short
+    result = cli(lab, "catalog", "import", str(src.parent))
+    assert result.exit_code == 1
+    assert "notes.pcap is not a pcap or pcapng capture" in result.output
+    assert "cut.pcap is empty or too short to be a capture" in result.output or "cut.pcap has a damaged" in result.output
+    with Catalog.open(lab) as cat:
+        assert cat.captures(status=None) == []
+    assert [p for p in lab.captures_dir.rglob("*") if p.is_file()] == []
+
+
+def test_newer_schema_is_refused(sqlite_lab: Lab) -> None:
+    Catalog.open(sqlite_lab).close()
+    with sqlite3.connect(sqlite_lab.root / "catalog.sqlite") as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    result = cli(sqlite_lab, "catalog", "ls")
+    assert result.exit_code == 1
+    assert "Error: the catalog has schema revision 9999, newer than this echolab" in result.output
+
+
+def test_damaged_catalog_file_is_refused(sqlite_lab: Lab) -> None:
+    (sqlite_lab.root / "catalog.sqlite").write_bytes(b"garbage" * 100)
+    result = cli(sqlite_lab, "catalog", "ls")
+    assert result.exit_code == 1
+    assert "is not a SQLite catalog" in result.output
+
+
+def test_migrations_match_models(lab: Lab) -> None:
+    """The Alembic migrations build exactly the schema db/models.py describes."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from db.models import Base
+
+    with Catalog.open(lab) as cat, cat.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_failed_insert_leaves_no_file(lab: Lab, class_folders: Path) -> None:
+    with Catalog.open(lab) as cat:
+        camp = cat.create_campaign("c1", backend="sim")
+        cat.add_capture(camp, "weather", class_folders / "weather" / "a.pcap")
+        with pytest.raises(CatalogError):
+            cat.create_campaign("c1", backend="sim")
+        files = sorted(p for p in lab.captures_dir.rglob("*") if p.is_file())
+    assert len(files) == 1 and not any(p.name.endswith(".part") for p in files)
