@@ -24,7 +24,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, NamedTuple
+from typing import BinaryIO, Iterator, NamedTuple
 
 from echolab.errors import EcholabError
 
@@ -150,7 +150,10 @@ def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[
             if end > size:
                 stats.truncated_file = True
                 return
-        yield sec * 1_000_000 + (frac // 1000 if nano else frac), linktype, buf, pos + 16, caplen
+        ts = sec * 1_000_000 + (frac // 1000 if nano else frac)
+        stats.records += 1
+        stats.last_ts_us = ts
+        yield ts, linktype, buf, pos + 16, caplen
         pos = end
 
 
@@ -203,14 +206,18 @@ def _pcapng_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tupl
                 continue
             linktype, units, offset = ifaces[iface]
             raw = (hi << 32) | lo
-            ts_us = raw if units == 1_000_000 else raw * 1_000_000 // units
-            yield ts_us + offset * 1_000_000, linktype, body, 20, caplen
+            ts_us = (raw if units == 1_000_000 else raw * 1_000_000 // units) + offset * 1_000_000
+            stats.records += 1
+            stats.last_ts_us = ts_us
+            yield ts_us, linktype, body, 20, caplen
         elif btype == 3:  # simple packet block: no timestamp
             if not ifaces:
                 stats.malformed += 1
                 continue
             origlen = struct.unpack_from(endian + "I", body, 0)[0]
             caplen = min(origlen, len(body) - 4)
+            stats.records += 1
+            stats.last_ts_us = 0
             yield 0, ifaces[0][0], body, 4, caplen
         elif btype == 1:  # interface description
             ifaces.append(_pcapng_iface(body, endian))
@@ -255,12 +262,11 @@ def iter_records(path: Path | str, stats: ReadStats | None = None) -> Iterator[t
             records = _pcapng_records(fh, path, stats)
         else:
             raise CaptureError(f"{path} is not a pcap or pcapng capture")
-        for rec in records:
-            stats.records += 1
-            if stats.first_ts is None:
-                stats.first_ts = rec[0] / 1e6
-            stats.last_ts_us = rec[0]
-            yield rec
+        first = next(records, None)
+        if first is not None:
+            stats.first_ts = first[0] / 1e6
+            yield first
+            yield from records
         if stats.last_ts_us is not None:
             stats.last_ts = stats.last_ts_us / 1e6
 
@@ -296,8 +302,9 @@ def _ip_offset(linktype: int, buf: bytes, off: int, caplen: int) -> int:
         if caplen < 4:
             return -1
         family = buf[off:off + 4]
-        fam = max(struct.unpack("<I", family)[0], struct.unpack(">I", family)[0]) if linktype == DLT_NULL \
-            else struct.unpack(">I", family)[0]
+        fam = struct.unpack(">I", family)[0]
+        if linktype == DLT_NULL and fam > 0xFFFF:  # DLT_NULL is in the writer's byte order
+            fam = struct.unpack("<I", family)[0]
         return off + 4 if fam in (2, 10, 24, 28, 30) else -1
     return -1
 
@@ -376,14 +383,17 @@ def iter_tcp(path: Path | str, stats: ReadStats | None = None, *, want_udp: bool
     """Yield one TcpTuple per TCP packet of a capture (fast path, see ``T_*``).
 
     Addresses are raw bytes (4 or 16); :func:`format_addr` prints them.
+    IPv4 without options over Ethernet or raw IP, the common case, is decoded
+    inline; everything else goes through :func:`decode_tcp`.
     """
     stats = stats if stats is not None else ReadStats()
-    cache_lt = -1
+    ip4, tcp = _ip4, _tcp
+    raw_types = (DLT_RAW, DLT_RAW_ALT, DLT_IPV4, DLT_IPV6)
     for ts_us, linktype, buf, off, caplen in iter_records(path, stats):
-        if linktype != cache_lt:
-            cache_lt = linktype
-            fixed = linktype in (DLT_RAW, DLT_RAW_ALT, DLT_IPV4, DLT_IPV6)
-        if fixed:
+        end = off + caplen
+        if linktype == DLT_EN10MB and caplen >= 34 and buf[off + 12] == 8 and buf[off + 13] == 0:
+            ip = off + 14
+        elif linktype in raw_types:
             ip = off if caplen else -1
         else:
             try:
@@ -391,11 +401,27 @@ def iter_tcp(path: Path | str, stats: ReadStats | None = None, *, want_udp: bool
             except (struct.error, IndexError):
                 stats.malformed += 1
                 continue
+            if ip < 0:
+                stats.non_ip += 1
+                continue
+        if ip + 40 <= end and buf[ip] == 0x45 and buf[ip + 9] == 6:
+            _vhl, ip_len, ip_id, frag, _p, src, dst = ip4(buf, ip)
+            if not frag & 0x1FFF and ip_len >= 20:
+                cend = ip + ip_len if ip + ip_len < end else end
+                sport, dport, seq, ack, offb, flags, win, urp = tcp(buf, ip + 20)
+                thl = (offb >> 4) << 2
+                body = ip + 20 + thl
+                if thl >= 20 and body <= cend:
+                    stats.tcp_packets += 1
+                    stats.packets += 1
+                    yield (ts_us, src, dst, sport, dport, flags, seq, ack, win, urp,
+                           buf[ip + 40:body] if thl > 20 else b"", ip_len - 20 - thl, cend - body, ip_id, ip_len)
+                    continue
         if ip < 0:
             stats.non_ip += 1
             continue
         try:
-            pkt = decode_tcp(buf, ip, off + caplen, ts_us, stats, want_udp)
+            pkt = decode_tcp(buf, ip, end, ts_us, stats, want_udp)
         except (struct.error, IndexError):
             stats.malformed += 1
             continue
@@ -467,5 +493,3 @@ def summarize(path: Path | str) -> CaptureSummary:
     addresses = {format_addr(a): n for a, n in raw.items()}
     return CaptureSummary(stats.packets, stats.records, stats.first_ts, stats.last_ts, addresses, stats.truncated_file)
 
-
-PacketFilter = Callable[[tuple], bool]

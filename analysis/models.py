@@ -133,10 +133,11 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
 
 
 def select_models(specs: Mapping[str, ModelSpec], names: list[str] | tuple[str, ...] | None) -> list[ModelSpec]:
-    """The named models (all when *names* is empty), checked against the grids file."""
+    """The named models (all when *names* is empty) in the grids file's order, checked."""
     if not names:
         return list(specs.values())
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise GridError(f"unknown model(s) {', '.join(unknown)}; the grids file defines {', '.join(specs)}")
-    return [specs[n] for n in names]
+    wanted = set(names)
+    return [spec for name, spec in specs.items() if name in wanted]

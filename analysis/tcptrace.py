@@ -248,7 +248,7 @@ class Connection:
     def csv_row(self) -> dict[str, str]:
         """This connection as tcptrace's ``--csv`` row, formatted like the tool, keyed by its column names."""
         row = {
-            "conn_#": str(self.number), "host_a": self.host_a, "host_b": self.host_b,
+            "conn_#": str(self.number), "host_a": tcptrace_addr(self.a_addr), "host_b": tcptrace_addr(self.b_addr),
             "port_a": str(self.a_port), "port_b": str(self.b_port),
             "first_packet": _tv(self.first_time), "last_packet": _tv(self.last_time),
         }
@@ -257,6 +257,27 @@ class Connection:
             for side in ("a2b", "b2a"):
                 row[f"{name}_{side}"] = values[side][name]
         return row
+
+
+def tcptrace_addr(raw: bytes) -> str:
+    """An address as tcptrace prints it: IPv4 dotted, IPv6 with zero-padded groups and its own ``::`` rule."""
+    if len(raw) == 4:
+        return format_addr(raw)
+    out = ""
+    doing = done = False
+    for i in range(8):
+        group = (raw[2 * i] << 8) | raw[2 * i + 1]
+        if group == 0:
+            if doing and i != 7:
+                continue
+            if not doing and not done:
+                doing = True
+                continue
+        if doing:
+            doing, done = False, True
+            out += ":"
+        out += "%04x:" % group
+    return out[:-1]
 
 
 def _tv(us: int) -> str:
@@ -612,3 +633,21 @@ def csv_direction(conn: Connection, d: Direction) -> dict[str, str]:
         else:
             out[name] = str(int(s[name]))
     return out
+
+
+def connection_rows(path: Path | str, device_ip: str | None = None) -> list[dict[str, str]]:
+    """Each connection of a capture as tcptrace's CSV row (its column names and formatting).
+
+    With *device_ip*, each row also says which column is server-to-device
+    (``s2d``: "a2b", "b2a" or "" when the device is not an endpoint).
+    """
+    from analysis.capture import parse_addr
+
+    device = parse_addr(device_ip) if device_ip else None
+    rows = []
+    for conn in trace_capture(path):
+        row = conn.csv_row()
+        if device is not None:
+            row["s2d"] = "b2a" if conn.a_addr == device else "a2b" if conn.b_addr == device else ""
+        rows.append(row)
+    return rows

@@ -10,8 +10,9 @@ implementations:
 
 A clip is duck-typed: anything with ``duration_s`` (the simulated backend
 needs nothing else); the real backend also needs its samples, found by
-:func:`clip_samples` (a ``load_samples()``/``samples()`` method, ``samples``
-and ``sample_rate`` attributes, or a WAV file at ``path``).
+:func:`clip_samples`: ``samples()`` (or ``load_samples()``, or a ``samples``
+attribute) with ``sample_rate`` (as ``prompts.audio.AudioClip`` has), a
+method returning ``(samples, rate)``, or else the WAV file at ``path``.
 """
 
 from __future__ import annotations
@@ -68,14 +69,14 @@ def clip_duration(clip: Any) -> float:
 
 def clip_samples(clip: Any) -> tuple[np.ndarray, int]:
     """The clip's samples as float32 (frames[, channels]) and the sample rate."""
-    for name in ("load_samples", "samples", "read"):
-        method = getattr(clip, name, None)
-        if callable(method):
-            data, rate = method()
+    rate = getattr(clip, "sample_rate", None)
+    for name in ("load_samples", "samples"):
+        found = getattr(clip, name, None)
+        data = found() if callable(found) else found
+        if isinstance(data, tuple) and len(data) == 2:  # (samples, rate)
+            data, rate = data
+        if data is not None and rate:
             return np.asarray(data, dtype=np.float32), int(rate)
-    data, rate = getattr(clip, "samples", None), getattr(clip, "sample_rate", None)
-    if data is not None and rate:
-        return np.asarray(data, dtype=np.float32), int(rate)
     path = getattr(clip, "path", None)
     if path is None:
         raise AudioOutputError(f"clip {clip!r} has no samples and no WAV path")
@@ -130,8 +131,8 @@ class SounddeviceOutput:
         try:
             info = self._sd.query_devices(device, kind="output")
         except (ValueError, self._sd.PortAudioError) as exc:
-            raise AudioOutputError(
-                f"no sound output device {device!r} ({exc}); list the devices with collector.audio.list_devices()") from exc
+            raise AudioOutputError(f"no sound output device {device!r} ({exc}); "
+                                   "list the devices with collector.audio.list_devices()") from exc
         self.device_name = str(info["name"])
 
     def play(self, clip: Any, *, label: str, prompt_text: str = "") -> PlaybackResult:

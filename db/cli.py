@@ -12,6 +12,7 @@ from rich.progress import Progress
 
 from db.catalog import Catalog, CatalogError, open_catalog
 from db.checks import catalog_stats, verify
+from db.segments import DEFAULT_GAP_S, DEFAULT_MIN_BYTES, DEFAULT_MIN_PACKETS
 from db.models import CaptureStatus
 from db.transfer import MANIFEST_COLUMNS, export_catalog, import_captures, manifest_rows
 from echolab.clitools import console, emit_rows, err_console, get_lab, key_value_table
@@ -151,20 +152,77 @@ def import_cmd(
     campaign: Annotated[Optional[str], typer.Option(help="Campaign to import into (default: import-FOLDER).")] = None,
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address in these captures.")] = None,
     location: Annotated[Optional[str], typer.Option(help="Network/location label for the campaign.")] = None,
+    label_from: Annotated[Optional[str], typer.Option(
+        help="Label each file by this regular expression on its name (named group 'label', else the first group), "
+             "e.g. '^(.+?)_\\d+_\\d+s'.")] = None,
+    split: Annotated[Optional[str], typer.Option(
+        help="Cut each file (a long capture) into one capture per request: gap=SECONDS (a request starts after "
+             "the device was quiet that long), every=SECONDS or times=FILE (fixed schedules).")] = None,
+    min_packets: Annotated[int, typer.Option(
+        help="With --split: fewer of the device's TCP packets than this is a keep-alive, not a request.")]
+        = DEFAULT_MIN_PACKETS,
+    min_bytes: Annotated[int, typer.Option(
+        help="With --split: fewer of the device's IP bytes than this is a keep-alive, not a request.")]
+        = DEFAULT_MIN_BYTES,
+    expect: Annotated[Optional[int], typer.Option(
+        help="With --split: requests each file should hold; a file with another count is reported, "
+             "not imported, and the command exits 1.")] = None,
 ) -> None:
-    """Import pcap/pcapng files, labelled by folder name or by a manifest."""
+    """Import pcap/pcapng files, labelled by folder name, a manifest or a file-name pattern."""
+    from db.segments import SplitSpec
+
+    if expect is not None and split is None:
+        raise typer.BadParameter("--expect needs --split")
+    spec = SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes) if split else None
     with _open(ctx, create=True) as cat, Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("importing", total=None)
         report = import_captures(
             cat, source, manifest=manifest, campaign=campaign, device_ip=device_ip, location=location,
             on_item=lambda item: progress.update(task, advance=1, description=f"importing {item.path.name}"),
+            label_from=label_from, split=spec, expect=expect,
         )
+    for done in report.splits:
+        if done.device is not None:
+            typer.echo(f"{done.path}: label {done.label}, device {done.device.describe()}; {done.requests} requests "
+                       f"({done.ignored} keep-alive bursts set aside), {len(done.imported)} imported")
     console.print(f"Imported {len(report.imported)} captures; skipped {len(report.duplicates)} duplicates "
                   f"(same sha256); rejected {len(report.rejected)}.")
     for _path, message in report.rejected:
         typer.echo(f"rejected: {message}", err=True)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("segments")
+def segments_cmd(
+    capture: Annotated[Path, typer.Argument(help="A long pcap/pcapng capture.", exists=True, dir_okay=False)],
+    split: Annotated[str, typer.Option(help="gap=SECONDS, every=SECONDS or times=FILE (see 'import --split').")]
+        = f"gap={DEFAULT_GAP_S:g}",
+    device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address (default: detected).")] = None,
+    min_packets: Annotated[int, typer.Option(help="Fewer device TCP packets than this is a keep-alive.")]
+        = DEFAULT_MIN_PACKETS,
+    min_bytes: Annotated[int, typer.Option(help="Fewer device IP bytes than this is a keep-alive.")]
+        = DEFAULT_MIN_BYTES,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the timeline plot to this PNG.")] = None,
+    bin_s: Annotated[Optional[float], typer.Option("--bin", help="Plot bin width in seconds (default: auto).")]
+        = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the segments as JSON.")] = False,
+) -> None:
+    """Preview how a long capture would be cut into requests (no import): a table and a timeline plot."""
+    from db.segments import SplitSpec, plot_segments, split_capture
+
+    result = split_capture(capture, SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes), device_ip)
+    columns = ("request", "start", "offset_s", "duration_s", "packets", "bytes_out", "bytes_in")
+    if json_:
+        emit_rows(result.rows(), columns, fmt="json")
+    else:
+        typer.echo(f"device {result.timeline.device.describe()}")
+        typer.echo(f"{len(result.segments)} requests in {capture.name} ({result.spec}); "
+                   f"{len(result.ignored)} keep-alive bursts set aside")
+        emit_rows(result.rows(), columns)
+    if out is not None:
+        plot_segments(result, out, bin_s=bin_s)
+        err_console.print(f"Timeline written to {out}")
 
 
 @app.command("export")
@@ -192,6 +250,23 @@ def discard(
     with _open(ctx) as cat:
         row = cat.discard(capture_id, reason)
     console.print(f"Capture {row.id} discarded: {row.reason}")
+
+
+@app.command("serve")
+def serve_cmd(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8001,
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a web browser on the catalog.")] = True,
+) -> None:
+    """Browse the catalog in a web browser (Datasette, read-only; SQLite catalogs only)."""
+    from db.serve import serve
+
+    def ready(url: str) -> None:
+        typer.echo(f"Serving the catalog of {lab.root} at {url} (read-only; Ctrl-C stops)")
+
+    lab = get_lab(ctx)
+    serve(lab, host=host, port=port, open_browser=open_browser, on_ready=ready)
 
 
 __all__ = ["app", "CatalogError", "CaptureStatus"]

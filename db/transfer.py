@@ -5,17 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from sqlalchemy import select
 
 from analysis.capture import CaptureError
 from db.catalog import Catalog, CatalogError
 from db.files import is_capture_name, sha256_file
 from db.models import Backend, Campaign, CampaignStatus, Capture
+from db.segments import DeviceGuess, SplitError, SplitSpec, split_capture, write_pieces
 
 MANIFEST_COLUMNS = (
     "id", "label", "status", "campaign", "path", "sha256", "size_bytes", "packet_count",
@@ -39,6 +44,7 @@ class ImportReport:
     imported: list[int] = field(default_factory=list)  # new capture ids
     duplicates: list[str] = field(default_factory=list)  # source paths skipped (same sha256 known)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (source path, message)
+    splits: list["SplitImport"] = field(default_factory=list)  # one per long capture cut (--split)
 
     @property
     def ok(self) -> bool:
@@ -81,12 +87,20 @@ def import_captures(
     device_ip: str | None = None,
     location: str | None = None,
     on_item: Callable[[ImportItem], None] | None = None,
+    label_from: str | None = None,
+    split: SplitSpec | None = None,
+    expect: int | None = None,
 ) -> ImportReport:
     """Import capture files from a folder, a manifest or an exported tar.
 
     Each file is its own transaction; a file whose sha256 the catalog already
     holds is skipped and counted; a file that is not a capture is rejected
     with its reason and the import goes on.
+
+    *label_from* labels files by a regular expression on their name (see
+    :func:`label_from_name`) instead of their folder. With *split*, each file
+    is a long capture cut into one capture per request first (see
+    :func:`import_split`); *expect* is how many requests each should hold.
     """
     source = Path(source)
     if not source.exists():
@@ -104,8 +118,12 @@ def import_captures(
         manifest = source
     if manifest is not None:
         items = list(items_from_manifest(manifest, source if source.is_dir() else manifest.parent))
+    elif label_from is not None:
+        items = list(items_from_pattern(source, label_from))
     elif source.is_dir():
         items = list(items_from_folder(source))
+    elif is_capture_name(source):
+        items = [ImportItem(source, source.resolve().parent.name)]
     else:
         raise CatalogError(f"{source} is neither a folder of class folders, a CSV manifest nor an exported tar")
     default_campaign = campaign or f"import-{source.resolve().name}"
@@ -119,6 +137,13 @@ def import_captures(
             continue
         if not item.path.is_file():
             report.rejected.append((str(item.path), f"{item.path} not found"))
+            continue
+        if split is not None:  # a long capture: cut into requests first
+            name = campaign or item.campaign or default_campaign
+            if name not in campaigns:
+                campaigns[name] = _import_campaign(catalog, name, location)
+            import_split(catalog, campaigns[name], item, split, report, device_ip=item.device_ip or device_ip,
+                         expect=expect)
             continue
         sha = sha256_file(item.path)
         if catalog.has_sha256(sha):
@@ -141,6 +166,120 @@ def import_captures(
         with catalog.transaction():
             camp.classes = labels
     return report
+
+
+def label_from_name(pattern: str | re.Pattern[str], name: str) -> str | None:
+    """The label a regular expression finds in a file name (None when it does not match).
+
+    The label is the named group ``label`` when there is one, else the first
+    group, else the whole match: ``^(.+?)_\\d+_\\d+s`` reads
+    ``what_is_the_weather_5_30s.pcap`` as ``what_is_the_weather``.
+    """
+    rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+    found = rx.search(name)
+    if found is None:
+        return None
+    if "label" in rx.groupindex:
+        return found.group("label") or None
+    return (found.group(1) if rx.groups else found.group(0)) or None
+
+
+def items_from_pattern(source: Path, pattern: str) -> Iterable[ImportItem]:
+    """Capture files at or under *source*, labelled by *pattern* applied to each file name."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise CatalogError(f"--label-from {pattern!r} is not a regular expression: {exc}") from exc
+    paths = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file() and is_capture_name(p))
+    for path in paths:
+        label = label_from_name(rx, path.name)
+        if label is None:
+            yield ImportItem(path, "", reason=f"not matched by --label-from {pattern!r}")
+        else:
+            yield ImportItem(path, label)
+
+
+@dataclass
+class SplitImport:
+    """What became of one long capture: its device, its requests, and any problem."""
+
+    path: str
+    label: str
+    device: DeviceGuess | None = None
+    requests: int = 0  # found by the split
+    ignored: int = 0  # bursts or windows set aside as keep-alives
+    imported: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    problem: str | None = None
+
+
+def import_split(
+    catalog: Catalog,
+    campaign: Campaign,
+    item: ImportItem,
+    spec: SplitSpec,
+    report: ImportReport,
+    *,
+    device_ip: str | None = None,
+    expect: int | None = None,
+) -> SplitImport:
+    """Cut one long capture into requests and catalogue each as its own pcapng.
+
+    Each piece links back to its source (path as given, sha256, time range).
+    A request already catalogued from the same source and time range is not
+    written again, and a piece whose sha256 is known is a duplicate, so a
+    re-import changes nothing. A file that does not split into *expect*
+    requests is rejected whole.
+    """
+    done = SplitImport(str(item.path), item.label)
+    report.splits.append(done)
+    try:
+        source_sha = sha256_file(item.path)
+        result = split_capture(item.path, spec, device_ip)
+    except (CaptureError, SplitError) as exc:
+        done.problem = str(exc)
+        report.rejected.append((str(item.path), done.problem))
+        return done
+    done.device, done.requests, done.ignored = result.timeline.device, len(result.segments), len(result.ignored)
+    if expect is not None and len(result.segments) != expect:
+        done.problem = (f"{item.path} splits into {len(result.segments)} requests with {spec}, expected {expect}; "
+                        f"nothing imported from it (preview the cut: echolab catalog segments {item.path})")
+    elif not result.segments:
+        done.problem = (f"{item.path} holds no request with {spec} "
+                        f"(preview the cut: echolab catalog segments {item.path})")
+    if done.problem:
+        report.rejected.append((str(item.path), done.problem))
+        return done
+    known = {
+        (round(a * 1e6), round(b * 1e6))
+        for a, b in catalog.session.execute(
+            select(Capture.source_start, Capture.source_end).where(Capture.source_sha256 == source_sha)
+        )
+        if a is not None and b is not None
+    }
+    todo = [seg for seg in result.segments if (seg.start_us, seg.end_us) not in known]
+    done.duplicates = len(result.segments) - len(todo)
+    report.duplicates.extend(f"{item.path} (request at {seg.start:.6f})" for seg in result.segments
+                             if (seg.start_us, seg.end_us) in known)
+    if not todo:
+        return done
+    with tempfile.TemporaryDirectory(dir=catalog.lab.tmp_dir) as tmp:
+        pieces = write_pieces(item.path, todo, Path(tmp), stem=item.path.stem)
+        for seg, piece in zip(todo, pieces):
+            if catalog.has_sha256(sha256_file(piece)):
+                done.duplicates += 1
+                report.duplicates.append(f"{item.path} (request at {seg.start:.6f})")
+                continue
+            row = catalog.add_capture(
+                campaign, item.label, piece, move=True, device_ip=result.timeline.device.ip,
+                started_at=datetime.fromtimestamp(seg.start, timezone.utc),
+                ended_at=datetime.fromtimestamp(seg.end, timezone.utc),
+                source={"source_path": str(item.path), "source_sha256": source_sha,
+                        "source_start": seg.start, "source_end": seg.end},
+            )
+            done.imported.append(row.id)
+            report.imported.append(row.id)
+    return done
 
 
 def _import_campaign(catalog: Catalog, name: str, location: str | None) -> Campaign:

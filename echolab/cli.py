@@ -63,6 +63,18 @@ def _compose() -> None:
     from db.cli import app as catalog_app
 
     app.add_typer(catalog_app, name="catalog")
+    from collector.sim.cli import app as sim_app
+
+    app.add_typer(sim_app, name="sim")
+    from prompts.cli import app as prompts_app
+
+    app.add_typer(prompts_app, name="prompts")
+    from analysis.analyze_cli import app as analyze_app
+
+    app.add_typer(analyze_app, name="analyze")
+    from analysis.features_cli import app as features_app
+
+    app.add_typer(features_app, name="features")
 
 
 _compose()

@@ -94,7 +94,6 @@ class AudioCache:
             return clip, False
         wav, meta, lock_path = self.paths(engine, text)
         try:
-            wav.parent.mkdir(parents=True, exist_ok=True)
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
                 clip = _read_entry(wav, meta)  # another run may have made it meanwhile
@@ -113,13 +112,14 @@ class AudioCache:
         except ValueError as exc:
             raise SpeechError(f"the {engine.name} engine gave no sound for {text!r}") from exc
         data = wav_bytes(clip_samples, self.format.sample_rate)
+        wav.parent.mkdir(parents=True, exist_ok=True)
         sidecar: dict[str, Any] = {
             "version": CACHE_VERSION,
             "text": text,
             "engine": engine.name,
             "voice": engine.voice,
             "sha256": hashlib.sha256(data).hexdigest(),
-            "duration_s": round(len(clip_samples) / self.format.sample_rate, 4),
+            "duration_s": round(len(clip_samples) / self.format.sample_rate, 6),
             "sample_rate": self.format.sample_rate,
             "frames": len(clip_samples),
             "format": asdict(self.format),
@@ -153,13 +153,15 @@ def _clip(wav: Path, sidecar: dict[str, Any]) -> AudioClip:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write *data* to *path* so that readers see the old file or the new one."""
+    """Write *data* to *path* so that readers see the old file or the new one.
+
+    No fsync: after a power cut a torn file fails the sidecar's SHA-256 check
+    and is made again, which costs less than syncing every clip.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with tmp.open("wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

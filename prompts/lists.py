@@ -50,7 +50,7 @@ WAKE_WORD_SETTING = "wake_word"
 
 _CLASS_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _DIRECTIVE = re.compile(r"^#\s*(repeat|template)\s*:\s*(.*?)\s*$", re.IGNORECASE)
-_LITERAL_WAKE = re.compile(r"^(%s)\b" % "|".join(WAKE_WORDS), re.IGNORECASE)
+_LITERAL_WAKE = re.compile(r"^(%s)(?=,)" % "|".join(WAKE_WORDS), re.IGNORECASE)
 
 Severity = Literal["error", "warning"]
 
@@ -225,6 +225,7 @@ def parse_list(path: Path, label: str | None = None, *, shipped: bool | None = N
         lines.append(PromptLine(number, stored))
     if shipped is None:
         shipped = path.resolve().parent == SHIPPED_DIR
+    problems.sort(key=lambda p: p.line or 0)
     return PromptList(label, path, tuple(lines), repeat, shipped, tuple(problems))
 
 

@@ -22,12 +22,13 @@ An engine returns raw samples; :mod:`prompts.cache` normalizes and stores them.
 from __future__ import annotations
 
 import csv
+import inspect
 import re
 import subprocess
 import unicodedata
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
@@ -245,7 +246,19 @@ def get_engine(name: str = DEFAULT_ENGINE, **options: Any) -> SpeechEngine:
     if cls is None:
         raise SpeechError(f"unknown speech engine {name!r}; choose one of {', '.join(ENGINES)}")
     given = {k: v for k, v in options.items() if v is not None}
-    try:
-        return cls(**given)
-    except TypeError as exc:
-        raise SpeechError(f"bad options for the {name} engine: {exc}") from exc
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise SpeechError(
+            f"the {name} engine does not take {', '.join(unknown)}; its options are {', '.join(accepted)}"
+        )
+    return cls(**given)
+
+
+def manifest_rows(texts: Iterable[str]) -> list[dict[str, str]]:
+    """Rows of a recordings ``manifest.csv`` (text, file) for *texts*.
+
+    The file names are the slugs the recorded engine looks for, so a person
+    can record into exactly these names and drop the manifest altogether.
+    """
+    return [{"text": text, "file": slugify(text) + ".wav"} for text in dict.fromkeys(texts)]

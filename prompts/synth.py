@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from echolab.lab import Lab
 from prompts.audio import AudioClip
 from prompts.cache import AudioCache
-from prompts.errors import SpeechError
+from prompts.errors import SpeechError, SpeechUnavailableError
 from prompts.lists import load_prompts
 from prompts.speech import DEFAULT_ENGINE, SpeechEngine, get_engine
 
@@ -103,7 +103,7 @@ def synthesize_texts(
                 try:
                     clip, made = future.result()
                 except SpeechError as exc:
-                    if not _text_specific(exc):
+                    if isinstance(exc, SpeechUnavailableError):
                         for other in pending:
                             other.cancel()
                         raise
@@ -139,9 +139,3 @@ def synthesize_lab(
         engine = engine_for_lab(lab, engine, **engine_options)
     texts = [p.text for plist in prompts.values() for p in plist]
     return synthesize_texts(AudioCache.for_lab(lab), engine, texts, workers=workers, show_progress=show_progress)
-
-
-def _text_specific(exc: SpeechError) -> bool:
-    from prompts.errors import SpeechUnavailableError
-
-    return not isinstance(exc, SpeechUnavailableError)

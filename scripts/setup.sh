@@ -20,6 +20,7 @@ APT_PACKAGES=(
   procps        # ps/pkill used to clean up after the simulated lab
   sox           # measures synthesized audio in tests
   gcc           # builds Python packages that have no wheel for this machine
+  chromium chromium-driver  # headless browser: tests of the catalog's web pages ('catalog serve') look at them in it
 )
 
 missing=()

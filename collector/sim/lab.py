@@ -183,7 +183,16 @@ def _alive(pid: int) -> bool:
 
 def _ours(pid: int, run_dir: Path) -> bool:
     cmd = _cmdline(pid)
-    return "collector.sim." in cmd and str(run_dir) in cmd
+    return "collector.sim." in cmd and (f"{run_dir}/" in cmd or f"{run_dir} " in cmd)
+
+
+def _pids_naming(run_dir: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and _ours(int(entry.name), run_dir):
+            if _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
 
 
 def _stop(pids: list[int], grace_s: float = 2.0) -> None:
@@ -195,7 +204,7 @@ def _stop(pids: list[int], grace_s: float = 2.0) -> None:
             pass
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        _reap()
+        _reap(pids)
         time.sleep(0.05)
     for pid in pids:
         if _alive(pid):
@@ -203,16 +212,20 @@ def _stop(pids: list[int], grace_s: float = 2.0) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    _reap()
+    _reap(pids)
 
 
-def _reap() -> None:
-    """Collect our own exited children so they do not linger as zombies."""
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+def _reap(pids: list[int]) -> None:
+    """Collect those of *pids* that are our own exited children (no zombies left).
+
+    Only these pids: waiting on any child would steal the exit status of the
+    caller's other subprocesses (a collector's tshark).
+    """
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
             pass
-    except ChildProcessError:
-        pass
 
 
 def _spawn(ns: str, module: str, args: list[str], log: Path) -> int:
@@ -267,7 +280,10 @@ def _cleanup(prefix: str, root: Path | str | None) -> list[str]:
         except (OSError, ValueError, TypeError):
             pids = []
     present = topology.existing_namespaces()
+    # Our processes by the state's pids, and any other whose command line names
+    # this lab's run directory (state file lost, namespace deleted by hand).
     pids = [p for p in pids if _alive(p) and _ours(p, run_dir)]
+    pids += [p for p in _pids_naming(run_dir) if p not in pids]
     for ns in topo.namespaces:
         if ns in present:
             pids += [p for p in topology.netns_pids(ns) if p not in pids]

@@ -40,15 +40,15 @@ class ResponsePlan:
 def draw_plan(label: str, params: SimParams, rng: np.random.Generator) -> ResponsePlan:
     """Draw the response to one request of class *label*."""
     model = params.for_label(label)
-    think = model.think_s.draw(rng)
-    speech = model.speech_s.draw(rng)
-    music = model.music_s.draw(rng) if model.music_s is not None else 0.0
+    think = round(model.think_s.draw(rng), 4)
+    speech = round(model.speech_s.draw(rng), 4)
+    music = round(model.music_s.draw(rng), 4) if model.music_s is not None else 0.0
     return ResponsePlan(
         label=label,
-        think_s=round(think, 4),
-        speech_s=round(speech, 4),
+        think_s=think,
+        speech_s=speech,
         speech_bytes=int(speech * params.speech["bytes_per_s"]),
-        music_s=round(music, 4),
+        music_s=music,
         music_bytes=int(music * params.music["bytes_per_s"]),
     )
 

@@ -92,6 +92,7 @@ class SimParams:
     speech: Mapping[str, float]
     music: Mapping[str, float]
     windows: Mapping[str, float]
+    synthetic: Mapping[str, float]
     classes: Mapping[str, ClassModel]
     default_class: ClassModel
     source: str = field(default="")
@@ -107,6 +108,8 @@ _SECTIONS = {
     "speech": ("bytes_per_s", "record_bytes", "rate_factor", "burst_s", "directive_bytes", "event_bytes"),
     "music": ("bytes_per_s", "record_bytes", "rate_factor", "burst_s", "request_bytes"),
     "windows": ("voice_rcvbuf", "music_rcvbuf"),
+    "synthetic": ("voice_server_window", "echo_window", "echo_wscale", "music_server_window",
+                  "music_server_wscale", "echo_music_window", "mss", "rtt_s", "segment_gap_s", "delack_s"),
 }
 
 

@@ -24,7 +24,8 @@ from collector.sim.errors import EchoBusy, SimError, SimNotRunning
 CONTROL_TIMEOUT_S = 5.0
 
 
-def echo_call(control_socket: Path | str, message: dict[str, Any], timeout: float = CONTROL_TIMEOUT_S) -> dict[str, Any]:
+def echo_call(control_socket: Path | str, message: dict[str, Any],
+              timeout: float = CONTROL_TIMEOUT_S) -> dict[str, Any]:
     """Send one control message to the simulated Echo and return its reply."""
     path = str(control_socket)
     try:

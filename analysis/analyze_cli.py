@@ -1,0 +1,196 @@
+"""``echolab analyze``: run the study's classifier comparison, list runs, show and report them."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from echolab.clitools import console, emit_rows, get_lab, key_value_table
+
+app = typer.Typer(help="Compare the study's six classifiers on the catalog's captures, and report.",
+                  no_args_is_help=True)
+
+
+class SplitBy(str, Enum):
+    random = "random"
+    campaign = "campaign"
+
+
+class FitOn(str, Enum):
+    all = "all"
+    train = "train"
+
+
+def _open(ctx: typer.Context) -> Any:
+    from db.catalog import open_catalog
+
+    return open_catalog(get_lab(ctx))
+
+
+def _parse_bins(text: str) -> list[int]:
+    try:
+        bins = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise typer.BadParameter("write bin counts separated by commas, e.g. 5,10,15,25,50,100,200")
+    if not bins or min(bins) < 1:
+        raise typer.BadParameter("bin counts must be positive integers")
+    return bins
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    features: Annotated[Optional[list[str]], typer.Option(
+        "--features", "-f",
+        help="Feature set, repeatable: tcptrace, histogram, combined, with options as "
+             "histogram:bins=25,include_acks=true. Default: the study's three.")] = None,
+    models: Annotated[Optional[list[str]], typer.Option(
+        "--models", "-m", help="Model name from the grids file, repeatable. Default: all six.")] = None,
+    trials: Annotated[int, typer.Option(help="Random 80/20 trials per feature set and model.", min=1)] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the trial splits and the models.")] = 0,
+    jobs: Annotated[Optional[int], typer.Option(help="Local worker processes (default: every core).", min=1)] = None,
+    cluster: Annotated[Optional[str], typer.Option(
+        help="Run on this Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of the local cores.")] = None,
+    split_by: Annotated[SplitBy, typer.Option(
+        help="random: the study's stratified splits; campaign: train on all campaigns but one, test on it.")
+    ] = SplitBy.random,
+    grids: Annotated[Optional[Path], typer.Option(
+        help="Grids file (default: analysis/grids.toml).", exists=True, dir_okay=False)] = None,
+    name: Annotated[Optional[str], typer.Option(
+        help="Run name (default: run-DATE-TIME); an existing name is resumed and updated.")] = None,
+    fit_features_on: Annotated[FitOn, typer.Option(
+        help="Learn feature state (histogram edges, constant columns) on all data (the study) or per trial "
+             "on the training part.")] = FitOn.all,
+    bins_sweep: Annotated[Optional[str], typer.Option(
+        help="Also run the histogram set at these bin counts, with and without ACKs (Table I), "
+             "e.g. 5,10,15,25,50,100,200.")] = None,
+    ablations: Annotated[bool, typer.Option(
+        "--ablations", help="Also run the study's feature-group ablations.")] = False,
+    device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address, when the catalog does not say.")] = None,
+    synthetic: Annotated[Optional[int], typer.Option(
+        help="Use N synthetic captures per class instead of the catalog (to try the toolkit).", min=5)] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when done.")] = True,
+) -> None:
+    """Run (or resume) the comparison; finished trials are cached in the catalog."""
+    from analysis import runner
+    from analysis.report import write_report
+
+    specs = [runner.FeatureSpec.parse(f) for f in features] if features else list(runner.study_features())
+    if bins_sweep:
+        specs += [s for s in runner.bins_sweep(_parse_bins(bins_sweep)) if s not in specs]
+    if ablations:
+        specs += [s for s in runner.ablation_features() if s not in specs]
+    settings = runner.RunSettings(
+        features=tuple(specs), models=tuple(models or ()), trials=trials, seed=seed,
+        split_by=split_by.value, fit_features_on=fit_features_on.value,
+        grids_path=str(grids) if grids else None,
+    )
+    with _open(ctx) as cat:
+        if synthetic:
+            source = runner.synthetic_source(synthetic, seed=seed)
+        else:
+            source = runner.catalog_source(cat, device_ip=device_ip)
+        result = runner.run_analysis(cat, source, settings, name=name, jobs=jobs, cluster=cluster)
+        console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from cache, "
+                      f"{result.seconds:.1f} s")
+        console.print(_accuracy_table(result.run))
+        if report:
+            path = write_report(result.run, cat.lab.reports_dir / result.name)
+            with cat.transaction():
+                result.run.report_dir = cat.lab.relative(path.parent)
+            console.print(f"Report: {path}")
+
+
+@app.command("ls")
+def ls_cmd(
+    ctx: typer.Context,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List analysis runs, newest first."""
+    from analysis.runner import list_runs
+
+    with _open(ctx) as cat:
+        rows = [_run_row(r) for r in list_runs(cat)]
+    emit_rows(rows, ("id", "name", "status", "created_at", "trials", "features", "models", "fingerprint", "best"),
+              fmt="json" if json_ else "table", title=f"{len(rows)} analysis runs")
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run name or id (see 'analyze ls').")],
+) -> None:
+    """Settings and accuracy table of one run."""
+    from analysis.runner import get_run
+
+    with _open(ctx) as cat:
+        r = get_run(cat, run)
+        st = r.settings or {}
+        console.print(key_value_table([
+            ("name", r.name), ("status", r.status), ("created", r.created_at), ("finished", r.finished_at),
+            ("data", st.get("data")), ("fingerprint", r.fingerprint), ("captures", (r.summary or {}).get("n_captures")),
+            ("split", st.get("split_by")), ("trials", st.get("trials")), ("seed", st.get("seed")),
+            ("features", ", ".join(f["key"] for f in st.get("features", []))),
+            ("models", ", ".join(st.get("models", []))), ("report", r.report_dir),
+            ("versions", ", ".join(f"{k} {v}" for k, v in (r.versions or {}).items())),
+        ], title=f"analysis run {r.name}"))
+        if r.summary:
+            console.print(_accuracy_table(r))
+
+
+@app.command("report")
+def report_cmd(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run name or id (see 'analyze ls').")],
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write (default: LAB/reports/RUN).")] = None,
+) -> None:
+    """Write the run's report: index.html, summary.md and the plots."""
+    from analysis.report import write_report
+    from analysis.runner import get_run
+
+    with _open(ctx) as cat:
+        r = get_run(cat, run)
+        path = write_report(r, out or cat.lab.reports_dir / r.name)
+        if out is None:
+            with cat.transaction():
+                r.report_dir = cat.lab.relative(path.parent)
+    console.print(f"Report: {path}")
+
+
+def _run_row(r: Any) -> dict[str, Any]:
+    st = r.settings or {}
+    best = ""
+    if r.summary:
+        cells = r.summary.get("cells", {})
+        top = max(((c["mean"], f, m) for f, by in cells.items() for m, c in by.items() if c.get("n")), default=None)
+        if top:
+            best = f"{top[2]} on {top[1]}: {top[0]:.2f}%"
+    return {
+        "id": r.id, "name": r.name, "status": r.status, "created_at": r.created_at,
+        "trials": st.get("trials") if st.get("split_by") != "campaign" else "by campaign",
+        "features": ", ".join(f["key"] for f in st.get("features", [])),
+        "models": len(st.get("models", [])), "fingerprint": (r.fingerprint or "")[:12], "best": best,
+    }
+
+
+def _accuracy_table(r: Any) -> Table:
+    s = r.summary or {}
+    models = s.get("models", [])
+    table = Table(title="accuracy %: mean / std / median")
+    table.add_column("features", overflow="fold")
+    for m in models:
+        table.add_column(m["short"], justify="right")
+    for f in s.get("features", []):
+        cells = s["cells"][f["key"]]
+        best = max((m["name"] for m in models), key=lambda n: cells[n]["mean"] if cells[n]["n"] else -1)
+        row = []
+        for m in models:
+            c = cells[m["name"]]
+            text = f"{c['mean']:.2f} / {c['std']:.2f} / {c['median']:.2f}" if c["n"] else "-"
+            row.append(f"[bold]{text}[/]" if m["name"] == best else text)
+        table.add_row(f["key"], *row)
+    return table

@@ -1,0 +1,495 @@
+"""The study's three feature sets, as scikit-learn transformers over per-capture records.
+
+The expensive part, reading a capture, happens once per file in
+:func:`extract_record`: one streaming pass feeds tcptrace's per-connection
+statistics (:mod:`analysis.tcptrace`) and collects the server-to-device packet
+sizes and times. The resulting :class:`CaptureRecord` is cached in the catalog
+(:mod:`analysis.featurestore`). The transformers then work on lists of records:
+
+* :class:`TcptraceFeatures` - tcptrace's 35 per-direction statistics of the
+  server-to-device direction (SYN/FIN counts as two columns, so 36), combined
+  over the capture's connections by :data:`TCPTRACE_FEATURES`' rules; ``fit``
+  learns which columns are constant and drops them (``dropped_features_``).
+* :class:`HistogramFeatures` - normalized packet-size histogram followed by the
+  normalized inter-arrival-time histogram, ``bins`` each; ``fit`` learns the
+  bin edges (``size_edges_``, ``iat_edges_``) from the data it sees.
+* :class:`CombinedFeatures` - tcptrace followed by histogram.
+
+This module is the one place that lists feature names. Every name follows
+:data:`FEATURE_NAME_RE`: ``<direction>_<quantity>_<unit>``, direction ``s2d``
+(server to device) or ``d2s``, unit one of :data:`UNITS`; e.g.
+``s2d_max_win_adv_bytes``, ``s2d_size_hist_03_frac``.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from analysis.capture import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, CaptureError, ReadStats,
+                              format_addr, iter_tcp, parse_addr)
+from analysis.histogram import learn_edges, normalized_histogram
+from analysis.tcptrace import Connection, Tracer, direction_stats
+from echolab.errors import EcholabError
+
+if TYPE_CHECKING:
+    from db.catalog import Catalog
+
+#: Bump when extraction changes what a record holds; cached rows of other versions are ignored.
+EXTRACTOR_VERSION = "echolab-features-1"
+
+UNITS = ("pkts", "bytes", "count", "blocks", "s", "ms", "bytes_per_s", "frac")
+FEATURE_NAME_RE = re.compile(
+    r"^(?P<direction>s2d|d2s)_(?P<quantity>[a-z][a-z0-9]*(?:_[a-z0-9]+)*?)_(?P<unit>"
+    + "|".join(sorted(UNITS, key=len, reverse=True)) + r")$")
+
+FEATURE_SETS = ("tcptrace", "histogram", "combined")
+
+# (feature name, tcptrace statistic behind it, rule combining the capture's connections)
+# Order: tcptrace -l's order of its 35 always-printed per-direction lines.
+TCPTRACE_FEATURES: tuple[tuple[str, str, str], ...] = (
+    ("s2d_total_pkts", "total_packets", "sum"),
+    ("s2d_ack_pkts", "ack_pkts_sent", "sum"),
+    ("s2d_pure_ack_pkts", "pure_acks_sent", "sum"),
+    ("s2d_sack_pkts", "sack_pkts_sent", "sum"),
+    ("s2d_dsack_pkts", "dsack_pkts_sent", "sum"),
+    ("s2d_max_sack_per_ack_blocks", "max_sack_blks/ack", "max"),
+    ("s2d_unique_sent_bytes", "unique_bytes_sent", "sum"),
+    ("s2d_actual_data_pkts", "actual_data_pkts", "sum"),
+    ("s2d_actual_data_bytes", "actual_data_bytes", "sum"),
+    ("s2d_rexmt_data_pkts", "rexmt_data_pkts", "sum"),
+    ("s2d_rexmt_data_bytes", "rexmt_data_bytes", "sum"),
+    ("s2d_zwnd_probe_pkts", "zwnd_probe_pkts", "sum"),
+    ("s2d_zwnd_probe_bytes", "zwnd_probe_bytes", "sum"),
+    ("s2d_outoforder_pkts", "outoforder_pkts", "sum"),
+    ("s2d_pushed_data_pkts", "pushed_data_pkts", "sum"),
+    ("s2d_syn_pkts", "syn_pkts_sent", "sum"),
+    ("s2d_fin_pkts", "fin_pkts_sent", "sum"),
+    ("s2d_urgent_data_pkts", "urgent_data_pkts", "sum"),
+    ("s2d_urgent_data_bytes", "urgent_data_bytes", "sum"),
+    ("s2d_mss_requested_bytes", "mss_requested", "max"),
+    ("s2d_max_segm_size_bytes", "max_segm_size", "max"),
+    ("s2d_min_segm_size_bytes", "min_segm_size", "min_nonzero"),
+    ("s2d_avg_segm_size_bytes", "avg_segm_size", "avg_segm"),
+    ("s2d_max_win_adv_bytes", "max_win_adv", "max"),
+    ("s2d_min_win_adv_bytes", "min_win_adv", "min_nonzero"),
+    ("s2d_zero_win_adv_count", "zero_win_adv", "sum"),
+    ("s2d_avg_win_adv_bytes", "avg_win_adv", "avg_win"),
+    ("s2d_initial_window_bytes", "initial_window_bytes", "sum"),
+    ("s2d_initial_window_pkts", "initial_window_pkts", "sum"),
+    ("s2d_ttl_stream_length_bytes", "ttl_stream_length", "sum"),
+    ("s2d_missed_data_bytes", "missed_data", "sum"),
+    ("s2d_truncated_data_bytes", "truncated_data", "sum"),
+    ("s2d_truncated_pkts", "truncated_packets", "sum"),
+    ("s2d_data_xmit_time_s", "data_xmit_time", "data_span"),
+    ("s2d_idletime_max_ms", "idletime_max", "max"),
+    ("s2d_throughput_bytes_per_s", "throughput", "throughput"),
+)
+TCPTRACE_FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _, _ in TCPTRACE_FEATURES)
+
+#: The 13 statistics the study found constant and dropped (its 22 are the rest).
+STUDY_DROPPED: tuple[str, ...] = (
+    "s2d_sack_pkts", "s2d_dsack_pkts", "s2d_max_sack_per_ack_blocks", "s2d_zwnd_probe_pkts",
+    "s2d_zwnd_probe_bytes", "s2d_syn_pkts", "s2d_fin_pkts", "s2d_urgent_data_pkts", "s2d_urgent_data_bytes",
+    "s2d_zero_win_adv_count", "s2d_ttl_stream_length_bytes", "s2d_missed_data_bytes", "s2d_truncated_data_bytes",
+    "s2d_truncated_pkts",
+)
+
+#: Named subsets of the tcptrace set used by the study's ablations.
+TCPTRACE_GROUPS: dict[str, tuple[str, ...]] = {
+    "window": ("s2d_max_win_adv_bytes", "s2d_min_win_adv_bytes", "s2d_avg_win_adv_bytes", "s2d_zero_win_adv_count"),
+    "data_amount": ("s2d_total_pkts", "s2d_unique_sent_bytes", "s2d_actual_data_pkts", "s2d_actual_data_bytes"),
+}
+HISTOGRAM_PARTS = ("size", "iat")
+#: Ablation name -> (feature set, its ``groups`` option).
+ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "window": ("tcptrace", ("window",)),
+    "data_amount": ("tcptrace", ("data_amount",)),
+    "size_hist": ("histogram", ("size",)),
+    "iat_hist": ("histogram", ("iat",)),
+}
+
+
+def histogram_feature_names(part: str, bins: int) -> list[str]:
+    """Names of one histogram's columns: ``s2d_size_hist_00_frac`` ... (part is "size" or "iat")."""
+    width = max(2, len(str(bins - 1)))
+    return [f"s2d_{part}_hist_{i:0{width}d}_frac" for i in range(bins)]
+
+
+class FeatureError(EcholabError):
+    """A capture cannot give features (corrupt, empty, no TCP with the device) or bad options."""
+
+
+# --------------------------------------------------------------------------- per-capture records
+
+
+@dataclass
+class CaptureRecord:
+    """What one pass over a capture yields; the input of every transformer.
+
+    ``tcptrace`` maps each name of :data:`TCPTRACE_FEATURE_NAMES` to its
+    combined value. ``sizes`` (IP total length, bytes), ``times_us``
+    (microseconds since the first one) and ``pure_ack`` describe every
+    server-to-device TCP packet in file order.
+    """
+
+    device_ip: str
+    connections: int
+    tcptrace: dict[str, float]
+    sizes: list[int] = field(default_factory=list)
+    times_us: list[int] = field(default_factory=list)
+    pure_ack: list[int] = field(default_factory=list)
+    packets: int = 0  # TCP packets with the device, both directions
+    version: str = EXTRACTOR_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {"device_ip": self.device_ip, "connections": self.connections, "tcptrace": dict(self.tcptrace),
+                "sizes": list(self.sizes), "times_us": list(self.times_us), "pure_ack": list(self.pure_ack),
+                "packets": self.packets, "version": self.version}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CaptureRecord":
+        return cls(**data)
+
+    def histogram_values(self, include_acks: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(packet sizes in bytes, inter-arrival times in seconds) of the kept packets."""
+        sizes = np.asarray(self.sizes, dtype=float)
+        times = np.asarray(self.times_us, dtype=np.int64)
+        if not include_acks and len(sizes):
+            keep = np.asarray(self.pure_ack, dtype=bool) == 0
+            sizes, times = sizes[keep], times[keep]
+        iat = np.maximum(np.diff(times), 0) / 1e6 if len(times) > 1 else np.zeros(0)
+        return sizes, iat
+
+
+def _as_record(item: Any) -> CaptureRecord:
+    if isinstance(item, CaptureRecord):
+        return item
+    if isinstance(item, dict):
+        return CaptureRecord.from_json(item)
+    raise TypeError(f"feature transformers take CaptureRecord objects (or their JSON), got {type(item).__name__}")
+
+
+def server_directions(connections: Sequence[Connection], device: bytes) -> list[dict[str, Any]]:
+    """tcptrace statistics of the server-to-device direction of each connection with *device*."""
+    out = []
+    for conn in connections:
+        if conn.a_addr == device and conn.b_addr != device:
+            out.append(direction_stats(conn, conn.b2a))
+        elif conn.b_addr == device and conn.a_addr != device:
+            out.append(direction_stats(conn, conn.a2b))
+    return out
+
+
+def combine_connections(stats: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """One value per tcptrace feature from per-connection statistics (see docs/features.md).
+
+    Counts and bytes add up; maxima take the maximum; minima the smallest
+    non-zero value; averages are recomputed from the summed parts exactly as
+    tcptrace computes them for one connection; data xmit time spans the first
+    to the last data packet of any connection; throughput is all unique bytes
+    over the span from the first to the last packet of any connection. A
+    statistic tcptrace prints as NA counts as 0.
+    """
+    out: dict[str, float] = {}
+    for name, key, rule in TCPTRACE_FEATURES:
+        values = [s[key] for s in stats if s[key] is not None]
+        if rule == "sum":
+            out[name] = float(sum(values))
+        elif rule == "max":
+            out[name] = float(max(values, default=0))
+        elif rule == "min_nonzero":
+            out[name] = float(min((v for v in values if v > 0), default=0))
+        elif rule == "avg_segm":
+            data_bytes = sum(s["actual_data_bytes"] for s in stats)
+            data_pkts = sum(s["actual_data_pkts"] for s in stats)
+            out[name] = float(int(data_bytes / (data_pkts + 0.001)))
+        elif rule == "avg_win":
+            div = sum(s["_win_div"] for s in stats)
+            out[name] = float(sum(s["_win_tot"] for s in stats) // div) if div else 0.0
+        elif rule == "data_span":
+            spans = [(s["_first_data_us"], s["_last_data_us"]) for s in stats if s["_first_data_us"]]
+            out[name] = max(max(e for _, e in spans) - min(b for b, _ in spans), 0) / 1e6 if spans else 0.0
+        elif rule == "throughput":
+            first = min((s["_conn_first_us"] for s in stats), default=0)
+            last = max((s["_conn_last_us"] for s in stats), default=0)
+            unique = sum(s["unique_bytes_sent"] for s in stats)
+            out[name] = unique / ((last - first) / 1e6) if last > first else 0.0
+        else:  # pragma: no cover - the table above is the only input
+            raise AssertionError(rule)
+    return out
+
+
+def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
+    """Read the capture at *path* once and return its :class:`CaptureRecord`.
+
+    Raises :class:`FeatureError` for a capture that cannot be used: not a
+    capture, damaged or cut short, empty, without TCP, or without TCP traffic
+    of *device_ip*.
+    """
+    try:
+        device = parse_addr(device_ip)
+    except ValueError as exc:
+        raise FeatureError(f"device IP {device_ip!r} is not an IP address") from exc
+    stats = ReadStats()
+    tracer = Tracer()
+    add = tracer.add
+    sizes = array("l")  # compact: a long capture keeps 17 bytes per server packet, not ~90
+    times = array("q")
+    pure = array("b")
+    packets = 0
+    try:
+        for pkt in iter_tcp(path, stats):
+            add(pkt)
+            dst = pkt[T_DST]
+            if dst == device:
+                packets += 1
+                if pkt[T_SRC] != device:
+                    sizes.append(pkt[T_IP_LEN])
+                    times.append(pkt[T_TS])
+                    flags = pkt[T_FLAGS]
+                    pure.append(1 if (flags & 0x17) == 0x10 and pkt[T_DATA_LEN] == 0 else 0)
+            elif pkt[T_SRC] == device:
+                packets += 1
+    except CaptureError as exc:
+        raise FeatureError(str(exc)) from exc
+    if stats.truncated_file:
+        why = f" ({stats.damaged})" if stats.damaged else ""
+        raise FeatureError(f"capture is damaged or cut short after {stats.records} records{why}")
+    if stats.records == 0:
+        raise FeatureError("capture holds no packets")
+    if stats.tcp_packets == 0:
+        raise FeatureError(f"capture holds no TCP packets ({stats.records} records)")
+    connections = tracer.finish(stats.last_ts_us)
+    directions = server_directions(connections, device)
+    if not directions or not sizes:
+        seen = sorted({format_addr(c.a_addr) for c in connections} | {format_addr(c.b_addr) for c in connections})
+        raise FeatureError(f"no TCP packets from a server to the device {device_ip} "
+                           f"(addresses in the capture: {', '.join(seen[:6])})")
+    t0 = times[0]
+    return CaptureRecord(device_ip=device_ip, connections=len(directions), tcptrace=combine_connections(directions),
+                         sizes=sizes, times_us=array("q", (t - t0 for t in times)), pure_ack=pure, packets=packets)
+
+
+# --------------------------------------------------------------------------- transformers
+
+
+def _check_groups(groups: Iterable[str] | None, known: Iterable[str], what: str) -> tuple[str, ...]:
+    if groups is None:
+        return ()
+    if isinstance(groups, str):
+        groups = (groups,)
+    groups = tuple(groups)
+    unknown = [g for g in groups if g not in known]
+    if unknown or not groups:
+        raise ValueError(f"unknown {what} group(s) {unknown or groups!r}; choose from {', '.join(known)}")
+    return groups
+
+
+class TcptraceFeatures(TransformerMixin, BaseEstimator):
+    """tcptrace statistics of the server-to-device direction, constant columns dropped at fit.
+
+    Parameters: ``groups`` keeps only named subsets (:data:`TCPTRACE_GROUPS`),
+    ``drop_constant`` (default True) drops columns constant over the fitted
+    data, as the study did. Learned: ``candidate_features_``,
+    ``dropped_features_``, ``feature_names_``.
+    """
+
+    def __init__(self, groups: Sequence[str] | None = None, drop_constant: bool = True):
+        self.groups = groups
+        self.drop_constant = drop_constant
+
+    def _candidates(self) -> list[str]:
+        groups = _check_groups(self.groups, TCPTRACE_GROUPS, "tcptrace")
+        if not groups:
+            return list(TCPTRACE_FEATURE_NAMES)
+        wanted = {n for g in groups for n in TCPTRACE_GROUPS[g]}
+        return [n for n in TCPTRACE_FEATURE_NAMES if n in wanted]
+
+    @staticmethod
+    def _matrix(X: Sequence[Any], names: Sequence[str]) -> np.ndarray:
+        records = [_as_record(x) for x in X]
+        return np.array([[r.tcptrace[n] for n in names] for r in records], dtype=float).reshape(len(records),
+                                                                                               len(names))
+
+    def fit(self, X: Sequence[Any], y: Any = None) -> "TcptraceFeatures":
+        candidates = self._candidates()
+        if len(X) == 0:
+            raise ValueError("TcptraceFeatures.fit needs at least one capture record")
+        matrix = self._matrix(X, candidates)
+        constant = np.ptp(matrix, axis=0) == 0 if self.drop_constant else np.zeros(len(candidates), bool)
+        self.candidate_features_ = candidates
+        self.dropped_features_ = [n for n, c in zip(candidates, constant) if c]
+        self.feature_names_ = [n for n, c in zip(candidates, constant) if not c]
+        return self
+
+    def transform(self, X: Sequence[Any]) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        return self._matrix(X, self.feature_names_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        return np.asarray(self.feature_names_, dtype=object)
+
+
+class HistogramFeatures(TransformerMixin, BaseEstimator):
+    """Normalized packet-size histogram, then normalized inter-arrival-time histogram.
+
+    Parameters: ``bins`` per histogram (15), ``include_acks`` (False: pure ACKs
+    are left out before sizes and inter-arrival times are taken), ``groups``
+    a subset of ("size", "iat"). Learned: ``size_edges_`` (bytes, IP total
+    length) and ``iat_edges_`` (seconds), each ``bins + 1`` edges from the
+    smallest to the largest value of the fitted data.
+    """
+
+    def __init__(self, bins: int = 15, include_acks: bool = False, groups: Sequence[str] | None = None):
+        self.bins = bins
+        self.include_acks = include_acks
+        self.groups = groups
+
+    def _parts(self) -> tuple[str, ...]:
+        return _check_groups(self.groups, HISTOGRAM_PARTS, "histogram") or HISTOGRAM_PARTS
+
+    def fit(self, X: Sequence[Any], y: Any = None) -> "HistogramFeatures":
+        if not isinstance(self.bins, (int, np.integer)) or isinstance(self.bins, bool) or self.bins < 1:
+            raise ValueError(f"bins must be a positive integer, got {self.bins!r}")
+        parts = self._parts()
+        if len(X) == 0:
+            raise ValueError("HistogramFeatures.fit needs at least one capture record")
+        values = [_as_record(x).histogram_values(self.include_acks) for x in X]
+        self.size_edges_ = learn_edges((v[0] for v in values), self.bins)
+        self.iat_edges_ = learn_edges((v[1] for v in values), self.bins)
+        self.parts_ = parts
+        self.feature_names_ = [n for p in parts for n in histogram_feature_names(p, self.bins)]
+        return self
+
+    def transform(self, X: Sequence[Any]) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        rows = []
+        for x in X:
+            sizes, iat = _as_record(x).histogram_values(self.include_acks)
+            row = []
+            if "size" in self.parts_:
+                row.append(normalized_histogram(sizes, self.size_edges_))
+            if "iat" in self.parts_:
+                row.append(normalized_histogram(iat, self.iat_edges_))
+            rows.append(np.concatenate(row))
+        return np.array(rows, dtype=float).reshape(len(rows), len(self.feature_names_))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        return np.asarray(self.feature_names_, dtype=object)
+
+
+class CombinedFeatures(TransformerMixin, BaseEstimator):
+    """The tcptrace set followed by the histogram set (``tcptrace_`` and ``histogram_`` once fitted)."""
+
+    def __init__(self, bins: int = 15, include_acks: bool = False, drop_constant: bool = True):
+        self.bins = bins
+        self.include_acks = include_acks
+        self.drop_constant = drop_constant
+
+    def fit(self, X: Sequence[Any], y: Any = None) -> "CombinedFeatures":
+        records = [_as_record(x) for x in X]
+        self.tcptrace_ = TcptraceFeatures(drop_constant=self.drop_constant).fit(records)
+        self.histogram_ = HistogramFeatures(bins=self.bins, include_acks=self.include_acks).fit(records)
+        self.feature_names_ = [*self.tcptrace_.feature_names_, *self.histogram_.feature_names_]
+        return self
+
+    def transform(self, X: Sequence[Any]) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        records = [_as_record(x) for x in X]
+        return np.hstack([self.tcptrace_.transform(records), self.histogram_.transform(records)])
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        return np.asarray(self.feature_names_, dtype=object)
+
+
+def make_transformer(set_name: str, *, bins: int = 15, include_acks: bool = False, drop_constant: bool = True,
+                     groups: Sequence[str] | None = None) -> BaseEstimator:
+    """An unfitted transformer for a feature set ("tcptrace", "histogram", "combined") or an ablation.
+
+    Ablations (:data:`ABLATIONS`): "window" (window advertisements), "data_amount"
+    (total packets, unique bytes, data packets, data bytes), "size_hist",
+    "iat_hist". ``groups`` narrows "tcptrace" (names in :data:`TCPTRACE_GROUPS`)
+    or "histogram" ("size", "iat").
+    """
+    if set_name in ABLATIONS:
+        if groups is not None:
+            raise FeatureError(f"{set_name!r} is an ablation with fixed groups; do not pass groups")
+        set_name, groups = ABLATIONS[set_name]
+    if set_name == "tcptrace":
+        return TcptraceFeatures(groups=groups, drop_constant=drop_constant)
+    if set_name == "histogram":
+        return HistogramFeatures(bins=bins, include_acks=include_acks, groups=groups)
+    if set_name == "combined":
+        if groups is not None:
+            raise FeatureError("the combined set takes no groups; use 'tcptrace' or 'histogram' with groups")
+        return CombinedFeatures(bins=bins, include_acks=include_acks, drop_constant=drop_constant)
+    raise FeatureError(f"unknown feature set {set_name!r}; choose from {', '.join([*FEATURE_SETS, *ABLATIONS])}")
+
+
+def all_feature_names(bins: int = 15) -> list[str]:
+    """Every feature name the transformers can produce with *bins* bins (before constant columns drop)."""
+    return [*TCPTRACE_FEATURE_NAMES, *histogram_feature_names("size", bins), *histogram_feature_names("iat", bins)]
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+@dataclass
+class Dataset:
+    """Per-capture records and labels of a catalog's usable captures, in capture-id order."""
+
+    records: list[CaptureRecord]
+    y: np.ndarray  # labels (str)
+    capture_ids: list[int]
+    campaigns: list[str]
+    sha256s: list[str]
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (capture id, reason) of unusable captures
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: bool = True,
+                 label: str | None = None, campaign: str | int | None = None, n_jobs: int = 2) -> Dataset:
+    """Every good capture of *catalog* as a :class:`Dataset`, extracting (in parallel) what is not cached.
+
+    The device IP of a capture comes from *device_ip* when given, else the
+    capture's own ``device_ip``, else its campaign's device. Unusable captures
+    are listed in ``Dataset.skipped`` with their reason.
+    """
+    from analysis.featurestore import build_features
+
+    captures = catalog.captures(label=label, campaign=campaign)
+    report = build_features(catalog, captures=captures, device_ip=device_ip, progress=progress, n_jobs=n_jobs)
+    records, y, ids, campaigns, shas = [], [], [], [], []
+    for cap in captures:
+        record = report.records.get(cap.id)
+        if record is None:
+            continue
+        records.append(record)
+        y.append(cap.label)
+        ids.append(cap.id)
+        campaigns.append(cap.campaign.name if cap.campaign is not None else "")
+        shas.append(cap.sha256 or "")
+    return Dataset(records, np.asarray(y, dtype=str), ids, campaigns, shas, skipped=sorted(report.errors.items()))
+
+
+def describe_capture(path: Path | str, device_ip: str, *, bins: int = 15,
+                     include_acks: bool = False) -> dict[str, float]:
+    """Every feature of one bare capture by name (nothing dropped; histogram edges from this capture alone)."""
+    record = extract_record(path, device_ip)
+    out = dict(record.tcptrace)
+    hist = HistogramFeatures(bins=bins, include_acks=include_acks).fit([record])
+    out.update(zip(hist.feature_names_, hist.transform([record])[0].tolist()))
+    return out

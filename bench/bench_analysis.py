@@ -1,0 +1,161 @@
+"""Benchmark: ``echolab analyze run`` against a plain scikit-learn script of the same protocol.
+
+Both run the full comparison (3 feature sets x 6 models x TRIALS trials) on the
+same matrices: by default a synthetic data set shaped like the study's (780
+captures; 22 / 30 / 52 columns), or with ``--lab DIR`` the real features of that
+lab's catalog. The plain script (bench/plain_protocol.py) runs one job at a
+time; echolab runs with its defaults (every core). Both define trial t the same
+way, so their per-trial accuracies must agree; the benchmark checks the mean
+accuracies are within 0.5 percentage points (in practice: identical).
+
+It also reruns echolab unchanged (everything from the trial cache) and
+prints where the time goes per model.
+
+    .venv/bin/python bench/bench_analysis.py --trials 5
+    .venv/bin/python bench/bench_analysis.py --lab lab --trials 10
+
+The plain script's time grows linearly with trials: run a few and
+multiply to estimate 100 (the output says so when it extrapolates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from analysis.runner import (  # noqa: E402
+    RunSettings,
+    build_matrix,
+    catalog_source,
+    run_analysis,
+    study_features,
+    synthetic_source,
+)
+from db.catalog import Catalog  # noqa: E402
+from echolab.lab import Lab  # noqa: E402
+
+FULL_TRIALS = 100
+
+
+def load_source(lab: Path | None):
+    if lab is None:
+        return synthetic_source(130), "synthetic, shaped like the study (780 x 22/30/52)"
+    with Catalog.open(Lab.open(lab)) as cat:
+        return catalog_source(cat, progress=True), f"real features of {lab}"
+
+
+def write_matrices(source, path: Path) -> dict[str, int]:
+    src = source.canonical()
+    arrays = {"y": src.y}
+    shapes = {}
+    for spec in study_features():
+        X = build_matrix(src, spec).X
+        arrays["X_" + spec.key] = X
+        shapes[spec.key] = X.shape[1]
+    np.savez(path, **arrays)
+    return shapes
+
+
+def run_plain(npz: Path, trials: int, seed: int) -> dict:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "plain_protocol.py"), str(npz), "--trials",
+                          str(trials), "--seed", str(seed)], check=True, stdout=subprocess.PIPE, text=True)
+    result = json.loads(out.stdout)
+    result["wall"] = time.perf_counter() - t0
+    return result
+
+
+def run_echolab(source, trials: int, seed: int, jobs: int | None, tmp: Path) -> tuple[dict, float, float]:
+    with Catalog.open(Lab.open(tmp / "lab", create=True)) as cat:
+        t0 = time.perf_counter()
+        res = run_analysis(cat, source, RunSettings(trials=trials, seed=seed), name="bench", jobs=jobs,
+                           progress=sys.stderr.isatty())
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        again = run_analysis(cat, source, RunSettings(trials=trials, seed=seed), name="bench-again", jobs=jobs,
+                             progress=False)
+        cached = time.perf_counter() - t0
+        assert again.computed == 0, "the rerun should come from the cache"
+        return res.run.summary, first, cached
+
+
+def compare(plain: dict, ours: dict) -> tuple[list[dict], float, bool]:
+    rows, worst, identical = [], 0.0, True
+    for fs, by_model in plain["cells"].items():
+        for model, cell in by_model.items():
+            mine = ours["cells"][fs][model]
+            a, b = 100 * np.mean(cell["accuracies"]), mine["mean"]
+            identical &= cell["accuracies"] == mine["accuracies"]
+            worst = max(worst, abs(a - b))
+            rows.append({"features": fs, "model": model, "plain": a, "echolab": b, "diff": b - a,
+                         "plain_s": cell["seconds"], "echolab_cpu_s": mine["seconds"]})
+    return rows, worst, identical
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lab", type=Path, help="Use this lab's real features instead of synthetic data.")
+    ap.add_argument("--trials", type=int, default=5, help="Trials for both (default 5; the study used 100).")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=None, help="echolab's worker processes (default: every core).")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_analysis.json")
+    args = ap.parse_args()
+
+    source, what = load_source(args.lab)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        npz = tmp / "matrices.npz"
+        shapes = write_matrices(source, npz)
+        print(f"data: {what}; {len(source.y)} captures; columns {shapes}; trials {args.trials}", file=sys.stderr)
+        plain = run_plain(npz, args.trials, args.seed)
+        ours, first, cached = run_echolab(source, args.trials, args.seed, args.jobs, tmp)
+
+    rows, worst, identical = compare(plain, ours)
+    per_model: dict[str, dict[str, float]] = {}
+    for r in rows:
+        m = per_model.setdefault(r["model"], {"plain_s": 0.0, "echolab_cpu_s": 0.0})
+        m["plain_s"] += r["plain_s"]
+        m["echolab_cpu_s"] += r["echolab_cpu_s"]
+    scale = FULL_TRIALS / args.trials
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": os.getloadavg()},
+        "data": what, "captures": int(len(source.y)), "columns": shapes, "trials": args.trials,
+        "plain_seconds": plain["seconds"], "echolab_seconds": first, "echolab_cached_seconds": cached,
+        "speedup": plain["seconds"] / first,
+        "extrapolated_100_trials": {"plain_s": plain["seconds"] * scale, "echolab_s": first * scale}
+        if args.trials != FULL_TRIALS else None,
+        "max_mean_accuracy_diff_pp": worst, "identical_per_trial": identical,
+        "per_model": per_model, "cells": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+
+    print(f"\n{what}; {len(source.y)} captures; {args.trials} trials x 3 feature sets x 6 models")
+    print(f"plain scikit-learn, one job at a time: {plain['seconds']:8.1f} s")
+    print(f"echolab analyze run (jobs={args.jobs or os.cpu_count()}):      {first:8.1f} s   speed-up x{plain['seconds'] / first:.2f}")
+    print(f"echolab rerun, all from the cache:     {cached:8.1f} s")
+    if args.trials != FULL_TRIALS:
+        print(f"extrapolated to 100 trials (x{scale:g}, linear): plain {plain['seconds'] * scale / 60:.0f} min, "
+              f"echolab {first * scale / 60:.0f} min")
+    print(f"largest difference of mean accuracy: {worst:.3f} pp; per-trial accuracies identical: {identical}")
+    print("\nwhere the time goes (seconds, summed over feature sets and trials):")
+    print(f"{'model':>14} {'plain':>9} {'echolab, CPU':>13}")
+    for model, m in sorted(per_model.items(), key=lambda kv: -kv[1]["plain_s"]):
+        print(f"{model:>14} {m['plain_s']:9.1f} {m['echolab_cpu_s']:13.1f}")
+    print(f"\nwritten {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""``echolab sim``: bring the simulated lab up and down, poke it, write synthetic captures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from collector.audio import DurationClip
+from collector.sim import lab as simlab
+from collector.sim.params import load_params
+from collector.sim.synthetic import write_capture
+from echolab.clitools import console, key_value_table
+
+app = typer.Typer(help="The simulated lab: an Echo and an Alexa cloud in network namespaces.", no_args_is_help=True)
+
+PrefixOpt = Annotated[str, typer.Option("--prefix", help="Name prefix of the lab's namespaces (one lab per prefix).")]
+
+
+@app.command("up")
+def up(
+    speed: Annotated[float, typer.Option(help="Divide every wait and stream duration by this factor.", min=0.001,
+                                         max=1000)] = 1.0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the cloud's draws (default: random).")] = None,
+    params: Annotated[Optional[Path], typer.Option(help="Parameter file (default: collector/sim/params.toml).",
+                                                   exists=True, dir_okay=False)] = None,
+    prefix: PrefixOpt = simlab.DEFAULT_PREFIX,
+) -> None:
+    """Start the simulated lab (needs root); cleans up what a crashed run left first."""
+    lab = simlab.up(prefix=prefix, speed=speed, seed=seed, params_path=params)
+    console.print(f"Simulated lab '{lab.prefix}' is up: capture on {lab.interface} in namespace {lab.netns} "
+                  f"(ip netns exec {lab.netns} tshark -i {lab.interface}); Echo {lab.echo_ip}, "
+                  f"voice {lab.voice_ip}, music {lab.music_ip}, speed {lab.speed:g}")
+
+
+@app.command("status")
+def status(
+    prefix: PrefixOpt = simlab.DEFAULT_PREFIX,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show whether the simulated lab runs, and where to capture; exit 1 when it does not run."""
+    st = simlab.status(prefix)
+    lab = st.lab
+    if json_:
+        out = {"prefix": st.prefix, "running": st.running, "namespaces": st.namespaces, "processes": st.processes,
+               "echo": st.echo, "problems": st.problems, "lab": lab.to_dict() if lab else None}
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        pairs = [("running", "yes" if st.running else "no"),
+                 *((f"namespace {ns}", "present" if ok else "missing") for ns, ok in st.namespaces.items())]
+        if lab:
+            pairs += [("capture", f"ip netns exec {lab.netns} tshark -i {lab.interface}"),
+                      ("echo ip", lab.echo_ip), ("voice ip", lab.voice_ip), ("music ip", lab.music_ip),
+                      ("speed", f"{lab.speed:g}"), ("state", str(lab.run_dir / "state.json"))]
+            pairs += [(f"process {name}", f"{lab.pids[name]} {'running' if ok else 'gone'}")
+                      for name, ok in st.processes.items()]
+        if st.echo:
+            pairs += [("echo busy", st.echo.get("busy")), ("echo requests", st.echo.get("requests_done"))]
+        pairs += [("problem", p) for p in st.problems]
+        console.print(key_value_table(pairs, title=f"simulated lab '{prefix}'"))
+    if not st.running:
+        raise typer.Exit(1)
+
+
+@app.command("down")
+def down(prefix: PrefixOpt = simlab.DEFAULT_PREFIX) -> None:
+    """Stop the simulated lab and remove its namespaces, links, processes and state."""
+    removed = simlab.down(prefix)
+    console.print("Removed: " + ", ".join(removed) if removed else "Nothing to remove: the simulated lab was down.")
+
+
+@app.command("request")
+def request(
+    label: Annotated[str, typer.Argument(help="Class of the request (what the cloud 'recognizes').")],
+    duration: Annotated[float, typer.Option(help="Length of the spoken prompt, seconds.", min=0.1)] = 2.5,
+    wait: Annotated[bool, typer.Option(help="Wait until the Echo is idle again.")] = True,
+    prefix: PrefixOpt = simlab.DEFAULT_PREFIX,
+) -> None:
+    """Make the simulated Echo hear one request (no capture; for trying the lab out)."""
+    lab = simlab.SimLab.load(prefix)
+    result = lab.sink().play(DurationClip(duration), label=label)
+    idle = lab.wait_idle() if wait else None
+    console.print(f"request {result.details.get('request_id')} ({label}) played in {result.played_s:.2f} s"
+                  + ("" if idle is None else "; the Echo is idle" if idle else "; the Echo is still busy"))
+
+
+@app.command("synth")
+def synth(
+    out: Annotated[Path, typer.Argument(help="The pcap file to write.", dir_okay=False)],
+    label: Annotated[str, typer.Option("--class", "--label", help="Class of the request.")],
+    duration: Annotated[float, typer.Option(help="Length of the spoken prompt, seconds.", min=0.1)] = 2.5,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the draws.")] = None,
+    speed: Annotated[float, typer.Option(help="Time compression, as for 'sim up'.", min=0.001)] = 1.0,
+    params: Annotated[Optional[Path], typer.Option(help="Parameter file.", exists=True, dir_okay=False)] = None,
+) -> None:
+    """Write one synthetic capture (no namespaces needed) from the simulation's model."""
+    info = write_capture(out, label, duration, np.random.default_rng(seed), load_params(params), speed=speed)
+    console.print(f"Wrote {info.path}: {info.packets} packets over {info.last_ts - info.first_ts:.2f} s "
+                  f"(answer {info.plan.speech_s:.1f} s" + (f", music {info.plan.music_s:.1f} s" if info.plan.has_music
+                                                         else "") + ")")

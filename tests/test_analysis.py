@@ -1,0 +1,279 @@
+"""The classifier comparison: grids, protocol, caching, resume, campaign splits, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from analysis import runner
+from analysis.models import DEFAULT_GRIDS, STUDY_MODELS, GridError, load_grids, select_models
+from analysis.protocol import ProtocolError, campaign_splits, random_splits
+from analysis.runner import AnalysisInterrupted, FeatureSpec, RunSettings, run_analysis, synthetic_source
+from analysis.stats import paired_test
+from db.catalog import Catalog
+from db.models import AnalysisRun, TrialResult
+from echolab.cli import app
+from echolab.lab import Lab
+
+TINY_GRIDS = """
+[models.decision_tree]
+label = "Decision tree"
+short = "DT"
+estimator = "sklearn.tree.DecisionTreeClassifier"
+params = {}
+grid = { criterion = ["gini", "entropy"] }
+
+[models.random_forest]
+label = "Random forest"
+short = "RF"
+estimator = "sklearn.ensemble.RandomForestClassifier"
+params = { n_estimators = 8 }
+grid = { max_features = ["sqrt", "log2"] }
+
+[models.knn]
+label = "k-nearest neighbours"
+short = "KNN"
+estimator = "sklearn.neighbors.KNeighborsClassifier"
+params = {}
+grid = { n_neighbors = [1, 3], metric = ["manhattan", "euclidean"] }
+
+[models.mlp]
+label = "MLP"
+short = "MLP"
+estimator = "sklearn.neural_network.MLPClassifier"
+params = { max_iter = 5 }
+grid = { hidden_layer_sizes = [[8], [4, 4]] }
+"""
+
+
+@pytest.fixture
+def grids(tmp_path: Path) -> Path:
+    path = tmp_path / "grids.toml"
+    path.write_text(TINY_GRIDS)
+    return path
+
+
+@pytest.fixture
+def cat(sqlite_lab: Lab):
+    with Catalog.open(sqlite_lab) as catalog:
+        yield catalog
+
+
+@pytest.fixture(scope="module")
+def source() -> runner.DataSource:
+    return synthetic_source(10, campaigns=3, seed=1)
+
+
+def _settings(grids: Path, **kw) -> RunSettings:
+    base = dict(models=("decision_tree", "knn"), trials=3, seed=7, grids_path=str(grids))
+    base.update(kw)
+    return RunSettings(**base)
+
+
+def _accuracies(run: AnalysisRun) -> dict[str, dict[str, list[float]]]:
+    return {f: {m: c["accuracies"] for m, c in by.items()} for f, by in run.summary["cells"].items()}
+
+
+# -- grids --------------------------------------------------------------------------------
+
+
+def test_default_grids_hold_the_studys_six_models() -> None:
+    specs = load_grids()
+    assert tuple(specs) == STUDY_MODELS
+    rf = specs["random_forest"]
+    assert rf.build().get_params()["n_estimators"] == 400
+    assert rf.param_grid() == {"criterion": ["gini", "entropy"], "max_features": ["sqrt", "log2"]}
+    lin = specs["svm_linear"].build()
+    assert type(lin).__name__ == "SVC" and lin.kernel == "linear" and lin.decision_function_shape == "ovo"
+    assert specs["svm_linear"].param_grid()["C"] == [0.1, 0.5, 1, 5, 10]
+    assert "auto" in specs["svm_rbf"].param_grid()["gamma"]  # 1 / n_features
+    assert specs["mlp"].param_grid()["hidden_layer_sizes"] == [(100,), (300,), (100, 100)]
+    assert set(specs["knn"].param_grid()["metric"]) == {"manhattan", "euclidean"}
+    assert specs["decision_tree"].build(random_state=3).random_state == 3
+
+
+def test_grid_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    bad = tmp_path / "g.toml"
+    bad.write_text('[models.x]\nestimator = "sklearn.svm.SVC"\ngrid = { Cee = [1] }\n')
+    with pytest.raises(GridError, match=r"model 'x': sklearn.svm.SVC has no parameter\(s\) Cee"):
+        load_grids(bad)
+    bad.write_text('[models.x]\nestimator = "os.system"\n')
+    with pytest.raises(GridError, match="is not a scikit-learn class"):
+        load_grids(bad)
+    with pytest.raises(GridError, match="unknown model"):
+        select_models(load_grids(DEFAULT_GRIDS), ["forest"])
+
+
+def test_feature_spec_parsing() -> None:
+    spec = FeatureSpec.parse("histogram:bins=25,include_acks=true")
+    assert spec == FeatureSpec.of("histogram", bins=25, include_acks=True)
+    assert spec.key == "histogram[bins=25,include_acks=true]"
+    assert FeatureSpec.parse("tcptrace").key == "tcptrace"
+    with pytest.raises(runner.AnalysisError, match="not KEY=VALUE"):
+        FeatureSpec.parse("histogram:bins")
+
+
+# -- protocol -----------------------------------------------------------------------------
+
+
+def test_random_splits_are_stratified_80_20_and_seeded() -> None:
+    y = np.repeat(np.array(["a", "b", "c", "d", "e", "f"]), 130)
+    splits = random_splits(y, 5, seed=3)
+    for s in splits:
+        assert len(s.train) == 624 and len(s.test) == 156
+        assert set(np.unique(y[s.test], return_counts=True)[1]) == {26}
+        assert not set(s.train) & set(s.test)
+    again = random_splits(y, 5, seed=3)
+    assert all((a.test == b.test).all() for a, b in zip(splits, again))
+    assert not (random_splits(y, 1, seed=4)[0].test == splits[0].test).all()
+
+
+def test_campaign_splits_hold_one_campaign_out() -> None:
+    groups = np.array(["b", "a", "c", "a", "b", "c"])
+    splits = campaign_splits(groups)
+    assert [s.test_group for s in splits] == ["a", "b", "c"]
+    for s in splits:
+        assert set(groups[s.test]) == {s.test_group}
+        assert s.test_group not in set(groups[s.train])
+    with pytest.raises(ProtocolError, match="at least 2 campaigns"):
+        campaign_splits(np.array(["a", "a"]))
+
+
+def test_paired_test_matches_scipy() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.8, 0.95, 40)
+    b = a - rng.normal(0.01, 0.02, 40)
+    t = paired_test(a, b, test_fraction=0.2)
+    assert t.p_ttest == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert t.p_wilcoxon == pytest.approx(sps.wilcoxon(a - b).pvalue)
+    assert t.ci_low < t.mean_diff < t.ci_high
+    assert t.mean_diff == pytest.approx(100 * np.mean(a - b))
+    assert t.p_corrected > t.p_ttest  # the correction is more cautious
+    same = paired_test(a, a)
+    assert same.p_ttest == 1.0 and same.p_wilcoxon == 1.0
+
+
+# -- runs: reproducibility, caching, resume --------------------------------------------------
+
+
+def test_same_seed_same_numbers_in_process_and_in_parallel(cat: Catalog, source, grids: Path, tmp_path: Path) -> None:
+    first = run_analysis(cat, source, _settings(grids), name="a", jobs=1, progress=False)
+    assert first.computed == 3 * 2 * 3 and first.cached == 0
+    with Catalog.open(Lab.open(tmp_path / "other", create=True)) as other:
+        again = run_analysis(other, source, _settings(grids), name="b", jobs=2, progress=False)
+        assert again.computed == 18
+        assert _accuracies(again.run) == _accuracies(first.run)
+        # The row order the data comes in does not matter: the source is put in canonical order.
+        shuffled = runner.DataSource(source.records[::-1], source.y[::-1], source.groups[::-1],
+                                     source.sha256s[::-1], source.capture_ids[::-1], source.make_transformer)
+        reordered = run_analysis(other, shuffled, _settings(grids), name="c", jobs=1, progress=False)
+        assert reordered.computed == 0 and _accuracies(reordered.run) == _accuracies(first.run)
+    other_seed = run_analysis(cat, source, _settings(grids, seed=8), name="d", jobs=1, progress=False)
+    assert other_seed.computed == 18
+    assert _accuracies(other_seed.run) != _accuracies(first.run)
+
+
+def test_cache_reuses_trials_and_adding_a_model_runs_only_it(cat: Catalog, source, grids: Path) -> None:
+    run_analysis(cat, source, _settings(grids), name="base", jobs=1, progress=False)
+    again = run_analysis(cat, source, _settings(grids), name="base", jobs=1, progress=False)
+    assert (again.computed, again.cached) == (0, 18)
+    more = run_analysis(cat, source, _settings(grids, models=("decision_tree", "knn", "mlp")), name="more",
+                        jobs=1, progress=False)
+    assert (more.computed, more.cached) == (9, 18)
+    assert cat.session.scalar(select(func.count()).select_from(TrialResult)) == 27
+    mlp = more.run.summary["cells"]["tcptrace"]["mlp"]
+    assert mlp["convergence_warnings"] > 0  # max_iter = 5 never converges: counted, not printed
+    # Changing one model's grid recomputes that model only.
+    grids.write_text(TINY_GRIDS.replace("n_neighbors = [1, 3]", "n_neighbors = [1, 5]"))
+    changed = run_analysis(cat, source, _settings(grids), name="changed", jobs=1, progress=False)
+    assert (changed.computed, changed.cached) == (9, 9)
+    # One more trial computes only the new trial.
+    longer = run_analysis(cat, source, _settings(grids, trials=4), name="longer", jobs=1, progress=False)
+    assert (longer.computed, longer.cached) == (6, 18)
+
+
+def test_interrupted_run_keeps_finished_trials_and_resumes(cat: Catalog, source, grids: Path) -> None:
+    seen = []
+
+    def stop_after_four(key: str, outcome) -> None:
+        seen.append(key)
+        if len(seen) == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(AnalysisInterrupted, match=r"interrupted after 4 of 18 trials; .* rerun the same command"):
+        run_analysis(cat, source, _settings(grids), name="r", jobs=1, progress=False, on_trial=stop_after_four,
+                     commit_every=100)
+    run = cat.session.scalar(select(AnalysisRun).where(AnalysisRun.name == "r"))
+    assert run.status == "interrupted"
+    stored = set(cat.session.scalars(select(TrialResult.key)))
+    assert stored == set(seen)
+    resumed = run_analysis(cat, source, _settings(grids), name="r", jobs=1, progress=False)
+    assert (resumed.computed, resumed.cached) == (14, 4)
+    assert resumed.run.status == "done" and resumed.run.id == run.id
+
+
+def test_split_by_campaign_tests_on_each_held_out_campaign(cat: Catalog, source, grids: Path) -> None:
+    res = run_analysis(cat, source, _settings(grids, split_by="campaign"), name="camp", jobs=1, progress=False)
+    cell = res.run.summary["cells"]["combined"]["knn"]
+    assert cell["n"] == 3 and cell["test_groups"] == ["synthetic-1", "synthetic-2", "synthetic-3"]
+    assert res.run.summary["tests"]["test_fraction"] is None
+    single = synthetic_source(10, campaigns=1)
+    with pytest.raises(ProtocolError, match="needs captures from at least 2 campaigns"):
+        run_analysis(cat, single, _settings(grids, split_by="campaign"), name="one", jobs=1, progress=False)
+
+
+def test_features_fit_per_trial_on_training_part(cat: Catalog, source, grids: Path) -> None:
+    """The synthetic transformer learns nothing, so fitting it per trial must give the same numbers."""
+    whole = run_analysis(cat, source, _settings(grids), name="all", jobs=1, progress=False)
+    per_trial = run_analysis(cat, source, _settings(grids, fit_features_on="train"), name="train", jobs=1,
+                             progress=False)
+    assert per_trial.computed == 18  # a different configuration, so not taken from the cache
+    assert _accuracies(per_trial.run) == _accuracies(whole.run)
+
+
+def test_summary_holds_what_the_study_reports(cat: Catalog, source, grids: Path) -> None:
+    res = run_analysis(cat, source, _settings(grids, models=("decision_tree", "random_forest")), name="s",
+                       jobs=1, progress=False)
+    s = res.run.summary
+    assert s["classes"][:2] == ["information", "quotes"] and s["n_captures"] == 60
+    assert s["campaigns"] == {"synthetic-1": 20, "synthetic-2": 20, "synthetic-3": 20}
+    rf = s["cells"]["combined"]["random_forest"]
+    assert len(rf["importances_mean"]) == 52 == s["features"][2]["n_features"]
+    assert np.isclose(sum(rf["importances_mean"]), 1.0)
+    conf = np.asarray(rf["confusion_mean"])
+    assert conf.shape == (6, 6) and np.isclose(conf.sum(), 12)  # 12 test captures per trial
+    assert sum(rf["params_chosen"]["max_features"].values()) == 3
+    assert rf["mean"] == pytest.approx(100 * np.mean(rf["accuracies"]))
+    assert rf["median"] == pytest.approx(100 * np.median(rf["accuracies"]))
+    pairs = s["tests"]["between_features"]["random_forest"]
+    assert [(p["a"], p["b"]) for p in pairs] == [("tcptrace", "histogram"), ("tcptrace", "combined"),
+                                                ("histogram", "combined")]
+    assert res.run.versions["scikit-learn"] and len(res.run.fingerprint) == 64
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_run_ls_show_report(sqlite_lab: Lab, grids: Path) -> None:
+    cli = CliRunner()
+    base = ["--lab", str(sqlite_lab.root), "analyze"]
+    out = cli.invoke(app, [*base, "run", "--synthetic", "8", "--trials", "2", "-m", "knn", "--grids", str(grids),
+                           "--name", "cli", "--jobs", "1"], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    assert "Run cli: 6 trials computed, 0 from cache" in out.output
+    assert (sqlite_lab.reports_dir / "cli" / "index.html").exists()
+    listed = cli.invoke(app, [*base, "ls", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.output)[0]["name"] == "cli"
+    shown = cli.invoke(app, [*base, "show", "cli"], terminal_width=200)
+    assert shown.exit_code == 0 and "KNN" in shown.output and "histogram" in shown.output
+    missing = cli.invoke(app, [*base, "report", "nope"])
+    assert missing.exit_code == 1
+    assert "Error: no analysis run 'nope'; 'echolab analyze ls' lists them" in missing.output
+    bad = cli.invoke(app, [*base, "run", "--synthetic", "8", "-m", "forest", "--grids", str(grids)])
+    assert bad.exit_code == 1 and "Error: unknown model(s) forest" in bad.output

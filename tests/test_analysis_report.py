@@ -1,0 +1,86 @@
+"""The report folder: index.html and summary.md with the study-shaped tables and plots."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from analysis.report import ReportError, study_results, write_report
+from analysis.runner import FeatureSpec, RunSettings, run_analysis, study_features, synthetic_source
+from db.catalog import Catalog
+from db.models import AnalysisRun
+from echolab.lab import Lab
+
+GRIDS = """
+[models.decision_tree]
+label = "Decision tree"
+short = "DT"
+estimator = "sklearn.tree.DecisionTreeClassifier"
+grid = { criterion = ["gini", "entropy"] }
+
+[models.random_forest]
+label = "Random forest"
+short = "RF"
+estimator = "sklearn.ensemble.RandomForestClassifier"
+params = { n_estimators = 6 }
+grid = { max_features = ["sqrt"] }
+"""
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, AnalysisRun]:
+    root = tmp_path_factory.mktemp("rep")
+    grids = root / "grids.toml"
+    grids.write_text(GRIDS)
+    # Two histogram configurations besides the study's sets make a (small) Table I.
+    features = study_features() + (FeatureSpec.of("histogram", bins=5, include_acks=True),
+                                   FeatureSpec.of("histogram", bins=5, include_acks=False))
+    with Catalog.open(Lab.open(root / "lab", create=True)) as cat:
+        res = run_analysis(cat, synthetic_source(8, campaigns=2), RunSettings(features=features, trials=2,
+                           grids_path=str(grids)), name="rep", jobs=1, progress=False)
+        out = write_report(res.run, cat.lab.reports_dir / "rep")
+        return out.parent, res.run
+
+
+def test_report_files_exist(report_dir) -> None:
+    folder, _ = report_dir
+    for name in ("index.html", "summary.md", "summary.json", "accuracy.png", "vs-study.png",
+                 "confusion-tcptrace.png", "importance-combined.png"):
+        assert (folder / name).stat().st_size > 200, name
+    assert (folder / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_md_has_the_studys_tables_with_its_numbers_labelled(report_dir) -> None:
+    folder, run = report_dir
+    md = (folder / "summary.md").read_text()
+    assert "## Accuracy (%), mean / std / median (Table II)" in md
+    assert "| features | DT | RF |" in md
+    study = study_results()
+    rf = study["table2"]["tcptrace"]["random_forest"]
+    assert f"| *study* | *{study['table2']['tcptrace']['decision_tree'][0]:.2f}/" in md
+    assert f"*{rf[0]:.2f}/{rf[1]:.2f}/{rf[2]:.2f}*" in md
+    cell = run.summary["cells"]["combined"]["random_forest"]
+    # Ours: mean (bold when the best of its row) / std / median.
+    assert re.search(rf"\| combined \|.*\*{{0,2}}{cell['mean']:.2f}\*{{0,2}}/{cell['std']:.2f}/{cell['median']:.2f} \|", md)
+    assert "## Histogram bins, random forest, mean accuracy % (Table I)" in md
+    assert "| 5 |" in md and "85.16" in md  # the study's 5-bin with-ACK number beside ours
+    assert "| 15 | - |" in md and "93.21" in md  # plain "histogram" is 15 bins without ACKs
+    assert "## Significance: between feature sets" in md and "tcptrace vs combined" in md
+    assert "## Chosen hyper-parameters" in md and "max_features: sqrt (2)" in md
+
+
+def test_index_html_embeds_plots_and_tables(report_dir) -> None:
+    folder, run = report_dir
+    html = (folder / "index.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5
+    assert "the study&#39;s published numbers" in html or "the study's published numbers" in html
+    assert run.fingerprint in html
+    assert "Best model against each other model" in html
+    assert "<th>information</th>" in html
+
+
+def test_report_refuses_a_run_without_results() -> None:
+    with pytest.raises(ReportError, match="has no results yet"):
+        write_report(AnalysisRun(name="x", status="running"), Path("/nonexistent"))
