@@ -68,10 +68,14 @@ def write_matrices(source, path: Path) -> dict[str, int]:
     return shapes
 
 
-def run_plain(npz: Path, trials: int, seed: int) -> dict:
+def run_plain(npz: Path, trials: int, seed: int, *, one_blas_thread: bool = False) -> dict:
+    """The plain script as a user runs it (library thread defaults), or with BLAS held to one thread."""
+    env = dict(os.environ)
+    if one_blas_thread:
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "plain_protocol.py"), str(npz), "--trials",
-                          str(trials), "--seed", str(seed)], check=True, stdout=subprocess.PIPE, text=True)
+                          str(trials), "--seed", str(seed)], check=True, stdout=subprocess.PIPE, text=True, env=env)
     result = json.loads(out.stdout)
     result["wall"] = time.perf_counter() - t0
     return result
@@ -110,6 +114,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=5, help="Trials for both (default 5; the study used 100).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=None, help="echolab's worker processes (default: every core).")
+    ap.add_argument("--skip-one-thread", action="store_true",
+                    help="Skip the second baseline: the plain script with BLAS held to one thread.")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_analysis.json")
     args = ap.parse_args()
 
@@ -120,13 +126,20 @@ def main() -> None:
         shapes = write_matrices(source, npz)
         print(f"data: {what}; {len(source.y)} captures; columns {shapes}; trials {args.trials}", file=sys.stderr)
         plain = run_plain(npz, args.trials, args.seed)
+        plain1 = None if args.skip_one_thread else run_plain(npz, args.trials, args.seed, one_blas_thread=True)
         ours, first, cached = run_echolab(source, args.trials, args.seed, args.jobs, tmp)
 
     rows, worst, identical = compare(plain, ours)
+    if plain1:
+        rows1, worst1, _ = compare(plain1, ours)
+        worst = max(worst, worst1)
+        for r, r1 in zip(rows, rows1):
+            r["plain_one_thread_s"] = r1["plain_s"]
     per_model: dict[str, dict[str, float]] = {}
     for r in rows:
-        m = per_model.setdefault(r["model"], {"plain_s": 0.0, "echolab_cpu_s": 0.0})
+        m = per_model.setdefault(r["model"], {"plain_s": 0.0, "plain_one_thread_s": 0.0, "echolab_cpu_s": 0.0})
         m["plain_s"] += r["plain_s"]
+        m["plain_one_thread_s"] += r.get("plain_one_thread_s", 0.0)
         m["echolab_cpu_s"] += r["echolab_cpu_s"]
     scale = FULL_TRIALS / args.trials
     report = {
@@ -134,6 +147,8 @@ def main() -> None:
         "data": what, "captures": int(len(source.y)), "columns": shapes, "trials": args.trials,
         "plain_seconds": plain["seconds"], "echolab_seconds": first, "echolab_cached_seconds": cached,
         "speedup": plain["seconds"] / first,
+        "plain_one_blas_thread_seconds": plain1["seconds"] if plain1 else None,
+        "speedup_vs_one_blas_thread": plain1["seconds"] / first if plain1 else None,
         "extrapolated_100_trials": {"plain_s": plain["seconds"] * scale, "echolab_s": first * scale}
         if args.trials != FULL_TRIALS else None,
         "max_mean_accuracy_diff_pp": worst, "identical_per_trial": identical,
@@ -144,16 +159,20 @@ def main() -> None:
 
     print(f"\n{what}; {len(source.y)} captures; {args.trials} trials x 3 feature sets x 6 models")
     print(f"plain scikit-learn, one job at a time: {plain['seconds']:8.1f} s")
-    print(f"echolab analyze run (jobs={args.jobs or os.cpu_count()}):      {first:8.1f} s   speed-up x{plain['seconds'] / first:.2f}")
+    if plain1:
+        print(f"plain, BLAS held to one thread:        {plain1['seconds']:8.1f} s")
+    print(f"echolab analyze run (jobs={args.jobs or os.cpu_count()}):      {first:8.1f} s   speed-up "
+          f"x{plain['seconds'] / first:.2f}" + (f" (x{plain1['seconds'] / first:.2f} against one BLAS thread)"
+                                                if plain1 else ""))
     print(f"echolab rerun, all from the cache:     {cached:8.1f} s")
     if args.trials != FULL_TRIALS:
         print(f"extrapolated to 100 trials (x{scale:g}, linear): plain {plain['seconds'] * scale / 60:.0f} min, "
               f"echolab {first * scale / 60:.0f} min")
     print(f"largest difference of mean accuracy: {worst:.3f} pp; per-trial accuracies identical: {identical}")
     print("\nwhere the time goes (seconds, summed over feature sets and trials):")
-    print(f"{'model':>14} {'plain':>9} {'echolab, CPU':>13}")
+    print(f"{'model':>14} {'plain':>9} {'plain, 1 BLAS thread':>21} {'echolab, CPU':>13}")
     for model, m in sorted(per_model.items(), key=lambda kv: -kv[1]["plain_s"]):
-        print(f"{model:>14} {m['plain_s']:9.1f} {m['echolab_cpu_s']:13.1f}")
+        print(f"{model:>14} {m['plain_s']:9.1f} {m['plain_one_thread_s']:21.1f} {m['echolab_cpu_s']:13.1f}")
     print(f"\nwritten {args.out}")
 
 

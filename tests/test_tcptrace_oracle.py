@@ -12,6 +12,7 @@ printed value (times and averages at the binary's printed precision).
 from __future__ import annotations
 
 import csv
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -155,3 +156,56 @@ def test_handmade_edge_cases(tmp_path: Path) -> None:
     assert mismatches(path) == []
     path96 = write_pcap(tmp_path / "edge96.pcap", frames, snaplen=70)
     assert mismatches(path96) == []
+
+
+def random_trace(seed: int, path: Path) -> Path:
+    """A random mix of flags, options, windows, retransmissions, holes, wraps and time steps."""
+    rng = random.Random(seed)
+    hosts = [("10.0.0.1", "10.0.0.2", 40000, 443), ("10.0.0.3", "10.0.0.1", 41000, 80)]
+    state = {}
+    frames = []
+    t = 1000.0
+    for i in range(rng.randint(20, 120)):
+        c, s, cp, sp = rng.choice(hosts)
+        fwd = rng.random() < 0.5
+        src, dst, sport, dport = (c, s, cp, sp) if fwd else (s, c, sp, cp)
+        key = (src, sport)
+        if key not in state:
+            state[key] = rng.choice([0, 100, 2**32 - 500, 2**30 - 300, rng.randrange(2**32)])
+        seq = state[key]
+        other = state.get((dst, dport), 0)
+        flags = "A"
+        r = rng.random()
+        if r < 0.08: flags = "S"
+        elif r < 0.14: flags = "SA"
+        elif r < 0.2: flags = "FA"
+        elif r < 0.23: flags = "RA"
+        elif r < 0.25: flags = "R"
+        elif r < 0.3: flags = "PA"
+        elif r < 0.32: flags = "UA"
+        elif r < 0.34: flags = ""
+        payload = rng.choice([0, 0, 1, 100, 1448, 500])
+        if rng.random() < 0.15:  # retransmit / overlap / jump back
+            seq = (seq - rng.choice([100, 1448, 50, 1])) % 2**32
+        if rng.random() < 0.05:
+            seq = (seq + 3000) % 2**32  # hole
+        opts = b""
+        o = rng.random()
+        if o < 0.15: opts = b"\x02\x04\x05\xb4\x01\x03\x03" + bytes([rng.choice([0, 7, 14])])
+        elif o < 0.25: opts = b"\x01\x01\x08\x0a" + b"\x00" * 8
+        elif o < 0.32:
+            a = (other - 2000) % 2**32
+            opts = b"\x01\x01\x05\x12" + a.to_bytes(4, "big") + ((a + 500) % 2**32).to_bytes(4, "big") + ((a+100)%2**32).to_bytes(4,"big") + ((a+900)%2**32).to_bytes(4,"big")
+        elif o < 0.35: opts = b"\x04\x02\x01\x01"
+        win = rng.choice([0, 0, 5, 100, 65535, 3000])
+        ack = (other + rng.choice([0, 0, 1, -100, 1448])) % 2**32
+        frames.append((t, tcp_packet(src, dst, sport, dport, seq=seq, ack=ack, flags=flags, win=win, payload=payload,
+                                     options=opts, ip_id=rng.choice([0, 5, i]), urp=rng.choice([0, 3]))))
+        state[key] = (seq + payload + (1 if "S" in flags or "F" in flags else 0)) % 2**32
+        t += rng.choice([0.001, 0.01, 0.5, 0.0, 300.0 if rng.random() < 0.02 else 0.002, -0.001])
+    return write_pcap(path, frames)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_handmade_traces(tmp_path: Path, seed: int) -> None:
+    assert mismatches(random_trace(seed, tmp_path / f"r{seed}.pcap")) == []

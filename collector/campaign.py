@@ -1,0 +1,444 @@
+"""An unattended, balanced, resumable collection campaign.
+
+One request, as :func:`Campaign.capture_one` does it: pick the next prompt,
+make sure its audio is in the cache, start the capture engine at the gateway
+with a filter on the Echo's address, wait until it is really capturing, play
+the prompt, wait until the response is over (no packets from the cloud to the
+Echo for the quiet time, at most a per-class maximum), stop the capture, check
+it, move it into the lab under its final name and record it in the catalog in
+the same step. Then wait for the Echo to be idle.
+
+State lives only in the catalog and the lab directory: a rerun (or
+``--resume NAME``) counts the good captures per class and carries on. A
+capture in progress lives in ``LAB/tmp`` and is never catalogued until it is
+complete; a rerun sweeps what a killed run left there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import statistics
+import threading
+import time
+from collections import Counter, deque
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from analysis.capture import CaptureError, Packet, ReadStats, read_packets
+from collector.backends import Backend
+from collector.recorder import CaptureProcess, CaptureToolError, kill_stale
+from collector.schedule import next_class, pick_prompt
+from db.catalog import Catalog, CatalogError
+from db.checks import sweep_partial
+from db.models import Campaign, CampaignStatus, CaptureStatus
+from echolab.errors import EcholabError
+
+log = logging.getLogger("echolab.collect")
+
+FAILURE_KINDS = ("no-traffic", "no-response", "capture-error", "audio-error", "echo-busy", "truncated")
+PIDFILE = "capture.pid"
+
+
+class CollectError(EcholabError):
+    pass
+
+
+class CampaignPaused(CollectError):
+    """Too many failures of one kind in a row: something in the lab needs a person."""
+
+
+class Failure(Exception):
+    """One request did not give a good capture; ``kind`` is one of FAILURE_KINDS."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail = kind, detail
+
+
+HINTS = {
+    "no-traffic": "no packets to or from the Echo: check --device-ip, --interface and that the Echo is online",
+    "no-response": "the Echo did not answer: check the speaker volume and placement, and the wake word",
+    "capture-error": "the capture engine failed: run 'echolab doctor'",
+    "audio-error": "the prompt could not be played or synthesized: run 'echolab doctor'",
+    "echo-busy": "the Echo stayed busy: is someone else talking to it, or is it playing music?",
+    "truncated": "captures were cut short or dropped packets: check disk space and system load",
+}
+
+
+@dataclass
+class CollectSettings:
+    """Everything that defines a campaign; stored with it so a resume uses the same."""
+
+    backend: str = "sim"
+    per_class: int = 130
+    classes: list[str] = field(default_factory=list)
+    seed: int = 0
+    engine: str = "espeak"
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    wake_word: str | None = None
+    device_ip: str | None = None
+    interface: str | None = None
+    audio_device: str | None = None
+    location: str | None = None
+    capture_tool: str = "dumpcap"
+    quiet_s: float = 2.0  # no cloud->Echo packet for this long: the answer is over
+    min_quiet_s: float = 0.25  # floor of the quiet time under a speed factor
+    response_timeout_s: float = 10.0  # no answer this long after the prompt ends: a failure
+    max_duration_s: dict[str, float] = field(default_factory=lambda: {"music": 90.0, "*": 45.0})
+    idle_gap_s: float = 3.0  # wait after an answer before the next prompt
+    idle_timeout_s: float = 120.0
+    max_consecutive_failures: int = 5
+    backoff_s: float = 2.0
+    backoff_max_s: float = 60.0
+    speed: float = 1.0
+    sim_prefix: str = "echolab"  # which simulated lab (namespaces PREFIX-echo, -gw, -cloud)
+
+    def scaled(self, seconds: float) -> float:
+        return seconds / self.speed if self.speed > 0 else seconds
+
+    def max_duration(self, label: str) -> float:
+        return self.scaled(self.max_duration_s.get(label, self.max_duration_s.get("*", 45.0)))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "CollectSettings":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+@dataclass
+class CaptureTiming:
+    """Seconds spent in each step of one request; ``overhead`` excludes waiting for the Echo."""
+
+    prepare: float = 0.0
+    start: float = 0.0
+    play: float = 0.0
+    response: float = 0.0
+    stop: float = 0.0
+    check: float = 0.0
+    store: float = 0.0
+    idle: float = 0.0
+
+    @property
+    def overhead(self) -> float:
+        return self.prepare + self.start + self.stop + self.check + self.store
+
+
+@dataclass
+class CollectResult:
+    campaign: str
+    counts: dict[str, int]
+    target: int
+    failures: Counter
+    timings: list[CaptureTiming]
+    status: str
+
+    @property
+    def done(self) -> bool:
+        return all(n >= self.target for n in self.counts.values())
+
+    def median_overhead(self) -> float | None:
+        return statistics.median(t.overhead for t in self.timings) if self.timings else None
+
+
+class StopRequest:
+    """First Ctrl-C or SIGTERM: finish the current capture, then stop. Second Ctrl-C: abort it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, _frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stop requested: finishing the current capture (Ctrl-C again aborts it)")
+
+    @contextmanager
+    def installed(self) -> Iterator["StopRequest"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handler)
+        try:
+            yield self
+        finally:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+
+
+class CampaignRunner:
+    """Runs one campaign against one backend until every class reaches the target."""
+
+    def __init__(self, catalog: Catalog, campaign: Campaign, settings: CollectSettings, backend: Backend,
+                 prompts: dict[str, list[Any]], audio: Callable[[str], Any] | None,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None):
+        self.catalog, self.campaign, self.settings, self.backend = catalog, campaign, settings, backend
+        self.prompts = prompts
+        self.audio = audio  # text -> clip (from the speech cache); None: a clip of estimated length
+        self.on_event = on_event or (lambda kind, info: None)
+        self.lab = catalog.lab
+        self.counts = self._good_counts()
+        self.failures: Counter = Counter()
+        self.recent_failures: deque[str] = deque(maxlen=5)
+        self.timings: list[CaptureTiming] = []
+        self.stop = StopRequest()
+        self._streak: tuple[str, int] = ("", 0)
+
+    # -- state from the catalog ---------------------------------------------------------
+
+    def _good_counts(self) -> dict[str, int]:
+        counts = {label: 0 for label in self.settings.classes}
+        for c in self.catalog.captures(campaign=self.campaign.id, status=CaptureStatus.ok.value):
+            counts[c.label] = counts.get(c.label, 0) + 1
+        return counts
+
+    def recover(self) -> list[str]:
+        """Clean up what a killed run left: a running capture, files in tmp/, .part files."""
+        cleaned: list[str] = []
+        pidfile = self.lab.tmp_dir / PIDFILE
+        if pidfile.exists() and kill_stale(pidfile):
+            cleaned.append("stopped a capture left running")
+        for path in self.lab.tmp_dir.glob("capture-*"):
+            path.unlink(missing_ok=True)
+            cleaned.append(f"removed unfinished {path.name}")
+        cleaned += [f"removed partial {p.name}" for p in sweep_partial(self.catalog)]
+        for line in cleaned:
+            log.info("recovery: %s", line)
+        return cleaned
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> CollectResult:
+        s = self.settings
+        self.catalog.set_campaign_status(self.campaign, CampaignStatus.running.value)
+        log.info("campaign %s: %s backend, %d per class, classes %s", self.campaign.name, s.backend, s.per_class,
+                 ", ".join(s.classes))
+        with self.stop.installed():
+            try:
+                while not self.stop.requested:
+                    label = next_class(self.counts, s.classes, s.per_class, s.seed)
+                    if label is None:
+                        break
+                    self._one_with_retries(label)
+            except KeyboardInterrupt:
+                log.warning("aborted by a second Ctrl-C: the capture in progress was discarded")
+                self.stop.requested = True
+            except CampaignPaused:
+                self.catalog.set_campaign_status(self.campaign, CampaignStatus.paused.value)
+                raise
+        done = next_class(self.counts, s.classes, s.per_class, s.seed) is None
+        status = CampaignStatus.done.value if done else CampaignStatus.interrupted.value
+        self.catalog.set_campaign_status(self.campaign, status)
+        log.info("campaign %s %s: %s", self.campaign.name, status, dict(self.counts))
+        return CollectResult(self.campaign.name, dict(self.counts), s.per_class, self.failures, self.timings, status)
+
+    def _one_with_retries(self, label: str) -> None:
+        index = self.counts[label]
+        prompt = pick_prompt(self.prompts[label], label, index, self.settings.seed)
+        attempt = 0
+        while not self.stop.requested:
+            attempt += 1
+            try:
+                timing = self.capture_one(label, prompt, attempt)
+            except Failure as failure:
+                self._record_failure(label, prompt, failure, attempt)
+                delay = min(self.settings.backoff_s * 2 ** (self._streak[1] - 1), self.settings.backoff_max_s)
+                self._sleep(self.settings.scaled(delay))
+                continue
+            self._streak = ("", 0)
+            self.counts[label] += 1
+            self.timings.append(timing)
+            self.on_event("ok", {"label": label, "counts": dict(self.counts), "timing": timing})
+            return
+
+    def _record_failure(self, label: str, prompt: Any, failure: Failure, attempt: int) -> None:
+        self.failures[failure.kind] += 1
+        self.recent_failures.append(f"{label}: {failure}")
+        kind, n = self._streak
+        self._streak = (failure.kind, n + 1 if kind == failure.kind else 1)
+        log.warning("%s (attempt %d of %r) failed: %s", label, attempt, getattr(prompt, "text", prompt), failure)
+        self.catalog.add_capture(self.campaign, label, None, status=CaptureStatus.failed.value, reason=str(failure),
+                                 device_ip=self.backend.device_ip, attempts=attempt,
+                                 started_at=datetime.now(timezone.utc))
+        self.on_event("failed", {"label": label, "reason": str(failure)})
+        if self._streak[1] >= self.settings.max_consecutive_failures:
+            raise CampaignPaused(
+                f"campaign {self.campaign.name} paused after {self._streak[1]} '{failure.kind}' failures in a row "
+                f"({HINTS.get(failure.kind, '')}); fix it, then resume with "
+                f"'echolab collect --resume {self.campaign.name}'"
+            )
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stop.requested and time.monotonic() < deadline:
+            time.sleep(min(0.1, deadline - time.monotonic()) if deadline > time.monotonic() else 0)
+
+    # -- one request --------------------------------------------------------------------
+
+    def capture_one(self, label: str, prompt: Any, attempt: int) -> CaptureTiming:
+        """Make one good capture of *prompt* or raise :class:`Failure`."""
+        s, timing = self.settings, CaptureTiming()
+        t = time.monotonic()
+        text = getattr(prompt, "text", str(prompt))
+        try:
+            clip = self.audio(text) if self.audio else _EstimatedClip(text)
+        except EcholabError as exc:
+            raise Failure("audio-error", str(exc)) from exc
+        prompt_row = self.catalog.prompt(
+            label, text, engine=getattr(clip, "engine", None) or s.engine, voice=getattr(clip, "voice", None),
+            audio_sha256=getattr(clip, "sha256", None), duration_s=float(clip.duration_s),
+        )
+        tmp = self.lab.tmp_dir / f"capture-{self.campaign.id}-{label}-{attempt}-{time.time_ns()}.pcapng"
+        timing.prepare = time.monotonic() - t
+        started_at = datetime.now(timezone.utc)
+        if self.backend.live:
+            self._live_capture(tmp, label, text, clip, timing)
+        else:
+            t = time.monotonic()
+            self.backend.write(tmp, label, float(clip.duration_s), _stable_key(self.campaign.name, label, attempt, text))
+            timing.response = time.monotonic() - t
+        ended_at = datetime.now(timezone.utc)
+        t = time.monotonic()
+        try:
+            servers = check_capture(tmp, self.backend.device_ip)
+        except Failure:
+            tmp.unlink(missing_ok=True)
+            raise
+        timing.check = time.monotonic() - t
+        t = time.monotonic()
+        self.catalog.add_capture(
+            self.campaign, label, tmp, move=True, prompt=prompt_row, started_at=started_at, ended_at=ended_at,
+            device_ip=self.backend.device_ip, synthetic=not self.backend.live, attempts=attempt,
+            server_addresses=servers,
+        )
+        timing.store = time.monotonic() - t
+        t = time.monotonic()
+        if self.backend.live:
+            self._sleep(s.scaled(s.idle_gap_s))
+        timing.idle = time.monotonic() - t
+        return timing
+
+    def _live_capture(self, tmp: Path, label: str, text: str, clip: Any, timing: CaptureTiming) -> None:
+        s, b = self.settings, self.backend
+        t = time.monotonic()
+        if not b.wait_idle(s.idle_timeout_s):
+            raise Failure("echo-busy", f"the Echo was still busy after {s.idle_timeout_s:.0f} s")
+        try:
+            cap = CaptureProcess.start(tmp, b.interface, b.capture_filter(), prefix=b.prefix, tool=s.capture_tool,
+                                       pidfile=self.lab.tmp_dir / PIDFILE)
+        except CaptureToolError as exc:
+            if type(exc) is not CaptureToolError:  # permission, missing interface: nothing a retry fixes
+                raise
+            raise Failure("capture-error", str(exc)) from exc
+        timing.start = time.monotonic() - t
+        try:
+            t = time.monotonic()
+            try:
+                assert b.output is not None
+                b.output.play(clip, label=label, prompt_text=text)
+            except EcholabError as exc:
+                raise Failure("audio-error" if "busy" not in str(exc).lower() else "echo-busy", str(exc)) from exc
+            timing.play = time.monotonic() - t
+            t = time.monotonic()
+            self._wait_response(cap, label, play_end=time.time())
+            timing.response = time.monotonic() - t
+            t = time.monotonic()
+            info = cap.stop()
+            timing.stop = time.monotonic() - t
+        except BaseException:
+            cap.abort()
+            raise
+        if info.dropped:
+            tmp.unlink(missing_ok=True)
+            raise Failure("truncated", f"the capture engine dropped {info.dropped} packets")
+
+    def _wait_response(self, cap: CaptureProcess, label: str, play_end: float) -> None:
+        """Return when the answer is over; raise Failure when none comes."""
+        s, b = self.settings, self.backend
+        quiet = max(s.scaled(s.quiet_s), s.min_quiet_s)
+        deadline = time.monotonic() + s.max_duration(label)
+        answer_by = time.monotonic() + max(s.scaled(s.response_timeout_s), 1.0)
+        answered = False
+        while time.monotonic() < deadline:
+            if not cap.alive:
+                raise Failure("capture-error", f"{cap.tool} stopped during the capture")
+            seen, last_from_cloud, answered_now = _progress(cap.path, b.device_ip, play_end)
+            answered = answered or answered_now
+            now = time.time()
+            if answered:
+                if now - last_from_cloud >= quiet and b.response_over():
+                    return
+            elif time.monotonic() > answer_by:
+                if not seen:
+                    raise Failure("no-traffic", f"no packet to or from {b.device_ip} on {b.interface}")
+                raise Failure("no-response", f"no answer from the cloud within {s.response_timeout_s:g} s")
+            time.sleep(0.05)
+        log.info("%s: answer still going after the %s maximum; capture stopped there", label,
+                 f"{s.max_duration(label):.1f} s")
+
+
+def _progress(path: Path, device_ip: str, play_end: float) -> tuple[bool, float, bool]:
+    """(any packet seen, time of the last cloud->Echo packet, an answer has begun) so far."""
+    seen, last, answered = False, 0.0, False
+    try:
+        for p in read_packets(path, ReadStats()):
+            seen = True
+            if p.dst == device_ip and p.src != device_ip:
+                last = max(last, p.ts)
+                if p.payload_len > 0 and p.ts >= play_end:
+                    answered = True
+    except CaptureError:
+        pass  # the engine has not written its header yet
+    return seen, last, answered
+
+
+def check_capture(path: Path, device_ip: str) -> list[str]:
+    """A good capture: readable, not empty, not cut short, with an answer from the cloud.
+
+    Returns the server addresses that talked with the Echo.
+    """
+    stats = ReadStats()
+    servers: Counter = Counter()
+    from_cloud = 0
+    try:
+        for p in read_packets(path, stats):
+            if p.dst == device_ip and p.src != device_ip:
+                servers[p.src] += 1
+                from_cloud += p.payload_len
+            elif p.src == device_ip:
+                servers[p.dst] += 1
+    except CaptureError as exc:
+        raise Failure("capture-error", str(exc)) from exc
+    if stats.packets == 0:
+        raise Failure("no-traffic", "the capture holds no packets")
+    if stats.truncated_file:
+        raise Failure("truncated", "the capture file ends in the middle of a packet")
+    if from_cloud == 0:
+        raise Failure("no-response", "the capture holds no data from the cloud to the Echo")
+    return sorted(servers)
+
+
+@dataclass
+class _EstimatedClip:
+    """No speech engine (synthetic runs): a clip whose length is estimated from the text."""
+
+    text: str
+
+    @property
+    def duration_s(self) -> float:
+        return 0.5 + 0.07 * len(self.text)
+
+
+def _stable_key(*parts: object) -> int:
+    """A per-attempt seed that is the same in every process (``hash`` is not)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+def settings_dict(settings: CollectSettings) -> dict[str, Any]:
+    return asdict(settings)

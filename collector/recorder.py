@@ -1,0 +1,185 @@
+"""Running the capture engine for one request.
+
+echolab captures with ``dumpcap``, the capture engine of Wireshark that
+``tshark -i`` itself runs: the same packets and the same pcapng files, but it
+starts in tens of milliseconds where tshark first loads every dissector
+(about 0.7 s, measured on the lab machine), which matters when a campaign
+starts a capture per request. ``capture_tool = "tshark"`` in echolab.toml (or
+``--capture-tool tshark``) uses tshark instead.
+
+A capture is "really capturing" once the engine says ``Capturing on ...`` on
+stderr (it opens the interface and applies the filter before that line).
+The child is tied to this process (PR_SET_PDEATHSIG), so a killed collector
+never leaves a capture running; a pid file lets a rerun clean up anyway.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from echolab.errors import EcholabError
+
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+_STATS = re.compile(r"Packets received/dropped on interface '.*?': (\d+)/(\d+)")
+
+
+class CaptureToolError(EcholabError):
+    """The capture engine is missing, cannot open the interface, or failed."""
+
+
+class CapturePermissionError(CaptureToolError):
+    pass
+
+
+class InterfaceError(CaptureToolError):
+    pass
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def explain_failure(stderr: str, interface: str, tool: str) -> CaptureToolError:
+    """Turn the engine's complaint into a message that says what to do."""
+    text = stderr.strip()
+    low = text.lower()
+    if "permission" in low or "operation not permitted" in low or "you don't have permission" in low:
+        return CapturePermissionError(
+            f"{tool} is not allowed to capture on {interface}: add your user to the 'wireshark' group "
+            "(dpkg-reconfigure wireshark-common, answer yes; then usermod -aG wireshark $USER and log in again) "
+            "or run as root"
+        )
+    if "no such device" in low or "there is no device named" in low or "doesn't exist" in low or "no such" in low:
+        return InterfaceError(f"capture interface {interface!r} does not exist; list them with 'ip link' "
+                              "and pass --interface")
+    last = text.splitlines()[-1] if text else "exited without a message"
+    return CaptureToolError(f"{tool} failed on {interface}: {last}")
+
+
+@dataclass
+class StopInfo:
+    received: int | None
+    dropped: int | None
+    returncode: int
+
+
+class CaptureProcess:
+    """One running capture writing pcapng to *path*."""
+
+    def __init__(self, proc: subprocess.Popen, path: Path, tool: str, interface: str, pidfile: Path | None):
+        self.proc, self.path, self.tool, self.interface, self.pidfile = proc, path, tool, interface, pidfile
+
+    @classmethod
+    def start(
+        cls,
+        path: Path,
+        interface: str,
+        capture_filter: str,
+        *,
+        prefix: Sequence[str] = (),
+        tool: str = "dumpcap",
+        pidfile: Path | None = None,
+        timeout_s: float = START_TIMEOUT_S,
+    ) -> "CaptureProcess":
+        """Start capturing and return once the engine is really capturing."""
+        if shutil.which(tool) is None:
+            raise CaptureToolError(f"{tool} is not installed; install it with 'apt-get install tshark'")
+        cmd = [*prefix, tool, "-q", "-i", interface, "-f", capture_filter, "-w", str(path)]
+        if tool == "tshark":
+            cmd += ["-F", "pcapng"]
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    preexec_fn=_die_with_parent)
+        except OSError as exc:
+            raise CaptureToolError(f"cannot run {tool}: {exc.strerror}") from exc
+        if pidfile is not None:
+            pidfile.write_text(f"{proc.pid}\n{path}\n")
+        seen = b""
+        deadline = time.monotonic() + timeout_s
+        assert proc.stderr is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+            if ready:
+                chunk = os.read(proc.stderr.fileno(), 4096)
+                seen += chunk
+                if b"Capturing on" in seen:
+                    return cls(proc, path, tool, interface, pidfile)
+                if not chunk:  # EOF: the engine exited
+                    break
+            elif proc.poll() is not None:
+                break
+        proc.kill()
+        proc.wait()
+        _unlink(pidfile)
+        Path(path).unlink(missing_ok=True)
+        if time.monotonic() >= deadline:
+            raise CaptureToolError(f"{tool} did not start capturing on {interface} within {timeout_s:.0f} s")
+        raise explain_failure(seen.decode(errors="replace"), interface, tool)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> StopInfo:
+        """Stop cleanly (SIGINT: the engine writes out what it holds) and report drops."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        _unlink(self.pidfile)
+        text = (err or b"").decode(errors="replace")
+        match = _STATS.search(text)
+        received, dropped = (int(match.group(1)), int(match.group(2))) if match else (None, None)
+        if self.proc.returncode not in (0, -signal.SIGINT) and match is None:
+            raise explain_failure(text, self.interface, self.tool)
+        return StopInfo(received, dropped, self.proc.returncode)
+
+    def abort(self) -> None:
+        """Kill the capture and delete its file (an aborted request)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        _unlink(self.pidfile)
+        self.path.unlink(missing_ok=True)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def _unlink(path: Path | None) -> None:
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+def kill_stale(pidfile: Path) -> bool:
+    """Kill a capture a crashed collector left behind (its pid file says which)."""
+    try:
+        pid_text, _, _ = pidfile.read_text().partition("\n")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        _unlink(pidfile)
+        return False
+    killed = False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        if "dumpcap" in cmdline or "tshark" in cmdline:
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+    except (OSError, ProcessLookupError):
+        pass
+    _unlink(pidfile)
+    return killed

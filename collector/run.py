@@ -1,0 +1,182 @@
+"""Starting or resuming a campaign: backend, prompts, speech, progress display, log."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Callable
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from collector.backends import Backend, EchoBackend, SimBackend, SyntheticBackend
+from collector.campaign import CampaignRunner, CollectError, CollectResult, CollectSettings, log
+from db.catalog import Catalog, CatalogError
+from db.models import Campaign, CampaignStatus
+from echolab.lab import Lab
+from prompts.classes import STUDY_CLASSES
+
+RESUMABLE = (CampaignStatus.running.value, CampaignStatus.interrupted.value, CampaignStatus.paused.value)
+
+
+def find_resumable(catalog: Catalog, settings: CollectSettings) -> Campaign | None:
+    """The newest unfinished campaign with the same backend, classes and target."""
+    for camp in reversed(catalog.campaigns()):
+        if (camp.status in RESUMABLE and camp.backend == settings.backend
+                and camp.target_per_class == settings.per_class and list(camp.classes or []) == settings.classes):
+            return camp
+    return None
+
+
+def pick_campaign(catalog: Catalog, settings: CollectSettings, *, resume: str | None = None,
+                  new: bool = False) -> tuple[Campaign | None, CollectSettings]:
+    """The campaign to carry on (named, or the unfinished one) with its stored settings; None: a new one."""
+    if resume:
+        camp = catalog.campaign(resume)
+        if camp.status == CampaignStatus.imported.value:
+            raise CollectError(f"campaign {camp.name} holds imported captures; it cannot be collected into")
+        return camp, CollectSettings.from_dict(camp.settings or {})
+    if not new:
+        camp = find_resumable(catalog, settings)
+        if camp is not None:
+            log.info("resuming unfinished campaign %s", camp.name)
+            return camp, CollectSettings.from_dict(camp.settings or {})
+    return None, settings
+
+
+def create_campaign(catalog: Catalog, settings: CollectSettings, name: str | None = None) -> Campaign:
+    name = name or f"{settings.backend}-{datetime.now():%Y%m%d-%H%M%S}"
+    device = None
+    if settings.device_ip:
+        device = catalog.device(f"{settings.backend}-echo-{settings.device_ip}", ip=settings.device_ip,
+                                model="simulated Echo" if settings.backend != "echo" else None)
+    return catalog.create_campaign(
+        name, backend=settings.backend, engine=settings.engine,
+        voice=str(settings.engine_options.get("voice") or "") or None, target_per_class=settings.per_class,
+        classes=settings.classes, settings=asdict(settings), location=settings.location, device=device,
+    )
+
+
+def make_backend(settings: CollectSettings, stack: ExitStack) -> Backend:
+    """The backend the settings name; brings the simulated lab up when it is not running."""
+    if settings.backend == "echo":
+        if not settings.device_ip or not settings.interface:
+            raise CollectError("the echo backend needs --device-ip (the Echo's address) and --interface "
+                               "(the gateway interface the Echo's traffic crosses)")
+        return EchoBackend.with_speaker(settings.device_ip, settings.interface, _device(settings.audio_device))
+    if settings.backend == "sim":
+        from collector.sim import SimLab, SimNotRunning, down
+
+        try:
+            lab = SimLab.load(settings.sim_prefix)
+            if settings.speed != lab.speed:
+                log.info("the simulated lab runs at speed %s; using it", lab.speed)
+        except SimNotRunning:
+            lab = SimLab.up(prefix=settings.sim_prefix, speed=settings.speed, seed=settings.seed)
+            stack.callback(down, settings.sim_prefix)
+        settings.speed = lab.speed
+        settings.device_ip = lab.echo_ip
+        settings.interface = lab.interface
+        return SimBackend.from_lab(lab)
+    if settings.backend == "synthetic":
+        backend = SyntheticBackend.create(settings.seed, settings.speed)
+        settings.device_ip = backend.device_ip
+        return backend
+    raise CollectError(f"unknown backend {settings.backend!r}: use sim, echo or synthetic")
+
+
+def _device(value: str | None) -> int | str | None:
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def speech_source(lab: Lab, settings: CollectSettings) -> Callable[[str], Any]:
+    """text -> clip, from the lab's speech cache (synthesized on first use)."""
+    from prompts.cache import AudioCache
+    from prompts.synth import engine_for_lab
+
+    engine = engine_for_lab(lab, settings.engine, **settings.engine_options)
+    cache = AudioCache.for_lab(lab)
+    return lambda text: cache.get_or_synthesize(engine, text)
+
+
+def campaign_log(lab: Lab, name: str) -> logging.Handler:
+    handler = logging.FileHandler(lab.logs_dir / f"{name}.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
+
+
+class ProgressView:
+    """Per-class counts against the target, rate, ETA and recent failures."""
+
+    def __init__(self, runner: CampaignRunner, console: Console | None = None):
+        self.runner = runner
+        s = runner.settings
+        self.progress = Progress(TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+        total = s.per_class * len(s.classes)
+        done = sum(min(runner.counts.get(c, 0), s.per_class) for c in s.classes)
+        self.overall = self.progress.add_task("all classes", total=total, completed=done)
+        self.tasks = {c: self.progress.add_task(c, total=s.per_class, completed=min(runner.counts.get(c, 0),
+                                                                                        s.per_class))
+                      for c in s.classes}
+        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+
+    def _render(self) -> Group:
+        failures = ", ".join(f"{k} {v}" for k, v in self.runner.failures.items()) or "none"
+        recent = "\n".join(f"  {line}" for line in self.runner.recent_failures)
+        text = Text(f"campaign {self.runner.campaign.name}  failures: {failures}")
+        return Group(self.progress, text, Text(recent, style="red") if recent else Text(""))
+
+    def event(self, kind: str, info: dict[str, Any]) -> None:
+        if kind == "ok":
+            self.progress.update(self.tasks[info["label"]], completed=info["counts"][info["label"]])
+            self.progress.advance(self.overall)
+        self.live.update(self._render())
+
+
+def collect(
+    lab: Lab,
+    settings: CollectSettings,
+    *,
+    resume: str | None = None,
+    new: bool = False,
+    name: str | None = None,
+    show_progress: bool = True,
+    console: Console | None = None,
+) -> CollectResult:
+    """Run (or resume) a campaign until every class has its target of good captures."""
+    if not settings.classes:
+        settings.classes = list(STUDY_CLASSES)
+    with ExitStack() as stack:
+        catalog = stack.enter_context(Catalog.open(lab))
+        campaign, settings = pick_campaign(catalog, settings, resume=resume, new=new)
+        backend = make_backend(settings, stack)
+        if campaign is None:
+            campaign = create_campaign(catalog, settings, name)
+        handler = campaign_log(lab, campaign.name)
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        stack.callback(log.removeHandler, handler)
+        stack.callback(handler.close)
+        if campaign.settings != asdict(settings):
+            with catalog.transaction():
+                campaign.settings = asdict(settings)
+        from prompts.lists import load_prompts
+
+        prompts = load_prompts(lab, settings.classes, settings.wake_word)
+        runner = CampaignRunner(catalog, campaign, settings, backend, prompts, speech_source(lab, settings))
+        runner.recover()
+        if show_progress:
+            view = ProgressView(runner, console)
+            runner.on_event = view.event
+            with view.live:
+                return runner.run()
+        return runner.run()
+    raise AssertionError("unreachable")
+
+
+__all__ = ["collect", "CollectSettings", "CollectResult", "CollectError", "CatalogError"]
