@@ -115,8 +115,9 @@ def ls_cmd(
 
     with _open(ctx) as cat:
         rows = [_run_row(r) for r in list_runs(cat)]
-    emit_rows(rows, ("id", "name", "status", "created_at", "trials", "features", "models", "fingerprint", "best"),
-              fmt="json" if json_ else "table", title=f"{len(rows)} analysis runs")
+    columns = ("id", "name", "status", "created_at", "trials", "features", "models", "best")
+    emit_rows(rows, columns + (("fingerprint",) if json_ else ()), fmt="json" if json_ else "table",
+              title=f"{len(rows)} analysis runs")
 
 
 @app.command("show")
@@ -170,7 +171,8 @@ def _run_row(r: Any) -> dict[str, Any]:
         if top:
             best = f"{top[2]} on {top[1]}: {top[0]:.2f}%"
     return {
-        "id": r.id, "name": r.name, "status": r.status, "created_at": r.created_at,
+        "id": r.id, "name": r.name, "status": r.status,
+        "created_at": r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else None,
         "trials": st.get("trials") if st.get("split_by") != "campaign" else "by campaign",
         "features": ", ".join(f["key"] for f in st.get("features", [])),
         "models": len(st.get("models", [])), "fingerprint": (r.fingerprint or "")[:12], "best": best,

@@ -7,8 +7,10 @@ starts in tens of milliseconds where tshark first loads every dissector
 starts a capture per request. ``capture_tool = "tshark"`` in echolab.toml (or
 ``--capture-tool tshark``) uses tshark instead.
 
-A capture is "really capturing" once the engine says ``Capturing on ...`` on
-stderr (it opens the interface and applies the filter before that line).
+A capture is "really capturing" once the engine has said ``Capturing on ...``
+and then named its output ``File: ...`` on stderr: it prints the first line
+before it opens the interface (a permission error follows it), the second
+once the interface is open, the filter applied and the file created.
 The child is tied to this process (PR_SET_PDEATHSIG), so a killed collector
 never leaves a capture running; a pid file lets a rerun clean up anyway.
 """
@@ -116,7 +118,7 @@ class CaptureProcess:
             if ready:
                 chunk = os.read(proc.stderr.fileno(), 4096)
                 seen += chunk
-                if b"Capturing on" in seen:
+                if b"File:" in seen[seen.find(b"Capturing on"):] and b"Capturing on" in seen:
                     return cls(proc, path, tool, interface, pidfile)
                 if not chunk:  # EOF: the engine exited
                     break

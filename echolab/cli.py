@@ -75,6 +75,10 @@ def _compose() -> None:
     from analysis.features_cli import app as features_app
 
     app.add_typer(features_app, name="features")
+    from collector.cli import collect_app, doctor_app
+
+    app.add_typer(collect_app, name="collect")
+    app.add_typer(doctor_app, name="doctor")
 
 
 _compose()

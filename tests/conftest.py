@@ -107,7 +107,7 @@ def make_loopback_capture(path: Path, *, payloads: list[int], reply: int = 0, fm
     raw = path.with_suffix(".raw.pcap") if fmt == "pcapng" else path
     # --immediate-mode: without it packets wait in the kernel's ring buffer for
     # up to a second and are lost when tcpdump is stopped.
-    cmd = ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-w", str(raw), "-s", "0", f"tcp port {port}"]
+    cmd = ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-B", "16384", "-w", str(raw), "-s", "9000", f"tcp port {port}"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     _wait_listening(proc)
 

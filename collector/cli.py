@@ -1,0 +1,119 @@
+"""``echolab collect`` and ``echolab doctor``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from collector.campaign import CollectSettings
+from echolab.clitools import console, emit_rows, get_lab
+from prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
+
+collect_app = typer.Typer(help="Collect labelled captures unattended until every class reaches its target.",
+                          invoke_without_command=True)
+doctor_app = typer.Typer(help="Check a real lab before a long run: capture, Echo, audio, speech, disk.",
+                         invoke_without_command=True)
+
+
+class BackendName(str, Enum):
+    sim = "sim"
+    echo = "echo"
+    synthetic = "synthetic"
+
+
+class EngineName(str, Enum):
+    espeak = "espeak"
+    gtts = "gtts"
+    recorded = "recorded"
+
+
+def _classes(value: Optional[str]) -> list[str]:
+    return [c.strip() for c in value.split(",") if c.strip()] if value else list(STUDY_CLASSES)
+
+
+@collect_app.callback()
+def collect(
+    ctx: typer.Context,
+    backend: Annotated[BackendName, typer.Option(help="sim: the simulated lab; echo: a real Echo; "
+                                                      "synthetic: simulated captures without namespaces.")] = BackendName.sim,
+    per_class: Annotated[int, typer.Option(min=1, help="Good captures wanted per class.")] = STUDY_PER_CLASS,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes (default: the study's six).")] = None,
+    device_ip: Annotated[Optional[str], typer.Option(help="The Echo's IP address (echo backend).")] = None,
+    interface: Annotated[Optional[str], typer.Option(help="Gateway interface the Echo's traffic crosses.")] = None,
+    engine: Annotated[EngineName, typer.Option(help="Speech engine for the prompts.")] = EngineName.espeak,
+    voice: Annotated[Optional[str], typer.Option(help="Engine voice (espeak voice, gTTS language).")] = None,
+    audio_device: Annotated[Optional[str], typer.Option(help="Sound output device (index or name).")] = None,
+    list_audio_devices: Annotated[bool, typer.Option("--list-audio-devices", help="List sound outputs and exit.")] = False,
+    resume: Annotated[Optional[str], typer.Option(help="Carry on this campaign (name or id).")] = None,
+    new: Annotated[bool, typer.Option("--new", help="Start a new campaign even if an unfinished one matches.")] = False,
+    name: Annotated[Optional[str], typer.Option(help="Name of a new campaign (default: BACKEND-DATE-TIME).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the class interleaving and prompt order.")] = 0,
+    speed: Annotated[float, typer.Option(help="Simulated lab time factor (sim/synthetic).")] = 1.0,
+    quiet: Annotated[float, typer.Option(help="Seconds without cloud->Echo packets that end an answer.")] = 2.0,
+    idle_gap: Annotated[float, typer.Option(help="Seconds to wait after an answer before the next prompt.")] = 3.0,
+    location: Annotated[Optional[str], typer.Option(help="Network/location label of this campaign.")] = None,
+    capture_tool: Annotated[str, typer.Option(help="dumpcap (fast start) or tshark.")] = "dumpcap",
+    wake_word: Annotated[Optional[str], typer.Option(help="Alexa, Echo, Computer or Amazon.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
+    sim_prefix: Annotated[str, typer.Option(help="Which simulated lab (its namespaces' prefix).")] = "echolab",
+) -> None:
+    """Collect until every chosen class has the target of good captures; a rerun resumes."""
+    if list_audio_devices:
+        from collector.audio import list_devices
+
+        emit_rows(list_devices(), ("index", "name", "channels", "default_samplerate"), title="Sound outputs")
+        return
+    from collector.run import collect as run_collect
+
+    lab = get_lab(ctx, create=True)
+    settings = CollectSettings(
+        backend=backend.value, per_class=per_class, classes=_classes(classes), seed=seed, engine=engine.value,
+        engine_options={"voice": voice} if voice and engine is EngineName.espeak else
+        ({"lang": voice} if voice and engine is EngineName.gtts else {}),
+        wake_word=wake_word, device_ip=device_ip, interface=interface, audio_device=audio_device,
+        location=location, capture_tool=capture_tool, quiet_s=quiet, idle_gap_s=idle_gap, speed=speed,
+        sim_prefix=sim_prefix,
+    )
+    result = run_collect(lab, settings, resume=resume, new=new, name=name, show_progress=progress)
+    failures = ", ".join(f"{k}: {v}" for k, v in result.failures.items()) or "none"
+    overhead = result.median_overhead()
+    typer.echo(f"Campaign {result.campaign} {result.status}: "
+                  + ", ".join(f"{k} {v}/{result.target}" for k, v in result.counts.items())
+                  + f"; failures {failures}"
+                  + (f"; median collector overhead {overhead:.3f} s per capture" if overhead is not None else ""))
+    if not result.done:
+        typer.echo(f"Resume with: echolab --lab {lab.root} collect --resume {result.campaign}")
+
+
+@doctor_app.callback()
+def doctor(
+    ctx: typer.Context,
+    interface: Annotated[Optional[str], typer.Option(help="Gateway interface the Echo's traffic crosses.")] = None,
+    device_ip: Annotated[Optional[str], typer.Option(help="The Echo's IP address.")] = None,
+    audio_device: Annotated[Optional[str], typer.Option(help="Sound output device (index or name).")] = None,
+    engine: Annotated[EngineName, typer.Option(help="Speech engine to check.")] = EngineName.espeak,
+    per_class: Annotated[int, typer.Option(help="Planned captures per class (disk estimate).")] = STUDY_PER_CLASS,
+    classes: Annotated[Optional[str], typer.Option(help="Planned classes (default: the study's six).")] = None,
+    listen: Annotated[float, typer.Option(help="Seconds to listen for the Echo's traffic.")] = 10.0,
+    capture_tool: Annotated[str, typer.Option(help="dumpcap or tshark.")] = "dumpcap",
+) -> None:
+    """Check capture permission, the Echo's traffic, audio output, volume, speech and disk."""
+    from collector.doctor import run_doctor
+
+    lab = get_lab(ctx, create=True)
+    device = int(audio_device) if audio_device and audio_device.isdigit() else audio_device
+    checks = run_doctor(lab, interface=interface, device_ip=device_ip, audio_device=device, engine=engine.value,
+                        classes=_classes(classes), per_class=per_class, tool=capture_tool, listen_s=listen)
+    failed = 0
+    for c in checks:
+        mark = "[green]ok[/green]  " if c.ok and not c.warning else ("[yellow]warn[/yellow]" if c.ok else "[red]FAIL[/red]")
+        console.print(f"{mark} {c.name}: {c.detail}")
+        if c.fix and (not c.ok or c.warning):
+            console.print(f"       fix: {c.fix}")
+        failed += not c.ok
+    if failed:
+        console.print(f"{failed} check(s) failed.")
+        raise typer.Exit(1)
+    console.print("All checks passed.")

@@ -1,0 +1,192 @@
+"""The collector on the simulated lab: unattended, balanced, resumable, failures classified."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from analysis.capture import read_packets
+from collector.backends import EchoBackend
+from collector.campaign import CampaignPaused, CampaignRunner, CollectSettings
+from collector.run import create_campaign, speech_source
+from db.catalog import Catalog
+from db.checks import verify
+from echolab.cli import app
+from echolab.lab import CATALOG_URL_ENV, Lab
+from prompts.lists import load_prompts
+
+pytestmark = pytest.mark.netns
+ECHOLAB = [sys.executable, "-m", "echolab.cli"]
+SPEED = 30
+
+
+@pytest.fixture
+def sim_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("the collector tests need root for network namespaces")
+        pytest.skip("needs root for network namespaces")
+    from collector.sim import down
+
+    prefix = f"col{os.getpid() % 1000}{request.node.name[-3:].replace('[', '').replace(']', '')}"[:10]
+    down(prefix)
+    yield prefix
+    down(prefix)
+
+
+@pytest.fixture
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lab:
+    monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
+    return Lab.open(tmp_path / "lab", create=True)
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_balanced_campaign_on_the_simulated_lab(lab: Lab, sim_prefix: str) -> None:
+    result = CliRunner().invoke(app, ["--lab", str(lab.root), "collect", "--backend", "sim", "--per-class", "5",
+                                      "--speed", str(SPEED), "--no-progress", "--sim-prefix", sim_prefix])
+    assert result.exit_code == 0, result.output
+    assert "done" in result.output
+    cat = Catalog.open(lab)
+    caps = cat.captures()
+    camp = cat.campaigns()[0]
+    assert (camp.status, camp.backend, camp.target_per_class) == ("done", "sim", 5)
+    assert cat.captures(status="failed") == []
+    report = verify(cat)
+    assert report.ok and report.checked == 30
+    by_class: dict[str, int] = {}
+    for c in caps:
+        by_class[c.label] = by_class.get(c.label, 0) + 1
+        path = lab.root / c.path
+        assert path.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a", "a pcapng file"
+        packets = list(read_packets(path))
+        assert packets and all(c.device_ip in (p.src, p.dst) for p in packets), "only the Echo's traffic"
+        assert c.prompt is not None and c.prompt.audio_sha256 and c.prompt.duration_s > 0.5
+        assert c.prompt.text.startswith("Alexa") or c.label == "unintelligible"
+        music_server = "10.77.1.3"
+        assert (music_server in c.server_addresses) == (c.label == "music"), (c.label, c.server_addresses)
+    cat.close()
+    assert by_class == {k: 5 for k in ("information", "quotes", "weather", "directions", "music", "unintelligible")}
+    # interleaved: the first six captures are one of each class
+    assert len({c.label for c in caps[:6]}) == 6
+    assert files_under(lab.tmp_dir) == []
+    assert (lab.logs_dir / f"{camp.name}.log").read_text().count("campaign") >= 2
+
+
+def _run_cli(lab: Lab, prefix: str, per_class: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop(CATALOG_URL_ENV, None)
+    return subprocess.Popen([*ECHOLAB, "--lab", str(lab.root), "collect", "--backend", "sim", "--per-class",
+                             str(per_class), "--speed", str(SPEED), "--no-progress", "--sim-prefix", prefix,
+                             "--classes", "weather,music,unintelligible"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+
+
+def _wait_for_capture_in_progress(lab: Lab, proc: subprocess.Popen, at_least_done: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        done = len(list(lab.captures_dir.rglob("*.pcapng")))
+        if done >= at_least_done and list(lab.tmp_dir.glob("capture-*.pcapng")):
+            return
+        time.sleep(0.02)
+    raise AssertionError("no capture in progress within 120 s")
+
+
+def test_sigkill_mid_capture_then_rerun_resumes(lab: Lab, sim_prefix: str) -> None:
+    proc = _run_cli(lab, sim_prefix, per_class=2)
+    _wait_for_capture_in_progress(lab, proc, at_least_done=2)
+    proc.kill()
+    proc.wait()
+    time.sleep(0.3)
+    # the capture engine died with the collector (no dumpcap left writing into the lab)
+    left = subprocess.run(["pgrep", "-f", f"dumpcap.*{lab.tmp_dir}"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
+    rerun = _run_cli(lab, sim_prefix, per_class=2)
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out
+    assert "recovery" in (lab.logs_dir.glob("*.log").__next__().read_text())
+    with Catalog.open(lab) as cat:
+        camps = cat.campaigns()
+        assert len(camps) == 1 and camps[0].status == "done"  # the plain rerun resumed the same campaign
+        ok = cat.captures()
+        assert sorted(c.label for c in ok) == sorted(["weather", "music", "unintelligible"] * 2)
+        assert verify(cat).ok
+        known = {lab.root / c.path for c in ok}
+    assert set(files_under(lab.captures_dir)) == known, "no orphan file"
+    assert files_under(lab.tmp_dir) == []
+    verify_cli = CliRunner().invoke(app, ["--lab", str(lab.root), "catalog", "verify"])
+    assert verify_cli.exit_code == 0, verify_cli.output
+
+
+def test_first_ctrl_c_finishes_the_current_capture(lab: Lab, sim_prefix: str) -> None:
+    proc = _run_cli(lab, sim_prefix, per_class=3)
+    _wait_for_capture_in_progress(lab, proc, at_least_done=1)
+    in_progress = len(list(lab.captures_dir.rglob("*.pcapng")))
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "interrupted" in out and "collect --resume" in out
+    with Catalog.open(lab) as cat:
+        camp = cat.campaigns()[0]
+        assert camp.status == "interrupted"
+        assert len(cat.captures()) == in_progress + 1, "the capture in progress was finished and kept"
+        assert verify(cat).ok
+    assert files_under(lab.tmp_dir) == []
+
+
+def _echo_runner(lab: Lab, sim, *, device_ip: str, classes: list[str], **overrides) -> CampaignRunner:
+    settings = CollectSettings(backend="echo", per_class=1, classes=classes, speed=sim.speed, seed=4,
+                               device_ip=device_ip, interface=sim.interface, quiet_s=12.0, **overrides)
+    backend = EchoBackend(device_ip=device_ip, interface=sim.interface, output=sim.sink(),
+                          prefix=sim.netns_exec(), speed=sim.speed)
+    catalog = Catalog.open(lab)
+    campaign = create_campaign(catalog, settings)
+    return CampaignRunner(catalog, campaign, settings, backend, load_prompts(lab, classes),
+                          speech_source(lab, settings))
+
+
+def test_real_echo_backend_through_the_simulated_sink(lab: Lab, sim_prefix: str) -> None:
+    """The echo backend's own path (traffic-only end detection), a sink in place of the speaker."""
+    from collector.sim import SimLab
+
+    sim = SimLab.up(prefix=sim_prefix, speed=SPEED, seed=2)
+    runner = _echo_runner(lab, sim, device_ip=sim.echo_ip, classes=["weather", "music", "unintelligible"])
+    result = runner.run()
+    runner.catalog.close()
+    assert result.status == "done" and result.counts == {"weather": 1, "music": 1, "unintelligible": 1}
+    plans = sim.plans()
+    with Catalog.open(lab) as cat:
+        for cap in cat.captures():
+            plan = next(p for p in plans if p["label"] == cap.label)
+            got = sum(p.payload_len for p in read_packets(lab.root / cap.path) if p.dst == sim.echo_ip)
+            planned = plan["speech_bytes"] + plan.get("music_bytes", 0)
+            assert got >= planned, f"{cap.label}: the capture stopped before the answer ended ({got} < {planned})"
+
+
+def test_repeated_failures_pause_the_campaign(lab: Lab, sim_prefix: str) -> None:
+    from collector.sim import SimLab
+
+    sim = SimLab.up(prefix=sim_prefix, speed=SPEED, seed=2)
+    runner = _echo_runner(lab, sim, device_ip="10.77.0.99", classes=["weather"], max_consecutive_failures=2)
+    with pytest.raises(CampaignPaused, match=r"paused after 2 'no-traffic' failures in a row .*--resume"):
+        runner.run()
+    runner.catalog.close()
+    with Catalog.open(lab) as cat:
+        assert cat.campaigns()[0].status == "paused"
+        failed = cat.captures(status="failed")
+        assert len(failed) == 2 and all(f.reason.startswith("no-traffic: ") for f in failed)
+        assert all(f.path is None for f in failed)
+    assert files_under(lab.tmp_dir) == []
