@@ -97,7 +97,7 @@ def run_cmd(
         result = runner.run_analysis(cat, source, settings, name=name, jobs=jobs, cluster=cluster)
         console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from cache, "
                       f"{result.seconds:.1f} s")
-        console.print(_accuracy_table(result.run))
+        console.print(accuracy_table(result.run))
         if report:
             path = write_report(result.run, cat.lab.reports_dir / result.name)
             with cat.transaction():
@@ -140,7 +140,7 @@ def show_cmd(
             ("versions", ", ".join(f"{k} {v}" for k, v in (r.versions or {}).items())),
         ], title=f"analysis run {r.name}"))
         if r.summary:
-            console.print(_accuracy_table(r))
+            console.print(accuracy_table(r))
 
 
 @app.command("report")
@@ -179,7 +179,8 @@ def _run_row(r: Any) -> dict[str, Any]:
     }
 
 
-def _accuracy_table(r: Any) -> Table:
+def accuracy_table(r: Any) -> Table:
+    """The run's Table II as a rich table (mean / std / median, best of each row in bold)."""
     s = r.summary or {}
     models = s.get("models", [])
     table = Table(title="accuracy %: mean / std / median")
@@ -196,3 +197,5 @@ def _accuracy_table(r: Any) -> Table:
             row.append(f"[bold]{text}[/]" if m["name"] == best else text)
         table.add_row(f["key"], *row)
     return table
+
+

@@ -29,7 +29,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -37,6 +36,8 @@ import sklearn
 from sklearn.base import BaseEstimator, TransformerMixin
 from sqlalchemy import select
 
+from analysis import stats
+from analysis.features import FEATURE_SETS
 from analysis.models import ModelSpec, load_grids, select_models
 from analysis.protocol import (
     PROTOCOL_VERSION,
@@ -46,12 +47,10 @@ from analysis.protocol import (
     random_splits,
     run_trial,
 )
-from analysis import stats
 from db.models import AnalysisRun, TrialResult, utcnow
 from echolab.errors import EcholabError
 from prompts.classes import STUDY_CLASSES
 
-FEATURE_SETS = ("tcptrace", "histogram", "combined")
 SPLIT_MODES = ("random", "campaign")
 FIT_SCOPES = ("all", "train")
 

@@ -30,6 +30,9 @@ class Backend:
     prefix: Sequence[str] = ()  # command prefix to run the capture engine (a namespace)
     speed: float = 1.0  # the simulated lab's time factor (1 for a real Echo)
     live: bool = True  # False: the backend writes capture files itself
+    #: Floor of the quiet time under a speed factor: time for the capture engine to see the
+    #: last packets. A backend that knows when the answer is over can use a shorter one.
+    min_quiet_s: float = 0.25
 
     def capture_filter(self) -> str:
         """Only the Echo's own traffic: other devices in the household are never recorded."""
@@ -65,6 +68,7 @@ class SimBackend(Backend):
 
     name: str = "sim"
     lab: Any = None  # collector.sim.SimLab
+    min_quiet_s: float = 0.1  # the simulated Echo says when its answer is over
 
     @classmethod
     def from_lab(cls, lab: Any) -> "SimBackend":

@@ -87,7 +87,6 @@ class CollectSettings:
     location: str | None = None
     capture_tool: str = "dumpcap"
     quiet_s: float = 2.0  # no cloud->Echo packet for this long: the answer is over
-    min_quiet_s: float = 0.25  # floor of the quiet time under a speed factor
     response_timeout_s: float = 10.0  # no answer this long after the prompt ends: a failure
     max_duration_s: dict[str, float] = field(default_factory=lambda: {"music": 90.0, "*": 45.0})
     idle_gap_s: float = 3.0  # wait after an answer before the next prompt
@@ -361,7 +360,7 @@ class CampaignRunner:
     def _wait_response(self, cap: CaptureProcess, label: str, play_end: float) -> None:
         """Return when the answer is over; raise Failure when none comes."""
         s, b = self.settings, self.backend
-        quiet = max(s.scaled(s.quiet_s), s.min_quiet_s)
+        quiet = max(s.scaled(s.quiet_s), b.min_quiet_s)
         deadline = time.monotonic() + s.max_duration(label)
         answer_by = time.monotonic() + max(s.scaled(s.response_timeout_s), 1.0)
         answered = False

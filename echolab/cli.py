@@ -79,6 +79,9 @@ def _compose() -> None:
 
     app.add_typer(collect_app, name="collect")
     app.add_typer(doctor_app, name="doctor")
+    from echolab.demo_cli import app as demo_app
+
+    app.add_typer(demo_app, name="demo")
 
 
 _compose()

@@ -25,7 +25,7 @@ def test_every_command_has_help_and_is_in_the_reference() -> None:
         assert (cmd.help or "").strip(), f"`echolab {' '.join(path)}` has no help text"
         assert f"## `{' '.join(('echolab', *path))}`" in text
         if path:
-            shown = runner.invoke(app, [*path, "--help"], terminal_width=200)
+            shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
             assert shown.exit_code == 0, shown.output
             for param in cmd.params:
                 for opt in getattr(param, "opts", []):
