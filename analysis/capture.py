@@ -113,14 +113,31 @@ def _open(path: Path) -> BinaryIO:
 # Each yields (ts_us, linktype, buf, offset, caplen) per record; buf is shared.
 
 
-def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
+@dataclass(frozen=True)
+class PcapHeader:
+    """The 24-byte global header of a classic pcap file."""
+
+    endian: str  # "<" or ">" for struct
+    nano: bool  # nanosecond timestamps
+    snaplen: int
+    linktype: int
+
+
+def read_pcap_header(fh: BinaryIO, path: Path) -> PcapHeader:
+    """Read and decode a pcap global header (the file is positioned at its start)."""
     head = fh.read(24)
     if len(head) < 24:
         raise CaptureError(f"{path} has a damaged capture header: the file is too short")
     magic = head[:4]
     endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
     nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
-    linktype = struct.unpack(endian + "I", head[20:24])[0] & 0xFFFF
+    snaplen, linktype = struct.unpack(endian + "II", head[16:24])
+    return PcapHeader(endian, nano, snaplen, linktype & 0xFFFF)
+
+
+def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
+    header = read_pcap_header(fh, path)
+    endian, nano, linktype = header.endian, header.nano, header.linktype
     stats.linktypes.add(linktype)
     rec = struct.Struct(endian + "IIII").unpack_from
     buf = fh.read(CHUNK)

@@ -48,7 +48,8 @@ def pick_campaign(catalog: Catalog, settings: CollectSettings, *, resume: str | 
     return None, settings
 
 
-def create_campaign(catalog: Catalog, settings: CollectSettings, name: str | None = None) -> Campaign:
+def create_campaign(catalog: Catalog, settings: CollectSettings, name: str | None = None,
+                    voice: str | None = None) -> Campaign:
     name = name or f"{settings.backend}-{datetime.now():%Y%m%d-%H%M%S}"
     device = None
     if settings.device_ip:
@@ -56,7 +57,7 @@ def create_campaign(catalog: Catalog, settings: CollectSettings, name: str | Non
                                 model="simulated Echo" if settings.backend != "echo" else None)
     return catalog.create_campaign(
         name, backend=settings.backend, engine=settings.engine,
-        voice=str(settings.engine_options.get("voice") or "") or None, target_per_class=settings.per_class,
+        voice=voice, target_per_class=settings.per_class,
         classes=settings.classes, settings=asdict(settings), location=settings.location, device=device,
     )
 
@@ -93,14 +94,23 @@ def _device(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
 
 
-def speech_source(lab: Lab, settings: CollectSettings) -> Callable[[str], Any]:
+class SpeechSource:
     """text -> clip, from the lab's speech cache (synthesized on first use)."""
-    from prompts.cache import AudioCache
-    from prompts.synth import engine_for_lab
 
-    engine = engine_for_lab(lab, settings.engine, **settings.engine_options)
-    cache = AudioCache.for_lab(lab)
-    return lambda text: cache.get_or_synthesize(engine, text)
+    def __init__(self, lab: Lab, settings: CollectSettings) -> None:
+        from prompts.cache import AudioCache
+        from prompts.synth import engine_for_lab
+
+        self.engine = engine_for_lab(lab, settings.engine, **settings.engine_options)
+        self.cache = AudioCache.for_lab(lab)
+
+    @property
+    def voice(self) -> str:
+        return self.engine.voice
+
+    def __call__(self, text: str) -> Any:
+        return self.cache.get_or_synthesize(self.engine, text)
+
 
 
 def campaign_log(lab: Lab, name: str) -> logging.Handler:
@@ -155,8 +165,9 @@ def collect(
         catalog = stack.enter_context(Catalog.open(lab))
         campaign, settings = pick_campaign(catalog, settings, resume=resume, new=new)
         backend = make_backend(settings, stack)
+        speech = SpeechSource(lab, settings)
         if campaign is None:
-            campaign = create_campaign(catalog, settings, name)
+            campaign = create_campaign(catalog, settings, name, voice=speech.voice)
         handler = campaign_log(lab, campaign.name)
         log.addHandler(handler)
         log.setLevel(logging.INFO)
@@ -168,7 +179,7 @@ def collect(
         from prompts.lists import load_prompts
 
         prompts = load_prompts(lab, settings.classes, settings.wake_word)
-        runner = CampaignRunner(catalog, campaign, settings, backend, prompts, speech_source(lab, settings))
+        runner = CampaignRunner(catalog, campaign, settings, backend, prompts, speech)
         runner.recover()
         if show_progress:
             view = ProgressView(runner, console)

@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, Iterator, Sequence
 import numpy as np
 
 from analysis.capture import (
+    read_pcap_header,
     MAX_RECORD, PCAP_MAGICS, PCAPNG_MAGIC, TCP_ACK, TCP_SYN, CaptureError, ReadStats, _pcapng_iface, read_packets,
 )
 from echolab.errors import EcholabError
@@ -419,15 +420,10 @@ def _pcap_idb(linktype: int, snaplen: int, nano: bool) -> bytes:
 
 
 def _raw_pcap(fh: BinaryIO, path: Path) -> Iterator[tuple[int, int, bytes]]:
-    head = fh.read(24)
-    if len(head) < 24:
-        raise CaptureError(f"{path} has a damaged capture header: the file is too short")
-    magic = head[:4]
-    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
-    snaplen, linktype = struct.unpack(endian + "II", head[16:24])
+    header = read_pcap_header(fh, path)
+    endian, nano = header.endian, header.nano
     yield _SECTION, 0, _SHB_LE
-    yield _HEADER, 0, _pcap_idb(linktype & 0xFFFF, snaplen, nano)
+    yield _HEADER, 0, _pcap_idb(header.linktype, header.snaplen, nano)
     rec = struct.Struct(endian + "IIII").unpack
     units = 1_000_000_000 if nano else 1_000_000
     while len(hdr := fh.read(16)) == 16:

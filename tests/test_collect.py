@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from analysis.capture import read_packets
 from collector.backends import EchoBackend
 from collector.campaign import CampaignPaused, CampaignRunner, CollectSettings
-from collector.run import create_campaign, speech_source
+from collector.run import SpeechSource, create_campaign
 from db.catalog import Catalog
 from db.checks import verify
 from echolab.cli import app
@@ -62,6 +62,7 @@ def test_balanced_campaign_on_the_simulated_lab(lab: Lab, sim_prefix: str) -> No
     caps = cat.captures()
     camp = cat.campaigns()[0]
     assert (camp.status, camp.backend, camp.target_per_class) == ("done", "sim", 5)
+    assert camp.engine == "espeak" and camp.voice, "the speech engine and voice are recorded"
     assert cat.captures(status="failed") == []
     report = verify(cat)
     assert report.ok and report.checked == 30
@@ -155,7 +156,7 @@ def _echo_runner(lab: Lab, sim, *, device_ip: str, classes: list[str], **overrid
     catalog = Catalog.open(lab)
     campaign = create_campaign(catalog, settings)
     return CampaignRunner(catalog, campaign, settings, backend, load_prompts(lab, classes),
-                          speech_source(lab, settings))
+                          SpeechSource(lab, settings))
 
 
 def test_real_echo_backend_through_the_simulated_sink(lab: Lab, sim_prefix: str) -> None:
