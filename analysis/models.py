@@ -26,6 +26,9 @@ DEFAULT_GRIDS = Path(__file__).with_name("grids.toml")
 #: The study's order of models (its Table II columns).
 STUDY_MODELS: tuple[str, ...] = ("decision_tree", "random_forest", "svm_linear", "svm_rbf", "mlp", "knn")
 
+#: The float types a model may be trained in (``dtype`` in its table).
+DTYPES = ("float64", "float32")
+
 #: Parameters whose TOML lists stand for tuples.
 _TUPLE_PARAMS = frozenset({"hidden_layer_sizes"})
 
@@ -44,6 +47,8 @@ class ModelSpec:
     estimator: str
     params: Mapping[str, Any] = field(default_factory=dict)
     grid: Mapping[str, list[Any]] = field(default_factory=dict)
+    #: The float type the model is trained and scored in (the scaled features are float64).
+    dtype: str = "float64"
 
     def build(self, random_state: int | None = None) -> ClassifierMixin:
         """A fresh, unfitted estimator with the fixed params (and the trial's seed)."""
@@ -65,7 +70,10 @@ class ModelSpec:
 
     def canonical(self) -> dict[str, Any]:
         """What defines the model's results: goes into the trial cache key."""
-        return {"estimator": self.estimator, "params": dict(self.params), "grid": dict(self.grid)}
+        out = {"estimator": self.estimator, "params": dict(self.params), "grid": dict(self.grid)}
+        if self.dtype != "float64":  # float64 keys stay as they were
+            out["dtype"] = self.dtype
+        return out
 
     def digest(self) -> str:
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
@@ -117,6 +125,9 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise GridError(f"grids file {path}: model {name!r}: grid '{key}' must be a non-empty list")
+    dtype = str(table.get("dtype", "float64"))
+    if dtype not in DTYPES:
+        raise GridError(f"grids file {path}: model {name!r}: dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     spec = ModelSpec(
         name=name,
         label=str(table.get("label", name)),
@@ -124,6 +135,7 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
         estimator=str(table["estimator"]),
         params=dict(table.get("params", {})),
         grid=dict(grid),
+        dtype=dtype,
     )
     est = spec.build()
     unknown = sorted((set(spec.grid) | set(spec.params)) - set(est.get_params()))

@@ -20,14 +20,16 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, StratifiedShuffleSplit
+from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from sklearn.preprocessing import StandardScaler
 
 from analysis.models import ModelSpec
+from analysis.search import grid_search
 from echolab.errors import EcholabError
 
-#: Bumped when a change here changes trial results; part of every cache key.
-PROTOCOL_VERSION = 1
+#: Bumped when a change here changes (or may change) trial results; part of every cache key.
+#: 2: the grid search is analysis.search.grid_search (GridSearchCV's results, less repeated work).
+PROTOCOL_VERSION = 2
 
 
 class ProtocolError(EcholabError):
@@ -120,27 +122,20 @@ def run_trial(
     _, counts = np.unique(y_train, return_counts=True)
     if counts.min() < cv_folds:
         raise ProtocolError(f"a class has fewer than {cv_folds} training captures; {cv_folds}-fold CV is impossible")
-    search = GridSearchCV(
-        spec.build(random_state=rs),
-        spec.param_grid(),
-        cv=StratifiedKFold(n_splits=cv_folds),
-        scoring="accuracy",
-        n_jobs=1,
-        refit=True,
-        error_score="raise",
-    )
+    folds = list(StratifiedKFold(n_splits=cv_folds).split(x_train, y_train))
+    x_train, x_test = x_train.astype(spec.dtype, copy=False), x_test.astype(spec.dtype, copy=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        search.fit(x_train, y_train)
+        search = grid_search(spec.build(random_state=rs), spec.param_grid(), x_train, y_train, folds)
     n_conv = sum(1 for w in caught if issubclass(w.category, ConvergenceWarning))
-    pred = search.predict(x_test)
-    best = search.best_estimator_
+    best = search.best_estimator
+    pred = best.predict(x_test)
     importances = getattr(best, "feature_importances_", None)
     return TrialOutcome(
         accuracy=float(accuracy_score(y_test, pred)),
         f1_macro=float(f1_score(y_test, pred, labels=list(classes), average="macro", zero_division=0)),
-        best_params={k: _jsonable(v) for k, v in search.best_params_.items()},
-        cv_best_score=float(search.best_score_),
+        best_params={k: _jsonable(v) for k, v in search.best_params.items()},
+        cv_best_score=search.best_score,
         confusion=confusion_matrix(y_test, pred, labels=list(classes)).tolist(),
         importances=None if importances is None else [float(v) for v in importances],
         convergence_warnings=n_conv,
@@ -148,6 +143,7 @@ def run_trial(
         n_train=int(len(split.train)),
         n_test=int(len(split.test)),
         test_group=split.test_group,
+        extra={"fits": search.n_fits},
     )
 
 

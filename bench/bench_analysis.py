@@ -68,25 +68,34 @@ def write_matrices(source, path: Path) -> dict[str, int]:
     return shapes
 
 
+def load1() -> float:
+    """The 1-minute load average: other people's work on a shared machine shows here."""
+    return round(os.getloadavg()[0], 2)
+
+
 def run_plain(npz: Path, trials: int, seed: int, *, one_blas_thread: bool = False) -> dict:
     """The plain script as a user runs it (library thread defaults), or with BLAS held to one thread."""
     env = dict(os.environ)
     if one_blas_thread:
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    load_before = load1()
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "plain_protocol.py"), str(npz), "--trials",
                           str(trials), "--seed", str(seed)], check=True, stdout=subprocess.PIPE, text=True, env=env)
     result = json.loads(out.stdout)
     result["wall"] = time.perf_counter() - t0
+    result["load"] = [load_before, load1()]
     return result
 
 
 def run_echolab(source, trials: int, seed: int, jobs: int | None, tmp: Path) -> tuple[dict, float, float]:
     with Catalog.open(Lab.open(tmp / "lab", create=True)) as cat:
+        load_before = load1()
         t0 = time.perf_counter()
         res = run_analysis(cat, source, RunSettings(trials=trials, seed=seed), name="bench", jobs=jobs,
                            progress=sys.stderr.isatty())
         first = time.perf_counter() - t0
+        res.run.summary["load"] = [load_before, load1()]
         t0 = time.perf_counter()
         again = run_analysis(cat, source, RunSettings(trials=trials, seed=seed), name="bench-again", jobs=jobs,
                              progress=False)
@@ -144,6 +153,8 @@ def main() -> None:
     scale = FULL_TRIALS / args.trials
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": os.getloadavg()},
+        "load_1min_before_after": {"plain": plain["load"], "plain_one_blas_thread": plain1["load"] if plain1 else None,
+                                   "echolab": ours["load"]},
         "data": what, "captures": int(len(source.y)), "columns": shapes, "trials": args.trials,
         "plain_seconds": plain["seconds"], "echolab_seconds": first, "echolab_cached_seconds": cached,
         "speedup": plain["seconds"] / first,
@@ -169,6 +180,12 @@ def main() -> None:
         print(f"extrapolated to 100 trials (x{scale:g}, linear): plain {plain['seconds'] * scale / 60:.0f} min, "
               f"echolab {first * scale / 60:.0f} min")
     print(f"largest difference of mean accuracy: {worst:.3f} pp; per-trial accuracies identical: {identical}")
+    print("1-minute load average before/after: plain " + str(plain["load"])
+          + (f", plain 1 BLAS thread {plain1['load']}" if plain1 else "") + f", echolab {ours['load']}")
+    print("\nmean accuracy per feature set and model (pp):")
+    for r in rows:
+        print(f"{r['features']:>10} {r['model']:>14}: plain {r['plain']:6.2f}  echolab {r['echolab']:6.2f}  "
+              f"diff {r['diff']:+.2f}")
     print("\nwhere the time goes (seconds, summed over feature sets and trials):")
     print(f"{'model':>14} {'plain':>9} {'plain, 1 BLAS thread':>21} {'echolab, CPU':>13}")
     for model, m in sorted(per_model.items(), key=lambda kv: -kv[1]["plain_s"]):
