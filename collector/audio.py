@@ -100,6 +100,13 @@ def _sounddevice():
     return sounddevice
 
 
+def device_spec(value: str | int | None) -> int | str | None:
+    """A sound device as a user gives it: an index ("3") or a part of its name."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
 def list_devices() -> list[dict[str, Any]]:
     """Output-capable sound devices: index, name, channels, default rate."""
     sd = _sounddevice()

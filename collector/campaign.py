@@ -29,11 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from analysis.capture import CaptureError, Packet, ReadStats, read_packets
+from analysis.capture import CaptureError, ReadStats, read_packets
 from collector.backends import Backend
+from collector.live import LiveCapture
 from collector.recorder import CaptureProcess, CaptureToolError, kill_stale
 from collector.schedule import next_class, pick_prompt
-from db.catalog import Catalog, CatalogError
+from db.catalog import Catalog, safe_name
 from db.checks import sweep_partial
 from db.models import Campaign, CampaignStatus, CaptureStatus
 from echolab.errors import EcholabError
@@ -42,6 +43,7 @@ log = logging.getLogger("echolab.collect")
 
 FAILURE_KINDS = ("no-traffic", "no-response", "capture-error", "audio-error", "echo-busy", "truncated")
 PIDFILE = "capture.pid"
+POLL_S = 0.05  # how often a capture in progress is looked at
 
 
 class CollectError(EcholabError):
@@ -145,17 +147,37 @@ class CollectResult:
 
 
 class StopRequest:
-    """First Ctrl-C or SIGTERM: finish the current capture, then stop. Second Ctrl-C: abort it."""
+    """First Ctrl-C or SIGTERM: finish the current capture, then stop. Second Ctrl-C: abort it.
+
+    Inside :meth:`critical` (a capture being catalogued) the abort waits until
+    the block ends, so a capture is either fully recorded or not at all.
+    """
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: dict[int, Any] = {}
+        self._critical = 0
+        self._abort_pending = False
 
     def _handler(self, signum: int, _frame: Any) -> None:
         if self.requested and signum == signal.SIGINT:
+            if self._critical:
+                self._abort_pending = True
+                return
             raise KeyboardInterrupt
         self.requested = True
         log.warning("stop requested: finishing the current capture (Ctrl-C again aborts it)")
+
+    @contextmanager
+    def critical(self) -> Iterator[None]:
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+        if not self._critical and self._abort_pending:
+            self._abort_pending = False
+            raise KeyboardInterrupt
 
     @contextmanager
     def installed(self) -> Iterator["StopRequest"]:
@@ -207,6 +229,12 @@ class CampaignRunner:
             path.unlink(missing_ok=True)
             cleaned.append(f"removed unfinished {path.name}")
         cleaned += [f"removed partial {p.name}" for p in sweep_partial(self.catalog)]
+        own = self.catalog.lab.captures_dir / safe_name(self.campaign.name)
+        known = {c.path for c in self.catalog.captures(campaign=self.campaign.id, status=None)}
+        for path in (p for p in own.rglob("*") if p.is_file()) if own.exists() else ():
+            if self.lab.relative(path) not in known:  # placed, but the run died before its row was written
+                path.unlink()
+                cleaned.append(f"removed uncatalogued {self.lab.relative(path)}")
         for line in cleaned:
             log.info("recovery: %s", line)
         return cleaned
@@ -226,11 +254,15 @@ class CampaignRunner:
                         break
                     self._one_with_retries(label)
             except KeyboardInterrupt:
-                log.warning("aborted by a second Ctrl-C: the capture in progress was discarded")
+                log.warning("aborted by a second Ctrl-C: a capture still running was discarded")
                 self.stop.requested = True
             except CampaignPaused:
                 self.catalog.set_campaign_status(self.campaign, CampaignStatus.paused.value)
                 raise
+            except BaseException:
+                self.catalog.set_campaign_status(self.campaign, CampaignStatus.interrupted.value)
+                raise
+        self.counts = self._good_counts()
         done = next_class(self.counts, s.classes, s.per_class, s.seed) is None
         status = CampaignStatus.done.value if done else CampaignStatus.interrupted.value
         self.catalog.set_campaign_status(self.campaign, status)
@@ -274,9 +306,10 @@ class CampaignRunner:
             )
 
     def _sleep(self, seconds: float) -> None:
+        """Wait, but not past a stop request."""
         deadline = time.monotonic() + seconds
-        while not self.stop.requested and time.monotonic() < deadline:
-            time.sleep(min(0.1, deadline - time.monotonic()) if deadline > time.monotonic() else 0)
+        while not self.stop.requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.1, left))
 
     # -- one request --------------------------------------------------------------------
 
@@ -311,11 +344,12 @@ class CampaignRunner:
             raise
         timing.check = time.monotonic() - t
         t = time.monotonic()
-        self.catalog.add_capture(
-            self.campaign, label, tmp, move=True, prompt=prompt_row, started_at=started_at, ended_at=ended_at,
-            device_ip=self.backend.device_ip, synthetic=not self.backend.live, attempts=attempt,
-            server_addresses=servers,
-        )
+        with self.stop.critical():
+            self.catalog.add_capture(
+                self.campaign, label, tmp, move=True, prompt=prompt_row, started_at=started_at,
+                ended_at=ended_at, device_ip=self.backend.device_ip, synthetic=not self.backend.live,
+                attempts=attempt, server_addresses=servers,
+            )
         timing.store = time.monotonic() - t
         t = time.monotonic()
         if self.backend.live:
@@ -363,38 +397,22 @@ class CampaignRunner:
         quiet = max(s.scaled(s.quiet_s), b.min_quiet_s)
         deadline = time.monotonic() + s.max_duration(label)
         answer_by = time.monotonic() + max(s.scaled(s.response_timeout_s), 1.0)
+        live = LiveCapture(cap.path, b.device_ip)
         answered = False
         while time.monotonic() < deadline:
             if not cap.alive:
                 raise Failure("capture-error", f"{cap.tool} stopped during the capture")
-            seen, last_from_cloud, answered_now = _progress(cap.path, b.device_ip, play_end)
-            answered = answered or answered_now
-            now = time.time()
+            answered = live.poll(since=play_end) or answered
             if answered:
-                if now - last_from_cloud >= quiet and b.response_over():
+                if time.time() - live.last_from_cloud >= quiet and b.response_over():
                     return
             elif time.monotonic() > answer_by:
-                if not seen:
+                if not live.packets:
                     raise Failure("no-traffic", f"no packet to or from {b.device_ip} on {b.interface}")
                 raise Failure("no-response", f"no answer from the cloud within {s.response_timeout_s:g} s")
-            time.sleep(0.05)
+            time.sleep(POLL_S)
         log.info("%s: answer still going after the %s maximum; capture stopped there", label,
                  f"{s.max_duration(label):.1f} s")
-
-
-def _progress(path: Path, device_ip: str, play_end: float) -> tuple[bool, float, bool]:
-    """(any packet seen, time of the last cloud->Echo packet, an answer has begun) so far."""
-    seen, last, answered = False, 0.0, False
-    try:
-        for p in read_packets(path, ReadStats()):
-            seen = True
-            if p.dst == device_ip and p.src != device_ip:
-                last = max(last, p.ts)
-                if p.payload_len > 0 and p.ts >= play_end:
-                    answered = True
-    except CaptureError:
-        pass  # the engine has not written its header yet
-    return seen, last, answered
 
 
 def check_capture(path: Path, device_ip: str) -> list[str]:
@@ -437,7 +455,3 @@ class _EstimatedClip:
 def _stable_key(*parts: object) -> int:
     """A per-attempt seed that is the same in every process (``hash`` is not)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
-
-
-def settings_dict(settings: CollectSettings) -> dict[str, Any]:
-    return asdict(settings)

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from collector.audio import device_spec
 from collector.campaign import CollectSettings
 from echolab.clitools import console, emit_rows, get_lab
 from prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
@@ -103,8 +104,8 @@ def doctor(
     from collector.doctor import run_doctor
 
     lab = get_lab(ctx, create=True)
-    device = int(audio_device) if audio_device and audio_device.isdigit() else audio_device
-    checks = run_doctor(lab, interface=interface, device_ip=device_ip, audio_device=device, engine=engine.value,
+    checks = run_doctor(lab, interface=interface, device_ip=device_ip, audio_device=device_spec(audio_device),
+                        engine=engine.value,
                         classes=_classes(classes), per_class=per_class, tool=capture_tool, listen_s=listen)
     failed = 0
     for c in checks:

@@ -5,6 +5,7 @@ Each check says what it found and, when it fails, how to fix it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -95,7 +96,7 @@ def check_volume() -> Check:
         return Check("volume", True, "no ALSA Master control: check the speaker's volume by hand", warning=True)
     if "[off]" in out.stdout:
         return Check("volume", False, "the Master output is muted", "unmute it: amixer set Master unmute")
-    levels = [int(x) for x in __import__("re").findall(r"\[(\d+)%\]", out.stdout)]
+    levels = [int(x) for x in re.findall(r"\[(\d+)%\]", out.stdout)]
     level = max(levels) if levels else None
     if level is not None and level < 40:
         return Check("volume", False, f"Master volume at {level}%", "raise it: amixer set Master 80%")

@@ -48,11 +48,16 @@ class InterfaceError(CaptureToolError):
     pass
 
 
+try:  # resolved here: the child between fork and exec must not load libraries
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def explain_failure(stderr: str, interface: str, tool: str) -> CaptureToolError:
@@ -104,12 +109,19 @@ class CaptureProcess:
         if tool == "tshark":
             cmd += ["-F", "pcapng"]
         try:
+            # A session of its own: a Ctrl-C at the terminal reaches the collector, which
+            # decides when the capture ends, and not the capture engine directly.
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=_die_with_parent, start_new_session=True)
         except OSError as exc:
             raise CaptureToolError(f"cannot run {tool}: {exc.strerror}") from exc
         if pidfile is not None:
-            pidfile.write_text(f"{proc.pid}\n{path}\n")
+            try:
+                pidfile.write_text(f"{proc.pid}\n{path}\n")
+            except OSError as exc:
+                proc.kill()
+                proc.wait()
+                raise CaptureToolError(f"cannot write {pidfile}: {exc.strerror}") from exc
         seen = b""
         deadline = time.monotonic() + timeout_s
         assert proc.stderr is not None
@@ -118,7 +130,7 @@ class CaptureProcess:
             if ready:
                 chunk = os.read(proc.stderr.fileno(), 4096)
                 seen += chunk
-                if b"File:" in seen[seen.find(b"Capturing on"):] and b"Capturing on" in seen:
+                if _ready(seen):
                     return cls(proc, path, tool, interface, pidfile)
                 if not chunk:  # EOF: the engine exited
                     break
@@ -162,6 +174,12 @@ class CaptureProcess:
         return self.proc.poll() is None
 
 
+def _ready(stderr: bytes) -> bool:
+    """The engine has opened the interface: "File: ..." follows "Capturing on ..."."""
+    start = stderr.find(b"Capturing on")
+    return start >= 0 and b"File:" in stderr[start:]
+
+
 def _unlink(path: Path | None) -> None:
     if path is not None:
         path.unlink(missing_ok=True)
@@ -170,15 +188,15 @@ def _unlink(path: Path | None) -> None:
 def kill_stale(pidfile: Path) -> bool:
     """Kill a capture a crashed collector left behind (its pid file says which)."""
     try:
-        pid_text, _, _ = pidfile.read_text().partition("\n")
-        pid = int(pid_text)
+        pid_text, _, rest = pidfile.read_text().partition("\n")
+        pid, capture_path = int(pid_text), rest.strip()
     except (OSError, ValueError):
         _unlink(pidfile)
         return False
     killed = False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        if "dumpcap" in cmdline or "tshark" in cmdline:
+        if ("dumpcap" in cmdline or "tshark" in cmdline) and capture_path in cmdline:
             os.kill(pid, signal.SIGKILL)
             killed = True
     except (OSError, ProcessLookupError):

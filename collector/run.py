@@ -8,19 +8,24 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Callable
 
+from filelock import FileLock, Timeout
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from collector.audio import device_spec
 from collector.backends import Backend, EchoBackend, SimBackend, SyntheticBackend
 from collector.campaign import CampaignRunner, CollectError, CollectResult, CollectSettings, log
-from db.catalog import Catalog, CatalogError
+from db.catalog import Catalog
 from db.models import Campaign, CampaignStatus
 from echolab.lab import Lab
 from prompts.classes import STUDY_CLASSES
 
 RESUMABLE = (CampaignStatus.running.value, CampaignStatus.interrupted.value, CampaignStatus.paused.value)
+#: Settings of the lab's hardware that may change between two sittings of one campaign
+#: (a new DHCP lease, another sound card); given on the command line they win over the stored ones.
+HARDWARE = ("device_ip", "interface", "audio_device", "capture_tool", "location")
 
 
 def find_resumable(catalog: Catalog, settings: CollectSettings) -> Campaign | None:
@@ -39,13 +44,25 @@ def pick_campaign(catalog: Catalog, settings: CollectSettings, *, resume: str | 
         camp = catalog.campaign(resume)
         if camp.status == CampaignStatus.imported.value:
             raise CollectError(f"campaign {camp.name} holds imported captures; it cannot be collected into")
-        return camp, CollectSettings.from_dict(camp.settings or {})
+        return camp, _resumed(camp, settings)
     if not new:
         camp = find_resumable(catalog, settings)
         if camp is not None:
             log.info("resuming unfinished campaign %s", camp.name)
-            return camp, CollectSettings.from_dict(camp.settings or {})
+            return camp, _resumed(camp, settings)
     return None, settings
+
+
+def _resumed(camp: Campaign, given: CollectSettings) -> CollectSettings:
+    """The campaign's stored settings, with the hardware settings given now where they differ from the defaults."""
+    stored = CollectSettings.from_dict(camp.settings or {})
+    defaults = CollectSettings()
+    for name in HARDWARE:
+        value = getattr(given, name)
+        if value != getattr(defaults, name) and value != getattr(stored, name):
+            log.info("resuming %s with %s=%s (was %s)", camp.name, name, value, getattr(stored, name))
+            setattr(stored, name, value)
+    return stored
 
 
 def create_campaign(catalog: Catalog, settings: CollectSettings, name: str | None = None,
@@ -68,7 +85,7 @@ def make_backend(settings: CollectSettings, stack: ExitStack) -> Backend:
         if not settings.device_ip or not settings.interface:
             raise CollectError("the echo backend needs --device-ip (the Echo's address) and --interface "
                                "(the gateway interface the Echo's traffic crosses)")
-        return EchoBackend.with_speaker(settings.device_ip, settings.interface, _device(settings.audio_device))
+        return EchoBackend.with_speaker(settings.device_ip, settings.interface, device_spec(settings.audio_device))
     if settings.backend == "sim":
         from collector.sim import SimLab, SimNotRunning, down
 
@@ -88,10 +105,6 @@ def make_backend(settings: CollectSettings, stack: ExitStack) -> Backend:
         settings.device_ip = backend.device_ip
         return backend
     raise CollectError(f"unknown backend {settings.backend!r}: use sim, echo or synthetic")
-
-
-def _device(value: str | None) -> int | str | None:
-    return int(value) if value is not None and value.isdigit() else value
 
 
 class SpeechSource:
@@ -162,6 +175,12 @@ def collect(
     if not settings.classes:
         settings.classes = list(STUDY_CLASSES)
     with ExitStack() as stack:
+        lock = FileLock(str(lab.tmp_dir / "collect.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise CollectError(f"another collector is running in the lab {lab.root}; wait for it or stop it") from exc
+        stack.callback(lock.release)
         catalog = stack.enter_context(Catalog.open(lab))
         campaign, settings = pick_campaign(catalog, settings, resume=resume, new=new)
         backend = make_backend(settings, stack)
@@ -190,4 +209,4 @@ def collect(
     raise AssertionError("unreachable")
 
 
-__all__ = ["collect", "CollectSettings", "CollectResult", "CollectError", "CatalogError"]
+__all__ = ["collect", "CollectSettings", "CollectResult", "CollectError"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -18,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from analysis.capture import CaptureError, summarize
@@ -44,18 +43,28 @@ def _alembic_config() -> Config:
     return cfg
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # The driver's own transaction handling is off (it would run DDL outside any
+    # transaction): SQLAlchemy emits BEGIN itself (_sqlite_begin), so a migration
+    # interrupted half-way leaves no half-made schema.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA journal_mode=WAL")
     cur.close()
 
 
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for *url*; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for *url*; SQLite gets WAL, foreign keys, a busy timeout and transactional DDL."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -67,8 +76,6 @@ def migrate(engine: Engine) -> str:
     head = script.get_current_head()
     try:
         with engine.begin() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
             current = MigrationContext.configure(conn).get_current_revision()
             if current is not None:
                 try:
@@ -101,15 +108,6 @@ def safe_name(text: str) -> str:
     return _NAME_SAFE.sub("-", text).strip("-") or "unnamed"
 
 
-@dataclass
-class CaptureFilter:
-    label: str | None = None
-    campaign: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
 class Catalog:
     """One lab's catalog. Use as a context manager; it closes its session."""
 
@@ -124,8 +122,11 @@ class Catalog:
         if url.startswith("sqlite:///"):
             db_path = Path(url.removeprefix("sqlite:///"))
             if db_path.exists() and db_path.is_file():
-                with open(db_path, "rb") as fh:
-                    head = fh.read(16)
+                try:
+                    with open(db_path, "rb") as fh:
+                        head = fh.read(16)
+                except OSError as exc:
+                    raise CatalogError(f"cannot read the catalog {db_path}: {exc.strerror}") from exc
                 if head and not head.startswith(b"SQLite format 3"):
                     raise CatalogError(f"{db_path} is not a SQLite catalog (unreadable or damaged)")
         try:
@@ -147,10 +148,17 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of change: committed when the block ends, rolled back on error."""
+        """One unit of change: committed when the block ends, rolled back on error.
+
+        A database failure (disk full, locked, a constraint) becomes a
+        :class:`CatalogError`; nothing of the unit is kept.
+        """
         try:
             yield self.session
             self.session.commit()
+        except SQLAlchemyError as exc:
+            self.session.rollback()
+            raise CatalogError(f"the catalog could not be changed: {_short(exc)}") from exc
         except BaseException:
             self.session.rollback()
             raise
@@ -270,23 +278,19 @@ class Catalog:
         CaptureStatus(status)
         fields: dict[str, Any] = {}
         dest: Path | None = None
+        placed_here = False
         if pcap is not None:
             pcap = Path(pcap)
             summary = summarize(pcap)
             sha = sha256_file(pcap)
             dest = self.capture_path(campaign, label, sha, ".pcapng" if _is_pcapng(pcap) else ".pcap")
-            fields = dict(
-                sha256=sha, size_bytes=pcap.stat().st_size, packet_count=summary.packets,
-                path=self.lab.relative(dest),
-            )
+            fields = dict(sha256=sha, size_bytes=pcap.stat().st_size, packet_count=summary.packets,
+                          path=self.lab.relative(dest))
             if server_addresses is None:
                 server_addresses = summary.server_addresses(device_ip) if device_ip else []
-            if dest.exists() and sha256_file(dest) == sha:
-                pass  # same content already placed (a rerun after a crash)
-            else:
-                place_file(pcap, dest, move=move)
-            if move and pcap.exists():
-                pcap.unlink()
+            if not (dest.exists() and sha256_file(dest) == sha):  # else: placed by a run that crashed
+                place_file(pcap, dest)
+                placed_here = True
         try:
             with self.transaction() as s:
                 row = Capture(
@@ -296,14 +300,13 @@ class Catalog:
                     attempts=attempts, **fields, **(source or {}),
                 )
                 s.add(row)
-        except SQLAlchemyError:
-            if dest is not None and not self._path_known(self.lab.relative(dest)):
-                dest.unlink(missing_ok=True)
+        except BaseException:
+            if placed_here and dest is not None:
+                dest.unlink(missing_ok=True)  # the source is still where it was
             raise
+        if move and pcap is not None:
+            pcap.unlink(missing_ok=True)
         return row
-
-    def _path_known(self, rel: str) -> bool:
-        return self.session.scalar(select(Capture.id).where(Capture.path == rel)) is not None
 
     def has_sha256(self, sha256: str) -> bool:
         return self.session.scalar(select(Capture.id).where(Capture.sha256 == sha256).limit(1)) is not None
@@ -358,10 +361,7 @@ def _is_pcapng(path: Path) -> bool:
 
 def open_catalog(lab: Lab) -> Catalog:
     """Open *lab*'s catalog (creating and migrating it as needed)."""
-    try:
-        return Catalog.open(lab)
-    except OperationalError as exc:
-        raise CatalogError(f"cannot open the catalog: {_short(exc)}") from exc
+    return Catalog.open(lab)
 
 
-__all__ = ["Catalog", "CatalogError", "CaptureError", "CaptureFilter", "UnknownCaptureError", "open_catalog"]
+__all__ = ["Catalog", "CatalogError", "CaptureError", "UnknownCaptureError", "open_catalog"]

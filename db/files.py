@@ -2,7 +2,8 @@
 
 A capture file enters the lab under its final name only when it is complete:
 it is copied to ``NAME.part`` beside its final place, flushed to disk, and
-renamed. A row points at it only after that (see Catalog.add_capture).
+renamed. A row points at it only after that, and a source the caller asked
+to move is deleted only once the row is committed (see Catalog.add_capture).
 """
 
 from __future__ import annotations
@@ -31,27 +32,30 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def place_file(src: Path, dest: Path, *, move: bool = False) -> None:
-    """Put *src* at *dest* atomically: copy (or move) to a ``.part`` file, fsync, rename.
+def place_file(src: Path, dest: Path) -> None:
+    """Copy *src* to *dest* atomically: to a ``.part`` file, flushed, renamed, directory flushed.
 
-    On any failure nothing is left at *dest* nor at the ``.part`` name.
+    On any failure nothing is left at *dest* nor at the ``.part`` name, and
+    *src* is untouched.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + PART_SUFFIX)
+    renamed = False
     try:
-        if move:
-            try:
-                os.replace(src, part)
-            except OSError:  # another file system: copy instead
-                shutil.copyfile(src, part)
-                os.unlink(src)
-        else:
-            shutil.copyfile(src, part)
+        shutil.copyfile(src, part)
         with open(part, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(part, dest)
+        renamed = True
+        dir_fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a power loss
+        finally:
+            os.close(dir_fd)
     except OSError as exc:
         part.unlink(missing_ok=True)
+        if renamed:
+            dest.unlink(missing_ok=True)
         raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
 

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from echolab.lab import Lab
+from echolab.lab import Lab, default_lab_path
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,8 +33,7 @@ class CliState:
 def get_lab(ctx: typer.Context, *, create: bool = False) -> Lab:
     """The lab named by ``--lab`` / ``ECHOLAB_LAB`` (see echolab.lab)."""
     state = ctx.find_object(CliState)
-    path = state.lab_path if state else Path("lab")
-    return Lab.open(path, create=create)
+    return Lab.open(state.lab_path if state else default_lab_path(), create=create)
 
 
 def emit_rows(

@@ -83,9 +83,13 @@ def run_demo(lab: Lab, settings: DemoSettings, console: Console | None = None) -
         seconds["speech"] = time.perf_counter() - t
 
         t = step(3, f"Collecting {settings.per_class} captures per class, classes interleaved")
+        campaign = f"demo-{backend}-{settings.per_class}-seed{settings.seed}"  # a rerun carries this one on
+        with Catalog.open(lab) as catalog:
+            exists = any(c.name == campaign for c in catalog.campaigns())
         collected = collect(lab, CollectSettings(backend=backend, per_class=settings.per_class, speed=settings.speed,
                                                  seed=settings.seed, sim_prefix=DEMO_SIM_PREFIX,
-                                                 classes=list(STUDY_CLASSES)), console=console)
+                                                 classes=list(STUDY_CLASSES)),
+                            resume=campaign if exists else None, new=not exists, name=campaign, console=console)
         overhead = collected.median_overhead()
         console.print(f"Campaign {collected.campaign}: {sum(collected.counts.values())} good captures"
                       + (f"; median collector overhead {overhead:.3f} s per capture" if overhead else ""))

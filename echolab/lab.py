@@ -55,7 +55,10 @@ class Lab:
                     f"lab directory {path} does not exist; create it with "
                     f"'echolab --lab {path} catalog init' or pass an existing --lab"
                 )
-            path.mkdir(parents=True)
+            try:
+                path.mkdir(parents=True)
+            except OSError as exc:
+                raise LabError(f"cannot create lab directory {path}: {exc.strerror}") from exc
         if not path.is_dir():
             raise LabError(f"lab path {path} is not a directory")
         path = path.resolve()
@@ -68,12 +71,12 @@ class Lab:
                 raise LabError(f"cannot read lab settings {settings_file}: {exc}") from exc
         lab = cls(path, settings)
         if create or os.access(path, os.W_OK):
-            for sub in SUBDIRS:
-                (path / sub).mkdir(exist_ok=True)
+            try:
+                for sub in SUBDIRS:
+                    (path / sub).mkdir(exist_ok=True)
+            except OSError as exc:
+                raise LabError(f"cannot prepare lab directory {path}: {exc.strerror}") from exc
         return lab
-
-    def path(self, *parts: str) -> Path:
-        return self.root.joinpath(*parts)
 
     @property
     def captures_dir(self) -> Path:
@@ -110,8 +113,12 @@ class Lab:
         return url or f"sqlite:///{self.root / 'catalog.sqlite'}"
 
     def relative(self, path: Path) -> str:
-        """*path* relative to the lab root, as stored in the catalog."""
-        return Path(path).resolve().relative_to(self.root).as_posix()
+        """*path* relative to the lab root, as stored in the catalog.
+
+        Symbolic links inside the lab (a captures/ folder on a bigger disk) are
+        kept as they are: only ``..`` and relative parts are normalized.
+        """
+        return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
 
     def setting(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)

@@ -53,6 +53,11 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
+def in_progress_files(lab: Lab) -> list[Path]:
+    """What a collector left in tmp/ (its lock file excepted: filelock keeps it)."""
+    return [p for p in files_under(lab.tmp_dir) if p.name != "collect.lock"]
+
+
 def test_balanced_campaign_on_the_simulated_lab(lab: Lab, sim_prefix: str) -> None:
     result = CliRunner().invoke(app, ["--lab", str(lab.root), "collect", "--backend", "sim", "--per-class", "5",
                                       "--speed", str(SPEED), "--no-progress", "--sim-prefix", sim_prefix])
@@ -81,7 +86,7 @@ def test_balanced_campaign_on_the_simulated_lab(lab: Lab, sim_prefix: str) -> No
     assert by_class == {k: 5 for k in ("information", "quotes", "weather", "directions", "music", "unintelligible")}
     # interleaved: the first six captures are one of each class
     assert len({c.label for c in caps[:6]}) == 6
-    assert files_under(lab.tmp_dir) == []
+    assert in_progress_files(lab) == []
     assert (lab.logs_dir / f"{camp.name}.log").read_text().count("campaign") >= 2
 
 
@@ -92,16 +97,19 @@ def _run_cli(lab: Lab, prefix: str, per_class: int) -> subprocess.Popen:
                              str(per_class), "--speed", str(SPEED), "--no-progress", "--sim-prefix", prefix,
                              "--classes", "weather,music,unintelligible"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
 
 
-def _wait_for_capture_in_progress(lab: Lab, proc: subprocess.Popen, at_least_done: int) -> None:
+def _wait_for_capture_in_progress(lab: Lab, proc: subprocess.Popen, at_least_done: int) -> int:
+    """Wait until a capture is being made (not being stored); return how many are done."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        done = len(list(lab.captures_dir.rglob("*.pcapng")))
-        if done >= at_least_done and list(lab.tmp_dir.glob("capture-*.pcapng")):
-            return
+        current = list(lab.tmp_dir.glob("capture-*.pcapng"))
+        if current and len(list(lab.captures_dir.rglob("*.pcapng"))) >= at_least_done:
+            time.sleep(0.1)  # a capture lasts longer than this; storing one does not
+            if all(p.exists() for p in current):
+                return len(list(lab.captures_dir.rglob("*.pcapng")))
         time.sleep(0.02)
     raise AssertionError("no capture in progress within 120 s")
 
@@ -112,6 +120,9 @@ def test_sigkill_mid_capture_then_rerun_resumes(lab: Lab, sim_prefix: str) -> No
     proc.kill()
     proc.wait()
     time.sleep(0.3)
+    # as if the run had died after placing a file and before cataloguing it
+    placed = next(lab.captures_dir.rglob("*.pcapng"))
+    (placed.parent / "0123456789abcdef.pcapng").write_bytes(placed.read_bytes() + b"")
     # the capture engine died with the collector (no dumpcap left writing into the lab)
     left = subprocess.run(["pgrep", "-f", f"dumpcap.*{lab.tmp_dir}"], capture_output=True, text=True)
     assert left.stdout.strip() == ""
@@ -127,25 +138,42 @@ def test_sigkill_mid_capture_then_rerun_resumes(lab: Lab, sim_prefix: str) -> No
         assert verify(cat).ok
         known = {lab.root / c.path for c in ok}
     assert set(files_under(lab.captures_dir)) == known, "no orphan file"
-    assert files_under(lab.tmp_dir) == []
+    assert in_progress_files(lab) == []
     verify_cli = CliRunner().invoke(app, ["--lab", str(lab.root), "catalog", "verify"])
     assert verify_cli.exit_code == 0, verify_cli.output
 
 
 def test_first_ctrl_c_finishes_the_current_capture(lab: Lab, sim_prefix: str) -> None:
+    """Ctrl-C at a terminal signals the whole foreground process group, the collector's children too."""
     proc = _run_cli(lab, sim_prefix, per_class=3)
-    _wait_for_capture_in_progress(lab, proc, at_least_done=1)
-    in_progress = len(list(lab.captures_dir.rglob("*.pcapng")))
-    proc.send_signal(signal.SIGINT)
+    done = _wait_for_capture_in_progress(lab, proc, at_least_done=1)
+    os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     assert "interrupted" in out and "collect --resume" in out
     with Catalog.open(lab) as cat:
         camp = cat.campaigns()[0]
         assert camp.status == "interrupted"
-        assert len(cat.captures()) == in_progress + 1, "the capture in progress was finished and kept"
+        assert len(cat.captures()) == done + 1, "the capture in progress was finished and kept"
         assert verify(cat).ok
-    assert files_under(lab.tmp_dir) == []
+    assert in_progress_files(lab) == []
+
+
+def test_second_ctrl_c_aborts_and_discards(lab: Lab, sim_prefix: str) -> None:
+    proc = _run_cli(lab, sim_prefix, per_class=3)
+    _wait_for_capture_in_progress(lab, proc, at_least_done=1)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "interrupted" in out
+    with Catalog.open(lab) as cat:
+        assert cat.campaigns()[0].status == "interrupted"
+        assert verify(cat).ok
+        known = {lab.root / c.path for c in cat.captures()}
+    assert set(files_under(lab.captures_dir)) == known
+    assert in_progress_files(lab) == []
 
 
 def _echo_runner(lab: Lab, sim, *, device_ip: str, classes: list[str], **overrides) -> CampaignRunner:
@@ -190,4 +218,4 @@ def test_repeated_failures_pause_the_campaign(lab: Lab, sim_prefix: str) -> None
         failed = cat.captures(status="failed")
         assert len(failed) == 2 and all(f.reason.startswith("no-traffic: ") for f in failed)
         assert all(f.path is None for f in failed)
-    assert files_under(lab.tmp_dir) == []
+    assert in_progress_files(lab) == []
