@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -335,10 +335,15 @@ class Catalog:
             CaptureStatus(status)
             stmt = stmt.where(Capture.status == status)
         if since is not None:
-            stmt = stmt.where(Capture.started_at >= since)
+            stmt = stmt.where(Capture.started_at >= self._db_time(since))
         if until is not None:
-            stmt = stmt.where(Capture.started_at <= until)
+            stmt = stmt.where(Capture.started_at <= self._db_time(until))
         return list(self.session.scalars(stmt))
+
+    def _db_time(self, when: datetime) -> datetime:
+        """*when* in UTC as the database compares it (a time without offset is local time)."""
+        utc = when.astimezone(timezone.utc)
+        return utc.replace(tzinfo=None) if self.engine.dialect.name == "sqlite" else utc
 
     def discard(self, capture_id: int, reason: str) -> Capture:
         """Mark a capture discarded: kept for the audit trail, excluded from analysis."""

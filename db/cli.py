@@ -52,8 +52,8 @@ def ls(
     label: Annotated[Optional[str], typer.Option("--class", "--label", help="Only this class.")] = None,
     campaign: Annotated[Optional[str], typer.Option(help="Only this campaign (name or id).")] = None,
     status: Annotated[Status, typer.Option(help="Only captures with this status.")] = Status.all,
-    since: Annotated[Optional[datetime], typer.Option(help="Started at or after (ISO time).")] = None,
-    until: Annotated[Optional[datetime], typer.Option(help="Started at or before (ISO time).")] = None,
+    since: Annotated[Optional[datetime], typer.Option(help="Started at or after (ISO time; local unless it has an offset).")] = None,
+    until: Annotated[Optional[datetime], typer.Option(help="Started at or before (ISO time; local unless it has an offset).")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
 ) -> None:

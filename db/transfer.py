@@ -19,7 +19,7 @@ from sqlalchemy import select
 from analysis.capture import CaptureError
 from db.catalog import Catalog, CatalogError
 from db.files import is_capture_name, sha256_file
-from db.models import Backend, Campaign, CampaignStatus, Capture
+from db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus
 from db.segments import DeviceGuess, SplitError, SplitSpec, split_capture, write_pieces
 
 MANIFEST_COLUMNS = (
@@ -56,7 +56,8 @@ def items_from_folder(root: Path) -> Iterable[ImportItem]:
     for path in sorted(p for p in root.rglob("*") if p.is_file() and is_capture_name(p)):
         parts = path.relative_to(root).parts
         if len(parts) < 2:
-            yield ImportItem(path, "", reason="not in a class folder (put it in a folder named for its class, or use a manifest)")
+            yield ImportItem(path, "", reason=f"{path} is not in a class folder (put it in a folder named for its "
+                                              "class, or use a manifest)")
         else:
             yield ImportItem(path, parts[0])
 
@@ -71,11 +72,15 @@ def items_from_manifest(manifest: Path, base: Path | None = None) -> Iterable[Im
         raise CatalogError(f"cannot read manifest {manifest}: {exc.strerror}") from exc
     if rows and not {"path", "label"} <= set(rows[0]):
         raise CatalogError(f"manifest {manifest} needs 'path' and 'label' columns")
-    for row in rows:
-        yield ImportItem(
-            base / row["path"], row["label"], row.get("campaign") or None, row.get("device_ip") or None,
-            status=row.get("status") or "ok", reason=row.get("reason") or None,
-        )
+    statuses = {s.value for s in CaptureStatus}
+    for line, row in enumerate(rows, start=2):
+        path, label, status = (row.get("path") or "").strip(), (row.get("label") or "").strip(), row.get("status") or "ok"
+        if not path or not label or status not in statuses:
+            why = f"line {line} of {manifest.name} needs a path, a label and a status among {', '.join(sorted(statuses))}"
+            yield ImportItem(base / path if path else manifest, "", reason=why)
+            continue
+        yield ImportItem(base / path, label, row.get("campaign") or None, row.get("device_ip") or None,
+                         status=status, reason=row.get("reason") or None)
 
 
 def import_captures(
@@ -107,8 +112,11 @@ def import_captures(
         raise CatalogError(f"{source} does not exist")
     if source.is_file() and tarfile.is_tarfile(source):
         with tempfile.TemporaryDirectory(dir=catalog.lab.tmp_dir) as tmp:
-            with tarfile.open(source) as tar:
-                tar.extractall(tmp, filter="data")
+            try:
+                with tarfile.open(source) as tar:
+                    tar.extractall(tmp, filter="data")
+            except (tarfile.TarError, OSError) as exc:
+                raise CatalogError(f"cannot unpack {source}: {exc}") from exc
             inner = Path(tmp) / MANIFEST_NAME
             if not inner.exists():
                 raise CatalogError(f"{source} has no {MANIFEST_NAME}; it was not written by 'echolab catalog export'")
@@ -133,7 +141,7 @@ def import_captures(
         if on_item:
             on_item(item)
         if item.reason and not item.label:
-            report.rejected.append((str(item.path), f"{item.path} is {item.reason}"))
+            report.rejected.append((str(item.path), item.reason))
             continue
         if not item.path.is_file():
             report.rejected.append((str(item.path), f"{item.path} not found"))

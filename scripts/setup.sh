@@ -28,6 +28,10 @@ for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "echolab setup: these system packages are missing: ${missing[*]}; run this as root (or install them with sudo apt-get install ...)" >&2
+    exit 1
+  fi
   echo "echolab setup: installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q

@@ -194,3 +194,30 @@ def test_failed_insert_leaves_no_file(lab: Lab, class_folders: Path) -> None:
             cat.create_campaign("c1", backend="sim")
         files = sorted(p for p in lab.captures_dir.rglob("*") if p.is_file())
     assert len(files) == 1 and not any(p.name.endswith(".part") for p in files)
+
+
+def test_bad_manifest_rows_are_rejected_with_their_line(lab: Lab, class_folders: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "labels.csv"
+    good = class_folders / "weather" / "a.pcap"
+    manifest.write_text(f"path,label,status\n{good},weather,ok\n{good},,ok\n{good},music,maybe\n")
+    result = cli(lab, "catalog", "import", str(manifest))
+    assert result.exit_code == 1
+    assert "line 3 of labels.csv needs a path, a label and a status" in result.output
+    assert "line 4 of labels.csv" in result.output
+    with Catalog.open(lab) as cat:
+        assert [c.label for c in cat.captures()] == ["weather"]
+
+
+def test_since_and_until_filter_by_start_time(lab: Lab, class_folders: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    with Catalog.open(lab) as cat:
+        camp = cat.create_campaign("t", backend="sim")
+        t0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+        for i, name in enumerate(["a.pcap", "b.pcapng"]):
+            cat.add_capture(camp, "weather", class_folders / "weather" / name, started_at=t0 + timedelta(hours=i))
+        assert len(cat.captures(since=t0 + timedelta(minutes=30))) == 1
+        assert len(cat.captures(until=t0 + timedelta(minutes=30))) == 1
+        assert len(cat.captures(since=t0, until=t0 + timedelta(hours=1))) == 2
+    rows = json.loads(cli(lab, "catalog", "ls", "--json", "--since", "2026-01-01T12:30:00+00:00").output)
+    assert len(rows) == 1
