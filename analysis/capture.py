@@ -57,6 +57,8 @@ _ip4 = struct.Struct("!BxHHHxB2x4s4s").unpack_from  # vhl, len, id, off, proto, 
 _ip6 = struct.Struct("!4xHBx16s16s").unpack_from  # plen, nxt, src, dst
 _tcp = struct.Struct("!HHIIBBHxxH").unpack_from  # sport, dport, seq, ack, off, flags, win, urp
 _udp = struct.Struct("!HH").unpack_from
+# Ethernet + option-less IPv4 + TCP in one call: ethertype, then _ip4's and _tcp's fields.
+_eth_ip4_tcp = struct.Struct("!12xHBxHHHxB2x4s4sHHIIBBHxxH").unpack_from
 
 
 class CaptureError(EcholabError):
@@ -174,18 +176,30 @@ def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[
         pos = end
 
 
+_PCAPNG_HEAD = {e: struct.Struct(e + "II").unpack_from for e in "<>"}  # block type, block length
+_PCAPNG_EPB = {e: struct.Struct(e + "8xIIII").unpack_from for e in "<>"}  # interface, ts high, ts low, caplen
+_PCAPNG_OPB = {e: struct.Struct(e + "8xHHIII").unpack_from for e in "<>"}  # interface, drops, ts, caplen
+
+
 def _pcapng_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
+    """Blocks are decoded in place inside 1 MiB chunks (one read per chunk, not two per block)."""
     endian = "<"
+    head, epb = _PCAPNG_HEAD[endian], _PCAPNG_EPB[endian]
     ifaces: list[tuple[int, int, int]] = []  # linktype, units per second, offset seconds
     first = True
+    buf = fh.read(CHUNK)
+    pos, size = 0, len(buf)
     while True:
-        head = fh.read(8)
-        if len(head) < 8:
-            if head:
-                stats.truncated_file = True
-            return
-        if head[:4] == PCAPNG_MAGIC:
-            bom = fh.read(4)
+        if pos + 12 > size:
+            buf = buf[pos:] + fh.read(CHUNK)
+            pos, size = 0, len(buf)
+            if size < 8:
+                if size:
+                    stats.truncated_file = True
+                return
+        btype, blen = head(buf, pos)
+        if btype == 0x0A0D0D0A:  # section header: its byte-order magic sets the endianness
+            bom = buf[pos + 8:pos + 12]
             if len(bom) < 4:
                 if first:
                     raise CaptureError(f"{path} has a damaged capture header: the file is too short")
@@ -194,51 +208,59 @@ def _pcapng_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tupl
             endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
             if not endian:
                 raise CaptureError(f"{path} has a damaged capture header: bad pcapng byte-order magic")
-            blen = struct.unpack(endian + "I", head[4:8])[0]
-            body_len = blen - 12
+            head, epb = _PCAPNG_HEAD[endian], _PCAPNG_EPB[endian]
+            btype, blen = head(buf, pos)
             ifaces = []
-        else:
-            if first:
-                raise CaptureError(f"{path} has a damaged capture header")
-            blen = struct.unpack(endian + "I", head[4:8])[0]
-            body_len = blen - 8
+        elif first:
+            raise CaptureError(f"{path} has a damaged capture header")
         first = False
         if blen < 12 or blen % 4 or blen > MAX_RECORD:
             stats.truncated_file = True
             stats.damaged = f"pcapng block of length {blen}"
             return
-        body = fh.read(body_len)
-        if len(body) < body_len:
-            stats.truncated_file = True
-            return
-        btype = struct.unpack(endian + "I", head[:4])[0]
-        if btype == 6 or btype == 2:  # enhanced / obsolete packet block
-            if btype == 6:
-                iface, hi, lo, caplen = struct.unpack_from(endian + "IIII", body, 0)
-            else:
-                iface, _drops, hi, lo, caplen = struct.unpack_from(endian + "HHIII", body, 0)
-            if iface >= len(ifaces) or 20 + caplen > len(body):
+        if pos + blen > size:
+            buf = buf[pos:] + fh.read(max(CHUNK, blen))
+            pos, size = 0, len(buf)
+            if blen > size:
+                stats.truncated_file = True
+                return
+        if btype == 6:  # enhanced packet block
+            iface, hi, lo, caplen = epb(buf, pos)
+            if iface >= len(ifaces) or 28 + caplen > blen:
                 stats.malformed += 1
                 stats.records += 1
-                continue
-            linktype, units, offset = ifaces[iface]
-            raw = (hi << 32) | lo
-            ts_us = (raw if units == 1_000_000 else raw * 1_000_000 // units) + offset * 1_000_000
-            stats.records += 1
-            stats.last_ts_us = ts_us
-            yield ts_us, linktype, body, 20, caplen
+            else:
+                linktype, units, offset = ifaces[iface]
+                raw = (hi << 32) | lo
+                ts_us = (raw if units == 1_000_000 else raw * 1_000_000 // units) + offset * 1_000_000
+                stats.records += 1
+                stats.last_ts_us = ts_us
+                yield ts_us, linktype, buf, pos + 28, caplen
+        elif btype == 2:  # obsolete packet block
+            iface, _drops, hi, lo, caplen = _PCAPNG_OPB[endian](buf, pos)
+            if iface >= len(ifaces) or 28 + caplen > blen:
+                stats.malformed += 1
+                stats.records += 1
+            else:
+                linktype, units, offset = ifaces[iface]
+                raw = (hi << 32) | lo
+                ts_us = (raw if units == 1_000_000 else raw * 1_000_000 // units) + offset * 1_000_000
+                stats.records += 1
+                stats.last_ts_us = ts_us
+                yield ts_us, linktype, buf, pos + 28, caplen
         elif btype == 3:  # simple packet block: no timestamp
             if not ifaces:
                 stats.malformed += 1
-                continue
-            origlen = struct.unpack_from(endian + "I", body, 0)[0]
-            caplen = min(origlen, len(body) - 4)
-            stats.records += 1
-            stats.last_ts_us = 0
-            yield 0, ifaces[0][0], body, 4, caplen
+            else:
+                origlen = struct.unpack_from(endian + "I", buf, pos + 8)[0]
+                caplen = min(origlen, blen - 12)
+                stats.records += 1
+                stats.last_ts_us = 0
+                yield 0, ifaces[0][0], buf, pos + 12, caplen
         elif btype == 1:  # interface description
-            ifaces.append(_pcapng_iface(body, endian))
+            ifaces.append(_pcapng_iface(buf[pos + 8:pos + blen], endian))
             stats.linktypes.add(ifaces[-1][0])
+        pos += blen
 
 
 def _pcapng_iface(body: bytes, endian: str) -> tuple[int, int, int]:
@@ -404,9 +426,23 @@ def iter_tcp(path: Path | str, stats: ReadStats | None = None, *, want_udp: bool
     inline; everything else goes through :func:`decode_tcp`.
     """
     stats = stats if stats is not None else ReadStats()
-    ip4, tcp = _ip4, _tcp
+    ip4, tcp, eth_ip4_tcp = _ip4, _tcp, _eth_ip4_tcp
     raw_types = (DLT_RAW, DLT_RAW_ALT, DLT_IPV4, DLT_IPV6)
     for ts_us, linktype, buf, off, caplen in iter_records(path, stats):
+        if linktype == DLT_EN10MB and caplen >= 54:  # the common case, decoded with one struct call
+            (etype, vhl, ip_len, ip_id, frag, proto, src, dst, sport, dport, seq, ack, offb, flags, win,
+             urp) = eth_ip4_tcp(buf, off)
+            if etype == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x1FFF and ip_len >= 20:
+                ip = off + 14
+                cend = ip + ip_len if ip_len < caplen - 14 else off + caplen
+                thl = (offb >> 4) << 2
+                body = ip + 20 + thl
+                if thl >= 20 and body <= cend:
+                    stats.tcp_packets += 1
+                    stats.packets += 1
+                    yield (ts_us, src, dst, sport, dport, flags, seq, ack, win, urp,
+                           buf[ip + 40:body] if thl > 20 else b"", ip_len - 20 - thl, cend - body, ip_id, ip_len)
+                    continue
         end = off + caplen
         if linktype == DLT_EN10MB and caplen >= 34 and buf[off + 12] == 8 and buf[off + 13] == 0:
             ip = off + 14

@@ -245,18 +245,18 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     times = array("q")
     pure = array("b")
     packets = 0
+    i_src, i_dst, i_len, i_ts, i_flags, i_data = T_SRC, T_DST, T_IP_LEN, T_TS, T_FLAGS, T_DATA_LEN  # per packet
+    add_size, add_time, add_pure = sizes.append, times.append, pure.append
     try:
         for pkt in iter_tcp(path, stats):
             add(pkt)
-            dst = pkt[T_DST]
-            if dst == device:
+            if pkt[i_dst] == device:
                 packets += 1
-                if pkt[T_SRC] != device:
-                    sizes.append(pkt[T_IP_LEN])
-                    times.append(pkt[T_TS])
-                    flags = pkt[T_FLAGS]
-                    pure.append(1 if (flags & 0x17) == 0x10 and pkt[T_DATA_LEN] == 0 else 0)
-            elif pkt[T_SRC] == device:
+                if pkt[i_src] != device:
+                    add_size(pkt[i_len])
+                    add_time(pkt[i_ts])
+                    add_pure(1 if (pkt[i_flags] & 0x17) == 0x10 and pkt[i_data] == 0 else 0)
+            elif pkt[i_src] == device:
                 packets += 1
     except CaptureError as exc:
         raise FeatureError(str(exc)) from exc
@@ -358,6 +358,15 @@ class HistogramFeatures(TransformerMixin, BaseEstimator):
         return _check_groups(self.groups, HISTOGRAM_PARTS, "histogram") or HISTOGRAM_PARTS
 
     def fit(self, X: Sequence[Any], y: Any = None) -> "HistogramFeatures":
+        self._fit_values(X)
+        return self
+
+    def fit_transform(self, X: Sequence[Any], y: Any = None, **fit_params: Any) -> np.ndarray:
+        """``fit(X).transform(X)``, taking each record's sizes and inter-arrival times once."""
+        return self._rows(self._fit_values(X))
+
+    def _fit_values(self, X: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Learn the edges from *X*; return each record's (sizes, inter-arrival times)."""
         if not isinstance(self.bins, (int, np.integer)) or isinstance(self.bins, bool) or self.bins < 1:
             raise ValueError(f"bins must be a positive integer, got {self.bins!r}")
         parts = self._parts()
@@ -368,13 +377,15 @@ class HistogramFeatures(TransformerMixin, BaseEstimator):
         self.iat_edges_ = learn_edges((v[1] for v in values), self.bins)
         self.parts_ = parts
         self.feature_names_ = [n for p in parts for n in histogram_feature_names(p, self.bins)]
-        return self
+        return values
 
     def transform(self, X: Sequence[Any]) -> np.ndarray:
         check_is_fitted(self, "feature_names_")
+        return self._rows([_as_record(x).histogram_values(self.include_acks) for x in X])
+
+    def _rows(self, values: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         rows = []
-        for x in X:
-            sizes, iat = _as_record(x).histogram_values(self.include_acks)
+        for sizes, iat in values:
             row = []
             if "size" in self.parts_:
                 row.append(normalized_histogram(sizes, self.size_edges_))
@@ -407,6 +418,15 @@ class CombinedFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "feature_names_")
         records = [_as_record(x) for x in X]
         return np.hstack([self.tcptrace_.transform(records), self.histogram_.transform(records)])
+
+    def fit_transform(self, X: Sequence[Any], y: Any = None, **fit_params: Any) -> np.ndarray:
+        """``fit(X).transform(X)``, converting and reading each record once."""
+        records = [_as_record(x) for x in X]
+        self.tcptrace_ = TcptraceFeatures(drop_constant=self.drop_constant).fit(records)
+        self.histogram_ = HistogramFeatures(bins=self.bins, include_acks=self.include_acks)
+        hist = self.histogram_.fit_transform(records)
+        self.feature_names_ = [*self.tcptrace_.feature_names_, *self.histogram_.feature_names_]
+        return np.hstack([self.tcptrace_.transform(records), hist])
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_")

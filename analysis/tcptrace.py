@@ -113,7 +113,9 @@ class _SeqSpace:
 
     def ack(self, ack: int) -> None:
         """Mark ranges below *ack* acknowledged (and every range of the previous quadrant)."""
-        quad = self.which(ack)
+        quad = self.quads[ack >> 30]
+        if quad is None or quad.next is None or quad.prev is None:  # which() would change the neighbourhood
+            quad = self.which(ack)
         prev = quad.prev
         changed = False
         for seg in prev.segs:
@@ -131,6 +133,21 @@ class _SeqSpace:
                 changed = True
         if changed:
             _collapse(quad.segs)
+
+
+def _add_data(space: _SeqSpace, seq: int, length: int) -> int:
+    """:meth:`_SeqSpace.add` for a data segment as one int: retransmitted count, or ``-1 - count`` when
+    out of order. An in-order segment inside one settled quadrant is appended without a search."""
+    qix = seq >> 30
+    quad = space.quads[qix]
+    last = seq + length - 1
+    if quad is not None and quad.next is not None and quad.prev is not None and last >> 30 == qix:
+        segs = quad.segs
+        if not segs or seq > segs[-1][1]:
+            segs.append([seq, last, False])
+            return 0
+    rcount, out_order = space.add(seq, length)
+    return -1 - rcount if out_order else rcount
 
 
 def _addseg(quad: _Quadrant, first: int, length: int) -> tuple[int, bool]:
@@ -338,13 +355,24 @@ def _is_dsack(blocks: list[tuple[int, int]], ack: int) -> bool:
     return False
 
 
-class Tracer:
-    """Feeds TCP packets (``analysis.capture`` tuples) through tcptrace's per-packet algorithm."""
+_TS_ONLY = b"\x01\x01\x08\x0a"  # NOP NOP timestamps: the options of nearly every established segment
 
-    def __init__(self) -> None:
+
+class Tracer:
+    """Feeds TCP packets (``analysis.capture`` tuples) through tcptrace's per-packet algorithm.
+
+    ``fast`` (default True) handles the packets that make up almost all of a
+    capture (ACK or PSH+ACK of a known connection, no options but timestamps)
+    in :meth:`add` itself, with the full algorithm's branches those packets
+    cannot take removed; ``fast=False`` sends everything through the full
+    algorithm, :meth:`_add_full` (the tests compare the two).
+    """
+
+    def __init__(self, fast: bool = True) -> None:
         self.connections: list[Connection] = []
         self._table: dict[tuple, tuple[Connection, bool]] = {}
         self.end_time: int = 0
+        self.fast = fast
 
     def _new(self, src: bytes, sport: int, dst: bytes, dport: int) -> Connection:
         conn = Connection(len(self.connections) + 1, src, sport, dst, dport, Direction(), Direction())
@@ -357,9 +385,123 @@ class Tracer:
         for pkt in packets:
             self.add(pkt)
 
-    def add(self, pkt: tuple) -> None:  # noqa: C901 - one pass of tcptrace's dotrace(), kept in its order
-        (now, src, dst, sport, dport, flags, seq, ack, win, urp, opts, data_len, captured, ip_id, _ip_len) = pkt
+    def add(self, pkt: tuple) -> None:  # noqa: C901 - the fast path, inline because it runs per packet
+        """Account one packet (a TcpTuple of :func:`analysis.capture.iter_tcp`).
+
+        An ACK (PSH allowed; no SYN, FIN, RST, URG) of a known 4-tuple within
+        the re-use idle limit, with no options or only timestamps and a
+        non-negative data length, is handled here: every statement is
+        :meth:`_add_full`'s with ``syn = fin = rst = urg = 0``, ``ackf = 1`` and
+        no MSS, window-scale or SACK option. Keep the two in step
+        (tests/test_tcptrace_fastpath.py compares them). Other packets go to
+        :meth:`_add_full`.
+        """
+        (now, src, dst, sport, dport, flags, seq, ack, win, _urp, opts, data_len, captured, ip_id, _ip_len) = pkt
         entry = self._table.get((src, sport, dst, dport))
+        if entry is None or (flags & 0x37) != _ACK or data_len < 0 or not self.fast:
+            self._add_full(pkt, entry)
+            return
+        conn, forward = entry
+        if now - conn.last_time > REUSE_IDLE_US or (opts and (len(opts) != 12 or opts[:4] != _TS_ONLY)):
+            self._add_full(pkt, entry)
+            return
+        if forward:
+            this, other = conn.a2b, conn.b2a
+        else:
+            this, other = conn.b2a, conn.a2b
+        if opts:
+            this.f1323_ts = True
+        if not conn.first_time:
+            conn.first_time = now
+        conn.last_time = now
+        scaled = this.f1323_ws and other.f1323_ws
+        eff_win = (win << (this.window_scale & 63)) & M64 if scaled else win
+        last_time = this.last_time
+        if last_time:
+            idle = now - last_time
+            if idle > this.idle_max:
+                this.idle_max = idle
+        this.last_time = now
+        end = seq + data_len
+        quads = this.quads
+        if quads == 15:
+            if (this.syn >> 30) == (end >> 30) and end >= this.syn:
+                this.seq_wrap_count += 1
+                quads = 0
+        quads |= (1 << (seq >> 30))
+        if end < TWO32:
+            quads |= (1 << (end >> 30))
+        this.quads = quads
+        this.windowend = (ack + eff_win) & M32
+        if not scaled:
+            this.window_scale = other.window_scale = 0
+        conn.packets += 1
+        this.packets += 1
+        if this.scaled_stats:
+            this.win_scaled_pkts += 1
+        this.latest_seq = end & M32
+        if ip_id >= 0:
+            key = (seq, ip_id)
+            if seq and ip_id and key in this.hw_seen:
+                this.hw_dups += 1
+            else:
+                this.hw_seen[this.hw_ix] = key
+                this.hw_ix = (this.hw_ix + 1) & 7
+        rexmit_bytes = 0
+        if data_len > 0:
+            this.data_pkts += 1
+            if flags & _PSH:
+                this.data_pkts_push += 1
+            this.data_bytes += data_len
+            if data_len > this.max_seg_size:
+                this.max_seg_size = data_len
+            if this.min_seg_size == 0 or data_len < this.min_seg_size:
+                this.min_seg_size = data_len
+            if not this.first_data_time:
+                this.first_data_time = now
+            this.last_data_time = now
+            if captured < data_len:
+                this.trunc_bytes += data_len - captured
+                this.trunc_segs += 1
+            if other.win_last == 0 and other.packets > 0:  # zero-window probe
+                this.num_zwnd_probes += 1
+                this.zwnd_probe_bytes += data_len
+            else:
+                rexmit_bytes = _add_data(this.space, seq, data_len)
+                if rexmit_bytes < 0:  # out of order
+                    rexmit_bytes = -1 - rexmit_bytes
+                    this.out_order_pkts += 1
+                if rexmit_bytes < data_len:
+                    this.unique_bytes += data_len - rexmit_bytes
+        other.space.ack(ack)
+        if rexmit_bytes > 0:
+            this.rexmit_pkts += 1
+            this.rexmit_bytes += rexmit_bytes
+        this.win_last = eff_win
+        if eff_win > this.win_max:
+            this.win_max = eff_win
+        if eff_win > 0 and scaled and not this.scaled_stats:
+            this.scaled_stats = True
+            this.win_min = this.win_max = eff_win
+            this.win_tot = 0
+            this.win_scaled_pkts = 1
+        elif eff_win > 0 and (this.win_min == 0 or eff_win < this.win_min):
+            this.win_min = eff_win
+        this.win_tot += eff_win
+        if eff_win == 0:
+            this.win_zero_ct += 1
+        this.ack_pkts += 1
+        if data_len == 0:
+            this.pureack_pkts += 1
+        if not other.data_acked and ((other.syn + 1) & M32) != ack:
+            other.data_acked = True
+        if data_len > 0 and not this.data_acked and rexmit_bytes <= 0:
+            this.initialwin_bytes += data_len
+            this.initialwin_segs += 1
+
+    def _add_full(self, pkt: tuple, entry: tuple[Connection, bool] | None) -> None:  # noqa: C901 - dotrace()
+        """One pass of tcptrace's dotrace(), kept in its order; *entry* is the 4-tuple's table entry."""
+        (now, src, dst, sport, dport, flags, seq, ack, win, urp, opts, data_len, captured, ip_id, _ip_len) = pkt
         syn = flags & _SYN
         if entry is None:
             conn = self._new(src, sport, dst, dport)

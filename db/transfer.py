@@ -202,7 +202,7 @@ def items_from_pattern(source: Path, pattern: str) -> Iterable[ImportItem]:
     for path in paths:
         label = label_from_name(rx, path.name)
         if label is None:
-            yield ImportItem(path, "", reason=f"not matched by --label-from {pattern!r}")
+            yield ImportItem(path, "", reason=f"{path} is not matched by --label-from {pattern!r}")
         else:
             yield ImportItem(path, label)
 
