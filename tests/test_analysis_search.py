@@ -19,6 +19,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from analysis import fastfit
 from analysis.fastfit import feature_count
+from analysis.models import GridError, load_grids
 from analysis.runner import synthetic_source
 from analysis.search import grid_search, model_identity
 
@@ -88,3 +89,13 @@ def test_fastfit_builds_the_forest_scikit_learn_builds(data, forest) -> None:
     assert (ours.feature_importances_ == ref.feature_importances_).all()
     assert pickle.loads(pickle.dumps(ours)).predict(X).tolist() == ref.predict(X).tolist()
     assert fastfit.lean_build_applies(ours, ours.estimators_[0]) == (forest.class_weight is None)
+
+
+def test_model_dtype_is_checked_and_keyed(tmp_path) -> None:
+    specs = load_grids()
+    assert specs["mlp"].dtype == "float32" and specs["mlp"].canonical()["dtype"] == "float32"
+    assert specs["random_forest"].dtype == "float64" and "dtype" not in specs["random_forest"].canonical()
+    bad = tmp_path / "g.toml"
+    bad.write_text('[models.x]\nestimator = "sklearn.svm.SVC"\ndtype = "float16"\n')
+    with pytest.raises(GridError, match="model 'x': dtype must be one of float64, float32, not 'float16'"):
+        load_grids(bad)
