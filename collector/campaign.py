@@ -443,7 +443,7 @@ def check_capture(path: Path, device_ip: str) -> list[str]:
 
 @dataclass
 class _EstimatedClip:
-    """No speech engine (synthetic runs): a clip whose length is estimated from the text."""
+    """No speech source given (a library caller passed ``audio=None``): a length estimated from the text."""
 
     text: str
 

@@ -47,17 +47,22 @@ def catalog_stats(catalog: Catalog, *, campaign: str | None = None, target: int 
     rows = s.execute(
         select(Capture.campaign_id, Capture.label, Capture.status, Capture.reason).where(Capture.campaign_id.in_(ids))
     ).all()
-    if target is None:
-        targets = [c.target_per_class for c in campaigns if c.target_per_class]
-        target = sum(targets) if campaign is None and targets else (targets[0] if targets else None)
+
+    def class_target(label: str) -> int | None:
+        """The given target, else what the campaigns that collect *label* aim at together."""
+        if target is not None:
+            return target
+        aims = [c.target_per_class for c in campaigns if c.target_per_class and label in (c.classes or [])]
+        return sum(aims) if aims else None
+
     per_class: dict[str, ClassStats] = {}
     for c in campaigns:
         for label in c.classes or []:
-            per_class.setdefault(label, ClassStats(label, target=target))
+            per_class.setdefault(label, ClassStats(label, target=class_target(label)))
     per_campaign: dict[int, Counter] = defaultdict(Counter)
     failures: Counter = Counter()
     for campaign_id, label, status, reason in rows:
-        stats = per_class.setdefault(label, ClassStats(label, target=target))
+        stats = per_class.setdefault(label, ClassStats(label, target=class_target(label)))
         setattr(stats, status, getattr(stats, status) + 1)
         per_campaign[campaign_id][status] += 1
         if status == CaptureStatus.failed.value:

@@ -221,3 +221,13 @@ def test_since_and_until_filter_by_start_time(lab: Lab, class_folders: Path) -> 
         assert len(cat.captures(since=t0, until=t0 + timedelta(hours=1))) == 2
     rows = json.loads(cli(lab, "catalog", "ls", "--json", "--since", "2026-01-01T12:30:00+00:00").output)
     assert len(rows) == 1
+
+
+def test_stats_target_per_class_sums_the_campaigns_that_collect_it(lab: Lab, class_folders: Path) -> None:
+    with Catalog.open(lab) as cat:
+        cat.create_campaign("a", backend="sim", target_per_class=5, classes=["weather", "music"])
+        cat.create_campaign("b", backend="sim", target_per_class=3, classes=["weather"])
+        targets = {c.label: c.target for c in catalog_stats(cat).classes}
+        assert targets == {"weather": 8, "music": 5}
+        assert {c.label: c.target for c in catalog_stats(cat, campaign="b").classes} == {"weather": 3}
+        assert {c.label: c.target for c in catalog_stats(cat, target=130).classes} == {"weather": 130, "music": 130}
