@@ -264,6 +264,7 @@ def _pcapng_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tupl
 
 
 def _pcapng_iface(body: bytes, endian: str) -> tuple[int, int, int]:
+    """(linktype, timestamp units per second, timestamp offset in seconds) of an interface block's body."""
     linktype = struct.unpack_from(endian + "H", body, 0)[0]
     units, offset = 1_000_000, 0
     pos = 8
@@ -481,6 +482,27 @@ def iter_tcp(path: Path | str, stats: ReadStats | None = None, *, want_udp: bool
         if pkt is not None:
             stats.packets += 1
             yield pkt
+
+
+def decode_frame(linktype: int, buf: bytes, off: int, caplen: int, ts_us: int,
+                 stats: ReadStats) -> tuple | None:
+    """Decode one link-layer frame into a TcpTuple (see ``T_*``), or None when it holds no TCP.
+
+    For callers that walk records themselves (the collector's live view of a
+    capture being written); :func:`iter_tcp` inlines the common case of this.
+    """
+    try:
+        ip = _ip_offset(linktype, buf, off, caplen)
+        if ip < 0:
+            stats.non_ip += 1
+            return None
+        return decode_tcp(buf, ip, off + caplen, ts_us, stats)
+    except (struct.error, IndexError):
+        stats.malformed += 1
+        return None
+
+
+pcapng_interface = _pcapng_iface
 
 
 _NTOP: dict[bytes, str] = {}
