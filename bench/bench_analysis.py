@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.runner import (  # noqa: E402
+from echolab.analysis.compare.runner import (  # noqa: E402
     RunSettings,
     build_matrix,
     catalog_source,
@@ -45,8 +45,8 @@ from analysis.runner import (  # noqa: E402
     study_features,
     synthetic_source,
 )
-from db.catalog import Catalog  # noqa: E402
-from echolab.lab import Lab  # noqa: E402
+from echolab.db.catalog import Catalog  # noqa: E402
+from echolab.labdir import LabDir  # noqa: E402
 
 FULL_TRIALS = 100
 
@@ -54,7 +54,7 @@ FULL_TRIALS = 100
 def load_source(lab: Path | None):
     if lab is None:
         return synthetic_source(130), "synthetic, shaped like the study (780 x 22/30/52)"
-    with Catalog.open(Lab.open(lab)) as cat:
+    with Catalog.open(LabDir.open(lab)) as cat:
         return catalog_source(cat, progress=True), f"real features of {lab}"
 
 
@@ -91,7 +91,7 @@ def run_plain(npz: Path, trials: int, seed: int, *, one_blas_thread: bool = Fals
 
 
 def run_echolab(source, trials: int, seed: int, jobs: int | None, tmp: Path) -> tuple[dict, float, float]:
-    with Catalog.open(Lab.open(tmp / "lab", create=True)) as cat:
+    with Catalog.open(LabDir.open(tmp / "lab", create=True)) as cat:
         load_before = load1()
         t0 = time.perf_counter()
         res = run_analysis(cat, source, RunSettings(trials=trials, seed=seed), name="bench", jobs=jobs,

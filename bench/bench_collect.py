@@ -22,17 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from collector.campaign import CollectSettings
-from collector.run import collect
-from collector.sim import SimLab, down
-from echolab.lab import Lab
+from echolab.collector.campaign import CollectSettings
+from echolab.collector.run import collect
+from echolab.collector.sim import SimLab, down
+from echolab.labdir import LabDir
 
 PHASES = ("prepare", "start", "stop", "check", "store", "play", "response", "idle")
 
 
 def run(tool: str, per_class: int, speed: float, prefix: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        lab = Lab.open(Path(tmp) / "lab", create=True)
+        lab = LabDir.open(Path(tmp) / "lab", create=True)
         settings = CollectSettings(backend="sim", per_class=per_class, speed=speed, seed=1, capture_tool=tool,
                                    sim_prefix=prefix)
         t0 = time.perf_counter()

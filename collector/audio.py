@@ -5,13 +5,13 @@ implementations:
 
 * :class:`SounddeviceOutput` plays the clip's samples through a real sound
   device (PortAudio via ``sounddevice``) to a real Echo's microphones;
-* :class:`collector.sim.sink.SimulatedSink` hands the clip's duration and the
+* :class:`echolab.collector.sim.sink.SimulatedSink` hands the clip's duration and the
   prompt's class to the simulated Echo and waits as long as the clip lasts.
 
 A clip is duck-typed: anything with ``duration_s`` (the simulated backend
 needs nothing else); the real backend also needs its samples, found by
 :func:`clip_samples`: ``samples()`` (or ``load_samples()``, or a ``samples``
-attribute) with ``sample_rate`` (as ``prompts.audio.AudioClip`` has), a
+attribute) with ``sample_rate`` (as ``echolab.prompts.audio.AudioClip`` has), a
 method returning ``(samples, rate)``, or else the WAV file at ``path``.
 """
 
@@ -139,7 +139,7 @@ class SounddeviceOutput:
             info = self._sd.query_devices(device, kind="output")
         except (ValueError, self._sd.PortAudioError) as exc:
             raise AudioOutputError(f"no sound output device {device!r} ({exc}); "
-                                   "list the devices with collector.audio.list_devices()") from exc
+                                   "list the devices with echolab.collector.audio.list_devices()") from exc
         self.device_name = str(info["name"])
 
     def play(self, clip: Any, *, label: str, prompt_text: str = "") -> PlaybackResult:

@@ -3,7 +3,7 @@
 Every backend gives the campaign the same things: an audio output to play
 prompts through, the capture interface and the Echo's address, and a way to
 tell that the Echo is idle. The real-Echo backend takes any
-:class:`collector.audio.AudioOutput`, so tests drive it through the very same
+:class:`echolab.collector.audio.AudioOutput`, so tests drive it through the very same
 code path with the simulated lab's sink in place of a speaker.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from collector.audio import AudioOutput, SounddeviceOutput
+from echolab.collector.audio import AudioOutput, SounddeviceOutput
 
 
 @dataclass(kw_only=True)
@@ -67,7 +67,7 @@ class SimBackend(Backend):
     """The simulated lab: the Echo in a namespace, captured at the gateway namespace."""
 
     name: str = "sim"
-    lab: Any = None  # collector.sim.SimLab
+    lab: Any = None  # echolab.collector.sim.SimLab
     min_quiet_s: float = 0.1  # the simulated Echo says when its answer is over
 
     @classmethod
@@ -93,13 +93,13 @@ class SyntheticBackend(Backend):
 
     @classmethod
     def create(cls, seed: int, speed: float = 1.0) -> "SyntheticBackend":
-        from collector.sim.topology import Topology
+        from echolab.collector.sim.topology import Topology
 
         return cls(device_ip=Topology().echo_ip, speed=speed, seed=seed)
 
     def write(self, path: Path, label: str, duration_s: float, attempt_key: int) -> Any:
         """Write one request's capture to *path* (deterministic per seed and attempt)."""
-        from collector.sim.synthetic import write_capture
+        from echolab.collector.sim.synthetic import write_capture
 
         rng = np.random.default_rng([self.seed, attempt_key])
         return write_capture(path, label, duration_s, rng, start_ts=time.time(), speed=self.speed)

@@ -29,14 +29,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from analysis.capture import CaptureError, ReadStats, read_packets
-from collector.backends import Backend
-from collector.live import LiveCapture
-from collector.recorder import CaptureProcess, CaptureToolError, kill_stale
-from collector.schedule import next_class, pick_prompt
-from db.catalog import Catalog, safe_name
-from db.checks import sweep_partial
-from db.models import Campaign, CampaignStatus, CaptureStatus
+from echolab.captures import CaptureError, ReadStats, read_packets
+from echolab.collector.backends import Backend
+from echolab.collector.live import LiveCapture
+from echolab.collector.recorder import CaptureProcess, CaptureToolError, kill_stale
+from echolab.collector.schedule import next_class, pick_prompt
+from echolab.db.catalog import Catalog, safe_name
+from echolab.db.checks import sweep_partial
+from echolab.db.models import Campaign, CampaignStatus, CaptureStatus
 from echolab.errors import EcholabError
 
 log = logging.getLogger("echolab.collect")

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.capture import ReadStats, read_packets
-from collector.recorder import CaptureProcess, CaptureToolError
+from echolab.captures import ReadStats, read_packets
+from echolab.collector.recorder import CaptureProcess, CaptureToolError
 from echolab.errors import EcholabError
-from echolab.lab import Lab
+from echolab.labdir import LabDir
 
 #: Expected size of one capture (bytes), for the disk check: spoken answers
 #: are tens of kB, music samples about a megabyte.
@@ -75,7 +75,7 @@ def check_device_seen(interface: str, device_ip: str, listen_s: float = 10.0, to
 
 
 def check_audio_output(device: int | str | None = None) -> Check:
-    from collector.audio import AudioOutputError, SounddeviceOutput
+    from echolab.collector.audio import AudioOutputError, SounddeviceOutput
 
     try:
         out = SounddeviceOutput(device)
@@ -103,8 +103,8 @@ def check_volume() -> Check:
     return Check("volume", True, f"Master volume at {level}%")
 
 
-def check_speech(lab: Lab, engine: str = "espeak") -> Check:
-    from prompts.synth import engine_for_lab
+def check_speech(lab: LabDir, engine: str = "espeak") -> Check:
+    from echolab.prompts.synth import engine_for_lab
 
     try:
         eng = engine_for_lab(lab, engine)
@@ -119,7 +119,7 @@ def expected_bytes(classes: list[str], per_class: int) -> int:
     return sum(per_class * TYPICAL_CAPTURE_BYTES.get(c, TYPICAL_CAPTURE_BYTES["*"]) for c in classes)
 
 
-def check_disk(lab: Lab, classes: list[str], per_class: int) -> Check:
+def check_disk(lab: LabDir, classes: list[str], per_class: int) -> Check:
     need = int(expected_bytes(classes, per_class) * 1.5)
     free = shutil.disk_usage(lab.root).free
     detail = f"{free / 1e9:.1f} GB free, the campaign needs about {need / 1e9:.2f} GB"
@@ -129,7 +129,7 @@ def check_disk(lab: Lab, classes: list[str], per_class: int) -> Check:
 
 
 def run_doctor(
-    lab: Lab,
+    lab: LabDir,
     *,
     interface: str | None,
     device_ip: str | None,

@@ -4,7 +4,7 @@
 pcapng blocks the engine has written completely), so watching a long music
 capture costs the same per poll at its end as at its start. Frames and
 interface blocks are decoded by the project's capture reader
-(``analysis.capture``), so every link type it knows is watched the same way.
+(``echolab.captures``), so every link type it knows is watched the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.capture import (
+from echolab.captures import (
     T_DATA_LEN,
     T_DST,
     T_SRC,

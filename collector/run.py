@@ -14,13 +14,13 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from collector.audio import device_spec
-from collector.backends import Backend, EchoBackend, SimBackend, SyntheticBackend
-from collector.campaign import CampaignRunner, CollectError, CollectResult, CollectSettings, log
-from db.catalog import Catalog
-from db.models import Campaign, CampaignStatus
-from echolab.lab import Lab
-from prompts.classes import STUDY_CLASSES
+from echolab.collector.audio import device_spec
+from echolab.collector.backends import Backend, EchoBackend, SimBackend, SyntheticBackend
+from echolab.collector.campaign import CampaignRunner, CollectError, CollectResult, CollectSettings, log
+from echolab.db.catalog import Catalog
+from echolab.db.models import Campaign, CampaignStatus
+from echolab.labdir import LabDir
+from echolab.prompts.classes import STUDY_CLASSES
 
 RESUMABLE = (CampaignStatus.running.value, CampaignStatus.interrupted.value, CampaignStatus.paused.value)
 #: Settings of the lab's hardware that may change between two sittings of one campaign
@@ -87,7 +87,7 @@ def make_backend(settings: CollectSettings, stack: ExitStack) -> Backend:
                                "(the gateway interface the Echo's traffic crosses)")
         return EchoBackend.with_speaker(settings.device_ip, settings.interface, device_spec(settings.audio_device))
     if settings.backend == "sim":
-        from collector.sim import SimLab, SimNotRunning, down
+        from echolab.collector.sim import SimLab, SimNotRunning, down
 
         try:
             lab = SimLab.load(settings.sim_prefix)
@@ -110,9 +110,9 @@ def make_backend(settings: CollectSettings, stack: ExitStack) -> Backend:
 class SpeechSource:
     """text -> clip, from the lab's speech cache (synthesized on first use)."""
 
-    def __init__(self, lab: Lab, settings: CollectSettings) -> None:
-        from prompts.cache import AudioCache
-        from prompts.synth import engine_for_lab
+    def __init__(self, lab: LabDir, settings: CollectSettings) -> None:
+        from echolab.prompts.cache import AudioCache
+        from echolab.prompts.synth import engine_for_lab
 
         self.engine = engine_for_lab(lab, settings.engine, **settings.engine_options)
         self.cache = AudioCache.for_lab(lab)
@@ -126,7 +126,7 @@ class SpeechSource:
 
 
 
-def campaign_log(lab: Lab, name: str) -> logging.Handler:
+def campaign_log(lab: LabDir, name: str) -> logging.Handler:
     handler = logging.FileHandler(lab.logs_dir / f"{name}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     return handler
@@ -162,7 +162,7 @@ class ProgressView:
 
 
 def collect(
-    lab: Lab,
+    lab: LabDir,
     settings: CollectSettings,
     *,
     resume: str | None = None,
@@ -195,7 +195,7 @@ def collect(
         if campaign.settings != asdict(settings):
             with catalog.transaction():
                 campaign.settings = asdict(settings)
-        from prompts.lists import load_prompts
+        from echolab.prompts.lists import load_prompts
 
         prompts = load_prompts(lab, settings.classes, settings.wake_word)
         runner = CampaignRunner(catalog, campaign, settings, backend, prompts, speech)

@@ -2,10 +2,10 @@
 
 Use it from Python without the CLI::
 
-    from echolab.lab import Lab
-    from db.catalog import Catalog
+    from echolab.labdir import LabDir
+    from echolab.db.catalog import Catalog
 
-    with Catalog.open(Lab.open("lab")) as catalog:
+    with Catalog.open(LabDir.open("lab")) as catalog:
         for capture in catalog.captures(label="weather"):
             print(capture.id, capture.path)
 """

@@ -20,11 +20,11 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from analysis.capture import CaptureError, summarize
-from db.files import place_file, sha256_file
-from db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, Prompt, utcnow
+from echolab.captures import CaptureError, summarize
+from echolab.db.files import place_file, sha256_file
+from echolab.db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, Prompt, utcnow
 from echolab.errors import EcholabError
-from echolab.lab import Lab
+from echolab.labdir import LabDir
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -111,13 +111,13 @@ def safe_name(text: str) -> str:
 class Catalog:
     """One lab's catalog. Use as a context manager; it closes its session."""
 
-    def __init__(self, lab: Lab, engine: Engine):
+    def __init__(self, lab: LabDir, engine: Engine):
         self.lab = lab
         self.engine = engine
         self.session = Session(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, lab: Lab, url: str | None = None) -> "Catalog":
+    def open(cls, lab: LabDir, url: str | None = None) -> "Catalog":
         url = url or lab.catalog_url
         if url.startswith("sqlite:///"):
             db_path = Path(url.removeprefix("sqlite:///"))
@@ -364,7 +364,7 @@ def _is_pcapng(path: Path) -> bool:
         return fh.read(4) == b"\x0a\x0d\x0d\x0a"
 
 
-def open_catalog(lab: Lab) -> Catalog:
+def open_catalog(lab: LabDir) -> Catalog:
     """Open *lab*'s catalog (creating and migrating it as needed)."""
     return Catalog.open(lab)
 

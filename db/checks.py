@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from db.catalog import Catalog
-from db.files import PART_SUFFIX, sha256_file
-from db.models import Campaign, Capture, CaptureStatus
+from echolab.db.catalog import Catalog
+from echolab.db.files import PART_SUFFIX, sha256_file
+from echolab.db.models import Campaign, Capture, CaptureStatus
 
 
 @dataclass

@@ -5,8 +5,8 @@ notebooks use it in-process through ``datasette.client``); ``serve(...)`` runs i
 with uvicorn. The pages a lab needs are set up here through Datasette metadata:
 captures with facets by class, status and campaign, each capture's details with
 a download link to its pcap, campaign progress and failures (canned queries),
-and analysis runs with links to their reports. ``db.web.plugin`` serves the
-files; ``db.web.queries`` holds the SQL.
+and analysis runs with links to their reports. ``echolab.db.web.plugin`` serves the
+files; ``echolab.db.web.queries`` holds the SQL.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from datasette.app import Datasette
 from datasette.plugins import pm
 from sqlalchemy.engine import make_url
 
-from db.catalog import MIGRATIONS
-from db.web import plugin
-from db.web.queries import CAMPAIGN_PROGRESS_SQL, CAPTURE_LIST_VIEW, FAILURES_BY_REASON_SQL
+from echolab.db.catalog import MIGRATIONS
+from echolab.db.web import plugin
+from echolab.db.web.queries import CAMPAIGN_PROGRESS_SQL, CAPTURE_LIST_VIEW, FAILURES_BY_REASON_SQL
 from echolab.errors import EcholabError
-from echolab.lab import Lab
+from echolab.labdir import LabDir
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
@@ -39,7 +39,7 @@ class ServeError(EcholabError):
     """The catalog cannot be shown in the browser (not SQLite, missing, port taken)."""
 
 
-def catalog_path(lab: Lab) -> Path:
+def catalog_path(lab: LabDir) -> Path:
     """The SQLite file of *lab*'s catalog; a PostgreSQL or missing catalog is an error."""
     url = make_url(lab.catalog_url)
     if url.get_backend_name() != "sqlite":
@@ -87,7 +87,7 @@ def _lab_links() -> str:
     return f"<ul>{items}</ul>"
 
 
-def metadata(lab: Lab) -> dict[str, Any]:
+def metadata(lab: LabDir) -> dict[str, Any]:
     """Datasette metadata: titles, descriptions, facets, sort orders, canned queries."""
     return {
         "title": f"echolab catalog: {lab.root.name}",
@@ -154,7 +154,7 @@ def register_plugin() -> None:
         pm.register(plugin, name=PLUGIN_REGISTRATION)
 
 
-def build_datasette(lab: Lab) -> Datasette:
+def build_datasette(lab: LabDir) -> Datasette:
     """A Datasette instance showing *lab*'s SQLite catalog read-only, at ``/catalog``."""
     path = catalog_path(lab)
     register_plugin()
@@ -177,7 +177,7 @@ def _check_port(host: str, port: int) -> None:
 
 
 def serve(
-    lab: Lab,
+    lab: LabDir,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     open_browser: bool = True,

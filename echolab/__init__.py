@@ -3,7 +3,7 @@
 The toolkit is a set of libraries (``db``, ``prompts``, ``collector``,
 ``analysis``) with one command-line front end, ``echolab`` (``echolab.cli``).
 This package holds only what every part shares: the lab directory
-(``echolab.lab``) and the error type the CLI turns into one-line messages
+(``echolab.labdir``) and the error type the CLI turns into one-line messages
 (``echolab.errors``).
 """
 

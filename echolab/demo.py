@@ -18,8 +18,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from echolab.lab import Lab
-from prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
+from echolab.labdir import LabDir
+from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
 
 DEMO_SIM_PREFIX = "echolab-demo"
 QUICK_TRIALS = 5
@@ -44,16 +44,16 @@ class DemoResult:
     seconds: dict[str, float]
 
 
-def run_demo(lab: Lab, settings: DemoSettings, console: Console | None = None) -> DemoResult:
+def run_demo(lab: LabDir, settings: DemoSettings, console: Console | None = None) -> DemoResult:
     """Run every step of the demo on *lab*; see the module docstring."""
-    from analysis.featurestore import build_features
-    from analysis.report import write_report
-    from analysis.runner import RunSettings, catalog_source, run_analysis
-    from collector.campaign import CollectSettings
-    from collector.run import collect
-    from collector.sim import NamespaceUnavailable, SimLab, down
-    from db.catalog import Catalog
-    from prompts.synth import synthesize_lab
+    from echolab.analysis.features.store import build_features
+    from echolab.analysis.compare.report import write_report
+    from echolab.analysis.compare.runner import RunSettings, catalog_source, run_analysis
+    from echolab.collector.campaign import CollectSettings
+    from echolab.collector.run import collect
+    from echolab.collector.sim import NamespaceUnavailable, SimLab, down
+    from echolab.db.catalog import Catalog
+    from echolab.prompts.synth import synthesize_lab
 
     console = console or Console()
     seconds: dict[str, float] = {}
@@ -117,7 +117,7 @@ def run_demo(lab: Lab, settings: DemoSettings, console: Console | None = None) -
         report = write_report(result.run, lab.reports_dir / result.name)
         with catalog.transaction():
             result.run.report_dir = lab.relative(report.parent)
-        from analysis.analyze_cli import accuracy_table
+        from echolab.cli.analyze import accuracy_table
 
         console.print(accuracy_table(result.run))
         seconds["report"] = time.perf_counter() - t

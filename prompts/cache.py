@@ -30,10 +30,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from echolab.lab import Lab
-from prompts.audio import AudioClip, AudioFormat, normalize, sha256_file, wav_bytes
-from prompts.errors import AudioCacheError, SpeechError
-from prompts.speech import SpeechEngine, slugify
+from echolab.labdir import LabDir
+from echolab.prompts.audio import AudioClip, AudioFormat, normalize, sha256_file, wav_bytes
+from echolab.prompts.errors import AudioCacheError, SpeechError
+from echolab.prompts.speech import SpeechEngine, slugify
 
 #: Bumped when the way clips are made changes, so old entries are not reused.
 CACHE_VERSION = 1
@@ -43,7 +43,7 @@ LOCK_TIMEOUT_S = 300.0
 AUDIO_SETTINGS = "audio"
 
 
-def audio_format_for_lab(lab: Lab | None) -> AudioFormat:
+def audio_format_for_lab(lab: LabDir | None) -> AudioFormat:
     """The audio format of the lab's ``[audio]`` settings, else the defaults."""
     table = (lab.setting(AUDIO_SETTINGS) or {}) if lab else {}
     known = set(AudioFormat.__dataclass_fields__)
@@ -64,7 +64,7 @@ class AudioCache:
         self.format = fmt or AudioFormat()
 
     @classmethod
-    def for_lab(cls, lab: Lab) -> "AudioCache":
+    def for_lab(cls, lab: LabDir) -> "AudioCache":
         """The cache in ``lab.audio_dir`` with the lab's audio format."""
         return cls(lab.audio_dir, audio_format_for_lab(lab))
 

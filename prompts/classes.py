@@ -2,7 +2,7 @@
 
 The study's six classes come first, in the order its tables use. More classes
 (the study's future work) are added as prompt lists in ``prompts/lists/``
-without code changes; :func:`prompts.lists.available_classes` finds them.
+without code changes; :func:`echolab.prompts.lists.available_classes` finds them.
 """
 
 from __future__ import annotations

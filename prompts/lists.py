@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
-from echolab.lab import Lab
-from prompts.classes import EXTRA_CLASSES, STUDY_CLASSES, STUDY_PER_CLASS
-from prompts.errors import PromptListError
+from echolab.labdir import LabDir
+from echolab.prompts.classes import EXTRA_CLASSES, STUDY_CLASSES, STUDY_PER_CLASS
+from echolab.prompts.errors import PromptListError
 
 #: Where the shipped lists live.
 SHIPPED_DIR = Path(__file__).resolve().parent / "lists"
@@ -134,7 +134,7 @@ def render(template: str, wake_word: str = DEFAULT_WAKE_WORD) -> str:
     return template.replace(WAKE, wake_word)
 
 
-def resolve_wake_word(wake_word: str | None = None, lab: Lab | None = None) -> str:
+def resolve_wake_word(wake_word: str | None = None, lab: LabDir | None = None) -> str:
     """The wake word to speak: *wake_word*, else the lab's setting, else Alexa.
 
     Accepts any capitalisation; returns the canonical spelling.
@@ -149,7 +149,7 @@ def resolve_wake_word(wake_word: str | None = None, lab: Lab | None = None) -> s
     )
 
 
-def list_path(label: str, lab: Lab | None = None) -> Path:
+def list_path(label: str, lab: LabDir | None = None) -> Path:
     """The file that defines class *label*: the lab's own, else the shipped one."""
     if lab is not None:
         own = lab.prompts_dir / f"{label}.txt"
@@ -164,7 +164,7 @@ def list_path(label: str, lab: Lab | None = None) -> Path:
     )
 
 
-def available_classes(lab: Lab | None = None) -> list[str]:
+def available_classes(lab: LabDir | None = None) -> list[str]:
     """Every class with a list: the study's, the extras, then any others.
 
     A new class needs no code: a file ``<class>.txt`` in ``prompts/lists/`` or
@@ -229,26 +229,26 @@ def parse_list(path: Path, label: str | None = None, *, shipped: bool | None = N
     return PromptList(label, path, tuple(lines), repeat, shipped, tuple(problems))
 
 
-def read_list(label: str, lab: Lab | None = None) -> PromptList:
+def read_list(label: str, lab: LabDir | None = None) -> PromptList:
     """The parsed list of class *label* (the lab's own or the shipped one)."""
     return parse_list(list_path(label, lab), label)
 
 
-def read_lists(lab: Lab | None = None, classes: Iterable[str] | None = None) -> dict[str, PromptList]:
+def read_lists(lab: LabDir | None = None, classes: Iterable[str] | None = None) -> dict[str, PromptList]:
     """Parsed lists of *classes* (default: every available class)."""
     names = list(classes) if classes is not None else available_classes(lab)
     return {name: read_list(name, lab) for name in names}
 
 
 def load_prompts(
-    lab: Lab | None = None,
+    lab: LabDir | None = None,
     classes: Sequence[str] | None = None,
     wake_word: str | None = None,
 ) -> dict[str, list[PromptText]]:
     """Every prompt of *classes*, repeats included, ready to speak.
 
     *classes* defaults to every available class (pass
-    ``prompts.classes.STUDY_CLASSES`` for the study's six). *wake_word*
+    ``echolab.prompts.classes.STUDY_CLASSES`` for the study's six). *wake_word*
     defaults to the lab's ``wake_word`` setting, else Alexa. Raises
     :class:`PromptListError` when a list has errors (run ``echolab prompts
     validate`` to see them all).
@@ -268,7 +268,7 @@ def load_prompts(
 
 
 def validate_lists(
-    lab: Lab | None = None,
+    lab: LabDir | None = None,
     classes: Iterable[str] | None = None,
     per_class: int | None = STUDY_PER_CLASS,
 ) -> list[Problem]:

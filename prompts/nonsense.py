@@ -5,7 +5,7 @@ I didn't quite catch that." The shipped list ``prompts/lists/unintelligible.txt`
 is written by this generator from a fixed seed, so anyone can regenerate it
 (and a test checks that the committed file is exactly what the seed gives)::
 
-    python -m prompts.nonsense --seed 2018 --count 140 --output prompts/lists/unintelligible.txt
+    python -m echolab.prompts.nonsense --seed 2018 --count 140 --output prompts/lists/unintelligible.txt
 
 Words are built from English-like syllables so that a speech engine can say
 them; a few English function words are scattered in the wrong places, so the
@@ -18,7 +18,7 @@ import argparse
 import random
 from pathlib import Path
 
-from prompts.lists import SHIPPED_DIR, WAKE, WAKE_WORDS
+from echolab.prompts.lists import SHIPPED_DIR, WAKE, WAKE_WORDS
 
 #: The seed and size of the shipped list.
 SEED = 2018
@@ -73,7 +73,7 @@ def render_list(seed: int = SEED, count: int = COUNT) -> str:
     header = [
         "# Unintelligible: linguistically invalid sentences of nonsense words.",
         f"# Written by prompts/nonsense.py with seed {seed} and count {count}; regenerate with",
-        f"#   python -m prompts.nonsense --seed {seed} --count {count} --output prompts/lists/unintelligible.txt",
+        f"#   python -m echolab.prompts.nonsense --seed {seed} --count {count} --output prompts/lists/unintelligible.txt",
         "# Edit the generator, not this file: a test checks the file matches the seed.",
     ]
     return "\n".join(header + generate(seed, count)) + "\n"

@@ -16,7 +16,7 @@ Three engines, picked by name with :func:`get_engine`:
     (:func:`slugify`: "Alexa, who is Ada Lovelace?" is
     ``alexa-who-is-ada-lovelace.wav``).
 
-An engine returns raw samples; :mod:`prompts.cache` normalizes and stores them.
+An engine returns raw samples; :mod:`echolab.prompts.cache` normalizes and stores them.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
-from prompts.audio import decode, sha256_file
-from prompts.errors import SpeechError, SpeechUnavailableError
+from echolab.prompts.audio import decode, sha256_file
+from echolab.prompts.errors import SpeechError, SpeechUnavailableError
 
 ENGINES: tuple[str, ...] = ("espeak", "gtts", "recorded")
 DEFAULT_ENGINE = "espeak"

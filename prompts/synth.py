@@ -17,12 +17,12 @@ from typing import Any, Iterable, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from echolab.lab import Lab
-from prompts.audio import AudioClip
-from prompts.cache import AudioCache
-from prompts.errors import SpeechError, SpeechUnavailableError
-from prompts.lists import load_prompts
-from prompts.speech import DEFAULT_ENGINE, SpeechEngine, get_engine
+from echolab.labdir import LabDir
+from echolab.prompts.audio import AudioClip
+from echolab.prompts.cache import AudioCache
+from echolab.prompts.errors import SpeechError, SpeechUnavailableError
+from echolab.prompts.lists import load_prompts
+from echolab.prompts.speech import DEFAULT_ENGINE, SpeechEngine, get_engine
 
 #: The lab settings table (echolab.toml) that picks the engine and its options.
 SPEECH_SETTINGS = "speech"
@@ -50,7 +50,7 @@ class SynthReport:
         return self.seconds / self.synthesized if self.synthesized else None
 
 
-def engine_for_lab(lab: Lab | None, name: str | None = None, **overrides: Any) -> SpeechEngine:
+def engine_for_lab(lab: LabDir | None, name: str | None = None, **overrides: Any) -> SpeechEngine:
     """The engine named *name* (else the lab's ``[speech] engine``, else espeak).
 
     Options come from the lab's ``[speech.<engine>]`` table, then *overrides*
@@ -81,7 +81,7 @@ def synthesize_texts(
 
     A prompt the engine cannot say (a missing recording) is recorded in
     ``failed`` and the others go on; an engine that cannot run at all
-    (:class:`~prompts.errors.SpeechUnavailableError`, e.g. gTTS offline)
+    (:class:`~echolab.prompts.errors.SpeechUnavailableError`, e.g. gTTS offline)
     stops the run at once and is raised.
     """
     unique = list(dict.fromkeys(texts))
@@ -120,7 +120,7 @@ def synthesize_texts(
 
 
 def synthesize_lab(
-    lab: Lab,
+    lab: LabDir,
     engine: str | SpeechEngine | None = None,
     classes: Sequence[str] | None = None,
     *,

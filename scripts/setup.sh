@@ -43,10 +43,19 @@ if [ ! -x .venv/bin/python ]; then
   echo "echolab setup: creating the virtual environment .venv"
   "$PY" -m venv .venv
 fi
+# echolab is installed as a package (not editable), so the tests run against what
+# `pip install` really installs. A change to pyproject.toml reinstalls the dependencies;
+# a change to the sources only reinstalls echolab itself (a few seconds).
 stamp=.venv/.echolab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "echolab setup: installing echolab and its test extras into .venv"
+  echo "echolab setup: installing echolab with all extras and the test tools into .venv"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]' --config-settings editable_mode=compat
+  rm -rf build
+  .venv/bin/pip install -q '.[all,test]'
+  touch "$stamp"
+elif [ -n "$(find echolab db prompts collector analysis -newer "$stamp" -print -quit)" ]; then
+  echo "echolab setup: the sources changed; reinstalling echolab into .venv"
+  rm -rf build  # setuptools would package stale modules left there by an earlier build
+  .venv/bin/pip install -q --no-deps --force-reinstall .
   touch "$stamp"
 fi

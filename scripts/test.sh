@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# -P: the checkout is not put on sys.path, so the tests import the installed echolab.
+exec .venv/bin/python -P -m pytest -q -p no:cacheprovider "$@"

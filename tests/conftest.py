@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from echolab.lab import CATALOG_URL_ENV, Lab
+from echolab.labdir import CATALOG_URL_ENV, LabDir
 
 
 def _free_port() -> int:
@@ -80,16 +80,16 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 
 
 @pytest.fixture
-def lab(tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> Lab:
+def lab(tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> LabDir:
     """A fresh lab directory whose catalog lives at ``catalog_url``."""
     monkeypatch.setenv(CATALOG_URL_ENV, catalog_url)
-    return Lab.open(tmp_path / "lab", create=True)
+    return LabDir.open(tmp_path / "lab", create=True)
 
 
 @pytest.fixture
-def sqlite_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lab:
+def sqlite_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabDir:
     monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
-    return Lab.open(tmp_path / "lab", create=True)
+    return LabDir.open(tmp_path / "lab", create=True)
 
 
 def make_loopback_capture(path: Path, *, payloads: list[int], reply: int = 0, fmt: str = "pcap") -> Path:

@@ -11,15 +11,15 @@ from scipy import stats as sps
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from analysis import runner
-from analysis.models import DEFAULT_GRIDS, STUDY_MODELS, GridError, load_grids, select_models
-from analysis.protocol import ProtocolError, campaign_splits, random_splits
-from analysis.runner import AnalysisInterrupted, FeatureSpec, RunSettings, run_analysis, synthetic_source
-from analysis.stats import paired_test
-from db.catalog import Catalog
-from db.models import AnalysisRun, TrialResult
+from echolab.analysis.compare import runner
+from echolab.analysis.compare.grids import DEFAULT_GRIDS, STUDY_MODELS, GridError, load_grids, select_models
+from echolab.analysis.compare.trials import ProtocolError, campaign_splits, random_splits
+from echolab.analysis.compare.runner import AnalysisInterrupted, FeatureSpec, RunSettings, run_analysis, synthetic_source
+from echolab.analysis.compare.stats import paired_test
+from echolab.db.catalog import Catalog
+from echolab.db.models import AnalysisRun, TrialResult
 from echolab.cli import app
-from echolab.lab import Lab
+from echolab.labdir import LabDir
 
 TINY_GRIDS = """
 [models.decision_tree]
@@ -60,7 +60,7 @@ def grids(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cat(sqlite_lab: Lab):
+def cat(sqlite_lab: LabDir):
     with Catalog.open(sqlite_lab) as catalog:
         yield catalog
 
@@ -165,7 +165,7 @@ def test_paired_test_matches_scipy() -> None:
 def test_same_seed_same_numbers_in_process_and_in_parallel(cat: Catalog, source, grids: Path, tmp_path: Path) -> None:
     first = run_analysis(cat, source, _settings(grids), name="a", jobs=1, progress=False)
     assert first.computed == 3 * 2 * 3 and first.cached == 0
-    with Catalog.open(Lab.open(tmp_path / "other", create=True)) as other:
+    with Catalog.open(LabDir.open(tmp_path / "other", create=True)) as other:
         again = run_analysis(other, source, _settings(grids), name="b", jobs=2, progress=False)
         assert again.computed == 18
         assert _accuracies(again.run) == _accuracies(first.run)
@@ -260,7 +260,7 @@ def test_summary_holds_what_the_study_reports(cat: Catalog, source, grids: Path)
 # -- the CLI ------------------------------------------------------------------------------------
 
 
-def test_cli_run_ls_show_report(sqlite_lab: Lab, grids: Path) -> None:
+def test_cli_run_ls_show_report(sqlite_lab: LabDir, grids: Path) -> None:
     cli = CliRunner()
     base = ["--lab", str(sqlite_lab.root), "analyze"]
     out = cli.invoke(app, [*base, "run", "--synthetic", "8", "--trials", "2", "-m", "knn", "--grids", str(grids),

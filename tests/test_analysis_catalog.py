@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.runner import FeatureSpec, RunSettings, catalog_source, run_analysis
-from db.catalog import Catalog
-from db.transfer import import_captures
-from echolab.lab import Lab
-from prompts.classes import STUDY_CLASSES
+from echolab.analysis.compare.runner import FeatureSpec, RunSettings, catalog_source, run_analysis
+from echolab.db.catalog import Catalog
+from echolab.db.transfer import import_captures
+from echolab.labdir import LabDir
+from echolab.prompts.classes import STUDY_CLASSES
 
-synthetic = pytest.importorskip("collector.sim.synthetic")
+synthetic = pytest.importorskip("echolab.collector.sim.synthetic")
 
 GRIDS = """
 [models.random_forest]
@@ -36,7 +36,7 @@ def _import_campaign(cat: Catalog, folder: Path, campaign: int, per_class: int) 
     import_captures(cat, folder, campaign=f"sim-{campaign}", device_ip="10.77.0.2")
 
 
-def test_analysis_of_catalog_captures(sqlite_lab: Lab, tmp_path: Path) -> None:
+def test_analysis_of_catalog_captures(sqlite_lab: LabDir, tmp_path: Path) -> None:
     grids = tmp_path / "grids.toml"
     grids.write_text(GRIDS)
     with Catalog.open(sqlite_lab) as cat:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.runner import RunSettings, run_analysis, synthetic_source
-from db.catalog import Catalog
-from echolab.lab import Lab
+from echolab.analysis.compare.runner import RunSettings, run_analysis, synthetic_source
+from echolab.db.catalog import Catalog
+from echolab.labdir import LabDir
 
 distributed = pytest.importorskip("distributed")
 
@@ -23,7 +23,7 @@ grid = { n_neighbors = [1, 3] }
 """
 
 
-def test_dask_cluster_run_matches_local_run(sqlite_lab: Lab, tmp_path: Path) -> None:
+def test_dask_cluster_run_matches_local_run(sqlite_lab: LabDir, tmp_path: Path) -> None:
     grids = tmp_path / "grids.toml"
     grids.write_text(GRIDS)
     source = synthetic_source(10, seed=2)
@@ -31,7 +31,7 @@ def test_dask_cluster_run_matches_local_run(sqlite_lab: Lab, tmp_path: Path) -> 
     with Catalog.open(sqlite_lab) as cat:
         local = run_analysis(cat, source, settings, name="local", jobs=1, progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
-        with Catalog.open(Lab.open(tmp_path / "lab2", create=True)) as cat2:
+        with Catalog.open(LabDir.open(tmp_path / "lab2", create=True)) as cat2:
             remote = run_analysis(cat2, source, settings, name="dask", cluster=lc.scheduler_address, progress=False)
             assert remote.computed == 18
             assert remote.run.settings["cluster"] == lc.scheduler_address

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from analysis.report import ReportError, study_results, write_report
-from analysis.runner import FeatureSpec, RunSettings, run_analysis, study_features, synthetic_source
-from db.catalog import Catalog
-from db.models import AnalysisRun
-from echolab.lab import Lab
+from echolab.analysis.compare.report import ReportError, study_results, write_report
+from echolab.analysis.compare.runner import FeatureSpec, RunSettings, run_analysis, study_features, synthetic_source
+from echolab.db.catalog import Catalog
+from echolab.db.models import AnalysisRun
+from echolab.labdir import LabDir
 
 GRIDS = """
 [models.decision_tree]
@@ -37,7 +37,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Analysis
     # Two histogram configurations besides the study's sets make a (small) Table I.
     features = study_features() + (FeatureSpec.of("histogram", bins=5, include_acks=True),
                                    FeatureSpec.of("histogram", bins=5, include_acks=False))
-    with Catalog.open(Lab.open(root / "lab", create=True)) as cat:
+    with Catalog.open(LabDir.open(root / "lab", create=True)) as cat:
         res = run_analysis(cat, synthetic_source(8, campaigns=2), RunSettings(features=features, trials=2,
                            grids_path=str(grids)), name="rep", jobs=1, progress=False)
         out = write_report(res.run, cat.lab.reports_dir / "rep")

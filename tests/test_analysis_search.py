@@ -17,11 +17,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from analysis import fastfit
-from analysis.fastfit import feature_count
-from analysis.models import GridError, load_grids
-from analysis.runner import synthetic_source
-from analysis.search import grid_search, model_identity
+from echolab.analysis.compare import fastfit
+from echolab.analysis.compare.fastfit import feature_count
+from echolab.analysis.compare.grids import GridError, load_grids
+from echolab.analysis.compare.runner import synthetic_source
+from echolab.analysis.compare.search import grid_search, model_identity
 
 CASES = [
     (DecisionTreeClassifier(random_state=5), {"criterion": ["gini", "entropy"]}),

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.capture import CHUNK, CaptureError, ReadStats, iter_tcp
-from tests.pcaps import synthetic_session
+from echolab.captures import CHUNK, CaptureError, ReadStats, iter_tcp
+from pcaps import synthetic_session
 
 pytestmark = pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap (wireshark-common) is not installed")
 

@@ -9,21 +9,21 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from db.catalog import Catalog, CatalogError
-from db.checks import catalog_stats, verify
-from db.files import sha256_file
+from echolab.db.catalog import Catalog, CatalogError
+from echolab.db.checks import catalog_stats, verify
+from echolab.db.files import sha256_file
 from echolab.cli import app
-from echolab.lab import Lab
+from echolab.labdir import LabDir
 
 runner = CliRunner()
 
 
-def cli(lab: Lab | Path, *args: str):
-    root = lab.root if isinstance(lab, Lab) else lab
+def cli(lab: LabDir | Path, *args: str):
+    root = lab.root if isinstance(lab, LabDir) else lab
     return runner.invoke(app, ["--lab", str(root), *args])
 
 
-def test_import_then_stats_counts_per_class(lab: Lab, class_folders: Path) -> None:
+def test_import_then_stats_counts_per_class(lab: LabDir, class_folders: Path) -> None:
     result = cli(lab, "catalog", "import", str(class_folders))
     assert result.exit_code == 0, result.output
     assert "Imported 4 captures" in result.output
@@ -36,7 +36,7 @@ def test_import_then_stats_counts_per_class(lab: Lab, class_folders: Path) -> No
     assert "Imported 0 captures; skipped 4 duplicates" in again.output
 
 
-def test_ls_filters_and_formats(lab: Lab, class_folders: Path) -> None:
+def test_ls_filters_and_formats(lab: LabDir, class_folders: Path) -> None:
     cli(lab, "catalog", "import", str(class_folders), "--campaign", "home")
     rows = json.loads(cli(lab, "catalog", "ls", "--json").output)
     assert len(rows) == 4
@@ -52,7 +52,7 @@ def test_ls_filters_and_formats(lab: Lab, class_folders: Path) -> None:
     assert len(csv_out) == 2
 
 
-def test_verify_catches_modified_deleted_and_unknown(lab: Lab, class_folders: Path) -> None:
+def test_verify_catches_modified_deleted_and_unknown(lab: LabDir, class_folders: Path) -> None:
     cli(lab, "catalog", "import", str(class_folders))
     clean = cli(lab, "catalog", "verify")
     assert clean.exit_code == 0 and "4 files checked" in clean.output
@@ -74,7 +74,7 @@ def test_verify_catches_modified_deleted_and_unknown(lab: Lab, class_folders: Pa
     assert (len(report.modified), len(report.missing), report.unknown) == (1, 1, ["captures/stray.pcap"])
 
 
-def test_export_tar_round_trip(lab: Lab, class_folders: Path, tmp_path: Path) -> None:
+def test_export_tar_round_trip(lab: LabDir, class_folders: Path, tmp_path: Path) -> None:
     cli(lab, "catalog", "import", str(class_folders), "--campaign", "home")
     tar = tmp_path / "out.tar.gz"
     assert cli(lab, "catalog", "export", str(tar)).exit_code == 0
@@ -83,13 +83,13 @@ def test_export_tar_round_trip(lab: Lab, class_folders: Path, tmp_path: Path) ->
                            env={"ECHOLAB_CATALOG_URL": f"sqlite:///{tmp_path / 'other.sqlite'}"})
     assert result.exit_code == 0, result.output
     assert "Imported 4 captures" in result.output
-    with Catalog.open(lab) as a, Catalog.open(Lab.open(other), url=f"sqlite:///{tmp_path / 'other.sqlite'}") as b:
+    with Catalog.open(lab) as a, Catalog.open(LabDir.open(other), url=f"sqlite:///{tmp_path / 'other.sqlite'}") as b:
         assert {(c.label, c.sha256, c.campaign.name) for c in a.captures()} == {
             (c.label, c.sha256, c.campaign.name) for c in b.captures()
         }
 
 
-def test_export_manifest_csv_and_json(lab: Lab, class_folders: Path, tmp_path: Path) -> None:
+def test_export_manifest_csv_and_json(lab: LabDir, class_folders: Path, tmp_path: Path) -> None:
     cli(lab, "catalog", "import", str(class_folders))
     cli(lab, "catalog", "export", str(tmp_path / "m.json"), "--class", "weather")
     rows = json.loads((tmp_path / "m.json").read_text())
@@ -98,7 +98,7 @@ def test_export_manifest_csv_and_json(lab: Lab, class_folders: Path, tmp_path: P
     assert len((tmp_path / "m.csv").read_text().splitlines()) == 5
 
 
-def test_discard_keeps_row_and_excludes_it(lab: Lab, class_folders: Path) -> None:
+def test_discard_keeps_row_and_excludes_it(lab: LabDir, class_folders: Path) -> None:
     cli(lab, "catalog", "import", str(class_folders))
     with Catalog.open(lab) as cat:
         target = cat.captures(label="music")[0].id
@@ -112,7 +112,7 @@ def test_discard_keeps_row_and_excludes_it(lab: Lab, class_folders: Path) -> Non
     assert stats["music"] == (0, 1)
 
 
-def test_show_prints_fields_and_packets(lab: Lab, class_folders: Path) -> None:
+def test_show_prints_fields_and_packets(lab: LabDir, class_folders: Path) -> None:
     cli(lab, "catalog", "import", str(class_folders))
     result = cli(lab, "catalog", "show", "1", "--packets", "3")
     assert result.exit_code == 0, result.output
@@ -120,7 +120,7 @@ def test_show_prints_fields_and_packets(lab: Lab, class_folders: Path) -> None:
     assert "127.0.0.1" in result.output
 
 
-def test_manifest_import_labels_from_csv(lab: Lab, class_folders: Path, tmp_path: Path) -> None:
+def test_manifest_import_labels_from_csv(lab: LabDir, class_folders: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "labels.csv"
     manifest.write_text(f"path,label\n{class_folders / 'weather' / 'a.pcap'},quotes\n")
     result = cli(lab, "catalog", "import", str(manifest))
@@ -138,13 +138,13 @@ def test_missing_lab_directory(tmp_path: Path) -> None:
     assert result.output.startswith(f"Error: lab directory {tmp_path / 'nope'} does not exist")
 
 
-def test_unknown_capture_id(lab: Lab) -> None:
+def test_unknown_capture_id(lab: LabDir) -> None:
     result = cli(lab, "catalog", "show", "42")
     assert result.exit_code == 1
     assert "Error: no capture with id 42" in result.output
 
 
-def test_not_a_capture_is_rejected_and_nothing_written(lab: Lab, tmp_path: Path) -> None:
+def test_not_a_capture_is_rejected_and_nothing_written(lab: LabDir, tmp_path: Path) -> None:
     src = tmp_path / "src" / "weather"
     src.mkdir(parents=True)
     (src / "notes.pcap").write_text("this is not a capture\n")
@@ -158,7 +158,7 @@ def test_not_a_capture_is_rejected_and_nothing_written(lab: Lab, tmp_path: Path)
     assert [p for p in lab.captures_dir.rglob("*") if p.is_file()] == []
 
 
-def test_newer_schema_is_refused(sqlite_lab: Lab) -> None:
+def test_newer_schema_is_refused(sqlite_lab: LabDir) -> None:
     Catalog.open(sqlite_lab).close()
     with sqlite3.connect(sqlite_lab.root / "catalog.sqlite") as db:
         db.execute("UPDATE alembic_version SET version_num = '9999'")
@@ -167,26 +167,26 @@ def test_newer_schema_is_refused(sqlite_lab: Lab) -> None:
     assert "Error: the catalog has schema revision 9999, newer than this echolab" in result.output
 
 
-def test_damaged_catalog_file_is_refused(sqlite_lab: Lab) -> None:
+def test_damaged_catalog_file_is_refused(sqlite_lab: LabDir) -> None:
     (sqlite_lab.root / "catalog.sqlite").write_bytes(b"garbage" * 100)
     result = cli(sqlite_lab, "catalog", "ls")
     assert result.exit_code == 1
     assert "is not a SQLite catalog" in result.output
 
 
-def test_migrations_match_models(lab: Lab) -> None:
+def test_migrations_match_models(lab: LabDir) -> None:
     """The Alembic migrations build exactly the schema db/models.py describes."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from db.models import Base
+    from echolab.db.models import Base
 
     with Catalog.open(lab) as cat, cat.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
 
 
-def test_failed_insert_leaves_no_file(lab: Lab, class_folders: Path) -> None:
+def test_failed_insert_leaves_no_file(lab: LabDir, class_folders: Path) -> None:
     with Catalog.open(lab) as cat:
         camp = cat.create_campaign("c1", backend="sim")
         cat.add_capture(camp, "weather", class_folders / "weather" / "a.pcap")
@@ -196,7 +196,7 @@ def test_failed_insert_leaves_no_file(lab: Lab, class_folders: Path) -> None:
     assert len(files) == 1 and not any(p.name.endswith(".part") for p in files)
 
 
-def test_bad_manifest_rows_are_rejected_with_their_line(lab: Lab, class_folders: Path, tmp_path: Path) -> None:
+def test_bad_manifest_rows_are_rejected_with_their_line(lab: LabDir, class_folders: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "labels.csv"
     good = class_folders / "weather" / "a.pcap"
     manifest.write_text(f"path,label,status\n{good},weather,ok\n{good},,ok\n{good},music,maybe\n")
@@ -208,7 +208,7 @@ def test_bad_manifest_rows_are_rejected_with_their_line(lab: Lab, class_folders:
         assert [c.label for c in cat.captures()] == ["weather"]
 
 
-def test_since_and_until_filter_by_start_time(lab: Lab, class_folders: Path) -> None:
+def test_since_and_until_filter_by_start_time(lab: LabDir, class_folders: Path) -> None:
     from datetime import datetime, timedelta, timezone
 
     with Catalog.open(lab) as cat:
@@ -223,7 +223,7 @@ def test_since_and_until_filter_by_start_time(lab: Lab, class_folders: Path) -> 
     assert len(rows) == 1
 
 
-def test_stats_target_per_class_sums_the_campaigns_that_collect_it(lab: Lab, class_folders: Path) -> None:
+def test_stats_target_per_class_sums_the_campaigns_that_collect_it(lab: LabDir, class_folders: Path) -> None:
     with Catalog.open(lab) as cat:
         cat.create_campaign("a", backend="sim", target_per_class=5, classes=["weather", "music"])
         cat.create_campaign("b", backend="sim", target_per_class=3, classes=["weather"])

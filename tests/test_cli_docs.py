@@ -9,13 +9,13 @@ import typer
 from typer.testing import CliRunner
 
 from echolab.cli import app
-from echolab.clidoc import render, walk
+from echolab.cli.clidoc import render, walk
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 
 def test_cli_reference_is_up_to_date() -> None:
-    assert DOC.read_text() == render(app), "docs/cli.md is stale: run `python -m echolab.clidoc > docs/cli.md`"
+    assert DOC.read_text() == render(app), "docs/cli.md is stale: run `python -m echolab.cli.clidoc > docs/cli.md`"
 
 
 def test_every_command_has_help_and_is_in_the_reference() -> None:

@@ -14,18 +14,18 @@ from typing import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from analysis.capture import read_packets
-from collector.backends import EchoBackend
-from collector.campaign import CampaignPaused, CampaignRunner, CollectSettings
-from collector.run import SpeechSource, create_campaign
-from db.catalog import Catalog
-from db.checks import verify
+from echolab.captures import read_packets
+from echolab.collector.backends import EchoBackend
+from echolab.collector.campaign import CampaignPaused, CampaignRunner, CollectSettings
+from echolab.collector.run import SpeechSource, create_campaign
+from echolab.db.catalog import Catalog
+from echolab.db.checks import verify
 from echolab.cli import app
-from echolab.lab import CATALOG_URL_ENV, Lab
-from prompts.lists import load_prompts
+from echolab.labdir import CATALOG_URL_ENV, LabDir
+from echolab.prompts.lists import load_prompts
 
 pytestmark = pytest.mark.netns
-ECHOLAB = [sys.executable, "-m", "echolab.cli"]
+ECHOLAB = [sys.executable, "-P", "-m", "echolab.cli"]
 SPEED = 30
 
 
@@ -35,7 +35,7 @@ def sim_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("the collector tests need root for network namespaces")
         pytest.skip("needs root for network namespaces")
-    from collector.sim import down
+    from echolab.collector.sim import down
 
     prefix = f"col{os.getpid() % 1000}{request.node.name[-3:].replace('[', '').replace(']', '')}"[:10]
     down(prefix)
@@ -44,21 +44,21 @@ def sim_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lab:
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabDir:
     monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
-    return Lab.open(tmp_path / "lab", create=True)
+    return LabDir.open(tmp_path / "lab", create=True)
 
 
 def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def in_progress_files(lab: Lab) -> list[Path]:
+def in_progress_files(lab: LabDir) -> list[Path]:
     """What a collector left in tmp/ (its lock file excepted: filelock keeps it)."""
     return [p for p in files_under(lab.tmp_dir) if p.name != "collect.lock"]
 
 
-def test_balanced_campaign_on_the_simulated_lab(lab: Lab, sim_prefix: str) -> None:
+def test_balanced_campaign_on_the_simulated_lab(lab: LabDir, sim_prefix: str) -> None:
     result = CliRunner().invoke(app, ["--lab", str(lab.root), "collect", "--backend", "sim", "--per-class", "5",
                                       "--speed", str(SPEED), "--no-progress", "--sim-prefix", sim_prefix])
     assert result.exit_code == 0, result.output
@@ -90,7 +90,7 @@ def test_balanced_campaign_on_the_simulated_lab(lab: Lab, sim_prefix: str) -> No
     assert (lab.logs_dir / f"{camp.name}.log").read_text().count("campaign") >= 2
 
 
-def _run_cli(lab: Lab, prefix: str, per_class: int) -> subprocess.Popen:
+def _run_cli(lab: LabDir, prefix: str, per_class: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop(CATALOG_URL_ENV, None)
     return subprocess.Popen([*ECHOLAB, "--lab", str(lab.root), "collect", "--backend", "sim", "--per-class",
@@ -100,7 +100,7 @@ def _run_cli(lab: Lab, prefix: str, per_class: int) -> subprocess.Popen:
                             cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
 
 
-def _wait_for_capture_in_progress(lab: Lab, proc: subprocess.Popen, at_least_done: int) -> int:
+def _wait_for_capture_in_progress(lab: LabDir, proc: subprocess.Popen, at_least_done: int) -> int:
     """Wait until a capture is being made (not being stored); return how many are done."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -114,7 +114,7 @@ def _wait_for_capture_in_progress(lab: Lab, proc: subprocess.Popen, at_least_don
     raise AssertionError("no capture in progress within 120 s")
 
 
-def test_sigkill_mid_capture_then_rerun_resumes(lab: Lab, sim_prefix: str) -> None:
+def test_sigkill_mid_capture_then_rerun_resumes(lab: LabDir, sim_prefix: str) -> None:
     proc = _run_cli(lab, sim_prefix, per_class=2)
     _wait_for_capture_in_progress(lab, proc, at_least_done=2)
     proc.kill()
@@ -143,7 +143,7 @@ def test_sigkill_mid_capture_then_rerun_resumes(lab: Lab, sim_prefix: str) -> No
     assert verify_cli.exit_code == 0, verify_cli.output
 
 
-def test_first_ctrl_c_finishes_the_current_capture(lab: Lab, sim_prefix: str) -> None:
+def test_first_ctrl_c_finishes_the_current_capture(lab: LabDir, sim_prefix: str) -> None:
     """Ctrl-C at a terminal signals the whole foreground process group, the collector's children too."""
     proc = _run_cli(lab, sim_prefix, per_class=3)
     done = _wait_for_capture_in_progress(lab, proc, at_least_done=1)
@@ -159,7 +159,7 @@ def test_first_ctrl_c_finishes_the_current_capture(lab: Lab, sim_prefix: str) ->
     assert in_progress_files(lab) == []
 
 
-def test_second_ctrl_c_aborts_and_discards(lab: Lab, sim_prefix: str) -> None:
+def test_second_ctrl_c_aborts_and_discards(lab: LabDir, sim_prefix: str) -> None:
     proc = _run_cli(lab, sim_prefix, per_class=3)
     _wait_for_capture_in_progress(lab, proc, at_least_done=1)
     os.killpg(proc.pid, signal.SIGINT)
@@ -176,7 +176,7 @@ def test_second_ctrl_c_aborts_and_discards(lab: Lab, sim_prefix: str) -> None:
     assert in_progress_files(lab) == []
 
 
-def _echo_runner(lab: Lab, sim, *, device_ip: str, classes: list[str], **overrides) -> CampaignRunner:
+def _echo_runner(lab: LabDir, sim, *, device_ip: str, classes: list[str], **overrides) -> CampaignRunner:
     settings = CollectSettings(backend="echo", per_class=1, classes=classes, speed=sim.speed, seed=4,
                                device_ip=device_ip, interface=sim.interface, quiet_s=12.0, **overrides)
     backend = EchoBackend(device_ip=device_ip, interface=sim.interface, output=sim.sink(),
@@ -187,9 +187,9 @@ def _echo_runner(lab: Lab, sim, *, device_ip: str, classes: list[str], **overrid
                           SpeechSource(lab, settings))
 
 
-def test_real_echo_backend_through_the_simulated_sink(lab: Lab, sim_prefix: str) -> None:
+def test_real_echo_backend_through_the_simulated_sink(lab: LabDir, sim_prefix: str) -> None:
     """The echo backend's own path (traffic-only end detection), a sink in place of the speaker."""
-    from collector.sim import SimLab
+    from echolab.collector.sim import SimLab
 
     sim = SimLab.up(prefix=sim_prefix, speed=SPEED, seed=2)
     runner = _echo_runner(lab, sim, device_ip=sim.echo_ip, classes=["weather", "music", "unintelligible"])
@@ -205,8 +205,8 @@ def test_real_echo_backend_through_the_simulated_sink(lab: Lab, sim_prefix: str)
             assert got >= planned, f"{cap.label}: the capture stopped before the answer ended ({got} < {planned})"
 
 
-def test_repeated_failures_pause_the_campaign(lab: Lab, sim_prefix: str) -> None:
-    from collector.sim import SimLab
+def test_repeated_failures_pause_the_campaign(lab: LabDir, sim_prefix: str) -> None:
+    from echolab.collector.sim import SimLab
 
     sim = SimLab.up(prefix=sim_prefix, speed=SPEED, seed=2)
     runner = _echo_runner(lab, sim, device_ip="10.77.0.99", classes=["weather"], max_consecutive_failures=2)

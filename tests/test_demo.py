@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from db.catalog import Catalog
+from echolab.db.catalog import Catalog
 from echolab.cli import app
-from echolab.lab import CATALOG_URL_ENV, Lab
+from echolab.labdir import CATALOG_URL_ENV, LabDir
 
 pytestmark = pytest.mark.netns
 
@@ -28,7 +28,7 @@ def test_demo_small_then_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "Report: " in first.output and "DT" in first.output and "RF" in first.output
     html = report.read_text()
     assert "tcptrace" in html and "histogram" in html and "combined" in html
-    with Catalog.open(Lab.open(root)) as cat:
+    with Catalog.open(LabDir.open(root)) as cat:
         caps = cat.captures()
         assert len(caps) == 30 and {c.label for c in caps} == {
             "information", "quotes", "weather", "directions", "music", "unintelligible"}
@@ -39,5 +39,5 @@ def test_demo_small_then_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     second = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert second.exit_code == 0, second.output
     assert "0 trials computed" in second.output
-    with Catalog.open(Lab.open(root)) as cat:
+    with Catalog.open(LabDir.open(root)) as cat:
         assert len(cat.captures()) == 30 and len(cat.campaigns()) == 1

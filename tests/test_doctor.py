@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from collector import doctor
+from echolab.collector import doctor
 from echolab.cli import app
-from echolab.lab import Lab
+from echolab.labdir import LabDir
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Lab:
-    return Lab.open(tmp_path / "lab", create=True)
+def lab(tmp_path: Path) -> LabDir:
+    return LabDir.open(tmp_path / "lab", create=True)
 
 
 def test_missing_capture_tool() -> None:
@@ -24,7 +24,7 @@ def test_missing_capture_tool() -> None:
     assert not check.ok and "apt-get install tshark" in check.fix
 
 
-def test_missing_interface(lab: Lab) -> None:
+def test_missing_interface(lab: LabDir) -> None:
     check = doctor.check_capture_permission("nosuch0", tmp_dir=lab.tmp_dir)
     assert not check.ok
     assert "capture interface 'nosuch0' does not exist" in check.detail
@@ -42,10 +42,10 @@ def test_no_permission_to_capture(tmp_path: Path) -> None:
 
 
 @pytest.mark.netns
-def test_echo_seen_and_not_seen(lab: Lab) -> None:
+def test_echo_seen_and_not_seen(lab: LabDir) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
-    from collector.sim import SimLab, down
+    from echolab.collector.sim import SimLab, down
 
     sim = SimLab.up(prefix="doctor", speed=40, seed=1)
     try:
@@ -65,20 +65,20 @@ def test_audio_output_missing() -> None:
     assert not check.ok and "--audio-device" in check.fix
 
 
-def test_speech_engine_offline(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_speech_engine_offline(lab: LabDir, monkeypatch: pytest.MonkeyPatch) -> None:
     assert doctor.check_speech(lab, "espeak").ok
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # a closed port: gTTS cannot reach its service
     check = doctor.check_speech(lab, "gtts")
     assert not check.ok and "--engine espeak" in check.detail + check.fix
 
 
-def test_not_enough_disk(lab: Lab) -> None:
+def test_not_enough_disk(lab: LabDir) -> None:
     assert doctor.check_disk(lab, ["weather"], 10).ok
     check = doctor.check_disk(lab, ["music"], 10**9)
     assert not check.ok and "GB free" in check.detail
 
 
-def test_cli_exit_code_and_fix_lines(lab: Lab) -> None:
+def test_cli_exit_code_and_fix_lines(lab: LabDir) -> None:
     result = CliRunner().invoke(app, ["--lab", str(lab.root), "doctor", "--interface", "nosuch0", "--device-ip",
                                       "10.0.0.2", "--listen", "0.2"], terminal_width=200)
     assert result.exit_code == 1

@@ -13,12 +13,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from analysis.features import (ABLATIONS, FEATURE_NAME_RE, FEATURE_SETS, STUDY_DROPPED, TCPTRACE_FEATURE_NAMES,
+from echolab.analysis.features.sets import (ABLATIONS, FEATURE_NAME_RE, FEATURE_SETS, STUDY_DROPPED, TCPTRACE_FEATURE_NAMES,
                                TCPTRACE_FEATURES, CaptureRecord, FeatureError, all_feature_names, extract_record,
                                make_transformer)
-from analysis.tcptrace import CSV_DIRECTION_FIELDS
-from tests.pcaps import synthetic_session, tcp_packet, write_pcap
-from tests.test_tcptrace_oracle import real_tcptrace
+from echolab.analysis.features.tcptrace import CSV_DIRECTION_FIELDS
+from pcaps import synthetic_session, tcp_packet, write_pcap
+from test_tcptrace_oracle import real_tcptrace
 
 DEVICE = "192.168.1.50"
 

@@ -12,21 +12,21 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from analysis.features import EXTRACTOR_VERSION, FeatureError, load_dataset, make_transformer
-from analysis.featurestore import build_features
-from db.catalog import open_catalog
-from db.models import FeatureRow
+from echolab.analysis.features.sets import EXTRACTOR_VERSION, FeatureError, load_dataset, make_transformer
+from echolab.analysis.features.store import build_features
+from echolab.db.catalog import open_catalog
+from echolab.db.models import FeatureRow
 from echolab.cli import app
-from echolab.lab import Lab
-from tests.pcaps import synthetic_session
-from tests.test_tcptrace_oracle import real_tcptrace
+from echolab.labdir import LabDir
+from pcaps import synthetic_session
+from test_tcptrace_oracle import real_tcptrace
 
 DEVICE = "192.168.1.50"
 LABELS = ["weather", "music", "quotes"]
 
 
 @pytest.fixture
-def filled_lab(sqlite_lab: Lab, tmp_path: Path) -> Lab:
+def filled_lab(sqlite_lab: LabDir, tmp_path: Path) -> LabDir:
     """A catalog with 12 good captures (3 classes), one corrupt and one truncated capture."""
     src = tmp_path / "src"
     src.mkdir()
@@ -52,7 +52,7 @@ def filled_lab(sqlite_lab: Lab, tmp_path: Path) -> Lab:
     return sqlite_lab
 
 
-def test_build_caches_records_and_errors_in_the_catalog(filled_lab: Lab) -> None:
+def test_build_caches_records_and_errors_in_the_catalog(filled_lab: LabDir) -> None:
     with open_catalog(filled_lab) as cat:
         report = build_features(cat, progress=False, n_jobs=2)
         assert len(report.records) == 12 and report.extracted == 14 and report.cached == 0
@@ -70,7 +70,7 @@ def test_build_caches_records_and_errors_in_the_catalog(filled_lab: Lab) -> None
         assert other_ip.extracted == 14  # another device IP is another cache key
 
 
-def test_load_dataset_for_the_analysis(filled_lab: Lab) -> None:
+def test_load_dataset_for_the_analysis(filled_lab: LabDir) -> None:
     with open_catalog(filled_lab) as cat:
         data = load_dataset(cat, progress=False)
         caps = {c.id: c for c in cat.captures()}
@@ -82,7 +82,7 @@ def test_load_dataset_for_the_analysis(filled_lab: Lab) -> None:
     assert X.shape[0] == 12 and np.isfinite(X).all()
 
 
-def test_device_ip_is_required(sqlite_lab: Lab, tmp_path: Path) -> None:
+def test_device_ip_is_required(sqlite_lab: LabDir, tmp_path: Path) -> None:
     with open_catalog(sqlite_lab) as cat:
         camp = cat.create_campaign("nodev", backend="synthetic")
         cat.add_capture(camp, "weather", synthetic_session(tmp_path / "a.pcap"))
@@ -91,7 +91,7 @@ def test_device_ip_is_required(sqlite_lab: Lab, tmp_path: Path) -> None:
         assert len(build_features(cat, progress=False, device_ip=DEVICE).records) == 1
 
 
-def test_cli_build_export_inspect(filled_lab: Lab, tmp_path: Path) -> None:
+def test_cli_build_export_inspect(filled_lab: LabDir, tmp_path: Path) -> None:
     runner = CliRunner()
     lab = ["--lab", str(filled_lab.root)]
     result = runner.invoke(app, [*lab, "features", "build", "--set", "tcptrace"])

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from echolab.cli import app
-from prompts.classes import EXTRA_CLASSES, STUDY_CLASSES
-from prompts.cli import app as prompts_app
+from echolab.prompts.classes import EXTRA_CLASSES, STUDY_CLASSES
+from echolab.cli.prompts import app as prompts_app
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "prompts.md"
 TINY = "{wake}, who is Ada Lovelace?\n{wake}, what is the weather in Golden?\n# repeat: 2\n"
@@ -125,7 +125,7 @@ def _blocks(lang: str) -> list[str]:
 
 
 def test_documented_list_examples_parse_cleanly(tmp_path: Path) -> None:
-    from prompts.lists import parse_list
+    from echolab.prompts.lists import parse_list
 
     lists = [b for b in _blocks("text") if "{wake}" in b]
     assert len(lists) == 2
@@ -141,14 +141,14 @@ def test_documented_list_examples_parse_cleanly(tmp_path: Path) -> None:
 
 
 def test_documented_settings_and_python_example_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from echolab.lab import Lab
-    from prompts.cache import AudioCache
-    from prompts.synth import engine_for_lab
+    from echolab.labdir import LabDir
+    from echolab.prompts.cache import AudioCache
+    from echolab.prompts.synth import engine_for_lab
 
     root = tmp_path / "lab"
     root.mkdir()
     (root / "echolab.toml").write_text("\n".join(b for b in _blocks("toml")))
-    lab = Lab.open(root)
+    lab = LabDir.open(root)
     assert lab.setting("wake_word") == "Computer"
     assert AudioCache.for_lab(lab).format.sample_rate == 22050
     assert engine_for_lab(lab).voice == "en-co.uk"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from echolab.lab import Lab
-from prompts import nonsense
-from prompts.classes import EXTRA_CLASSES, STUDY_CLASSES, STUDY_PER_CLASS
-from prompts.errors import PromptListError
-from prompts.lists import (
+from echolab.labdir import LabDir
+from echolab.prompts import nonsense
+from echolab.prompts.classes import EXTRA_CLASSES, STUDY_CLASSES, STUDY_PER_CLASS
+from echolab.prompts.errors import PromptListError
+from echolab.prompts.lists import (
     SHIPPED_DIR,
     available_classes,
     load_prompts,
@@ -33,8 +33,8 @@ FORMS = {
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Lab:
-    return Lab.open(tmp_path / "lab", create=True)
+def lab(tmp_path: Path) -> LabDir:
+    return LabDir.open(tmp_path / "lab", create=True)
 
 
 def test_shipped_lists_pass_validation_for_the_study_target() -> None:
@@ -104,7 +104,7 @@ def test_parse_reports_each_problem_with_its_line(tmp_path: Path) -> None:
     assert str(plist.problems[0]) == f"{path}:3: error: empty line; delete it or start it with # to keep it as a separator"
 
 
-def test_load_refuses_a_list_with_errors(lab: Lab) -> None:
+def test_load_refuses_a_list_with_errors(lab: LabDir) -> None:
     (lab.prompts_dir / "weather.txt").write_text("{wake}, what is the weather in Paris?\nno wake word here\n")
     with pytest.raises(PromptListError, match=r"weather\.txt:2: error: prompt does not start with the wake word"):
         load_prompts(lab, ["weather"])
@@ -125,11 +125,11 @@ def test_literal_wake_word_and_template_directive(tmp_path: Path) -> None:
     assert any("must contain {item}" in p.message for p in parse_list(broken).problems)
 
 
-def test_wake_word_from_option_setting_or_default(lab: Lab, tmp_path: Path) -> None:
+def test_wake_word_from_option_setting_or_default(lab: LabDir, tmp_path: Path) -> None:
     assert resolve_wake_word(None, None) == "Alexa"
     assert resolve_wake_word("computer", lab) == "Computer"
     (lab.root / "echolab.toml").write_text('wake_word = "echo"\n')
-    echo_lab = Lab.open(lab.root)
+    echo_lab = LabDir.open(lab.root)
     assert resolve_wake_word(None, echo_lab) == "Echo"
     assert resolve_wake_word("Amazon", echo_lab) == "Amazon"
     first = load_prompts(echo_lab, ["information"])["information"][0]
@@ -138,7 +138,7 @@ def test_wake_word_from_option_setting_or_default(lab: Lab, tmp_path: Path) -> N
         resolve_wake_word("Siri", lab)
 
 
-def test_lab_directions_list_overrides_the_shipped_example(lab: Lab) -> None:
+def test_lab_directions_list_overrides_the_shipped_example(lab: LabDir) -> None:
     places = [f"the store number {i}" for i in range(70)]
     own = lab.prompts_dir / "directions.txt"
     own.write_text("# repeat: 2\n# template: {wake}, get me directions to {item}.\n" + "\n".join(places) + "\n")
@@ -157,7 +157,7 @@ def test_lab_directions_list_overrides_the_shipped_example(lab: Lab) -> None:
     assert "has 50 prompts, fewer than the 130 needed" in problems[0].message
 
 
-def test_a_lab_adds_a_class_without_code(lab: Lab) -> None:
+def test_a_lab_adds_a_class_without_code(lab: LabDir) -> None:
     (lab.prompts_dir / "smalltalk.txt").write_text("{wake}, how are you?\n{wake}, tell me a joke.\n")
     (lab.prompts_dir / "Notes.TXT").write_text("not a class\n")
     assert available_classes(lab)[-1] == "smalltalk"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from collector.schedule import next_class, pick_prompt
+from echolab.collector.schedule import next_class, pick_prompt
 
 CLASSES = ["information", "quotes", "weather", "directions", "music", "unintelligible"]
 

@@ -25,19 +25,19 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from collector.sim.params import load_params
-from collector.sim.synthetic import generate
-from collector.sim.topology import Topology
-from db.catalog import Catalog
-from db.files import sha256_file
-from db.models import Capture
-from db.segments import (
+from echolab.collector.sim.params import load_params
+from echolab.collector.sim.synthetic import generate
+from echolab.collector.sim.topology import Topology
+from echolab.db.catalog import Catalog
+from echolab.db.files import sha256_file
+from echolab.db.models import Capture
+from echolab.db.segments import (
     SplitError, SplitSpec, detect_device, find_segments, load_timeline, split_capture, write_pieces,
 )
-from db.transfer import label_from_name
+from echolab.db.transfer import label_from_name
 from echolab.cli import app
-from echolab.lab import Lab
-from tests.pcaps import tcp_packet, write_pcap
+from echolab.labdir import LabDir
+from pcaps import tcp_packet, write_pcap
 
 runner = CliRunner()
 T0 = 1_700_000_000.0
@@ -46,7 +46,7 @@ OFFSET = 20.0
 LABEL_RX = r"^(?P<label>.+?)_\d+_\d+s"
 
 
-def cli(lab: Lab, *args: str):
+def cli(lab: LabDir, *args: str):
     return runner.invoke(app, ["--lab", str(lab.root), *args])
 
 
@@ -154,7 +154,7 @@ def test_bad_split_settings(text: str, message: str) -> None:
 
 def test_pieces_copy_records_unchanged(weather: LongCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every source record in a segment's range, byte for byte and with its time, and no other."""
-    monkeypatch.setattr("db.segments.MAX_OPEN", 2)  # pieces are closed and reopened while writing
+    monkeypatch.setattr("echolab.db.segments.MAX_OPEN", 2)  # pieces are closed and reopened while writing
     for fmt in ("pcapng", "nsecpcap"):
         source = tmp_path / f"source.{fmt}"
         subprocess.run(["editcap", "-F", fmt, str(weather.path), str(source)], check=True, capture_output=True)
@@ -204,7 +204,7 @@ def test_label_from_name() -> None:
 # --------------------------------------------------------------------------- importing
 
 
-def test_import_split_labels_links_and_is_idempotent(lab: Lab, weather: LongCapture, music: LongCapture,
+def test_import_split_labels_links_and_is_idempotent(lab: LabDir, weather: LongCapture, music: LongCapture,
                                                       tmp_path: Path) -> None:
     folder = tmp_path / "long"
     folder.mkdir()
@@ -250,7 +250,7 @@ def test_import_split_labels_links_and_is_idempotent(lab: Lab, weather: LongCapt
         assert not list(cat.lab.tmp_dir.iterdir())
 
 
-def test_expect_mismatch_is_reported_and_others_imported(sqlite_lab: Lab, weather: LongCapture,
+def test_expect_mismatch_is_reported_and_others_imported(sqlite_lab: LabDir, weather: LongCapture,
                                                           music: LongCapture, tmp_path: Path) -> None:
     folder = tmp_path / "long"
     folder.mkdir()
@@ -373,7 +373,7 @@ def loopback_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, li
     return path, spans
 
 
-def test_real_loopback_capture_is_cut_per_request(loopback_capture, sqlite_lab: Lab) -> None:
+def test_real_loopback_capture_is_cut_per_request(loopback_capture, sqlite_lab: LabDir) -> None:
     path, spans = loopback_capture
     result = split_capture(path, SplitSpec.parse("gap=0.3"))
     guess = result.timeline.device

@@ -2,7 +2,7 @@
 
 The server is the real command in a subprocess on a free loopback port, over a
 catalog made by importing real captures; every expectation comes from the
-catalog library (db.catalog, db.checks), not from typed numbers.
+catalog library (echolab.db.catalog, echolab.db.checks), not from typed numbers.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from urllib.parse import urljoin
 import pytest
 from typer.testing import CliRunner
 
-from db.catalog import Catalog
-from db.checks import catalog_stats
-from db.files import sha256_file
-from db.models import AnalysisRun
-from db.serve import ServeError, build_datasette, catalog_path
-from db.transfer import import_captures
+from echolab.db.catalog import Catalog
+from echolab.db.checks import catalog_stats
+from echolab.db.files import sha256_file
+from echolab.db.models import AnalysisRun
+from echolab.db.serve import ServeError, build_datasette, catalog_path
+from echolab.db.transfer import import_captures
 from echolab.cli import app
-from echolab.lab import CATALOG_URL_ENV, Lab
+from echolab.labdir import CATALOG_URL_ENV, LabDir
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -169,7 +169,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Browser:
     return Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
 
 
-def _fill_lab(lab: Lab, class_folders: Path) -> None:
+def _fill_lab(lab: LabDir, class_folders: Path) -> None:
     """Imported captures, a collection campaign with a target and failures, one analysis run."""
     with Catalog.open(lab) as cat:
         report = import_captures(cat, class_folders, campaign="home")
@@ -191,18 +191,18 @@ def _fill_lab(lab: Lab, class_folders: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, class_folders: Path) -> Iterator[tuple[Lab, str]]:
+def served(tmp_path_factory: pytest.TempPathFactory, class_folders: Path) -> Iterator[tuple[LabDir, str]]:
     """(lab, base URL) of `echolab catalog serve` running on a free loopback port."""
     env = {k: v for k, v in os.environ.items() if k != CATALOG_URL_ENV}
     saved = os.environ.pop(CATALOG_URL_ENV, None)
     try:
-        lab = Lab.open(tmp_path_factory.mktemp("served") / "lab", create=True)
+        lab = LabDir.open(tmp_path_factory.mktemp("served") / "lab", create=True)
         _fill_lab(lab, class_folders)
     finally:
         if saved is not None:
             os.environ[CATALOG_URL_ENV] = saved
     port = _free_port()
-    cmd = [sys.executable, "-m", "echolab.cli", "--lab", str(lab.root), "catalog", "serve", "--no-open",
+    cmd = [sys.executable, "-P", "-m", "echolab.cli", "--lab", str(lab.root), "catalog", "serve", "--no-open",
            "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -221,7 +221,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, class_folders: Path) -> Ite
 # -- the pages ---------------------------------------------------------------------------
 
 
-def test_captures_page_lists_captures_with_facet_counts(served: tuple[Lab, str], browser: Browser,
+def test_captures_page_lists_captures_with_facet_counts(served: tuple[LabDir, str], browser: Browser,
                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
     lab, base = served
     with Catalog.open(lab) as cat:
@@ -239,7 +239,7 @@ def test_captures_page_lists_captures_with_facet_counts(served: tuple[Lab, str],
     print(f"screenshot of the captures page: {shot}")
 
 
-def test_capture_detail_page_downloads_its_pcap(served: tuple[Lab, str], browser: Browser,
+def test_capture_detail_page_downloads_its_pcap(served: tuple[LabDir, str], browser: Browser,
                                                 class_folders: Path) -> None:
     lab, base = served
     listing = browser.dom(f"{base}/catalog/capture_list?label=weather&campaign=home")
@@ -259,7 +259,7 @@ def test_capture_detail_page_downloads_its_pcap(served: tuple[Lab, str], browser
         assert headers["content-disposition"] == f'attachment; filename="capture-{row["id"]}-weather{suffix}"'
 
 
-def test_campaign_progress_counts_per_class(served: tuple[Lab, str], browser: Browser) -> None:
+def test_campaign_progress_counts_per_class(served: tuple[LabDir, str], browser: Browser) -> None:
     lab, base = served
     page = browser.dom(f"{base}/catalog/campaign_progress?campaign=kitchen")
     shown = {r["class"]: (int(r["ok"]), r["target"], int(r["failed"])) for r in page.rows if "class" in r}
@@ -271,7 +271,7 @@ def test_campaign_progress_counts_per_class(served: tuple[Lab, str], browser: Br
     assert {r["campaign"] for r in every.rows if "campaign" in r} == {"home", "kitchen"}
 
 
-def test_failures_by_reason(served: tuple[Lab, str], browser: Browser) -> None:
+def test_failures_by_reason(served: tuple[LabDir, str], browser: Browser) -> None:
     lab, base = served
     page = browser.dom(f"{base}/catalog/failures_by_reason")
     with Catalog.open(lab) as cat:
@@ -279,7 +279,7 @@ def test_failures_by_reason(served: tuple[Lab, str], browser: Browser) -> None:
     assert {r["reason"]: int(r["failures"]) for r in page.rows if "reason" in r} == expected
 
 
-def test_analysis_runs_page_links_the_report(served: tuple[Lab, str], browser: Browser) -> None:
+def test_analysis_runs_page_links_the_report(served: tuple[LabDir, str], browser: Browser) -> None:
     _lab, base = served
     page = browser.dom(f"{base}/catalog/analysis_runs")
     (row,) = [r for r in page.rows if r.get("name") == RUN_NAME]
@@ -289,7 +289,7 @@ def test_analysis_runs_page_links_the_report(served: tuple[Lab, str], browser: B
     assert status == 200 and headers["content-type"] == "image/svg+xml" and body.startswith(b"<svg")
 
 
-def test_browsing_never_writes_the_catalog(served: tuple[Lab, str]) -> None:
+def test_browsing_never_writes_the_catalog(served: tuple[LabDir, str]) -> None:
     lab, base = served
     path = catalog_path(lab)
     before = sha256_file(path)
@@ -301,7 +301,7 @@ def test_browsing_never_writes_the_catalog(served: tuple[Lab, str]) -> None:
 # -- refusals, in-process -----------------------------------------------------------------
 
 
-def test_file_routes_stay_inside_the_lab(sqlite_lab: Lab, class_folders: Path, tmp_path: Path) -> None:
+def test_file_routes_stay_inside_the_lab(sqlite_lab: LabDir, class_folders: Path, tmp_path: Path) -> None:
     with Catalog.open(sqlite_lab) as cat:
         import_captures(cat, class_folders, campaign="home")
         capture = cat.captures()[0]
@@ -330,14 +330,14 @@ def test_file_routes_stay_inside_the_lab(sqlite_lab: Lab, class_folders: Path, t
 
 def test_postgresql_catalog_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CATALOG_URL_ENV, "postgresql+psycopg://lab@127.0.0.1:1/echolab")
-    Lab.open(tmp_path / "lab", create=True)
+    LabDir.open(tmp_path / "lab", create=True)
     result = CliRunner().invoke(app, ["--lab", str(tmp_path / "lab"), "catalog", "serve", "--no-open"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: the browser view needs a SQLite catalog, and this lab's is postgresql;")
     assert "catalog export" in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_missing_catalog_and_busy_port(sqlite_lab: Lab) -> None:
+def test_missing_catalog_and_busy_port(sqlite_lab: LabDir) -> None:
     with pytest.raises(ServeError, match="no catalog at .*catalog init"):
         catalog_path(sqlite_lab)
     Catalog.open(sqlite_lab).close()

@@ -21,12 +21,12 @@ import dpkt
 import pytest
 from typer.testing import CliRunner
 
-from analysis.capture import read_packets
-from collector.audio import AudioOutput, DurationClip
-from collector.sim import SimLab, down, status
-from collector.sim.topology import Topology
+from echolab.captures import read_packets
+from echolab.collector.audio import AudioOutput, DurationClip
+from echolab.collector.sim import SimLab, down, status
+from echolab.collector.sim.topology import Topology
 from echolab.cli import app
-from prompts.classes import STUDY_CLASSES
+from echolab.prompts.classes import STUDY_CLASSES
 
 pytestmark = pytest.mark.netns
 
@@ -184,7 +184,7 @@ def test_up_recovers_from_a_crash_and_down_leaves_nothing(lab: SimLab, run_root:
     for name in (topo.echo_if, topo.gw_echo_if, topo.gw_cloud_if, topo.cloud_if):
         assert f" {name}:" not in host_links and f" {name}@" not in host_links
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "collector.sim" not in Path(f"/proc/{pid}/cmdline").read_text()
+        assert not Path(f"/proc/{pid}").exists() or "echolab.collector.sim" not in Path(f"/proc/{pid}/cmdline").read_text()
     leftovers = subprocess.run(["pgrep", "-f", str(run_root / PREFIX)], capture_output=True, text=True).stdout
     assert not leftovers.strip()
     assert not (run_root / PREFIX).exists()

@@ -15,18 +15,18 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from analysis.capture import ReadStats, read_packets
-from collector.audio import AudioOutput, AudioOutputError, DurationClip, SounddeviceOutput, clip_duration, \
+from echolab.captures import ReadStats, read_packets
+from echolab.collector.audio import AudioOutput, AudioOutputError, DurationClip, SounddeviceOutput, clip_duration, \
     clip_samples, clip_from_wav
-from collector.sim import NamespaceUnavailable, SimNotRunning, SimulatedSink
-from collector.sim import lab as simlab
-from collector.sim.errors import ParamsError
-from collector.sim.model import draw_plan, paced_records, upload_bytes, upload_chunks
-from collector.sim.params import DEFAULT_PARAMS, load_params
-from collector.sim.synthetic import write_capture
-from collector.sim.topology import Topology
+from echolab.collector.sim import NamespaceUnavailable, SimNotRunning, SimulatedSink
+from echolab.collector.sim import lab as simlab
+from echolab.collector.sim.errors import ParamsError
+from echolab.collector.sim.model import draw_plan, paced_records, upload_bytes, upload_chunks
+from echolab.collector.sim.params import DEFAULT_PARAMS, load_params
+from echolab.collector.sim.synthetic import write_capture
+from echolab.collector.sim.topology import Topology
 from echolab.cli import app
-from prompts.classes import STUDY_CLASSES
+from echolab.prompts.classes import STUDY_CLASSES
 
 PARAMS = load_params()
 
@@ -171,7 +171,7 @@ def test_load_without_a_lab_and_a_sink_without_an_echo(tmp_path: Path) -> None:
 
 
 class _PromptsLikeClip:
-    """Shaped like prompts.audio.AudioClip: samples() and sample_rate."""
+    """Shaped like echolab.prompts.audio.AudioClip: samples() and sample_rate."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.sample_rate = path, 16000

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from prompts.audio import AudioFormat, decode, rms_dbfs
-from prompts.cache import AudioCache
-from prompts.errors import SpeechError, SpeechUnavailableError
-from prompts.speech import EspeakEngine, GttsEngine, RecordedEngine, get_engine, manifest_rows, slugify
-from prompts.synth import synthesize_texts
+from echolab.prompts.audio import AudioFormat, decode, rms_dbfs
+from echolab.prompts.cache import AudioCache
+from echolab.prompts.errors import SpeechError, SpeechUnavailableError
+from echolab.prompts.speech import EspeakEngine, GttsEngine, RecordedEngine, get_engine, manifest_rows, slugify
+from echolab.prompts.synth import synthesize_texts
 
 TEXTS = ("Alexa, who is Ada Lovelace?", "Alexa, what is the weather in Golden?", "Alexa, give me a quote.")
 

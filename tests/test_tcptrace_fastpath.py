@@ -1,6 +1,6 @@
 """The tracer's fast path for established-connection ACKs against its full algorithm.
 
-:class:`analysis.tcptrace.Tracer` sends most packets through a shortened copy
+:class:`echolab.analysis.features.tcptrace.Tracer` sends most packets through a shortened copy
 of tcptrace's per-packet algorithm. It must leave exactly the state the full
 algorithm leaves, so every test here traces the same packets both ways and
 compares every field of every connection, including the segment database that
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from analysis.capture import ReadStats, iter_tcp
-from analysis.tcptrace import Direction, Tracer
-from tests.pcaps import Scenario, loss_rules, make_capture, netns_available, synthetic_session, tcp_packet, write_pcap
-from tests.test_tcptrace_oracle import random_trace
+from echolab.captures import ReadStats, iter_tcp
+from echolab.analysis.features.tcptrace import Direction, Tracer
+from pcaps import Scenario, loss_rules, make_capture, netns_available, synthetic_session, tcp_packet, write_pcap
+from test_tcptrace_oracle import random_trace
 
 
 def _space(d: Direction) -> list[Any]:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.tcptrace import CSV_CONNECTION_FIELDS, CSV_DIRECTION_FIELDS, trace_capture
-from tests.pcaps import (Scenario, delete_frames, loss_rules, make_capture, netns_available, retransmitted_originals,
+from echolab.analysis.features.tcptrace import CSV_CONNECTION_FIELDS, CSV_DIRECTION_FIELDS, trace_capture
+from pcaps import (Scenario, delete_frames, loss_rules, make_capture, netns_available, retransmitted_originals,
                          tcp_packet, write_pcap)
 
 pytestmark = pytest.mark.skipif(shutil.which("tcptrace") is None, reason="tcptrace is not installed")

@@ -1,7 +1,7 @@
 """The simulated Alexa cloud: a voice service and a music service over TLS.
 
 Runs as one process inside the cloud namespace (``python -m
-collector.sim.cloud``), started by :func:`collector.sim.lab.up`. The voice
+echolab.collector.sim.cloud``), started by :func:`echolab.collector.sim.lab.up`. The voice
 service holds the Echo's long-lived connection: it answers keep-alives, reads
 each request's audio and, after a drawn think time, streams a spoken answer as
 paced TLS records. For music it ends the preamble with a directive naming the
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from collector.sim import protocol as p
-from collector.sim.model import ResponsePlan, draw_plan, paced_records
-from collector.sim.params import SimParams, load_params
+from echolab.collector.sim import protocol as p
+from echolab.collector.sim.model import ResponsePlan, draw_plan, paced_records
+from echolab.collector.sim.params import SimParams, load_params
 
 
 class Cloud:

@@ -3,7 +3,7 @@
 It keeps a long-lived TLS connection to the voice service (reconnecting if it
 drops) and sends keep-alive pings while idle. It "hears" through a control
 socket (a unix socket in the run directory, reachable from outside the
-namespace): :class:`collector.sim.sink.SimulatedSink` tells it a clip's length
+namespace): :class:`echolab.collector.sim.sink.SimulatedSink` tells it a clip's length
 and the prompt's class (standing in for speech recognition), and the Echo
 streams the utterance to the voice service in paced chunks while the clip
 "plays". It then plays the answer (and, for music, fetches the sample from
@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from collector.sim import protocol as p
-from collector.sim.model import upload_bytes, upload_chunks
-from collector.sim.params import SimParams, load_params
+from echolab.collector.sim import protocol as p
+from echolab.collector.sim.model import upload_bytes, upload_chunks
+from echolab.collector.sim.params import SimParams, load_params
 
 #: A request with no answer after this many real seconds (scaled) is given up.
 REQUEST_TIMEOUT_S = 180.0

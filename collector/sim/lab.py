@@ -1,6 +1,6 @@
 """Bring the simulated lab up and down, and find a running one.
 
-``up`` makes the namespaces (:mod:`collector.sim.topology`), a self-signed
+``up`` makes the namespaces (:mod:`echolab.collector.sim.topology`), a self-signed
 certificate, and starts two processes: the cloud (voice + music services) in
 the cloud namespace and the Echo in the echo namespace. What the collector
 needs to find the running lab is written to ``RUN_ROOT/PREFIX/state.json``
@@ -26,17 +26,16 @@ from typing import Any
 
 from filelock import FileLock
 
-from collector.sim import topology
-from collector.sim.errors import SimError, SimNotRunning
-from collector.sim.params import DEFAULT_PARAMS, load_params
-from collector.sim.sink import SimulatedSink, echo_call
-from collector.sim.topology import Topology
+from echolab.collector.sim import topology
+from echolab.collector.sim.errors import SimError, SimNotRunning
+from echolab.collector.sim.params import DEFAULT_PARAMS, load_params
+from echolab.collector.sim.sink import SimulatedSink, echo_call
+from echolab.collector.sim.topology import Topology
 
 RUN_ROOT_ENV = "ECHOLAB_SIM_RUN"
 DEFAULT_RUN_ROOT = Path("/run/echolab-sim")
 DEFAULT_PREFIX = "echolab"
 PORT = 443
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 15.0
 
 
@@ -183,7 +182,7 @@ def _alive(pid: int) -> bool:
 
 def _ours(pid: int, run_dir: Path) -> bool:
     cmd = _cmdline(pid)
-    return "collector.sim." in cmd and (f"{run_dir}/" in cmd or f"{run_dir} " in cmd)
+    return "echolab.collector.sim." in cmd and (f"{run_dir}/" in cmd or f"{run_dir} " in cmd)
 
 
 def _pids_naming(run_dir: Path) -> list[int]:
@@ -229,12 +228,12 @@ def _reap(pids: list[int]) -> None:
 
 
 def _spawn(ns: str, module: str, args: list[str], log: Path) -> int:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    # -P and cwd=/: the installed echolab runs, never a folder that happens to be the cwd.
     with log.open("ab") as fh:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", module, *args],
+            ["ip", "netns", "exec", ns, sys.executable, "-P", "-m", module, *args],
             stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT, env=env, start_new_session=True)
+            cwd="/", start_new_session=True)
     return proc.pid
 
 
@@ -333,7 +332,7 @@ def _start(prefix: str, speed: float, seed: int | None, params_file: str, root: 
     common = ["--params", params_file, "--speed", str(speed)]
     cloud_seed = ["--seed", str(seed)] if seed is not None else []
     echo_seed = ["--seed", str(seed + 1)] if seed is not None else []
-    pids = {"cloud": _spawn(topo.cloud_ns, "collector.sim.cloud",
+    pids = {"cloud": _spawn(topo.cloud_ns, "echolab.collector.sim.cloud",
                             ["--voice-ip", topo.voice_ip, "--music-ip", topo.music_ip, "--port", str(PORT),
                              "--cert", str(cert), "--key", str(key), "--run-dir", str(run_dir),
                              *common, *cloud_seed], run_dir / "cloud.log")}
@@ -345,7 +344,7 @@ def _start(prefix: str, speed: float, seed: int | None, params_file: str, root: 
                  started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _write_state(lab)
     _wait_log(run_dir / "cloud.log", "cloud: voice", pids["cloud"], run_dir)
-    pids["echo"] = _spawn(topo.echo_ns, "collector.sim.echo",
+    pids["echo"] = _spawn(topo.echo_ns, "echolab.collector.sim.echo",
                           ["--control", str(control), "--voice-ip", topo.voice_ip, "--port", str(PORT),
                            "--cafile", str(cert), *common, *echo_seed], run_dir / "echo.log")
     _write_state(lab)

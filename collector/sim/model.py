@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from collector.sim.params import SimParams
+from echolab.collector.sim.params import SimParams
 
 
 @dataclass(frozen=True)

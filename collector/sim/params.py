@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from collector.sim.errors import ParamsError
+from echolab.collector.sim.errors import ParamsError
 
 DEFAULT_PARAMS = Path(__file__).with_name("params.toml")
 _DIST_KEYS = {

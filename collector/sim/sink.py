@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from collector.audio import PlaybackResult, clip_duration
-from collector.sim.errors import EchoBusy, SimError, SimNotRunning
+from echolab.collector.audio import PlaybackResult, clip_duration
+from echolab.collector.sim.errors import EchoBusy, SimError, SimNotRunning
 
 CONTROL_TIMEOUT_S = 5.0
 
@@ -51,7 +51,7 @@ def echo_call(control_socket: Path | str, message: dict[str, Any],
 
 
 class SimulatedSink:
-    """An :class:`collector.audio.AudioOutput` whose listener is the simulated Echo."""
+    """An :class:`echolab.collector.audio.AudioOutput` whose listener is the simulated Echo."""
 
     backend = "sim"
 

@@ -2,7 +2,7 @@
 
 Where network namespaces cannot be made (no root), :func:`write_capture`
 draws a request's response from the same distributions as the live lab
-(:func:`collector.sim.model.draw_plan`) and writes the packets the gateway
+(:func:`echolab.collector.sim.model.draw_plan`) and writes the packets the gateway
 would have seen: the long-lived voice connection without its handshake
 (mid-connection sequence numbers, TCP timestamps), TLS 1.3 records split into
 MSS-sized segments with delayed ACKs, and for music a new connection to the
@@ -25,10 +25,10 @@ from typing import Any
 import dpkt
 import numpy as np
 
-from collector.sim import protocol as p
-from collector.sim.model import ResponsePlan, draw_plan, paced_records, upload_chunks
-from collector.sim.params import SimParams, load_params
-from collector.sim.topology import Topology
+from echolab.collector.sim import protocol as p
+from echolab.collector.sim.model import ResponsePlan, draw_plan, paced_records, upload_chunks
+from echolab.collector.sim.params import SimParams, load_params
+from echolab.collector.sim.topology import Topology
 
 TLS_OVERHEAD = 22  # TLS 1.3 AES-GCM record: 5-byte header + content type + 16-byte tag
 TS_OPTION_LEN = 12  # NOP NOP timestamp

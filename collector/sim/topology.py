@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 
-from collector.sim.errors import NamespaceUnavailable, SimError
+from echolab.collector.sim.errors import NamespaceUnavailable, SimError
 
 MTU = 1500
 OFFLOADS = ("tso", "gso", "gro", "tx", "rx")
@@ -83,7 +83,7 @@ def check_privileges() -> None:
     if os.geteuid() != 0:
         raise NamespaceUnavailable(
             "the simulated lab needs root to create network namespaces: run 'sudo echolab sim up', "
-            "or use the synthetic backend (collector.sim.synthetic), which needs no privileges")
+            "or use the synthetic backend (echolab.collector.sim.synthetic), which needs no privileges")
     if shutil.which("ethtool") is None:
         raise NamespaceUnavailable("the simulated lab needs ethtool to turn offloads off: apt-get install ethtool")
 

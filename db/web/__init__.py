@@ -1,2 +1,2 @@
 """The catalog's web pages: SQL views and canned queries, and the Datasette plugin
-that serves capture files and analysis reports (used by ``db.serve``)."""
+that serves capture files and analysis reports (used by ``echolab.db.serve``)."""

@@ -1,6 +1,6 @@
 """The Datasette plugin of the catalog's web pages.
 
-Registered in-process by ``db.serve.build_datasette`` (no entry point), it
+Registered in-process by ``echolab.db.serve.build_datasette`` (no entry point), it
 
 * creates the ``capture_list`` TEMP view on each read-only catalog connection
   (``CatalogDatabase`` makes Datasette list and render it like a stored view);
@@ -28,8 +28,8 @@ from datasette.database import Database
 from datasette.utils.asgi import AsgiFileDownload, Request, Response
 from markupsafe import Markup, escape
 
-from db.catalog import safe_name
-from db.web.queries import CAPTURE_LIST_SQL, CAPTURE_LIST_VIEW
+from echolab.db.catalog import safe_name
+from echolab.db.web.queries import CAPTURE_LIST_SQL, CAPTURE_LIST_VIEW
 
 PLUGIN_NAME = "echolab"
 DATABASE_NAME = "catalog"

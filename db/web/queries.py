@@ -1,7 +1,7 @@
 """The SQL behind the catalog's web pages: one view and the canned queries.
 
 The view is created as a TEMP view on each read-only connection (see
-``db.web.plugin``), so browsing never writes to the catalog and the schema
+``echolab.db.web.plugin``), so browsing never writes to the catalog and the schema
 stays the one in ``db/models.py``.
 """
 
@@ -44,7 +44,7 @@ ORDER BY cp.id, n.label
 """
 
 # Failed attempts grouped by the kind of failure: the text of the reason before
-# its first ':' ("no-response: ..." -> "no-response"), as db.checks counts them.
+# its first ':' ("no-response: ..." -> "no-response"), as echolab.db.checks counts them.
 FAILURES_BY_REASON_SQL = """
 SELECT coalesce(nullif(trim(CASE WHEN instr(reason, ':') > 0 THEN substr(reason, 1, instr(reason, ':') - 1)
                                  ELSE reason END), ''), 'unknown') AS reason,

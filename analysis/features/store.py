@@ -1,7 +1,7 @@
 """Feature records cached in the catalog, built in parallel.
 
 A record is keyed by what determines it: the capture's content (sha256), the
-extractor version and the device IP (``db.models.FeatureRow``). Building reads
+extractor version and the device IP (``echolab.db.models.FeatureRow``). Building reads
 every capture without a cached row, on ``n_jobs`` worker processes, with a
 progress bar; a capture that cannot be used (corrupt, cut short, empty, no TCP
 with the device) is stored with its reason in ``FeatureRow.error`` and skipped
@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 from sqlalchemy import select
 
-from analysis.features import EXTRACTOR_VERSION, CaptureRecord, FeatureError, extract_record
-from db.models import Capture, FeatureRow
+from echolab.analysis.features.sets import EXTRACTOR_VERSION, CaptureRecord, FeatureError, extract_record
+from echolab.db.models import Capture, FeatureRow
 
 if TYPE_CHECKING:
-    from db.catalog import Catalog
+    from echolab.db.catalog import Catalog
 
 BATCH = 50
 
@@ -84,7 +84,7 @@ def _run(jobs: list[tuple[str, str]], n_jobs: int) -> Iterator[tuple[dict | None
 def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from echolab.clitools import err_console
+    from echolab.cli.common import err_console
 
     return Progress(TextColumn("extracting features"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=err_console, disable=not enabled, transient=False)
@@ -191,7 +191,7 @@ def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: 
     (the transformer fitted on every usable capture)."""
     import pandas as pd
 
-    from analysis.features import load_dataset, make_transformer
+    from echolab.analysis.features.sets import load_dataset, make_transformer
 
     data = load_dataset(catalog, device_ip=device_ip, progress=progress, n_jobs=n_jobs)
     if not len(data):

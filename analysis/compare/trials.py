@@ -23,12 +23,12 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from sklearn.preprocessing import StandardScaler
 
-from analysis.models import ModelSpec
-from analysis.search import grid_search
+from echolab.analysis.compare.grids import ModelSpec
+from echolab.analysis.compare.search import grid_search
 from echolab.errors import EcholabError
 
 #: Bumped when a change here changes (or may change) trial results; part of every cache key.
-#: 2: the grid search is analysis.search.grid_search (GridSearchCV's results, less repeated work).
+#: 2: the grid search is echolab.analysis.compare.search.grid_search (GridSearchCV's results, less repeated work).
 PROTOCOL_VERSION = 2
 
 

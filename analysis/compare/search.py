@@ -12,7 +12,7 @@ integer ``random_state``), the same mean-over-folds scores, the same tie rule
 * fitting candidates that build the same model once: ``max_features="sqrt"``
   and ``"log2"`` both mean 4 features on 22 columns, and a tree only ever sees
   that count, so the forest's 4 candidates are 2 distinct models there;
-* fitting forests through :mod:`analysis.fastfit` (the same trees, built
+* fitting forests through :mod:`echolab.analysis.compare.fastfit` (the same trees, built
   with half the per-tree overhead);
 * splitting the folds once per trial instead of once per candidate;
 * skipping ``GridSearchCV``'s per-fit bookkeeping (timings, result tables,
@@ -34,8 +34,8 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import ParameterGrid
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
-from analysis import fastfit
-from analysis.fastfit import feature_count
+from echolab.analysis.compare import fastfit
+from echolab.analysis.compare.fastfit import feature_count
 
 #: Estimators whose trees resolve ``max_features`` to a feature count before building anything.
 _TREE_MODELS = (DecisionTreeClassifier, ExtraTreeClassifier, RandomForestClassifier, ExtraTreesClassifier)

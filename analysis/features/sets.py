@@ -2,9 +2,9 @@
 
 The expensive part, reading a capture, happens once per file in
 :func:`extract_record`: one streaming pass feeds tcptrace's per-connection
-statistics (:mod:`analysis.tcptrace`) and collects the server-to-device packet
+statistics (:mod:`echolab.analysis.features.tcptrace`) and collects the server-to-device packet
 sizes and times. The resulting :class:`CaptureRecord` is cached in the catalog
-(:mod:`analysis.featurestore`). The transformers then work on lists of records:
+(:mod:`echolab.analysis.features.store`). The transformers then work on lists of records:
 
 * :class:`TcptraceFeatures` - tcptrace's 35 per-direction statistics of the
   server-to-device direction (SYN/FIN counts as two columns, so 36), combined
@@ -33,14 +33,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from analysis.capture import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, CaptureError, ReadStats,
+from echolab.captures import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, CaptureError, ReadStats,
                               format_addr, iter_tcp, parse_addr)
-from analysis.histogram import learn_edges, normalized_histogram
-from analysis.tcptrace import Connection, Tracer, direction_stats
+from echolab.analysis.features.histogram import learn_edges, normalized_histogram
+from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats
 from echolab.errors import EcholabError
 
 if TYPE_CHECKING:
-    from db.catalog import Catalog
+    from echolab.db.catalog import Catalog
 
 #: Bump when extraction changes what a record holds; cached rows of other versions are ignored.
 EXTRACTOR_VERSION = "echolab-features-1"
@@ -488,7 +488,7 @@ def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: 
     capture's own ``device_ip``, else its campaign's device. Unusable captures
     are listed in ``Dataset.skipped`` with their reason.
     """
-    from analysis.featurestore import build_features
+    from echolab.analysis.features.store import build_features
 
     captures = catalog.captures(label=label, campaign=campaign)
     report = build_features(catalog, captures=captures, device_ip=device_ip, progress=progress, n_jobs=n_jobs)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from echolab.clitools import console, emit_rows, get_lab, key_value_table
+from echolab.cli.common import console, emit_rows, get_lab, key_value_table
 
 app = typer.Typer(help="Compare the study's six classifiers on the catalog's captures, and report.",
                   no_args_is_help=True)
@@ -26,7 +26,7 @@ class FitOn(str, Enum):
 
 
 def _open(ctx: typer.Context) -> Any:
-    from db.catalog import open_catalog
+    from echolab.db.catalog import open_catalog
 
     return open_catalog(get_lab(ctx))
 
@@ -76,8 +76,8 @@ def run_cmd(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when done.")] = True,
 ) -> None:
     """Run (or resume) the comparison; finished trials are cached in the catalog."""
-    from analysis import runner
-    from analysis.report import write_report
+    from echolab.analysis.compare import runner
+    from echolab.analysis.compare.report import write_report
 
     specs = [runner.FeatureSpec.parse(f) for f in features] if features else list(runner.study_features())
     if bins_sweep:
@@ -111,7 +111,7 @@ def ls_cmd(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List analysis runs, newest first."""
-    from analysis.runner import list_runs
+    from echolab.analysis.compare.runner import list_runs
 
     with _open(ctx) as cat:
         rows = [_run_row(r) for r in list_runs(cat)]
@@ -126,7 +126,7 @@ def show_cmd(
     run: Annotated[str, typer.Argument(help="Run name or id (see 'analyze ls').")],
 ) -> None:
     """Settings and accuracy table of one run."""
-    from analysis.runner import get_run
+    from echolab.analysis.compare.runner import get_run
 
     with _open(ctx) as cat:
         r = get_run(cat, run)
@@ -150,8 +150,8 @@ def report_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Folder to write (default: LAB/reports/RUN).")] = None,
 ) -> None:
     """Write the run's report: index.html, summary.md and the plots."""
-    from analysis.report import write_report
-    from analysis.runner import get_run
+    from echolab.analysis.compare.report import write_report
+    from echolab.analysis.compare.runner import get_run
 
     with _open(ctx) as cat:
         r = get_run(cat, run)

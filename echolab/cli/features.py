@@ -10,11 +10,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from analysis.features import FEATURE_SETS, describe_capture, make_transformer
-from analysis.featurestore import build_features, export_features
-from analysis.tcptrace import connection_rows
-from db.catalog import open_catalog
-from echolab.clitools import console, emit_rows, get_lab, key_value_table
+from echolab.analysis.features.sets import FEATURE_SETS, describe_capture, make_transformer
+from echolab.analysis.features.store import build_features, export_features
+from echolab.analysis.features.tcptrace import connection_rows
+from echolab.db.catalog import open_catalog
+from echolab.cli.common import console, emit_rows, get_lab, key_value_table
 
 app = typer.Typer(help="Extract the study's feature sets (tcptrace, histogram, combined).", no_args_is_help=True)
 

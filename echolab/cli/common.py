@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from echolab.lab import Lab, default_lab_path
+from echolab.labdir import LabDir, default_lab_path
 
 console = Console()
 err_console = Console(stderr=True)
@@ -30,10 +30,10 @@ class CliState:
     lab_path: Path
 
 
-def get_lab(ctx: typer.Context, *, create: bool = False) -> Lab:
-    """The lab named by ``--lab`` / ``ECHOLAB_LAB`` (see echolab.lab)."""
+def get_lab(ctx: typer.Context, *, create: bool = False) -> LabDir:
+    """The lab named by ``--lab`` / ``ECHOLAB_LAB`` (see echolab.labdir)."""
     state = ctx.find_object(CliState)
-    return Lab.open(state.lab_path if state else default_lab_path(), create=create)
+    return LabDir.open(state.lab_path if state else default_lab_path(), create=create)
 
 
 def emit_rows(

@@ -35,14 +35,14 @@ SUBDIRS = ("captures", "audio", "prompts", "reports", "logs", "tmp")
 
 
 @dataclass(frozen=True)
-class Lab:
+class LabDir:
     """One lab directory and its settings."""
 
     root: Path
     settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, root: Path | str, *, create: bool = False) -> "Lab":
+    def open(cls, root: Path | str, *, create: bool = False) -> "LabDir":
         """Open the lab at *root*; with ``create=True`` make it first.
 
         Raises :class:`LabError` when the directory does not exist (and

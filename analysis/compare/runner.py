@@ -36,10 +36,10 @@ import sklearn
 from sklearn.base import BaseEstimator, TransformerMixin
 from sqlalchemy import select
 
-from analysis import stats
-from analysis.features import FEATURE_SETS
-from analysis.models import ModelSpec, load_grids, select_models
-from analysis.protocol import (
+from echolab.analysis.compare import stats
+from echolab.analysis.features.sets import FEATURE_SETS
+from echolab.analysis.compare.grids import ModelSpec, load_grids, select_models
+from echolab.analysis.compare.trials import (
     PROTOCOL_VERSION,
     Split,
     TrialOutcome,
@@ -47,9 +47,9 @@ from analysis.protocol import (
     random_splits,
     run_trial,
 )
-from db.models import AnalysisRun, TrialResult, utcnow
+from echolab.db.models import AnalysisRun, TrialResult, utcnow
 from echolab.errors import EcholabError
-from prompts.classes import STUDY_CLASSES
+from echolab.prompts.classes import STUDY_CLASSES
 
 SPLIT_MODES = ("random", "campaign")
 FIT_SCOPES = ("all", "train")
@@ -139,7 +139,7 @@ def bins_sweep(bins: Iterable[int] = (5, 10, 15, 25, 50, 100, 200), acks: Iterab
 
 
 #: The study's feature-group ablations (random forest results in its text), by name.
-#: The option names are those of ``analysis.features.make_transformer``.
+#: The option names are those of ``echolab.analysis.features.make_transformer``.
 ABLATIONS: dict[str, FeatureSpec] = {
     "window_advertisement": FeatureSpec.of("window"),
     "data_amount": FeatureSpec.of("data_amount"),
@@ -223,8 +223,8 @@ def _take(records: Sequence[Any], idx: np.ndarray) -> Sequence[Any]:
 
 
 def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: bool = True) -> DataSource:
-    """The catalog's good captures, through the feature extraction of ``analysis.features``."""
-    from analysis import features
+    """The catalog's good captures, through the feature extraction of ``echolab.analysis.features.sets``."""
+    from echolab.analysis.features import sets as features
 
     ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress)
     if len(ds.y) == 0:
@@ -502,7 +502,7 @@ def run_analysis(
 ) -> RunResult:
     """Run (or resume) an analysis and store it in *catalog* as an ``AnalysisRun``.
 
-    *catalog* is an open ``db.catalog.Catalog``. *jobs* local worker processes
+    *catalog* is an open ``echolab.db.catalog.Catalog``. *jobs* local worker processes
     (default: every core; 1 runs in this process), or *cluster*: a Dask
     scheduler address or ``distributed.Client``. *on_trial* is called after
     each newly computed trial (after it is queued for storage). Ctrl-C (or an

@@ -11,14 +11,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from echolab.clitools import console, emit_rows, err_console, get_lab
+from echolab.cli.common import console, emit_rows, err_console, get_lab
 from echolab.errors import LabError
-from echolab.lab import Lab
-from prompts import nonsense
-from prompts.classes import STUDY_PER_CLASS
-from prompts.lists import read_lists, resolve_wake_word, validate_lists, load_prompts
-from prompts.speech import manifest_rows
-from prompts.synth import DEFAULT_WORKERS, synthesize_lab
+from echolab.labdir import LabDir
+from echolab.prompts import nonsense
+from echolab.prompts.classes import STUDY_PER_CLASS
+from echolab.prompts.lists import read_lists, resolve_wake_word, validate_lists, load_prompts
+from echolab.prompts.speech import manifest_rows
+from echolab.prompts.synth import DEFAULT_WORKERS, synthesize_lab
 
 app = typer.Typer(help="List, check and synthesize the voice prompts of each class.", no_args_is_help=True)
 
@@ -47,7 +47,7 @@ def _classes(values: list[str] | None) -> list[str] | None:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
-def _lab_if_any(ctx: typer.Context) -> Lab | None:
+def _lab_if_any(ctx: typer.Context) -> LabDir | None:
     """The lab, or None when its directory does not exist (shipped lists only)."""
     try:
         return get_lab(ctx)

@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from collector.audio import DurationClip
-from collector.sim import lab as simlab
-from collector.sim.params import load_params
-from collector.sim.synthetic import write_capture
-from echolab.clitools import console, key_value_table
+from echolab.collector.audio import DurationClip
+from echolab.collector.sim import lab as simlab
+from echolab.collector.sim.params import load_params
+from echolab.collector.sim.synthetic import write_capture
+from echolab.cli.common import console, key_value_table
 
 app = typer.Typer(help="The simulated lab: an Echo and an Alexa cloud in network namespaces.", no_args_is_help=True)
 

@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from echolab.clitools import console, get_lab
+from echolab.cli.common import console, get_lab
 from echolab.demo import QUICK_TRIALS, DemoSettings, run_demo
-from prompts.classes import STUDY_PER_CLASS
+from echolab.prompts.classes import STUDY_PER_CLASS
 
 app = typer.Typer(help="Run the whole toolkit on the simulated lab: collect, features, comparison, report.",
                   invoke_without_command=True)

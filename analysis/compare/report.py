@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
 
-from analysis.stats import format_p  # noqa: E402
-from db.models import AnalysisRun  # noqa: E402
+from echolab.analysis.compare.stats import format_p  # noqa: E402
+from echolab.db.models import AnalysisRun  # noqa: E402
 from echolab.errors import EcholabError  # noqa: E402
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -182,7 +182,7 @@ def _table1(s: dict[str, Any], study: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _ablations(s: dict[str, Any], study: dict[str, Any]) -> list[dict[str, Any]]:
     """Feature-group ablations in this run, with the study's random forest number for each."""
-    from analysis.runner import ABLATIONS
+    from echolab.analysis.compare.runner import ABLATIONS
 
     ref = study.get("ablations", {})
     present = {f["key"] for f in s["features"]}

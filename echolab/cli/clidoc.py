@@ -1,6 +1,6 @@
 """Generate docs/cli.md, the CLI reference, from the command tree itself.
 
-``python -m echolab.clidoc > docs/cli.md`` rewrites it; a test fails when the
+``python -m echolab.cli.clidoc > docs/cli.md`` rewrites it; a test fails when the
 committed page differs from what the code says, or when a command has no help.
 """
 
@@ -13,7 +13,7 @@ import typer
 
 HEADER = """# CLI reference
 
-Generated from the commands' own help by `python -m echolab.clidoc > docs/cli.md`;
+Generated from the commands' own help by `python -m echolab.cli.clidoc > docs/cli.md`;
 `tests/test_cli_docs.py` fails when this page and `echolab --help` disagree.
 Every command accepts `--help`.
 """

@@ -10,12 +10,12 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import Progress
 
-from db.catalog import Catalog, CatalogError, open_catalog
-from db.checks import catalog_stats, verify
-from db.segments import DEFAULT_GAP_S, DEFAULT_MIN_BYTES, DEFAULT_MIN_PACKETS
-from db.models import CaptureStatus
-from db.transfer import MANIFEST_COLUMNS, export_catalog, import_captures, manifest_rows
-from echolab.clitools import console, emit_rows, err_console, get_lab, key_value_table
+from echolab.db.catalog import Catalog, CatalogError, open_catalog
+from echolab.db.checks import catalog_stats, verify
+from echolab.db.segments import DEFAULT_GAP_S, DEFAULT_MIN_BYTES, DEFAULT_MIN_PACKETS
+from echolab.db.models import CaptureStatus
+from echolab.db.transfer import MANIFEST_COLUMNS, export_catalog, import_captures, manifest_rows
+from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table
 
 app = typer.Typer(help="Browse, check, import and export the lab's capture catalog.", no_args_is_help=True)
 
@@ -72,7 +72,7 @@ def show(
     packets: Annotated[int, typer.Option(help="How many packets to summarize (tshark dissection).")] = 20,
 ) -> None:
     """Every field of one capture and a packet summary of its file."""
-    from db.inspect import packet_summary
+    from echolab.db.inspect import packet_summary
 
     with _open(ctx) as cat:
         c = cat.get_capture(capture_id)
@@ -169,7 +169,7 @@ def import_cmd(
              "not imported, and the command exits 1.")] = None,
 ) -> None:
     """Import pcap/pcapng files, labelled by folder name, a manifest or a file-name pattern."""
-    from db.segments import SplitSpec
+    from echolab.db.segments import SplitSpec
 
     if expect is not None and split is None:
         raise typer.BadParameter("--expect needs --split")
@@ -209,7 +209,7 @@ def segments_cmd(
     json_: Annotated[bool, typer.Option("--json", help="Print the segments as JSON.")] = False,
 ) -> None:
     """Preview how a long capture would be cut into requests (no import): a table and a timeline plot."""
-    from db.segments import SplitSpec, plot_segments, split_capture
+    from echolab.db.segments import SplitSpec, plot_segments, split_capture
 
     result = split_capture(capture, SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes), device_ip)
     columns = ("request", "start", "offset_s", "duration_s", "packets", "bytes_out", "bytes_in")
@@ -260,7 +260,7 @@ def serve_cmd(
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a web browser on the catalog.")] = True,
 ) -> None:
     """Browse the catalog in a web browser (Datasette, read-only; SQLite catalogs only)."""
-    from db.serve import serve
+    from echolab.db.serve import serve
 
     def ready(url: str) -> None:
         typer.echo(f"Serving the catalog of {lab.root} at {url} (read-only; Ctrl-C stops)")

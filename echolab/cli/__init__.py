@@ -1,7 +1,7 @@
 """The ``echolab`` command: one root Typer app composed of each group's app.
 
 This module is the only place that knows the list of groups. Each group lives
-with the library it drives (``db.cli``, ``prompts.cli``, ...) and only parses
+with the library it drives (``echolab.cli.catalog``, ``echolab.cli.prompts``, ...) and only parses
 options, calls one library function and prints.
 """
 
@@ -14,9 +14,9 @@ import typer
 from typer.core import TyperGroup
 
 from echolab import __version__
-from echolab.clitools import CliState
+from echolab.cli.common import CliState
 from echolab.errors import EcholabError
-from echolab.lab import DEFAULT_LAB, LAB_ENV
+from echolab.labdir import DEFAULT_LAB, LAB_ENV
 
 
 class EcholabGroup(TyperGroup):
@@ -60,26 +60,26 @@ def root(
 
 
 def _compose() -> None:
-    from db.cli import app as catalog_app
+    from echolab.cli.catalog import app as catalog_app
 
     app.add_typer(catalog_app, name="catalog")
-    from collector.sim.cli import app as sim_app
+    from echolab.cli.sim import app as sim_app
 
     app.add_typer(sim_app, name="sim")
-    from prompts.cli import app as prompts_app
+    from echolab.cli.prompts import app as prompts_app
 
     app.add_typer(prompts_app, name="prompts")
-    from analysis.analyze_cli import app as analyze_app
+    from echolab.cli.analyze import app as analyze_app
 
     app.add_typer(analyze_app, name="analyze")
-    from analysis.features_cli import app as features_app
+    from echolab.cli.features import app as features_app
 
     app.add_typer(features_app, name="features")
-    from collector.cli import collect_app, doctor_app
+    from echolab.cli.collect import collect_app, doctor_app
 
     app.add_typer(collect_app, name="collect")
     app.add_typer(doctor_app, name="doctor")
-    from echolab.demo_cli import app as demo_app
+    from echolab.cli.demo import app as demo_app
 
     app.add_typer(demo_app, name="demo")
 

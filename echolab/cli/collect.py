@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from collector.audio import device_spec
-from collector.campaign import CollectSettings
-from echolab.clitools import console, emit_rows, get_lab
-from prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
+from echolab.collector.audio import device_spec
+from echolab.collector.campaign import CollectSettings
+from echolab.cli.common import console, emit_rows, get_lab
+from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
 
 collect_app = typer.Typer(help="Collect labelled captures unattended until every class reaches its target.",
                           invoke_without_command=True)
@@ -62,11 +62,11 @@ def collect(
 ) -> None:
     """Collect until every chosen class has the target of good captures; a rerun resumes."""
     if list_audio_devices:
-        from collector.audio import list_devices
+        from echolab.collector.audio import list_devices
 
         emit_rows(list_devices(), ("index", "name", "channels", "default_samplerate"), title="Sound outputs")
         return
-    from collector.run import collect as run_collect
+    from echolab.collector.run import collect as run_collect
 
     lab = get_lab(ctx, create=True)
     settings = CollectSettings(
@@ -101,7 +101,7 @@ def doctor(
     capture_tool: Annotated[str, typer.Option(help="dumpcap or tshark.")] = "dumpcap",
 ) -> None:
     """Check capture permission, the Echo's traffic, audio output, volume, speech and disk."""
-    from collector.doctor import run_doctor
+    from echolab.collector.doctor import run_doctor
 
     lab = get_lab(ctx, create=True)
     checks = run_doctor(lab, interface=interface, device_ip=device_ip, audio_device=device_spec(audio_device),

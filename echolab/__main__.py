@@ -1,0 +1,5 @@
+"""`python -m echolab`: the echolab command."""
+
+from echolab.cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""`python -m echolab.cli`: the echolab command."""
+
+from echolab.cli import main
+
+main()
