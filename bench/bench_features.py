@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from echolab.captures import iter_tcp  # noqa: E402
+from echolab.captures.reader import iter_tcp  # noqa: E402
 from echolab.analysis.features.sets import FEATURE_SETS, extract_record, make_transformer  # noqa: E402
 from echolab.analysis.features.store import _run  # noqa: E402
 
@@ -152,7 +152,7 @@ def pyshark_one(path: Path) -> int:
 def peak_rss_mb(code: str) -> float:
     """Peak RSS (MB) of a fresh interpreter running *code* (after imports)."""
     script = ("import resource, sys; sys.path.insert(0, %r)\n"
-              "from echolab.captures import iter_tcp\nfrom echolab.analysis.features.sets import extract_record\n"
+              "from echolab.captures.reader import iter_tcp\nfrom echolab.analysis.features.sets import extract_record\n"
               "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n%s\n"
               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base)") % (str(ROOT), code)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from echolab.captures import CaptureError, ReadStats, read_packets
+from echolab.captures.reader import CaptureError, ReadStats, read_packets
 from echolab.collector.backends import Backend
 from echolab.collector.live import LiveCapture
 from echolab.collector.recorder import CaptureProcess, CaptureToolError, kill_stale

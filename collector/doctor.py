@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from echolab.captures import ReadStats, read_packets
+from echolab.captures.reader import ReadStats, read_packets
 from echolab.collector.recorder import CaptureProcess, CaptureToolError
 from echolab.errors import EcholabError
 from echolab.labdir import LabDir

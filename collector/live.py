@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from echolab.captures import (
+from echolab.captures.reader import (
     T_DATA_LEN,
     T_DST,
     T_SRC,

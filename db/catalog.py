@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from echolab.captures import CaptureError, summarize
+from echolab.captures.reader import CaptureError, summarize
 from echolab.db.files import place_file, sha256_file
 from echolab.db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, Prompt, utcnow
 from echolab.errors import EcholabError

@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from echolab.captures import ReadStats, read_packets
+from echolab.captures.reader import ReadStats, read_packets
 
 
 def packet_summary(path: Path, *, limit: int = 20, device_ip: str | None = None) -> Group:

@@ -16,11 +16,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import select
 
-from echolab.captures import CaptureError
+from echolab.captures.reader import CaptureError
 from echolab.db.catalog import Catalog, CatalogError
 from echolab.db.files import is_capture_name, sha256_file
 from echolab.db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus
-from echolab.db.segments import DeviceGuess, SplitError, SplitSpec, split_capture, write_pieces
+from echolab.captures.split import DeviceGuess, SplitError, SplitSpec, split_capture, write_pieces
 
 MANIFEST_COLUMNS = (
     "id", "label", "status", "campaign", "path", "sha256", "size_bytes", "packet_count",

@@ -285,7 +285,7 @@ def delete_frames(src: Path, dst: Path, frames: Sequence[int]) -> Path:
 
 def retransmitted_originals(path: Path, sport: int) -> list[int]:
     """1-based frame numbers of data segments from *sport* whose sequence number is sent again later."""
-    from echolab.captures import T_DATA_LEN, T_SEQ, T_SPORT, iter_tcp
+    from echolab.captures.reader import T_DATA_LEN, T_SEQ, T_SPORT, iter_tcp
 
     first_seen: dict[int, int] = {}
     originals: list[int] = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from echolab.captures import CHUNK, CaptureError, ReadStats, iter_tcp
+from echolab.captures.reader import CHUNK, CaptureError, ReadStats, iter_tcp
 from pcaps import synthetic_session
 
 pytestmark = pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap (wireshark-common) is not installed")

@@ -11,7 +11,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from echolab.captures import CaptureError, ReadStats, iter_tcp, read_packets, summarize
+from echolab.captures.reader import CaptureError, ReadStats, iter_tcp, read_packets, summarize
 from pcaps import synthetic_session, tcp_packet, write_pcap
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")

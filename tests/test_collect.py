@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from echolab.captures import read_packets
+from echolab.captures.reader import read_packets
 from echolab.collector.backends import EchoBackend
 from echolab.collector.campaign import CampaignPaused, CampaignRunner, CollectSettings
 from echolab.collector.run import SpeechSource, create_campaign

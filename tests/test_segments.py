@@ -31,7 +31,7 @@ from echolab.collector.sim.topology import Topology
 from echolab.db.catalog import Catalog
 from echolab.db.files import sha256_file
 from echolab.db.models import Capture
-from echolab.db.segments import (
+from echolab.captures.split import (
     SplitError, SplitSpec, detect_device, find_segments, load_timeline, split_capture, write_pieces,
 )
 from echolab.db.transfer import label_from_name
@@ -154,7 +154,7 @@ def test_bad_split_settings(text: str, message: str) -> None:
 
 def test_pieces_copy_records_unchanged(weather: LongCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every source record in a segment's range, byte for byte and with its time, and no other."""
-    monkeypatch.setattr("echolab.db.segments.MAX_OPEN", 2)  # pieces are closed and reopened while writing
+    monkeypatch.setattr("echolab.captures.split.MAX_OPEN", 2)  # pieces are closed and reopened while writing
     for fmt in ("pcapng", "nsecpcap"):
         source = tmp_path / f"source.{fmt}"
         subprocess.run(["editcap", "-F", fmt, str(weather.path), str(source)], check=True, capture_output=True)

@@ -21,7 +21,7 @@ import dpkt
 import pytest
 from typer.testing import CliRunner
 
-from echolab.captures import read_packets
+from echolab.captures.reader import read_packets
 from echolab.collector.audio import AudioOutput, DurationClip
 from echolab.collector.sim import SimLab, down, status
 from echolab.collector.sim.topology import Topology

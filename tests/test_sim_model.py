@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from echolab.captures import ReadStats, read_packets
+from echolab.captures.reader import ReadStats, read_packets
 from echolab.collector.audio import AudioOutput, AudioOutputError, DurationClip, SounddeviceOutput, clip_duration, \
     clip_samples, clip_from_wav
 from echolab.collector.sim import NamespaceUnavailable, SimNotRunning, SimulatedSink

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from echolab.captures import ReadStats, iter_tcp
+from echolab.captures.reader import ReadStats, iter_tcp
 from echolab.analysis.features.tcptrace import Direction, Tracer
 from pcaps import Scenario, loss_rules, make_capture, netns_available, synthetic_session, tcp_packet, write_pcap
 from test_tcptrace_oracle import random_trace

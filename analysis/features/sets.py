@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from echolab.captures import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, CaptureError, ReadStats,
+from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, CaptureError, ReadStats,
                               format_addr, iter_tcp, parse_addr)
 from echolab.analysis.features.histogram import learn_edges, normalized_histogram
 from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats

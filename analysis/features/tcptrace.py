@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from echolab.captures import ReadStats, format_addr, iter_tcp
+from echolab.captures.reader import ReadStats, format_addr, iter_tcp
 
 M32 = 0xFFFFFFFF
 M64 = 0xFFFFFFFFFFFFFFFF
@@ -386,7 +386,7 @@ class Tracer:
             self.add(pkt)
 
     def add(self, pkt: tuple) -> None:  # noqa: C901 - the fast path, inline because it runs per packet
-        """Account one packet (a TcpTuple of :func:`echolab.captures.iter_tcp`).
+        """Account one packet (a TcpTuple of :func:`echolab.captures.reader.iter_tcp`).
 
         An ACK (PSH allowed; no SYN, FIN, RST, URG) of a known 4-tuple within
         the re-use idle limit, with no options or only timestamps and a
@@ -685,7 +685,7 @@ class Tracer:
 def trace_capture(path: Path | str, stats: ReadStats | None = None) -> list[Connection]:
     """Every TCP connection of the capture at *path*, with tcptrace's statistics.
 
-    Raises :class:`echolab.captures.CaptureError` for a file that is not a capture.
+    Raises :class:`echolab.captures.reader.CaptureError` for a file that is not a capture.
     """
     stats = stats if stats is not None else ReadStats()
     tracer = Tracer()
@@ -783,7 +783,7 @@ def connection_rows(path: Path | str, device_ip: str | None = None) -> list[dict
     With *device_ip*, each row also says which column is server-to-device
     (``s2d``: "a2b", "b2a" or "" when the device is not an endpoint).
     """
-    from echolab.captures import parse_addr
+    from echolab.captures.reader import parse_addr
 
     device = parse_addr(device_ip) if device_ip else None
     rows = []

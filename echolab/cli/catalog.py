@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from echolab.db.catalog import Catalog, CatalogError, open_catalog
 from echolab.db.checks import catalog_stats, verify
-from echolab.db.segments import DEFAULT_GAP_S, DEFAULT_MIN_BYTES, DEFAULT_MIN_PACKETS
+from echolab.captures.split import DEFAULT_GAP_S, DEFAULT_MIN_BYTES, DEFAULT_MIN_PACKETS
 from echolab.db.models import CaptureStatus
 from echolab.db.transfer import MANIFEST_COLUMNS, export_catalog, import_captures, manifest_rows
 from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table
@@ -169,7 +169,7 @@ def import_cmd(
              "not imported, and the command exits 1.")] = None,
 ) -> None:
     """Import pcap/pcapng files, labelled by folder name, a manifest or a file-name pattern."""
-    from echolab.db.segments import SplitSpec
+    from echolab.captures.split import SplitSpec
 
     if expect is not None and split is None:
         raise typer.BadParameter("--expect needs --split")
@@ -209,7 +209,7 @@ def segments_cmd(
     json_: Annotated[bool, typer.Option("--json", help="Print the segments as JSON.")] = False,
 ) -> None:
     """Preview how a long capture would be cut into requests (no import): a table and a timeline plot."""
-    from echolab.db.segments import SplitSpec, plot_segments, split_capture
+    from echolab.captures.split import SplitSpec, plot_segments, split_capture
 
     result = split_capture(capture, SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes), device_ip)
     columns = ("request", "start", "offset_s", "duration_s", "packets", "bytes_out", "bytes_in")

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, Iterator, Sequence
 
 import numpy as np
 
-from echolab.captures import (
+from echolab.captures.reader import (
     read_pcap_header,
     MAX_RECORD, PCAP_MAGICS, PCAPNG_MAGIC, TCP_ACK, TCP_SYN, CaptureError, ReadStats, _pcapng_iface, read_packets,
 )
