@@ -9,15 +9,17 @@ import csv
 import io
 import json
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from echolab.labdir import LabDir, default_lab_path
+from echolab.progress import ProgressCallback
 
 console = Console()
 err_console = Console(stderr=True)
@@ -68,3 +70,29 @@ def key_value_table(pairs: Iterable[tuple[str, Any]], title: str | None = None) 
     for key, value in pairs:
         table.add_row(key, "" if value is None else str(value))
     return table
+
+
+@contextmanager
+def rich_progress(*, enabled: bool = True, transient: bool = False) -> Iterator[ProgressCallback | None]:
+    """A rich progress bar per task, as the library's ``progress`` callback.
+
+    Yields ``None`` when *enabled* is false (``--no-progress``), so the library
+    reports nothing.
+    """
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=err_console, transient=transient)
+    tasks: dict[str, Any] = {}
+
+    def update(task: str, done: int, total: int | None) -> None:
+        if task not in tasks:
+            tasks[task] = bars.add_task(task, total=total)
+        bars.update(tasks[task], completed=done, total=total)
+
+    with bars:
+        yield update
