@@ -19,14 +19,22 @@ Every command accepts `--help`.
 """
 
 
+def subcommands(command: Any) -> dict[str, Any]:
+    """A group's commands by name, loading the groups the root loads on demand."""
+    if not hasattr(command, "list_commands"):
+        return {}
+    ctx = typer.Context(command)
+    return {name: command.get_command(ctx, name) for name in command.list_commands(ctx)}
+
+
 def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
     """Every command of the tree, depth first, groups before their commands."""
     yield path, command
-    for name in sorted(getattr(command, "commands", {}) or {}):
-        sub = command.commands[name]
-        if getattr(sub, "hidden", False):
+    subs = subcommands(command)
+    for name in sorted(subs):
+        if getattr(subs[name], "hidden", False):
             continue
-        yield from walk(sub, (*path, name))
+        yield from walk(subs[name], (*path, name))
 
 
 def _param_line(param: Any) -> str | None:
@@ -59,7 +67,7 @@ def render(app: typer.Typer) -> str:
         lines = [line for p in cmd.params if (line := _param_line(p))]
         if lines:
             out.append("\n" + "\n".join(lines) + "\n")
-        subs = sorted(getattr(cmd, "commands", {}) or {})
+        subs = sorted(subcommands(cmd))
         if subs:
             out.append("\nCommands: " + ", ".join(f"`{s}`" for s in subs) + ".\n")
     return "".join(out)
