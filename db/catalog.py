@@ -11,18 +11,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from echolab.captures.reader import CaptureError, summarize
 from echolab.db.files import place_file, sha256_file
-from echolab.db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, Prompt, utcnow
+from echolab.db.models import (SCHEMA_REVISION, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device,
+                               Prompt, utcnow)
 from echolab.errors import EcholabError
 from echolab.labdir import LabDir
 
@@ -37,7 +33,9 @@ class UnknownCaptureError(CatalogError):
     pass
 
 
-def _alembic_config() -> Config:
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
@@ -69,8 +67,27 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _current_revision(engine: Engine) -> str | None:
+    """The catalog's schema revision, read without Alembic (``None`` when it cannot be read)."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None
+
+
 def migrate(engine: Engine) -> str:
-    """Bring the catalog's schema up to date; refuse a schema newer than this echolab."""
+    """Bring the catalog's schema up to date; refuse a schema newer than this echolab.
+
+    A catalog already at :data:`~echolab.db.models.SCHEMA_REVISION` is opened without
+    loading Alembic (most opens: it saves a third of a second on every command)."""
+    if _current_revision(engine) == SCHEMA_REVISION:
+        return SCHEMA_REVISION
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
     cfg = _alembic_config()
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()

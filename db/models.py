@@ -18,6 +18,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: The newest schema revision (the head of db/migrations/versions). A catalog at this
+#: revision opens without loading Alembic; a test checks that it is Alembic's head.
+SCHEMA_REVISION = "0001"
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 

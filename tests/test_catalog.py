@@ -186,6 +186,16 @@ def test_migrations_match_models(lab: LabDir) -> None:
     assert diff == []
 
 
+def test_schema_revision_is_the_migrations_head() -> None:
+    """Catalogs at SCHEMA_REVISION open without Alembic, so it must be the newest migration."""
+    from alembic.script import ScriptDirectory
+
+    from echolab.db.catalog import MIGRATIONS
+    from echolab.db.models import SCHEMA_REVISION
+
+    assert ScriptDirectory(str(MIGRATIONS)).get_current_head() == SCHEMA_REVISION
+
+
 def test_failed_insert_leaves_no_file(lab: LabDir, class_folders: Path) -> None:
     with Catalog.open(lab) as cat:
         camp = cat.create_campaign("c1", backend="sim")
