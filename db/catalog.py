@@ -112,24 +112,22 @@ def migrate(engine: Engine) -> str:
     cfg = _alembic_config()
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()
-    _write.begin = True  # a migration is a write: take the lock up front
     try:
-        with engine.begin() as conn:
-            _write.begin = False
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+        with engine.connect() as conn:  # a read: opening a current catalog never waits for a writer
             current = MigrationContext.configure(conn).get_current_revision()
-            if current is not None:
-                try:
-                    script.get_revision(current)
-                except CommandError:
-                    raise CatalogError(
-                        f"the catalog has schema revision {current}, newer than this echolab "
-                        f"knows (up to {head}); upgrade echolab to open it"
-                    )
-            if current != head:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+            conn.rollback()
+        _check_known(script, current, head)
+        if current != head:
+            _write.begin = True  # a migration is a write: take the lock up front, then look again
+            with engine.begin() as conn:
+                _write.begin = False
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+                current = MigrationContext.configure(conn).get_current_revision()
+                _check_known(script, current, head)
+                if current != head:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
     except CatalogError:
         raise
     except SQLAlchemyError as exc:
@@ -137,6 +135,18 @@ def migrate(engine: Engine) -> str:
     finally:
         _write.begin = False
     return head or ""
+
+
+def _check_known(script: ScriptDirectory, current: str | None, head: str | None) -> None:
+    if current is None:
+        return
+    try:
+        script.get_revision(current)
+    except CommandError:
+        raise CatalogError(
+            f"the catalog has schema revision {current}, newer than this echolab "
+            f"knows (up to {head}); upgrade echolab to open it"
+        ) from None
 
 
 def _short(exc: Exception) -> str:
