@@ -319,17 +319,30 @@ def discard(
 def serve_cmd(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8001,
-    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        help="Address to listen on (127.0.0.1: this machine only). Any other address serves the captures to the "
+             "network and needs a token, printed once in the URL, unless --no-auth.")] = "127.0.0.1",
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a web browser on the catalog.")] = True,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="On a non-loopback --host: serve without a token (anyone who can reach it sees the "
+                          "captures).")] = False,
 ) -> None:
     """Browse the catalog in a web browser (Datasette, read-only; SQLite catalogs only)."""
-    from echolab.db.serve import serve
+    from echolab.db.serve import is_loopback, serve
 
     def ready(url: str) -> None:
         typer.echo(f"Serving the catalog of {lab.root} at {url} (read-only; Ctrl-C stops)")
+        if is_loopback(host):
+            return
+        if no_auth:
+            typer.echo(f"No token (--no-auth): anyone who can reach {host}:{port} can read and download every "
+                       "capture of this lab.")
+        else:
+            typer.echo(f"Listening on {host}, beyond this machine: every request needs the token in the URL above "
+                       "(open it once; the browser keeps it). It is shown only now.")
 
     lab = get_lab(ctx)
-    serve(lab, host=host, port=port, open_browser=open_browser, on_ready=ready)
+    serve(lab, host=host, port=port, open_browser=open_browser, on_ready=ready, no_auth=no_auth)
 
 
 __all__ = ["app", "CatalogError", "CaptureStatus"]
