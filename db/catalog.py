@@ -54,7 +54,7 @@ class CatalogBusyError(CatalogError):
 
 DEFAULT_LOCK_TIMEOUT_S = 60.0  # how long a writer waits for another one (lab setting catalog_lock_timeout_s)
 PG_LOCK_KEY = 0x6563686F  # "echo": the advisory lock every writer of a PostgreSQL catalog takes
-HOLDER_FILE = "catalog-writer.json"  # in the lab's tmp/: who took the write lock last (SQLite)
+HOLDER_FILE = "catalog-writer.json"  # in the lab's tmp/ while a process holds the write lock (SQLite)
 _write = threading.local()  # set while a write transaction begins, so BEGIN takes the lock up front
 
 
@@ -247,6 +247,7 @@ class Catalog:
             raise
         finally:
             self._depth = 0
+            self._release_holder()
         done, self._after_commit, self._placed = self._after_commit, [], []
         for path, checked in done:
             if checked:
@@ -287,6 +288,17 @@ class Catalog:
             os.replace(tmp, path)
         except OSError:
             pass  # a read-only lab directory: the waiting writer is told less
+
+    def _release_holder(self) -> None:
+        """The lock is released: remove the note, unless the next writer has already written its own."""
+        if self.engine.dialect.name == "postgresql":
+            return
+        path = self.lab.tmp_dir / HOLDER_FILE
+        try:
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
 
     def _holder(self) -> str:
         """Which process holds the lab's write lock, as far as can be told."""
