@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-
 from echolab.captures.reader import CaptureError
 from echolab.db.catalog import Catalog, CatalogError, DuplicateCaptureError
 from echolab.db.files import is_capture_name, sha256_file
