@@ -5,20 +5,26 @@ Every change is one transaction; files are placed before rows point at them.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
+import sys
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Engine, create_engine, event, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, create_engine, delete, event, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from echolab.captures.reader import CaptureError, summarize
 from echolab.db.files import place_file, sha256_file
-from echolab.db.models import (SCHEMA_REVISION, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device,
-                               Prompt, utcnow)
+from echolab.db.models import (
+    SCHEMA_REVISION, AnalysisRun, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, FeatureRow, Prompt, utcnow,
+)
 from echolab.errors import EcholabError
 from echolab.labdir import LabDir
 
@@ -33,6 +39,20 @@ class UnknownCaptureError(CatalogError):
     pass
 
 
+class DuplicateCaptureError(CatalogError):
+    """The catalog already holds a capture with this content (``add_capture(..., unique=True)``)."""
+
+
+class CatalogBusyError(CatalogError):
+    """Another process held the catalog's write lock for longer than the lock timeout."""
+
+
+DEFAULT_LOCK_TIMEOUT_S = 60.0  # how long a writer waits for another one (lab setting catalog_lock_timeout_s)
+PG_LOCK_KEY = 0x6563686F  # "echo": the advisory lock every writer of a PostgreSQL catalog takes
+HOLDER_FILE = "catalog-writer.json"  # in the lab's tmp/ while a process holds the write lock (SQLite)
+_write = threading.local()  # set while a write transaction begins, so BEGIN takes the lock up front
+
+
 def _alembic_config() -> Any:
     from alembic.config import Config
 
@@ -41,37 +61,56 @@ def _alembic_config() -> Any:
     return cfg
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    # The driver's own transaction handling is off (it would run DDL outside any
-    # transaction): SQLAlchemy emits BEGIN itself (_sqlite_begin), so a migration
-    # interrupted half-way leaves no half-made schema.
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.close()
+def _sqlite_connect(timeout_ms: int) -> Any:
+    def connect(dbapi_conn: Any, _record: Any) -> None:
+        # The driver's own transaction handling is off (it would run DDL outside any
+        # transaction): SQLAlchemy emits BEGIN itself (_sqlite_begin), so a migration
+        # interrupted half-way leaves no half-made schema.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={timeout_ms}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.close()
+    return connect
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A write takes the lock when it begins (IMMEDIATE), waiting up to the busy
+    # timeout for another writer; a deferred transaction that turns into a write
+    # later fails at once instead of waiting. Reads begin deferred and never block.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(_write, "begin", False) else "BEGIN")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for *url*; SQLite gets WAL, foreign keys, a busy timeout and transactional DDL."""
+def _process_name() -> str:
+    """This process in a few words: its id and command line (what a waiting writer is told)."""
+    argv = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)) or "python"
+    return f"pid {os.getpid()} on {socket.gethostname()} ({argv[:120]})"
+
+
+def make_engine(url: str, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Engine:
+    """An engine for *url*; SQLite gets WAL, foreign keys, a busy timeout and transactional DDL.
+
+    A PostgreSQL connection names its process (``application_name``), so a
+    writer left waiting can say who holds the catalog.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_connect)
+        engine = create_engine(url, connect_args={"timeout": lock_timeout_s})
+        event.listen(engine, "connect", _sqlite_connect(int(lock_timeout_s * 1000)))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    args = {"application_name": f"echolab {_process_name()}"[:63]} if "psycopg" in url or url.startswith(
+        "postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=args)
 
 
 def _current_revision(engine: Engine) -> str | None:
     """The catalog's schema revision, read without Alembic (``None`` when it cannot be read)."""
     try:
         with engine.connect() as conn:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            conn.rollback()
+            return revision
     except SQLAlchemyError:
         return None
 
@@ -86,30 +125,47 @@ def migrate(engine: Engine) -> str:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
-    from alembic.util.exc import CommandError
 
     cfg = _alembic_config()
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()
     try:
-        with engine.begin() as conn:
+        with engine.connect() as conn:  # a read: opening a current catalog never waits for a writer
             current = MigrationContext.configure(conn).get_current_revision()
-            if current is not None:
-                try:
-                    script.get_revision(current)
-                except CommandError:
-                    raise CatalogError(
-                        f"the catalog has schema revision {current}, newer than this echolab "
-                        f"knows (up to {head}); upgrade echolab to open it"
-                    )
-            if current != head:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+            conn.rollback()
+        _check_known(script, current, head)
+        if current != head:
+            _write.begin = True  # a migration is a write: take the lock up front, then look again
+            with engine.begin() as conn:
+                _write.begin = False
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+                current = MigrationContext.configure(conn).get_current_revision()
+                _check_known(script, current, head)
+                if current != head:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
     except CatalogError:
         raise
     except SQLAlchemyError as exc:
         raise CatalogError(f"cannot open the catalog at {engine.url!r}: {_short(exc)}") from exc
+    finally:
+        _write.begin = False
     return head or ""
+
+
+def _check_known(script: Any, current: str | None, head: str | None) -> None:
+    from alembic.util.exc import CommandError
+
+    if current is None:
+        return
+    try:
+        script.get_revision(current)
+    except CommandError:
+        raise CatalogError(
+            f"the catalog has schema revision {current}, newer than this echolab "
+            f"knows (up to {head}); upgrade echolab to open it"
+        ) from None
 
 
 def _short(exc: Exception) -> str:
@@ -128,10 +184,14 @@ def safe_name(text: str) -> str:
 class Catalog:
     """One lab's catalog. Use as a context manager; it closes its session."""
 
-    def __init__(self, lab: LabDir, engine: Engine):
+    def __init__(self, lab: LabDir, engine: Engine, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
         self.lab = lab
         self.engine = engine
+        self.lock_timeout_s = lock_timeout_s
         self.session = Session(engine, expire_on_commit=False)
+        self._depth = 0  # nesting of transaction()
+        self._placed: list[Path] = []  # files placed in the lab by the open transaction
+        self._after_commit: list[tuple[Path, bool]] = []  # (file, only if no row uses it) to remove on commit
 
     @classmethod
     def open(cls, lab: LabDir, url: str | None = None) -> "Catalog":
@@ -147,11 +207,15 @@ class Catalog:
                 if head and not head.startswith(b"SQLite format 3"):
                     raise CatalogError(f"{db_path} is not a SQLite catalog (unreadable or damaged)")
         try:
-            engine = make_engine(url)
+            timeout = float(lab.setting("catalog_lock_timeout_s", DEFAULT_LOCK_TIMEOUT_S))
+        except (TypeError, ValueError):
+            raise CatalogError("catalog_lock_timeout_s in echolab.toml must be a number of seconds") from None
+        try:
+            engine = make_engine(url, timeout)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise CatalogError(f"bad catalog URL {url!r}: {_short(exc)}") from exc
         migrate(engine)
-        return cls(lab, engine)
+        return cls(lab, engine, timeout)
 
     def close(self) -> None:
         self.session.close()
@@ -167,18 +231,138 @@ class Catalog:
     def transaction(self) -> Iterator[Session]:
         """One unit of change: committed when the block ends, rolled back on error.
 
-        A database failure (disk full, locked, a constraint) becomes a
-        :class:`CatalogError`; nothing of the unit is kept.
+        The write lock is taken when the unit begins (SQLite: ``BEGIN
+        IMMEDIATE``; PostgreSQL: an advisory lock), so writers in several
+        processes wait their turn instead of failing half-way; a wait longer
+        than the lab's ``catalog_lock_timeout_s`` raises
+        :class:`CatalogBusyError` naming the process that holds the lab. A
+        block inside another one joins it. A database failure (disk full, a
+        constraint) becomes a :class:`CatalogError`; nothing of the unit is
+        kept, and files placed in the lab for it are removed.
         """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.session
+            finally:
+                self._depth -= 1
+            return
+        try:
+            if self.session.in_transaction():  # a read snapshot: end it, so the write sees the latest data
+                self.session.commit()
+            self._lock()
+        except SQLAlchemyError as exc:
+            self.session.rollback()
+            raise CatalogError(f"the catalog could not be changed: {_short(exc)}") from exc
+        self._depth = 1
         try:
             yield self.session
             self.session.commit()
         except SQLAlchemyError as exc:
-            self.session.rollback()
+            self._abort()
             raise CatalogError(f"the catalog could not be changed: {_short(exc)}") from exc
         except BaseException:
-            self.session.rollback()
+            self._abort()
             raise
+        finally:
+            self._depth = 0
+            self._release_holder()
+        done, self._after_commit, self._placed = self._after_commit, [], []
+        for path, checked in done:
+            if checked:
+                self._remove_unreferenced(path)
+            else:
+                path.unlink(missing_ok=True)
+
+    def _lock(self) -> None:
+        """Begin the session's transaction holding the write lock (waiting for it up to the timeout)."""
+        postgres = self.engine.dialect.name == "postgresql"
+        _write.begin = True
+        try:
+            self.session.connection()
+            if postgres:
+                self.session.execute(text(f"SET LOCAL lock_timeout = '{int(self.lock_timeout_s * 1000)}ms'"))
+                self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+        except OperationalError as exc:
+            self.session.rollback()
+            message = str(exc.orig or exc).lower()
+            if "locked" in message or "lock timeout" in message or "busy" in message:
+                raise CatalogBusyError(
+                    f"the catalog stayed locked for {self.lock_timeout_s:g} s: {self._holder()} is writing to "
+                    f"the lab; try again when it is done (or raise catalog_lock_timeout_s in echolab.toml)"
+                ) from exc
+            raise
+        finally:
+            _write.begin = False
+        if not postgres:
+            self._note_holder()
+
+    def _note_holder(self) -> None:
+        """Write who holds the SQLite write lock now, for a writer that waits in vain."""
+        try:
+            path = self.lab.tmp_dir / HOLDER_FILE
+            tmp = path.with_name(f"{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps({"pid": os.getpid(), "process": _process_name(),
+                                       "since": utcnow().isoformat(timespec="seconds")}))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only lab directory: the waiting writer is told less
+
+    def _release_holder(self) -> None:
+        """The lock is released: remove the note, unless the next writer has already written its own."""
+        if self.engine.dialect.name == "postgresql":
+            return
+        path = self.lab.tmp_dir / HOLDER_FILE
+        try:
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def _holder(self) -> str:
+        """Which process holds the lab's write lock, as far as can be told."""
+        if self.engine.dialect.name == "postgresql":
+            try:
+                with self.engine.connect() as conn:
+                    row = conn.execute(text(
+                        "SELECT a.pid, a.application_name, a.xact_start FROM pg_locks l "
+                        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                        "AND l.objid = :key"), {"key": PG_LOCK_KEY}).first()
+                    conn.rollback()
+            except SQLAlchemyError:
+                row = None
+            if row is None:
+                return "another process"
+            return f"{row.application_name or 'a client'} (server pid {row.pid}, since {row.xact_start:%H:%M:%S})"
+        try:
+            info = json.loads((self.lab.tmp_dir / HOLDER_FILE).read_text())
+        except (OSError, ValueError):
+            return "another process (it did not say which)"
+        alive = True
+        try:
+            os.kill(int(info["pid"]), 0)
+        except ProcessLookupError:
+            alive = False
+        except (OSError, ValueError, KeyError):
+            pass
+        state = f"since {info.get('since', '?')}" if alive else "which has ended; another process holds it now"
+        return f"{info.get('process', 'another process')} ({state})"
+
+    def _abort(self) -> None:
+        """Roll back and remove the files this transaction placed (unless a committed row uses them)."""
+        self.session.rollback()
+        placed, self._placed, self._after_commit = self._placed, [], []
+        for path in placed:
+            self._remove_unreferenced(path)
+
+    def _remove_unreferenced(self, path: Path) -> None:
+        try:
+            used = self.session.scalar(select(Capture.id).where(Capture.path == self.lab.relative(path)).limit(1))
+            self.session.rollback()
+        except SQLAlchemyError:
+            return
+        if used is None:
+            path.unlink(missing_ok=True)
 
     # -- devices, campaigns, prompts ------------------------------------------------
 
@@ -286,16 +470,21 @@ class Catalog:
         attempts: int = 1,
         server_addresses: Sequence[str] | None = None,
         source: dict[str, Any] | None = None,
+        unique: bool = False,
     ) -> Capture:
-        """Record one capture; place its file in the lab first (when there is one).
+        """Record one capture and place its file in the lab, in one transaction.
 
         Raises :class:`CaptureError` when *pcap* is not a readable capture. A
-        failed attempt without a file is recorded with ``pcap=None``.
+        failed attempt without a file is recorded with ``pcap=None``. A capture
+        asked to be ``ok`` that holds no packet, or none of *device_ip* (none
+        over TCP or UDP when no device is given), is kept as ``failed`` with the
+        reason. With *unique*, a capture whose sha256 the catalog holds raises
+        :class:`DuplicateCaptureError` (checked under the write lock, so two
+        importers of the same file never both add it).
         """
         CaptureStatus(status)
         fields: dict[str, Any] = {}
         dest: Path | None = None
-        placed_here = False
         if pcap is not None:
             pcap = Path(pcap)
             summary = summarize(pcap)
@@ -305,25 +494,61 @@ class Catalog:
                           path=self.lab.relative(dest))
             if server_addresses is None:
                 server_addresses = summary.server_addresses(device_ip) if device_ip else []
-            if not (dest.exists() and sha256_file(dest) == sha):  # else: placed by a run that crashed
-                place_file(pcap, dest)
-                placed_here = True
-        try:
-            with self.transaction() as s:
-                row = Capture(
-                    campaign_id=campaign.id, label=label, prompt_id=prompt.id if prompt else None,
-                    started_at=started_at, ended_at=ended_at, status=status, reason=reason,
-                    server_addresses=list(server_addresses or []), device_ip=device_ip, synthetic=synthetic,
-                    attempts=attempts, **fields, **(source or {}),
-                )
-                s.add(row)
-        except BaseException:
-            if placed_here and dest is not None:
-                dest.unlink(missing_ok=True)  # the source is still where it was
-            raise
-        if move and pcap is not None:
-            pcap.unlink(missing_ok=True)
+            empty = _emptiness(summary, device_ip)
+            if empty and status == CaptureStatus.ok.value:
+                status, reason = CaptureStatus.failed.value, empty
+        with self.transaction() as s:
+            if unique and pcap is not None and s.scalar(
+                    select(Capture.id).where(Capture.sha256 == fields["sha256"]).limit(1)) is not None:
+                raise DuplicateCaptureError(f"{pcap} is already in the catalog (same sha256)")
+            if dest is not None and not (dest.exists() and sha256_file(dest) == fields["sha256"]):
+                place_file(pcap, dest)  # else: placed by a run that crashed, or the same content elsewhere
+                self._placed.append(dest)
+            row = Capture(
+                campaign_id=campaign.id, label=label, prompt_id=prompt.id if prompt else None,
+                started_at=started_at, ended_at=ended_at, status=status, reason=reason,
+                server_addresses=list(server_addresses or []), device_ip=device_ip, synthetic=synthetic,
+                attempts=attempts, **fields, **(source or {}),
+            )
+            s.add(row)
+            if move and pcap is not None:
+                self._after_commit.append((pcap, False))
         return row
+
+    def source_pieces(self, source_sha256: str) -> list[Capture]:
+        """Every capture cut from the source file with this sha256 (any status), in time order."""
+        return list(self.session.scalars(
+            select(Capture).where(Capture.source_sha256 == source_sha256).order_by(Capture.source_start)))
+
+    def remove_captures(self, rows: Sequence[Capture], why: str) -> tuple[int, list[str]]:
+        """Delete *rows* for good (a re-cut replaces them), in the open transaction or one of its own.
+
+        Their cached features go with them (unless another capture has the
+        same content), and every analysis run that used one of them is marked
+        ``stale`` with *why*. Their files are removed once the change commits.
+        Returns (feature rows dropped, names of the runs marked stale).
+        """
+        ids = {r.id for r in rows}
+        if not ids:
+            return 0, []
+        with self.transaction() as s:
+            shas = {r.sha256 for r in rows if r.sha256}
+            kept = set(s.scalars(select(Capture.sha256).where(Capture.sha256.in_(shas), Capture.id.not_in(ids))))
+            dropped = 0
+            if shas - kept:
+                dropped = s.execute(delete(FeatureRow).where(FeatureRow.capture_sha256.in_(shas - kept))).rowcount or 0
+            stale = []
+            for run in s.scalars(select(AnalysisRun)):
+                used = sorted(ids & set(run.capture_ids or []))
+                if used:
+                    run.status = "stale"
+                    run.stale_reason = f"captures {', '.join(map(str, used))} {why}"
+                    stale.append(run.name)
+            for r in rows:
+                if r.path:
+                    self._after_commit.append((self.lab.root / r.path, True))
+                s.delete(r)
+        return dropped, stale
 
     def has_sha256(self, sha256: str) -> bool:
         return self.session.scalar(select(Capture.id).where(Capture.sha256 == sha256).limit(1)) is not None
@@ -376,6 +601,17 @@ class Catalog:
         return self.lab.root / capture.path if capture.path else None
 
 
+def _emptiness(summary: Any, device_ip: str | None) -> str | None:
+    """Why a capture cannot be a good one (no packets, no traffic of the device), or None."""
+    if not summary.packets:
+        return "empty: the capture holds no packets"
+    if device_ip and device_ip not in summary.addresses:
+        return f"no device traffic: no TCP or UDP packet from or to {device_ip}"
+    if not device_ip and not summary.addresses:
+        return "no device traffic: the capture holds no TCP or UDP packet"
+    return None
+
+
 def _is_pcapng(path: Path) -> bool:
     with open(path, "rb") as fh:
         return fh.read(4) == b"\x0a\x0d\x0d\x0a"
@@ -386,4 +622,5 @@ def open_catalog(lab: LabDir) -> Catalog:
     return Catalog.open(lab)
 
 
-__all__ = ["Catalog", "CatalogError", "CaptureError", "UnknownCaptureError", "open_catalog"]
+__all__ = ["Catalog", "CatalogBusyError", "CatalogError", "CaptureError", "DuplicateCaptureError",
+           "UnknownCaptureError", "open_catalog"]

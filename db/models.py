@@ -20,7 +20,7 @@ def utcnow() -> datetime:
 
 #: The newest schema revision (the head of db/migrations/versions). A catalog at this
 #: revision opens without loading Alembic; a test checks that it is Alembic's head.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 class Base(DeclarativeBase):
@@ -117,9 +117,13 @@ class Capture(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     # A capture cut out of a longer one: where it came from.
     source_path: Mapped[str | None] = mapped_column(String(500))
-    source_sha256: Mapped[str | None] = mapped_column(String(64))
+    source_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     source_start: Mapped[float | None] = mapped_column(Float)
     source_end: Mapped[float | None] = mapped_column(Float)
+    # the cut's settings (``gap=4 min-packets=8 min-bytes=40000 attach-trailing=16``) and, for
+    # --split auto, why they were chosen for this source
+    source_cut: Mapped[str | None] = mapped_column(String(300))
+    source_cut_why: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     campaign: Mapped[Campaign] = relationship()
@@ -159,6 +163,8 @@ class AnalysisRun(Base):
     versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     report_dir: Mapped[str | None] = mapped_column(String(500))
+    # set (with status "stale") when captures the run used were replaced by a re-cut
+    stale_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class TrialResult(Base):

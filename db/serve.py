@@ -11,14 +11,18 @@ files; ``echolab.db.web.queries`` holds the SQL.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import os
+import secrets
 import socket
 import sqlite3
 import threading
 import webbrowser
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode
 
 from datasette.app import Datasette
 from datasette.plugins import pm
@@ -167,6 +171,57 @@ def build_datasette(lab: LabDir) -> Datasette:
     return ds
 
 
+TOKEN_COOKIE = "echolab_token"
+Asgi = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+def is_loopback(host: str) -> bool:
+    """True when *host* (an address or ``localhost``) serves this machine only."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def require_token(app: Asgi, token: str) -> Asgi:
+    """Wrap an ASGI app: a request passes with the token's cookie; ``?token=TOKEN`` sets it (and redirects).
+
+    Anything else gets 403 and one line saying where the token is, as
+    notebook servers do: the server prints its URL with the token once.
+    """
+    expected = token.encode()
+
+    async def guarded(scope: dict, receive: Callable[[], Awaitable[dict]],
+                      send: Callable[[dict], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        given = parse_qs(scope.get("query_string", b"").decode(errors="replace")).get("token", [""])[0].encode()
+        cookies = b";".join(v for k, v in scope.get("headers", []) if k == b"cookie")
+        held = [c.strip().partition(b"=")[2] for c in cookies.split(b";") if c.strip().startswith(TOKEN_COOKIE.encode() + b"=")]
+        if given and hmac.compare_digest(given, expected):  # set the cookie, and go on without the token
+            rest = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode(errors="replace"),
+                                                 keep_blank_values=True) if k != "token"]
+            where = quote(scope.get("root_path", "") + scope["path"]) + (f"?{urlencode(rest)}" if rest else "")
+            cookie = f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax".encode()
+            await send({"type": "http.response.start", "status": 302,
+                        "headers": [(b"location", where.encode()), (b"set-cookie", cookie),
+                                    (b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if any(hmac.compare_digest(h, expected) for h in held):
+            return await app(scope, receive, send)
+        body = (b"<html><body><h1>403: this catalog needs its token</h1><p>Open the URL that "
+                b"'echolab catalog serve' printed when it started (it ends in ?token=...).</p></body></html>")
+        await send({"type": "http.response.start", "status": 403,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded
+
+
 def _check_port(host: str, port: int) -> None:
     try:
         with socket.create_server((host, port)):
@@ -183,14 +238,26 @@ def serve(
     open_browser: bool = True,
     *,
     on_ready: Callable[[str], None] | None = None,
+    no_auth: bool = False,
+    token: str | None = None,
 ) -> None:
-    """Serve *lab*'s catalog until interrupted; ``on_ready(url)`` runs once it listens."""
+    """Serve *lab*'s catalog until interrupted; ``on_ready(url)`` runs once it listens.
+
+    On an address other than loopback the catalog (a household's captures)
+    reaches the network, so every request needs a token: *token*, or a random
+    one, put in the URL given to ``on_ready``; *no_auth* serves without one.
+    """
     import uvicorn
 
     ds = build_datasette(lab)
     _check_port(host, port)
-    url = f"http://{host}:{port}/"
-    server = uvicorn.Server(uvicorn.Config(ds.app(), host=host, port=port, log_level="warning", lifespan="on"))
+    app: Asgi = ds.app()
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+    if not is_loopback(host) and not no_auth:
+        token = token or secrets.token_urlsafe(24)
+        app = require_token(app, token)
+        url += f"?token={token}"
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
 
     def when_listening() -> None:
         while not server.started and not server.should_exit:
@@ -205,4 +272,5 @@ def serve(
     server.run()
 
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServeError", "build_datasette", "catalog_path", "metadata", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServeError", "build_datasette", "catalog_path", "is_loopback", "metadata",
+           "require_token", "serve"]

@@ -14,13 +14,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import select
-
 from echolab.captures.reader import CaptureError
-from echolab.db.catalog import Catalog, CatalogError
+from echolab.db.catalog import Catalog, CatalogError, DuplicateCaptureError
 from echolab.db.files import is_capture_name, sha256_file
 from echolab.db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus
-from echolab.captures.split import DeviceGuess, SplitError, SplitSpec, split_capture, write_pieces
+from echolab.captures.split import DeviceGuess, SplitError, SplitResult, SplitSpec, split_capture, write_pieces
 
 MANIFEST_COLUMNS = (
     "id", "label", "status", "campaign", "path", "sha256", "size_bytes", "packet_count",
@@ -44,7 +42,10 @@ class ImportReport:
     imported: list[int] = field(default_factory=list)  # new capture ids
     duplicates: list[str] = field(default_factory=list)  # source paths skipped (same sha256 known)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (source path, message)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # kept with status failed: (source path, reason)
     splits: list["SplitImport"] = field(default_factory=list)  # one per long capture cut (--split)
+    replaced: int = 0  # pieces of an earlier cut removed by --replace
+    stale_runs: list[str] = field(default_factory=list)  # analysis runs marked stale by --replace
 
     @property
     def ok(self) -> bool:
@@ -95,6 +96,7 @@ def import_captures(
     label_from: str | None = None,
     split: SplitSpec | None = None,
     expect: int | None = None,
+    replace: bool = False,
 ) -> ImportReport:
     """Import capture files from a folder, a manifest or an exported tar.
 
@@ -105,7 +107,14 @@ def import_captures(
     *label_from* labels files by a regular expression on their name (see
     :func:`label_from_name`) instead of their folder. With *split*, each file
     is a long capture cut into one capture per request first (see
-    :func:`import_split`); *expect* is how many requests each should hold.
+    :func:`import_split`); *expect* is how many requests each should hold,
+    and *replace* swaps an earlier, different cut of the same source for this one.
+
+    A capture that holds no packet (or none of the device) is kept with status
+    ``failed`` and its reason (``report.failed``), never ``ok``. Several
+    importers may run at once: the duplicate check happens under the
+    catalog's write lock, so each file is added once and counted as a
+    duplicate by the others.
     """
     source = Path(source)
     if not source.exists():
@@ -151,7 +160,7 @@ def import_captures(
             if name not in campaigns:
                 campaigns[name] = _import_campaign(catalog, name, location)
             import_split(catalog, campaigns[name], item, split, report, device_ip=item.device_ip or device_ip,
-                         expect=expect)
+                         expect=expect, replace=replace)
             continue
         sha = sha256_file(item.path)
         if catalog.has_sha256(sha):
@@ -163,15 +172,21 @@ def import_captures(
         try:
             row = catalog.add_capture(
                 campaigns[name], item.label, item.path, device_ip=item.device_ip or device_ip,
-                status=item.status, reason=item.reason,
+                status=item.status, reason=item.reason, unique=True,
             )
+        except DuplicateCaptureError:  # another importer added it since the check above
+            report.duplicates.append(str(item.path))
+            continue
         except CaptureError as exc:
             report.rejected.append((str(item.path), str(exc)))
             continue
         report.imported.append(row.id)
+        if row.status == CaptureStatus.failed.value and item.status == CaptureStatus.ok.value:
+            report.failed.append((str(item.path), row.reason or ""))
     for camp in campaigns.values():
-        labels = sorted(set(camp.classes or []) | {c.label for c in catalog.captures(campaign=camp.id, status=None)})
         with catalog.transaction():
+            catalog.session.refresh(camp)
+            labels = sorted(set(camp.classes or []) | {c.label for c in catalog.captures(campaign=camp.id, status=None)})
             camp.classes = labels
     return report
 
@@ -209,7 +224,7 @@ def items_from_pattern(source: Path, pattern: str) -> Iterable[ImportItem]:
 
 @dataclass
 class SplitImport:
-    """What became of one long capture: its device, its requests, and any problem."""
+    """What became of one long capture: its device, its requests, the cut chosen, and any problem."""
 
     path: str
     label: str
@@ -219,6 +234,11 @@ class SplitImport:
     imported: list[int] = field(default_factory=list)
     duplicates: int = 0
     problem: str | None = None
+    settings: str | None = None  # the cut's settings (chosen per file with --split auto)
+    why: str | None = None  # how they were chosen
+    expected: int | None = None
+    attached: int = 0  # trailing bursts attached to the request before them
+    replaced: int = 0  # pieces of an earlier cut removed (--replace)
 
 
 def import_split(
@@ -230,25 +250,33 @@ def import_split(
     *,
     device_ip: str | None = None,
     expect: int | None = None,
+    replace: bool = False,
 ) -> SplitImport:
     """Cut one long capture into requests and catalogue each as its own pcapng.
 
-    Each piece links back to its source (path as given, sha256, time range).
-    A request already catalogued from the same source and time range is not
-    written again, and a piece whose sha256 is known is a duplicate, so a
-    re-import changes nothing. A file that does not split into *expect*
-    requests is rejected whole.
+    Each piece links back to its source (path as given, sha256, time range)
+    and keeps the cut's settings and, for ``auto``, why they were chosen. A
+    file that does not split into *expect* requests is rejected whole.
+
+    No request is catalogued twice: the source's pieces already in the
+    catalog are read under the write lock, in the same transaction that adds
+    the new ones. The same cut again adds nothing (each piece is a duplicate);
+    a different cut is refused, naming the campaign and the cut that hold the
+    source, unless *replace*: then the old pieces go (their cached features
+    dropped, analysis runs that used them marked stale) and the new ones come
+    in, in one transaction.
     """
-    done = SplitImport(str(item.path), item.label)
+    done = SplitImport(str(item.path), item.label, expected=expect)
     report.splits.append(done)
     try:
         source_sha = sha256_file(item.path)
-        result = split_capture(item.path, spec, device_ip)
+        result = split_capture(item.path, spec, device_ip, expect=expect)
     except (CaptureError, SplitError) as exc:
         done.problem = str(exc)
         report.rejected.append((str(item.path), done.problem))
         return done
     done.device, done.requests, done.ignored = result.timeline.device, len(result.segments), len(result.ignored)
+    done.settings, done.why, done.attached = result.choice, result.why, result.attached
     if expect is not None and len(result.segments) != expect:
         done.problem = (f"{item.path} splits into {len(result.segments)} requests with {spec}, expected {expect}; "
                         f"nothing imported from it (preview the cut: echolab catalog segments {item.path})")
@@ -258,45 +286,83 @@ def import_split(
     if done.problem:
         report.rejected.append((str(item.path), done.problem))
         return done
-    known = {
-        (round(a * 1e6), round(b * 1e6))
-        for a, b in catalog.session.execute(
-            select(Capture.source_start, Capture.source_end).where(Capture.source_sha256 == source_sha)
-        )
-        if a is not None and b is not None
-    }
-    todo = [seg for seg in result.segments if (seg.start_us, seg.end_us) not in known]
-    done.duplicates = len(result.segments) - len(todo)
-    report.duplicates.extend(f"{item.path} (request at {seg.start:.6f})" for seg in result.segments
-                             if (seg.start_us, seg.end_us) in known)
-    if not todo:
-        return done
+    ranges = [(seg.start_us, seg.end_us) for seg in result.segments]
     with tempfile.TemporaryDirectory(dir=catalog.lab.tmp_dir) as tmp:
-        pieces = write_pieces(item.path, todo, Path(tmp), stem=item.path.stem)
-        for seg, piece in zip(todo, pieces):
-            if catalog.has_sha256(sha256_file(piece)):
-                done.duplicates += 1
-                report.duplicates.append(f"{item.path} (request at {seg.start:.6f})")
-                continue
+        pieces = write_pieces(item.path, result.segments, Path(tmp), stem=item.path.stem)
+        try:
+            with catalog.transaction():
+                _add_pieces(catalog, campaign, item, result, source_sha, pieces, ranges, done, report, replace)
+        except _CutConflict as conflict:
+            done.problem = str(conflict)
+            report.rejected.append((str(item.path), done.problem))
+    return done
+
+
+class _CutConflict(CatalogError):
+    pass
+
+
+def _add_pieces(catalog: Catalog, campaign: Campaign, item: ImportItem, result: SplitResult, source_sha: str,
+                pieces: list[Path], ranges: list[tuple[int, int]], done: SplitImport, report: ImportReport,
+                replace: bool) -> None:
+    """Inside the write lock: compare with the source's pieces in the catalog, then add (and replace)."""
+    held = catalog.source_pieces(source_sha)
+    known = {(round(r.source_start * 1e6), round(r.source_end * 1e6)): r for r in held
+             if r.source_start is not None and r.source_end is not None}
+    if held and set(known) != set(ranges):
+        if not replace:
+            raise _CutConflict(_conflict_message(item.path, held, result))
+        stale = [r for key, r in known.items() if key not in set(ranges)]
+        stale += [r for r in held if r.source_start is None or r.source_end is None]
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        _dropped, runs = catalog.remove_captures(stale, f"were replaced by a re-cut of {item.path} "
+                                                        f"({result.choice}) on {when}")
+        done.replaced = len(stale)
+        report.replaced += len(stale)
+        report.stale_runs.extend(r for r in runs if r not in report.stale_runs)
+        known = {key: r for key, r in known.items() if key in set(ranges)}
+    for seg, key, piece in zip(result.segments, ranges, pieces):
+        if key in known:
+            done.duplicates += 1
+            report.duplicates.append(f"{item.path} (request at {seg.start:.6f})")
+            continue
+        try:
             row = catalog.add_capture(
-                campaign, item.label, piece, move=True, device_ip=result.timeline.device.ip,
+                campaign, item.label, piece, move=True, device_ip=result.timeline.device.ip, unique=True,
                 started_at=datetime.fromtimestamp(seg.start, timezone.utc),
                 ended_at=datetime.fromtimestamp(seg.end, timezone.utc),
                 source={"source_path": str(item.path), "source_sha256": source_sha,
-                        "source_start": seg.start, "source_end": seg.end},
+                        "source_start": seg.start, "source_end": seg.end,
+                        "source_cut": result.choice[:300], "source_cut_why": result.why or None},
             )
-            done.imported.append(row.id)
-            report.imported.append(row.id)
-    return done
+        except DuplicateCaptureError:  # the same content from another file
+            done.duplicates += 1
+            report.duplicates.append(f"{item.path} (request at {seg.start:.6f})")
+            continue
+        done.imported.append(row.id)
+        report.imported.append(row.id)
+
+
+def _conflict_message(path: Path, held: list[Capture], result: SplitResult) -> str:
+    by = sorted({(r.campaign.name, r.source_cut or "a cut not recorded") for r in held})
+    where = "; ".join(f"campaign {name!r} with {cut}" for name, cut in by)
+    return (f"{path} is already catalogued cut another way ({len(held)} pieces: {where}); this cut "
+            f"({result.choice}) gives {len(result.segments)} requests at other times. Import it with the same "
+            f"cut, or add --replace to swap the old pieces for these (their features are dropped and analysis "
+            f"runs that used them marked stale)")
 
 
 def _import_campaign(catalog: Catalog, name: str, location: str | None) -> Campaign:
     try:
         return catalog.campaign(name)
     except CatalogError:
+        pass
+    try:
         return catalog.create_campaign(
             name, backend=Backend.imported.value, location=location, status=CampaignStatus.imported.value
         )
+    except CatalogError:  # another importer created it meanwhile
+        return catalog.campaign(name)
 
 
 def manifest_rows(captures: Sequence[Capture]) -> list[dict[str, Any]]:

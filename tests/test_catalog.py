@@ -241,3 +241,100 @@ def test_stats_target_per_class_sums_the_campaigns_that_collect_it(lab: LabDir, 
         assert targets == {"weather": 8, "music": 5}
         assert {c.label: c.target for c in catalog_stats(cat, campaign="b").classes} == {"weather": 3}
         assert {c.label: c.target for c in catalog_stats(cat, target=130).classes} == {"weather": 130, "music": 130}
+
+
+# -- nothing empty is ok -----------------------------------------------------------------
+
+
+def test_empty_capture_or_one_without_the_device_is_kept_as_failed(lab: LabDir, class_folders: Path,
+                                                                   tmp_path: Path) -> None:
+    from pcaps import write_pcap
+
+    folder = tmp_path / "data"
+    (folder / "weather").mkdir(parents=True)
+    write_pcap(folder / "weather" / "empty.pcap", [])
+    result = cli(lab, "catalog", "import", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "kept as failed: " in result.output and "empty: the capture holds no packets" in result.output
+    other = cli(lab, "catalog", "import", str(class_folders / "music" / "c.pcap"), "--device-ip", "10.9.9.9",
+                "--campaign", "m")
+    assert other.exit_code == 0, other.output
+    with Catalog.open(lab) as cat:
+        rows = cat.captures(status=None)
+        assert [(r.status, r.reason) for r in rows] == [
+            ("failed", "empty: the capture holds no packets"),
+            ("failed", "no device traffic: no TCP or UDP packet from or to 10.9.9.9"),
+        ]
+        assert cat.captures() == []
+    cut = cli(lab, "catalog", "import", str(folder), "--split", "auto", "--expect", "5")
+    assert cut.exit_code == 1 and "empty.pcap holds no packets" in cut.output
+
+
+# -- writers share the lab ------------------------------------------------------------------
+
+WRITER = """
+import json, sys, time
+from pathlib import Path
+from echolab.captures.split import SplitSpec
+from echolab.db.catalog import Catalog
+from echolab.db.transfer import import_captures
+from echolab.labdir import LabDir
+
+time.sleep(max(0.0, float(sys.argv[4]) - time.time()))  # all three start together
+with Catalog.open(LabDir.open(sys.argv[1])) as cat:
+    plain = import_captures(cat, Path(sys.argv[2]), campaign="shared")
+    cut = import_captures(cat, Path(sys.argv[3]), campaign="shared", split=SplitSpec.parse("auto"), expect=5,
+                          label_from=r"^(\\w+?)_\\d")
+print(json.dumps({"imported": len(plain.imported), "duplicates": len(plain.duplicates),
+                  "pieces": len(cut.imported), "piece_duplicates": len(cut.duplicates),
+                  "rejected": plain.rejected + cut.rejected}))
+"""
+
+
+def test_three_writers_at_once_all_finish_and_counts_add_up(lab: LabDir, class_folders: Path,
+                                                            tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    from echo_shapes import echo_long_capture
+
+    long_dir = tmp_path / "long"
+    long_dir.mkdir()
+    echo = echo_long_capture(long_dir / "weather_5_40s.pcap", np.random.default_rng(7))
+    Catalog.open(lab).close()  # created (and migrated) before the race, as a lab is
+    start = str(time.time() + 3)
+    procs = [subprocess.Popen([sys.executable, "-P", "-c", WRITER, str(lab.root), str(class_folders), str(long_dir),
+                               start], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _o, err in outs]
+    got = [json.loads(out) for out, _err in outs]
+    assert all(g["rejected"] == [] for g in got)
+    assert sum(g["imported"] for g in got) == 4 and sum(g["duplicates"] for g in got) == 8
+    assert sum(g["pieces"] for g in got) == 5 and sum(g["piece_duplicates"] for g in got) == 10
+    with Catalog.open(lab) as cat:
+        rows = cat.captures()
+        assert len(rows) == 9 and len({r.sha256 for r in rows}) == 9
+        pieces = cat.source_pieces(sha256_file(echo.path))
+        assert len(pieces) == 5 and all(a.source_end < b.source_start for a, b in zip(pieces, pieces[1:]))
+
+
+def test_a_wait_that_runs_out_names_the_process_holding_the_lab(lab: LabDir) -> None:
+    import os
+
+    from echolab.db.catalog import CatalogBusyError
+
+    impatient = LabDir(lab.root, {**lab.settings, "catalog_lock_timeout_s": 1})
+    with Catalog.open(lab) as holder, Catalog.open(impatient) as waiter:
+        with holder.transaction():
+            holder.create_campaign("first", backend="sim")
+            with pytest.raises(CatalogBusyError) as caught:
+                waiter.create_campaign("second", backend="sim")
+        assert f"pid {os.getpid()} on " in str(caught.value)
+        assert "the catalog stayed locked for 1 s:" in str(caught.value)
+        waiter.create_campaign("second", backend="sim")  # once the holder is done, the waiter goes on
+        assert [c.name for c in waiter.campaigns()] == ["first", "second"]

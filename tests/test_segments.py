@@ -37,6 +37,7 @@ from echolab.captures.split import (
 from echolab.db.transfer import label_from_name
 from echolab.cli import app
 from echolab.labdir import LabDir
+from echo_shapes import EchoCapture, cut_is_right, echo_long_capture
 from pcaps import tcp_packet, write_pcap
 
 runner = CliRunner()
@@ -242,11 +243,13 @@ def test_import_split_labels_links_and_is_idempotent(lab: LabDir, weather: LongC
     ran_on = cli(lab, "catalog", "import", str(longer), "--split", "gap=8", "--label-from", LABEL_RX)
     assert ran_on.exit_code == 0, ran_on.output
     assert "Imported 0 captures; skipped 4 duplicates" in ran_on.output
-    # a different split of the same source writes the same pieces again: they dedupe by content
+    # a different split of the same source would catalogue the same requests again: refused
     every = cli(lab, *args[:-4], "--split", f"every={SPACING:g}", "--label-from", LABEL_RX, "--campaign", "long")
-    assert every.exit_code == 0, every.output
+    assert every.exit_code == 1, every.output
+    assert "what_is_the_weather_4_60s.pcap is already catalogued cut another way (4 pieces: campaign 'long' " \
+           "with gap=8 min-packets=8 min-bytes=4096)" in every.output
     with Catalog.open(lab) as cat:
-        assert len(cat.captures()) == 7 + 7  # schedule windows are wider: new content
+        assert len(cat.captures()) == 7
         assert not list(cat.lab.tmp_dir.iterdir())
 
 
@@ -266,7 +269,7 @@ def test_expect_mismatch_is_reported_and_others_imported(sqlite_lab: LabDir, wea
     unmatched = cli(sqlite_lab, "catalog", "import", str(folder), "--split", "gap=8", "--label-from", r"^xyz_(\w+)")
     assert unmatched.exit_code == 1 and "is not matched by --label-from" in unmatched.output
     no_split = cli(sqlite_lab, "catalog", "import", str(folder), "--expect", "4")
-    assert no_split.exit_code != 0 and "--expect needs --split" in no_split.output
+    assert no_split.exit_code != 0 and "--expect, --attach-trailing and --replace need --split" in no_split.output
 
 
 def test_segments_preview_writes_png_and_table(weather: LongCapture, tmp_path: Path) -> None:
@@ -403,3 +406,120 @@ def test_python_example_in_the_docs_runs(weather: LongCapture, tmp_path: Path, m
     assert "10.77.0.2 (detected" in capsys.readouterr().out
     assert (tmp_path / "timeline.png").stat().st_size > 0
     assert len(list((tmp_path / "pieces").glob("*.pcapng"))) == len(weather.requests)
+
+
+# --------------------------------------------------------------------------- Echo-shaped captures: --split auto
+# Crafted (tests/echo_shapes.py), not real: one long-lived TLS connection caught
+# mid-stream, keep-alives every 20-30 s, 5 requests 30-50 s apart, and one real
+# pattern each that a fixed gap gets wrong.
+
+PATTERNS = {  # the chances given to echo_long_capture
+    "trailing upload bursts 8-15 s after answers": dict(trailing=1.0, stray=0.0, pause=0.0),
+    "a stray burst before the first request": dict(trailing=0.0, stray=1.0, pause=0.0),
+    "pauses of 2-3 s inside answers": dict(trailing=0.0, stray=0.0, pause=1.0),
+    "all of them": dict(trailing=1.0, stray=1.0, pause=1.0),
+}
+
+
+@pytest.fixture(scope="module")
+def echo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EchoCapture]:
+    folder = tmp_path_factory.mktemp("echo")
+    made = {}
+    for i, (name, chances) in enumerate(PATTERNS.items()):
+        cap = echo_long_capture(folder / f"pattern{i}_5_40s.pcap", np.random.default_rng(100 + i), **chances)
+        made[name] = cap
+    assert made["a stray burst before the first request"].strays
+    assert len(made["trailing upload bursts 8-15 s after answers"].trailing) == 5
+    assert len(made["pauses of 2-3 s inside answers"].pauses) == 5
+    return made
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_auto_cut_with_expect_cuts_each_real_pattern_right(echo_files: dict[str, EchoCapture], pattern: str) -> None:
+    cap = echo_files[pattern]
+    timeline = load_timeline(cap.path)
+    assert timeline.device.method == "remote traffic" and timeline.device.ip == "192.168.1.50"
+    auto = find_segments(timeline, SplitSpec.parse("auto"), expect=5)
+    assert cut_is_right([(s.start, s.end) for s in auto.segments], cap), auto.why
+    assert auto.asked is not None and auto.spec.mode == "gap" and "5 requests (5 expected)" in auto.why
+    # the chosen settings reproduce the cut on their own
+    again = find_segments(timeline, SplitSpec.parse(f"gap={auto.spec.seconds!r}", min_bytes=auto.spec.min_bytes,
+                                                    attach_trailing=auto.spec.attach_trailing))
+    assert [(s.start_us, s.end_us) for s in again.segments] == [(s.start_us, s.end_us) for s in auto.segments]
+    # what the user tried cuts these wrong
+    fixed = find_segments(timeline, SplitSpec.parse("gap=3"))
+    if pattern != "pauses of 2-3 s inside answers":
+        assert not cut_is_right([(s.start, s.end) for s in fixed.segments], cap)
+
+
+def test_auto_cut_without_expect_reads_the_quiet_times(echo_files: dict[str, EchoCapture]) -> None:
+    cap = echo_files["all of them"]
+    result = split_capture(cap.path, SplitSpec.parse("auto"))
+    assert cut_is_right([(s.start, s.end) for s in result.segments], cap), result.why
+    assert "the count that holds over the widest range of gaps" in result.why
+
+
+def test_import_auto_keeps_the_choice_and_segments_shows_it_per_file(sqlite_lab: LabDir,
+                                                                      echo_files: dict[str, EchoCapture],
+                                                                      tmp_path: Path) -> None:
+    folder = tmp_path / "echo"
+    folder.mkdir()
+    for cap in echo_files.values():
+        shutil.copy(cap.path, folder / cap.path.name)
+    preview = runner.invoke(app, ["catalog", "segments", str(folder), "--split", "auto", "--expect", "5"])
+    assert preview.exit_code == 0, preview.output
+    lines = [line for line in preview.output.splitlines() if line.startswith("pattern")]
+    assert len(lines) == 4 and all(": 5 requests (as expected); gap=" in line for line in lines)
+    assert "4 of 4 captures hold the 5 requests expected" in preview.output
+    done = cli(sqlite_lab, "catalog", "import", str(folder), "--split", "auto", "--expect", "5",
+               "--label-from", r"^(pattern\d)_")
+    assert done.exit_code == 0, done.output
+    assert "Imported 20 captures" in done.output and done.output.count("  cut: gap=") == 4
+    with Catalog.open(sqlite_lab) as cat:
+        rows = cat.captures()
+    for line in lines:
+        name, _, rest = line.partition(": 5 requests (as expected); ")
+        settings, _, why = rest.partition("; ")
+        mine = [r for r in rows if r.source_path.endswith(name)]
+        assert len(mine) == 5 and {r.source_cut for r in mine} == {settings}
+        assert {r.source_cut_why for r in mine} == {why}
+
+
+def test_recut_is_refused_then_replaced_with_features_and_runs_updated(sqlite_lab: LabDir,
+                                                                        echo_files: dict[str, EchoCapture],
+                                                                        tmp_path: Path) -> None:
+    from echolab.db.models import AnalysisRun, FeatureRow
+
+    cap = echo_files["trailing upload bursts 8-15 s after answers"]
+    first = cli(sqlite_lab, "catalog", "import", str(cap.path), "--split", "auto", "--expect", "5",
+                "--campaign", "home")
+    assert first.exit_code == 0, first.output
+    with Catalog.open(sqlite_lab) as cat:
+        old = cat.captures()
+        cut = old[0].source_cut
+        with cat.transaction() as s:
+            s.add(AnalysisRun(name="before", status="done", capture_ids=[r.id for r in old]))
+            s.add(AnalysisRun(name="unrelated", status="done", capture_ids=[]))
+            for r in old:
+                s.add(FeatureRow(capture_sha256=r.sha256, extractor_version="v1", device_ip="192.168.1.50",
+                                 values={"x": 1}))
+    refused = cli(sqlite_lab, "catalog", "import", str(cap.path), "--split", "gap=3", "--campaign", "other")
+    assert refused.exit_code == 1
+    assert f"is already catalogued cut another way (5 pieces: campaign 'home' with {cut})" in refused.output
+    with Catalog.open(sqlite_lab) as cat:
+        assert [r.id for r in cat.captures()] == [r.id for r in old]
+    swapped = cli(sqlite_lab, "catalog", "import", str(cap.path), "--split", "gap=3", "--campaign", "other",
+                  "--replace")
+    assert swapped.exit_code == 0, swapped.output
+    assert "10 imported, 5 old pieces replaced" in swapped.output and "marked stale" in swapped.output
+    with Catalog.open(sqlite_lab) as cat:
+        new = cat.source_pieces(sha256_file(cap.path))
+        assert len(new) == 10
+        assert {(r.source_start, r.source_end) for r in new}.isdisjoint((r.source_start, r.source_end) for r in old)
+        assert all(a.source_end < b.source_start for a, b in zip(new, new[1:]))  # no overlap
+        assert all(r.source_cut == "gap=3 min-packets=8 min-bytes=4096" for r in new)
+        assert cat.session.scalars(select(FeatureRow)).all() == []
+        runs = {r.name: r for r in cat.session.scalars(select(AnalysisRun))}
+        assert runs["before"].status == "stale" and "were replaced by a re-cut" in runs["before"].stale_reason
+        assert runs["unrelated"].status == "done"
+        assert not any((sqlite_lab.root / r.path).exists() for r in old)

@@ -347,3 +347,63 @@ def test_missing_catalog_and_busy_port(sqlite_lab: LabDir) -> None:
                                           "--port", str(port)])
     assert result.exit_code == 1
     assert result.output == f"Error: cannot listen on 127.0.0.1:{port} (Address already in use); pick another with --port\n"
+
+
+# -- on the network: a token, or an explicit --no-auth ------------------------------------------
+
+
+def _start(lab: LabDir, *args: str) -> tuple[subprocess.Popen, list[str]]:
+    """`catalog serve` in a subprocess; returns it and the lines it printed on start."""
+    env = {k: v for k, v in os.environ.items() if k != CATALOG_URL_ENV}
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "echolab.cli", "--lab", str(lab.root), "catalog", "serve",
+                             "--no-open", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    if not ready:
+        proc.terminate()
+        pytest.fail(f"the server did not start: {proc.communicate(timeout=10)[0]}")
+    return proc, [proc.stdout.readline(), proc.stdout.readline()]  # printed together once it listens
+
+
+def test_a_non_loopback_bind_refuses_requests_without_the_token(served: tuple[LabDir, str],
+                                                                browser: Browser) -> None:
+    lab, _base = served
+    port = _free_port()
+    proc, lines = _start(lab, "--host", "0.0.0.0", "--port", str(port))
+    try:
+        assert f"at http://0.0.0.0:{port}/?token=" in lines[0], lines
+        assert "every request needs the token in the URL above" in lines[1]
+        token = lines[0].split("?token=")[1].split()[0]
+        local = f"http://127.0.0.1:{port}"
+        refused = browser.dom(f"{local}/catalog/capture_list")
+        assert "403: this catalog needs its token" in refused.text and not refused.rows
+        assert fetch(f"{local}/-/pcap/1")[0] == 403
+        assert fetch(f"{local}/catalog/capture_list?token=wrong")[0] == 403
+        with Catalog.open(lab) as cat:
+            expected = {str(c.id) for c in cat.captures(status=None)}
+        page = browser.dom(f"{local}/catalog/capture_list?token={token}")
+        assert {r["id"] for r in page.rows if "id" in r} == expected
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003 - see the 302 itself
+                return None
+
+        try:
+            urllib.request.build_opener(NoRedirect).open(f"{local}/catalog/capture_list?label=weather&token={token}")
+        except urllib.error.HTTPError as moved:
+            assert moved.code == 302 and moved.headers["location"] == "/catalog/capture_list?label=weather"
+            assert moved.headers["set-cookie"].startswith(f"echolab_token={token};")
+        request = urllib.request.Request(f"{local}/-/pcap/1", headers={"Cookie": f"echolab_token={token}"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    port = _free_port()
+    proc, lines = _start(lab, "--host", "0.0.0.0", "--port", str(port), "--no-auth")
+    try:
+        assert lines[0].rstrip().endswith(f"at http://0.0.0.0:{port}/ (read-only; Ctrl-C stops)"), lines
+        assert "No token (--no-auth): anyone who can reach" in lines[1]
+        assert fetch(f"http://127.0.0.1:{port}/catalog/capture_list")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from echolab.db.catalog import Catalog, CatalogError, open_catalog
 from echolab.db.checks import catalog_stats, verify
-from echolab.captures.split import DEFAULT_GAP_S, DEFAULT_MIN_BYTES, DEFAULT_MIN_PACKETS
+from echolab.captures.split import DEFAULT_ATTACH_S, DEFAULT_GAP_S, DEFAULT_MIN_BYTES, DEFAULT_MIN_PACKETS
 from echolab.db.models import CaptureStatus
 from echolab.db.transfer import MANIFEST_COLUMNS, export_catalog, import_captures, manifest_rows
 from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table
@@ -157,7 +157,8 @@ def import_cmd(
              "e.g. '^(.+?)_\\d+_\\d+s'.")] = None,
     split: Annotated[Optional[str], typer.Option(
         help="Cut each file (a long capture) into one capture per request: gap=SECONDS (a request starts after "
-             "the device was quiet that long), every=SECONDS or times=FILE (fixed schedules).")] = None,
+             "the device was quiet that long), every=SECONDS or times=FILE (fixed schedules), or auto (the gap and "
+             "keep-alive threshold chosen per file; with --expect, the cut that gives that many requests).")] = None,
     min_packets: Annotated[int, typer.Option(
         help="With --split: fewer of the device's TCP packets than this is a keep-alive, not a request.")]
         = DEFAULT_MIN_PACKETS,
@@ -167,26 +168,41 @@ def import_cmd(
     expect: Annotated[Optional[int], typer.Option(
         help="With --split: requests each file should hold; a file with another count is reported, "
              "not imported, and the command exits 1.")] = None,
+    attach_trailing: Annotated[Optional[float], typer.Option(
+        help="With --split auto or gap=: attach a short burst starting within SECONDS after a request (the Echo's "
+             f"own upload after an answer) to that request (default with auto: {DEFAULT_ATTACH_S:g}; 0: never).")]
+        = None,
+    replace: Annotated[bool, typer.Option(
+        help="With --split: a file already catalogued with another cut gets this one instead (its old pieces are "
+             "removed with their cached features; analysis runs that used them are marked stale).")] = False,
 ) -> None:
     """Import pcap/pcapng files, labelled by folder name, a manifest or a file-name pattern."""
     from echolab.captures.split import SplitSpec
 
-    if expect is not None and split is None:
-        raise typer.BadParameter("--expect needs --split")
-    spec = SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes) if split else None
+    if split is None and (expect is not None or attach_trailing is not None or replace):
+        raise typer.BadParameter("--expect, --attach-trailing and --replace need --split")
+    spec = SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes,
+                           attach_trailing=attach_trailing) if split else None
     with _open(ctx, create=True) as cat, Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("importing", total=None)
         report = import_captures(
             cat, source, manifest=manifest, campaign=campaign, device_ip=device_ip, location=location,
             on_item=lambda item: progress.update(task, advance=1, description=f"importing {item.path.name}"),
-            label_from=label_from, split=spec, expect=expect,
+            label_from=label_from, split=spec, expect=expect, replace=replace,
         )
     for done in report.splits:
         if done.device is not None:
             typer.echo(f"{done.path}: label {done.label}, device {done.device.describe()}; {done.requests} requests "
-                       f"({done.ignored} keep-alive bursts set aside), {len(done.imported)} imported")
+                       f"({done.ignored} keep-alive bursts set aside), {len(done.imported)} imported"
+                       + (f", {done.replaced} old pieces replaced" if done.replaced else ""))
+            if spec is not None and spec.mode in ("auto", "gap"):
+                typer.echo(f"  cut: {done.settings}" + (f"; {done.why}" if spec.mode == "auto" else ""))
     console.print(f"Imported {len(report.imported)} captures; skipped {len(report.duplicates)} duplicates "
-                  f"(same sha256); rejected {len(report.rejected)}.")
+                  f"(same sha256 or request); rejected {len(report.rejected)}.")
+    if report.stale_runs:
+        typer.echo(f"Analysis runs marked stale (they used replaced pieces): {', '.join(report.stale_runs)}")
+    for path, reason in report.failed:
+        typer.echo(f"kept as failed: {path}: {reason}", err=True)
     for _path, message in report.rejected:
         typer.echo(f"rejected: {message}", err=True)
     if not report.ok:
@@ -195,34 +211,81 @@ def import_cmd(
 
 @app.command("segments")
 def segments_cmd(
-    capture: Annotated[Path, typer.Argument(help="A long pcap/pcapng capture.", exists=True, dir_okay=False)],
-    split: Annotated[str, typer.Option(help="gap=SECONDS, every=SECONDS or times=FILE (see 'import --split').")]
+    capture: Annotated[Path, typer.Argument(help="A long pcap/pcapng capture, or a folder of them (one line each).",
+                                            exists=True)],
+    split: Annotated[str, typer.Option(help="gap=SECONDS, every=SECONDS, times=FILE or auto (see 'import --split').")]
         = f"gap={DEFAULT_GAP_S:g}",
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address (default: detected).")] = None,
     min_packets: Annotated[int, typer.Option(help="Fewer device TCP packets than this is a keep-alive.")]
         = DEFAULT_MIN_PACKETS,
     min_bytes: Annotated[int, typer.Option(help="Fewer device IP bytes than this is a keep-alive.")]
         = DEFAULT_MIN_BYTES,
+    expect: Annotated[Optional[int], typer.Option(
+        help="Requests each file should hold (--split auto searches the cut that gives that many).")] = None,
+    attach_trailing: Annotated[Optional[float], typer.Option(
+        help=f"Attach a short burst within SECONDS after a request to it (default with auto: {DEFAULT_ATTACH_S:g}).")]
+        = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the timeline plot to this PNG.")] = None,
     bin_s: Annotated[Optional[float], typer.Option("--bin", help="Plot bin width in seconds (default: auto).")]
         = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the segments as JSON.")] = False,
 ) -> None:
-    """Preview how a long capture would be cut into requests (no import): a table and a timeline plot."""
+    """Preview how long captures would be cut into requests (no import): a table and a timeline plot.
+
+    For a folder: one line a file with the requests found, the settings chosen (and why, for auto) and the
+    count expected.
+    """
     from echolab.captures.split import SplitSpec, plot_segments, split_capture
 
-    result = split_capture(capture, SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes), device_ip)
+    spec = SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach_trailing)
+    if capture.is_dir():
+        _segments_folder(capture, spec, device_ip, expect, json_)
+        return
+    result = split_capture(capture, spec, device_ip, expect=expect)
     columns = ("request", "start", "offset_s", "duration_s", "packets", "bytes_out", "bytes_in")
     if json_:
         emit_rows(result.rows(), columns, fmt="json")
     else:
         typer.echo(f"device {result.timeline.device.describe()}")
         typer.echo(f"{len(result.segments)} requests in {capture.name} ({result.spec}); "
-                   f"{len(result.ignored)} keep-alive bursts set aside")
+                   f"{len(result.ignored)} keep-alive bursts set aside"
+                   + (f"; expected {expect}" if expect is not None else ""))
+        typer.echo(f"cut: {result.choice}" + (f"; {result.why}" if spec.mode == "auto" else ""))
         emit_rows(result.rows(), columns)
     if out is not None:
         plot_segments(result, out, bin_s=bin_s)
         err_console.print(f"Timeline written to {out}")
+
+
+def _segments_folder(folder: Path, spec: "SplitSpec", device_ip: Optional[str], expect: Optional[int],
+                     json_: bool) -> None:
+    """One line a capture of *folder*: requests found, settings chosen, why, expected."""
+    from echolab.captures.reader import CaptureError
+    from echolab.captures.split import SplitError, split_capture
+    from echolab.db.files import is_capture_name
+
+    rows = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_capture_name(p)):
+        try:
+            row = split_capture(path, spec, device_ip, expect=expect).summary()
+        except (CaptureError, SplitError) as exc:
+            row = {"file": str(path), "requests": None, "expected": expect, "set_aside": None, "attached": None,
+                   "settings": None, "why": str(exc)}
+        row["file"] = str(path.relative_to(folder))
+        rows.append(row)
+    if json_:
+        emit_rows(rows, ("file", "requests", "expected", "set_aside", "attached", "settings", "why"), fmt="json")
+        return
+    for r in rows:
+        if r["requests"] is None:
+            typer.echo(f"{r['file']}: cannot be cut: {r['why']}")
+            continue
+        wanted = "" if expect is None else (" (as expected)" if r["requests"] == expect else f" (expected {expect})")
+        typer.echo(f"{r['file']}: {r['requests']} requests{wanted}; {r['settings']}"
+                   + (f"; {r['why']}" if spec.mode == "auto" else ""))
+    if expect is not None:
+        right = sum(1 for r in rows if r["requests"] == expect)
+        typer.echo(f"{right} of {len(rows)} captures hold the {expect} requests expected")
 
 
 @app.command("export")
@@ -256,17 +319,30 @@ def discard(
 def serve_cmd(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8001,
-    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        help="Address to listen on (127.0.0.1: this machine only). Any other address serves the captures to the "
+             "network and needs a token, printed once in the URL, unless --no-auth.")] = "127.0.0.1",
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a web browser on the catalog.")] = True,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="On a non-loopback --host: serve without a token (anyone who can reach it sees the "
+                          "captures).")] = False,
 ) -> None:
     """Browse the catalog in a web browser (Datasette, read-only; SQLite catalogs only)."""
-    from echolab.db.serve import serve
+    from echolab.db.serve import is_loopback, serve
 
     def ready(url: str) -> None:
         typer.echo(f"Serving the catalog of {lab.root} at {url} (read-only; Ctrl-C stops)")
+        if is_loopback(host):
+            return
+        if no_auth:
+            typer.echo(f"No token (--no-auth): anyone who can reach {host}:{port} can read and download every "
+                       "capture of this lab.")
+        else:
+            typer.echo(f"Listening on {host}, beyond this machine: every request needs the token in the URL above "
+                       "(open it once; the browser keeps it). It is shown only now.")
 
     lab = get_lab(ctx)
-    serve(lab, host=host, port=port, open_browser=open_browser, on_ready=ready)
+    serve(lab, host=host, port=port, open_browser=open_browser, on_ready=ready, no_auth=no_auth)
 
 
 __all__ = ["app", "CatalogError", "CaptureStatus"]
