@@ -229,9 +229,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default=None)
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--replay", default=None, help="recordings to replay (replay mode)")
+    parser.add_argument("--run-dir", default=None, help="where replay mode logs each replayed request")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(run(args))
+        if args.replay:
+            from echolab.collector.sim.replay import run_echo
+
+            asyncio.run(run_echo(args))
+        else:
+            asyncio.run(run(args))
     except KeyboardInterrupt:
         pass
 

@@ -30,7 +30,7 @@ from echolab.collector.sim.model import ResponsePlan, draw_plan, paced_records, 
 from echolab.collector.sim.params import SimParams, load_params
 from echolab.collector.sim.topology import Topology
 
-TLS_OVERHEAD = 22  # TLS 1.3 AES-GCM record: 5-byte header + content type + 16-byte tag
+TLS_OVERHEAD = p.TLS_RECORD_OVERHEAD  # TLS 1.3 AES-GCM record: 5-byte header + content type + 16-byte tag
 TS_OPTION_LEN = 12  # NOP NOP timestamp
 ECHO_MAC = b"\x02\xec\x40\x00\x00\x02"
 GW_MAC = b"\x02\xec\x40\x00\x00\x01"
