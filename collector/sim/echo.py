@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from echolab.collector.sim import protocol as p
-from echolab.collector.sim.model import upload_bytes, upload_chunks
+from echolab.collector.sim.model import upload_bytes, upload_chunks, upload_s
 from echolab.collector.sim.params import SimParams, load_params
 
 #: A request with no answer after this many real seconds (scaled) is given up.
@@ -120,7 +120,7 @@ class Echo:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await self.send(p.sized_frame(p.AUDIO, size + p.HEADER.size))
-            delay = start + duration_s / self.speed - time.monotonic()
+            delay = start + upload_s(duration_s, self.params) / self.speed - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.send(p.frame(p.REQUEST_END, b""))
