@@ -40,6 +40,7 @@ from typing import Any
 from echolab.collector.sim import protocol as p
 from echolab.collector.sim.params import SimParams, load_params
 from echolab.collector.sim.recordings import Recording, load
+from echolab.collector.timing import KEEPALIVE_BYTES
 
 #: The request starts this long after the Echo hears it (time to tell the cloud).
 LEAD_S = 0.05
@@ -226,7 +227,7 @@ class ReplayCloud:
         self.writer = writer
         try:
             while data := await reader.read(65536):
-                if not self.playing and self.replies and len(data) <= p.MAX_RECORD:
+                if not self.playing and self.replies and len(data) <= KEEPALIVE_BYTES:
                     writer.write(os.urandom(app_bytes(self.rng.choice(self.replies))))
                     await writer.drain()
         except (ConnectionError, ssl.SSLError):

@@ -72,6 +72,8 @@ def status(
             pairs += [("capture", f"ip netns exec {lab.netns} tshark -i {lab.interface}"),
                       ("echo ip", lab.echo_ip), ("voice ip", lab.voice_ip), ("music ip", lab.music_ip),
                       ("speed", f"{lab.speed:g}"), ("state", str(lab.run_dir / "state.json"))]
+            if lab.replay:
+                pairs += [("replays", lab.replay), ("replayed so far", str(len(lab.replayed())))]
             pairs += [(f"process {name}", f"{lab.pids[name]} {'running' if ok else 'gone'}")
                       for name, ok in st.processes.items()]
         if st.echo:
