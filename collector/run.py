@@ -266,7 +266,7 @@ def collect(
             with view.live:
                 return runner.run()
         if show_progress:
-            runner.on_event = PlainProgress(runner).event
+            runner.on_event = PlainProgress(runner, stream=console.file).event
         return runner.run()
     raise AssertionError("unreachable")
 

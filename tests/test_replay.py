@@ -11,6 +11,7 @@ request's bytes and none of any other's.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from echolab.captures.reader import read_packets
@@ -55,12 +57,16 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabDir:
     return LabDir.open(tmp_path / "lab", create=True)
 
 
-def run(lab: LabDir, per_class: int, speed: float, **overrides: Any) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Collect from the replaying lab; the good captures and the lab's log of this campaign's requests."""
+def run(lab: LabDir, per_class: int, speed: float, out: io.StringIO | None = None,
+        **overrides: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Collect from the replaying lab; the good captures and the lab's log of this campaign's requests.
+
+    With *out*, progress goes there as to a file that is not a terminal.
+    """
     sim = SimLab.load(PREFIX)
     before = len(sim.replayed())
     settings = CollectSettings(backend="sim", sim_prefix=PREFIX, per_class=per_class, speed=speed, **overrides)
-    collect(lab, settings, show_progress=False)
+    collect(lab, settings, show_progress=out is not None, console=Console(file=out) if out else None)
     with Catalog.open(lab) as cat:
         caps = [(c.label, lab.root / c.path) for c in cat.captures()]
     return caps, sim.replayed()[before:]
@@ -106,8 +112,12 @@ def test_twenty_replayed_requests_at_speed_10(recorded: Path, lab: LabDir) -> No
                                   "--seed", "1"])
     assert up.exit_code == 0 and "Replaying 20 recorded requests" in up.output, up.output
     sim = SimLab.load(PREFIX)
-    caps, truth = run(lab, per_class=5, speed=10)
+    out = io.StringIO()
+    caps, truth = run(lab, per_class=5, speed=10, out=out)
     assert len(caps) == 20 and len(truth) == 20
+    lines = out.getvalue().splitlines()  # not a terminal: a plain line every 5 captures, no live display
+    assert len(lines) == 4, lines
+    assert [line.split(": ")[1].split(" ")[0] for line in lines] == ["5/20", "10/20", "15/20", "20/20"], lines
     assert sorted(t["recording"] for t in truth) == sorted(r.id for r in recordings), "each replayed once"
     per_class = check_no_mixing(caps, truth, sim.echo_ip)
     for label, (want, got) in per_class.items():  # TLS overhead is taken out of each write: bytes match
