@@ -33,6 +33,9 @@ class Backend:
     #: Floor of the quiet time under a speed factor: time for the capture engine to see the
     #: last packets. A backend that knows when the answer is over can use a shorter one.
     min_quiet_s: float = 0.25
+    #: True when ``response_over`` and ``wait_idle`` know when the Echo is done (the parametric
+    #: simulated lab); False: the collector decides from the traffic alone, as on a real Echo.
+    knows_end: bool = False
 
     def capture_filter(self) -> str:
         """Only the Echo's own traffic: other devices in the household are never recorded."""
@@ -64,22 +67,28 @@ class EchoBackend(Backend):
 
 @dataclass(kw_only=True)
 class SimBackend(Backend):
-    """The simulated lab: the Echo in a namespace, captured at the gateway namespace."""
+    """The simulated lab: the Echo in a namespace, captured at the gateway namespace.
+
+    The parametric lab's Echo says when it is done (``knows_end``); a lab that
+    replays recorded requests does not, so the collector reads the traffic
+    alone, as on a real Echo.
+    """
 
     name: str = "sim"
     lab: Any = None  # echolab.collector.sim.SimLab
-    min_quiet_s: float = 0.1  # the simulated Echo says when its answer is over
+    min_quiet_s: float = 0.1
+    knows_end: bool = True
 
     @classmethod
     def from_lab(cls, lab: Any) -> "SimBackend":
         return cls(device_ip=lab.echo_ip, interface=lab.interface, output=lab.sink(), prefix=lab.netns_exec(),
-                   speed=lab.speed, lab=lab)
+                   speed=lab.speed, lab=lab, knows_end=not lab.replay)
 
     def response_over(self) -> bool:
-        return not self.lab.is_busy()
+        return not self.knows_end or not self.lab.is_busy()
 
     def wait_idle(self, timeout_s: float) -> bool:
-        return self.lab.wait_idle(timeout_s)
+        return not self.knows_end or self.lab.wait_idle(timeout_s)
 
 
 @dataclass(kw_only=True)

@@ -1,12 +1,20 @@
 """An unattended, balanced, resumable collection campaign.
 
 One request, as :func:`Campaign.capture_one` does it: pick the next prompt,
-make sure its audio is in the cache, start the capture engine at the gateway
-with a filter on the Echo's address, wait until it is really capturing, play
-the prompt, wait until the response is over (no packets from the cloud to the
-Echo for the quiet time, at most a per-class maximum), stop the capture, check
-it, move it into the lab under its final name and record it in the catalog in
-the same step. Then wait for the Echo to be idle.
+make sure its audio is in the cache, wait until the Echo is idle, start the
+capture engine at the gateway with a filter on the Echo's address, wait until
+it is really capturing, play the prompt, wait until the response is over, stop
+the capture, check it, move it into the lab under its final name and record it
+in the catalog in the same step. The campaign log gets one line per attempt.
+
+When the answer is over and when the Echo is idle are decided from the Echo's
+traffic alone, with a real Echo's timing (:mod:`echolab.collector.timing`):
+no traffic beyond keep-alive size for the quiet time ends the answer (at most
+a per-class maximum, else ``echo-busy``); the post-answer upload that may
+follow within the trailing window is kept in the request's capture
+(``trailing="include"``) or cut out of it (``"exclude"``), and the next
+prompt waits until it has passed. Only the parametric simulated lab, whose
+Echo says when it is done, skips the trailing window.
 
 State lives only in the catalog and the lab directory: a rerun (or
 ``--resume NAME``) counts the good captures per class and carries on. A
@@ -31,9 +39,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 from echolab.captures.reader import CaptureError, ReadStats, read_packets
 from echolab.collector.backends import Backend
-from echolab.collector.live import LiveCapture
+from echolab.collector.live import FILE_LAG_S, LiveCapture
 from echolab.collector.recorder import CaptureProcess, CaptureToolError, kill_stale
 from echolab.collector.schedule import next_class, pick_prompt
+from echolab.collector.timing import IDLE_S, KEEPALIVE_BYTES, QUIET_S, TRAILING_CHOICES, TRAILING_S
 from echolab.db.catalog import Catalog, safe_name
 from echolab.db.checks import sweep_partial
 from echolab.db.models import Campaign, CampaignStatus, CaptureStatus
@@ -48,6 +57,15 @@ POLL_S = 0.05  # how often a capture in progress is looked at
 
 class CollectError(EcholabError):
     pass
+
+
+@dataclass
+class Ending:
+    """Why a capture ended: the answer's last traffic, and the post-answer upload's first (if any)."""
+
+    reason: str
+    answer_end: float | None = None
+    trailing_start: float | None = None
 
 
 class CampaignPaused(CollectError):
@@ -88,16 +106,23 @@ class CollectSettings:
     audio_device: str | None = None
     location: str | None = None
     capture_tool: str = "dumpcap"
-    quiet_s: float = 2.0  # no cloud->Echo packet for this long: the answer is over
-    response_timeout_s: float = 10.0  # no answer this long after the prompt ends: a failure
+    quiet_s: float = QUIET_S  # no traffic beyond keep-alive size for this long: the answer is over
+    response_timeout_s: float = 10.0  # no answer this long after the prompt ends: no-response
     max_duration_s: dict[str, float] = field(default_factory=lambda: {"music": 90.0, "*": 45.0})
-    idle_gap_s: float = 3.0  # wait after an answer before the next prompt
-    idle_timeout_s: float = 120.0
+    idle_gap_s: float = IDLE_S  # no traffic beyond keep-alive size for this long: the Echo is idle
+    idle_timeout_s: float = 120.0  # the Echo not idle after this long: echo-busy
+    keepalive_bytes: int = KEEPALIVE_BYTES  # packets with at most this payload are keep-alives, not traffic
+    trailing: str = "include"  # the post-answer upload: in its request's capture, or cut out ("exclude")
+    trailing_s: float = TRAILING_S  # the post-answer upload comes within this long after the answer
     max_consecutive_failures: int = 5
     backoff_s: float = 2.0
     backoff_max_s: float = 60.0
     speed: float = 1.0
     sim_prefix: str = "echolab"  # which simulated lab (namespaces PREFIX-echo, -gw, -cloud)
+
+    def __post_init__(self) -> None:
+        if self.trailing not in TRAILING_CHOICES:
+            raise CollectError(f"trailing must be one of {', '.join(TRAILING_CHOICES)}, not {self.trailing!r}")
 
     def scaled(self, seconds: float) -> float:
         return seconds / self.speed if self.speed > 0 else seconds
@@ -210,6 +235,9 @@ class CampaignRunner:
         self.timings: list[CaptureTiming] = []
         self.stop = StopRequest()
         self._streak: tuple[str, int] = ("", 0)
+        self._quiet: tuple[float, float] | None = None  # (last traffic, when a capture last watched) if idle then
+        self._ending: Ending | None = None  # how the current live capture ended
+        self._play_start = 0.0  # when the current prompt began to play (wall clock)
 
     # -- state from the catalog ---------------------------------------------------------
 
@@ -289,6 +317,9 @@ class CampaignRunner:
             return
 
     def _record_failure(self, label: str, prompt: Any, failure: Failure, attempt: int) -> None:
+        self._quiet = None
+        log.info("attempt %d of %s %r: %s (%s)", attempt, label, getattr(prompt, "text", prompt), failure.kind,
+                 failure.detail)
         self.failures[failure.kind] += 1
         self.recent_failures.append(f"{label}: {failure}")
         kind, n = self._streak
@@ -338,10 +369,11 @@ class CampaignRunner:
         ended_at = datetime.now(timezone.utc)
         t = time.monotonic()
         try:
-            servers = check_capture(tmp, self.backend.device_ip)
+            checked = check_capture(tmp, self.backend.device_ip)
         except Failure:
             tmp.unlink(missing_ok=True)
             raise
+        servers = checked.servers
         timing.check = time.monotonic() - t
         t = time.monotonic()
         with self.stop.critical():
@@ -351,27 +383,65 @@ class CampaignRunner:
                 attempts=attempt, server_addresses=servers,
             )
         timing.store = time.monotonic() - t
-        t = time.monotonic()
-        if self.backend.live:
-            self._sleep(s.scaled(s.idle_gap_s))
-        timing.idle = time.monotonic() - t
+        ending = self._ending if self.backend.live and self._ending else Ending("written by the backend")
+        answer = (f"answer {ending.answer_end - self._play_start:.1f} s, "
+                  if ending.answer_end is not None and self.backend.live else "")
+        log.info("attempt %d of %s %r: ok, %d B up, %d B down, %sended: %s", attempt, label, text,
+                 checked.bytes_up, checked.bytes_down, answer, ending.reason)
         return timing
 
-    def _live_capture(self, tmp: Path, label: str, text: str, clip: Any, timing: CaptureTiming) -> None:
+    def _start_capture(self, path: Path) -> CaptureProcess:
         s, b = self.settings, self.backend
-        t = time.monotonic()
-        if not b.wait_idle(s.idle_timeout_s):
-            raise Failure("echo-busy", f"the Echo was still busy after {s.idle_timeout_s:.0f} s")
         try:
-            cap = CaptureProcess.start(tmp, b.interface, b.capture_filter(), prefix=b.prefix, tool=s.capture_tool,
-                                       pidfile=self.lab.tmp_dir / PIDFILE)
+            return CaptureProcess.start(path, b.interface, b.capture_filter(), prefix=b.prefix, tool=s.capture_tool,
+                                        pidfile=self.lab.tmp_dir / PIDFILE)
         except CaptureToolError as exc:
             if type(exc) is not CaptureToolError:  # permission, missing interface: nothing a retry fixes
                 raise
             raise Failure("capture-error", str(exc)) from exc
+
+    def _wait_idle(self) -> None:
+        """Return once the Echo is idle: no traffic beyond keep-alive size for the idle window."""
+        s, b = self.settings, self.backend
+        if b.knows_end:
+            if not b.wait_idle(s.idle_timeout_s):
+                raise Failure("echo-busy", f"the Echo was still busy after {s.idle_timeout_s:.0f} s")
+            return
+        window = max(s.scaled(s.idle_gap_s), b.min_quiet_s)
+        now = time.time()
+        if self._quiet and now - self._quiet[1] < window and now - self._quiet[0] >= window:
+            return  # the last capture watched the Echo quiet for the window a moment ago
+        path = self.lab.tmp_dir / f"capture-watch-{time.time_ns()}.pcapng"
+        cap = self._start_capture(path)
+        try:
+            live = LiveCapture(path, b.device_ip, s.keepalive_bytes)
+            start = time.time()
+            while not self.stop.requested:
+                if not cap.alive:
+                    raise Failure("capture-error", f"{cap.tool} stopped while watching the Echo")
+                live.poll()
+                now = time.time()
+                if now - max(live.last_traffic, start) >= window + FILE_LAG_S:
+                    return
+                if now - start > s.idle_timeout_s:
+                    raise Failure("echo-busy", f"the Echo's traffic did not pause for {window:.1f} s within "
+                                               f"{s.idle_timeout_s:.0f} s")
+                time.sleep(POLL_S)
+        finally:
+            cap.abort()
+
+    def _live_capture(self, tmp: Path, label: str, text: str, clip: Any, timing: CaptureTiming) -> None:
+        s, b = self.settings, self.backend
+        t = time.monotonic()
+        self._ending = None
+        self._wait_idle()
+        timing.idle = time.monotonic() - t
+        t = time.monotonic()
+        cap = self._start_capture(tmp)
         timing.start = time.monotonic() - t
         try:
             t = time.monotonic()
+            self._play_start = time.time()
             try:
                 assert b.output is not None
                 b.output.play(clip, label=label, prompt_text=text)
@@ -379,10 +449,12 @@ class CampaignRunner:
                 raise Failure("audio-error" if "busy" not in str(exc).lower() else "echo-busy", str(exc)) from exc
             timing.play = time.monotonic() - t
             t = time.monotonic()
-            self._wait_response(cap, label, play_end=time.time())
+            live = LiveCapture(cap.path, b.device_ip, s.keepalive_bytes)
+            self._ending = self._wait_response(cap, live, label)
             timing.response = time.monotonic() - t
             t = time.monotonic()
             info = cap.stop()
+            live.poll()
             timing.stop = time.monotonic() - t
         except BaseException:
             cap.abort()
@@ -390,39 +462,68 @@ class CampaignRunner:
         if info.dropped:
             tmp.unlink(missing_ok=True)
             raise Failure("truncated", f"the capture engine dropped {info.dropped} packets")
+        self._quiet = (live.last_traffic, time.time())
+        ending = self._ending
+        if s.trailing == "exclude" and ending.trailing_start is not None:
+            cut_after(tmp, ending.trailing_start)
+            ending.reason += "; post-answer upload cut out"
 
-    def _wait_response(self, cap: CaptureProcess, label: str, play_end: float) -> None:
-        """Return when the answer is over; raise Failure when none comes."""
+    def _wait_response(self, cap: CaptureProcess, live: LiveCapture, label: str) -> Ending:
+        """Return when the answer (and the post-answer upload, if one comes) is over; Failure when none comes.
+
+        Only traffic counts (packets beyond keep-alive size, either way): the
+        answer is over after the quiet time without any; then the trailing
+        window is watched for the post-answer upload, which ends with another
+        quiet time. A backend that knows when its Echo is done (the
+        parametric simulated lab) ends at the answer.
+        """
         s, b = self.settings, self.backend
         quiet = max(s.scaled(s.quiet_s), b.min_quiet_s)
+        trailing = s.scaled(s.trailing_s)
+        lag = 0.0 if b.knows_end else FILE_LAG_S  # a packet may show in the file this late
         deadline = time.monotonic() + s.max_duration(label)
         answer_by = time.monotonic() + max(s.scaled(s.response_timeout_s), 1.0)
-        live = LiveCapture(cap.path, b.device_ip)
-        answered = False
+        answer_end: float | None = None
         while time.monotonic() < deadline:
             if not cap.alive:
                 raise Failure("capture-error", f"{cap.tool} stopped during the capture")
-            answered = live.poll(since=play_end) or answered
-            if answered:
-                if time.time() - live.last_from_cloud >= quiet and b.response_over():
-                    return
-            elif time.monotonic() > answer_by:
-                if not live.packets:
-                    raise Failure("no-traffic", f"no packet to or from {b.device_ip} on {b.interface}")
-                raise Failure("no-response", f"no answer from the cloud within {s.response_timeout_s:g} s")
+            live.poll(since=self._play_start)
+            now = time.time()
+            if live.answered_at is None:
+                if time.monotonic() > answer_by:
+                    if not live.packets:
+                        raise Failure("no-traffic", f"no packet to or from {b.device_ip} on {b.interface}")
+                    raise Failure("no-response", f"no answer from the cloud within {s.response_timeout_s:g} s")
+            elif answer_end is None:
+                if now - live.last_traffic >= quiet + lag and b.response_over():
+                    answer_end = live.last_traffic
+                    if b.knows_end:
+                        return Ending(f"quiet {quiet:.2g} s and the Echo done", answer_end)
+                    deadline = time.monotonic() + trailing + s.max_duration(label)
+            else:
+                upload = live.traffic_after(answer_end)
+                if upload is None and now - answer_end >= trailing + lag:
+                    return Ending(f"quiet {quiet:.2g} s, no post-answer upload within {trailing:.2g} s", answer_end)
+                if upload is not None and now - live.last_traffic >= quiet + lag:
+                    return Ending(f"quiet {quiet:.2g} s after the post-answer upload "
+                                  f"{upload - answer_end:.2g} s after the answer", answer_end, upload)
             time.sleep(POLL_S)
-        log.info("%s: answer still going after the %s maximum; capture stopped there", label,
-                 f"{s.max_duration(label):.1f} s")
+        what = "answer" if answer_end is None else "post-answer upload"
+        raise Failure("echo-busy", f"the Echo's {what} went on past the {s.max_duration(label):.1f} s maximum")
 
 
-def check_capture(path: Path, device_ip: str) -> list[str]:
-    """A good capture: readable, not empty, not cut short, with an answer from the cloud.
+@dataclass
+class CheckedCapture:
+    servers: list[str]  # the server addresses that talked with the Echo
+    bytes_up: int  # TCP/UDP payload bytes the Echo sent
+    bytes_down: int  # ... and received
 
-    Returns the server addresses that talked with the Echo.
-    """
+
+def check_capture(path: Path, device_ip: str) -> CheckedCapture:
+    """A good capture: readable, not empty, not cut short, with an answer from the cloud."""
     stats = ReadStats()
     servers: Counter = Counter()
-    from_cloud = 0
+    from_cloud = to_cloud = 0
     try:
         for p in read_packets(path, stats):
             if p.dst == device_ip and p.src != device_ip:
@@ -430,6 +531,7 @@ def check_capture(path: Path, device_ip: str) -> list[str]:
                 from_cloud += p.payload_len
             elif p.src == device_ip:
                 servers[p.dst] += 1
+                to_cloud += p.payload_len
     except CaptureError as exc:
         raise Failure("capture-error", str(exc)) from exc
     if stats.packets == 0:
@@ -438,7 +540,17 @@ def check_capture(path: Path, device_ip: str) -> list[str]:
         raise Failure("truncated", "the capture file ends in the middle of a packet")
     if from_cloud == 0:
         raise Failure("no-response", "the capture holds no data from the cloud to the Echo")
-    return sorted(servers)
+    return CheckedCapture(sorted(servers), to_cloud, from_cloud)
+
+
+def cut_after(path: Path, ts: float) -> None:
+    """Drop the packets of *path* captured at or after *ts* (a post-answer upload left out)."""
+    from echolab.captures.split import Segment, write_pieces
+
+    out = path.with_name(path.stem + "-cut")
+    piece, = write_pieces(path, [Segment(0, int(ts * 1e6) - 1, 0, 0, 0)], out, stem="cut")
+    piece.replace(path)
+    out.rmdir()
 
 
 @dataclass

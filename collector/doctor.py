@@ -57,21 +57,39 @@ def check_capture_permission(interface: str, tool: str = "dumpcap", prefix: tupl
 def check_device_seen(interface: str, device_ip: str, listen_s: float = 10.0, tool: str = "dumpcap",
                       prefix: tuple[str, ...] = (), tmp_dir: Path | None = None) -> Check:
     """Listen on the interface and count the Echo's packets."""
+    return check_device_traffic(interface, device_ip, listen_s, tool, prefix, tmp_dir)[0]
+
+
+def check_device_traffic(interface: str, device_ip: str, listen_s: float = 10.0, tool: str = "dumpcap",
+                         prefix: tuple[str, ...] = (), tmp_dir: Path | None = None) -> list[Check]:
+    """Listen on the interface: is the Echo there, and what do its keep-alives and pauses look like?
+
+    The second check is :func:`echolab.collector.timing.measure` on what was
+    heard: the keep-alive level and the idle window the collector would use.
+    """
+    from echolab.collector.timing import measure
+
     tmp = (tmp_dir or Path("/tmp")) / f"doctor-seen-{time.time_ns()}.pcapng"
     try:
         cap = CaptureProcess.start(tmp, interface, f"host {device_ip}", prefix=prefix, tool=tool, timeout_s=10)
         time.sleep(listen_s)
         cap.stop()
         packets = sum(1 for _ in read_packets(tmp, ReadStats()))
+        measured = measure(tmp, device_ip) if packets else None
     except (CaptureToolError, EcholabError) as exc:
-        return Check("Echo seen", False, str(exc), "fix the capture checks above first")
+        return [Check("Echo seen", False, str(exc), "fix the capture checks above first")]
     finally:
         tmp.unlink(missing_ok=True)
-    if packets == 0:
-        return Check("Echo seen", False, f"no packet to or from {device_ip} on {interface} in {listen_s:g} s",
-                     "check --device-ip (the Echo's address in the Alexa app or the router's DHCP leases) and "
-                     "that the Echo's traffic crosses this interface; saying 'Alexa, what time is it?' makes traffic")
-    return Check("Echo seen", True, f"{packets} packets of {device_ip} in {listen_s:g} s")
+    if packets == 0 or measured is None:
+        return [Check("Echo seen", False, f"no packet to or from {device_ip} on {interface} in {listen_s:g} s",
+                      "check --device-ip (the Echo's address in the Alexa app or the router's DHCP leases) and "
+                      "that the Echo's traffic crosses this interface; saying 'Alexa, what time is it?' makes "
+                      "traffic")]
+    timing = Check("Echo timing", True, measured.describe())
+    if not measured.keepalives:
+        timing = Check("Echo timing", True, measured.describe(), "listen longer (--listen 60): a real Echo sends "
+                       "keep-alives every 20 to 30 s", warning=True)
+    return [Check("Echo seen", True, f"{packets} packets of {device_ip} in {listen_s:g} s"), timing]
 
 
 def check_audio_output(device: int | str | None = None) -> Check:
@@ -150,7 +168,7 @@ def run_doctor(
             if device_ip is None:
                 checks.append(Check("Echo seen", False, "no device address given", "pass --device-ip"))
             else:
-                checks.append(check_device_seen(interface, device_ip, listen_s, tool, prefix, lab.tmp_dir))
+                checks += check_device_traffic(interface, device_ip, listen_s, tool, prefix, lab.tmp_dir)
     checks += [check_audio_output(audio_device), check_volume(), check_speech(lab, engine),
                check_disk(lab, classes, per_class)]
     return checks

@@ -23,6 +23,11 @@ from echolab.captures.reader import (
     parse_addr,
     pcapng_interface,
 )
+from echolab.collector.timing import KEEPALIVE_BYTES
+
+#: How late the capture engine's file may show a packet: dumpcap flushes its file every 100 ms, once
+#: its wait for packets (up to 250 ms) returns. Quiet judged from the file must allow for it.
+FILE_LAG_S = 0.4
 
 _BLOCK_HEAD = struct.Struct("<II")
 _EPB = struct.Struct("<IIIII")  # interface id, ts high, ts low, captured length, original length
@@ -35,8 +40,12 @@ class LiveCapture:
 
     path: Path
     device_ip: str
+    keepalive_bytes: int = KEEPALIVE_BYTES  # more payload than this: traffic, not a keep-alive
     packets: int = 0
     last_from_cloud: float = 0.0  # capture time of the last cloud->device packet
+    last_traffic: float = 0.0  # capture time of the last packet either way with more than keepalive_bytes
+    answered_at: float | None = None  # capture time of the first cloud->device traffic at or after *since*
+    traffic: list[float] = field(default_factory=list)  # capture times of every traffic packet
     _offset: int = 0
     _ifaces: list[tuple[int, int, int]] = field(default_factory=list)  # linktype, units/s, offset s
     _stats: ReadStats = field(default_factory=ReadStats)
@@ -46,7 +55,12 @@ class LiveCapture:
         self._device = parse_addr(self.device_ip)
 
     def poll(self, since: float = 0.0) -> bool:
-        """Read what was appended; True when a cloud->device packet with data came at or after *since*."""
+        """Read what was appended; True when a cloud->device packet with data came at or after *since*.
+
+        Also keeps ``last_traffic``, ``traffic`` and ``answered_at`` (a
+        cloud->device packet with more than ``keepalive_bytes`` of payload at or
+        after *since*) up to date.
+        """
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self._offset)
@@ -77,8 +91,19 @@ class LiveCapture:
         linktype, units, offset = self._ifaces[iface]
         ts_us = ((hi << 32) | lo) * 1_000_000 // units + offset * 1_000_000
         pkt = decode_frame(linktype, data, pos + 28, caplen, ts_us, self._stats)
-        if pkt is None or pkt[T_DST] != self._device or pkt[T_SRC] == self._device:
+        if pkt is None or self._device not in (pkt[T_SRC], pkt[T_DST]):
             return False
         ts = pkt[T_TS] / 1e6
+        if pkt[T_DATA_LEN] > self.keepalive_bytes:
+            self.last_traffic = max(self.last_traffic, ts)
+            self.traffic.append(ts)
+            if self.answered_at is None and pkt[T_DST] == self._device and ts >= since:
+                self.answered_at = ts
+        if pkt[T_DST] != self._device or pkt[T_SRC] == self._device:
+            return False
         self.last_from_cloud = max(self.last_from_cloud, ts)
         return pkt[T_DATA_LEN] > 0 and ts >= since
+
+    def traffic_after(self, ts: float) -> float | None:
+        """Capture time of the first traffic packet later than *ts*, if any."""
+        return next((t for t in self.traffic if t > ts), None)

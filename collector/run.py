@@ -1,8 +1,15 @@
-"""Starting or resuming a campaign: backend, prompts, speech, progress display, log."""
+"""Starting or resuming a campaign: backend, prompts, speech, progress display, log.
+
+On a simulated lab that replays recorded requests (``sim up --replay``), the
+classes default to the recorded ones and each class's prompt is its name: the
+replayed upload is the recorded one, whatever is "said".
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import datetime
@@ -79,6 +86,19 @@ def create_campaign(catalog: Catalog, settings: CollectSettings, name: str | Non
     )
 
 
+def replay_classes(settings: CollectSettings) -> list[str]:
+    """The classes of the requests a running simulated lab replays (none: not a replaying lab)."""
+    if settings.backend != "sim":
+        return []
+    from echolab.collector.sim import SimLab, SimNotRunning
+    from echolab.collector.sim.recordings import classes
+
+    try:
+        return classes(SimLab.load(settings.sim_prefix).recordings())
+    except SimNotRunning:
+        return []
+
+
 def make_backend(settings: CollectSettings, stack: ExitStack) -> Backend:
     """The backend the settings name; brings the simulated lab up when it is not running."""
     if settings.backend == "echo":
@@ -132,6 +152,34 @@ def campaign_log(lab: LabDir, name: str) -> logging.Handler:
     return handler
 
 
+class PlainProgress:
+    """One plain line every *every* captures, for output that is not a terminal (nohup, a service)."""
+
+    def __init__(self, runner: CampaignRunner, every: int = 5, stream: Any = None):
+        self.runner, self.every, self.stream = runner, max(every, 1), stream or sys.stdout
+        self.start = time.monotonic()
+        self.seen = 0
+
+    def line(self) -> str:
+        s, r = self.runner.settings, self.runner
+        done = sum(min(r.counts.get(c, 0), s.per_class) for c in s.classes)
+        total = s.per_class * len(s.classes)
+        elapsed = time.monotonic() - self.start
+        eta = f", about {elapsed / self.seen * (total - done) / 60:.0f} min left" if self.seen and done < total else ""
+        failures = ", ".join(f"{k} {v}" for k, v in r.failures.items()) or "none"
+        per_class = ", ".join(f"{c} {r.counts.get(c, 0)}" for c in s.classes)
+        return (f"{time.strftime('%Y-%m-%d %H:%M:%S')} {r.campaign.name}: {done}/{total} captures ({per_class}); "
+                f"failures: {failures}; {elapsed / 60:.1f} min{eta}")
+
+    def event(self, kind: str, info: dict[str, Any]) -> None:
+        if kind != "ok":
+            return
+        self.seen += 1
+        s = self.runner.settings
+        if self.seen % self.every == 0 or all(self.runner.counts.get(c, 0) >= s.per_class for c in s.classes):
+            print(self.line(), file=self.stream, flush=True)
+
+
 class ProgressView:
     """Per-class counts against the target, rate, ETA and recent failures."""
 
@@ -171,9 +219,19 @@ def collect(
     show_progress: bool = True,
     console: Console | None = None,
 ) -> CollectResult:
-    """Run (or resume) a campaign until every class has its target of good captures."""
+    """Run (or resume) a campaign until every class has its target of good captures.
+
+    The live display needs a terminal; otherwise (*console* not a terminal)
+    a plain progress line is printed every few captures.
+    """
+    replayed = replay_classes(settings)
     if not settings.classes:
-        settings.classes = list(STUDY_CLASSES)
+        settings.classes = replayed or list(STUDY_CLASSES)
+    if replayed:
+        unknown = [c for c in settings.classes if c not in replayed]
+        if unknown:
+            raise CollectError(f"the simulated lab replays no request of class {', '.join(unknown)} "
+                               f"(it replays {', '.join(replayed)})")
     with ExitStack() as stack:
         lock = FileLock(str(lab.tmp_dir / "collect.lock"))
         try:
@@ -184,9 +242,9 @@ def collect(
         catalog = stack.enter_context(Catalog.open(lab))
         campaign, settings = pick_campaign(catalog, settings, resume=resume, new=new)
         backend = make_backend(settings, stack)
-        speech = SpeechSource(lab, settings)
+        speech = None if replayed else SpeechSource(lab, settings)
         if campaign is None:
-            campaign = create_campaign(catalog, settings, name, voice=speech.voice)
+            campaign = create_campaign(catalog, settings, name, voice=speech.voice if speech else None)
         handler = campaign_log(lab, campaign.name)
         log.addHandler(handler)
         log.setLevel(logging.INFO)
@@ -197,14 +255,18 @@ def collect(
                 campaign.settings = asdict(settings)
         from echolab.prompts.lists import load_prompts
 
-        prompts = load_prompts(lab, settings.classes, settings.wake_word)
+        prompts = ({c: [c] for c in settings.classes} if replayed
+                   else load_prompts(lab, settings.classes, settings.wake_word))
         runner = CampaignRunner(catalog, campaign, settings, backend, prompts, speech)
         runner.recover()
-        if show_progress:
+        console = console or Console()
+        if show_progress and console.is_terminal:
             view = ProgressView(runner, console)
             runner.on_event = view.event
             with view.live:
                 return runner.run()
+        if show_progress:
+            runner.on_event = PlainProgress(runner, stream=console.file).event
         return runner.run()
     raise AssertionError("unreachable")
 

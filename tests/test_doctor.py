@@ -50,8 +50,12 @@ def test_echo_seen_and_not_seen(lab: LabDir) -> None:
     sim = SimLab.up(prefix="doctor", speed=40, seed=1)
     try:
         prefix = tuple(sim.netns_exec())
-        seen = doctor.check_device_seen(sim.interface, sim.echo_ip, listen_s=1.5, prefix=prefix, tmp_dir=lab.tmp_dir)
+        seen, timing = doctor.check_device_traffic(sim.interface, sim.echo_ip, listen_s=1.5, prefix=prefix,
+                                                   tmp_dir=lab.tmp_dir)
         assert seen.ok, seen.detail
+        # the simulated Echo's idle keep-alives (40-byte frames in TLS records) every 25 s / 40
+        assert timing.ok and "keep-alives up to 62 bytes" in timing.detail, timing.detail
+        assert "would use --keepalive-bytes 100 --quiet 5 --idle-gap 5" in timing.detail
         absent = doctor.check_device_seen(sim.interface, "10.77.0.99", listen_s=0.5, prefix=prefix,
                                           tmp_dir=lab.tmp_dir)
         assert not absent.ok and "--device-ip" in absent.fix
@@ -84,3 +88,31 @@ def test_cli_exit_code_and_fix_lines(lab: LabDir) -> None:
     assert result.exit_code == 1
     assert "FAIL capture permission" in result.output and "fix: pass the gateway interface" in result.output
     assert "ok   free disk" in result.output
+
+
+def test_timing_measured_from_keepalives_and_pauses(tmp_path) -> None:
+    """Keep-alives of 41 bytes every 25 s, then a request pausing 4.1 s: the quiet time grows to 1.5 x that."""
+    from pcaps import tcp_packet, write_pcap
+
+    from echolab.collector.timing import measure
+
+    dev, srv = "192.168.1.50", "52.94.1.10"
+    frames, seq = [], {dev: 1000, srv: 900_000}
+
+    def send(t: float, src: str, n: int) -> None:
+        dst = srv if src == dev else dev
+        sport, dport = (50000, 443) if src == dev else (443, 50000)
+        frames.append((t, tcp_packet(src, dst, sport, dport, seq=seq[src], ack=seq[dst], flags="PA", payload=n)))
+        seq[src] += n
+
+    for t in (0.0, 25.0, 50.0):
+        send(t, dev, 41)
+        send(t + 0.05, srv, 39)
+    for i in range(20):  # upload and answer; the answer pauses 4 s after its 10th record
+        send(60 + i * 0.1, dev, 1448)
+        send(61 + i * 0.1 + (4.0 if i >= 10 else 0.0), srv, 1448)
+    measured = measure(write_pcap(tmp_path / "echo.pcap", sorted(frames)), dev)
+    assert (measured.keepalive_max_bytes, measured.keepalive_interval_s) == (41, 25.0)
+    assert round(measured.longest_pause_s, 1) == 4.1  # from the upload's last packet to the answer's next
+    assert (measured.keepalive_bytes, measured.quiet_s, measured.idle_s) == (100, 6.2, 6.2)
+    assert "would use --keepalive-bytes 100 --quiet 6.2 --idle-gap 6.2" in measured.describe()

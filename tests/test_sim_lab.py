@@ -137,8 +137,8 @@ def test_one_request_per_class_captured_at_the_gateway(lab: SimLab, tmp_path: Pa
         sizes[label] = server_bytes(path, lab.voice_ip)
         want = plans[label]["speech_bytes"]
         assert want <= sizes[label] <= want * 1.1 + 3000, (label, sizes[label], want)
-        # The utterance upload is proportional to the clip: 2.5 s at 4000 B/s.
-        assert plans[label]["audio_bytes"] == 10000
+        # The utterance upload is proportional to the clip and its tail: (2.5 + 1.5) s at 16000 B/s.
+        assert plans[label]["audio_bytes"] == 64000
         blocks = tcptrace_blocks(path)
         servers = {b["b"] for b in blocks}
         if label == "music":

@@ -75,7 +75,8 @@ def test_draws_follow_the_classes_as_documented() -> None:
 
 
 def test_upload_is_proportional_to_the_clip_and_paced() -> None:
-    assert upload_bytes(3.0, PARAMS) == 3 * upload_bytes(1.0, PARAMS) == 12000
+    tail = PARAMS.upload["tail_s"]
+    assert upload_bytes(4.5 - tail, PARAMS) == 3 * upload_bytes(1.5 - tail, PARAMS) == 72000
     chunks = upload_chunks(2.0, PARAMS)
     assert sum(size for _, size in chunks) == upload_bytes(2.0, PARAMS)
     assert [round(t, 3) for t, _ in chunks[:3]] == [0.0, 0.1, 0.2]
@@ -208,3 +209,27 @@ def test_the_synthetic_example_in_the_docs_runs(tmp_path: Path, monkeypatch: pyt
     scope: dict = {}
     exec(compile(code, "docs/simulation.md", "exec"), scope)
     assert scope["info"].synthetic and (tmp_path / "music.pcap").stat().st_size > 100_000
+
+
+def test_request_shape_comes_near_a_real_echos(tmp_path: Path) -> None:
+    """Voice-class requests at speed 1: medians of bytes up, bytes down and duration within 30% of a real Echo's.
+
+    The request is the first burst of traffic (the post-answer events excluded), as the collector cuts it;
+    the real figures are REAL-ECHO-TRAFFIC.md's (echolab.collector.timing.REAL_REQUEST). The live lab's
+    figures at speed 1: bench/bench_sim_shape.py.
+    """
+    from echolab.captures.reader import read_packets
+    from echolab.collector.sim.synthetic import write_capture
+    from echolab.collector.timing import REAL_REQUEST, bursts
+
+    rng = np.random.default_rng(5)
+    shape: dict[str, list[float]] = {"bytes_up": [], "bytes_down": [], "duration_s": []}
+    for i in range(40):
+        label = ("information", "weather", "directions", "quotes")[i % 4]
+        info = write_capture(tmp_path / f"{i}.pcap", label, 2.5, rng)
+        request = bursts(read_packets(info.path), info.device_ip)[0]
+        shape["bytes_up"].append(request.bytes_up)
+        shape["bytes_down"].append(request.bytes_down)
+        shape["duration_s"].append(request.end - request.start)
+    for name, real in REAL_REQUEST.items():
+        assert abs(np.median(shape[name]) - real) <= 0.3 * real, (name, np.median(shape[name]), real)

@@ -147,6 +147,11 @@ async def serve(args: argparse.Namespace) -> None:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(args.cert, args.key)
     voice_sock = listening_socket(args.voice_ip, args.port, int(params.windows["voice_rcvbuf"]))
+    if args.replay:
+        from echolab.collector.sim.replay import run_cloud
+
+        await run_cloud(args, voice_sock, ctx)
+        return
     music_sock = listening_socket(args.music_ip, args.port, int(params.windows["music_rcvbuf"]))
     voice = await asyncio.start_server(_nodelay(cloud.voice), sock=voice_sock, ssl=ctx)
     music = await asyncio.start_server(_nodelay(cloud.music), sock=music_sock, ssl=ctx)
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--replay", default=None, help="recordings to replay (replay mode)")
     args = parser.parse_args(argv)
     try:
         asyncio.run(serve(args))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from echolab.collector.sim import protocol as p
-from echolab.collector.sim.model import upload_bytes, upload_chunks
+from echolab.collector.sim.model import upload_bytes, upload_chunks, upload_s
 from echolab.collector.sim.params import SimParams, load_params
 
 #: A request with no answer after this many real seconds (scaled) is given up.
@@ -120,7 +120,7 @@ class Echo:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await self.send(p.sized_frame(p.AUDIO, size + p.HEADER.size))
-            delay = start + duration_s / self.speed - time.monotonic()
+            delay = start + upload_s(duration_s, self.params) / self.speed - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.send(p.frame(p.REQUEST_END, b""))
@@ -229,9 +229,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default=None)
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--replay", default=None, help="recordings to replay (replay mode)")
+    parser.add_argument("--run-dir", default=None, help="where replay mode logs each replayed request")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(run(args))
+        if args.replay:
+            from echolab.collector.sim.replay import run_echo
+
+            asyncio.run(run_echo(args))
+        else:
+            asyncio.run(run(args))
     except KeyboardInterrupt:
         pass
 

@@ -22,13 +22,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from filelock import FileLock
 
 from echolab.collector.sim import topology
 from echolab.collector.sim.errors import SimError, SimNotRunning
+from echolab.collector.sim import recordings
 from echolab.collector.sim.params import DEFAULT_PARAMS, load_params
+from echolab.collector.sim.recordings import Recording
+from echolab.collector.sim.replay import REPLAY_LOG
 from echolab.collector.sim.sink import SimulatedSink, echo_call
 from echolab.collector.sim.topology import Topology
 
@@ -71,12 +74,16 @@ class SimLab:
     control_socket: Path
     pids: dict[str, int] = field(default_factory=dict)
     started_at: str = ""
+    replay: str = ""  # replay mode: where the recorded requests came from ("" = parametric)
+    replay_digest: str = ""  # which recordings (up compares it)
 
     # --- finding a lab ------------------------------------------------------------------
     @classmethod
     def up(cls, *, prefix: str = DEFAULT_PREFIX, speed: float = 1.0, seed: int | None = None,
-           params_path: Path | str | None = None, root: Path | str | None = None) -> "SimLab":
-        return up(prefix=prefix, speed=speed, seed=seed, params_path=params_path, root=root)
+           params_path: Path | str | None = None, root: Path | str | None = None,
+           replay: Sequence[Recording] | None = None, replay_source: str = "") -> "SimLab":
+        return up(prefix=prefix, speed=speed, seed=seed, params_path=params_path, root=root, replay=replay,
+                  replay_source=replay_source)
 
     @classmethod
     def load(cls, prefix: str = DEFAULT_PREFIX, root: Path | str | None = None) -> "SimLab":
@@ -136,6 +143,21 @@ class SimLab:
                 return True
             time.sleep(poll_s)
         return not self.is_busy()
+
+    @property
+    def replay_file(self) -> Path:
+        return self.run_dir / "recordings.json"
+
+    def recordings(self) -> list[Recording]:
+        """The recorded requests this lab replays (none in parametric mode)."""
+        return recordings.load(self.replay_file) if self.replay else []
+
+    def replayed(self) -> list[dict[str, Any]]:
+        """One line per replayed request: recording, class, began, ended (ground truth for tests)."""
+        path = self.run_dir / REPLAY_LOG
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def plans(self) -> list[dict[str, Any]]:
         """Every response the cloud drew so far (ground truth for tests and docs)."""
@@ -297,32 +319,38 @@ def _cleanup(prefix: str, root: Path | str | None) -> list[str]:
 
 
 def up(*, prefix: str = DEFAULT_PREFIX, speed: float = 1.0, seed: int | None = None,
-       params_path: Path | str | None = None, root: Path | str | None = None) -> SimLab:
+       params_path: Path | str | None = None, root: Path | str | None = None,
+       replay: Sequence[Recording] | None = None, replay_source: str = "") -> SimLab:
     """Start the simulated lab *prefix* (idempotent) and return it.
 
-    A healthy lab already running with the same speed, seed and parameters is
-    returned as is; anything else under this prefix (a crashed run, other
-    settings) is cleaned up first.
+    With *replay* (recorded requests, :mod:`echolab.collector.sim.recordings`)
+    the Echo and the cloud replay them instead of drawing answers
+    (:mod:`echolab.collector.sim.replay`); *replay_source* says where they
+    came from. A healthy lab already running with the same speed, seed,
+    parameters and recordings is returned as is; anything else under this
+    prefix (a crashed run, other settings) is cleaned up first.
     """
     if not speed > 0 or speed > 1000:
         raise SimError(f"speed must be between 0 and 1000 (got {speed})")
     topology.check_privileges()
     params_file = str(Path(params_path).resolve()) if params_path else str(DEFAULT_PARAMS)
     load_params(params_file)  # fail on bad parameters before touching the network
+    digest = recordings.digest(replay) if replay else ""
     with _lock(prefix, root):
         current = status(prefix, root)
-        if current.running and current.lab and (current.lab.speed, current.lab.seed, current.lab.params_path) == (
-                float(speed), seed, params_file):
+        if current.running and current.lab and (current.lab.speed, current.lab.seed, current.lab.params_path,
+                                                current.lab.replay_digest) == (float(speed), seed, params_file, digest):
             return current.lab
         _cleanup(prefix, root)
         try:
-            return _start(prefix, float(speed), seed, params_file, root)
+            return _start(prefix, float(speed), seed, params_file, root, replay, replay_source or "recordings")
         except BaseException:
             _cleanup(prefix, root)
             raise
 
 
-def _start(prefix: str, speed: float, seed: int | None, params_file: str, root: Path | str | None) -> SimLab:
+def _start(prefix: str, speed: float, seed: int | None, params_file: str, root: Path | str | None,
+           replay: Sequence[Recording] | None = None, replay_source: str = "") -> SimLab:
     topo = Topology(prefix)
     run_dir = _run_dir(prefix, root)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -330,6 +358,10 @@ def _start(prefix: str, speed: float, seed: int | None, params_file: str, root: 
     cert, key = _make_cert(run_dir)
     control = run_dir / "echo.sock"
     common = ["--params", params_file, "--speed", str(speed)]
+    digest = ""
+    if replay:
+        digest = recordings.save(replay, run_dir / "recordings.json")
+        common += ["--replay", str(run_dir / "recordings.json")]
     cloud_seed = ["--seed", str(seed)] if seed is not None else []
     echo_seed = ["--seed", str(seed + 1)] if seed is not None else []
     pids = {"cloud": _spawn(topo.cloud_ns, "echolab.collector.sim.cloud",
@@ -341,12 +373,14 @@ def _start(prefix: str, speed: float, seed: int | None, params_file: str, root: 
                  echo_netns=topo.echo_ns, cloud_netns=topo.cloud_ns, echo_ip=topo.echo_ip,
                  voice_ip=topo.voice_ip, music_ip=topo.music_ip, port=PORT, speed=speed, seed=seed,
                  params_path=params_file, control_socket=control, pids=pids,
-                 started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                 started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 replay=replay_source if replay else "", replay_digest=digest)
     _write_state(lab)
     _wait_log(run_dir / "cloud.log", "cloud: voice", pids["cloud"], run_dir)
     pids["echo"] = _spawn(topo.echo_ns, "echolab.collector.sim.echo",
                           ["--control", str(control), "--voice-ip", topo.voice_ip, "--port", str(PORT),
-                           "--cafile", str(cert), *common, *echo_seed], run_dir / "echo.log")
+                           "--cafile", str(cert), "--run-dir", str(run_dir), *common, *echo_seed],
+                          run_dir / "echo.log")
     _write_state(lab)
     _wait_ready(lab)
     return lab

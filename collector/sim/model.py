@@ -53,13 +53,18 @@ def draw_plan(label: str, params: SimParams, rng: np.random.Generator) -> Respon
     )
 
 
+def upload_s(duration_s: float, params: SimParams) -> float:
+    """How long the Echo streams a prompt of *duration_s*: the prompt, then until the cloud hears it ended."""
+    return max(duration_s, 0.0) + params.upload["tail_s"]
+
+
 def upload_bytes(duration_s: float, params: SimParams) -> int:
-    """Bytes of the utterance upload: proportional to the spoken audio's length."""
-    return int(max(duration_s, 0.0) * params.upload["bytes_per_s"])
+    """Bytes of the utterance upload: proportional to the time the Echo streams."""
+    return int(upload_s(duration_s, params) * params.upload["bytes_per_s"])
 
 
 def upload_chunks(duration_s: float, params: SimParams) -> list[tuple[float, int]]:
-    """(offset_s, bytes) of each upload chunk, paced over the utterance."""
+    """(offset_s, bytes) of each upload chunk, paced over the utterance and its tail."""
     total = upload_bytes(duration_s, params)
     step = params.upload["chunk_s"]
     per = max(int(params.upload["bytes_per_s"] * step), 1)

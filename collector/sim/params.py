@@ -103,7 +103,7 @@ class SimParams:
 
 
 _SECTIONS = {
-    "upload": ("bytes_per_s", "chunk_s", "header_bytes"),
+    "upload": ("bytes_per_s", "chunk_s", "header_bytes", "tail_s"),
     "keepalive": ("interval_s", "jitter_s", "ping_bytes", "pong_bytes"),
     "speech": ("bytes_per_s", "record_bytes", "rate_factor", "burst_s", "directive_bytes", "event_bytes"),
     "music": ("bytes_per_s", "record_bytes", "rate_factor", "burst_s", "request_bytes"),

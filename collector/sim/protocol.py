@@ -27,6 +27,10 @@ STREAM_REQUEST = 11  # Echo -> music: fetch the sample (JSON)
 STREAM = 12  # music -> Echo: sample audio record
 
 HEADER = struct.Struct("!BI")
+#: TLS 1.3 application data: at most 16384 bytes per record, each with a 5-byte header, the inner
+#: content type and a 16-byte AEAD tag on the wire.
+MAX_RECORD = 16384
+TLS_RECORD_OVERHEAD = 22
 MAX_FRAME = 1 << 24
 
 

@@ -78,7 +78,7 @@ class SimulatedSink:
                                                 "prompt_text": prompt_text})
         if not reply.get("ok"):
             if reply.get("error") == "busy":
-                raise EchoBusy("the simulated Echo is still answering; wait until it is idle (SimLab.wait_idle)")
+                raise EchoBusy("the simulated Echo is busy (still answering); wait until it is idle (SimLab.wait_idle)")
             raise SimError(f"the simulated Echo refused the request: {reply.get('error')}")
         remaining = t0 + duration / self.speed - time.monotonic()
         if remaining > 0:

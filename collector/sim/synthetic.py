@@ -26,11 +26,11 @@ import dpkt
 import numpy as np
 
 from echolab.collector.sim import protocol as p
-from echolab.collector.sim.model import ResponsePlan, draw_plan, paced_records, upload_chunks
+from echolab.collector.sim.model import ResponsePlan, draw_plan, paced_records, upload_chunks, upload_s
 from echolab.collector.sim.params import SimParams, load_params
 from echolab.collector.sim.topology import Topology
 
-TLS_OVERHEAD = 22  # TLS 1.3 AES-GCM record: 5-byte header + content type + 16-byte tag
+TLS_OVERHEAD = p.TLS_RECORD_OVERHEAD  # TLS 1.3 AES-GCM record: 5-byte header + content type + 16-byte tag
 TS_OPTION_LEN = 12  # NOP NOP timestamp
 ECHO_MAC = b"\x02\xec\x40\x00\x00\x02"
 GW_MAC = b"\x02\xec\x40\x00\x00\x01"
@@ -208,7 +208,7 @@ def generate(label: str, duration_s: float, rng: np.random.Generator, params: Si
     t = voice.record(t0, True, _frame_size(int(params.upload["header_bytes"])))
     for offset, size in upload_chunks(duration_s, params):
         t = voice.record(max(t, t0 + offset / speed), True, _frame_size(size))
-    t = voice.record(max(t, t0 + duration_s / speed), True, _frame_size(0))
+    t = voice.record(max(t, t0 + upload_s(duration_s, params) / speed), True, _frame_size(0))
     t += sp["rtt_s"] + plan.think_s / speed
     speech_start = t
     for offset, size in paced_records(plan.speech_bytes, params.speech):

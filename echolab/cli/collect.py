@@ -9,6 +9,7 @@ import typer
 
 from echolab.collector.audio import device_spec
 from echolab.collector.campaign import CollectSettings
+from echolab.collector.timing import IDLE_S, KEEPALIVE_BYTES, QUIET_S, TRAILING_S
 from echolab.cli.common import console, emit_rows, get_lab
 from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
 
@@ -34,13 +35,19 @@ def _classes(value: Optional[str]) -> list[str]:
     return [c.strip() for c in value.split(",") if c.strip()] if value else list(STUDY_CLASSES)
 
 
+class Trailing(str, Enum):
+    include = "include"
+    exclude = "exclude"
+
+
 @collect_app.callback()
 def collect(
     ctx: typer.Context,
     backend: Annotated[BackendName, typer.Option(help="sim: the simulated lab; echo: a real Echo; "
                                                       "synthetic: simulated captures without namespaces.")] = BackendName.sim,
     per_class: Annotated[int, typer.Option(min=1, help="Good captures wanted per class.")] = STUDY_PER_CLASS,
-    classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes (default: the study's six).")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes (default: the study's six; "
+                                                        "on a replaying simulated lab, the recorded ones).")] = None,
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's IP address (echo backend).")] = None,
     interface: Annotated[Optional[str], typer.Option(help="Gateway interface the Echo's traffic crosses.")] = None,
     engine: Annotated[EngineName, typer.Option(help="Speech engine for the prompts.")] = EngineName.espeak,
@@ -52,8 +59,16 @@ def collect(
     name: Annotated[Optional[str], typer.Option(help="Name of a new campaign (default: BACKEND-DATE-TIME).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the class interleaving and prompt order.")] = 0,
     speed: Annotated[float, typer.Option(help="Simulated lab time factor (sim/synthetic).")] = 1.0,
-    quiet: Annotated[float, typer.Option(help="Seconds without cloud->Echo packets that end an answer.")] = 2.0,
-    idle_gap: Annotated[float, typer.Option(help="Seconds to wait after an answer before the next prompt.")] = 3.0,
+    quiet: Annotated[float, typer.Option(help="Seconds without traffic beyond keep-alive size that end an "
+                                              "answer (real Echo answers pause up to 2-3 s).")] = QUIET_S,
+    idle_gap: Annotated[float, typer.Option(help="Seconds without traffic beyond keep-alive size before the "
+                                                 "Echo counts as idle and the next prompt plays.")] = IDLE_S,
+    trailing: Annotated[Trailing, typer.Option(help="The Echo's post-answer upload: keep it in its request's "
+                                                    "capture, or cut it out; never in the next one.")] = Trailing.include,
+    trailing_window: Annotated[float, typer.Option(help="Seconds after an answer within which the post-answer "
+                                                        "upload may come (real Echos: 8-15 s).")] = TRAILING_S,
+    keepalive_bytes: Annotated[int, typer.Option(help="Packets with at most this payload are keep-alives, "
+                                                      "not traffic.")] = KEEPALIVE_BYTES,
     location: Annotated[Optional[str], typer.Option(help="Network/location label of this campaign.")] = None,
     capture_tool: Annotated[str, typer.Option(help="dumpcap (fast start) or tshark.")] = "dumpcap",
     wake_word: Annotated[Optional[str], typer.Option(help="Alexa, Echo, Computer or Amazon.")] = None,
@@ -70,12 +85,13 @@ def collect(
 
     lab = get_lab(ctx, create=True)
     settings = CollectSettings(
-        backend=backend.value, per_class=per_class, classes=_classes(classes), seed=seed, engine=engine.value,
+        backend=backend.value, per_class=per_class, classes=_classes(classes) if classes else [], seed=seed,
+        engine=engine.value,
         engine_options={"voice": voice} if voice and engine is EngineName.espeak else
         ({"lang": voice} if voice and engine is EngineName.gtts else {}),
         wake_word=wake_word, device_ip=device_ip, interface=interface, audio_device=audio_device,
         location=location, capture_tool=capture_tool, quiet_s=quiet, idle_gap_s=idle_gap, speed=speed,
-        sim_prefix=sim_prefix,
+        sim_prefix=sim_prefix, trailing=trailing.value, trailing_s=trailing_window, keepalive_bytes=keepalive_bytes,
     )
     result = run_collect(lab, settings, resume=resume, new=new, name=name, show_progress=progress)
     failures = ", ".join(f"{k}: {v}" for k, v in result.failures.items()) or "none"

@@ -13,7 +13,7 @@ from echolab.collector.audio import DurationClip
 from echolab.collector.sim import lab as simlab
 from echolab.collector.sim.params import load_params
 from echolab.collector.sim.synthetic import write_capture
-from echolab.cli.common import console, key_value_table
+from echolab.cli.common import console, get_lab, key_value_table
 
 app = typer.Typer(help="The simulated lab: an Echo and an Alexa cloud in network namespaces.", no_args_is_help=True)
 
@@ -22,18 +22,35 @@ PrefixOpt = Annotated[str, typer.Option("--prefix", help="Name prefix of the lab
 
 @app.command("up")
 def up(
+    ctx: typer.Context,
     speed: Annotated[float, typer.Option(help="Divide every wait and stream duration by this factor.", min=0.001,
                                          max=1000)] = 1.0,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the cloud's draws (default: random).")] = None,
     params: Annotated[Optional[Path], typer.Option(help="Parameter file (default: collector/sim/params.toml).",
                                                    exists=True, dir_okay=False)] = None,
     prefix: PrefixOpt = simlab.DEFAULT_PREFIX,
+    replay: Annotated[Optional[str], typer.Option(
+        help="Replay recorded requests instead of drawing answers: a campaign of the lab's catalog "
+             "(name or id), or a folder of one-request captures in one sub-folder per class.")] = None,
+    device_ip: Annotated[Optional[str], typer.Option(
+        help="The Echo's address in the replayed folder's captures (default: guessed per capture).")] = None,
 ) -> None:
     """Start the simulated lab (needs root); cleans up what a crashed run left first."""
-    lab = simlab.up(prefix=prefix, speed=speed, seed=seed, params_path=params)
+    recorded = None
+    if replay:
+        from echolab.collector.sim import recordings
+
+        lab_dir = None if Path(replay).is_dir() else get_lab(ctx)
+        recorded = recordings.from_source(replay, lab=lab_dir, device_ip=device_ip)
+    lab = simlab.up(prefix=prefix, speed=speed, seed=seed, params_path=params, replay=recorded,
+                    replay_source=replay or "")
     console.print(f"Simulated lab '{lab.prefix}' is up: capture on {lab.interface} in namespace {lab.netns} "
                   f"(ip netns exec {lab.netns} tshark -i {lab.interface}); Echo {lab.echo_ip}, "
                   f"voice {lab.voice_ip}, music {lab.music_ip}, speed {lab.speed:g}")
+    if recorded:
+        from echolab.collector.sim.recordings import classes
+
+        console.print(f"Replaying {len(recorded)} recorded requests of {replay}: classes {', '.join(classes(recorded))}")
 
 
 @app.command("status")
@@ -55,6 +72,8 @@ def status(
             pairs += [("capture", f"ip netns exec {lab.netns} tshark -i {lab.interface}"),
                       ("echo ip", lab.echo_ip), ("voice ip", lab.voice_ip), ("music ip", lab.music_ip),
                       ("speed", f"{lab.speed:g}"), ("state", str(lab.run_dir / "state.json"))]
+            if lab.replay:
+                pairs += [("replays", lab.replay), ("replayed so far", str(len(lab.replayed())))]
             pairs += [(f"process {name}", f"{lab.pids[name]} {'running' if ok else 'gone'}")
                       for name, ok in st.processes.items()]
         if st.echo:
