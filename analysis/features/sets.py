@@ -33,8 +33,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, CaptureError, ReadStats,
-                              format_addr, iter_tcp, parse_addr)
+from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, TCP_ACK, TCP_FIN, TCP_RST,
+                                     TCP_SYN, CaptureError, ReadStats, format_addr, iter_tcp, parse_addr)
 from echolab.analysis.features.histogram import learn_edges, normalized_histogram
 from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats
 from echolab.errors import EcholabError
@@ -247,6 +247,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     packets = 0
     i_src, i_dst, i_len, i_ts, i_flags, i_data = T_SRC, T_DST, T_IP_LEN, T_TS, T_FLAGS, T_DATA_LEN  # per packet
     add_size, add_time, add_pure = sizes.append, times.append, pure.append
+    pure_mask = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK  # a pure ACK: ACK alone (PSH/URG allowed), no data
     try:
         for pkt in iter_tcp(path, stats):
             add(pkt)
@@ -255,7 +256,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
                 if pkt[i_src] != device:
                     add_size(pkt[i_len])
                     add_time(pkt[i_ts])
-                    add_pure(1 if (pkt[i_flags] & 0x17) == 0x10 and pkt[i_data] == 0 else 0)
+                    add_pure(1 if (pkt[i_flags] & pure_mask) == TCP_ACK and pkt[i_data] == 0 else 0)
             elif pkt[i_src] == device:
                 packets += 1
     except CaptureError as exc:
