@@ -182,7 +182,7 @@ def _table1(s: dict[str, Any], study: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _ablations(s: dict[str, Any], study: dict[str, Any]) -> list[dict[str, Any]]:
     """Feature-group ablations in this run, with the study's random forest number for each."""
-    from echolab.analysis.compare.runner import ABLATIONS
+    from echolab.analysis.compare.specs import ABLATIONS
 
     ref = study.get("ablations", {})
     present = {f["key"] for f in s["features"]}

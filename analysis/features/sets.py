@@ -38,6 +38,7 @@ from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC
 from echolab.analysis.features.histogram import learn_edges, normalized_histogram
 from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats
 from echolab.errors import EcholabError
+from echolab.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from echolab.db.catalog import Catalog
@@ -481,13 +482,14 @@ class Dataset:
         return len(self.records)
 
 
-def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: bool = True,
+def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: ProgressCallback | None = None,
                  label: str | None = None, campaign: str | int | None = None, n_jobs: int = 2) -> Dataset:
     """Every good capture of *catalog* as a :class:`Dataset`, extracting (in parallel) what is not cached.
 
     The device IP of a capture comes from *device_ip* when given, else the
     capture's own ``device_ip``, else its campaign's device. Unusable captures
-    are listed in ``Dataset.skipped`` with their reason.
+    are listed in ``Dataset.skipped`` with their reason. *progress* is called
+    while captures are read (``echolab.progress``).
     """
     from echolab.analysis.features.store import build_features
 
