@@ -407,8 +407,10 @@ class Catalog:
 
     def set_report_dir(self, run: AnalysisRun, folder: Path) -> None:
         """Remember where *run*'s report was written (a folder inside the lab)."""
-        with self.transaction():
-            run.report_dir = self.lab.relative(folder)
+        relative = self.lab.relative(folder)
+        if run.report_dir != relative:
+            with self.transaction():
+                run.report_dir = relative
 
     def stored_trial_keys(self, keys: Sequence[str]) -> set[str]:
         """Those of *keys* that name a stored trial result."""

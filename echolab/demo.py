@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.rule import Rule
-
 from echolab.labdir import LabDir
 from echolab.progress import ProgressCallback
 from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from echolab.db.models import AnalysisRun
 
 DEMO_SIM_PREFIX = "echolab-demo"
@@ -60,6 +59,9 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Console | None = None
     *console* shows the steps and the collection's live view; *progress* is
     called by the speech, feature and comparison steps (``echolab.progress``).
     """
+    from rich.console import Console
+    from rich.rule import Rule
+
     from echolab.analysis.compare.report import write_report
     from echolab.analysis.compare.runner import run_analysis
     from echolab.analysis.compare.sources import catalog_source

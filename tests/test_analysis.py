@@ -277,3 +277,59 @@ def test_cli_run_ls_show_report(sqlite_lab: LabDir, grids: Path) -> None:
     assert "Error: no analysis run 'nope'; 'echolab analyze ls' lists them" in missing.output
     bad = cli.invoke(app, [*base, "run", "--synthetic", "8", "-m", "forest", "--grids", str(grids)])
     assert bad.exit_code == 1 and "Error: unknown model(s) forest" in bad.output
+
+
+# -- an unchanged rerun, progress, the catalog's run queries ------------------------------------
+
+
+def test_unchanged_rerun_leaves_the_stored_run_as_it_was(cat: Catalog, source, grids: Path) -> None:
+    first = run_analysis(cat, source, _settings(grids), name="same", jobs=1)
+    summary, finished = json.dumps(first.run.summary), first.run.finished_at
+    again = run_analysis(cat, source, _settings(grids), name="same", jobs=1)
+    assert (again.computed, again.cached) == (0, 18) and again.run.id == first.run.id
+    cat.session.expire_all()
+    stored = cat.analysis_run("same")
+    assert json.dumps(stored.summary) == summary and stored.summary["timing"]["computed"] == 18
+    assert stored.finished_at.replace(tzinfo=None) == finished.replace(tzinfo=None)
+    # Other settings under the same name are a change: the run is recorded again, from the cache.
+    fewer = run_analysis(cat, source, _settings(grids, models=("knn",)), name="same", jobs=1)
+    assert (fewer.computed, fewer.cached) == (0, 9)
+    assert fewer.run.summary["timing"]["cached"] == 9 and [m["name"] for m in fewer.run.summary["models"]] == ["knn"]
+
+
+def test_progress_is_an_opt_in_callback(cat: Catalog, source, grids: Path, capsys) -> None:
+    calls = []
+    run_analysis(cat, source, _settings(grids, models=("knn",), trials=2), name="p", jobs=1,
+                 progress=lambda task, done, total: calls.append((task, done, total)))
+    assert calls[0] == ("trials", 0, 6) and calls[-1] == ("trials", 6, 6) and len(calls) == 7
+    run_analysis(cat, source, _settings(grids, models=("decision_tree",), trials=2), name="q", jobs=1)
+    assert capsys.readouterr() == ("", "")  # without a callback the library draws nothing
+
+
+def test_catalog_lists_and_finds_runs(cat: Catalog, source, grids: Path) -> None:
+    from echolab.db.catalog import UnknownRunError
+
+    older = run_analysis(cat, source, _settings(grids, models=("knn",), trials=2), name="older", jobs=1)
+    newer = run_analysis(cat, source, _settings(grids, models=("knn",), trials=2, seed=3), name="newer", jobs=1)
+    assert [r.name for r in cat.analysis_runs()] == ["newer", "older"]
+    assert cat.analysis_run(str(older.run.id)).name == "older" and cat.analysis_run("newer") is newer.run
+    assert cat.analysis_run("nope", missing_ok=True) is None
+    with pytest.raises(UnknownRunError, match=r"^no analysis run 'nope'$"):
+        cat.analysis_run("nope")
+
+
+def test_library_modules_import_no_cli_and_draw_no_plots_on_import() -> None:
+    """Library code imports neither the CLI nor typer/rich; the report imports matplotlib only to draw."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import echolab.analysis.compare.runner, echolab.analysis.compare.report, echolab.analysis.features.store\n"
+        "import echolab.prompts.synth, echolab.demo\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'matplotlib', 'jinja2')\n"
+        "             or m.startswith('echolab.cli'))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

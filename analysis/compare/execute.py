@@ -60,11 +60,12 @@ def default_jobs() -> int:
 
 
 def trial_tasks(src: DataSource, settings: RunSettings, classes: list[str], todo: Sequence[PlannedTrial],
-                matrices: dict[str, FeatureMatrix]) -> Iterator[TrialTask]:
+                splits: dict[int, Split], matrices: dict[str, FeatureMatrix]) -> Iterator[TrialTask]:
     """Tasks in trial-major order; per-trial matrices are built lazily when features fit on train."""
     per_trial: dict[str, np.ndarray] = {}
     current = -1
-    for key, feature, spec, split in sorted(todo, key=lambda p: (p.split.trial, _cost_rank(p.model))):
+    for key, feature, spec, trial in sorted(todo, key=lambda p: (p.trial, _cost_rank(p.model))):
+        split = splits[trial]
         if settings.fit_features_on == "train":
             if split.trial != current:
                 per_trial, current = {}, split.trial
@@ -83,14 +84,14 @@ def _cost_rank(spec: ModelSpec) -> int:
 
 
 def compute(catalog: Any, src: DataSource, settings: RunSettings, classes: list[str], todo: Sequence[PlannedTrial],
-            matrices: dict[str, FeatureMatrix], *, jobs: int | None, cluster: Any,
+            splits: dict[int, Split], matrices: dict[str, FeatureMatrix], *, jobs: int | None, cluster: Any,
             progress: ProgressCallback | None, on_trial: Callable[[str, TrialOutcome], None] | None,
             commit_every: int) -> int:
     """Run the trials of *todo*, store each in *catalog* as it completes; return how many ran."""
     if not todo:
         return 0
-    meta = {p.key: (p.feature.key, p.model.name, p.split.trial) for p in todo}
-    tasks = trial_tasks(src, settings, classes, todo, matrices)
+    meta = {p.key: (p.feature.key, p.model.name, p.trial) for p in todo}
+    tasks = trial_tasks(src, settings, classes, todo, splits, matrices)
     results = run_dask(tasks, cluster) if cluster is not None else run_local(tasks, jobs or default_jobs())
     writer = ResultWriter(catalog, commit_every)
     n = 0

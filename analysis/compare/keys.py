@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
+from importlib.metadata import version
 from typing import NamedTuple
-
-import sklearn
 
 from echolab.analysis.compare.grids import ModelSpec
 from echolab.analysis.compare.sources import DataSource
@@ -26,7 +26,7 @@ class PlannedTrial(NamedTuple):
     key: str
     feature: FeatureSpec
     model: ModelSpec
-    split: Split
+    trial: int
 
 
 def trial_key(
@@ -42,7 +42,7 @@ def trial_key(
     """The content hash that names one trial's result in the cache."""
     payload = {
         "protocol": PROTOCOL_VERSION,
-        "sklearn": ".".join(sklearn.__version__.split(".")[:2]),
+        "sklearn": _sklearn_minor(),
         "data": fingerprint,
         "features": feature.key,
         "fit_features_on": fit_features_on,
@@ -57,26 +57,40 @@ def trial_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def plan_splits(src: DataSource, settings: RunSettings) -> tuple[list[Split], dict[int, str]]:
-    """The run's splits, and per trial the token of its split mode that goes into the key."""
+@lru_cache(maxsize=1)
+def _sklearn_minor() -> str:
+    """scikit-learn's major.minor version, from its metadata (importing it takes a second)."""
+    return ".".join(version("scikit-learn").split(".")[:2])
+
+
+def split_tokens(src: DataSource, settings: RunSettings) -> dict[int, str]:
+    """Each trial's index and the token of its split that goes into its key (no split is computed:
+    a rerun finds its trials in the cache without drawing them)."""
+    if settings.split_by == "campaign":
+        token = src.groups_fingerprint()
+        return {t: f"campaign:{token}:{name}" for t, name in enumerate(sorted(set(src.groups.tolist())))}
+    return {t: "random" for t in range(settings.trials)}
+
+
+def make_splits(src: DataSource, settings: RunSettings) -> dict[int, Split]:
+    """The run's splits by trial index (checked: enough captures per class, or campaigns)."""
     if settings.split_by == "campaign":
         splits = campaign_splits(src.groups)
-        token = src.groups_fingerprint()
-        return splits, {s.trial: f"campaign:{token}:{s.test_group}" for s in splits}
-    splits = random_splits(src.y, settings.trials, settings.seed, settings.test_size)
-    return splits, {s.trial: "random" for s in splits}
+    else:
+        splits = random_splits(src.y, settings.trials, settings.seed, settings.test_size)
+    return {s.trial: s for s in splits}
 
 
 def plan_trials(src: DataSource, settings: RunSettings, specs: list[ModelSpec], fingerprint: str) -> list[PlannedTrial]:
     """Every trial of the run, feature set by feature set, model by model, trial by trial."""
-    splits, split_tokens = plan_splits(src, settings)
+    tokens = split_tokens(src, settings)
     plan: list[PlannedTrial] = []
     for feature in settings.features:
         for spec in specs:
-            for split in splits:
+            for trial, token in tokens.items():
                 key = trial_key(
                     fingerprint=fingerprint, feature=feature, fit_features_on=settings.fit_features_on,
-                    model=spec, trial=split.trial, settings=settings, split_token=split_tokens[split.trial],
+                    model=spec, trial=trial, settings=settings, split_token=token,
                 )
-                plan.append(PlannedTrial(key, feature, spec, split))
+                plan.append(PlannedTrial(key, feature, spec, trial))
     return plan

@@ -11,17 +11,18 @@ changes no global matplotlib state.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from echolab.analysis.compare.stats import format_p
 from echolab.errors import EcholabError
 
 if TYPE_CHECKING:
@@ -59,21 +60,34 @@ class Figure:
         return "data:image/png;base64," + base64.b64encode(self.png).decode()
 
 
-def write_report(run: AnalysisRun, out_dir: Path | str) -> Path:
-    """Write ``index.html``, ``summary.md`` and the plots' PNGs for *run* into *out_dir*."""
+def write_report(run: AnalysisRun, out_dir: Path | str, *, force: bool = False) -> Path:
+    """Write ``index.html``, ``summary.md`` and the plots' PNGs for *run* into *out_dir*.
+
+    A folder that already holds the report of exactly this run (same stored run,
+    same study numbers, same templates and code: :func:`report_key`, kept in
+    ``summary.json``) is left as it is, unless *force*: drawing the plots is
+    most of the work.
+    """
     if not run.summary:
         raise ReportError(
             f"run {run.name!r} has no results yet (status {run.status}); finish it with 'echolab analyze run' first"
         )
     out = Path(out_dir)
+    key = report_key(run)
+    if not force and _written(out, key):
+        return out / "index.html"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportError(f"cannot create the report folder {out}: {exc.strerror or exc}") from exc
     ctx = report_context(run)
+    written = []
     for fig in ctx["figures"]:
         (out / fig.name).write_bytes(fig.png)
+        written.append(fig.name)
     from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from echolab.analysis.compare.stats import format_p
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
@@ -82,10 +96,45 @@ def write_report(run: AnalysisRun, out_dir: Path | str) -> Path:
     env.filters["signed"] = lambda v: "n/a" if v is None or _isnan(v) else f"{v:+.2f}"
     (out / "index.html").write_text(env.get_template("report.html").render(**ctx))
     (out / "summary.md").write_text(env.get_template("summary.md").render(**ctx))
+    # Written last: a report cut short has no key, so the next call writes it again.
     (out / "summary.json").write_text(json.dumps({"name": run.name, "settings": run.settings,
                                                   "versions": run.versions, "fingerprint": run.fingerprint,
-                                                  "summary": run.summary}, indent=1, default=str))
+                                                  "summary": run.summary,
+                                                  "report": {"key": key, "files": sorted(written)}},
+                                                 indent=1, default=str))
     return out / "index.html"
+
+
+def report_key(run: AnalysisRun) -> str:
+    """A hash of everything a report shows or is made with: the stored run, the study's numbers,
+    the templates and this module."""
+    h = hashlib.sha256()
+    shown = {"name": run.name, "status": run.status, "created_at": _utc(run.created_at),
+             "finished_at": _utc(run.finished_at), "settings": run.settings, "versions": run.versions,
+             "fingerprint": run.fingerprint, "summary": run.summary}
+    h.update(json.dumps(shown, sort_keys=True, default=str).encode())
+    for path in (STUDY_RESULTS, Path(__file__), *sorted(TEMPLATES.iterdir())):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _utc(when: datetime | None) -> str | None:
+    """*when* as UTC text: a time read back from SQLite has lost its offset, one just set has not."""
+    if when is None:
+        return None
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.isoformat()
+
+
+def _written(out: Path, key: str) -> bool:
+    """Whether *out* holds a complete report whose key is *key*."""
+    try:
+        stored = json.loads((out / "summary.json").read_text()).get("report") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    files = ["index.html", "summary.md", *stored.get("files", [])]
+    return stored.get("key") == key and all((out / name).is_file() for name in files)
 
 
 def _isnan(v: Any) -> bool:

@@ -18,19 +18,18 @@ the catalog keeps) and ``summary`` (what the report shows).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
-from echolab.analysis.compare.execute import compute
-from echolab.analysis.compare.grids import load_grids, select_models
-from echolab.analysis.compare.keys import plan_trials
+from echolab.analysis.compare.grids import check_models, load_grids, select_models
+from echolab.analysis.compare.keys import make_splits, plan_trials
 from echolab.analysis.compare.matrices import build_matrix, normalize_features
 from echolab.analysis.compare.sources import DataSource
 from echolab.analysis.compare.specs import AnalysisError, RunSettings
 from echolab.analysis.compare.storage import library_versions, stored_settings
-from echolab.analysis.compare.summary import summarize
 from echolab.analysis.compare.trials import TrialOutcome
 from echolab.db.models import AnalysisRun
 from echolab.progress import ProgressCallback
@@ -79,30 +78,40 @@ def run_analysis(
     settings = settings or RunSettings()
     settings.check()
     started = time.perf_counter()
-    specs = select_models(load_grids(settings.grids_path), list(settings.models))
+    grids = load_grids(settings.grids_path, check=False)  # checked below, unless every trial is cached
+    specs = select_models(grids, list(settings.models))
     settings = replace(settings, features=normalize_features(source, settings.features))
     src = source.canonical()
     classes = src.classes()
     fingerprint = src.fingerprint()
-    test_fraction = settings.test_size if settings.split_by == "random" else None
     plan = plan_trials(src, settings, specs, fingerprint)
+    record = {"settings": stored_settings(settings, specs, src, cluster), "fingerprint": fingerprint,
+              "capture_ids": [c for c in src.capture_ids if c is not None],
+              "versions": library_versions(with_dask=cluster is not None)}
+    done = catalog.stored_trial_keys([p.key for p in plan])
+    if name is not None and len(done) == len(plan):
+        stored = catalog.analysis_run(name, missing_ok=True)
+        if stored is not None and _unchanged(stored, record):
+            # Nothing to compute and the stored run says what this one would: it stays as it is
+            # (summary, finishing time and all), so its report need not be written again.
+            return RunResult(stored, 0, len(plan), time.perf_counter() - started)
+    check_models(grids.values(), settings.grids_path)
+    splits = make_splits(src, settings)
+    test_fraction = settings.test_size if settings.split_by == "random" else None
 
     # Whole-data matrices come first: a bad feature option fails before a run is recorded, and
     # the summary needs their column names even when every trial is cached.
     matrices = {feature.key: build_matrix(src, feature) for feature in settings.features}
-    run = catalog.start_analysis_run(
-        name or datetime.now().strftime("run-%Y%m%d-%H%M%S"),
-        settings=stored_settings(settings, specs, src, cluster), fingerprint=fingerprint,
-        capture_ids=[c for c in src.capture_ids if c is not None],
-        versions=library_versions(with_dask=cluster is not None),
-    )
-    done = catalog.stored_trial_keys([p.key for p in plan])
+    run = catalog.start_analysis_run(name or datetime.now().strftime("run-%Y%m%d-%H%M%S"), **record)
     todo = [p for p in plan if p.key not in done]
 
     computed = 0
     try:
-        computed = compute(catalog, src, settings, classes, todo, matrices, jobs=jobs, cluster=cluster,
-                           progress=progress, on_trial=on_trial, commit_every=commit_every)
+        if todo:
+            from echolab.analysis.compare.execute import compute
+
+            computed = compute(catalog, src, settings, classes, todo, splits, matrices, jobs=jobs, cluster=cluster,
+                               progress=progress, on_trial=on_trial, commit_every=commit_every)
     except KeyboardInterrupt as exc:
         catalog.finish_analysis_run(run, "interrupted")
         n_done = len(done) + len(catalog.stored_trial_keys([p.key for p in todo]))
@@ -114,9 +123,25 @@ def run_analysis(
         catalog.finish_analysis_run(run, "failed")
         raise
 
+    from echolab.analysis.compare.summary import summarize
+
     rows = catalog.trial_results([p.key for p in plan])
     summary = summarize(plan, rows, src, classes, matrices, specs, settings, test_fraction)
     summary["timing"] = {"computed": computed, "cached": len(plan) - computed,
                          "wall_seconds": time.perf_counter() - started}
     catalog.finish_analysis_run(run, "done", summary)
     return RunResult(run, computed, len(plan) - computed, time.perf_counter() - started)
+
+
+def _unchanged(run: AnalysisRun, record: dict[str, Any]) -> bool:
+    """Whether the stored *run* finished with exactly these settings, data and library versions."""
+    if run.status != "done" or not run.summary:
+        return False
+    stored = {"settings": run.settings, "fingerprint": run.fingerprint, "capture_ids": run.capture_ids,
+              "versions": run.versions}
+    return _json(stored) == _json(record)
+
+
+def _json(value: Any) -> str:
+    """*value* as the catalog's JSON columns hold it (tuples become lists), for comparison."""
+    return json.dumps(value, sort_keys=True, default=str)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import time
+from importlib.metadata import version
 from typing import Any
 
 from echolab.analysis.compare.grids import ModelSpec
@@ -40,28 +41,13 @@ def stored_settings(settings: RunSettings, specs: list[ModelSpec], src: DataSour
 
 
 def library_versions(*, with_dask: bool = False) -> dict[str, str]:
-    """The versions of Python and of the libraries behind a run's numbers."""
-    import joblib
-    import numpy as np
-    import scipy
-    import sklearn
-
+    """The versions of Python and of the libraries behind a run's numbers (from the installed
+    distributions' metadata, so none of them is imported)."""
     from echolab import __version__
 
-    out = {
-        "python": platform.python_version(),
-        "echolab": __version__,
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "joblib": joblib.__version__,
-    }
-    if with_dask:
-        import dask
-        import distributed
-
-        out["dask"] = dask.__version__
-        out["distributed"] = distributed.__version__
+    out = {"python": platform.python_version(), "echolab": __version__}
+    libraries = ["scikit-learn", "numpy", "scipy", "joblib"] + (["dask", "distributed"] if with_dask else [])
+    out.update({name: version(name) for name in libraries})
     return out
 
 

@@ -27,7 +27,7 @@ def summarize(plan: Sequence[PlannedTrial], rows: dict[str, TrialResult], src: D
     """Everything the report needs, as JSON (stored in ``AnalysisRun.summary``)."""
     cells: dict[str, dict[str, Any]] = {}
     by_cell: dict[tuple[str, str], list[TrialResult]] = {}
-    for key, feature, spec, _split in plan:
+    for key, feature, spec, _trial in plan:
         if key in rows:
             by_cell.setdefault((feature.key, spec.name), []).append(rows[key])
     for feature in settings.features:

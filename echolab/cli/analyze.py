@@ -162,7 +162,7 @@ def report_cmd(
 
     with _open(ctx) as cat:
         r = _get_run(cat, run)
-        path = write_report(r, out or cat.lab.reports_dir / r.name)
+        path = write_report(r, out or cat.lab.reports_dir / r.name, force=True)
         if out is None:
             cat.set_report_dir(r, path.parent)
     console.print(f"Report: {path}")
