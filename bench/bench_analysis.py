@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from echolab.analysis.compare.matrices import build_matrix  # noqa: E402
 from echolab.analysis.compare.runner import run_analysis  # noqa: E402
-from echolab.analysis.compare.sources import catalog_source, synthetic_source  # noqa: E402
+from echolab.analysis.compare.sources import catalog_source  # noqa: E402
+from echolab.analysis.compare.synthetic import synthetic_source  # noqa: E402
 from echolab.analysis.compare.specs import RunSettings, study_features  # noqa: E402
 from echolab.db.catalog import Catalog  # noqa: E402
 from echolab.labdir import LabDir  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from echolab.analysis.compare.runner import run_analysis
-from echolab.analysis.compare.sources import synthetic_source
+from echolab.analysis.compare.synthetic import synthetic_source
 from echolab.analysis.compare.specs import RunSettings
 from echolab.db.catalog import Catalog
 from echolab.labdir import LabDir

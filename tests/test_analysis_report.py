@@ -9,7 +9,7 @@ import pytest
 
 from echolab.analysis.compare.report import ReportError, study_results, write_report
 from echolab.analysis.compare.runner import run_analysis
-from echolab.analysis.compare.sources import synthetic_source
+from echolab.analysis.compare.synthetic import synthetic_source
 from echolab.analysis.compare.specs import FeatureSpec, RunSettings, study_features
 from echolab.db.catalog import Catalog
 from echolab.db.models import AnalysisRun

@@ -56,6 +56,10 @@ def normalize_features(source: DataSource, features: Sequence[FeatureSpec]) -> t
     """
     out: list[FeatureSpec] = []
     for spec in features:
+        if not spec.options:  # nothing to drop (and no transformer to make: scikit-learn stays unloaded)
+            if spec not in out:
+                out.append(spec)
+            continue
         try:
             defaults = source.make_transformer(spec.set_name).get_params()
         except Exception:  # an unknown set fails later with the transformer's own message

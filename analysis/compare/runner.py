@@ -9,8 +9,8 @@ the catalog under that key as they complete, so
 * adding a model (or a feature set) computes only that one.
 
 :func:`run_analysis` only orchestrates; each concern has its module:
-``specs`` (what is asked: feature sets, settings), ``sources`` (the data: catalog
-or synthetic), ``matrices`` (feature matrices, computed once per feature set
+``specs`` (what is asked: feature sets, settings), ``sources`` and ``synthetic``
+(the data: the catalog's, or a stand-in), ``matrices`` (feature matrices, computed once per feature set
 configuration and shared by every model and trial), ``keys`` (trial keys and the
 plan), ``execute`` (local cores with joblib, or a Dask cluster), ``storage`` (what
 the catalog keeps) and ``summary`` (what the report shows).

@@ -89,7 +89,7 @@ def run_cmd(
     from echolab.analysis.compare import specs as asked
     from echolab.analysis.compare.report import write_report
     from echolab.analysis.compare.runner import run_analysis
-    from echolab.analysis.compare.sources import catalog_source, synthetic_source
+    from echolab.analysis.compare.sources import catalog_source
 
     specs = [asked.FeatureSpec.parse(f) for f in features] if features else list(asked.study_features())
     if bins_sweep:
@@ -104,6 +104,8 @@ def run_cmd(
     with _open(ctx) as cat:
         with rich_progress() as progress:
             if synthetic:
+                from echolab.analysis.compare.synthetic import synthetic_source
+
                 source = synthetic_source(synthetic, seed=seed)
             else:
                 source = catalog_source(cat, device_ip=device_ip, progress=progress)
