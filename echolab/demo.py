@@ -11,18 +11,17 @@ resumes, features and finished trials come from the catalog).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from echolab.labdir import LabDir
 from echolab.progress import ProgressCallback
 from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from echolab.db.models import AnalysisRun
 
 DEMO_SIM_PREFIX = "echolab-demo"
@@ -52,16 +51,27 @@ class DemoResult:
         return self.run.name
 
 
-def run_demo(lab: LabDir, settings: DemoSettings, console: Console | None = None, *,
+class PlainConsole:
+    """Where the demo's messages go when the caller gives no console: plain lines on stdout."""
+
+    _MARKUP = re.compile(r"\[(?:bold|yellow|/)\]")
+
+    def print(self, *objects: Any, **_options: Any) -> None:
+        print(*(self._MARKUP.sub("", str(o)) for o in objects))
+
+    def rule(self, title: str = "", **_options: Any) -> None:
+        print(f"-- {self._MARKUP.sub('', title)} --")
+
+
+def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
              progress: ProgressCallback | None = None) -> DemoResult:
     """Run every step of the demo on *lab*; see the module docstring.
 
-    *console* shows the steps and the collection's live view; *progress* is
-    called by the speech, feature and comparison steps (``echolab.progress``).
+    *console* (a rich ``Console``, as the CLI passes, or anything with ``print``
+    and ``rule``; default :class:`PlainConsole`) shows the steps, and a rich one
+    also the collection's live view; *progress* is called by the speech, feature
+    and comparison steps (``echolab.progress``).
     """
-    from rich.console import Console
-    from rich.rule import Rule
-
     from echolab.analysis.compare.report import write_report
     from echolab.analysis.compare.runner import run_analysis
     from echolab.analysis.compare.sources import catalog_source
@@ -73,12 +83,12 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Console | None = None
     from echolab.db.catalog import Catalog
     from echolab.prompts.synth import synthesize_lab
 
-    console = console or Console()
+    console = console or PlainConsole()
     seconds: dict[str, float] = {}
     steps = 6
 
     def step(n: int, title: str) -> float:
-        console.print(Rule(f"[bold]{n}/{steps} {title}"))
+        console.rule(f"[bold]{n}/{steps} {title}")
         return time.perf_counter()
 
     t = step(1, "Simulated lab")
@@ -107,7 +117,8 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Console | None = None
         collected = collect(lab, CollectSettings(backend=backend, per_class=settings.per_class, speed=settings.speed,
                                                  seed=settings.seed, sim_prefix=DEMO_SIM_PREFIX,
                                                  classes=list(STUDY_CLASSES)),
-                            resume=campaign if exists else None, new=not exists, name=campaign, console=console)
+                            resume=campaign if exists else None, new=not exists, name=campaign,
+                            console=None if isinstance(console, PlainConsole) else console)
         overhead = collected.median_overhead()
         console.print(f"Campaign {collected.campaign}: {sum(collected.counts.values())} good captures"
                       + (f"; median collector overhead {overhead:.3f} s per capture" if overhead else ""))
