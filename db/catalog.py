@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from echolab.captures.reader import CaptureError, summarize
 from echolab.db.files import place_file, sha256_file
-from echolab.db.models import (AnalysisRun, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, Prompt,
-                               TrialResult, utcnow)
+from echolab.db.models import (AnalysisRun, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device,
+                               FeatureRow, Prompt, TrialResult, utcnow)
 from echolab.errors import EcholabError
 from echolab.labdir import LabDir
 
@@ -362,6 +362,40 @@ class Catalog:
 
     def abspath(self, capture: Capture) -> Path | None:
         return self.lab.root / capture.path if capture.path else None
+
+    # -- the feature cache --------------------------------------------------------------
+
+    def feature_rows(self, keys: set[tuple[str, str]],
+                     version: str) -> dict[tuple[str, str], tuple[dict | None, str | None]]:
+        """The cached ``(values, error)`` of each ``(capture sha256, device IP)`` of *keys* that the
+        extractor *version* made (absent keys are left out)."""
+        shas = sorted({sha for sha, _ in keys})
+        out: dict[tuple[str, str], tuple[dict | None, str | None]] = {}
+        for chunk in _chunks(shas):
+            stmt = select(FeatureRow).where(FeatureRow.extractor_version == version,
+                                            FeatureRow.capture_sha256.in_(chunk))
+            for row in self.session.scalars(stmt):
+                key = (row.capture_sha256, row.device_ip)
+                if key in keys:
+                    out[key] = (row.values, row.error)
+        return out
+
+    def store_feature_rows(self, rows: Sequence[tuple[tuple[str, str], dict | None, str | None]],
+                           version: str) -> None:
+        """Cache extraction results ``((sha256, device IP), values, error)`` of the extractor *version*
+        in one transaction; a row already cached under the same key is replaced."""
+        if not rows:
+            return
+        with self.transaction() as s:
+            for (sha, ip), values, error in rows:
+                existing = s.scalars(select(FeatureRow).where(
+                    FeatureRow.capture_sha256 == sha, FeatureRow.extractor_version == version,
+                    FeatureRow.device_ip == ip)).first()
+                if existing is None:
+                    s.add(FeatureRow(capture_sha256=sha, extractor_version=version, device_ip=ip,
+                                     values=values, error=error))
+                else:
+                    existing.values, existing.error = values, error
 
     # -- analysis runs and trial results ------------------------------------------------
 

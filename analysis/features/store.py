@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from sqlalchemy import select
-
 from echolab.analysis.features.sets import EXTRACTOR_VERSION, CaptureRecord, FeatureError, extract_record
-from echolab.db.models import Capture, FeatureRow
+from echolab.db.models import Capture
 from echolab.progress import ProgressCallback, notify
 
 if TYPE_CHECKING:
@@ -104,7 +102,7 @@ def build_features(catalog: "Catalog", *, captures: Sequence[Capture] | None = N
             report.errors[cap.id] = "capture has no sha256 in the catalog"
             continue
         keys[cap.id] = (cap.sha256, device_ip_of(cap, device_ip))
-    cached = _cached_rows(catalog, set(keys.values())) if not rebuild else {}
+    cached = catalog.feature_rows(set(keys.values()), EXTRACTOR_VERSION) if not rebuild else {}
     todo: dict[tuple[str, str], str] = {}
     for cap in captures:
         key = keys.get(cap.id)
@@ -115,7 +113,7 @@ def build_features(catalog: "Catalog", *, captures: Sequence[Capture] | None = N
             report.errors[cap.id] = f"capture file {path} is missing"
             continue
         todo.setdefault(key, str(path))
-    fresh = _extract_all(catalog, todo, n_jobs, progress, rebuild)
+    fresh = _extract_all(catalog, todo, n_jobs, progress)
     report.extracted = len(todo)
     for cap in captures:
         key = keys.get(cap.id)
@@ -131,23 +129,8 @@ def build_features(catalog: "Catalog", *, captures: Sequence[Capture] | None = N
     return report
 
 
-def _cached_rows(catalog: "Catalog", keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[dict | None, str | None]]:
-    if not keys:
-        return {}
-    shas = sorted({sha for sha, _ in keys})
-    out = {}
-    for start in range(0, len(shas), 500):
-        stmt = select(FeatureRow).where(FeatureRow.extractor_version == EXTRACTOR_VERSION,
-                                        FeatureRow.capture_sha256.in_(shas[start:start + 500]))
-        for row in catalog.session.scalars(stmt):
-            key = (row.capture_sha256, row.device_ip)
-            if key in keys:
-                out[key] = (row.values, row.error)
-    return out
-
-
 def _extract_all(catalog: "Catalog", todo: dict[tuple[str, str], str], n_jobs: int,
-                 progress: ProgressCallback | None, rebuild: bool) -> dict[tuple[str, str], tuple[dict | None, str | None]]:
+                 progress: ProgressCallback | None) -> dict[tuple[str, str], tuple[dict | None, str | None]]:
     keys = list(todo)
     jobs = [(todo[k], k[1]) for k in keys]
     results: dict[tuple[str, str], tuple[dict | None, str | None]] = {}
@@ -159,25 +142,10 @@ def _extract_all(catalog: "Catalog", todo: dict[tuple[str, str], str], n_jobs: i
         pending.append((key, values, error))
         notify(progress, "extracting features", done, len(jobs))
         if len(pending) >= BATCH:
-            _store(catalog, pending, rebuild)
+            catalog.store_feature_rows(pending, EXTRACTOR_VERSION)
             pending = []
-    _store(catalog, pending, rebuild)
+    catalog.store_feature_rows(pending, EXTRACTOR_VERSION)
     return results
-
-
-def _store(catalog: "Catalog", rows: list[tuple[tuple[str, str], dict | None, str | None]], rebuild: bool) -> None:
-    if not rows:
-        return
-    with catalog.transaction() as session:
-        for (sha, ip), values, error in rows:
-            existing = session.scalars(select(FeatureRow).where(
-                FeatureRow.capture_sha256 == sha, FeatureRow.extractor_version == EXTRACTOR_VERSION,
-                FeatureRow.device_ip == ip)).first()
-            if existing is None:
-                session.add(FeatureRow(capture_sha256=sha, extractor_version=EXTRACTOR_VERSION, device_ip=ip,
-                                       values=values, error=error))
-            else:
-                existing.values, existing.error = values, error
 
 
 def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: str | None = None,
