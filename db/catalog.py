@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from echolab.captures.reader import CaptureError, summarize
 from echolab.db.files import place_file, sha256_file
 from echolab.db.models import (
-    SCHEMA_REVISION, AnalysisRun, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, FeatureRow, Prompt, utcnow,
+    SCHEMA_REVISION, AnalysisRun, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, FeatureRow, Prompt,
+    TrialResult, utcnow,
 )
 from echolab.errors import EcholabError
 from echolab.labdir import LabDir
@@ -51,6 +52,10 @@ DEFAULT_LOCK_TIMEOUT_S = 60.0  # how long a writer waits for another one (lab se
 PG_LOCK_KEY = 0x6563686F  # "echo": the advisory lock every writer of a PostgreSQL catalog takes
 HOLDER_FILE = "catalog-writer.json"  # in the lab's tmp/ while a process holds the write lock (SQLite)
 _write = threading.local()  # set while a write transaction begins, so BEGIN takes the lock up front
+
+
+class UnknownRunError(CatalogError):
+    """No analysis run has the name or id asked for."""
 
 
 def _alembic_config() -> Any:
@@ -600,6 +605,118 @@ class Catalog:
     def abspath(self, capture: Capture) -> Path | None:
         return self.lab.root / capture.path if capture.path else None
 
+    # -- the feature cache --------------------------------------------------------------
+
+    def feature_rows(self, keys: set[tuple[str, str]],
+                     version: str) -> dict[tuple[str, str], tuple[dict | None, str | None]]:
+        """The cached ``(values, error)`` of each ``(capture sha256, device IP)`` of *keys* that the
+        extractor *version* made (absent keys are left out)."""
+        shas = sorted({sha for sha, _ in keys})
+        out: dict[tuple[str, str], tuple[dict | None, str | None]] = {}
+        for chunk in _chunks(shas):
+            stmt = select(FeatureRow).where(FeatureRow.extractor_version == version,
+                                            FeatureRow.capture_sha256.in_(chunk))
+            for row in self.session.scalars(stmt):
+                key = (row.capture_sha256, row.device_ip)
+                if key in keys:
+                    out[key] = (row.values, row.error)
+        return out
+
+    def store_feature_rows(self, rows: Sequence[tuple[tuple[str, str], dict | None, str | None]],
+                           version: str) -> None:
+        """Cache extraction results ``((sha256, device IP), values, error)`` of the extractor *version*
+        in one transaction; a row already cached under the same key is replaced."""
+        if not rows:
+            return
+        with self.transaction() as s:
+            for (sha, ip), values, error in rows:
+                existing = s.scalars(select(FeatureRow).where(
+                    FeatureRow.capture_sha256 == sha, FeatureRow.extractor_version == version,
+                    FeatureRow.device_ip == ip)).first()
+                if existing is None:
+                    s.add(FeatureRow(capture_sha256=sha, extractor_version=version, device_ip=ip,
+                                     values=values, error=error))
+                else:
+                    existing.values, existing.error = values, error
+
+    # -- analysis runs and trial results ------------------------------------------------
+
+    def analysis_runs(self) -> list[AnalysisRun]:
+        """Every stored analysis run, newest first."""
+        stmt = select(AnalysisRun).order_by(AnalysisRun.created_at.desc(), AnalysisRun.id.desc())
+        return list(self.session.scalars(stmt))
+
+    def analysis_run(self, name_or_id: str | int, *, missing_ok: bool = False) -> AnalysisRun | None:
+        """The run called *name_or_id* (else the run with that id); :class:`UnknownRunError` when absent
+        (``None`` with *missing_ok*)."""
+        run = self.session.scalar(select(AnalysisRun).where(AnalysisRun.name == str(name_or_id)))
+        if run is None and str(name_or_id).isdigit():
+            run = self.session.get(AnalysisRun, int(name_or_id))
+        if run is None and not missing_ok:
+            raise UnknownRunError(f"no analysis run {str(name_or_id)!r}")
+        return run
+
+    def start_analysis_run(self, name: str, *, settings: dict[str, Any], fingerprint: str,
+                           capture_ids: Sequence[int], versions: dict[str, str]) -> AnalysisRun:
+        """Record the run called *name* as running with these settings (created, or updated to resume it)."""
+        with self.transaction() as s:
+            run = s.scalar(select(AnalysisRun).where(AnalysisRun.name == name))
+            if run is None:
+                run = AnalysisRun(name=name)
+                s.add(run)
+            run.settings = settings
+            run.fingerprint = fingerprint
+            run.capture_ids = list(capture_ids)
+            run.versions = versions
+            run.status = "running"
+            run.finished_at = None
+        return run
+
+    def finish_analysis_run(self, run: AnalysisRun, status: str, summary: dict[str, Any] | None = None) -> None:
+        """Set *run*'s status ("done" stores *summary* and the finishing time; "interrupted", "failed")."""
+        with self.transaction():
+            if summary is not None:
+                run.summary = summary
+            run.status = status
+            if status == "done":
+                run.finished_at = utcnow()
+
+    def set_report_dir(self, run: AnalysisRun, folder: Path) -> None:
+        """Remember where *run*'s report was written (a folder inside the lab)."""
+        relative = self.lab.relative(folder)
+        if run.report_dir != relative:
+            with self.transaction():
+                run.report_dir = relative
+
+    def stored_trial_keys(self, keys: Sequence[str]) -> set[str]:
+        """Those of *keys* that name a stored trial result."""
+        found: set[str] = set()
+        for chunk in _chunks(keys):
+            found.update(self.session.scalars(select(TrialResult.key).where(TrialResult.key.in_(chunk))))
+        return found
+
+    def trial_results(self, keys: Sequence[str]) -> dict[str, TrialResult]:
+        """The stored trial results of *keys*, by key (absent keys are left out)."""
+        rows: dict[str, TrialResult] = {}
+        for chunk in _chunks(keys):
+            for row in self.session.scalars(select(TrialResult).where(TrialResult.key.in_(chunk))):
+                rows[row.key] = row
+        return rows
+
+    def add_trial_results(self, results: Sequence[TrialResult]) -> int:
+        """Store *results* in one transaction, skipping keys already stored; return how many were added."""
+        known = self.stored_trial_keys([r.key for r in results])
+        new = [r for r in results if r.key not in known]
+        with self.transaction() as s:
+            s.add_all(new)
+        return len(new)
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    """*items* in slices small enough for one ``IN (...)`` clause."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
 
 def _emptiness(summary: Any, device_ip: str | None) -> str | None:
     """Why a capture cannot be a good one (no packets, no traffic of the device), or None."""
@@ -623,4 +740,4 @@ def open_catalog(lab: LabDir) -> Catalog:
 
 
 __all__ = ["Catalog", "CatalogBusyError", "CatalogError", "CaptureError", "DuplicateCaptureError",
-           "UnknownCaptureError", "open_catalog"]
+           "UnknownCaptureError", "UnknownRunError", "open_catalog"]

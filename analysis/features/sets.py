@@ -4,7 +4,9 @@ The expensive part, reading a capture, happens once per file in
 :func:`extract_record`: one streaming pass feeds tcptrace's per-connection
 statistics (:mod:`echolab.analysis.features.tcptrace`) and collects the server-to-device packet
 sizes and times. The resulting :class:`CaptureRecord` is cached in the catalog
-(:mod:`echolab.analysis.features.store`). The transformers then work on lists of records:
+(:mod:`echolab.analysis.features.store`). The transformers (made by
+:func:`make_transformer`; their classes are in :mod:`echolab.analysis.features.transformers`,
+so that reading records does not load scikit-learn) then work on lists of records:
 
 * :class:`TcptraceFeatures` - tcptrace's 35 per-direction statistics of the
   server-to-device direction (SYN/FIN counts as two columns, so 36), combined
@@ -27,19 +29,19 @@ import re
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
-from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, CaptureError, ReadStats,
-                              format_addr, iter_tcp, parse_addr)
-from echolab.analysis.features.histogram import learn_edges, normalized_histogram
+from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, TCP_ACK, TCP_FIN, TCP_RST,
+                                     TCP_SYN, CaptureError, ReadStats, format_addr, iter_tcp, parse_addr)
 from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats
 from echolab.errors import EcholabError
+from echolab.progress import ProgressCallback
 
 if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+
     from echolab.db.catalog import Catalog
 
 #: Bump when extraction changes what a record holds; cached rows of other versions are ignored.
@@ -169,7 +171,8 @@ class CaptureRecord:
         return sizes, iat
 
 
-def _as_record(item: Any) -> CaptureRecord:
+def as_record(item: Any) -> CaptureRecord:
+    """*item* as a :class:`CaptureRecord` (it may be one, or its JSON form)."""
     if isinstance(item, CaptureRecord):
         return item
     if isinstance(item, dict):
@@ -247,6 +250,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     packets = 0
     i_src, i_dst, i_len, i_ts, i_flags, i_data = T_SRC, T_DST, T_IP_LEN, T_TS, T_FLAGS, T_DATA_LEN  # per packet
     add_size, add_time, add_pure = sizes.append, times.append, pure.append
+    pure_mask = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK  # a pure ACK: ACK alone (PSH/URG allowed), no data
     try:
         for pkt in iter_tcp(path, stats):
             add(pkt)
@@ -255,7 +259,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
                 if pkt[i_src] != device:
                     add_size(pkt[i_len])
                     add_time(pkt[i_ts])
-                    add_pure(1 if (pkt[i_flags] & 0x17) == 0x10 and pkt[i_data] == 0 else 0)
+                    add_pure(1 if (pkt[i_flags] & pure_mask) == TCP_ACK and pkt[i_data] == 0 else 0)
             elif pkt[i_src] == device:
                 packets += 1
     except CaptureError as exc:
@@ -278,170 +282,18 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
                          sizes=sizes, times_us=array("q", (t - t0 for t in times)), pure_ack=pure, packets=packets)
 
 
-# --------------------------------------------------------------------------- transformers
-
-
-def _check_groups(groups: Iterable[str] | None, known: Iterable[str], what: str) -> tuple[str, ...]:
-    if groups is None:
-        return ()
-    if isinstance(groups, str):
-        groups = (groups,)
-    groups = tuple(groups)
-    unknown = [g for g in groups if g not in known]
-    if unknown or not groups:
-        raise ValueError(f"unknown {what} group(s) {unknown or groups!r}; choose from {', '.join(known)}")
-    return groups
-
-
-class TcptraceFeatures(TransformerMixin, BaseEstimator):
-    """tcptrace statistics of the server-to-device direction, constant columns dropped at fit.
-
-    Parameters: ``groups`` keeps only named subsets (:data:`TCPTRACE_GROUPS`),
-    ``drop_constant`` (default True) drops columns constant over the fitted
-    data, as the study did. Learned: ``candidate_features_``,
-    ``dropped_features_``, ``feature_names_``.
-    """
-
-    def __init__(self, groups: Sequence[str] | None = None, drop_constant: bool = True):
-        self.groups = groups
-        self.drop_constant = drop_constant
-
-    def _candidates(self) -> list[str]:
-        groups = _check_groups(self.groups, TCPTRACE_GROUPS, "tcptrace")
-        if not groups:
-            return list(TCPTRACE_FEATURE_NAMES)
-        wanted = {n for g in groups for n in TCPTRACE_GROUPS[g]}
-        return [n for n in TCPTRACE_FEATURE_NAMES if n in wanted]
-
-    @staticmethod
-    def _matrix(X: Sequence[Any], names: Sequence[str]) -> np.ndarray:
-        records = [_as_record(x) for x in X]
-        return np.array([[r.tcptrace[n] for n in names] for r in records], dtype=float).reshape(len(records),
-                                                                                               len(names))
-
-    def fit(self, X: Sequence[Any], y: Any = None) -> "TcptraceFeatures":
-        candidates = self._candidates()
-        if len(X) == 0:
-            raise ValueError("TcptraceFeatures.fit needs at least one capture record")
-        matrix = self._matrix(X, candidates)
-        constant = np.ptp(matrix, axis=0) == 0 if self.drop_constant else np.zeros(len(candidates), bool)
-        self.candidate_features_ = candidates
-        self.dropped_features_ = [n for n, c in zip(candidates, constant) if c]
-        self.feature_names_ = [n for n, c in zip(candidates, constant) if not c]
-        return self
-
-    def transform(self, X: Sequence[Any]) -> np.ndarray:
-        check_is_fitted(self, "feature_names_")
-        return self._matrix(X, self.feature_names_)
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        check_is_fitted(self, "feature_names_")
-        return np.asarray(self.feature_names_, dtype=object)
-
-
-class HistogramFeatures(TransformerMixin, BaseEstimator):
-    """Normalized packet-size histogram, then normalized inter-arrival-time histogram.
-
-    Parameters: ``bins`` per histogram (15), ``include_acks`` (False: pure ACKs
-    are left out before sizes and inter-arrival times are taken), ``groups``
-    a subset of ("size", "iat"). Learned: ``size_edges_`` (bytes, IP total
-    length) and ``iat_edges_`` (seconds), each ``bins + 1`` edges from the
-    smallest to the largest value of the fitted data.
-    """
-
-    def __init__(self, bins: int = 15, include_acks: bool = False, groups: Sequence[str] | None = None):
-        self.bins = bins
-        self.include_acks = include_acks
-        self.groups = groups
-
-    def _parts(self) -> tuple[str, ...]:
-        return _check_groups(self.groups, HISTOGRAM_PARTS, "histogram") or HISTOGRAM_PARTS
-
-    def fit(self, X: Sequence[Any], y: Any = None) -> "HistogramFeatures":
-        self._fit_values(X)
-        return self
-
-    def fit_transform(self, X: Sequence[Any], y: Any = None, **fit_params: Any) -> np.ndarray:
-        """``fit(X).transform(X)``, taking each record's sizes and inter-arrival times once."""
-        return self._rows(self._fit_values(X))
-
-    def _fit_values(self, X: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Learn the edges from *X*; return each record's (sizes, inter-arrival times)."""
-        if not isinstance(self.bins, (int, np.integer)) or isinstance(self.bins, bool) or self.bins < 1:
-            raise ValueError(f"bins must be a positive integer, got {self.bins!r}")
-        parts = self._parts()
-        if len(X) == 0:
-            raise ValueError("HistogramFeatures.fit needs at least one capture record")
-        values = [_as_record(x).histogram_values(self.include_acks) for x in X]
-        self.size_edges_ = learn_edges((v[0] for v in values), self.bins)
-        self.iat_edges_ = learn_edges((v[1] for v in values), self.bins)
-        self.parts_ = parts
-        self.feature_names_ = [n for p in parts for n in histogram_feature_names(p, self.bins)]
-        return values
-
-    def transform(self, X: Sequence[Any]) -> np.ndarray:
-        check_is_fitted(self, "feature_names_")
-        return self._rows([_as_record(x).histogram_values(self.include_acks) for x in X])
-
-    def _rows(self, values: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        rows = []
-        for sizes, iat in values:
-            row = []
-            if "size" in self.parts_:
-                row.append(normalized_histogram(sizes, self.size_edges_))
-            if "iat" in self.parts_:
-                row.append(normalized_histogram(iat, self.iat_edges_))
-            rows.append(np.concatenate(row))
-        return np.array(rows, dtype=float).reshape(len(rows), len(self.feature_names_))
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        check_is_fitted(self, "feature_names_")
-        return np.asarray(self.feature_names_, dtype=object)
-
-
-class CombinedFeatures(TransformerMixin, BaseEstimator):
-    """The tcptrace set followed by the histogram set (``tcptrace_`` and ``histogram_`` once fitted)."""
-
-    def __init__(self, bins: int = 15, include_acks: bool = False, drop_constant: bool = True):
-        self.bins = bins
-        self.include_acks = include_acks
-        self.drop_constant = drop_constant
-
-    def fit(self, X: Sequence[Any], y: Any = None) -> "CombinedFeatures":
-        records = [_as_record(x) for x in X]
-        self.tcptrace_ = TcptraceFeatures(drop_constant=self.drop_constant).fit(records)
-        self.histogram_ = HistogramFeatures(bins=self.bins, include_acks=self.include_acks).fit(records)
-        self.feature_names_ = [*self.tcptrace_.feature_names_, *self.histogram_.feature_names_]
-        return self
-
-    def transform(self, X: Sequence[Any]) -> np.ndarray:
-        check_is_fitted(self, "feature_names_")
-        records = [_as_record(x) for x in X]
-        return np.hstack([self.tcptrace_.transform(records), self.histogram_.transform(records)])
-
-    def fit_transform(self, X: Sequence[Any], y: Any = None, **fit_params: Any) -> np.ndarray:
-        """``fit(X).transform(X)``, converting and reading each record once."""
-        records = [_as_record(x) for x in X]
-        self.tcptrace_ = TcptraceFeatures(drop_constant=self.drop_constant).fit(records)
-        self.histogram_ = HistogramFeatures(bins=self.bins, include_acks=self.include_acks)
-        hist = self.histogram_.fit_transform(records)
-        self.feature_names_ = [*self.tcptrace_.feature_names_, *self.histogram_.feature_names_]
-        return np.hstack([self.tcptrace_.transform(records), hist])
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        check_is_fitted(self, "feature_names_")
-        return np.asarray(self.feature_names_, dtype=object)
-
-
 def make_transformer(set_name: str, *, bins: int = 15, include_acks: bool = False, drop_constant: bool = True,
-                     groups: Sequence[str] | None = None) -> BaseEstimator:
+                     groups: Sequence[str] | None = None) -> "BaseEstimator":
     """An unfitted transformer for a feature set ("tcptrace", "histogram", "combined") or an ablation.
 
     Ablations (:data:`ABLATIONS`): "window" (window advertisements), "data_amount"
     (total packets, unique bytes, data packets, data bytes), "size_hist",
     "iat_hist". ``groups`` narrows "tcptrace" (names in :data:`TCPTRACE_GROUPS`)
-    or "histogram" ("size", "iat").
+    or "histogram" ("size", "iat"). The classes are in
+    :mod:`echolab.analysis.features.transformers` (scikit-learn loads here, not on import).
     """
+    from echolab.analysis.features.transformers import CombinedFeatures, HistogramFeatures, TcptraceFeatures
+
     if set_name in ABLATIONS:
         if groups is not None:
             raise FeatureError(f"{set_name!r} is an ablation with fixed groups; do not pass groups")
@@ -480,13 +332,14 @@ class Dataset:
         return len(self.records)
 
 
-def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: bool = True,
+def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: ProgressCallback | None = None,
                  label: str | None = None, campaign: str | int | None = None, n_jobs: int = 2) -> Dataset:
     """Every good capture of *catalog* as a :class:`Dataset`, extracting (in parallel) what is not cached.
 
     The device IP of a capture comes from *device_ip* when given, else the
     capture's own ``device_ip``, else its campaign's device. Unusable captures
-    are listed in ``Dataset.skipped`` with their reason.
+    are listed in ``Dataset.skipped`` with their reason. *progress* is called
+    while captures are read (``echolab.progress``).
     """
     from echolab.analysis.features.store import build_features
 
@@ -508,6 +361,8 @@ def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: 
 def describe_capture(path: Path | str, device_ip: str, *, bins: int = 15,
                      include_acks: bool = False) -> dict[str, float]:
     """Every feature of one bare capture by name (nothing dropped; histogram edges from this capture alone)."""
+    from echolab.analysis.features.transformers import HistogramFeatures
+
     record = extract_record(path, device_ip)
     out = dict(record.tcptrace)
     hist = HistogramFeatures(bins=bins, include_acks=include_acks).fit([record])
