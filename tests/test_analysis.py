@@ -249,6 +249,8 @@ def test_summary_holds_what_the_study_reports(cat: Catalog, source, grids: Path)
     conf = np.asarray(rf["confusion_mean"])
     assert conf.shape == (6, 6) and np.isclose(conf.sum(), 12)  # 12 test captures per trial
     assert sum(rf["params_chosen"]["max_features"].values()) == 3
+    # On the 22 tcptrace columns sqrt and log2 grow the same forest: a tie, not a win for sqrt.
+    assert s["cells"]["tcptrace"]["random_forest"]["params_chosen"]["max_features"] == {"sqrt = log2 (same model)": 3}
     assert rf["mean"] == pytest.approx(100 * np.mean(rf["accuracies"]))
     assert rf["median"] == pytest.approx(100 * np.median(rf["accuracies"]))
     pairs = s["tests"]["between_features"]["random_forest"]

@@ -114,6 +114,23 @@ def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) ->
     assert fastfit.checked_release("1.9.1") and not fastfit.checked_release("1.9.2")
 
 
+def test_ties_are_reported_as_ties(data) -> None:
+    """On 22 columns sqrt and log2 grow the same forest: the search must not report sqrt as the winner."""
+    X, y = data
+    folds = list(StratifiedKFold(3).split(X, y))
+    forest = RandomForestClassifier(n_estimators=5, random_state=1)
+    res = grid_search(forest, {"max_features": ["sqrt", "log2"]}, X, y, folds)
+    assert res.best_params == {"max_features": "sqrt"}  # GridSearchCV's pick: the first of equals
+    assert res.tied == [0, 1] and res.same_model == [0, 1]
+    assert res.choice() == {"max_features": "sqrt = log2 (same model)"}
+    # A tie between different models says "tie"; a clear winner is named alone.
+    knn = grid_search(KNeighborsClassifier(1), {"weights": ["uniform", "distance"]}, X, y, folds)
+    assert knn.choice() == {"weights": "uniform = distance (tie)"}  # with one neighbour the weights cannot matter
+    wide = np.hstack([X, X[:, :8]])
+    alone = grid_search(forest, {"max_features": [1, None]}, wide, y, folds)
+    assert len(alone.tied) == 1 and alone.choice()["max_features"] in ("1", "None")
+
+
 def test_model_dtype_is_checked_and_keyed(tmp_path) -> None:
     specs = load_grids()
     assert specs["mlp"].dtype == "float32" and specs["mlp"].canonical()["dtype"] == "float32"

@@ -874,9 +874,11 @@ def _cell(rows: list[TrialResult], classes: list[str]) -> dict[str, Any]:
         conf = np.asarray([r.result["confusion"] for r in rows], dtype=float)
         cell["confusion_mean"] = conf.mean(axis=0).tolist()
         chosen: dict[str, Counter[str]] = {}
-        for r in rows:
-            for p, v in r.best_params.items():
-                chosen.setdefault(p, Counter())[json.dumps(v) if isinstance(v, list) else str(v)] += 1
+        for r in rows:  # ties counted as ties ("sqrt = log2 (same model)"), not as the first of them
+            choice = r.result.get("choice") or {p: json.dumps(v) if isinstance(v, list) else str(v)
+                                                for p, v in r.best_params.items()}
+            for p, v in choice.items():
+                chosen.setdefault(p, Counter())[v] += 1
         cell["params_chosen"] = {p: dict(c.most_common()) for p, c in chosen.items()}
         imps = [r.result.get("importances") for r in rows if r.result.get("importances")]
         if imps:

@@ -29,7 +29,8 @@ from echolab.errors import EcholabError
 
 #: Bumped when a change here changes (or may change) trial results; part of every cache key.
 #: 2: the grid search is echolab.analysis.compare.search.grid_search (GridSearchCV's results, less repeated work).
-PROTOCOL_VERSION = 2
+#: 3: outcomes say which candidates tied (``choice``), so ties are reported as ties.
+PROTOCOL_VERSION = 3
 
 
 class ProtocolError(EcholabError):
@@ -52,7 +53,7 @@ class TrialOutcome:
 
     accuracy: float
     f1_macro: float
-    best_params: dict[str, Any]
+    best_params: dict[str, Any]  # the candidate kept: the first best in grid order (GridSearchCV's rule)
     cv_best_score: float
     confusion: list[list[int]]
     importances: list[float] | None = None
@@ -62,6 +63,8 @@ class TrialOutcome:
     n_test: int = 0
     test_group: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Each parameter's choice as text, ties shown as ties ("sqrt = log2 (same model)"); see search.describe_choice.
+    choice: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,6 +147,7 @@ def run_trial(
         n_test=int(len(split.test)),
         test_group=split.test_group,
         extra={"fits": search.n_fits},
+        choice=search.choice(),
     )
 
 
