@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from echolab.analysis.compare import runner
 from echolab.analysis.compare.grids import DEFAULT_GRIDS, STUDY_MODELS, GridError, load_grids, select_models
-from echolab.analysis.compare.trials import ProtocolError, campaign_splits, random_splits
+from echolab.analysis.compare.splits import leave_one_group_out, random_splits
+from echolab.analysis.compare.trials import ProtocolError
 from echolab.analysis.compare.runner import AnalysisInterrupted, FeatureSpec, RunSettings, run_analysis, synthetic_source
 from echolab.analysis.compare.stats import paired_test
 from echolab.db.catalog import Catalog
@@ -135,14 +136,15 @@ def test_random_splits_are_stratified_80_20_and_seeded() -> None:
 
 
 def test_campaign_splits_hold_one_campaign_out() -> None:
-    groups = np.array(["b", "a", "c", "a", "b", "c"])
-    splits = campaign_splits(groups)
+    groups = np.array(["b", "a", "c", "a", "b", "c"] * 4)
+    y = np.array(["x"] * 12 + ["y"] * 12)
+    splits = leave_one_group_out(y, groups)
     assert [s.test_group for s in splits] == ["a", "b", "c"]
     for s in splits:
         assert set(groups[s.test]) == {s.test_group}
         assert s.test_group not in set(groups[s.train])
     with pytest.raises(ProtocolError, match="at least 2 campaigns"):
-        campaign_splits(np.array(["a", "a"]))
+        leave_one_group_out(np.array(["x", "y"]), np.array(["a", "a"]))
 
 
 def test_paired_test_matches_scipy() -> None:

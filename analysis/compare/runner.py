@@ -39,14 +39,8 @@ from sqlalchemy import select
 from echolab.analysis.compare import stats
 from echolab.analysis.features.sets import FEATURE_SETS
 from echolab.analysis.compare.grids import ModelSpec, load_grids, select_models
-from echolab.analysis.compare.trials import (
-    PROTOCOL_VERSION,
-    Split,
-    TrialOutcome,
-    campaign_splits,
-    random_splits,
-    run_trial,
-)
+from echolab.analysis.compare.splits import leave_one_group_out, random_splits
+from echolab.analysis.compare.trials import PROTOCOL_VERSION, Split, TrialOutcome, run_trial
 from echolab.db.models import AnalysisRun, TrialResult, utcnow
 from echolab.errors import EcholabError
 from echolab.prompts.classes import STUDY_CLASSES
@@ -585,10 +579,10 @@ def normalize_features(source: DataSource, features: Sequence[FeatureSpec]) -> t
 
 def _plan_splits(src: DataSource, settings: RunSettings) -> tuple[list[Split], dict[int, str]]:
     if settings.split_by == "campaign":
-        splits = campaign_splits(src.groups)
+        splits = leave_one_group_out(src.y, src.groups, "campaign", cv_folds=settings.cv_folds)
         token = src.groups_fingerprint()
         return splits, {s.trial: f"campaign:{token}:{s.test_group}" for s in splits}
-    splits = random_splits(src.y, settings.trials, settings.seed, settings.test_size)
+    splits = random_splits(src.y, settings.trials, settings.seed, settings.test_size, settings.cv_folds)
     return splits, {s.trial: "random" for s in splits}
 
 
