@@ -72,7 +72,8 @@ def source() -> runner.DataSource:
 
 
 def _settings(grids: Path, **kw) -> RunSettings:
-    base = dict(models=("decision_tree", "knn"), trials=3, seed=7, grids_path=str(grids))
+    # The leakage check has tests of its own (test_analysis_leakage.py); these are about trials and the cache.
+    base = dict(models=("decision_tree", "knn"), trials=3, seed=7, grids_path=str(grids), leakage_check=False)
     base.update(kw)
     return RunSettings(**base)
 

@@ -39,13 +39,12 @@ from sqlalchemy import select
 from echolab.analysis.compare import stats
 from echolab.analysis.features.sets import FEATURE_SETS
 from echolab.analysis.compare.grids import ModelSpec, load_grids, select_models
-from echolab.analysis.compare.splits import leave_one_group_out, random_splits
+from echolab.analysis.compare.splits import SPLIT_MODES, plan_grouped, plural, random_splits
 from echolab.analysis.compare.trials import PROTOCOL_VERSION, Split, TrialOutcome, run_trial
 from echolab.db.models import AnalysisRun, TrialResult, utcnow
 from echolab.errors import EcholabError
 from echolab.prompts.classes import STUDY_CLASSES
 
-SPLIT_MODES = ("random", "campaign")
 FIT_SCOPES = ("all", "train")
 
 
@@ -157,6 +156,13 @@ TransformerFactory = Callable[..., Any]
 class DataSource:
     """What an analysis reads: per-capture records, labels, campaigns and identities.
 
+    ``groupings`` holds each capture's group under every grouping of
+    ``splits.GROUPINGS`` the source knows (``campaign`` at least, from
+    ``groups``); ``provenance`` says where the data came from
+    (:mod:`echolab.analysis.compare.provenance`); ``extraction`` names what
+    turned captures into records (extractor version, device address per
+    capture), part of every trial's cache key.
+
     ``records`` are whatever ``make_transformer(set_name, **options)``'s
     transformers take (the catalog's data set, or synthetic rows). The source is
     put in a canonical order (by capture hash) so that the same captures give the
@@ -171,10 +177,17 @@ class DataSource:
     make_transformer: TransformerFactory
     description: str = ""
     notes: list[str] = field(default_factory=list)
+    groupings: dict[str, np.ndarray] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    extraction: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.y = np.asarray(self.y).astype(str)
         self.groups = np.asarray(self.groups).astype(str)
+        self.groupings = {k: np.asarray(v).astype(str) for k, v in self.groupings.items()}
+        self.groupings.setdefault("campaign", self.groups)
+        if any(len(v) != len(self.y) for v in self.groupings.values()):
+            raise AnalysisError("a grouping differs in length from the labels")
         n = len(self.y)
         if not (len(self.records) == len(self.groups) == len(self.sha256s) == len(self.capture_ids) == n):
             raise AnalysisError("records, labels, campaigns and hashes differ in length")
@@ -189,6 +202,8 @@ class DataSource:
             groups=self.groups[idx],
             sha256s=[self.sha256s[i] for i in order],
             capture_ids=[self.capture_ids[i] for i in order],
+            groupings={k: v[idx] for k, v in self.groupings.items()},
+            extraction=[self.extraction[i] for i in order] if self.extraction else [],
         )
 
     def fingerprint(self) -> str:
@@ -198,10 +213,17 @@ class DataSource:
             h.update(f"{sha}\t{label}\n".encode())
         return h.hexdigest()
 
-    def groups_fingerprint(self) -> str:
+    def groups_fingerprint(self, grouping: str = "campaign") -> str:
         h = hashlib.sha256()
-        for sha, group in sorted(zip(self.sha256s, self.groups.tolist())):
+        for sha, group in sorted(zip(self.sha256s, self.groupings[grouping].tolist())):
             h.update(f"{sha}\t{group}\n".encode())
+        return h.hexdigest()
+
+    def extraction_fingerprint(self) -> str:
+        """A hash of what made each record: (capture sha256, extractor version and device address) pairs."""
+        h = hashlib.sha256()
+        for sha, how in sorted(zip(self.sha256s, self.extraction or [""] * len(self.sha256s))):
+            h.update(f"{sha}\t{how}\n".encode())
         return h.hexdigest()
 
     def classes(self) -> list[str]:
@@ -218,11 +240,15 @@ def _take(records: Sequence[Any], idx: np.ndarray) -> Sequence[Any]:
 
 def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: bool = True) -> DataSource:
     """The catalog's good captures, through the feature extraction of ``echolab.analysis.features.sets``."""
+    from echolab.analysis.compare import provenance
+    from echolab.analysis.compare.splits import capture_groups
     from echolab.analysis.features import sets as features
 
     ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress)
     if len(ds.y) == 0:
         raise AnalysisError("the catalog has no usable captures to analyse; collect or import some first")
+    by_id = {c.id: c for c in catalog.captures()}
+    used = [by_id[i] for i in ds.capture_ids]
     return DataSource(
         records=ds.records,
         y=np.asarray(ds.y),
@@ -232,6 +258,9 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: bool
         make_transformer=features.make_transformer,
         description=f"catalog {getattr(catalog.lab, 'root', '')}",
         notes=_skipped_notes(getattr(ds, "skipped", [])),
+        groupings={k: np.asarray(v) for k, v in capture_groups(used).items()},
+        provenance=provenance.of_captures(used),
+        extraction=[f"{r.version}@{r.device_ip}" for r in ds.records],
     )
 
 
@@ -283,28 +312,45 @@ def synthetic_source(
     campaigns: int = 1,
     seed: int = 0,
     separation: float = 1.0,
+    session_effect: float = 0.0,
 ) -> DataSource:
-    """A realistic stand-in for the study's data: 52 columns (22 "tcptrace" + 30 "histogram").
+    """Synthetic feature rows to try the toolkit on: 52 columns (22 "tcptrace" + 30 "histogram"), no captures.
 
-    Each block has a few informative directions (class means), correlated
-    copies and noise columns, scaled so that the classifiers land near the
-    study's accuracies (roughly 85-97%). Campaigns are assigned round robin.
+    Each block has a few informative directions in which every class has a
+    random centre (spread *separation*, in units of the noise), correlated
+    copies of them and noise columns, in arbitrary units. Both blocks get the
+    same separation, and nothing is tuned toward any published accuracy: what
+    the classifiers score here says how they handle this geometry, nothing
+    about Echo traffic.
+
+    Captures go to *campaigns* round robin, and each campaign records each
+    class in a session of its own (groupings ``campaign`` and ``session``), as
+    a lab that collects one class at a time does. *session_effect* > 0 gives
+    every session a random offset of that spread in every column, a signature
+    its rows share: the confound under which random splits overstate accuracy.
     """
     rng = np.random.default_rng(seed)
     k = len(classes)
     y = np.repeat(np.asarray(classes), n_per_class)
+    labels = np.repeat(np.arange(k), n_per_class)
+    campaign_of = np.arange(len(y)) % campaigns
+    session_of = campaign_of * k + labels
     blocks = []
-    for width, n_inf, sep in ((22, 6, 2.9 * separation), (30, 8, 1.1 * separation)):
-        centers = rng.normal(0.0, sep, size=(k, n_inf))
-        labels = np.repeat(np.arange(k), n_per_class)
+    for width, n_inf in ((22, 6), (30, 8)):
+        centers = rng.normal(0.0, separation, size=(k, n_inf))
         inf = centers[labels] + rng.normal(0.0, 1.0, size=(len(y), n_inf))
         mix = rng.normal(0.0, 1.0, size=(n_inf, width - n_inf)) / np.sqrt(n_inf)
         rest = inf @ mix + rng.normal(0.0, 0.7, size=(len(y), width - n_inf))
-        block = np.hstack([inf, rest]) * rng.uniform(0.5, 50.0, size=width) + rng.uniform(-5, 5, size=width)
-        blocks.append(block)
+        block = np.hstack([inf, rest])
+        if session_effect > 0:
+            block = block + rng.normal(0.0, session_effect, size=(campaigns * k, width))[session_of]
+        blocks.append(block * rng.uniform(0.5, 50.0, size=width) + rng.uniform(-5, 5, size=width))
     X = np.hstack(blocks)
-    groups = np.asarray([f"synthetic-{i % campaigns + 1}" for i in range(len(y))])
+    groups = np.asarray([f"synthetic-{c + 1}" for c in campaign_of])
+    sessions = np.asarray([f"synthetic-{c + 1} {label}" for c, label in zip(campaign_of, y)])
     shas = [hashlib.sha256(row.tobytes() + str(i).encode()).hexdigest() for i, row in enumerate(X)]
+    from echolab.analysis.compare import provenance
+
     return DataSource(
         records=X,
         y=y,
@@ -312,8 +358,11 @@ def synthetic_source(
         sha256s=shas,
         capture_ids=[None] * len(y),
         make_transformer=synthetic_transformer,
-        description=f"synthetic ({len(y)} rows x 52 columns, seed {seed})",
+        description=f"synthetic ({len(y)} rows x 52 columns, seed {seed}, separation {separation:g}"
+                    + (f", session effect {session_effect:g})" if session_effect else ")"),
         notes=["synthetic data: feature options (bins, ACKs, ablations) do not apply"],
+        groupings={"campaign": groups, "session": sessions},
+        provenance=provenance.synthetic_rows(len(y), seed),
     )
 
 
@@ -330,9 +379,10 @@ class RunSettings:
     seed: int = 0
     test_size: float = 0.2
     cv_folds: int = 3
-    split_by: str = "random"
+    split_by: str = "random"  # or a grouping of splits.GROUPINGS
     fit_features_on: str = "all"
     grids_path: str | None = None
+    leakage_check: bool = True
 
     def check(self) -> None:
         if self.split_by not in SPLIT_MODES:
@@ -358,13 +408,24 @@ def trial_key(
     trial: int,
     settings: RunSettings,
     split_token: str,
+    extraction: str = "",
+    feature_params: dict[str, Any] | None = None,
 ) -> str:
-    """The content hash that names one trial's result in the cache."""
+    """The content hash that names one trial's result in the cache.
+
+    It holds everything that changes a result: the data (captures and labels),
+    how the records were extracted (*extraction*: the extractor version and the
+    device address of every capture), the feature set with every option of its
+    transformer, defaults included (*feature_params*), the model and its grid,
+    the split, the protocol version and the versions of the numeric libraries.
+    """
     payload = {
         "protocol": PROTOCOL_VERSION,
-        "sklearn": ".".join(sklearn.__version__.split(".")[:2]),
+        "libraries": numeric_versions(),
         "data": fingerprint,
+        "extraction": extraction,
         "features": feature.key,
+        "feature_params": feature_params or {},
         "fit_features_on": fit_features_on,
         "model": model.canonical(),
         "trial": trial,
@@ -393,6 +454,7 @@ class TrialTask:
     classes: list[str]
     seed: int
     cv_folds: int
+    names: list[str] | None = None  # the columns of a matrix built for this trial alone (features fit on train)
 
 
 def execute(task: TrialTask) -> tuple[str, TrialOutcome]:
@@ -401,12 +463,15 @@ def execute(task: TrialTask) -> tuple[str, TrialOutcome]:
 
     with threadpool_limits(limits=1):
         outcome = run_trial(task.X, task.y, task.split, task.model, task.classes, seed=task.seed, cv_folds=task.cv_folds)
+    if task.names is not None:
+        outcome.feature_names = list(task.names)
     return task.key, outcome
 
 
 def _execute_args(key: str, feature_key: str, model: ModelSpec, split: Split, X: np.ndarray, y: np.ndarray,
-                  classes: list[str], seed: int, cv_folds: int) -> tuple[str, TrialOutcome]:
-    return execute(TrialTask(key, feature_key, model, split, X, y, classes, seed, cv_folds))
+                  classes: list[str], seed: int, cv_folds: int, names: list[str] | None = None,
+                  ) -> tuple[str, TrialOutcome]:
+    return execute(TrialTask(key, feature_key, model, split, X, y, classes, seed, cv_folds, names))
 
 
 @dataclass
@@ -512,12 +577,14 @@ def run_analysis(
     classes = src.classes()
     fingerprint = src.fingerprint()
     splits, split_tokens = _plan_splits(src, settings)
-    test_fraction = settings.test_size if settings.split_by == "random" else None
+    # Corrected resampled t-tests where trials resample (random or grouped 80/20), not when one group is left out.
+    test_fraction = settings.test_size if all(s.test_group is None for s in splits) else None
 
     # Whole-data matrices come first: a bad feature option fails before a run is recorded, and
     # the summary needs their column names even when every trial is cached.
     matrices = {feature.key: build_matrix(src, feature) for feature in settings.features}
     run = _open_run(catalog, name, settings, specs, src, fingerprint, cluster)
+    extraction = src.extraction_fingerprint()
     plan: list[tuple[str, FeatureSpec, ModelSpec, Split]] = []
     for feature in settings.features:
         for spec in specs:
@@ -525,6 +592,7 @@ def run_analysis(
                 key = trial_key(
                     fingerprint=fingerprint, feature=feature, fit_features_on=settings.fit_features_on,
                     model=spec, trial=split.trial, settings=settings, split_token=split_tokens[split.trial],
+                    extraction=extraction, feature_params=matrices[feature.key].info.get("params", {}),
                 )
                 plan.append((key, feature, spec, split))
     done = _cached_keys(catalog, [p[0] for p in plan])
@@ -549,6 +617,9 @@ def run_analysis(
 
     rows = _rows_by_key(catalog, [p[0] for p in plan])
     summary = summarize(plan, rows, src, classes, matrices, specs, settings, test_fraction)
+    summary["split"] = _split_summary(splits, settings)
+    if settings.leakage_check:
+        summary["leakage"] = leakage_summary(src, matrices, settings)
     summary["timing"] = {"computed": computed, "cached": len(plan) - computed,
                          "wall_seconds": time.perf_counter() - started}
     with catalog.transaction():
@@ -556,6 +627,28 @@ def run_analysis(
         run.status = "done"
         run.finished_at = utcnow()
     return RunResult(run, computed, len(plan) - computed, time.perf_counter() - started)
+
+
+def leakage_summary(src: DataSource, matrices: dict[str, FeatureMatrix], settings: RunSettings) -> dict[str, Any]:
+    """The leakage check (:mod:`.leakage`) on the combined set (else the first), for the report."""
+    from echolab.analysis.compare import leakage
+
+    key = "combined" if "combined" in matrices else next(iter(matrices))
+    result = leakage.check(matrices[key].X, src.y, src.groupings, feature=key, seed=settings.seed,
+                           test_size=settings.test_size, cv_folds=settings.cv_folds)
+    return {**result.to_json(), "line": result.line(), "figures": result.figures()}
+
+
+def _split_summary(splits: Sequence[Split], settings: RunSettings) -> dict[str, Any]:
+    """How the trials split the data, and the classes grouped trials were evaluated on."""
+    out: dict[str, Any] = {"by": settings.split_by, "trials": len(splits),
+                           "leave_one_out": any(s.test_group is not None for s in splits)}
+    dropped = sorted({c for s in splits for c in s.dropped})
+    if dropped:
+        out["dropped"] = dropped
+        out["per_trial"] = [{"trial": s.trial, "test_group": s.test_group, "classes": list(s.classes or ()),
+                             "dropped": list(s.dropped)} for s in splits]
+    return out
 
 
 def normalize_features(source: DataSource, features: Sequence[FeatureSpec]) -> tuple[FeatureSpec, ...]:
@@ -578,10 +671,15 @@ def normalize_features(source: DataSource, features: Sequence[FeatureSpec]) -> t
 
 
 def _plan_splits(src: DataSource, settings: RunSettings) -> tuple[list[Split], dict[int, str]]:
-    if settings.split_by == "campaign":
-        splits = leave_one_group_out(src.y, src.groups, "campaign", cv_folds=settings.cv_folds)
-        token = src.groups_fingerprint()
-        return splits, {s.trial: f"campaign:{token}:{s.test_group}" for s in splits}
+    by = settings.split_by
+    if by != "random":
+        if by not in src.groupings:
+            raise AnalysisError(f"--split-by {by}: this data does not record {plural(by)} "
+                                f"(it has {', '.join(sorted(src.groupings))})")
+        splits = plan_grouped(src.y, src.groupings[by], by, trials=settings.trials, seed=settings.seed,
+                              test_size=settings.test_size, cv_folds=settings.cv_folds)
+        token = src.groups_fingerprint(by)
+        return splits, {s.trial: f"{by}:{token}:{s.test_group or f'shuffled {settings.test_size}'}" for s in splits}
     splits = random_splits(src.y, settings.trials, settings.seed, settings.test_size, settings.cv_folds)
     return splits, {s.trial: "random" for s in splits}
 
@@ -602,6 +700,8 @@ def _open_run(catalog: Any, name: str | None, settings: RunSettings, specs: list
         "fit_features_on": settings.fit_features_on,
         "data": src.description,
         "data_notes": src.notes,
+        "provenance": src.provenance,
+        "groupings": {k: len(set(v.tolist())) for k, v in src.groupings.items()},
         "cluster": None if cluster is None else str(getattr(cluster, "scheduler_address", None) or cluster),
     }
     with catalog.transaction() as s:
@@ -616,6 +716,13 @@ def _open_run(catalog: Any, name: str | None, settings: RunSettings, specs: list
         run.status = "running"
         run.finished_at = None
     return run
+
+
+def numeric_versions() -> dict[str, str]:
+    """The versions of the libraries a trial's numbers depend on (in every cache key)."""
+    import scipy
+
+    return {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "scipy": scipy.__version__}
 
 
 def library_versions(*, with_dask: bool = False) -> dict[str, str]:
@@ -669,18 +776,19 @@ def _tasks(src: DataSource, settings: RunSettings, classes: list[str],
            todo: list[tuple[str, FeatureSpec, ModelSpec, Split]],
            matrices: dict[str, FeatureMatrix]) -> Iterator[TrialTask]:
     """Tasks in trial-major order; per-trial matrices are built lazily when features fit on train."""
-    per_trial: dict[str, np.ndarray] = {}
+    per_trial: dict[str, FeatureMatrix] = {}
     current = -1
     for key, feature, spec, split in sorted(todo, key=lambda p: (p[3].trial, _cost_rank(p[2]))):
+        names = None
         if settings.fit_features_on == "train":
             if split.trial != current:
                 per_trial, current = {}, split.trial
             if feature.key not in per_trial:
-                per_trial[feature.key] = build_matrix(src, feature, fit_rows=split.train).X
-            X = per_trial[feature.key]
+                per_trial[feature.key] = build_matrix(src, feature, fit_rows=split.train)
+            X, names = per_trial[feature.key].X, per_trial[feature.key].names
         else:
             X = matrices[feature.key].X
-        yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds)
+        yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds, names)
 
 
 def _cost_rank(spec: ModelSpec) -> int:
@@ -756,7 +864,7 @@ def _run_dask(tasks: Iterator[TrialTask], cluster: Any) -> Iterator[tuple[str, T
                     setattr(t, attr, scattered[id(arr)][1])
                 futures.append(client.submit(
                     _execute_args, t.key, t.feature_key, t.model, t.split, t.X, t.y, t.classes, t.seed,
-                    t.cv_folds, key=f"trial-{t.key}", pure=False,
+                    t.cv_folds, t.names, key=f"trial-{t.key}", pure=False,
                 ))
             for future in as_completed(futures):
                 yield future.result()
@@ -824,7 +932,7 @@ def summarize(plan: list[tuple[str, FeatureSpec, ModelSpec, Split]], rows: dict[
         cells[feature.key] = {}
         for spec in specs:
             trial_rows = sorted(by_cell.get((feature.key, spec.name), []), key=lambda r: r.trial)
-            cells[feature.key][spec.name] = _cell(trial_rows, classes)
+            cells[feature.key][spec.name] = _cell(trial_rows, classes, matrices[feature.key].names)
     tests = _tests(cells, settings, specs, test_fraction)
     counts = Counter(src.y.tolist())
     return {
@@ -853,7 +961,7 @@ def _crosstab(src: DataSource) -> dict[str, dict[str, int]]:
     return dict(sorted(out.items()))
 
 
-def _cell(rows: list[TrialResult], classes: list[str]) -> dict[str, Any]:
+def _cell(rows: list[TrialResult], classes: list[str], names: Sequence[str] = ()) -> dict[str, Any]:
     acc = [r.accuracy for r in rows]
     f1 = [r.f1_macro or 0.0 for r in rows]
     d = stats.describe(acc)
@@ -874,15 +982,42 @@ def _cell(rows: list[TrialResult], classes: list[str]) -> dict[str, Any]:
             for p, v in choice.items():
                 chosen.setdefault(p, Counter())[v] += 1
         cell["params_chosen"] = {p: dict(c.most_common()) for p, c in chosen.items()}
-        imps = [r.result.get("importances") for r in rows if r.result.get("importances")]
-        if imps:
-            arr = np.asarray(imps, dtype=float)
+        arr = aligned_importances(rows, names)
+        if arr is not None:
             cell["importances_mean"] = arr.mean(axis=0).tolist()
             cell["importances_std"] = arr.std(axis=0).tolist()
         groups = [r.result.get("test_group") for r in rows]
         if any(groups):
             cell["test_groups"] = groups
     return cell
+
+
+def aligned_importances(rows: Sequence[TrialResult], names: Sequence[str]) -> np.ndarray | None:
+    """Trials x columns of *names*: each trial's importances placed by column name.
+
+    With features fit on each trial's training part, trials drop different
+    constant columns, so their importance vectors differ in length and order;
+    a column a trial dropped had no part in its model and counts 0 there.
+    Without per-trial names, a trial's importances are in *names*' order.
+    """
+    index = {n: i for i, n in enumerate(names)}
+    out = []
+    for r in rows:
+        imp = r.result.get("importances")
+        if not imp:
+            continue
+        cols = r.result.get("feature_names") or list(names)
+        if len(cols) != len(imp):
+            raise AnalysisError(f"trial {r.trial} of {r.feature_set} {r.model}: {len(imp)} importances for "
+                                f"{len(cols)} columns")
+        row = np.zeros(len(names))
+        for name, value in zip(cols, imp):
+            if name not in index:
+                raise AnalysisError(f"trial {r.trial} of {r.feature_set} {r.model} has a column {name!r} that the "
+                                    f"whole data set does not")
+            row[index[name]] = value
+        out.append(row)
+    return np.asarray(out) if out else None
 
 
 def _tests(cells: dict[str, dict[str, Any]], settings: RunSettings, specs: list[ModelSpec],

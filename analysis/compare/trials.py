@@ -67,6 +67,8 @@ class TrialOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Each parameter's choice as text, ties shown as ties ("sqrt = log2 (same model)"); see search.describe_choice.
     choice: dict[str, str] = field(default_factory=dict)
+    #: The columns of *importances* when this trial had a matrix of its own (features fit on its training part).
+    feature_names: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
