@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from echolab.analysis.compare import leakage
 from echolab.analysis.compare.report import write_report
-from echolab.analysis.compare.runner import FeatureSpec, RunSettings, catalog_source, run_analysis, synthetic_source
+from echolab.analysis.compare.runner import run_analysis
+from echolab.analysis.compare.sources import catalog_source, synthetic_source
+from echolab.analysis.compare.specs import FeatureSpec, RunSettings
 from echolab.cli import app
 from echolab.collector.sim import synthetic
 from echolab.collector.sim.params import load_params
@@ -81,11 +83,11 @@ def test_report_on_confounded_catalog_warns_and_grouped_splits_run(sqlite_lab: L
     grids.write_text(GRIDS)
     with Catalog.open(sqlite_lab) as cat:
         _two_campaigns_with_confounded_sessions(cat, tmp_path / "caps")
-        source = catalog_source(cat, progress=False)
+        source = catalog_source(cat)
         assert set(source.groupings) == {"source", "session", "day", "campaign", "device", "location"}
         assert source.provenance["kinds"][0]["kind"] == "imported"
         res = run_analysis(cat, source, RunSettings(features=(FeatureSpec.of("tcptrace"),), trials=2,
-                                                    grids_path=str(grids)), name="random", jobs=1, progress=False)
+                                                    grids_path=str(grids)), name="random", jobs=1)
         leak = res.run.summary["leakage"]
         assert leak["verdict"] == "likely" and leak["grouping"] == "campaign"
         assert leak["random_accuracy"] >= 80 and leak["unseen_accuracy"] <= leak["random_accuracy"] - 30, leak
@@ -102,7 +104,7 @@ def test_report_on_confounded_catalog_warns_and_grouped_splits_run(sqlite_lab: L
         for by in ("campaign", "source"):
             grouped = run_analysis(cat, source, RunSettings(features=(FeatureSpec.of("tcptrace"),), trials=2,
                                                             split_by=by, grids_path=str(grids), leakage_check=False),
-                                   name=by, jobs=1, progress=False)
+                                   name=by, jobs=1)
             cell = grouped.run.summary["cells"]["tcptrace"]["knn"]
             assert cell["n"] == 2
             # Two campaigns: one left out per trial; 36 sources: grouped 80/20 splits, not one source out.
