@@ -118,7 +118,7 @@ def run_cmd(
         console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from cache, "
                       f"{result.seconds:.1f} s")
         console.print(accuracy_table(result.run))
-        _print_leakage(result.run)
+        print_leakage(result.run)
         if report:
             path = write_report(result.run, cat.lab.reports_dir / result.name)
             cat.set_report_dir(result.run, path.parent)
@@ -157,10 +157,11 @@ def show_cmd(
         ], title=f"analysis run {r.name}"))
         if r.summary:
             console.print(accuracy_table(r))
-            _print_leakage(r)
+            print_leakage(r)
 
 
-def _print_leakage(r: Any) -> None:
+def print_leakage(r: Any) -> None:
+    """The run's ``Leakage: ...`` line and the figures it rests on (as summary.md has them)."""
     leak = (r.summary or {}).get("leakage")
     if leak:
         console.print(leak["line"], markup=False)
