@@ -55,6 +55,9 @@ def test_without_a_session_signature_leakage_is_unlikely_and_with_one_campaign_u
     one = leakage.check(X, src.y, src.groupings, seed=0, trials=3)
     assert one.verdict == "unknown" and one.unseen_accuracy is None and one.cross is None
     assert "every session holds a single class, so session and class cannot be told apart" in one.reason
+    alone = leakage.check(X, src.y, {"source": [str(i) for i in range(len(src.y))], "campaign": ["c"] * len(src.y)},
+                          seed=0, trials=2)
+    assert alone.verdict == "unknown" and "(120 sources, 1 campaign)." in alone.reason  # no claim about lone captures
 
 
 def _two_campaigns_with_confounded_sessions(cat: Catalog, root: Path) -> None:

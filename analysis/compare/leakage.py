@@ -196,7 +196,7 @@ def verdict(c: LeakageCheck) -> tuple[str, str]:
 def _nothing_to_hold_out(groups: Mapping[str, Sequence[str]], y: np.ndarray) -> str:
     have = {k: len(set(v)) for k, v in groups.items()}
     shown = ", ".join(f"{have[k]} {k if have[k] == 1 else plural(k)}" for k in GROUPINGS if k in have)
-    confounded = [k for k in GROUPINGS if k in groups and have[k] > 1
+    confounded = [k for k in GROUPINGS if k in groups and 1 < have[k] < len(y)  # not one group, not every capture alone
                   and all(len(set(y[np.asarray(groups[k]) == g].tolist())) == 1 for g in set(groups[k]))]
     why = (f"; every {confounded[0]} holds a single class, so {confounded[0]} and class cannot be told apart"
            if confounded else "")
