@@ -76,8 +76,8 @@ def main() -> None:
 
     sqlite_utils = args.sqlite_utils
     if not sqlite_utils.exists():
-        sys.exit(f"the alternative is missing: python3 -m venv /tmp/su-venv && /tmp/su-venv/bin/pip install "
-                 f"sqlite-utils (or pass --sqlite-utils PATH)")
+        sys.exit("the alternative is missing: python3 -m venv /tmp/su-venv && /tmp/su-venv/bin/pip install "
+                 "sqlite-utils (or pass --sqlite-utils PATH)")
     if not (args.lab / "catalog.sqlite").exists():
         print(f"making a lab of {6 * args.per_class} captures at {args.lab} ...", flush=True)
         make_lab(args.lab, args.per_class)

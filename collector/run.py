@@ -13,7 +13,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from filelock import FileLock, Timeout
 from rich.console import Console, Group

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from echolab.analysis.compare.grids import DEFAULT_GRIDS, STUDY_MODELS, GridError, load_grids, select_models
-from echolab.analysis.compare.trials import ProtocolError, campaign_splits, random_splits
+from echolab.analysis.compare.splits import leave_one_group_out, random_splits
+from echolab.analysis.compare.trials import ProtocolError
 from echolab.analysis.compare.runner import AnalysisInterrupted, run_analysis
 from echolab.analysis.compare.sources import DataSource
 from echolab.analysis.compare.synthetic import synthetic_source
@@ -73,7 +74,8 @@ def source() -> DataSource:
 
 
 def _settings(grids: Path, **kw) -> RunSettings:
-    base = dict(models=("decision_tree", "knn"), trials=3, seed=7, grids_path=str(grids))
+    # The leakage check has tests of its own (test_analysis_leakage.py); these are about trials and the cache.
+    base = dict(models=("decision_tree", "knn"), trials=3, seed=7, grids_path=str(grids), leakage_check=False)
     base.update(kw)
     return RunSettings(**base)
 
@@ -137,14 +139,15 @@ def test_random_splits_are_stratified_80_20_and_seeded() -> None:
 
 
 def test_campaign_splits_hold_one_campaign_out() -> None:
-    groups = np.array(["b", "a", "c", "a", "b", "c"])
-    splits = campaign_splits(groups)
+    groups = np.array(["b", "a", "c", "a", "b", "c"] * 4)
+    y = np.array(["x"] * 12 + ["y"] * 12)
+    splits = leave_one_group_out(y, groups)
     assert [s.test_group for s in splits] == ["a", "b", "c"]
     for s in splits:
         assert set(groups[s.test]) == {s.test_group}
         assert s.test_group not in set(groups[s.train])
     with pytest.raises(ProtocolError, match="at least 2 campaigns"):
-        campaign_splits(np.array(["a", "a"]))
+        leave_one_group_out(np.array(["x", "y"]), np.array(["a", "a"]))
 
 
 def test_paired_test_matches_scipy() -> None:
@@ -250,6 +253,8 @@ def test_summary_holds_what_the_study_reports(cat: Catalog, source, grids: Path)
     conf = np.asarray(rf["confusion_mean"])
     assert conf.shape == (6, 6) and np.isclose(conf.sum(), 12)  # 12 test captures per trial
     assert sum(rf["params_chosen"]["max_features"].values()) == 3
+    # On the 22 tcptrace columns sqrt and log2 grow the same forest: a tie, not a win for sqrt.
+    assert s["cells"]["tcptrace"]["random_forest"]["params_chosen"]["max_features"] == {"sqrt = log2 (same model)": 3}
     assert rf["mean"] == pytest.approx(100 * np.mean(rf["accuracies"]))
     assert rf["median"] == pytest.approx(100 * np.median(rf["accuracies"]))
     pairs = s["tests"]["between_features"]["random_forest"]

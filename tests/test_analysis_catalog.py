@@ -15,7 +15,7 @@ from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
 from echolab.prompts.classes import STUDY_CLASSES
 
-synthetic = pytest.importorskip("echolab.collector.sim.synthetic")
+from echolab.collector.sim import synthetic
 
 GRIDS = """
 [models.random_forest]

@@ -83,6 +83,19 @@ def test_index_html_embeds_plots_and_tables(report_dir) -> None:
     assert "<th>information</th>" in html
 
 
+def test_first_screen_says_where_the_data_came_from_and_the_leakage_verdict(report_dir) -> None:
+    folder, _ = report_dir
+    md = (folder / "summary.md").read_text()
+    head = md.split("## Data")[0]
+    assert "Where the data came from: 48 synthetic feature rows: random numbers shaped like features" in head
+    assert "not a real Echo; the study's numbers below are the study's" in head
+    assert "nothing here was tuned to match them" in head
+    verdicts = [line for line in md.splitlines() if line.startswith("Leakage: ")]
+    assert verdicts and verdicts[0] in ("Leakage: likely", "Leakage: unlikely", "Leakage: unknown")
+    html = (folder / "index.html").read_text()
+    assert html.index("Where the data came from") < html.index('id="table2"')
+
+
 def test_report_refuses_a_run_without_results() -> None:
     with pytest.raises(ReportError, match="has no results yet"):
         write_report(AnalysisRun(name="x", status="running"), Path("/nonexistent"))

@@ -88,7 +88,47 @@ def test_fastfit_builds_the_forest_scikit_learn_builds(data, forest) -> None:
     assert (ours.predict_proba(X) == ref.predict_proba(X)).all()
     assert (ours.feature_importances_ == ref.feature_importances_).all()
     assert pickle.loads(pickle.dumps(ours)).predict(X).tolist() == ref.predict(X).tolist()
-    assert fastfit.lean_build_applies(ours, ours.estimators_[0]) == (forest.class_weight is None)
+    # The private tree build runs only on a release checked tree by tree, and only for plain settings.
+    lean = forest.class_weight is None and fastfit.checked_release()
+    assert fastfit.lean_build_applies(ours, ours.estimators_[0]) == lean
+
+
+def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) -> None:
+    """On a scikit-learn release nobody compared tree by tree, no private code of it is touched."""
+    import sklearn
+
+    X, y = data
+    forest = RandomForestClassifier(12, random_state=1)
+    ref = clone(forest).fit(X, y)
+
+    def private_code_used(*args, **kwargs):
+        raise AssertionError("fastfit used scikit-learn's private code on an unchecked release")
+
+    monkeypatch.setattr(sklearn, "__version__", "1.8.0")
+    monkeypatch.setattr(fastfit, "_TreeMaker", private_code_used)
+    monkeypatch.setattr(fastfit, "_LeanTreeFit", private_code_used)
+    assert not fastfit.checked_release()
+    ours = fastfit.fit(clone(forest), X, y)
+    assert (ours.predict_proba(X) == ref.predict_proba(X)).all()
+    assert "_make_estimator" not in ours.__dict__
+    assert fastfit.checked_release("1.9.1") and not fastfit.checked_release("1.9.2")
+
+
+def test_ties_are_reported_as_ties(data) -> None:
+    """On 22 columns sqrt and log2 grow the same forest: the search must not report sqrt as the winner."""
+    X, y = data
+    folds = list(StratifiedKFold(3).split(X, y))
+    forest = RandomForestClassifier(n_estimators=5, random_state=1)
+    res = grid_search(forest, {"max_features": ["sqrt", "log2"]}, X, y, folds)
+    assert res.best_params == {"max_features": "sqrt"}  # GridSearchCV's pick: the first of equals
+    assert res.tied == [0, 1] and res.same_model == [0, 1]
+    assert res.choice() == {"max_features": "sqrt = log2 (same model)"}
+    # A tie between different models says "tie"; a clear winner is named alone.
+    knn = grid_search(KNeighborsClassifier(1), {"weights": ["uniform", "distance"]}, X, y, folds)
+    assert knn.choice() == {"weights": "uniform = distance (tie)"}  # with one neighbour the weights cannot matter
+    wide = np.hstack([X, X[:, :8]])
+    alone = grid_search(forest, {"max_features": [1, None]}, wide, y, folds)
+    assert len(alone.tied) == 1 and alone.choice()["max_features"] in ("1", "None")
 
 
 def test_model_dtype_is_checked_and_keyed(tmp_path) -> None:

@@ -39,6 +39,7 @@ class TrialTask:
     classes: list[str]
     seed: int
     cv_folds: int
+    names: list[str] | None = None  # the columns of a matrix built for this trial alone (features fit on train)
 
 
 def execute(task: TrialTask) -> tuple[str, TrialOutcome]:
@@ -47,12 +48,15 @@ def execute(task: TrialTask) -> tuple[str, TrialOutcome]:
 
     with threadpool_limits(limits=1):
         outcome = run_trial(task.X, task.y, task.split, task.model, task.classes, seed=task.seed, cv_folds=task.cv_folds)
+    if task.names is not None:  # importances are aligned by these names in the summary
+        outcome.feature_names = list(task.names)
     return task.key, outcome
 
 
 def _execute_args(key: str, feature_key: str, model: ModelSpec, split: Split, X: np.ndarray, y: np.ndarray,
-                  classes: list[str], seed: int, cv_folds: int) -> tuple[str, TrialOutcome]:
-    return execute(TrialTask(key, feature_key, model, split, X, y, classes, seed, cv_folds))
+                  classes: list[str], seed: int, cv_folds: int, names: list[str] | None = None,
+                  ) -> tuple[str, TrialOutcome]:
+    return execute(TrialTask(key, feature_key, model, split, X, y, classes, seed, cv_folds, names))
 
 
 def default_jobs() -> int:
@@ -60,21 +64,21 @@ def default_jobs() -> int:
 
 
 def trial_tasks(src: DataSource, settings: RunSettings, classes: list[str], todo: Sequence[PlannedTrial],
-                splits: dict[int, Split], matrices: dict[str, FeatureMatrix]) -> Iterator[TrialTask]:
+                matrices: dict[str, FeatureMatrix]) -> Iterator[TrialTask]:
     """Tasks in trial-major order; per-trial matrices are built lazily when features fit on train."""
-    per_trial: dict[str, np.ndarray] = {}
+    per_trial: dict[str, FeatureMatrix] = {}
     current = -1
-    for key, feature, spec, trial in sorted(todo, key=lambda p: (p.trial, _cost_rank(p.model))):
-        split = splits[trial]
+    for key, feature, spec, split in sorted(todo, key=lambda p: (p.split.trial, _cost_rank(p.model))):
+        names = None
         if settings.fit_features_on == "train":
             if split.trial != current:
                 per_trial, current = {}, split.trial
             if feature.key not in per_trial:
-                per_trial[feature.key] = build_matrix(src, feature, fit_rows=split.train).X
-            X = per_trial[feature.key]
+                per_trial[feature.key] = build_matrix(src, feature, fit_rows=split.train)
+            X, names = per_trial[feature.key].X, per_trial[feature.key].names
         else:
             X = matrices[feature.key].X
-        yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds)
+        yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds, names)
 
 
 def _cost_rank(spec: ModelSpec) -> int:
@@ -84,14 +88,14 @@ def _cost_rank(spec: ModelSpec) -> int:
 
 
 def compute(catalog: Any, src: DataSource, settings: RunSettings, classes: list[str], todo: Sequence[PlannedTrial],
-            splits: dict[int, Split], matrices: dict[str, FeatureMatrix], *, jobs: int | None, cluster: Any,
+            matrices: dict[str, FeatureMatrix], *, jobs: int | None, cluster: Any,
             progress: ProgressCallback | None, on_trial: Callable[[str, TrialOutcome], None] | None,
             commit_every: int) -> int:
     """Run the trials of *todo*, store each in *catalog* as it completes; return how many ran."""
     if not todo:
         return 0
-    meta = {p.key: (p.feature.key, p.model.name, p.trial) for p in todo}
-    tasks = trial_tasks(src, settings, classes, todo, splits, matrices)
+    meta = {p.key: (p.feature.key, p.model.name, p.split.trial) for p in todo}
+    tasks = trial_tasks(src, settings, classes, todo, matrices)
     results = run_dask(tasks, cluster) if cluster is not None else run_local(tasks, jobs or default_jobs())
     writer = ResultWriter(catalog, commit_every)
     n = 0
@@ -146,7 +150,7 @@ def run_dask(tasks: Iterator[TrialTask], cluster: Any) -> Iterator[tuple[str, Tr
                     setattr(t, attr, scattered[id(arr)][1])
                 futures.append(client.submit(
                     _execute_args, t.key, t.feature_key, t.model, t.split, t.X, t.y, t.classes, t.seed,
-                    t.cv_folds, key=f"trial-{t.key}", pure=False,
+                    t.cv_folds, t.names, key=f"trial-{t.key}", pure=False,
                 ))
             for future in as_completed(futures):
                 yield future.result()

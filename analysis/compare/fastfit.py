@@ -19,11 +19,13 @@ same arguments. Every tree -- hence every prediction and feature importance --
 is the one ``forest.fit`` builds; ``tests/test_analysis_search.py`` checks it
 against scikit-learn's own fit.
 
-The lean tree build uses scikit-learn's private tree classes, so it is only
-used with the scikit-learn versions it was checked on (:data:`CHECKED_SKLEARN`)
-and for plain settings (dense data without missing values, no class weights,
-no pruning, depth-first growth); anything else is fitted the ordinary way,
-which gives the same model, only slower.
+Both hoists lean on scikit-learn's private code (``BaseEnsemble._make_estimator``,
+``estimator_params``, the compiled tree classes), so :func:`fit` uses them only
+on the scikit-learn releases whose every tree was compared with scikit-learn's
+own fit (:data:`CHECKED_SKLEARN`, exact versions); on any other release it is
+``model.fit(X, y)``, the same model, only slower. The lean tree build also needs
+plain settings (dense data without missing values, no class weights, no pruning,
+depth-first growth); other forests get the hoisted template only.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 from sklearn.utils import check_random_state
 
-#: scikit-learn versions (major.minor) whose ``BaseDecisionTree._fit`` the lean tree build was checked against.
-CHECKED_SKLEARN = ("1.9",)
+#: scikit-learn releases (exact versions) on which ``tests/test_analysis_search.py`` compared every tree,
+#: prediction and importance of :func:`fit` with scikit-learn's own fit. Add a release only after that test
+#: passed on it; on any other release :func:`fit` is the plain ``model.fit``.
+CHECKED_SKLEARN = ("1.9.1",)
 
 _FORESTS = (RandomForestClassifier, ExtraTreesClassifier)
 _TREES = (DecisionTreeClassifier, ExtraTreeClassifier)
@@ -53,9 +57,14 @@ except ImportError:  # pragma: no cover - another layout: the ordinary fit
     CRITERIA_CLF = DENSE_SPLITTERS = None  # type: ignore[assignment]
 
 
+def checked_release(version: str | None = None) -> bool:
+    """Whether the installed scikit-learn (or *version*) is one the lean fit was checked on, tree by tree."""
+    return (version or sklearn.__version__) in CHECKED_SKLEARN
+
+
 def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray) -> ClassifierMixin:
-    """``model.fit(X, y)``; forests build the same trees with their configuration hoisted."""
-    if type(model) not in _FORESTS or not hasattr(model, "estimator_params"):
+    """``model.fit(X, y)``; on a checked release, forests build the same trees with their set-up hoisted."""
+    if type(model) not in _FORESTS or not hasattr(model, "estimator_params") or not checked_release():
         return model.fit(X, y)
     model._make_estimator = _TreeMaker(model)  # what BaseForest.fit calls once per tree
     try:
@@ -116,7 +125,7 @@ def lean_build_applies(forest: Any, tree: Any) -> bool:
     """Whether :class:`_LeanTreeFit` builds exactly what ``tree._fit`` would for this forest."""
     return (
         CRITERIA_CLF is not None
-        and ".".join(sklearn.__version__.split(".")[:2]) in CHECKED_SKLEARN
+        and checked_release()
         and type(tree) in _TREES
         and forest.class_weight is None
         and tree.class_weight is None

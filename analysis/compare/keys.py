@@ -1,8 +1,10 @@
 """Trial keys and the plan of a run: which trials it holds and the content hash naming each.
 
 A trial's key hashes everything that determines its numbers: the data set
-fingerprint, the feature set configuration, the model's estimator and grid, the
-trial index, the seed and the protocol settings. Finished trials are stored in
+fingerprint, how its records were extracted (extractor version, device address),
+the feature set configuration with every transformer option (defaults included),
+the model's estimator and grid, the split, the trial index, the seed, the
+protocol settings and the versions of the numeric libraries. Finished trials are stored in
 the catalog under their key, so an unchanged trial is never computed twice.
 """
 
@@ -10,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
-from importlib.metadata import version
-from typing import NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 from echolab.analysis.compare.grids import ModelSpec
 from echolab.analysis.compare.sources import DataSource
-from echolab.analysis.compare.specs import FeatureSpec, RunSettings
-from echolab.analysis.compare.trials import PROTOCOL_VERSION, Split, campaign_splits, random_splits
+from echolab.analysis.compare.specs import AnalysisError, FeatureSpec, RunSettings
+from echolab.analysis.compare.splits import plan_grouped, plural, random_splits
+from echolab.analysis.compare.trials import PROTOCOL_VERSION, Split
 
 
 class PlannedTrial(NamedTuple):
@@ -26,7 +27,7 @@ class PlannedTrial(NamedTuple):
     key: str
     feature: FeatureSpec
     model: ModelSpec
-    trial: int
+    split: Split
 
 
 def trial_key(
@@ -38,13 +39,22 @@ def trial_key(
     trial: int,
     settings: RunSettings,
     split_token: str,
+    extraction: str = "",
+    feature_params: Mapping[str, Any] | None = None,
 ) -> str:
-    """The content hash that names one trial's result in the cache."""
+    """The content hash that names one trial's result in the cache.
+
+    *extraction* names how the records were made (:meth:`DataSource.extraction_fingerprint`);
+    *feature_params* are all the options of the feature set's transformer, defaults
+    included, so a changed default is a changed key.
+    """
     payload = {
         "protocol": PROTOCOL_VERSION,
-        "sklearn": _sklearn_minor(),
+        "libraries": numeric_versions(),
         "data": fingerprint,
+        "extraction": extraction,
         "features": feature.key,
+        "feature_params": dict(feature_params or {}),
         "fit_features_on": fit_features_on,
         "model": model.canonical(),
         "trial": trial,
@@ -57,40 +67,46 @@ def trial_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-@lru_cache(maxsize=1)
-def _sklearn_minor() -> str:
-    """scikit-learn's major.minor version, from its metadata (importing it takes a second)."""
-    return ".".join(version("scikit-learn").split(".")[:2])
+def numeric_versions() -> dict[str, str]:
+    """The versions of the libraries a trial's numbers depend on (in every key). Read from the installed
+    distributions' metadata: importing scikit-learn to ask takes a second."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("scikit-learn", "numpy", "scipy")}
 
 
-def split_tokens(src: DataSource, settings: RunSettings) -> dict[int, str]:
-    """Each trial's index and the token of its split that goes into its key (no split is computed:
-    a rerun finds its trials in the cache without drawing them)."""
-    if settings.split_by == "campaign":
-        token = src.groups_fingerprint()
-        return {t: f"campaign:{token}:{name}" for t, name in enumerate(sorted(set(src.groups.tolist())))}
-    return {t: "random" for t in range(settings.trials)}
+def plan_splits(src: DataSource, settings: RunSettings) -> tuple[list[Split], dict[int, str]]:
+    """The run's splits, and per trial the token of its split mode that goes into the key."""
+    by = settings.split_by
+    if by != "random":
+        if by not in src.groupings:
+            raise AnalysisError(f"--split-by {by}: this data does not record {plural(by)} "
+                                f"(it has {', '.join(sorted(src.groupings))})")
+        splits = plan_grouped(src.y, src.groupings[by], by, trials=settings.trials, seed=settings.seed,
+                              test_size=settings.test_size, cv_folds=settings.cv_folds)
+        token = src.groups_fingerprint(by)
+        return splits, {s.trial: f"{by}:{token}:{s.test_group or f'shuffled {settings.test_size}'}" for s in splits}
+    splits = random_splits(src.y, settings.trials, settings.seed, settings.test_size, settings.cv_folds)
+    return splits, {s.trial: "random" for s in splits}
 
 
-def make_splits(src: DataSource, settings: RunSettings) -> dict[int, Split]:
-    """The run's splits by trial index (checked: enough captures per class, or campaigns)."""
-    if settings.split_by == "campaign":
-        splits = campaign_splits(src.groups)
-    else:
-        splits = random_splits(src.y, settings.trials, settings.seed, settings.test_size)
-    return {s.trial: s for s in splits}
+def plan_trials(src: DataSource, settings: RunSettings, specs: list[ModelSpec], fingerprint: str,
+                feature_params: Mapping[str, Mapping[str, Any]] | None = None,
+                splits: tuple[list[Split], dict[int, str]] | None = None) -> list[PlannedTrial]:
+    """Every trial of the run, feature set by feature set, model by model, trial by trial.
 
-
-def plan_trials(src: DataSource, settings: RunSettings, specs: list[ModelSpec], fingerprint: str) -> list[PlannedTrial]:
-    """Every trial of the run, feature set by feature set, model by model, trial by trial."""
-    tokens = split_tokens(src, settings)
+    *feature_params*: per feature set key, all options of its fitted transformer.
+    """
+    splits, split_tokens = splits or plan_splits(src, settings)
+    extraction = src.extraction_fingerprint()
     plan: list[PlannedTrial] = []
     for feature in settings.features:
         for spec in specs:
-            for trial, token in tokens.items():
+            for split in splits:
                 key = trial_key(
                     fingerprint=fingerprint, feature=feature, fit_features_on=settings.fit_features_on,
-                    model=spec, trial=trial, settings=settings, split_token=token,
+                    model=spec, trial=split.trial, settings=settings, split_token=split_tokens[split.trial],
+                    extraction=extraction, feature_params=(feature_params or {}).get(feature.key),
                 )
-                plan.append(PlannedTrial(key, feature, spec, trial))
+                plan.append(PlannedTrial(key, feature, spec, split))
     return plan

@@ -167,6 +167,9 @@ def report_context(run: AnalysisRun) -> dict[str, Any]:
     comparison = _fig_vs_study(s, study)
     if comparison is not None:
         figures.append(comparison)
+    leak = s.get("leakage")
+    if leak and leak.get("cross"):
+        figures.append(_fig_cross(leak["cross"]))
     return {
         "run": run,
         "s": s,
@@ -188,7 +191,20 @@ def report_context(run: AnalysisRun) -> dict[str, Any]:
         "study_source": study.get("source", "the study"),
         "study_tests": study.get("tests", {}),
         "ablations_study": study.get("ablations", {}),
+        "provenance": provenance_lines(run.settings or {}),
+        "leakage": leak or {"verdict": "unknown", "line": "Leakage: unknown",
+                            "figures": "this run was made without the leakage check", "reason": ""},
+        "split": s.get("split", {"by": (run.settings or {}).get("split_by", "random")}),
     }
+
+
+def provenance_lines(settings: dict[str, Any]) -> dict[str, Any]:
+    """Where the data came from, for the first screen: a headline and whether it is simulated."""
+    prov = settings.get("provenance") or {}
+    if not prov:
+        return {"headline": f"not recorded for this run (data: {settings.get('data', 'unknown')})",
+                "simulated": None, "real": None, "kinds": []}
+    return prov
 
 
 def _table2(s: dict[str, Any], study: dict[str, Any]) -> list[dict[str, Any]]:
@@ -433,6 +449,28 @@ def _fig_vs_study(s: dict[str, Any], study: dict[str, Any]) -> Figure | None:
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return Figure("vs-study.png", "This run and the study", _png(fig))
+
+
+def _fig_cross(cross: dict[str, Any]) -> Figure:
+    """Train on campaign A (row), test on campaign B (column); the diagonal: random splits within A."""
+    names = cross["campaigns"]
+    acc = np.asarray([[np.nan if v is None else v for v in row] for row in cross["accuracy"]], dtype=float)
+    size = 0.9 * len(names) + 2.4
+    fig = _figure((size + 1.0, size))
+    ax = fig.subplots()
+    im = ax.imshow(acc, cmap="RdYlGn", vmin=0, vmax=100)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            text = "n/a" if np.isnan(acc[i, j]) else f"{acc[i, j]:.0f}%\n{cross['classes'][i][j]} cl."
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="#222")
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("tested on campaign")
+    ax.set_ylabel("trained on campaign")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="accuracy %")
+    ax.set_title("Cross-campaign accuracy (diagonal: random splits within the campaign)", fontsize=9)
+    fig.tight_layout()
+    return Figure("cross-campaign.png", "Cross-campaign accuracy", _png(fig))
 
 
 def _slug(text: str) -> str:

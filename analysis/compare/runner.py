@@ -9,8 +9,8 @@ the catalog under that key as they complete, so
 * adding a model (or a feature set) computes only that one.
 
 :func:`run_analysis` only orchestrates; each concern has its module:
-``specs`` (what is asked: feature sets, settings), ``sources`` and ``synthetic``
-(the data: the catalog's, or a stand-in), ``matrices`` (feature matrices, computed once per feature set
+``specs`` (what is asked: feature sets, settings), ``sources`` (the data: catalog
+or synthetic), ``matrices`` (feature matrices, computed once per feature set
 configuration and shared by every model and trial), ``keys`` (trial keys and the
 plan), ``execute`` (local cores with joblib, or a Dask cluster), ``storage`` (what
 the catalog keeps) and ``summary`` (what the report shows).
@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from echolab.analysis.compare.grids import check_models, load_grids, select_models
-from echolab.analysis.compare.keys import make_splits, plan_trials
+from echolab.analysis.compare.keys import plan_splits, plan_trials
 from echolab.analysis.compare.matrices import build_matrix, normalize_features
 from echolab.analysis.compare.sources import DataSource
 from echolab.analysis.compare.specs import AnalysisError, RunSettings
@@ -78,31 +78,37 @@ def run_analysis(
     settings = settings or RunSettings()
     settings.check()
     started = time.perf_counter()
-    grids = load_grids(settings.grids_path, check=False)  # checked below, unless every trial is cached
+    grids = load_grids(settings.grids_path, check=False)  # checked below, unless nothing is to be done
     specs = select_models(grids, list(settings.models))
     settings = replace(settings, features=normalize_features(source, settings.features))
     src = source.canonical()
     classes = src.classes()
     fingerprint = src.fingerprint()
-    plan = plan_trials(src, settings, specs, fingerprint)
-    record = {"settings": stored_settings(settings, specs, src, cluster), "fingerprint": fingerprint,
-              "capture_ids": [c for c in src.capture_ids if c is not None],
+    record = {"settings": {**stored_settings(settings, specs, src, cluster), "extraction": src.extraction_fingerprint()},
+              "fingerprint": fingerprint, "capture_ids": [c for c in src.capture_ids if c is not None],
               "versions": library_versions(with_dask=cluster is not None)}
-    done = catalog.stored_trial_keys([p.key for p in plan])
-    if name is not None and len(done) == len(plan):
+    if name is not None:
         stored = catalog.analysis_run(name, missing_ok=True)
         if stored is not None and _unchanged(stored, record):
-            # Nothing to compute and the stored run says what this one would: it stays as it is
-            # (summary, finishing time and all), so its report need not be written again.
-            return RunResult(stored, 0, len(plan), time.perf_counter() - started)
+            # The stored run finished with exactly these settings, data, extraction and library
+            # versions, so every trial key it holds is the one this run would compute: it stays
+            # as it is (summary, leakage check, finishing time), and its report need not be redrawn.
+            timing = stored.summary.get("timing", {})
+            return RunResult(stored, 0, timing.get("computed", 0) + timing.get("cached", 0),
+                             time.perf_counter() - started)
     check_models(grids.values(), settings.grids_path)
-    splits = make_splits(src, settings)
-    test_fraction = settings.test_size if settings.split_by == "random" else None
+    splits = plan_splits(src, settings)
+    # Corrected resampled t-tests where trials resample (random or grouped 80/20), not when one group is left out.
+    test_fraction = settings.test_size if all(s.test_group is None for s in splits[0]) else None
 
     # Whole-data matrices come first: a bad feature option fails before a run is recorded, and
-    # the summary needs their column names even when every trial is cached.
+    # the summary needs their column names even when every trial is cached. Every option of
+    # their transformers (defaults included) goes into the trial keys.
     matrices = {feature.key: build_matrix(src, feature) for feature in settings.features}
+    plan = plan_trials(src, settings, specs, fingerprint,
+                       feature_params={k: m.info.get("params", {}) for k, m in matrices.items()}, splits=splits)
     run = catalog.start_analysis_run(name or datetime.now().strftime("run-%Y%m%d-%H%M%S"), **record)
+    done = catalog.stored_trial_keys([p.key for p in plan])
     todo = [p for p in plan if p.key not in done]
 
     computed = 0
@@ -110,7 +116,7 @@ def run_analysis(
         if todo:
             from echolab.analysis.compare.execute import compute
 
-            computed = compute(catalog, src, settings, classes, todo, splits, matrices, jobs=jobs, cluster=cluster,
+            computed = compute(catalog, src, settings, classes, todo, matrices, jobs=jobs, cluster=cluster,
                                progress=progress, on_trial=on_trial, commit_every=commit_every)
     except KeyboardInterrupt as exc:
         catalog.finish_analysis_run(run, "interrupted")
@@ -123,10 +129,13 @@ def run_analysis(
         catalog.finish_analysis_run(run, "failed")
         raise
 
-    from echolab.analysis.compare.summary import summarize
+    from echolab.analysis.compare.summary import leakage_summary, split_summary, summarize
 
     rows = catalog.trial_results([p.key for p in plan])
     summary = summarize(plan, rows, src, classes, matrices, specs, settings, test_fraction)
+    summary["split"] = split_summary(splits[0], settings)
+    if settings.leakage_check:
+        summary["leakage"] = leakage_summary(src, matrices, settings)
     summary["timing"] = {"computed": computed, "cached": len(plan) - computed,
                          "wall_seconds": time.perf_counter() - started}
     catalog.finish_analysis_run(run, "done", summary)

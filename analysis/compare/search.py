@@ -7,7 +7,9 @@
 -- the same candidates in the same order (``ParameterGrid``), the same folds,
 the same fits (a fresh clone per candidate and fold, carrying the trial's
 integer ``random_state``), the same mean-over-folds scores, the same tie rule
-(the first best candidate in grid order) and the same refit -- while
+(the first best candidate in grid order) and the same refit -- and says which
+candidates tied with the best (:attr:`SearchResult.tied`), so a report does not
+present the first of equals as a winner -- while
 
 * fitting candidates that build the same model once: ``max_features="sqrt"``
   and ``"log2"`` both mean 4 features on 22 columns, and a tree only ever sees
@@ -23,7 +25,8 @@ integer ``random_state``), the same mean-over-folds scores, the same tie rule
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -53,6 +56,41 @@ class SearchResult:
     best_estimator: ClassifierMixin
     mean_scores: list[float]
     n_fits: int  # fits actually run, the refit included
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    tied: list[int] = field(default_factory=list)  # candidates with the best mean score, the best included
+    same_model: list[int] = field(default_factory=list)  # candidates that build the best's very model
+
+    def choice(self) -> dict[str, str]:
+        """Each parameter's chosen value, as text; tied values joined by " = " (see :func:`describe_choice`)."""
+        return describe_choice(self.candidates, self.best_index, self.tied, self.same_model)
+
+
+def describe_choice(candidates: Sequence[Mapping[str, Any]], best: int, tied: Sequence[int],
+                    same_model: Sequence[int]) -> dict[str, str]:
+    """What a grid search chose, per parameter, without crowning the first of equals.
+
+    A parameter whose value differs among the tied candidates reads
+    ``"sqrt = log2 (same model)"`` when every tied candidate builds the best
+    one's model (a tree's ``sqrt`` and ``log2`` on 16 to 24 columns), else
+    ``"gini = entropy (tie)"``: the search kept the first in grid order, which
+    says nothing about which value is better.
+    """
+    out: dict[str, str] = {}
+    if not candidates:
+        return out
+    why = "same model" if set(tied) <= set(same_model) else "tie"
+    for param, value in candidates[best].items():
+        values = [_text(value)]
+        for i in tied:
+            text = _text(candidates[i][param])
+            if text not in values:
+                values.append(text)
+        out[param] = values[0] if len(values) == 1 else " = ".join(values) + f" ({why})"
+    return out
+
+
+def _text(value: Any) -> str:
+    return json.dumps(list(value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def grid_search(
@@ -75,8 +113,11 @@ def grid_search(
     means = np.average(scores, axis=1)  # as GridSearchCV: row means of a (candidates x folds) array
     best = int(rankdata(-means, method="min").argmin())
     best_params = candidates[best]
+    identity = model_identity(estimator, best_params, X.shape[1])
+    tied = [i for i in range(len(candidates)) if means[i] == means[best]]
+    same = [i for i in range(len(candidates)) if model_identity(estimator, candidates[i], X.shape[1]) == identity]
     return SearchResult(best, best_params, float(means[best]), _fit(estimator, best_params, X, y),
-                        [float(m) for m in means], n_fits + 1)
+                        [float(m) for m in means], n_fits + 1, candidates, tied, same)
 
 
 def model_identity(estimator: ClassifierMixin, params: Mapping[str, Any], n_features: int) -> tuple[tuple[str, str], ...]:

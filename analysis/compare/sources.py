@@ -1,10 +1,10 @@
-"""What an analysis reads: a :class:`DataSource`, here the catalog's captures.
+"""What an analysis reads: a :class:`DataSource` from the catalog, or a synthetic one.
 
 A source holds one record per capture (whatever its ``make_transformer``'s
 transformers take), the labels, the campaigns and the captures' identities.
 :func:`catalog_source` reads the catalog's usable captures through the feature
-cache; :mod:`echolab.analysis.compare.synthetic` makes a stand-in of the same
-shape.
+cache; :mod:`echolab.analysis.compare.synthetic` makes synthetic rows of the same
+shape (not tuned toward any published accuracy), for trying the toolkit, tests and benches.
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ TransformerFactory = Callable[..., Any]
 class DataSource:
     """What an analysis reads: per-capture records, labels, campaigns and identities.
 
+    ``groupings`` holds each capture's group under every grouping of
+    ``splits.GROUPINGS`` the source knows (``campaign`` at least, from
+    ``groups``); ``provenance`` says where the data came from
+    (:mod:`echolab.analysis.compare.provenance`); ``extraction`` names what
+    turned captures into records (extractor version, device address per
+    capture), part of every trial's cache key.
+
     ``records`` are whatever ``make_transformer(set_name, **options)``'s
     transformers take (the catalog's data set, or synthetic rows). The source is
     put in a canonical order (by capture hash) so that the same captures give the
@@ -40,10 +47,17 @@ class DataSource:
     make_transformer: TransformerFactory
     description: str = ""
     notes: list[str] = field(default_factory=list)
+    groupings: dict[str, np.ndarray] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    extraction: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.y = np.asarray(self.y).astype(str)
         self.groups = np.asarray(self.groups).astype(str)
+        self.groupings = {k: np.asarray(v).astype(str) for k, v in self.groupings.items()}
+        self.groupings.setdefault("campaign", self.groups)
+        if any(len(v) != len(self.y) for v in self.groupings.values()):
+            raise AnalysisError("a grouping differs in length from the labels")
         n = len(self.y)
         if not (len(self.records) == len(self.groups) == len(self.sha256s) == len(self.capture_ids) == n):
             raise AnalysisError("records, labels, campaigns and hashes differ in length")
@@ -58,6 +72,8 @@ class DataSource:
             groups=self.groups[idx],
             sha256s=[self.sha256s[i] for i in order],
             capture_ids=[self.capture_ids[i] for i in order],
+            groupings={k: v[idx] for k, v in self.groupings.items()},
+            extraction=[self.extraction[i] for i in order] if self.extraction else [],
         )
 
     def fingerprint(self) -> str:
@@ -67,10 +83,17 @@ class DataSource:
             h.update(f"{sha}\t{label}\n".encode())
         return h.hexdigest()
 
-    def groups_fingerprint(self) -> str:
+    def groups_fingerprint(self, grouping: str = "campaign") -> str:
         h = hashlib.sha256()
-        for sha, group in sorted(zip(self.sha256s, self.groups.tolist())):
+        for sha, group in sorted(zip(self.sha256s, self.groupings[grouping].tolist())):
             h.update(f"{sha}\t{group}\n".encode())
+        return h.hexdigest()
+
+    def extraction_fingerprint(self) -> str:
+        """A hash of what made each record: (capture sha256, extractor version and device address) pairs."""
+        h = hashlib.sha256()
+        for sha, how in sorted(zip(self.sha256s, self.extraction or [""] * len(self.sha256s))):
+            h.update(f"{sha}\t{how}\n".encode())
         return h.hexdigest()
 
     def classes(self) -> list[str]:
@@ -93,11 +116,15 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None,
     *progress* is called as captures not yet in the feature cache are read
     (``echolab.progress``).
     """
+    from echolab.analysis.compare import provenance
+    from echolab.analysis.compare.splits import capture_groups
     from echolab.analysis.features import sets as features
 
     ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress)
     if len(ds.y) == 0:
         raise AnalysisError("the catalog has no usable captures to analyse; collect or import some first")
+    by_id = {c.id: c for c in catalog.captures()}
+    used = [by_id[i] for i in ds.capture_ids]
     return DataSource(
         records=ds.records,
         y=np.asarray(ds.y),
@@ -107,6 +134,9 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None,
         make_transformer=features.make_transformer,
         description=f"catalog {getattr(catalog.lab, 'root', '')}",
         notes=_skipped_notes(getattr(ds, "skipped", [])),
+        groupings={k: np.asarray(v) for k, v in capture_groups(used).items()},
+        provenance=provenance.of_captures(used),
+        extraction=[f"{r.version}@{r.device_ip}" for r in ds.records],
     )
 
 

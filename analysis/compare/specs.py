@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from echolab.analysis.compare.splits import SPLIT_MODES
 from echolab.analysis.features.sets import FEATURE_SETS
 from echolab.errors import EcholabError
 
-SPLIT_MODES = ("random", "campaign")
 FIT_SCOPES = ("all", "train")
 
 
@@ -119,9 +119,10 @@ class RunSettings:
     seed: int = 0
     test_size: float = 0.2
     cv_folds: int = 3
-    split_by: str = "random"
+    split_by: str = "random"  # or a grouping of splits.GROUPINGS
     fit_features_on: str = "all"
     grids_path: str | None = None
+    leakage_check: bool = True  # the report's leakage check (leakage.py); off only to keep tests of other things fast
 
     def check(self) -> None:
         if self.split_by not in SPLIT_MODES:

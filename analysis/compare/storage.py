@@ -36,6 +36,8 @@ def stored_settings(settings: RunSettings, specs: list[ModelSpec], src: DataSour
         "fit_features_on": settings.fit_features_on,
         "data": src.description,
         "data_notes": src.notes,
+        "provenance": src.provenance,
+        "groupings": {k: len(set(v.tolist())) for k, v in src.groupings.items()},
         "cluster": None if cluster is None else str(getattr(cluster, "scheduler_address", None) or cluster),
     }
 

@@ -17,7 +17,8 @@ from echolab.analysis.compare.grids import ModelSpec
 from echolab.analysis.compare.keys import PlannedTrial
 from echolab.analysis.compare.matrices import FeatureMatrix
 from echolab.analysis.compare.sources import DataSource
-from echolab.analysis.compare.specs import RunSettings
+from echolab.analysis.compare.specs import AnalysisError, RunSettings
+from echolab.analysis.compare.trials import Split
 from echolab.db.models import TrialResult
 
 
@@ -34,7 +35,7 @@ def summarize(plan: Sequence[PlannedTrial], rows: dict[str, TrialResult], src: D
         cells[feature.key] = {}
         for spec in specs:
             trial_rows = sorted(by_cell.get((feature.key, spec.name), []), key=lambda r: r.trial)
-            cells[feature.key][spec.name] = _cell(trial_rows, classes)
+            cells[feature.key][spec.name] = _cell(trial_rows, classes, matrices[feature.key].names)
     tests = _tests(cells, settings, specs, test_fraction)
     counts = Counter(src.y.tolist())
     return {
@@ -63,7 +64,7 @@ def _crosstab(src: DataSource) -> dict[str, dict[str, int]]:
     return dict(sorted(out.items()))
 
 
-def _cell(rows: list[TrialResult], classes: list[str]) -> dict[str, Any]:
+def _cell(rows: list[TrialResult], classes: list[str], names: Sequence[str] = ()) -> dict[str, Any]:
     acc = [r.accuracy for r in rows]
     f1 = [r.f1_macro or 0.0 for r in rows]
     d = stats.describe(acc)
@@ -78,19 +79,70 @@ def _cell(rows: list[TrialResult], classes: list[str]) -> dict[str, Any]:
         conf = np.asarray([r.result["confusion"] for r in rows], dtype=float)
         cell["confusion_mean"] = conf.mean(axis=0).tolist()
         chosen: dict[str, Counter[str]] = {}
-        for r in rows:
-            for p, v in r.best_params.items():
-                chosen.setdefault(p, Counter())[json.dumps(v) if isinstance(v, list) else str(v)] += 1
+        for r in rows:  # ties counted as ties ("sqrt = log2 (same model)"), not as the first of them
+            choice = r.result.get("choice") or {p: json.dumps(v) if isinstance(v, list) else str(v)
+                                                for p, v in r.best_params.items()}
+            for p, v in choice.items():
+                chosen.setdefault(p, Counter())[v] += 1
         cell["params_chosen"] = {p: dict(c.most_common()) for p, c in chosen.items()}
-        imps = [r.result.get("importances") for r in rows if r.result.get("importances")]
-        if imps:
-            arr = np.asarray(imps, dtype=float)
+        arr = aligned_importances(rows, names)
+        if arr is not None:
             cell["importances_mean"] = arr.mean(axis=0).tolist()
             cell["importances_std"] = arr.std(axis=0).tolist()
         groups = [r.result.get("test_group") for r in rows]
         if any(groups):
             cell["test_groups"] = groups
     return cell
+
+
+def aligned_importances(rows: Sequence[TrialResult], names: Sequence[str]) -> np.ndarray | None:
+    """Trials x columns of *names*: each trial's importances placed by column name.
+
+    With features fit on each trial's training part, trials drop different
+    constant columns, so their importance vectors differ in length and order;
+    a column a trial dropped had no part in its model and counts 0 there.
+    Without per-trial names, a trial's importances are in *names*' order.
+    """
+    index = {n: i for i, n in enumerate(names)}
+    out = []
+    for r in rows:
+        imp = r.result.get("importances")
+        if not imp:
+            continue
+        cols = r.result.get("feature_names") or list(names)
+        if len(cols) != len(imp):
+            raise AnalysisError(f"trial {r.trial} of {r.feature_set} {r.model}: {len(imp)} importances for "
+                                f"{len(cols)} columns")
+        row = np.zeros(len(names))
+        for name, value in zip(cols, imp):
+            if name not in index:
+                raise AnalysisError(f"trial {r.trial} of {r.feature_set} {r.model} has a column {name!r} that the "
+                                    f"whole data set does not")
+            row[index[name]] = value
+        out.append(row)
+    return np.asarray(out) if out else None
+
+
+def leakage_summary(src: DataSource, matrices: dict[str, FeatureMatrix], settings: RunSettings) -> dict[str, Any]:
+    """The leakage check (:mod:`.leakage`) on the combined set (else the first), for the report."""
+    from echolab.analysis.compare import leakage
+
+    key = "combined" if "combined" in matrices else next(iter(matrices))
+    result = leakage.check(matrices[key].X, src.y, src.groupings, feature=key, seed=settings.seed,
+                           test_size=settings.test_size, cv_folds=settings.cv_folds)
+    return {**result.to_json(), "line": result.line(), "figures": result.figures()}
+
+
+def split_summary(splits: Sequence[Split], settings: RunSettings) -> dict[str, Any]:
+    """How the trials split the data, and the classes grouped trials were evaluated on."""
+    out: dict[str, Any] = {"by": settings.split_by, "trials": len(splits),
+                           "leave_one_out": any(s.test_group is not None for s in splits)}
+    dropped = sorted({c for s in splits for c in s.dropped})
+    if dropped:
+        out["dropped"] = dropped
+        out["per_trial"] = [{"trial": s.trial, "test_group": s.test_group, "classes": list(s.classes or ()),
+                             "dropped": list(s.dropped)} for s in splits]
+    return out
 
 
 def _tests(cells: dict[str, dict[str, Any]], settings: RunSettings, specs: list[ModelSpec],

@@ -1,4 +1,4 @@
-"""One trial of the study's protocol, and the splits that define the trials.
+"""One trial of the study's protocol (the splits that define trials are in :mod:`.splits`).
 
 A trial (Jackson & Camp 2018): a stratified 80/20 split; a standard scaler fit
 on the training part and applied to both parts; a grid search with stratified
@@ -22,12 +22,10 @@ import numpy as np
 from echolab.analysis.compare.grids import ModelSpec
 from echolab.errors import EcholabError
 
-# scikit-learn loads inside the functions that use it: planning a run (keys, splits of a
-# rerun whose trials are all cached) does not need it.
-
 #: Bumped when a change here changes (or may change) trial results; part of every cache key.
 #: 2: the grid search is echolab.analysis.compare.search.grid_search (GridSearchCV's results, less repeated work).
-PROTOCOL_VERSION = 2
+#: 3: outcomes say which candidates tied (``choice``), so ties are reported as ties.
+PROTOCOL_VERSION = 3
 
 
 class ProtocolError(EcholabError):
@@ -41,7 +39,9 @@ class Split:
     trial: int
     train: np.ndarray
     test: np.ndarray
-    test_group: str | None = None  # the held-out campaign of a campaign split
+    test_group: str | None = None  # the held-out group when one group is left out
+    classes: tuple[str, ...] | None = None  # the classes evaluated when a grouped split holds fewer than all
+    dropped: tuple[str, ...] = ()  # classes left out of this trial because one side does not hold them
 
 
 @dataclass
@@ -50,7 +50,7 @@ class TrialOutcome:
 
     accuracy: float
     f1_macro: float
-    best_params: dict[str, Any]
+    best_params: dict[str, Any]  # the candidate kept: the first best in grid order (GridSearchCV's rule)
     cv_best_score: float
     confusion: list[list[int]]
     importances: list[float] | None = None
@@ -60,6 +60,10 @@ class TrialOutcome:
     n_test: int = 0
     test_group: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Each parameter's choice as text, ties shown as ties ("sqrt = log2 (same model)"); see search.describe_choice.
+    choice: dict[str, str] = field(default_factory=dict)
+    #: The columns of *importances* when this trial had a matrix of its own (features fit on its training part).
+    feature_names: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,39 +72,6 @@ class TrialOutcome:
 def trial_seed(seed: int, trial: int) -> int:
     """The seed of trial *trial* of a run seeded *seed* (independent streams)."""
     return int(np.random.SeedSequence([int(seed), int(trial)]).generate_state(1)[0])
-
-
-def random_splits(y: np.ndarray, trials: int, seed: int, test_size: float = 0.2) -> list[Split]:
-    """The study's trials: independent stratified random splits."""
-    if trials < 1:
-        raise ProtocolError("the number of trials must be at least 1")
-    from sklearn.model_selection import StratifiedShuffleSplit
-
-    _, counts = np.unique(y, return_counts=True)
-    if counts.min() < 2:
-        raise ProtocolError("every class needs at least 2 captures for a stratified split")
-    splits = []
-    for t in range(trials):
-        sss = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=trial_seed(seed, t))
-        train, test = next(sss.split(np.zeros(len(y)), y))
-        splits.append(Split(t, train, test))
-    return splits
-
-
-def campaign_splits(groups: np.ndarray) -> list[Split]:
-    """Leave one campaign out: train on every other campaign, test on it.
-
-    One trial per campaign, in the sorted order of campaign names. This asks
-    whether what was learned in some sessions (networks, days, voices) carries
-    over to another; it is the study's future work, not its protocol.
-    """
-    names = sorted(set(groups.tolist()))
-    if len(names) < 2:
-        raise ProtocolError(
-            f"--split-by campaign needs captures from at least 2 campaigns; the data has {len(names)}"
-        )
-    idx = np.arange(len(groups))
-    return [Split(t, idx[groups != name], idx[groups == name], name) for t, name in enumerate(names)]
 
 
 def run_trial(
@@ -114,6 +85,7 @@ def run_trial(
     cv_folds: int = 3,
 ) -> TrialOutcome:
     """Scale, grid-search, refit and score one model on one split."""
+    # scikit-learn is imported here, not with the module: a rerun whose trials are all cached needs none of it
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
     from sklearn.model_selection import StratifiedKFold
@@ -140,7 +112,8 @@ def run_trial(
     importances = getattr(best, "feature_importances_", None)
     return TrialOutcome(
         accuracy=float(accuracy_score(y_test, pred)),
-        f1_macro=float(f1_score(y_test, pred, labels=list(classes), average="macro", zero_division=0)),
+        f1_macro=float(f1_score(y_test, pred, labels=list(split.classes or classes), average="macro",
+                                zero_division=0)),
         best_params={k: _jsonable(v) for k, v in search.best_params.items()},
         cv_best_score=search.best_score,
         confusion=confusion_matrix(y_test, pred, labels=list(classes)).tolist(),
@@ -150,7 +123,8 @@ def run_trial(
         n_train=int(len(split.train)),
         n_test=int(len(split.test)),
         test_group=split.test_group,
-        extra={"fits": search.n_fits},
+        extra={"fits": search.n_fits, **({"classes": list(split.classes)} if split.dropped else {})},
+        choice=search.choice(),
     )
 
 

@@ -15,9 +15,14 @@ app = typer.Typer(help="Compare the study's six classifiers on the catalog's cap
                   no_args_is_help=True)
 
 
-class SplitBy(str, Enum):
+class SplitBy(str, Enum):  # echolab.analysis.compare.splits.SPLIT_MODES (a test keeps them equal)
     random = "random"
+    source = "source"
+    session = "session"
+    day = "day"
     campaign = "campaign"
+    device = "device"
+    location = "location"
 
 
 class FitOn(str, Enum):
@@ -66,7 +71,9 @@ def run_cmd(
     cluster: Annotated[Optional[str], typer.Option(
         help="Run on this Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of the local cores.")] = None,
     split_by: Annotated[SplitBy, typer.Option(
-        help="random: the study's stratified splits; campaign: train on all campaigns but one, test on it.")
+        help="random: the study's stratified 80/20 splits. source, session: grouped stratified 80/20 splits that "
+             "keep each long capture (source) or collection session on one side. day, campaign, device, location: "
+             "train on all but one, test on it, on the classes both sides hold.")
     ] = SplitBy.random,
     grids: Annotated[Optional[Path], typer.Option(
         help="Grids file (default: analysis/grids.toml).", exists=True, dir_okay=False)] = None,
@@ -113,6 +120,7 @@ def run_cmd(
         console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from cache, "
                       f"{result.seconds:.1f} s")
         console.print(accuracy_table(result.run))
+        print_leakage(result.run)
         if report:
             path = write_report(result.run, cat.lab.reports_dir / result.name)
             cat.set_report_dir(result.run, path.parent)
@@ -151,6 +159,15 @@ def show_cmd(
         ], title=f"analysis run {r.name}"))
         if r.summary:
             console.print(accuracy_table(r))
+            print_leakage(r)
+
+
+def print_leakage(r: Any) -> None:
+    """The run's ``Leakage: ...`` line and the figures it rests on (as summary.md has them)."""
+    leak = (r.summary or {}).get("leakage")
+    if leak:
+        console.print(leak["line"], markup=False)
+        console.print(leak["figures"], markup=False)
 
 
 @app.command("report")
@@ -181,7 +198,7 @@ def _run_row(r: Any) -> dict[str, Any]:
     return {
         "id": r.id, "name": r.name, "status": r.status,
         "created_at": r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else None,
-        "trials": st.get("trials") if st.get("split_by") != "campaign" else "by campaign",
+        "trials": st.get("trials") if st.get("split_by", "random") == "random" else f"by {st['split_by']}",
         "features": ", ".join(f["key"] for f in st.get("features", [])),
         "models": len(st.get("models", [])), "fingerprint": (r.fingerprint or "")[:12], "best": best,
     }

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from echolab.cli.analyze import accuracy_table
+from echolab.cli.analyze import accuracy_table, print_leakage
 from echolab.cli.common import console, get_lab, rich_progress
 from echolab.demo import QUICK_TRIALS, DemoSettings, run_demo
 from echolab.prompts.classes import STUDY_PER_CLASS
@@ -34,6 +34,7 @@ def demo(
     with rich_progress(stop_when_done=True) as progress:
         result = run_demo(lab, settings, console, progress=progress)
     console.print(accuracy_table(result.run))
+    print_leakage(result.run)
     console.print(f"\nReport: {result.report}\nMarkdown summary: {result.report.parent / 'summary.md'}\n"
                   "Accuracies measured on the simulated lab say nothing about a real Echo (docs/simulation.md).")
     total = sum(result.seconds.values())
