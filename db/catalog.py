@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from echolab.captures.reader import CaptureError, summarize
+from echolab.captures.trace import TRACE_SUFFIX, is_trace_file, summarize_trace
 from echolab.db.files import place_file, sha256_file
 from echolab.db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, Prompt, utcnow
 from echolab.errors import EcholabError
@@ -281,9 +282,11 @@ class Catalog:
         placed_here = False
         if pcap is not None:
             pcap = Path(pcap)
-            summary = summarize(pcap)
+            trace = is_trace_file(pcap)  # a time,size,direction packet trace (no headers, no addresses)
+            summary = summarize_trace(pcap) if trace else summarize(pcap)
             sha = sha256_file(pcap)
-            dest = self.capture_path(campaign, label, sha, ".pcapng" if _is_pcapng(pcap) else ".pcap")
+            suffix = TRACE_SUFFIX if trace else ".pcapng" if _is_pcapng(pcap) else ".pcap"
+            dest = self.capture_path(campaign, label, sha, suffix)
             fields = dict(sha256=sha, size_bytes=pcap.stat().st_size, packet_count=summary.packets,
                           path=self.lab.relative(dest))
             if server_addresses is None:

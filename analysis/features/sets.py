@@ -620,9 +620,20 @@ def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: 
 
 def describe_capture(path: Path | str, device_ip: str, *, bins: int = 15,
                      include_acks: bool = False) -> dict[str, float]:
-    """Every feature of one bare capture by name (nothing dropped; histogram edges from this capture alone)."""
+    """Every feature of one bare capture by name (nothing dropped; histogram edges from this capture alone).
+
+    The study's sets come first (not for a packet trace, which has no TCP
+    headers), then kfp and cumul. A name in more than one set (``s2d_total_pkts``)
+    is one quantity and is listed once.
+    """
+    from echolab.analysis.features.sequence import describe_sequence
+
     record = extract_record(path, device_ip)
-    out = dict(record.tcptrace)
-    hist = HistogramFeatures(bins=bins, include_acks=include_acks).fit([record])
-    out.update(zip(hist.feature_names_, hist.transform([record])[0].tolist()))
+    out: dict[str, float] = {}
+    if record.kind != "trace":
+        out.update(record.tcptrace)
+        hist = HistogramFeatures(bins=bins, include_acks=include_acks).fit([record])
+        out.update(zip(hist.feature_names_, hist.transform([record])[0].tolist()))
+    for name, value in describe_sequence(record).items():
+        out.setdefault(name, value)
     return out

@@ -19,9 +19,12 @@ import csv
 import io
 from array import array
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from echolab.captures.reader import CaptureError
+
+if TYPE_CHECKING:
+    from echolab.captures.reader import CaptureSummary
 
 TRACE_HEADER = ("time", "size", "direction")
 TRACE_SUFFIX = ".csv"
@@ -98,3 +101,12 @@ def write_trace(path: Path | str, times_us: Iterable[int], sizes: Iterable[int])
     path = Path(path)
     path.write_text(format_trace(times_us, sizes))
     return path
+
+
+def summarize_trace(path: Path | str) -> "CaptureSummary":
+    """What the catalog records about a trace file: its packet count (a trace has no addresses)."""
+    from echolab.captures.reader import CaptureSummary
+
+    times, _ = read_trace(path)
+    return CaptureSummary(packets=len(times), records=len(times), first_ts=0.0, last_ts=times[-1] / 1e6,
+                          addresses={}, truncated_file=False)
