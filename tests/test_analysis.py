@@ -11,10 +11,11 @@ from scipy import stats as sps
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from echolab.analysis.compare import runner
 from echolab.analysis.compare.grids import DEFAULT_GRIDS, STUDY_MODELS, GridError, load_grids, select_models
 from echolab.analysis.compare.trials import ProtocolError, campaign_splits, random_splits
-from echolab.analysis.compare.runner import AnalysisInterrupted, FeatureSpec, RunSettings, run_analysis, synthetic_source
+from echolab.analysis.compare.runner import AnalysisInterrupted, run_analysis
+from echolab.analysis.compare.sources import DataSource, synthetic_source
+from echolab.analysis.compare.specs import AnalysisError, FeatureSpec, RunSettings
 from echolab.analysis.compare.stats import paired_test
 from echolab.db.catalog import Catalog
 from echolab.db.models import AnalysisRun, TrialResult
@@ -66,7 +67,7 @@ def cat(sqlite_lab: LabDir):
 
 
 @pytest.fixture(scope="module")
-def source() -> runner.DataSource:
+def source() -> DataSource:
     return synthetic_source(10, campaigns=3, seed=1)
 
 
@@ -85,7 +86,9 @@ def _accuracies(run: AnalysisRun) -> dict[str, dict[str, list[float]]]:
 
 def test_default_grids_hold_the_studys_six_models() -> None:
     specs = load_grids()
-    assert tuple(specs) == STUDY_MODELS
+    # The study's six run by default; the sequence attacks' classifiers only when named.
+    assert tuple(s.name for s in select_models(specs, None)) == STUDY_MODELS
+    assert tuple(specs)[len(STUDY_MODELS):] == ("kfp_forest", "kfp_knn", "cumul_svm", "deep_cnn")
     rf = specs["random_forest"]
     assert rf.build().get_params()["n_estimators"] == 400
     assert rf.param_grid() == {"criterion": ["gini", "entropy"], "max_features": ["sqrt", "log2"]}
@@ -115,7 +118,7 @@ def test_feature_spec_parsing() -> None:
     assert spec == FeatureSpec.of("histogram", bins=25, include_acks=True)
     assert spec.key == "histogram[bins=25,include_acks=true]"
     assert FeatureSpec.parse("tcptrace").key == "tcptrace"
-    with pytest.raises(runner.AnalysisError, match="not KEY=VALUE"):
+    with pytest.raises(AnalysisError, match="not KEY=VALUE"):
         FeatureSpec.parse("histogram:bins")
 
 
@@ -163,38 +166,38 @@ def test_paired_test_matches_scipy() -> None:
 
 
 def test_same_seed_same_numbers_in_process_and_in_parallel(cat: Catalog, source, grids: Path, tmp_path: Path) -> None:
-    first = run_analysis(cat, source, _settings(grids), name="a", jobs=1, progress=False)
+    first = run_analysis(cat, source, _settings(grids), name="a", jobs=1)
     assert first.computed == 3 * 2 * 3 and first.cached == 0
     with Catalog.open(LabDir.open(tmp_path / "other", create=True)) as other:
-        again = run_analysis(other, source, _settings(grids), name="b", jobs=2, progress=False)
+        again = run_analysis(other, source, _settings(grids), name="b", jobs=2)
         assert again.computed == 18
         assert _accuracies(again.run) == _accuracies(first.run)
         # The row order the data comes in does not matter: the source is put in canonical order.
-        shuffled = runner.DataSource(source.records[::-1], source.y[::-1], source.groups[::-1],
+        shuffled = DataSource(source.records[::-1], source.y[::-1], source.groups[::-1],
                                      source.sha256s[::-1], source.capture_ids[::-1], source.make_transformer)
-        reordered = run_analysis(other, shuffled, _settings(grids), name="c", jobs=1, progress=False)
+        reordered = run_analysis(other, shuffled, _settings(grids), name="c", jobs=1)
         assert reordered.computed == 0 and _accuracies(reordered.run) == _accuracies(first.run)
-    other_seed = run_analysis(cat, source, _settings(grids, seed=8), name="d", jobs=1, progress=False)
+    other_seed = run_analysis(cat, source, _settings(grids, seed=8), name="d", jobs=1)
     assert other_seed.computed == 18
     assert _accuracies(other_seed.run) != _accuracies(first.run)
 
 
 def test_cache_reuses_trials_and_adding_a_model_runs_only_it(cat: Catalog, source, grids: Path) -> None:
-    run_analysis(cat, source, _settings(grids), name="base", jobs=1, progress=False)
-    again = run_analysis(cat, source, _settings(grids), name="base", jobs=1, progress=False)
+    run_analysis(cat, source, _settings(grids), name="base", jobs=1)
+    again = run_analysis(cat, source, _settings(grids), name="base", jobs=1)
     assert (again.computed, again.cached) == (0, 18)
     more = run_analysis(cat, source, _settings(grids, models=("decision_tree", "knn", "mlp")), name="more",
-                        jobs=1, progress=False)
+                        jobs=1)
     assert (more.computed, more.cached) == (9, 18)
     assert cat.session.scalar(select(func.count()).select_from(TrialResult)) == 27
     mlp = more.run.summary["cells"]["tcptrace"]["mlp"]
     assert mlp["convergence_warnings"] > 0  # max_iter = 5 never converges: counted, not printed
     # Changing one model's grid recomputes that model only.
     grids.write_text(TINY_GRIDS.replace("n_neighbors = [1, 3]", "n_neighbors = [1, 5]"))
-    changed = run_analysis(cat, source, _settings(grids), name="changed", jobs=1, progress=False)
+    changed = run_analysis(cat, source, _settings(grids), name="changed", jobs=1)
     assert (changed.computed, changed.cached) == (9, 9)
     # One more trial computes only the new trial.
-    longer = run_analysis(cat, source, _settings(grids, trials=4), name="longer", jobs=1, progress=False)
+    longer = run_analysis(cat, source, _settings(grids, trials=4), name="longer", jobs=1)
     assert (longer.computed, longer.cached) == (6, 18)
 
 
@@ -207,39 +210,38 @@ def test_interrupted_run_keeps_finished_trials_and_resumes(cat: Catalog, source,
             raise KeyboardInterrupt
 
     with pytest.raises(AnalysisInterrupted, match=r"interrupted after 4 of 18 trials; .* rerun the same command"):
-        run_analysis(cat, source, _settings(grids), name="r", jobs=1, progress=False, on_trial=stop_after_four,
+        run_analysis(cat, source, _settings(grids), name="r", jobs=1, on_trial=stop_after_four,
                      commit_every=100)
     run = cat.session.scalar(select(AnalysisRun).where(AnalysisRun.name == "r"))
     assert run.status == "interrupted"
     stored = set(cat.session.scalars(select(TrialResult.key)))
     assert stored == set(seen)
-    resumed = run_analysis(cat, source, _settings(grids), name="r", jobs=1, progress=False)
+    resumed = run_analysis(cat, source, _settings(grids), name="r", jobs=1)
     assert (resumed.computed, resumed.cached) == (14, 4)
     assert resumed.run.status == "done" and resumed.run.id == run.id
 
 
 def test_split_by_campaign_tests_on_each_held_out_campaign(cat: Catalog, source, grids: Path) -> None:
-    res = run_analysis(cat, source, _settings(grids, split_by="campaign"), name="camp", jobs=1, progress=False)
+    res = run_analysis(cat, source, _settings(grids, split_by="campaign"), name="camp", jobs=1)
     cell = res.run.summary["cells"]["combined"]["knn"]
     assert cell["n"] == 3 and cell["test_groups"] == ["synthetic-1", "synthetic-2", "synthetic-3"]
     assert res.run.summary["tests"]["test_fraction"] is None
     single = synthetic_source(10, campaigns=1)
     with pytest.raises(ProtocolError, match="needs captures from at least 2 campaigns"):
-        run_analysis(cat, single, _settings(grids, split_by="campaign"), name="one", jobs=1, progress=False)
+        run_analysis(cat, single, _settings(grids, split_by="campaign"), name="one", jobs=1)
 
 
 def test_features_fit_per_trial_on_training_part(cat: Catalog, source, grids: Path) -> None:
     """The synthetic transformer learns nothing, so fitting it per trial must give the same numbers."""
-    whole = run_analysis(cat, source, _settings(grids), name="all", jobs=1, progress=False)
-    per_trial = run_analysis(cat, source, _settings(grids, fit_features_on="train"), name="train", jobs=1,
-                             progress=False)
+    whole = run_analysis(cat, source, _settings(grids), name="all", jobs=1)
+    per_trial = run_analysis(cat, source, _settings(grids, fit_features_on="train"), name="train", jobs=1)
     assert per_trial.computed == 18  # a different configuration, so not taken from the cache
     assert _accuracies(per_trial.run) == _accuracies(whole.run)
 
 
 def test_summary_holds_what_the_study_reports(cat: Catalog, source, grids: Path) -> None:
     res = run_analysis(cat, source, _settings(grids, models=("decision_tree", "random_forest")), name="s",
-                       jobs=1, progress=False)
+                       jobs=1)
     s = res.run.summary
     assert s["classes"][:2] == ["information", "quotes"] and s["n_captures"] == 60
     assert s["campaigns"] == {"synthetic-1": 20, "synthetic-2": 20, "synthetic-3": 20}

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from echolab.analysis.compare.report import ReportError, study_results, write_report
-from echolab.analysis.compare.runner import FeatureSpec, RunSettings, run_analysis, study_features, synthetic_source
+from echolab.analysis.compare.runner import run_analysis
+from echolab.analysis.compare.sources import synthetic_source
+from echolab.analysis.compare.specs import FeatureSpec, RunSettings, study_features
 from echolab.db.catalog import Catalog
 from echolab.db.models import AnalysisRun
 from echolab.labdir import LabDir
@@ -39,7 +41,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Analysis
                                    FeatureSpec.of("histogram", bins=5, include_acks=False))
     with Catalog.open(LabDir.open(root / "lab", create=True)) as cat:
         res = run_analysis(cat, synthetic_source(8, campaigns=2), RunSettings(features=features, trials=2,
-                           grids_path=str(grids)), name="rep", jobs=1, progress=False)
+                           grids_path=str(grids)), name="rep", jobs=1)
         out = write_report(res.run, cat.lab.reports_dir / "rep")
         return out.parent, res.run
 
