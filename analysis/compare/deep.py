@@ -24,6 +24,7 @@ lets the comparison say what to install before any trial runs.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import time
 from typing import Any
@@ -93,24 +94,8 @@ class SequenceCNNClassifier(ClassifierMixin, BaseEstimator):
         key = jax.random.PRNGKey(int(rng.integers(2**31)))
         key, init_key = jax.random.split(key)
         params = _init(init_key, X.shape[-1], len(self.classes_), tuple(self.filters), self.kernel_size, self.hidden)
-        optimizer = optax.adam(self.learning_rate)
-        opt_state = optimizer.init(params)
-        config = (self.kernel_size, self.pool, float(self.dropout))
-
-        def loss_fn(p, xb, yb, k):
-            logits = _forward(p, xb, config, k)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-        @jax.jit
-        def step(p, s, xb, yb, k):
-            loss, grads = jax.value_and_grad(loss_fn)(p, xb, yb, k)
-            updates, s = optimizer.update(grads, s, p)
-            return optax.apply_updates(p, updates), s, loss
-
-        @jax.jit
-        def evaluate(p, xb, yb):
-            logits = _forward(p, xb, config, None)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb), logits.argmax(-1) == yb
+        step, evaluate, _ = _compiled(self.kernel_size, self.pool, float(self.dropout), float(self.learning_rate))
+        opt_state = optax.adam(self.learning_rate).init(params)
 
         batch = min(self.batch_size, len(train))
         best = (np.inf, params, 0)
@@ -159,8 +144,7 @@ class SequenceCNNClassifier(ClassifierMixin, BaseEstimator):
         import jax.numpy as jnp
 
         X = _inputs(np.asarray(X, dtype=np.float32))
-        config = (self.kernel_size, self.pool, float(self.dropout))
-        forward = jax.jit(lambda p, xb: jax.nn.softmax(_forward(p, xb, config, None)))
+        _, _, forward = _compiled(self.kernel_size, self.pool, float(self.dropout), float(self.learning_rate))
         params = jax.tree_util.tree_map(jnp.asarray, self.params_)
         out = []
         batch = 256
@@ -176,6 +160,38 @@ class SequenceCNNClassifier(ClassifierMixin, BaseEstimator):
 
 
 # -- the network --------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(kernel_size: int, pool: int, dropout: float, learning_rate: float) -> tuple[Any, Any, Any]:
+    """The jitted training step, held-out evaluation and prediction of one configuration.
+
+    Kept per process, so the fits of a grid search and of later trials reuse
+    XLA's compiled code instead of compiling again (seconds each time).
+    """
+    import jax
+    import optax
+
+    config = (kernel_size, pool, dropout)
+    optimizer = optax.adam(learning_rate)
+
+    def loss_fn(p, xb, yb, k):
+        logits = _forward(p, xb, config, k)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    @jax.jit
+    def step(p, s, xb, yb, k):
+        loss, grads = jax.value_and_grad(loss_fn)(p, xb, yb, k)
+        updates, s = optimizer.update(grads, s, p)
+        return optax.apply_updates(p, updates), s, loss
+
+    @jax.jit
+    def evaluate(p, xb, yb):
+        logits = _forward(p, xb, config, None)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb), logits.argmax(-1) == yb
+
+    forward = jax.jit(lambda p, xb: jax.nn.softmax(_forward(p, xb, config, None)))
+    return step, evaluate, forward
 
 
 def _inputs(X: np.ndarray) -> np.ndarray:

@@ -232,12 +232,17 @@ def trace_record(path: Path | str) -> CaptureRecord:
         times, sizes = read_trace(path)
     except TraceError as exc:
         raise FeatureError(str(exc)) from exc
-    s2d = [(t, -s) for t, s in zip(times, sizes) if s < 0]
+    return sequence_record(times, sizes, TRACE_DEVICE)
+
+
+def sequence_record(times_us: Sequence[int], sizes: Sequence[int], device_ip: str) -> CaptureRecord:
+    """A record holding a packet sequence only (``kind="trace"``): what the sequence sets need."""
+    s2d = [(t, -s) for t, s in zip(times_us, sizes) if s < 0]
     t0 = s2d[0][0] if s2d else 0
     burst_pkts, burst_bytes = bursts(sizes)
-    return CaptureRecord(device_ip=TRACE_DEVICE, connections=0, tcptrace={},
+    return CaptureRecord(device_ip=device_ip, connections=0, tcptrace={},
                          sizes=[s for _, s in s2d], times_us=[t - t0 for t, _ in s2d], pure_ack=[0] * len(s2d),
-                         packets=len(sizes), seq_times_us=list(times), seq_sizes=list(sizes),
+                         packets=len(sizes), seq_times_us=list(times_us), seq_sizes=list(sizes),
                          burst_pkts=burst_pkts, burst_bytes=burst_bytes, kind="trace")
 
 
