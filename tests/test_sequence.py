@@ -113,6 +113,14 @@ def test_trace_files_read_back_and_bad_ones_say_why(record, tmp_path: Path) -> N
     assert path.read_text().splitlines()[:3] == ["time,size,direction", "0.000000,200,1", "0.500000,-1500,-1"]
     times, sizes = read_trace(path)
     assert list(sizes) == SIZES and list(times) == list(record.seq_times_us)
+    from rich.console import Console
+
+    from echolab.db.inspect import packet_summary
+
+    console = Console(width=120, record=True)
+    console.print(packet_summary(path))  # what 'catalog show' prints for a trace
+    shown = console.export_text()
+    assert "6 packets" in shown and "3.000 s" in shown and "server to device (-1) │ 3       │ 3300" in shown
     path.write_text("time,size,direction\n0.0,200,-1\n")
     with pytest.raises(TraceError, match=r"t.csv line 2: size 200 and direction -1 disagree"):
         read_trace(path)
