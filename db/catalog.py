@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from echolab.captures.reader import CaptureError, summarize
+from echolab.captures.trace import TRACE_SUFFIX, is_trace_file, summarize_trace
 from echolab.db.files import place_file, sha256_file
 from echolab.db.models import (
     SCHEMA_REVISION, AnalysisRun, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, FeatureRow, Prompt,
@@ -492,14 +493,16 @@ class Catalog:
         dest: Path | None = None
         if pcap is not None:
             pcap = Path(pcap)
-            summary = summarize(pcap)
+            trace = is_trace_file(pcap)  # a time,size,direction packet trace (no headers, no addresses)
+            summary = summarize_trace(pcap) if trace else summarize(pcap)
             sha = sha256_file(pcap)
-            dest = self.capture_path(campaign, label, sha, ".pcapng" if _is_pcapng(pcap) else ".pcap")
+            suffix = TRACE_SUFFIX if trace else ".pcapng" if _is_pcapng(pcap) else ".pcap"
+            dest = self.capture_path(campaign, label, sha, suffix)
             fields = dict(sha256=sha, size_bytes=pcap.stat().st_size, packet_count=summary.packets,
                           path=self.lab.relative(dest))
             if server_addresses is None:
                 server_addresses = summary.server_addresses(device_ip) if device_ip else []
-            empty = _emptiness(summary, device_ip)
+            empty = _emptiness(summary, device_ip, trace=trace)
             if empty and status == CaptureStatus.ok.value:
                 status, reason = CaptureStatus.failed.value, empty
         with self.transaction() as s:
@@ -718,10 +721,14 @@ def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
         yield items[i : i + size]
 
 
-def _emptiness(summary: Any, device_ip: str | None) -> str | None:
-    """Why a capture cannot be a good one (no packets, no traffic of the device), or None."""
+def _emptiness(summary: Any, device_ip: str | None, *, trace: bool = False) -> str | None:
+    """Why a capture cannot be a good one (no packets, no traffic of the device), or None.
+
+    A packet trace holds only the device's own packets and no addresses: packets are enough."""
     if not summary.packets:
         return "empty: the capture holds no packets"
+    if trace:
+        return None
     if device_ip and device_ip not in summary.addresses:
         return f"no device traffic: no TCP or UDP packet from or to {device_ip}"
     if not device_ip and not summary.addresses:

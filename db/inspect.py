@@ -11,10 +11,16 @@ from rich.table import Table
 from rich.text import Text
 
 from echolab.captures.reader import ReadStats, read_packets
+from echolab.captures.trace import is_trace_file, read_trace
 
 
 def packet_summary(path: Path, *, limit: int = 20, device_ip: str | None = None) -> Group:
-    """Conversations of the capture and tshark's one-line summary of its first *limit* packets."""
+    """Conversations of the capture and tshark's one-line summary of its first *limit* packets.
+
+    A ``time,size,direction`` packet trace has no addresses: its two directions are summarized instead.
+    """
+    if is_trace_file(path):
+        return _trace_summary(path)
     stats = ReadStats()
     conv: Counter = Counter()
     conv_bytes: Counter = Counter()
@@ -52,3 +58,15 @@ def _tshark_lines(path: Path, limit: int) -> Text:
     finally:
         cap.close()
     return Text("\n".join(lines) if lines else "(no packets)")
+
+
+def _trace_summary(path: Path) -> Group:
+    times, sizes = read_trace(path)
+    table = Table(title=f"packet trace (time,size,direction): {len(sizes)} packets over {times[-1] / 1e6:.3f} s")
+    for col in ("direction", "packets", "IP bytes"):
+        table.add_column(col)
+    up = [s for s in sizes if s > 0]
+    down = [-s for s in sizes if s < 0]
+    table.add_row("device to server (1)", str(len(up)), str(sum(up)))
+    table.add_row("server to device (-1)", str(len(down)), str(sum(down)))
+    return Group(table)

@@ -1,4 +1,10 @@
-"""Bringing captures in (a folder, a CSV manifest, an exported tar) and taking them out."""
+"""Bringing captures in (a folder, a CSV manifest, an exported tar) and taking them out.
+
+A capture file is a pcap/pcapng, or a ``time,size,direction`` packet trace
+(``echolab.captures.trace``, the form ``features export --set sequence`` writes
+and public data sets use): a trace is imported like a capture and gives only
+the sequence feature sets.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from echolab.captures.reader import CaptureError
+from echolab.captures.trace import is_trace_file
 from echolab.db.catalog import Catalog, CatalogError, DuplicateCaptureError
 from echolab.db.files import is_capture_name, sha256_file
 from echolab.db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus
@@ -54,7 +61,7 @@ class ImportReport:
 
 def items_from_folder(root: Path) -> Iterable[ImportItem]:
     """Capture files under *root*, labelled by their first-level folder name."""
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and is_capture_name(p)):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and (is_capture_name(p) or is_trace_file(p))):
         parts = path.relative_to(root).parts
         if len(parts) < 2:
             yield ImportItem(path, "", reason=f"{path} is not in a class folder (put it in a folder named for its "
@@ -131,7 +138,7 @@ def import_captures(
                 raise CatalogError(f"{source} has no {MANIFEST_NAME}; it was not written by 'echolab catalog export'")
             return import_captures(catalog, Path(tmp), manifest=inner, campaign=campaign, device_ip=device_ip,
                                    location=location, on_item=on_item)
-    if source.is_file() and manifest is None and source.suffix.lower() == ".csv":
+    if source.is_file() and manifest is None and source.suffix.lower() == ".csv" and not is_trace_file(source):
         manifest = source
     if manifest is not None:
         items = list(items_from_manifest(manifest, source if source.is_dir() else manifest.parent))
@@ -139,7 +146,7 @@ def import_captures(
         items = list(items_from_pattern(source, label_from))
     elif source.is_dir():
         items = list(items_from_folder(source))
-    elif is_capture_name(source):
+    elif is_capture_name(source) or is_trace_file(source):
         items = [ImportItem(source, source.resolve().parent.name)]
     else:
         raise CatalogError(f"{source} is neither a folder of class folders, a CSV manifest nor an exported tar")

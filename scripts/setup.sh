@@ -51,7 +51,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "echolab setup: installing echolab with all extras and the test tools into .venv"
   .venv/bin/pip install -q --upgrade pip
   rm -rf build
-  .venv/bin/pip install -q '.[all,test]'
+  .venv/bin/pip install -q '.[all,test]'  # all: every extra (the tests serve the catalog, train the CNN, ...)
   touch "$stamp"
 elif [ -n "$(find echolab db prompts collector analysis -newer "$stamp" -print -quit)" ]; then
   echo "echolab setup: the sources changed; reinstalling echolab into .venv"

@@ -70,7 +70,11 @@ def _keepalive(t: float, topo: Topology) -> list[tuple[float, bytes]]:
 
 
 def make_long_capture(path: Path, label: str, n: int, *, seed: int = 1) -> LongCapture:
-    """*n* synthetic requests of *label*, one a minute, with keep-alives before, between and after."""
+    """*n* synthetic requests of *label*, one a minute, with keep-alives before, between and after.
+
+    The simulated answer streams faster than it plays, and the Echo's playback-end event
+    follows up to about 10 s after the last streamed record: the tests cut with gap=11,
+    which keeps it with its request and stays under the 12.5 s from a request to a keep-alive."""
     params, topo, rng = load_params(), Topology(), np.random.default_rng(seed)
     frames: list[tuple[float, bytes]] = _keepalive(T0, topo)
     requests, keepalives = [], [T0]
@@ -101,7 +105,7 @@ def music(tmp_path_factory: pytest.TempPathFactory) -> LongCapture:
 
 
 def test_gap_split_finds_every_request_and_only_those(weather: LongCapture) -> None:
-    result = split_capture(weather.path, SplitSpec.parse("gap=8"))
+    result = split_capture(weather.path, SplitSpec.parse("gap=11"))
     # the voice connection is long-lived (no SYN in the capture): the device is its client end
     assert (result.timeline.device.ip, result.timeline.device.method) == (Topology().echo_ip, "client ports")
     assert [(s.start, s.end) for s in result.segments] == [
@@ -114,9 +118,9 @@ def test_gap_split_finds_every_request_and_only_those(weather: LongCapture) -> N
 
 def test_thresholds_decide_what_is_a_keepalive(weather: LongCapture) -> None:
     timeline = load_timeline(weather.path)
-    loose = find_segments(timeline, SplitSpec.parse("gap=8", min_packets=1, min_bytes=0))
+    loose = find_segments(timeline, SplitSpec.parse("gap=11", min_packets=1, min_bytes=0))
     assert len(loose.segments) == len(weather.requests) + len(weather.keepalives)
-    strict = find_segments(timeline, SplitSpec.parse("gap=8", min_packets=100_000))
+    strict = find_segments(timeline, SplitSpec.parse("gap=11", min_packets=100_000))
     assert strict.segments == []
     # a gap longer than the quiet stretches merges everything into one
     merged = find_segments(timeline, SplitSpec.parse("gap=100"))
@@ -159,7 +163,7 @@ def test_pieces_copy_records_unchanged(weather: LongCapture, tmp_path: Path, mon
     for fmt in ("pcapng", "nsecpcap"):
         source = tmp_path / f"source.{fmt}"
         subprocess.run(["editcap", "-F", fmt, str(weather.path), str(source)], check=True, capture_output=True)
-        result = split_capture(source, SplitSpec.parse("gap=8", min_packets=1, min_bytes=0))
+        result = split_capture(source, SplitSpec.parse("gap=11", min_packets=1, min_bytes=0))
         assert len(result.segments) == 9
         pieces = write_pieces(source, result.segments, tmp_path / fmt)
         with open(weather.path, "rb") as fh:
@@ -211,7 +215,7 @@ def test_import_split_labels_links_and_is_idempotent(lab: LabDir, weather: LongC
     folder.mkdir()
     for cap in (weather, music):
         shutil.copy(cap.path, folder / cap.path.name)
-    args = ("catalog", "import", str(folder), "--split", "gap=8", "--label-from", LABEL_RX, "--campaign", "long")
+    args = ("catalog", "import", str(folder), "--split", "gap=11", "--label-from", LABEL_RX, "--campaign", "long")
     first = cli(lab, *args)
     assert first.exit_code == 0, first.output
     assert "Imported 7 captures; skipped 0 duplicates" in first.output
@@ -240,14 +244,14 @@ def test_import_split_labels_links_and_is_idempotent(lab: LabDir, weather: LongC
     with open(weather.path, "rb") as fh:
         frames = [(ts, bytes(buf)) for ts, buf in dpkt.pcap.Reader(fh)]
     write_pcap(longer, frames + _keepalive(weather.keepalives[-1] + 60, Topology()))
-    ran_on = cli(lab, "catalog", "import", str(longer), "--split", "gap=8", "--label-from", LABEL_RX)
+    ran_on = cli(lab, "catalog", "import", str(longer), "--split", "gap=11", "--label-from", LABEL_RX)
     assert ran_on.exit_code == 0, ran_on.output
     assert "Imported 0 captures; skipped 4 duplicates" in ran_on.output
     # a different split of the same source would catalogue the same requests again: refused
     every = cli(lab, *args[:-4], "--split", f"every={SPACING:g}", "--label-from", LABEL_RX, "--campaign", "long")
     assert every.exit_code == 1, every.output
     assert "what_is_the_weather_4_60s.pcap is already catalogued cut another way (4 pieces: campaign 'long' " \
-           "with gap=8 min-packets=8 min-bytes=4096)" in every.output
+           "with gap=11 min-packets=8 min-bytes=4096)" in every.output
     with Catalog.open(lab) as cat:
         assert len(cat.captures()) == 7
         assert not list(cat.lab.tmp_dir.iterdir())
@@ -259,14 +263,14 @@ def test_expect_mismatch_is_reported_and_others_imported(sqlite_lab: LabDir, wea
     folder.mkdir()
     for cap in (weather, music):
         shutil.copy(cap.path, folder / cap.path.name)
-    result = cli(sqlite_lab, "catalog", "import", str(folder), "--split", "gap=8", "--label-from", LABEL_RX,
+    result = cli(sqlite_lab, "catalog", "import", str(folder), "--split", "gap=11", "--label-from", LABEL_RX,
                  "--expect", "4")
     assert result.exit_code == 1
     assert "Imported 4 captures" in result.output and "rejected 1" in result.output
-    assert "play_music_3_60s.pcap splits into 3 requests with gap=8, expected 4; nothing imported" in result.output
+    assert "play_music_3_60s.pcap splits into 3 requests with gap=11, expected 4; nothing imported" in result.output
     with Catalog.open(sqlite_lab) as cat:
         assert {r.label for r in cat.captures()} == {"what_is_the_weather"}
-    unmatched = cli(sqlite_lab, "catalog", "import", str(folder), "--split", "gap=8", "--label-from", r"^xyz_(\w+)")
+    unmatched = cli(sqlite_lab, "catalog", "import", str(folder), "--split", "gap=11", "--label-from", r"^xyz_(\w+)")
     assert unmatched.exit_code == 1 and "is not matched by --label-from" in unmatched.output
     no_split = cli(sqlite_lab, "catalog", "import", str(folder), "--expect", "4")
     assert no_split.exit_code != 0 and "--expect, --attach-trailing and --replace need --split" in no_split.output
@@ -274,16 +278,16 @@ def test_expect_mismatch_is_reported_and_others_imported(sqlite_lab: LabDir, wea
 
 def test_segments_preview_writes_png_and_table(weather: LongCapture, tmp_path: Path) -> None:
     png = tmp_path / "cut.png"
-    result = runner.invoke(app, ["catalog", "segments", str(weather.path), "--split", "gap=8", "-o", str(png)],
+    result = runner.invoke(app, ["catalog", "segments", str(weather.path), "--split", "gap=11", "-o", str(png)],
                            terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "device 10.77.0.2 (detected" in result.output
-    assert "4 requests in what_is_the_weather_4_60s.pcap (gap=8); 5 keep-alive bursts set aside" in result.output
+    assert "4 requests in what_is_the_weather_4_60s.pcap (gap=11); 5 keep-alive bursts set aside" in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    rows = json.loads(runner.invoke(app, ["catalog", "segments", str(weather.path), "--split", "gap=8",
+    rows = json.loads(runner.invoke(app, ["catalog", "segments", str(weather.path), "--split", "gap=11",
                                           "--json"]).output)
     assert [float(r["offset_s"]) for r in rows] == [pytest.approx(a - T0, abs=1e-3) for a, _ in weather.requests]
-    bad = runner.invoke(app, ["catalog", "segments", str(weather.path), "--split", "gap=8", "--device-ip", "nope"])
+    bad = runner.invoke(app, ["catalog", "segments", str(weather.path), "--split", "gap=11", "--device-ip", "nope"])
     assert bad.exit_code == 1 and "Error: 'nope' is not an IP address" in bad.output
 
 

@@ -5,6 +5,14 @@ use another copy with ``--grids FILE``). This module turns one table of that
 file into a :class:`ModelSpec`: an estimator factory plus its parameter grid,
 with a canonical form that goes into the trial cache key, so editing one
 model's grid re-runs that model only.
+
+Besides the study's six (scikit-learn classes, run by default), the file holds
+the sequence attacks' classifiers (k-FP's forest and leaf k-NN, CUMUL's SVM,
+the deep sequence model): ``default = false`` keeps a model out of a run that
+does not name it (``-m NAME``); ``scale = false`` hands it the features
+unscaled; ``extra`` names the optional install (``echolab-toolkit[deep]``)
+its estimator needs, checked when a run selects it. Estimators are
+scikit-learn classes or echolab's own (``echolab.*``), nothing else.
 """
 
 from __future__ import annotations
@@ -50,6 +58,12 @@ class ModelSpec:
     grid: Mapping[str, list[Any]] = field(default_factory=dict)
     #: The float type the model is trained and scored in (the scaled features are float64).
     dtype: str = "float64"
+    #: Whether a run without ``-m`` includes the model (the study's six do).
+    default: bool = True
+    #: Whether the trial standardizes the features first (the protocol does; a sequence model wants raw sizes).
+    scale: bool = True
+    #: The optional install the estimator needs (``pip install 'echolab-toolkit[EXTRA]'``), or None.
+    extra: str | None = None
 
     def build(self, random_state: int | None = None) -> ClassifierMixin:
         """A fresh, unfitted estimator with the fixed params (and the trial's seed)."""
@@ -76,7 +90,19 @@ class ModelSpec:
         out = {"estimator": self.estimator, "params": dict(self.params), "grid": dict(self.grid)}
         if self.dtype != "float64":  # float64 keys stay as they were
             out["dtype"] = self.dtype
+        if not self.scale:
+            out["scale"] = False
         return out
+
+    def check_available(self) -> None:
+        """Raise :class:`GridError` (one line naming the install) when the estimator's extra is missing."""
+        if self.extra is None:
+            return
+        cls = _import_estimator(self.estimator, self.name)
+        missing = getattr(cls, "missing_requirements", lambda: [])()
+        if missing:
+            raise GridError(f"model {self.name!r} needs {', '.join(missing)}: "
+                            f"pip install 'echolab-toolkit[{self.extra}]'")
 
     def digest(self) -> str:
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
@@ -90,8 +116,9 @@ def _native(key: str, value: Any) -> Any:
 
 
 def _import_estimator(path: str, model: str) -> type:
-    if not path.startswith("sklearn."):
-        raise GridError(f"model {model!r}: estimator {path!r} is not a scikit-learn class (sklearn.*)")
+    if not path.startswith(("sklearn.", "echolab.")):
+        raise GridError(f"model {model!r}: estimator {path!r} is not a scikit-learn class (sklearn.*) "
+                        "nor one of echolab's (echolab.*)")
     module_name, _, cls_name = path.rpartition(".")
     try:
         return getattr(importlib.import_module(module_name), cls_name)
@@ -156,16 +183,24 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
         params=dict(table.get("params", {})),
         grid=dict(grid),
         dtype=dtype,
+        default=bool(table.get("default", True)),
+        scale=bool(table.get("scale", True)),
+        extra=str(table["extra"]) if table.get("extra") else None,
     )
     return spec
 
 
 def select_models(specs: Mapping[str, ModelSpec], names: list[str] | tuple[str, ...] | None) -> list[ModelSpec]:
-    """The named models (all when *names* is empty) in the grids file's order, checked."""
+    """The named models (when *names* is empty: those not marked ``default = false``) in the grids file's order,
+    checked, their optional installs included."""
     if not names:
-        return list(specs.values())
-    unknown = [n for n in names if n not in specs]
-    if unknown:
-        raise GridError(f"unknown model(s) {', '.join(unknown)}; the grids file defines {', '.join(specs)}")
-    wanted = set(names)
-    return [spec for name, spec in specs.items() if name in wanted]
+        chosen = [spec for spec in specs.values() if spec.default]
+    else:
+        unknown = [n for n in names if n not in specs]
+        if unknown:
+            raise GridError(f"unknown model(s) {', '.join(unknown)}; the grids file defines {', '.join(specs)}")
+        wanted = set(names)
+        chosen = [spec for name, spec in specs.items() if name in wanted]
+    for spec in chosen:
+        spec.check_available()
+    return chosen

@@ -8,6 +8,7 @@ is kept beside the matrix so that the stored run can show it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -35,8 +36,10 @@ def build_matrix(source: DataSource, spec: FeatureSpec, fit_rows: np.ndarray | N
         raise AnalysisError(f"feature set {spec.key}: {exc}") from exc
     fit_records = source.records if fit_rows is None else take(source.records, fit_rows)
     fit_y = source.y if fit_rows is None else source.y[fit_rows]
+    started = time.perf_counter()
     transformer.fit(fit_records, fit_y)
     X = np.asarray(transformer.transform(source.records), dtype=float)
+    seconds = time.perf_counter() - started
     if X.ndim != 2 or X.shape[0] != len(source.y):
         raise AnalysisError(f"feature set {spec.key} produced a matrix of shape {X.shape}")
     try:
@@ -45,6 +48,7 @@ def build_matrix(source: DataSource, spec: FeatureSpec, fit_rows: np.ndarray | N
         names = [f"f{i}" for i in range(X.shape[1])]
     info = _learned(transformer)
     info["params"] = {k: _jsonable(v) for k, v in transformer.get_params(deep=False).items()}
+    info["seconds"] = seconds  # fitting and applying the transformer to the cached records
     return FeatureMatrix(spec, X, names, info)
 
 

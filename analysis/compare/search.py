@@ -52,7 +52,7 @@ class SearchResult:
 
     best_index: int
     best_params: dict[str, Any]
-    best_score: float
+    best_score: float | None  # None: an empty grid, nothing cross-validated
     best_estimator: ClassifierMixin
     mean_scores: list[float]
     n_fits: int  # fits actually run, the refit included
@@ -96,7 +96,14 @@ def _text(value: Any) -> str:
 def grid_search(
     estimator: ClassifierMixin, grid: Mapping[str, list[Any]], X: np.ndarray, y: np.ndarray, folds: Folds
 ) -> SearchResult:
-    """Score every candidate of *grid* by mean fold accuracy, then refit the best on all of *X*."""
+    """Score every candidate of *grid* by mean fold accuracy, then refit the best on all of *X*.
+
+    An empty grid has nothing to choose: the model is fitted once on all of
+    *X*, without cross-validation (``best_score`` is None). The sequence
+    models use this: a deep model validates on its own held-out part.
+    """
+    if not grid:
+        return SearchResult(0, {}, None, _fit(estimator, {}, X, y), [], 1)
     candidates = list(ParameterGrid(dict(grid)))
     scores = np.empty((len(candidates), len(folds)), dtype=np.float64)
     done: dict[tuple[tuple[str, str], ...], int] = {}

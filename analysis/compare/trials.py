@@ -51,7 +51,7 @@ class TrialOutcome:
     accuracy: float
     f1_macro: float
     best_params: dict[str, Any]  # the candidate kept: the first best in grid order (GridSearchCV's rule)
-    cv_best_score: float
+    cv_best_score: float | None
     confusion: list[list[int]]
     importances: list[float] | None = None
     convergence_warnings: int = 0
@@ -95,8 +95,11 @@ def run_trial(
 
     start = time.perf_counter()
     rs = trial_seed(seed, split.trial)
-    scaler = StandardScaler().fit(X[split.train])
-    x_train, x_test = scaler.transform(X[split.train]), scaler.transform(X[split.test])
+    if spec.scale:
+        scaler = StandardScaler().fit(X[split.train])
+        x_train, x_test = scaler.transform(X[split.train]), scaler.transform(X[split.test])
+    else:  # a sequence model reads the raw signed sizes
+        x_train, x_test = X[split.train], X[split.test]
     y_train, y_test = y[split.train], y[split.test]
     _, counts = np.unique(y_train, return_counts=True)
     if counts.min() < cv_folds:

@@ -1,4 +1,4 @@
-"""The study's three feature sets, as scikit-learn transformers over per-capture records.
+"""The feature sets, as scikit-learn transformers over per-capture records.
 
 The expensive part, reading a capture, happens once per file in
 :func:`extract_record`: one streaming pass feeds tcptrace's per-connection
@@ -17,10 +17,21 @@ so that reading records does not load scikit-learn) then work on lists of record
   bin edges (``size_edges_``, ``iat_edges_``) from the data it sees.
 * :class:`CombinedFeatures` - tcptrace followed by histogram.
 
-This module is the one place that lists feature names. Every name follows
-:data:`FEATURE_NAME_RE`: ``<direction>_<quantity>_<unit>``, direction ``s2d``
-(server to device) or ``d2s``, unit one of :data:`UNITS`; e.g.
-``s2d_max_win_adv_bytes``, ``s2d_size_hist_03_frac``.
+Past the study's three, the record also keeps the device's whole TCP packet
+sequence (time, signed size) and its bursts, the input of the sequence sets
+:data:`SEQUENCE_SETS`: ``sequence`` (the signed sizes themselves,
+:mod:`~echolab.analysis.features.sequence`), ``kfp`` (k-FP, Hayes & Danezis
+2016, :mod:`~echolab.analysis.features.kfp`) and ``cumul`` (CUMUL, Panchenko
+et al. 2016, :mod:`~echolab.analysis.features.cumul`). A packet trace read from
+a ``time,size,direction`` CSV (:mod:`echolab.captures.trace`) gives a record
+with the sequence only (``kind="trace"``); the study's sets refuse it.
+
+This module owns the feature-name grammar (the sequence sets' modules list
+their own names in it). Every name follows :data:`FEATURE_NAME_RE`:
+``<direction>_<quantity>_<unit>``, direction ``s2d`` (server to device),
+``d2s`` or ``bi`` (both directions; a signed value is positive from the device),
+unit one of :data:`UNITS`; e.g. ``s2d_max_win_adv_bytes``,
+``s2d_size_hist_03_frac``, ``bi_cumul_042_bytes``.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import numpy as np
 
 from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, TCP_ACK, TCP_FIN, TCP_RST,
                                      TCP_SYN, CaptureError, ReadStats, format_addr, iter_tcp, parse_addr)
+from echolab.captures.trace import read_trace
 from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats
 from echolab.errors import EcholabError
 from echolab.progress import ProgressCallback
@@ -45,14 +57,19 @@ if TYPE_CHECKING:
     from echolab.db.catalog import Catalog
 
 #: Bump when extraction changes what a record holds; cached rows of other versions are ignored.
-EXTRACTOR_VERSION = "echolab-features-1"
+EXTRACTOR_VERSION = "echolab-features-2"  # 2: the device's packet sequence and bursts
 
-UNITS = ("pkts", "bytes", "count", "blocks", "s", "ms", "bytes_per_s", "frac")
+UNITS = ("pkts", "bytes", "count", "blocks", "s", "ms", "bytes_per_s", "pkts_per_s", "frac")
 FEATURE_NAME_RE = re.compile(
-    r"^(?P<direction>s2d|d2s)_(?P<quantity>[a-z][a-z0-9]*(?:_[a-z0-9]+)*?)_(?P<unit>"
+    r"^(?P<direction>s2d|d2s|bi)_(?P<quantity>[a-z][a-z0-9]*(?:_[a-z0-9]+)*?)_(?P<unit>"
     + "|".join(sorted(UNITS, key=len, reverse=True)) + r")$")
 
+#: The study's three sets (the default of a comparison).
 FEATURE_SETS = ("tcptrace", "histogram", "combined")
+#: Sets computed from the packet sequence alone (they apply to packet traces too).
+SEQUENCE_SETS = ("sequence", "kfp", "cumul")
+#: Every set a comparison, an export or the report can name.
+ALL_SETS = FEATURE_SETS + SEQUENCE_SETS
 
 # (feature name, tcptrace statistic behind it, rule combining the capture's connections)
 # Order: tcptrace -l's order of its 35 always-printed per-direction lines.
@@ -140,6 +157,13 @@ class CaptureRecord:
     combined value. ``sizes`` (IP total length, bytes), ``times_us``
     (microseconds since the first one) and ``pure_ack`` describe every
     server-to-device TCP packet in file order.
+
+    ``seq_times_us`` (microseconds since the first one) and ``seq_sizes`` (IP
+    total length, positive from the device, negative to it) are every TCP
+    packet between the device and a server, both directions, in file order;
+    ``burst_pkts`` and ``burst_bytes`` are its bursts (runs of packets in one
+    direction), signed the same way. ``kind`` is "pcap", or "trace" for a
+    record read from a ``time,size,direction`` file, which has the sequence only.
     """
 
     device_ip: str
@@ -149,12 +173,19 @@ class CaptureRecord:
     times_us: list[int] = field(default_factory=list)
     pure_ack: list[int] = field(default_factory=list)
     packets: int = 0  # TCP packets with the device, both directions
+    seq_times_us: list[int] = field(default_factory=list)
+    seq_sizes: list[int] = field(default_factory=list)
+    burst_pkts: list[int] = field(default_factory=list)
+    burst_bytes: list[int] = field(default_factory=list)
+    kind: str = "pcap"
     version: str = EXTRACTOR_VERSION
 
     def to_json(self) -> dict[str, Any]:
         return {"device_ip": self.device_ip, "connections": self.connections, "tcptrace": dict(self.tcptrace),
                 "sizes": list(self.sizes), "times_us": list(self.times_us), "pure_ack": list(self.pure_ack),
-                "packets": self.packets, "version": self.version}
+                "packets": self.packets, "seq_times_us": list(self.seq_times_us), "seq_sizes": list(self.seq_sizes),
+                "burst_pkts": list(self.burst_pkts), "burst_bytes": list(self.burst_bytes), "kind": self.kind,
+                "version": self.version}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "CaptureRecord":
@@ -169,6 +200,61 @@ class CaptureRecord:
             sizes, times = sizes[keep], times[keep]
         iat = np.maximum(np.diff(times), 0) / 1e6 if len(times) > 1 else np.zeros(0)
         return sizes, iat
+
+
+def bursts(sizes: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The bursts of a signed size sequence: (packets, bytes) of each run of one direction, signed by it.
+
+    ``[+100, +50, -1500, -1500, -60, +80]`` has bursts ``[2, -3, 1]`` packets
+    and ``[150, -3060, 80]`` bytes.
+    """
+    pkts: list[int] = []
+    nbytes: list[int] = []
+    for s in sizes:
+        if pkts and (s > 0) == (pkts[-1] > 0):
+            pkts[-1] += 1 if s > 0 else -1
+            nbytes[-1] += s
+        else:
+            pkts.append(1 if s > 0 else -1)
+            nbytes.append(s)
+    return pkts, nbytes
+
+
+def trace_record(path: Path | str) -> CaptureRecord:
+    """The record of a ``time,size,direction`` packet trace: its sequence and bursts, nothing else.
+
+    The server-to-device sizes and times are filled from the sequence too, but
+    without TCP headers there are no tcptrace statistics and no pure-ACK flags,
+    so only the sequence sets apply (the others raise :class:`FeatureError`).
+    """
+    from echolab.captures.trace import TRACE_DEVICE, TraceError
+
+    try:
+        times, sizes = read_trace(path)
+    except TraceError as exc:
+        raise FeatureError(str(exc)) from exc
+    return sequence_record(times, sizes, TRACE_DEVICE)
+
+
+def sequence_record(times_us: Sequence[int], sizes: Sequence[int], device_ip: str) -> CaptureRecord:
+    """A record holding a packet sequence only (``kind="trace"``): what the sequence sets need."""
+    s2d = [(t, -s) for t, s in zip(times_us, sizes) if s < 0]
+    t0 = s2d[0][0] if s2d else 0
+    burst_pkts, burst_bytes = bursts(sizes)
+    return CaptureRecord(device_ip=device_ip, connections=0, tcptrace={},
+                         sizes=[s for _, s in s2d], times_us=[t - t0 for t, _ in s2d], pure_ack=[0] * len(s2d),
+                         packets=len(sizes), seq_times_us=list(times_us), seq_sizes=list(sizes),
+                         burst_pkts=burst_pkts, burst_bytes=burst_bytes, kind="trace")
+
+
+def require_headers(records: Sequence["CaptureRecord"], set_name: str) -> None:
+    """Raise :class:`FeatureError` when some record is a packet trace: *set_name* needs TCP headers."""
+    traces = sum(1 for r in records if r.kind == "trace")
+    if traces:
+        raise FeatureError(
+            f"the {set_name} set needs TCP headers, but {traces} of the {len(records)} captures are packet traces "
+            f"(time,size,direction) without them; only the sequence sets ({', '.join(SEQUENCE_SETS)}) apply to "
+            "traces")
 
 
 def as_record(item: Any) -> CaptureRecord:
@@ -235,8 +321,13 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
 
     Raises :class:`FeatureError` for a capture that cannot be used: not a
     capture, damaged or cut short, empty, without TCP, or without TCP traffic
-    of *device_ip*.
+    of *device_ip*. A ``time,size,direction`` packet trace gives
+    :func:`trace_record` (*device_ip* is not used).
     """
+    from echolab.captures.trace import is_trace_file
+
+    if is_trace_file(path):
+        return trace_record(path)
     try:
         device = parse_addr(device_ip)
     except ValueError as exc:
@@ -247,9 +338,12 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     sizes = array("l")  # compact: a long capture keeps 17 bytes per server packet, not ~90
     times = array("q")
     pure = array("b")
+    seq_times = array("q")  # every packet between the device and a server
+    seq_sizes = array("l")
     packets = 0
     i_src, i_dst, i_len, i_ts, i_flags, i_data = T_SRC, T_DST, T_IP_LEN, T_TS, T_FLAGS, T_DATA_LEN  # per packet
     add_size, add_time, add_pure = sizes.append, times.append, pure.append
+    add_seq_time, add_seq_size = seq_times.append, seq_sizes.append
     pure_mask = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK  # a pure ACK: ACK alone (PSH/URG allowed), no data
     try:
         for pkt in iter_tcp(path, stats):
@@ -260,8 +354,12 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
                     add_size(pkt[i_len])
                     add_time(pkt[i_ts])
                     add_pure(1 if (pkt[i_flags] & pure_mask) == TCP_ACK and pkt[i_data] == 0 else 0)
+                    add_seq_time(pkt[i_ts])
+                    add_seq_size(-pkt[i_len])
             elif pkt[i_src] == device:
                 packets += 1
+                add_seq_time(pkt[i_ts])
+                add_seq_size(pkt[i_len])
     except CaptureError as exc:
         raise FeatureError(str(exc)) from exc
     if stats.truncated_file:
@@ -277,14 +375,23 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
         seen = sorted({format_addr(c.a_addr) for c in connections} | {format_addr(c.b_addr) for c in connections})
         raise FeatureError(f"no TCP packets from a server to the device {device_ip} "
                            f"(addresses in the capture: {', '.join(seen[:6])})")
-    t0 = times[0]
+    t0, s0 = times[0], seq_times[0]
+    burst_pkts, burst_bytes = bursts(seq_sizes)
     return CaptureRecord(device_ip=device_ip, connections=len(directions), tcptrace=combine_connections(directions),
-                         sizes=sizes, times_us=array("q", (t - t0 for t in times)), pure_ack=pure, packets=packets)
+                         sizes=sizes, times_us=array("q", (t - t0 for t in times)), pure_ack=pure, packets=packets,
+                         seq_times_us=array("q", (t - s0 for t in seq_times)), seq_sizes=seq_sizes,
+                         burst_pkts=burst_pkts, burst_bytes=burst_bytes)
 
 
 def make_transformer(set_name: str, *, bins: int = 15, include_acks: bool = False, drop_constant: bool = True,
-                     groups: Sequence[str] | None = None) -> "BaseEstimator":
-    """An unfitted transformer for a feature set ("tcptrace", "histogram", "combined") or an ablation.
+                     groups: Sequence[str] | None = None, **sequence_options: Any) -> "BaseEstimator":
+    """An unfitted transformer for a feature set (:data:`ALL_SETS`) or an ablation.
+
+    The sequence sets ("sequence", "kfp", "cumul") take their own options
+    (e.g. ``length`` of "sequence", ``points`` of "cumul"; see
+    :func:`echolab.analysis.features.sequence.make_sequence_transformer`) and
+    ignore ``bins``, ``include_acks`` and ``drop_constant``; the study's sets
+    take no others.
 
     Ablations (:data:`ABLATIONS`): "window" (window advertisements), "data_amount"
     (total packets, unique bytes, data packets, data bytes), "size_hist",
@@ -292,6 +399,8 @@ def make_transformer(set_name: str, *, bins: int = 15, include_acks: bool = Fals
     or "histogram" ("size", "iat"). The classes are in
     :mod:`echolab.analysis.features.transformers` (scikit-learn loads here, not on import).
     """
+    if sequence_options and set_name not in SEQUENCE_SETS:
+        raise FeatureError(f"the {set_name} set has no option(s) {', '.join(sorted(sequence_options))}")
     from echolab.analysis.features.transformers import CombinedFeatures, HistogramFeatures, TcptraceFeatures
 
     if set_name in ABLATIONS:
@@ -306,7 +415,11 @@ def make_transformer(set_name: str, *, bins: int = 15, include_acks: bool = Fals
         if groups is not None:
             raise FeatureError("the combined set takes no groups; use 'tcptrace' or 'histogram' with groups")
         return CombinedFeatures(bins=bins, include_acks=include_acks, drop_constant=drop_constant)
-    raise FeatureError(f"unknown feature set {set_name!r}; choose from {', '.join([*FEATURE_SETS, *ABLATIONS])}")
+    if set_name in SEQUENCE_SETS:
+        from echolab.analysis.features.sequence import make_sequence_transformer
+
+        return make_sequence_transformer(set_name, **sequence_options)
+    raise FeatureError(f"unknown feature set {set_name!r}; choose from {', '.join([*ALL_SETS, *ABLATIONS])}")
 
 
 def all_feature_names(bins: int = 15) -> list[str]:
@@ -360,11 +473,21 @@ def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: 
 
 def describe_capture(path: Path | str, device_ip: str, *, bins: int = 15,
                      include_acks: bool = False) -> dict[str, float]:
-    """Every feature of one bare capture by name (nothing dropped; histogram edges from this capture alone)."""
+    """Every feature of one bare capture by name (nothing dropped; histogram edges from this capture alone).
+
+    The study's sets come first (not for a packet trace, which has no TCP
+    headers), then kfp and cumul. A name in more than one set (``s2d_total_pkts``)
+    is one quantity and is listed once.
+    """
+    from echolab.analysis.features.sequence import describe_sequence
     from echolab.analysis.features.transformers import HistogramFeatures
 
     record = extract_record(path, device_ip)
-    out = dict(record.tcptrace)
-    hist = HistogramFeatures(bins=bins, include_acks=include_acks).fit([record])
-    out.update(zip(hist.feature_names_, hist.transform([record])[0].tolist()))
+    out: dict[str, float] = {}
+    if record.kind != "trace":
+        out.update(record.tcptrace)
+        hist = HistogramFeatures(bins=bins, include_acks=include_acks).fit([record])
+        out.update(zip(hist.feature_names_, hist.transform([record])[0].tolist()))
+    for name, value in describe_sequence(record).items():
+        out.setdefault(name, value)
     return out

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from echolab.analysis.features.sets import EXTRACTOR_VERSION, CaptureRecord, FeatureError, extract_record
+from echolab.captures.trace import TRACE_DEVICE, TRACE_SUFFIX
 from echolab.db.models import Capture
 from echolab.progress import ProgressCallback, notify
 
@@ -41,7 +42,12 @@ class BuildReport:
 
 
 def device_ip_of(capture: Capture, override: str | None = None) -> str | None:
-    """The device IP for *capture*: the override, its own, or its campaign's device's."""
+    """The device IP for *capture*: the override, its own, or its campaign's device's.
+
+    A packet trace has no addresses: its key is :data:`~echolab.captures.trace.TRACE_DEVICE`.
+    """
+    if (capture.path or "").lower().endswith(TRACE_SUFFIX):
+        return TRACE_DEVICE
     if override:
         return override
     if capture.device_ip:
@@ -170,7 +176,15 @@ def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: 
 
 def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", set_name: str = "combined",
                     device_ip: str | None = None, progress: ProgressCallback | None = None, **options) -> int:
-    """Write :func:`feature_table` to *path* as CSV or Parquet; return the number of rows."""
+    """Write :func:`feature_table` to *path* as CSV or Parquet; return the number of rows.
+
+    The ``sequence`` set is written as packet traces instead: *path* is a
+    folder (see :func:`export_traces`) and the number returned is of files.
+    """
+    if set_name == "sequence":
+        if fmt != "csv":
+            raise FeatureError("the sequence set is exported as time,size,direction CSV files only (--format csv)")
+        return export_traces(catalog, path, device_ip=device_ip, progress=progress)
     if fmt not in ("csv", "parquet"):
         raise FeatureError(f"unknown export format {fmt!r}; choose csv or parquet")
     frame = feature_table(catalog, set_name=set_name, device_ip=device_ip, progress=progress, **options)
@@ -183,3 +197,29 @@ def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", s
     except OSError as exc:
         raise FeatureError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return len(frame)
+
+
+def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | None = None,
+                  progress: "ProgressCallback | None" = None) -> int:
+    """Write each usable capture's packet sequence as ``FOLDER/LABEL/SHA16.csv`` (``time,size,direction``).
+
+    The folder of class folders is what ``echolab catalog import FOLDER`` reads
+    back (as packet traces, which give the sequence sets only). Returns the
+    number of files written; an existing file of the same name is replaced.
+    """
+    from echolab.analysis.features.sets import load_dataset
+    from echolab.captures.trace import write_trace
+    from echolab.db.catalog import safe_name
+
+    data = load_dataset(catalog, device_ip=device_ip, progress=progress)
+    if not len(data):
+        raise FeatureError("no usable captures in the catalog; 'echolab features build' says why")
+    folder = Path(folder)
+    try:
+        for record, label, sha in zip(data.records, data.y.tolist(), data.sha256s):
+            target = folder / safe_name(label)
+            target.mkdir(parents=True, exist_ok=True)
+            write_trace(target / f"{sha[:16]}{TRACE_SUFFIX}", record.seq_times_us, record.seq_sizes)
+    except OSError as exc:
+        raise FeatureError(f"cannot write traces into {folder}: {exc.strerror or exc}") from exc
+    return len(data)

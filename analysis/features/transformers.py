@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from echolab.analysis.features.histogram import learn_edges, normalized_histogram
 from echolab.analysis.features.sets import (HISTOGRAM_PARTS, TCPTRACE_FEATURE_NAMES, TCPTRACE_GROUPS, as_record,
-                                            histogram_feature_names)
+                                            histogram_feature_names, require_headers)
 
 
 def _check_groups(groups: Iterable[str] | None, known: Iterable[str], what: str) -> tuple[str, ...]:
@@ -54,6 +54,7 @@ class TcptraceFeatures(TransformerMixin, BaseEstimator):
     @staticmethod
     def _matrix(X: Sequence[Any], names: Sequence[str]) -> np.ndarray:
         records = [as_record(x) for x in X]
+        require_headers(records, "tcptrace")
         return np.array([[r.tcptrace[n] for n in names] for r in records], dtype=float).reshape(len(records),
                                                                                                len(names))
 
@@ -110,7 +111,9 @@ class HistogramFeatures(TransformerMixin, BaseEstimator):
         parts = self._parts()
         if len(X) == 0:
             raise ValueError("HistogramFeatures.fit needs at least one capture record")
-        values = [as_record(x).histogram_values(self.include_acks) for x in X]
+        records = [as_record(x) for x in X]
+        require_headers(records, "histogram")
+        values = [r.histogram_values(self.include_acks) for r in records]
         self.size_edges_ = learn_edges((v[0] for v in values), self.bins)
         self.iat_edges_ = learn_edges((v[1] for v in values), self.bins)
         self.parts_ = parts
@@ -119,7 +122,9 @@ class HistogramFeatures(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Sequence[Any]) -> np.ndarray:
         check_is_fitted(self, "feature_names_")
-        return self._rows([as_record(x).histogram_values(self.include_acks) for x in X])
+        records = [as_record(x) for x in X]
+        require_headers(records, "histogram")
+        return self._rows([r.histogram_values(self.include_acks) for r in records])
 
     def _rows(self, values: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         rows = []

@@ -61,10 +61,12 @@ def run_cmd(
     ctx: typer.Context,
     features: Annotated[Optional[list[str]], typer.Option(
         "--features", "-f",
-        help="Feature set, repeatable: tcptrace, histogram, combined, with options as "
-             "histogram:bins=25,include_acks=true. Default: the study's three.")] = None,
+        help="Feature set, repeatable: tcptrace, histogram, combined, or the sequence sets sequence, kfp, cumul, "
+             "with options as histogram:bins=25,include_acks=true or cumul:points=50. Default: the study's three.")
+    ] = None,
     models: Annotated[Optional[list[str]], typer.Option(
-        "--models", "-m", help="Model name from the grids file, repeatable. Default: all six.")] = None,
+        "--models", "-m", help="Model name from the grids file, repeatable (kfp_forest, kfp_knn, cumul_svm and "
+                               "deep_cnn run only when named). Default: the study's six.")] = None,
     trials: Annotated[int, typer.Option(help="Random 80/20 trials per feature set and model.", min=1)] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the trial splits and the models.")] = 0,
     jobs: Annotated[Optional[int], typer.Option(help="Local worker processes (default: every core).", min=1)] = None,

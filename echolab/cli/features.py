@@ -10,15 +10,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from echolab.analysis.features.sets import FEATURE_SETS, describe_capture, make_transformer
+from echolab.analysis.features.sets import ALL_SETS, SEQUENCE_SETS, describe_capture, make_transformer
 from echolab.analysis.features.store import build_features, export_features
 from echolab.analysis.features.tcptrace import connection_rows
 from echolab.db.catalog import open_catalog
 from echolab.cli.common import console, emit_rows, get_lab, key_value_table, rich_progress
 
-app = typer.Typer(help="Extract the study's feature sets (tcptrace, histogram, combined).", no_args_is_help=True)
+app = typer.Typer(help="Extract the feature sets: the study's (tcptrace, histogram, combined) and the packet "
+                       "sequence's (sequence, kfp, cumul).", no_args_is_help=True)
 
-FeatureSet = Enum("FeatureSet", {name: name for name in FEATURE_SETS}, type=str)  # type: ignore[misc]
+FeatureSet = Enum("FeatureSet", {name: name for name in ALL_SETS}, type=str)  # type: ignore[misc]
+
+
+def _set_options(set_name: str, bins: int, include_acks: bool) -> dict:
+    """The histogram options where the set takes them."""
+    return {} if set_name == "tcptrace" or set_name in SEQUENCE_SETS else {"bins": bins, "include_acks": include_acks}
 
 
 class ExportFormat(str, Enum):
@@ -49,8 +55,8 @@ def build(
     for capture_id, reason in sorted(report.errors.items()):
         console.print(f"  capture {capture_id}: {reason}", markup=False)
     if set_ is not None and report.records:
-        options = {} if set_.value == "tcptrace" else {"bins": bins, "include_acks": include_acks}
-        transformer = make_transformer(set_.value, **options).fit(list(report.records.values()))
+        transformer = make_transformer(set_.value, **_set_options(set_.value, bins, include_acks)).fit(
+            list(report.records.values()))
         names = list(transformer.get_feature_names_out())
         console.print(f"{set_.value}: {len(names)} features: {', '.join(names)}", markup=False)
         dropped = getattr(transformer, "dropped_features_", None) or getattr(
@@ -62,33 +68,54 @@ def build(
 @app.command("export")
 def export(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("-o", "--output", help="File to write.", dir_okay=False)],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="File to write (a folder for --set sequence: one time,size,direction CSV per capture, "
+                               "in class folders, which 'catalog import' reads back).")],
     fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.csv,
     set_: Annotated[FeatureSet, typer.Option("--set", help="Feature set.")] = "combined",  # type: ignore[assignment]
     device_ip: DeviceIp = None,
     bins: Bins = 15,
     include_acks: IncludeAcks = False,
 ) -> None:
-    """Write the feature table (capture id, sha256, campaign, label, features) as CSV or Parquet."""
-    options = {} if set_.value == "tcptrace" else {"bins": bins, "include_acks": include_acks}
+    """Write the feature table (capture id, sha256, campaign, label, features) as CSV or Parquet.
+
+    With --set sequence, write each capture's packet sequence as a time,size,direction CSV file instead.
+    """
+    options = _set_options(set_.value, bins, include_acks)
     with open_catalog(get_lab(ctx)) as cat, rich_progress() as progress:
         rows = export_features(cat, output, fmt=fmt.value, set_name=set_.value, device_ip=device_ip,
                                progress=progress, **options)
-    console.print(f"wrote {rows} rows to {output}")
+    if set_.value == "sequence":
+        console.print(f"wrote {rows} packet traces into {output}")
+    else:
+        console.print(f"wrote {rows} rows to {output}")
 
 
 @app.command("inspect")
 def inspect(
-    capture: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A pcap or pcapng file.")],
-    device_ip: Annotated[str, typer.Option("--device-ip", help="The device's IP in this capture.")],
+    capture: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, help="A pcap or pcapng file, or a time,size,direction packet trace.")],
+    device_ip: Annotated[Optional[str], typer.Option(
+        "--device-ip", help="The device's IP in this capture (not needed for a packet trace).")] = None,
     per_connection: Annotated[bool, typer.Option(
         "--per-connection", help="Each connection's tcptrace statistics, both directions, tcptrace's CSV names.")
     ] = False,
+    sequence: Annotated[bool, typer.Option(
+        "--sequence", help="The device's packet sequence (time, signed size, direction) and its bursts.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     bins: Bins = 15,
     include_acks: IncludeAcks = False,
 ) -> None:
-    """Print every feature of a bare capture by name (or per-connection tcptrace statistics)."""
+    """Print every feature of a bare capture by name (or per-connection tcptrace statistics, or its sequence)."""
+    from echolab.captures.trace import TRACE_DEVICE, is_trace_file
+
+    if is_trace_file(capture):
+        device_ip = device_ip or TRACE_DEVICE
+    elif device_ip is None:
+        raise typer.BadParameter("give the device's address in this capture", param_hint="--device-ip")
+    if sequence:
+        _print_sequence(capture, device_ip, json_)
+        return
     if per_connection:
         rows = connection_rows(capture, device_ip)
         if json_:
@@ -102,3 +129,18 @@ def inspect(
         sys.stdout.write(json.dumps(values, indent=2) + "\n")
         return
     emit_rows([{"feature": k, "value": v} for k, v in values.items()], ["feature", "value"], title=str(capture))
+
+
+def _print_sequence(capture: Path, device_ip: str, json_: bool) -> None:
+    from echolab.analysis.features.sequence import sequence_rows
+    from echolab.analysis.features.sets import extract_record
+
+    record = extract_record(capture, device_ip)
+    rows = sequence_rows(record)
+    bursts = [{"packets": p, "bytes": b} for p, b in zip(record.burst_pkts, record.burst_bytes)]
+    if json_:
+        sys.stdout.write(json.dumps({"sequence": rows, "bursts": bursts}, indent=2) + "\n")
+        return
+    shown = [{**r, "time": f"{r['time']:.6f}"} for r in rows]
+    emit_rows(shown, ["time", "size", "direction"], title=f"{capture}: {len(rows)} packets (size > 0: device to server)")
+    emit_rows(bursts, ["packets", "bytes"], title=f"{len(bursts)} bursts (runs of one direction, signed like sizes)")

@@ -1,0 +1,112 @@
+"""Packet traces: a capture as rows of ``time,size,direction``, the form public data sets use.
+
+A trace holds, per packet of the device's TCP traffic in capture order, the
+time in seconds since the trace's first packet, the signed size in bytes (IP
+total length; positive from the device to a server, negative from a server to
+the device) and the direction (``1`` device to server, ``-1`` server to
+device). There are no TCP headers, so only features computed from the
+sequence itself (``echolab.analysis.features.sequence``, ``kfp``, ``cumul``)
+can be taken from a trace.
+
+``echolab features export --set sequence`` writes traces; ``echolab catalog
+import`` reads them back as captures (a file ending in ``.csv`` whose first
+line is :data:`TRACE_HEADER`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from array import array
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from echolab.captures.reader import CaptureError
+
+if TYPE_CHECKING:
+    from echolab.captures.reader import CaptureSummary
+
+TRACE_HEADER = ("time", "size", "direction")
+TRACE_SUFFIX = ".csv"
+#: The key a trace's cached features are stored under in place of a device IP (a trace has no addresses).
+TRACE_DEVICE = "trace"
+
+
+class TraceError(CaptureError):
+    """A trace file cannot be read (not ``time,size,direction`` rows, or inconsistent signs)."""
+
+
+def is_trace_file(path: Path | str) -> bool:
+    """Whether *path* is a ``.csv`` file whose first line is ``time,size,direction``."""
+    path = Path(path)
+    if path.suffix.lower() != TRACE_SUFFIX or not path.is_file():
+        return False
+    try:
+        with open(path, newline="") as fh:
+            first = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return tuple(c.strip().lower() for c in first.strip().split(",")) == TRACE_HEADER
+
+
+def read_trace(path: Path | str) -> tuple[array, array]:
+    """(times in microseconds since the first packet, signed sizes in bytes) of a trace file.
+
+    Raises :class:`TraceError` naming the first bad line: a missing or wrong
+    header, a value that is not a number, a zero size, or a direction that
+    disagrees with the size's sign.
+    """
+    path = Path(path)
+    times, sizes = array("q"), array("l")
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or tuple(c.strip().lower() for c in header) != TRACE_HEADER:
+                raise TraceError(f"{path} is not a packet trace: its first line must be {','.join(TRACE_HEADER)}")
+            t0: float | None = None
+            for line, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                try:
+                    t, size, direction = float(row[0]), int(row[1]), int(row[2])
+                except (ValueError, IndexError) as exc:
+                    raise TraceError(f"{path} line {line}: expected time,size,direction numbers, got {row!r}") from exc
+                if size == 0 or direction not in (1, -1) or (size > 0) != (direction > 0):
+                    raise TraceError(f"{path} line {line}: size {size} and direction {direction} disagree "
+                                     "(positive size with direction 1, negative with -1)")
+                t0 = t if t0 is None else t0
+                times.append(round((t - t0) * 1e6))
+                sizes.append(size)
+    except OSError as exc:
+        raise TraceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"{path} is not a text file of time,size,direction rows") from exc
+    if not sizes:
+        raise TraceError(f"{path} holds no packets")
+    return times, sizes
+
+
+def format_trace(times_us: Iterable[int], sizes: Iterable[int]) -> str:
+    """The text of a trace file (header, then one row per packet; times to the microsecond)."""
+    out = io.StringIO()
+    out.write(",".join(TRACE_HEADER) + "\n")
+    for t, s in zip(times_us, sizes):
+        out.write(f"{t / 1e6:.6f},{s},{1 if s > 0 else -1}\n")
+    return out.getvalue()
+
+
+def write_trace(path: Path | str, times_us: Iterable[int], sizes: Iterable[int]) -> Path:
+    """Write a trace file; return its path."""
+    path = Path(path)
+    path.write_text(format_trace(times_us, sizes))
+    return path
+
+
+def summarize_trace(path: Path | str) -> "CaptureSummary":
+    """What the catalog records about a trace file: its packet count (a trace has no addresses)."""
+    from echolab.captures.reader import CaptureSummary
+
+    times, _ = read_trace(path)
+    return CaptureSummary(packets=len(times), records=len(times), first_ts=0.0, last_ts=times[-1] / 1e6,
+                          addresses={}, truncated_file=False)
