@@ -36,7 +36,7 @@ def run(tool: str, per_class: int, speed: float, prefix: str) -> dict[str, float
         settings = CollectSettings(backend="sim", per_class=per_class, speed=speed, seed=1, capture_tool=tool,
                                    sim_prefix=prefix)
         t0 = time.perf_counter()
-        result = collect(lab, settings, show_progress=False)
+        result = collect(lab, settings)
         wall = time.perf_counter() - t0
     timings = result.timings
     out = {f"{p}_median_s": statistics.median(getattr(t, p) for t in timings) for p in PHASES}

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from echolab.captures.reader import iter_tcp  # noqa: E402
-from echolab.analysis.features.sets import FEATURE_SETS, extract_record, make_transformer  # noqa: E402
+from echolab.analysis.features.sets import FEATURE_SETS, make_transformer  # noqa: E402
 from echolab.analysis.features.store import _run  # noqa: E402
 
 DEVICE = "192.168.1.50"

@@ -36,7 +36,7 @@ def main(per_class: int = 3) -> None:
         down(PREFIX)
         try:
             collect(lab, CollectSettings(backend="sim", sim_prefix=PREFIX, speed=1.0, per_class=per_class,
-                                         classes=VOICE, seed=3), show_progress=False)
+                                         classes=VOICE, seed=3))
         finally:
             down(PREFIX)
         shape: dict[str, list[float]] = {name: [] for name in REAL_REQUEST}

@@ -1,5 +1,11 @@
 """Starting or resuming a campaign: backend, prompts, speech, progress display, log.
 
+The progress display is the caller's: :func:`collect` takes a *display*, a
+function of the :class:`~echolab.collector.campaign.CampaignRunner` that returns a
+context manager yielding the runner's event callback. :func:`plain_display` prints
+a plain line every few captures (for output that is not a terminal: nohup, a
+service); the command line passes its rich live view on a terminal.
+
 On a simulated lab that replays recorded requests (``sim up --replay``), the
 classes default to the recorded ones and each class's prompt is its name: the
 replayed upload is the recorded one, whatever is "said".
@@ -10,16 +16,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable, ContextManager, Iterator, TextIO
 
 from filelock import FileLock, Timeout
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.text import Text
 
 from echolab.collector.audio import device_spec
 from echolab.collector.backends import Backend, EchoBackend, SimBackend, SyntheticBackend
@@ -180,33 +182,18 @@ class PlainProgress:
             print(self.line(), file=self.stream, flush=True)
 
 
-class ProgressView:
-    """Per-class counts against the target, rate, ETA and recent failures."""
+#: ``display(runner)`` -> a context manager yielding ``event(kind, info)``, called after every attempt.
+Display = Callable[[CampaignRunner], ContextManager[Callable[[str, dict[str, Any]], None]]]
 
-    def __init__(self, runner: CampaignRunner, console: Console | None = None):
-        self.runner = runner
-        s = runner.settings
-        self.progress = Progress(TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-        total = s.per_class * len(s.classes)
-        done = sum(min(runner.counts.get(c, 0), s.per_class) for c in s.classes)
-        self.overall = self.progress.add_task("all classes", total=total, completed=done)
-        self.tasks = {c: self.progress.add_task(c, total=s.per_class, completed=min(runner.counts.get(c, 0),
-                                                                                        s.per_class))
-                      for c in s.classes}
-        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
 
-    def _render(self) -> Group:
-        failures = ", ".join(f"{k} {v}" for k, v in self.runner.failures.items()) or "none"
-        recent = "\n".join(f"  {line}" for line in self.runner.recent_failures)
-        text = Text(f"campaign {self.runner.campaign.name}  failures: {failures}")
-        return Group(self.progress, text, Text(recent, style="red") if recent else Text(""))
+def plain_display(stream: TextIO | None = None, every: int = 5) -> Display:
+    """A display that prints one plain progress line every *every* good captures to *stream*."""
 
-    def event(self, kind: str, info: dict[str, Any]) -> None:
-        if kind == "ok":
-            self.progress.update(self.tasks[info["label"]], completed=info["counts"][info["label"]])
-            self.progress.advance(self.overall)
-        self.live.update(self._render())
+    @contextmanager
+    def display(runner: CampaignRunner) -> Iterator[Callable[[str, dict[str, Any]], None]]:
+        yield PlainProgress(runner, every=every, stream=stream).event
+
+    return display
 
 
 def collect(
@@ -216,13 +203,12 @@ def collect(
     resume: str | None = None,
     new: bool = False,
     name: str | None = None,
-    show_progress: bool = True,
-    console: Console | None = None,
+    display: Display | None = None,
 ) -> CollectResult:
     """Run (or resume) a campaign until every class has its target of good captures.
 
-    The live display needs a terminal; otherwise (*console* not a terminal)
-    a plain progress line is printed every few captures.
+    *display* shows progress (see :data:`Display`; :func:`plain_display` prints
+    plain lines); by default nothing is shown and the campaign log is the trail.
     """
     replayed = replay_classes(settings)
     if not settings.classes:
@@ -259,16 +245,12 @@ def collect(
                    else load_prompts(lab, settings.classes, settings.wake_word))
         runner = CampaignRunner(catalog, campaign, settings, backend, prompts, speech)
         runner.recover()
-        console = console or Console()
-        if show_progress and console.is_terminal:
-            view = ProgressView(runner, console)
-            runner.on_event = view.event
-            with view.live:
-                return runner.run()
-        if show_progress:
-            runner.on_event = PlainProgress(runner, stream=console.file).event
-        return runner.run()
+        if display is None:
+            return runner.run()
+        with display(runner) as on_event:
+            runner.on_event = on_event
+            return runner.run()
     raise AssertionError("unreachable")
 
 
-__all__ = ["collect", "CollectSettings", "CollectResult", "CollectError"]
+__all__ = ["collect", "CollectSettings", "CollectResult", "CollectError", "Display", "plain_display"]

@@ -419,7 +419,8 @@ class Catalog:
         else:
             found = self.session.scalar(stmt.where(Campaign.name == name_or_id))
         if found is None:
-            raise CatalogError(f"no campaign {name_or_id!r} in the catalog; 'echolab catalog stats' lists them")
+            raise CatalogError(f"no campaign {name_or_id!r} in the catalog",
+                               hint="'echolab catalog stats' lists the campaigns")
         return found
 
     def campaigns(self) -> list[Campaign]:
@@ -564,7 +565,7 @@ class Catalog:
     def get_capture(self, capture_id: int) -> Capture:
         row = self.session.get(Capture, capture_id)
         if row is None:
-            raise UnknownCaptureError(f"no capture with id {capture_id}; 'echolab catalog ls' lists them")
+            raise UnknownCaptureError(f"no capture with id {capture_id}", hint="'echolab catalog ls' lists the captures")
         return row
 
     def captures(
@@ -741,10 +742,6 @@ def _is_pcapng(path: Path) -> bool:
         return fh.read(4) == b"\x0a\x0d\x0d\x0a"
 
 
-def open_catalog(lab: LabDir) -> Catalog:
-    """Open *lab*'s catalog (creating and migrating it as needed)."""
-    return Catalog.open(lab)
-
 
 __all__ = ["Catalog", "CatalogBusyError", "CatalogError", "CaptureError", "DuplicateCaptureError",
-           "UnknownCaptureError", "UnknownRunError", "open_catalog"]
+           "UnknownCaptureError", "UnknownRunError"]

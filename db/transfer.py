@@ -135,7 +135,8 @@ def import_captures(
                 raise CatalogError(f"cannot unpack {source}: {exc}") from exc
             inner = Path(tmp) / MANIFEST_NAME
             if not inner.exists():
-                raise CatalogError(f"{source} has no {MANIFEST_NAME}; it was not written by 'echolab catalog export'")
+                raise CatalogError(f"{source} has no {MANIFEST_NAME}: it is not an export of an echolab catalog",
+                                   hint="'echolab catalog export FILE.tar.gz' writes one")
             return import_captures(catalog, Path(tmp), manifest=inner, campaign=campaign, device_ip=device_ip,
                                    location=location, on_item=on_item)
     if source.is_file() and manifest is None and source.suffix.lower() == ".csv" and not is_trace_file(source):

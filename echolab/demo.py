@@ -64,13 +64,14 @@ class PlainConsole:
 
 
 def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
-             progress: ProgressCallback | None = None) -> DemoResult:
+             progress: ProgressCallback | None = None, collect_display: Any = None) -> DemoResult:
     """Run every step of the demo on *lab*; see the module docstring.
 
     *console* (a rich ``Console``, as the CLI passes, or anything with ``print``
-    and ``rule``; default :class:`PlainConsole`) shows the steps, and a rich one
-    also the collection's live view; *progress* is called by the speech, feature
-    and comparison steps (``echolab.progress``).
+    and ``rule``; default :class:`PlainConsole`) shows the steps; *progress* is
+    called by the speech, feature and comparison steps (``echolab.progress``);
+    *collect_display* shows the collection (``echolab.collector.run.Display``;
+    default: a plain line every few captures on stdout).
     """
     from echolab.analysis.compare.report import write_report
     from echolab.analysis.compare.runner import run_analysis
@@ -78,12 +79,13 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
     from echolab.analysis.compare.specs import RunSettings
     from echolab.analysis.features.store import build_features
     from echolab.collector.campaign import CollectSettings
-    from echolab.collector.run import collect
+    from echolab.collector.run import collect, plain_display
     from echolab.collector.sim import NamespaceUnavailable, SimLab, down
     from echolab.db.catalog import Catalog
     from echolab.prompts.synth import synthesize_lab
 
     console = console or PlainConsole()
+    collect_display = collect_display or plain_display()
     seconds: dict[str, float] = {}
     steps = 6
 
@@ -118,7 +120,7 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
                                                  seed=settings.seed, sim_prefix=DEMO_SIM_PREFIX,
                                                  classes=list(STUDY_CLASSES)),
                             resume=campaign if exists else None, new=not exists, name=campaign,
-                            console=None if isinstance(console, PlainConsole) else console)
+                            display=collect_display)
         overhead = collected.median_overhead()
         console.print(f"Campaign {collected.campaign}: {sum(collected.counts.values())} good captures"
                       + (f"; median collector overhead {overhead:.3f} s per capture" if overhead else ""))

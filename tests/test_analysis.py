@@ -282,7 +282,7 @@ def test_cli_run_ls_show_report(sqlite_lab: LabDir, grids: Path) -> None:
     assert shown.exit_code == 0 and "KNN" in shown.output and "histogram" in shown.output
     missing = cli.invoke(app, [*base, "report", "nope"])
     assert missing.exit_code == 1
-    assert "Error: no analysis run 'nope'; 'echolab analyze ls' lists them" in missing.output
+    assert "Error: no analysis run 'nope'\nHint: 'echolab analyze ls' lists the runs" in missing.output
     bad = cli.invoke(app, [*base, "run", "--synthetic", "8", "-m", "forest", "--grids", str(grids)])
     assert bad.exit_code == 1 and "Error: unknown model(s) forest" in bad.output
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from echolab.analysis.compare.runner import run_analysis
 from echolab.analysis.compare.sources import catalog_source

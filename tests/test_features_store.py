@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from echolab.analysis.features.sets import EXTRACTOR_VERSION, FeatureError, load_dataset, make_transformer
 from echolab.analysis.features.store import build_features
-from echolab.db.catalog import open_catalog
+from echolab.db.catalog import Catalog
 from echolab.db.models import FeatureRow
 from echolab.cli import app
 from echolab.labdir import LabDir
@@ -30,7 +30,7 @@ def filled_lab(sqlite_lab: LabDir, tmp_path: Path) -> LabDir:
     """A catalog with 12 good captures (3 classes), one corrupt and one truncated capture."""
     src = tmp_path / "src"
     src.mkdir()
-    with open_catalog(sqlite_lab) as cat:
+    with Catalog.open(sqlite_lab) as cat:
         dev = cat.device("echo", ip=DEVICE)
         camp = cat.create_campaign("c1", backend="synthetic", device=dev)
         for i in range(12):
@@ -53,7 +53,7 @@ def filled_lab(sqlite_lab: LabDir, tmp_path: Path) -> LabDir:
 
 
 def test_build_caches_records_and_errors_in_the_catalog(filled_lab: LabDir) -> None:
-    with open_catalog(filled_lab) as cat:
+    with Catalog.open(filled_lab) as cat:
         report = build_features(cat, n_jobs=2)
         assert len(report.records) == 12 and report.extracted == 14 and report.cached == 0
         assert len(report.errors) == 2
@@ -71,7 +71,7 @@ def test_build_caches_records_and_errors_in_the_catalog(filled_lab: LabDir) -> N
 
 
 def test_load_dataset_for_the_analysis(filled_lab: LabDir) -> None:
-    with open_catalog(filled_lab) as cat:
+    with Catalog.open(filled_lab) as cat:
         data = load_dataset(cat)
         caps = {c.id: c for c in cat.captures()}
     assert len(data) == 12 and len(data.skipped) == 2
@@ -83,7 +83,7 @@ def test_load_dataset_for_the_analysis(filled_lab: LabDir) -> None:
 
 
 def test_device_ip_is_required(sqlite_lab: LabDir, tmp_path: Path) -> None:
-    with open_catalog(sqlite_lab) as cat:
+    with Catalog.open(sqlite_lab) as cat:
         camp = cat.create_campaign("nodev", backend="synthetic")
         cat.add_capture(camp, "weather", synthetic_session(tmp_path / "a.pcap"))
         with pytest.raises(FeatureError, match="no device IP; pass --device-ip"):

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
 from echolab.captures.reader import read_packets
 from echolab.collector.campaign import CampaignPaused, CollectSettings
-from echolab.collector.run import collect
+from echolab.collector.run import collect, plain_display
 from echolab.collector.sim import SimLab, down
 from echolab.collector.sim.recordings import from_campaign, from_folder
 from echolab.cli import app
@@ -66,7 +65,7 @@ def run(lab: LabDir, per_class: int, speed: float, out: io.StringIO | None = Non
     sim = SimLab.load(PREFIX)
     before = len(sim.replayed())
     settings = CollectSettings(backend="sim", sim_prefix=PREFIX, per_class=per_class, speed=speed, **overrides)
-    collect(lab, settings, show_progress=out is not None, console=Console(file=out) if out else None)
+    collect(lab, settings, display=plain_display(out) if out is not None else None)
     with Catalog.open(lab) as cat:
         caps = [(c.label, lab.root / c.path) for c in cat.captures()]
     return caps, sim.replayed()[before:]
@@ -172,11 +171,11 @@ def test_unanswered_and_endless_requests(recorded: Path, lab: LabDir) -> None:
     SimLab.up(prefix=PREFIX, speed=10, seed=1, replay=[mute, rec])
     with pytest.raises(CampaignPaused, match="'no-response' failures"):
         collect(lab, CollectSettings(backend="sim", sim_prefix=PREFIX, per_class=1, speed=10, classes=["mute"],
-                                     max_consecutive_failures=2), show_progress=False)
+                                     max_consecutive_failures=2), display=None)
     with pytest.raises(CampaignPaused, match="'echo-busy' failures"):
         collect(lab, CollectSettings(backend="sim", sim_prefix=PREFIX, per_class=1, speed=10, classes=[rec.label],
                                      max_duration_s={"*": 1.0}, max_consecutive_failures=2),
-                show_progress=False, new=True)
+                display=None, new=True)
     with Catalog.open(lab) as cat:
         reasons = [c.reason for c in cat.captures(status="failed")]
     assert sum(r.startswith("no-response") for r in reasons) == 2

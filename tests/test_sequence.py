@@ -115,7 +115,7 @@ def test_trace_files_read_back_and_bad_ones_say_why(record, tmp_path: Path) -> N
     assert list(sizes) == SIZES and list(times) == list(record.seq_times_us)
     from rich.console import Console
 
-    from echolab.db.inspect import packet_summary
+    from echolab.cli.inspect import packet_summary
 
     console = Console(width=120, record=True)
     console.print(packet_summary(path))  # what 'catalog show' prints for a trace

@@ -164,7 +164,8 @@ def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: 
 
     data = load_dataset(catalog, device_ip=device_ip, progress=progress, n_jobs=n_jobs)
     if not len(data):
-        raise FeatureError("no usable captures in the catalog; 'echolab features build' says why")
+        raise FeatureError("no usable captures in the catalog",
+                           hint="'echolab features build' says why each capture is unusable")
     transformer = make_transformer(set_name, **options).fit(data.records)
     frame = pd.DataFrame(transformer.transform(data.records), columns=list(transformer.get_feature_names_out()))
     frame.insert(0, "label", data.y)
@@ -213,7 +214,8 @@ def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | No
 
     data = load_dataset(catalog, device_ip=device_ip, progress=progress)
     if not len(data):
-        raise FeatureError("no usable captures in the catalog; 'echolab features build' says why")
+        raise FeatureError("no usable captures in the catalog",
+                           hint="'echolab features build' says why each capture is unusable")
     folder = Path(folder)
     try:
         for record, label, sha in zip(data.records, data.y.tolist(), data.sha256s):

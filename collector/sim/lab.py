@@ -92,7 +92,7 @@ class SimLab:
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError as exc:
-            raise SimNotRunning(f"no simulated lab '{prefix}' is up; start it with 'echolab sim up'") from exc
+            raise SimNotRunning(f"no simulated lab '{prefix}' is up", hint="start it with 'echolab sim up'") from exc
         except (OSError, ValueError) as exc:
             raise SimNotRunning(f"the simulated lab's state {path} is unreadable ({exc}); "
                                 "run 'echolab sim up' to rebuild it") from exc

@@ -40,7 +40,8 @@ def echo_call(control_socket: Path | str, message: dict[str, Any],
                     break
                 data += chunk
     except FileNotFoundError as exc:
-        raise SimNotRunning(f"the simulated Echo's control socket {path} is missing; run 'echolab sim up'") from exc
+        raise SimNotRunning(f"the simulated Echo's control socket {path} is missing",
+                            hint="start the lab with 'echolab sim up'") from exc
     except (ConnectionRefusedError, socket.timeout, OSError) as exc:
         raise SimNotRunning(
             f"the simulated Echo does not answer on {path} ({exc}); restart the lab with 'echolab sim up'") from exc

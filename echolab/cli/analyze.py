@@ -31,9 +31,9 @@ class FitOn(str, Enum):
 
 
 def _open(ctx: typer.Context) -> Any:
-    from echolab.db.catalog import open_catalog
+    from echolab.db.catalog import Catalog
 
-    return open_catalog(get_lab(ctx))
+    return Catalog.open(get_lab(ctx))
 
 
 def _get_run(cat: Any, run: str) -> Any:
@@ -43,7 +43,7 @@ def _get_run(cat: Any, run: str) -> Any:
     try:
         return cat.analysis_run(run)
     except UnknownRunError as exc:
-        raise UnknownRunError(f"{exc}; 'echolab analyze ls' lists them") from exc
+        raise UnknownRunError(str(exc), hint="'echolab analyze ls' lists the runs") from exc
 
 
 def _parse_bins(text: str) -> list[int]:

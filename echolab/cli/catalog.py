@@ -5,17 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import Progress
 
-from echolab.db.catalog import Catalog, CatalogError, open_catalog
+from echolab.db.catalog import Catalog, CatalogError
 from echolab.db.checks import catalog_stats, verify
 from echolab.captures.split import DEFAULT_ATTACH_S, DEFAULT_GAP_S, DEFAULT_MIN_BYTES, DEFAULT_MIN_PACKETS
 from echolab.db.models import CaptureStatus
 from echolab.db.transfer import MANIFEST_COLUMNS, export_catalog, import_captures, manifest_rows
 from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table
+
+if TYPE_CHECKING:
+    from echolab.captures.split import SplitSpec
 
 app = typer.Typer(help="Browse, check, import and export the lab's capture catalog.", no_args_is_help=True)
 
@@ -30,7 +33,7 @@ class Status(str, Enum):
 
 
 def _open(ctx: typer.Context, *, create: bool = False) -> Catalog:
-    return open_catalog(get_lab(ctx, create=create))
+    return Catalog.open(get_lab(ctx, create=create))
 
 
 def _fmt(json_: bool, csv_: bool) -> str:
@@ -72,7 +75,7 @@ def show(
     packets: Annotated[int, typer.Option(help="How many packets to summarize (tshark dissection).")] = 20,
 ) -> None:
     """Every field of one capture and a packet summary of its file."""
-    from echolab.db.inspect import packet_summary
+    from echolab.cli.inspect import packet_summary
 
     with _open(ctx) as cat:
         c = cat.get_capture(capture_id)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
@@ -93,7 +94,8 @@ def collect(
         location=location, capture_tool=capture_tool, quiet_s=quiet, idle_gap_s=idle_gap, speed=speed,
         sim_prefix=sim_prefix, trailing=trailing.value, trailing_s=trailing_window, keepalive_bytes=keepalive_bytes,
     )
-    result = run_collect(lab, settings, resume=resume, new=new, name=name, show_progress=progress)
+    result = run_collect(lab, settings, resume=resume, new=new, name=name,
+                         display=collect_display(console) if progress else None)
     failures = ", ".join(f"{k}: {v}" for k, v in result.failures.items()) or "none"
     overhead = result.median_overhead()
     typer.echo(f"Campaign {result.campaign} {result.status}: "
@@ -134,3 +136,56 @@ def doctor(
         console.print(f"{failed} check(s) failed.")
         raise typer.Exit(1)
     console.print("All checks passed.")
+
+
+def collect_display(out: Any) -> Any:
+    """The collection's progress display for *out* (a rich console): the live view on a
+    terminal, else a plain line every few captures (a night-long run under nohup)."""
+    from echolab.collector.run import plain_display
+
+    if not out.is_terminal:
+        return plain_display(out.file)
+
+    @contextmanager
+    def live_view(runner: Any) -> Iterator[Any]:
+        view = _ProgressView(runner, out)
+        with view.live:
+            yield view.event
+
+    return live_view
+
+
+class _ProgressView:
+    """Per-class counts against the target, rate, ETA and recent failures, live."""
+
+    def __init__(self, runner: Any, out: Any):
+        from rich.live import Live
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.runner = runner
+        s = runner.settings
+        self.progress = Progress(TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=out)
+        total = s.per_class * len(s.classes)
+        done = sum(min(runner.counts.get(c, 0), s.per_class) for c in s.classes)
+        self.overall = self.progress.add_task("all classes", total=total, completed=done)
+        self.tasks = {c: self.progress.add_task(c, total=s.per_class, completed=min(runner.counts.get(c, 0),
+                                                                                        s.per_class))
+                      for c in s.classes}
+        self.live = Live(self._render(), console=out, refresh_per_second=4, transient=False)
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.text import Text
+
+        failures = ", ".join(f"{k} {v}" for k, v in self.runner.failures.items()) or "none"
+        recent = "\n".join(f"  {line}" for line in self.runner.recent_failures)
+        text = Text(f"campaign {self.runner.campaign.name}  failures: {failures}")
+        return Group(self.progress, text, Text(recent, style="red") if recent else Text(""))
+
+    def event(self, kind: str, info: dict[str, Any]) -> None:
+        if kind == "ok":
+            self.progress.update(self.tasks[info["label"]], completed=info["counts"][info["label"]])
+            self.progress.advance(self.overall)
+        self.live.update(self._render())

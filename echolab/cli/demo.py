@@ -32,7 +32,9 @@ def demo(
     settings = DemoSettings(per_class=per_class, trials=100 if full else trials, speed=speed, seed=seed, jobs=jobs,
                             backend="synthetic" if synthetic else "sim")
     with rich_progress(stop_when_done=True) as progress:
-        result = run_demo(lab, settings, console, progress=progress)
+        from echolab.cli.collect import collect_display
+
+        result = run_demo(lab, settings, console, progress=progress, collect_display=collect_display(console))
     console.print(accuracy_table(result.run))
     print_leakage(result.run)
     console.print(f"\nReport: {result.report}\nMarkdown summary: {result.report.parent / 'summary.md'}\n"

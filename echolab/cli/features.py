@@ -13,7 +13,7 @@ import typer
 from echolab.analysis.features.sets import ALL_SETS, SEQUENCE_SETS, describe_capture, make_transformer
 from echolab.analysis.features.store import build_features, export_features
 from echolab.analysis.features.tcptrace import connection_rows
-from echolab.db.catalog import open_catalog
+from echolab.db.catalog import Catalog
 from echolab.cli.common import console, emit_rows, get_lab, key_value_table, rich_progress
 
 app = typer.Typer(help="Extract the feature sets: the study's (tcptrace, histogram, combined) and the packet "
@@ -48,7 +48,7 @@ def build(
     include_acks: IncludeAcks = False,
 ) -> None:
     """Extract features of every good capture not yet cached in the catalog."""
-    with open_catalog(get_lab(ctx)) as cat, rich_progress() as progress:
+    with Catalog.open(get_lab(ctx)) as cat, rich_progress() as progress:
         report = build_features(cat, device_ip=device_ip, n_jobs=jobs, rebuild=rebuild, progress=progress)
     console.print(f"{len(report.records)} captures usable ({report.extracted} read now, {report.cached} cached), "
                   f"{report.failed} skipped")
@@ -82,7 +82,7 @@ def export(
     With --set sequence, write each capture's packet sequence as a time,size,direction CSV file instead.
     """
     options = _set_options(set_.value, bins, include_acks)
-    with open_catalog(get_lab(ctx)) as cat, rich_progress() as progress:
+    with Catalog.open(get_lab(ctx)) as cat, rich_progress() as progress:
         rows = export_features(cat, output, fmt=fmt.value, set_name=set_.value, device_ip=device_ip,
                                progress=progress, **options)
     if set_.value == "sequence":
