@@ -30,9 +30,10 @@ def test_known_bug():
 @pytest.mark.parametrize("ci", ["1", ""])
 def test_skips_fail_under_ci(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
     monkeypatch.setenv("CI", ci)
-    pytester.makepyfile(test_runtime=RUNTIME, test_collect=INNER)
-    runtime = pytester.runpytest("-p", "ci_guard", "test_runtime.py")
-    collect = pytester.runpytest("-p", "ci_guard", "test_collect.py")
+    # names no module of the suite has: the inner runs share this process's imported modules
+    pytester.makepyfile(test_guard_runtime=RUNTIME, test_guard_collect=INNER)
+    runtime = pytester.runpytest("-p", "ci_guard", "test_guard_runtime.py")
+    collect = pytester.runpytest("-p", "ci_guard", "test_guard_collect.py")
     if ci:
         runtime.assert_outcomes(failed=1, errors=1, xfailed=1)  # a skipif marker fails at set-up
         runtime.stdout.fnmatch_lines(["*skipped under CI=1*tcptrace is not installed*"])

@@ -163,8 +163,9 @@ def test_without_iproute2_sim_up_says_what_to_install(monkeypatch: pytest.Monkey
 
 
 def test_load_without_a_lab_and_a_sink_without_an_echo(tmp_path: Path) -> None:
-    with pytest.raises(SimNotRunning, match="echolab sim up"):
+    with pytest.raises(SimNotRunning, match="no simulated lab 'nothing-here' is up") as err:
         simlab.SimLab.load("nothing-here", tmp_path)
+    assert err.value.hint == "start it with 'echolab sim up'"
     sink = SimulatedSink(tmp_path / "echo.sock", speed=2.0)
     assert isinstance(sink, AudioOutput)
     with pytest.raises(SimNotRunning, match="control socket"):

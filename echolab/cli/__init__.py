@@ -31,7 +31,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "prompts": ("echolab.cli.prompts", "app", "List, check and synthesize the voice prompts of each class."),
     "analyze": ("echolab.cli.analyze", "app",
                 "Compare the study's six classifiers on the catalog's captures, and report."),
-    "features": ("echolab.cli.features", "app", "Extract the study's feature sets (tcptrace, histogram, combined)."),
+    "features": ("echolab.cli.features", "app", "Extract the feature sets: the study's (tcptrace, histogram, "
+                 "combined) and the packet sequence's (sequence, kfp, cumul)."),
     "collect": ("echolab.cli.collect", "collect_app",
                 "Collect labelled captures unattended until every class reaches its target."),
     "doctor": ("echolab.cli.collect", "doctor_app",
