@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import socket
@@ -195,29 +194,25 @@ class Echo:
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await reader.readline()
-            try:
-                reply = self.control_op(json.loads(line or b"{}"))
-            except (ValueError, TypeError) as exc:
-                reply = {"ok": False, "error": f"bad control message: {exc}"}
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        finally:
-            writer.close()
+        await p.answer_control(reader, writer, self.control_op)
 
 
-async def run(args: argparse.Namespace) -> None:
-    echo = Echo(args, load_params(args.params))
+async def serve(echo: Any, args: argparse.Namespace, mode: str = "") -> None:
+    """Run *echo* (this module's :class:`Echo`, or replay mode's) until stopped: its control
+    socket, its voice connection and its keep-alives."""
     control_path = Path(args.control)
     control_path.unlink(missing_ok=True)
     server = await asyncio.start_unix_server(echo.control, path=str(control_path))
     os.chmod(control_path, 0o660)
-    print(f"echo: control {control_path} voice {args.voice_ip}:{args.port} speed {args.speed}", flush=True)
+    print(f"echo: control {control_path} voice {args.voice_ip}:{args.port} speed {args.speed}{mode}", flush=True)
     echo.spawn(echo.voice_loop())
     echo.spawn(echo.keepalive_loop())
     async with server:
         await server.serve_forever()
+
+
+async def run(args: argparse.Namespace) -> None:
+    await serve(Echo(args, load_params(args.params)), args)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import struct
-from typing import Any
+from typing import Any, Callable
 
 HELLO = 1  # Echo -> voice: device registration after connecting
 PING = 2  # Echo -> voice: idle keep-alive
@@ -67,3 +67,18 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 def parse_json(payload: bytes) -> dict[str, Any]:
     return json.loads(payload.decode() or "{}")
+
+
+async def answer_control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         handle: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Serve one request on a unix control socket: a JSON line in, ``handle``'s JSON reply out."""
+    try:
+        line = await reader.readline()
+        try:
+            reply = handle(json.loads(line or b"{}"))
+        except (ValueError, TypeError) as exc:
+            reply = {"ok": False, "error": f"bad control message: {exc}"}
+        writer.write(json.dumps(reply).encode() + b"\n")
+        await writer.drain()
+    finally:
+        writer.close()

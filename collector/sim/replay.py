@@ -199,16 +199,7 @@ class ReplayEcho:
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await reader.readline()
-            try:
-                reply = self.control_op(json.loads(line or b"{}"))
-            except (ValueError, TypeError) as exc:
-                reply = {"ok": False, "error": f"bad control message: {exc}"}
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        finally:
-            writer.close()
+        await p.answer_control(reader, writer, self.control_op)
 
 
 class ReplayCloud:
@@ -261,16 +252,9 @@ class ReplayCloud:
 
 
 async def run_echo(args: argparse.Namespace) -> None:
-    echo = ReplayEcho(args, load_params(args.params), load(args.replay))
-    control_path = Path(args.control)
-    control_path.unlink(missing_ok=True)
-    server = await asyncio.start_unix_server(echo.control, path=str(control_path))
-    os.chmod(control_path, 0o660)
-    print(f"echo: control {control_path} voice {args.voice_ip}:{args.port} speed {args.speed} replay", flush=True)
-    echo.spawn(echo.voice_loop())
-    echo.spawn(echo.keepalive_loop())
-    async with server:
-        await server.serve_forever()
+    from echolab.collector.sim.echo import serve
+
+    await serve(ReplayEcho(args, load_params(args.params), load(args.replay)), args, " replay")
 
 
 async def run_cloud(args: argparse.Namespace, voice_sock: socket.socket, ctx: ssl.SSLContext) -> None:
