@@ -9,9 +9,12 @@ each as its own pcapng:
   reader and keeps the device's TCP packets (time, size, direction); it
   detects the device when no address is given (:func:`detect_device`).
 * :func:`find_segments` cuts that timeline by a :class:`SplitSpec`: quiet gaps
-  (``gap=SECONDS``) or a fixed schedule (``every=SECONDS``, ``times=FILE``).
-  Bursts or windows with too little of the device's traffic (keep-alives) are
-  set aside, not returned as requests.
+  (``gap=SECONDS``), a fixed schedule (``every=SECONDS``, ``times=FILE``) or
+  ``auto``, which searches the gap and the keep-alive threshold for each file
+  (:func:`choose_cut`). Bursts or windows with too little of the device's
+  traffic (keep-alives) are set aside, not returned as requests; a short burst
+  soon after a request (the Echo's own upload after an answer) can be attached
+  to it (``attach_trailing``).
 * :func:`write_pieces` copies the raw records of each segment, unchanged and
   with their times, into one pcapng per segment, in one pass over the file.
 * :func:`plot_segments` draws the timeline and the cut, to tune the gap.
@@ -44,8 +47,23 @@ from echolab.errors import EcholabError
 DEFAULT_GAP_S = 2.0
 DEFAULT_MIN_PACKETS = 8
 DEFAULT_MIN_BYTES = 4096
+# A real Echo uploads a short burst of its own 8 to 15 s after an answer
+# (docs/long-captures.md): with --split auto, a burst that starts within this
+# many seconds of a request's last packet, is short and much smaller than the
+# request is attached to it.
+DEFAULT_ATTACH_S = 16.0
+TRAILING_MAX_S = 3.0  # a burst that can be attached sends its data within this long (a request takes 5 s or more)
+KEEPALIVE_MAX_IP = 200  # IP bytes: a keep-alive packet (under 100 bytes of payload) or a bare ACK is no bigger
+TRAILING_RATIO = 2.0  # and the request it follows holds at least this many times its bytes
+# --split auto searches gaps between these (quiet times of the device outside
+# this range never decide a cut) ...
+AUTO_MIN_GAP_S = 1.0
+AUTO_MAX_GAP_S = 30.0
+# ... and, with --expect N, accepts a cut only when the N-th biggest burst holds
+# at least this many times the bytes of the biggest one set aside.
+AUTO_SEPARATION = 2.0
 ABSOLUTE_EPOCH = 1e8  # a times-file value at or above this is epoch seconds (after March 1973)
-MODES = ("gap", "every", "times")
+MODES = ("gap", "every", "times", "auto")
 
 
 class SplitError(EcholabError):
@@ -57,13 +75,18 @@ class SplitError(EcholabError):
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """How to cut: ``gap`` (seconds of quiet), ``every`` (seconds) or ``times`` (start times).
+    """How to cut: ``gap`` (seconds of quiet), ``every`` (seconds), ``times`` (start times) or ``auto``.
 
     ``times`` holds the start times read from ``times_file``: values at or
     above :data:`ABSOLUTE_EPOCH` are epoch seconds, smaller ones are seconds
     after the capture's first packet. A burst (gap) or window (every/times)
     is a request only when it holds at least ``min_packets`` TCP packets and
     ``min_bytes`` IP bytes of the device; smaller ones are keep-alives.
+    ``attach_trailing`` (gap and auto) attaches a short burst that starts
+    within that many seconds after a request to the request
+    (:func:`attach_trailing`); ``auto`` chooses the gap and ``min_bytes`` per
+    file (:func:`choose_cut`) and attaches within :data:`DEFAULT_ATTACH_S`
+    unless told otherwise.
     """
 
     mode: str
@@ -72,10 +95,15 @@ class SplitSpec:
     times_file: str | None = None
     min_packets: int = DEFAULT_MIN_PACKETS
     min_bytes: int = DEFAULT_MIN_BYTES
+    attach_trailing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise SplitError(f"unknown split {self.mode!r}: use gap=SECONDS, every=SECONDS or times=FILE")
+            raise SplitError(f"unknown split {self.mode!r}: use gap=SECONDS, every=SECONDS, times=FILE or auto")
+        if self.attach_trailing < 0:
+            raise SplitError("--attach-trailing cannot be negative")
+        if self.attach_trailing and self.mode not in ("gap", "auto"):
+            raise SplitError("--attach-trailing works with --split gap=SECONDS or auto, not with a schedule")
         if self.mode in ("gap", "every") and not self.seconds > 0:
             raise SplitError(f"{self.mode}= needs a number of seconds above 0, e.g. {self.mode}=2")
         if self.mode == "times" and not self.times:
@@ -85,23 +113,43 @@ class SplitSpec:
 
     @classmethod
     def parse(cls, text: str, *, min_packets: int = DEFAULT_MIN_PACKETS,
-              min_bytes: int = DEFAULT_MIN_BYTES) -> "SplitSpec":
-        """``gap=2``, ``every=30`` or ``times=FILE`` (the file is read now, so errors show early)."""
+              min_bytes: int = DEFAULT_MIN_BYTES, attach_trailing: float | None = None) -> "SplitSpec":
+        """``gap=2``, ``every=30``, ``times=FILE`` (the file is read now, so errors show early) or ``auto``.
+
+        *attach_trailing* None means the default: :data:`DEFAULT_ATTACH_S` for
+        ``auto``, nothing attached for the others.
+        """
         mode, sep, value = text.partition("=")
         mode, value = mode.strip().lower(), value.strip()
-        if not sep or not value or mode not in MODES:
-            raise SplitError(f"cannot read the split {text!r}: use gap=SECONDS, every=SECONDS or times=FILE")
+        if mode == "auto" and not sep:
+            attach = DEFAULT_ATTACH_S if attach_trailing is None else attach_trailing
+            return cls("auto", min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach)
+        if not sep or not value or mode not in MODES or mode == "auto":
+            raise SplitError(f"cannot read the split {text!r}: use gap=SECONDS, every=SECONDS, times=FILE or auto")
+        attach = attach_trailing or 0.0
         if mode == "times":
             return cls(mode, times=read_times(Path(value)), times_file=value, min_packets=min_packets,
-                       min_bytes=min_bytes)
+                       min_bytes=min_bytes, attach_trailing=attach)
         try:
             seconds = float(value)
         except ValueError:
             raise SplitError(f"{mode}= needs a number of seconds, not {value!r}") from None
-        return cls(mode, seconds=seconds, min_packets=min_packets, min_bytes=min_bytes)
+        return cls(mode, seconds=seconds, min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach)
 
     def __str__(self) -> str:
+        if self.mode == "auto":
+            return "auto"
         return f"times={self.times_file}" if self.mode == "times" else f"{self.mode}={self.seconds:g}"
+
+    def settings(self) -> str:
+        """Every setting of the cut, in the CLI's words: ``gap=4.2 min-packets=8 min-bytes=23000 attach-trailing=16``."""
+        text = f"{self}"
+        if self.mode == "gap":
+            text = f"gap={self.seconds:.3g}"
+        text += f" min-packets={self.min_packets} min-bytes={self.min_bytes}"
+        if self.attach_trailing:
+            text += f" attach-trailing={self.attach_trailing:g}"
+        return text
 
 
 def read_times(path: Path) -> tuple[float, ...]:
@@ -339,12 +387,27 @@ class Segment:
 
 @dataclass
 class SplitResult:
-    """The requests found in one capture, and the bursts or windows set aside as keep-alives."""
+    """The requests found in one capture, and the bursts or windows set aside as keep-alives.
+
+    ``spec`` is the cut that gives them: for ``--split auto``, the gap and
+    keep-alive threshold chosen for this file (``asked`` is then the auto
+    spec, and ``why`` says how they were chosen). ``attached`` counts the short
+    bursts attached to the request before them.
+    """
 
     timeline: Timeline
     spec: SplitSpec
     segments: list[Segment]
     ignored: list[Segment]
+    attached: int = 0
+    asked: SplitSpec | None = None
+    why: str = ""
+    expect: int | None = None
+
+    @property
+    def choice(self) -> str:
+        """The settings that give this cut (``spec.settings()``), what the catalog keeps with each piece."""
+        return self.spec.settings()
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per request, for a table."""
@@ -356,20 +419,32 @@ class SplitResult:
             for i, s in enumerate(self.segments, 1)
         ]
 
+    def summary(self) -> dict[str, Any]:
+        """One line of a folder's table: requests found, settings chosen and why, expected."""
+        return {"file": str(self.timeline.path), "requests": len(self.segments), "expected": self.expect,
+                "set_aside": len(self.ignored), "attached": self.attached, "settings": self.choice,
+                "why": self.why}
+
 
 def _iso(ts_us: int) -> str:
     return datetime.fromtimestamp(ts_us / 1e6, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def find_segments(timeline: Timeline, spec: SplitSpec) -> SplitResult:
-    """Cut *timeline* into requests as *spec* says."""
+def find_segments(timeline: Timeline, spec: SplitSpec, *, expect: int | None = None) -> SplitResult:
+    """Cut *timeline* into requests as *spec* says (``auto``: as :func:`choose_cut` decides)."""
+    if spec.mode == "auto":
+        return choose_cut(timeline, spec, expect)
+    attached = 0
     if spec.mode == "gap":
         candidates = _bursts(timeline, round(spec.seconds * 1e6))
+        if spec.attach_trailing:
+            candidates, attached = attach_trailing(timeline, candidates, spec)
     else:
         candidates = [timeline.window(a, b) for a, b in _windows(timeline, spec)]
     kept = [s for s in candidates if s.big_enough(spec)]
     ignored = [s for s in candidates if not s.big_enough(spec)]
-    return SplitResult(timeline, spec, kept, ignored)
+    why = "as given" if spec.mode != "gap" or not attached else f"as given; {attached} trailing bursts attached"
+    return SplitResult(timeline, spec, kept, ignored, attached, why=why, expect=expect)
 
 
 def _bursts(timeline: Timeline, gap_us: int) -> list[Segment]:
@@ -381,6 +456,184 @@ def _bursts(timeline: Timeline, gap_us: int) -> list[Segment]:
     starts = np.concatenate(([0], breaks))
     ends = np.concatenate((breaks, [len(ts)])) - 1
     return [timeline.window(int(ts[a]), int(ts[b])) for a, b in zip(starts, ends)]
+
+
+def attach_trailing(timeline: Timeline, bursts: Sequence[Segment], spec: SplitSpec) -> tuple[list[Segment], int]:
+    """Attach each short burst that soon follows a request to that request; returns (bursts, attached).
+
+    A burst is attached to the burst before it that is a request candidate
+    (at least ``min_packets`` packets) when it starts at most
+    ``spec.attach_trailing`` seconds after that one's last packet, lasts at
+    most :data:`TRAILING_MAX_S` (from its first to its last packet bigger than a
+    keep-alive's), holds at least ``min_packets`` packets (so
+    not a keep-alive) and at most 1/:data:`TRAILING_RATIO` of the request's
+    bytes. This is the Echo's own upload 8 to 15 s after an answer; the
+    keep-alives in between become part of the request too. The rule does not
+    depend on ``min_bytes``, so a cut with the chosen threshold reproduces it.
+    """
+    window = round(spec.attach_trailing * 1e6)
+    out: list[Segment] = []
+    attached = 0
+    last: int | None = None  # index in out of the last request candidate
+    for b in bursts:
+        size = b.bytes_out + b.bytes_in
+        if b.packets < spec.min_packets:
+            out.append(b)
+            continue
+        if last is not None:
+            p = out[last]
+            if (b.start_us - p.end_us <= window and _data_span_us(timeline, b) <= TRAILING_MAX_S * 1e6
+                    and p.bytes_out + p.bytes_in >= TRAILING_RATIO * size):
+                merged = timeline.window(p.start_us, b.end_us)
+                del out[last:]  # keep-alives between them are inside the request now
+                out.append(merged)
+                attached += 1
+                continue
+        out.append(b)
+        last = len(out) - 1
+    return out, attached
+
+
+def _data_span_us(timeline: Timeline, seg: Segment) -> int:
+    """From the first to the last packet of *seg* bigger than a keep-alive (a keep-alive next to it does not count)."""
+    lo = int(np.searchsorted(timeline.ts_us, seg.start_us, "left"))
+    hi = int(np.searchsorted(timeline.ts_us, seg.end_us, "right"))
+    ts = timeline.ts_us[lo:hi][timeline.size[lo:hi] > KEEPALIVE_MAX_IP]
+    return int(ts[-1] - ts[0]) if len(ts) else 0
+
+
+# --------------------------------------------------------------------------- --split auto
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """One candidate gap: the cut it gives (before the keep-alive threshold) and how good it is."""
+
+    gap_us: int
+    bursts: tuple[Segment, ...]
+    attached: int
+    count: int  # requests with the threshold below
+    min_bytes: int  # keep-alive threshold for this gap
+    separation: float  # smallest request's bytes over the biggest set-aside burst's (inf: none set aside)
+
+
+def _quiet_times(timeline: Timeline) -> np.ndarray:
+    """The device's distinct quiet stretches (µs) between AUTO_MIN_GAP_S and AUTO_MAX_GAP_S, ascending."""
+    quiet = np.unique(np.diff(timeline.ts_us)) if len(timeline.ts_us) > 1 else np.array([], dtype=np.int64)
+    return quiet[(quiet >= AUTO_MIN_GAP_S * 1e6) & (quiet < AUTO_MAX_GAP_S * 1e6)]
+
+
+def _trial(timeline: Timeline, spec: SplitSpec, gap_us: int, expect: int | None) -> _Trial:
+    bursts = _bursts(timeline, gap_us)
+    attached = 0
+    if spec.attach_trailing:
+        bursts, attached = attach_trailing(timeline, bursts, spec)
+    sizes = sorted((b.bytes_out + b.bytes_in for b in bursts if b.packets >= spec.min_packets), reverse=True)
+    sizes = [x for x in sizes if x >= spec.min_bytes]
+    if expect is not None:
+        if len(sizes) < expect or expect < 1:
+            return _Trial(gap_us, tuple(bursts), attached, len(sizes), spec.min_bytes, 0.0)
+        low = sizes[expect - 1]
+        high = sizes[expect] if len(sizes) > expect else 0
+    else:  # the biggest drop between consecutive burst sizes, when it is clear
+        ratios = [(sizes[i] / max(sizes[i + 1], 1), i) for i in range(len(sizes) - 1)]
+        best = max(ratios, default=(0.0, -1))
+        if best[0] < 2 * AUTO_SEPARATION:
+            return _Trial(gap_us, tuple(bursts), attached, len(sizes), spec.min_bytes, float("inf"))
+        low, high = sizes[best[1]], sizes[best[1] + 1]
+    threshold = max(spec.min_bytes, int(round((low * max(high, 1)) ** 0.5)) if high else spec.min_bytes)
+    threshold = min(threshold, low)
+    count = sum(1 for x in sizes if x >= threshold)
+    return _Trial(gap_us, tuple(bursts), attached, count, threshold, low / high if high else float("inf"))
+
+
+def choose_cut(timeline: Timeline, spec: SplitSpec, expect: int | None = None) -> SplitResult:
+    """``--split auto``: the gap and keep-alive threshold for this file, and the cut they give.
+
+    Every quiet stretch of the device between :data:`AUTO_MIN_GAP_S` and
+    :data:`AUTO_MAX_GAP_S` is a candidate gap (a gap between two of them
+    gives the same cut). For each, the bursts are cut, short trailing bursts
+    attached (:func:`attach_trailing`), and the keep-alive threshold
+    (``min_bytes``) set between the bursts kept and those set aside: with
+    *expect* N, between the N-th biggest and the next one, and the candidate
+    counts only when the N-th holds :data:`AUTO_SEPARATION` times the bytes of
+    the next; without, at the biggest clear drop in size. Of the runs of
+    neighbouring candidate gaps that give the same count (N, with *expect*),
+    the widest (in ratio of its ends) wins, and the gap is the geometric
+    middle of that range: as far from the quiet inside requests as from the
+    quiet between them. The result's ``why`` says all of this in one line.
+    """
+    quiet = _quiet_times(timeline)
+    base = round(AUTO_MIN_GAP_S * 1e6)
+    gaps = [base] + [int(q) for q in quiet if q > base]
+    trials = [_trial(timeline, spec, g, expect) for g in gaps]
+
+    def good(t: _Trial) -> bool:
+        if expect is not None:
+            return t.count == expect and t.separation >= AUTO_SEPARATION
+        return t.count >= 1
+
+    # runs of neighbouring candidates with the same count; a run's gaps reach up to the next candidate
+    runs: list[tuple[int, int]] = []  # (first index, last index) into trials
+    i = 0
+    while i < len(trials):
+        if not good(trials[i]):
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(trials) and good(trials[j + 1]) and trials[j + 1].count == trials[i].count:
+            j += 1
+        runs.append((i, j))
+        i = j + 1
+    top = round(AUTO_MAX_GAP_S * 1e6)
+
+    def bounds(run: tuple[int, int]) -> tuple[int, int]:
+        lo = gaps[run[0]]
+        hi = gaps[run[1] + 1] if run[1] + 1 < len(gaps) else top
+        return lo, hi
+
+    def width(run: tuple[int, int]) -> tuple[float, float]:
+        lo, hi = bounds(run)
+        return (hi / max(lo, 1), min(t.separation for t in trials[run[0]:run[1] + 1]))
+
+    if not runs:
+        # nothing gives the count asked: report the cut closest to it, so the user sees what is there
+        best = min(range(len(trials)), key=lambda k: (abs(trials[k].count - (expect or 1)), -trials[k].separation))
+        chosen = _concrete(spec, trials[best].gap_us, trials[best].min_bytes)
+        result = find_segments(timeline, chosen, expect=expect)
+        counts = sorted({t.count for t in trials})
+        result.asked = spec
+        result.why = (f"no gap from {AUTO_MIN_GAP_S:g} to {AUTO_MAX_GAP_S:g} s gives {expect} well-separated "
+                      f"requests (the gaps tried give {', '.join(map(str, counts))}); closest: {chosen.settings()}")
+        return result
+    run = max(runs, key=width)
+    lo, hi = bounds(run)
+    middle = (lo * hi) ** 0.5
+    # a round gap when one lies in the range; its cut is the candidate's at or below it
+    result = None
+    for gap in (float(f"{middle / 1e6:.2g}"), float(f"{middle / 1e6:.3g}"), middle / 1e6):
+        gap_us = round(gap * 1e6)
+        if lo <= gap_us < hi:
+            pick = bisect_right(gaps, gap_us) - 1
+            chosen = _concrete(spec, gap_us, trials[pick].min_bytes)
+            result = find_segments(timeline, chosen, expect=expect)
+            break
+    assert result is not None
+    t = trials[pick]
+    aside = f"{t.min_bytes / t.separation / 1000:.1f} kB" if t.separation != float("inf") else "none"
+    counted = f"{expect} expected" if expect is not None else "the count that holds over the widest range of gaps"
+    result.asked = spec
+    result.why = (f"{len(result.segments)} requests ({counted}) for any gap from {lo / 1e6:.2f} to "
+                  f"{hi / 1e6:.2f} s: gap {result.spec.seconds:g} s in the middle; keep-alive threshold "
+                  f"{result.spec.min_bytes} bytes (smallest request {min(s.bytes_out + s.bytes_in for s in result.segments) / 1000:.1f} kB, "
+                  f"biggest burst set aside {aside}); {result.attached} trailing bursts attached "
+                  f"(within {spec.attach_trailing:g} s)")
+    return result
+
+
+def _concrete(spec: SplitSpec, gap_us: int, min_bytes: int) -> SplitSpec:
+    return SplitSpec("gap", gap_us / 1e6, min_packets=spec.min_packets, min_bytes=min_bytes,
+                     attach_trailing=spec.attach_trailing)
 
 
 def _windows(timeline: Timeline, spec: SplitSpec) -> list[tuple[int, int]]:
@@ -398,9 +651,10 @@ def _windows(timeline: Timeline, spec: SplitSpec) -> list[tuple[int, int]]:
     return list(zip(starts, ends))
 
 
-def split_capture(path: Path | str, spec: SplitSpec, device_ip: str | None = None) -> SplitResult:
-    """Find the requests of the capture at *path* (one read of the file)."""
-    return find_segments(load_timeline(path, device_ip), spec)
+def split_capture(path: Path | str, spec: SplitSpec, device_ip: str | None = None, *,
+                  expect: int | None = None) -> SplitResult:
+    """Find the requests of the capture at *path* (one read of the file); *expect* guides ``auto``."""
+    return find_segments(load_timeline(path, device_ip), spec, expect=expect)
 
 
 # --------------------------------------------------------------------------- writing the pieces
@@ -614,7 +868,7 @@ def plot_segments(result: SplitResult, out: Path, *, bin_s: float | None = None)
 
 
 __all__ = [
-    "DEFAULT_GAP_S", "DEFAULT_MIN_BYTES", "DEFAULT_MIN_PACKETS", "DeviceGuess", "Segment", "SplitError",
+    "DEFAULT_ATTACH_S", "DEFAULT_GAP_S", "DEFAULT_MIN_BYTES", "attach_trailing", "choose_cut", "DEFAULT_MIN_PACKETS", "DeviceGuess", "Segment", "SplitError",
     "SplitResult", "SplitSpec", "Timeline", "detect_device", "find_segments", "is_local", "load_timeline",
     "plot_segments", "raw_blocks", "read_times", "split_capture", "write_pieces",
 ]
