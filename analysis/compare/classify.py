@@ -177,8 +177,9 @@ def timeline_figure(predictions: Sequence[Prediction], *, classes: Sequence[str]
         base = [a + b for a, b in zip(base, values)]
     bottom.xaxis_date()
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
-    bottom.set_xlim(top.get_xlim()[0], max(top.get_xlim()[1], x[-1] + 1 / 24))
-    top.set_xlim(bottom.get_xlim())
+    span = (min(x[0], top.get_xlim()[0]), max(x[-1] + 1 / 24, top.get_xlim()[1]))
+    top.set_xlim(span)
+    bottom.set_xlim(span)
     bottom.set_ylabel("requests per hour")
     bottom.set_xlabel("time (UTC" + (f", household clock: capture played {speed:g}x faster)" if speed != 1 else ")"))
     bottom.legend(fontsize=8, ncols=min(len(order), 6), loc="upper left")

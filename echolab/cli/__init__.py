@@ -32,6 +32,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "analyze": ("echolab.cli.analyze", "app",
                 "Compare the study's six classifiers on the catalog's captures, and report."),
     "features": ("echolab.cli.features", "app", "Extract the study's feature sets (tcptrace, histogram, combined)."),
+    "classify": ("echolab.cli.classify", "app",
+                 "Classify each request of long captures, or live traffic, with a trained model file."),
     "collect": ("echolab.cli.collect", "collect_app",
                 "Collect labelled captures unattended until every class reaches its target."),
     "doctor": ("echolab.cli.collect", "doctor_app",
