@@ -24,6 +24,7 @@ import re
 import struct
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -36,6 +37,11 @@ _EPB = struct.Struct("<IIIII")
 _SHB, _IDB, _EPB_TYPE = 0x0A0D0D0A, 1, 6
 POLL_S = 0.05
 RING = (10_000, 20)  # 10 MB files, at most 20 of them
+DELAY_WINDOW = 200  # packets whose delay into the file is remembered
+MAX_DELAY_S = 2.0
+#: The least delay assumed: dumpcap (Wireshark 4.0) flushes its file every 500 ms and libpcap hands it
+#: packets every 250 ms, so a packet can reach the file 0.75 s after it was captured.
+ENGINE_DELAY_S = 0.75
 
 
 class WatchError(EcholabError):
@@ -143,15 +149,20 @@ class RequestWatcher:
         self.on_request = on_request or (lambda r: None)
         self._device = parse_addr(device_ip)
         self._headers: list[bytes] = []
+        self._now = 0.0
         self._ifaces: list[tuple[int, int, int]] = []
         self._stats = ReadStats()
         self._burst: _Burst | None = None
         self.requests: list[LiveRequest] = []
         self.set_aside = 0
         self.packets = 0
+        #: How late packets reach the file (the engine writes in batches): the largest of the recent
+        #: delays, so a quiet file is not taken for a quiet device.
+        self._delays: deque[float] = deque(maxlen=DELAY_WINDOW)
 
-    def feed(self, blocks: Sequence[tuple[int, bytes]]) -> None:
-        """Take blocks in file order (a new section restarts the interface list)."""
+    def feed(self, blocks: Sequence[tuple[int, bytes]], now: float | None = None) -> None:
+        """Take blocks in file order (a new section restarts the interface list), read at *now*."""
+        self._now = time.time() if now is None else now
         for btype, block in blocks:
             if btype == _SHB:
                 self._headers, self._ifaces = [block], []
@@ -172,6 +183,7 @@ class RequestWatcher:
             return
         self.packets += 1
         ts = pkt[T_TS]
+        self._delays.append(max(self._now - ts / 1e6, 0.0))
         if self._burst is not None and ts - self._burst.last_us > self.gap_us:
             self._close()
         if self._burst is None:
@@ -183,8 +195,13 @@ class RequestWatcher:
     def tick(self, now: float | None = None) -> None:
         """Close the current request when the device has been quiet for the gap (wall clock)."""
         now = time.time() if now is None else now
-        if self._burst is not None and now * 1e6 - self._burst.last_us > self.gap_us:
+        if self._burst is not None and now * 1e6 - self._burst.last_us > self.gap_us + self.delay_s * 1e6:
             self._close()
+
+    @property
+    def delay_s(self) -> float:
+        """How long after a packet it may still reach the file (at most :data:`MAX_DELAY_S`)."""
+        return min(max(max(self._delays, default=0.0), ENGINE_DELAY_S) + POLL_S, MAX_DELAY_S)
 
     def flush(self) -> None:
         """Close what is open (the watch is ending)."""
@@ -220,6 +237,7 @@ def watch_interface(interface: str, device_ip: str, predict: Callable[[Sequence[
                     *, gap_s: float = 1.0, min_packets: int = 8, min_bytes: int = 4096, prefix: Sequence[str] = (),
                     tool: str = "dumpcap", ring: tuple[int, int] = RING, folder: Path | str | None = None,
                     on_request: Callable[[LiveRequest], None] | None = None,
+                    on_start: Callable[[], None] | None = None,
                     should_stop: Callable[[], bool] = lambda: False) -> RequestWatcher:
     """Capture *interface* (only *device_ip*'s traffic) into a ring buffer and classify each request live.
 
@@ -236,6 +254,8 @@ def watch_interface(interface: str, device_ip: str, predict: Callable[[Sequence[
         cap = CaptureProcess.start(where / "live.pcapng", interface, f"host {device_ip}", prefix=prefix, tool=tool,
                                    ring=ring)
         follower = RingFollower(where, "live")
+        if on_start is not None:
+            on_start()
         try:
             while not should_stop():
                 if not cap.alive:

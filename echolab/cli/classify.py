@@ -117,11 +117,13 @@ def _live(trained: Any, interface: Optional[str], device_ip: Optional[str], spli
         sys.stdout.flush()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    typer.echo(f"Watching {interface} for {device_ip} (cut {spec.settings()}); Ctrl-C stops.", err=True)
+    def started() -> None:
+        typer.echo(f"Watching {interface} for {device_ip} (cut {spec.settings()}); Ctrl-C stops.", err=True)
+
     try:
         watcher = watch_interface(interface or "", device_ip, trained.predict, gap_s=spec.seconds,
                                   min_packets=spec.min_packets, min_bytes=spec.min_bytes, prefix=prefix,
-                                  on_request=show, should_stop=lambda: stop["now"])
+                                  on_request=show, on_start=started, should_stop=lambda: stop["now"])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
