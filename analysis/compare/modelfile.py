@@ -150,8 +150,6 @@ def train_model(source: Any, feature: str = "combined", model: str = DEFAULT_MOD
     scaler learn on all rows, the grid search scores each candidate by
     stratified *cv_folds*-fold accuracy and refits the best on all rows.
     """
-    import warnings as _w
-
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
@@ -180,8 +178,8 @@ def train_model(source: Any, feature: str = "combined", model: str = DEFAULT_MOD
     scaler = StandardScaler().fit(fm.X)
     X = scaler.transform(fm.X).astype(spec.dtype, copy=False)
     folds = list(StratifiedKFold(n_splits=cv_folds).split(X, src.y))
-    with _w.catch_warnings():
-        _w.simplefilter("ignore", ConvergenceWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # as a trial: the MLP may stop at max_iter
         search = grid_search(spec.build(random_state=seed), spec.param_grid(), X, src.y, folds)
     return TrainedModel(
         feature_set=fspec.set_name, feature_options=fspec.option_dict, extractor_version=EXTRACTOR_VERSION,
