@@ -37,25 +37,26 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from echolab.analysis.compare.runner import (  # noqa: E402
-    RunSettings,
-    build_matrix,
-    catalog_source,
-    run_analysis,
-    study_features,
-    synthetic_source,
-)
+from echolab.analysis.compare.matrices import build_matrix  # noqa: E402
+from echolab.analysis.compare.runner import run_analysis  # noqa: E402
+from echolab.analysis.compare.sources import catalog_source, synthetic_source  # noqa: E402
+from echolab.analysis.compare.specs import RunSettings, study_features  # noqa: E402
 from echolab.db.catalog import Catalog  # noqa: E402
 from echolab.labdir import LabDir  # noqa: E402
 
 FULL_TRIALS = 100
 
 
+def print_progress(task: str, done: int, total: int | None) -> None:
+    """The library's progress callback, as one line on stderr rewritten in place."""
+    sys.stderr.write(f"\r{task}: {done}/{total or '?'}" + ("\n" if done == total else ""))
+
+
 def load_source(lab: Path | None):
     if lab is None:
         return synthetic_source(130), "synthetic, shaped like the study (780 x 22/30/52)"
     with Catalog.open(LabDir.open(lab)) as cat:
-        return catalog_source(cat, progress=True), f"real features of {lab}"
+        return catalog_source(cat, progress=print_progress), f"real features of {lab}"
 
 
 def write_matrices(source, path: Path) -> dict[str, int]:
@@ -95,12 +96,11 @@ def run_echolab(source, trials: int, seed: int, jobs: int | None, tmp: Path) -> 
         load_before = load1()
         t0 = time.perf_counter()
         res = run_analysis(cat, source, RunSettings(trials=trials, seed=seed), name="bench", jobs=jobs,
-                           progress=sys.stderr.isatty())
+                           progress=print_progress if sys.stderr.isatty() else None)
         first = time.perf_counter() - t0
         res.run.summary["load"] = [load_before, load1()]
         t0 = time.perf_counter()
-        again = run_analysis(cat, source, RunSettings(trials=trials, seed=seed), name="bench-again", jobs=jobs,
-                             progress=False)
+        again = run_analysis(cat, source, RunSettings(trials=trials, seed=seed), name="bench-again", jobs=jobs)
         cached = time.perf_counter() - t0
         assert again.computed == 0, "the rerun should come from the cache"
         return res.run.summary, first, cached

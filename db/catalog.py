@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from echolab.captures.reader import CaptureError, summarize
 from echolab.db.files import place_file, sha256_file
-from echolab.db.models import (SCHEMA_REVISION, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device,
-                               Prompt, utcnow)
+from echolab.db.models import (SCHEMA_REVISION, AnalysisRun, Backend, Campaign, CampaignStatus, Capture,
+                               CaptureStatus, Device, Prompt, TrialResult, utcnow)
 from echolab.errors import EcholabError
 from echolab.labdir import LabDir
 
@@ -31,6 +31,10 @@ class CatalogError(EcholabError):
 
 class UnknownCaptureError(CatalogError):
     pass
+
+
+class UnknownRunError(CatalogError):
+    """No analysis run has the name or id asked for."""
 
 
 def _alembic_config() -> Any:
@@ -375,6 +379,84 @@ class Catalog:
     def abspath(self, capture: Capture) -> Path | None:
         return self.lab.root / capture.path if capture.path else None
 
+    # -- analysis runs and trial results ------------------------------------------------
+
+    def analysis_runs(self) -> list[AnalysisRun]:
+        """Every stored analysis run, newest first."""
+        stmt = select(AnalysisRun).order_by(AnalysisRun.created_at.desc(), AnalysisRun.id.desc())
+        return list(self.session.scalars(stmt))
+
+    def analysis_run(self, name_or_id: str | int, *, missing_ok: bool = False) -> AnalysisRun | None:
+        """The run called *name_or_id* (else the run with that id); :class:`UnknownRunError` when absent
+        (``None`` with *missing_ok*)."""
+        run = self.session.scalar(select(AnalysisRun).where(AnalysisRun.name == str(name_or_id)))
+        if run is None and str(name_or_id).isdigit():
+            run = self.session.get(AnalysisRun, int(name_or_id))
+        if run is None and not missing_ok:
+            raise UnknownRunError(f"no analysis run {str(name_or_id)!r}")
+        return run
+
+    def start_analysis_run(self, name: str, *, settings: dict[str, Any], fingerprint: str,
+                           capture_ids: Sequence[int], versions: dict[str, str]) -> AnalysisRun:
+        """Record the run called *name* as running with these settings (created, or updated to resume it)."""
+        with self.transaction() as s:
+            run = s.scalar(select(AnalysisRun).where(AnalysisRun.name == name))
+            if run is None:
+                run = AnalysisRun(name=name)
+                s.add(run)
+            run.settings = settings
+            run.fingerprint = fingerprint
+            run.capture_ids = list(capture_ids)
+            run.versions = versions
+            run.status = "running"
+            run.finished_at = None
+        return run
+
+    def finish_analysis_run(self, run: AnalysisRun, status: str, summary: dict[str, Any] | None = None) -> None:
+        """Set *run*'s status ("done" stores *summary* and the finishing time; "interrupted", "failed")."""
+        with self.transaction():
+            if summary is not None:
+                run.summary = summary
+            run.status = status
+            if status == "done":
+                run.finished_at = utcnow()
+
+    def set_report_dir(self, run: AnalysisRun, folder: Path) -> None:
+        """Remember where *run*'s report was written (a folder inside the lab)."""
+        relative = self.lab.relative(folder)
+        if run.report_dir != relative:
+            with self.transaction():
+                run.report_dir = relative
+
+    def stored_trial_keys(self, keys: Sequence[str]) -> set[str]:
+        """Those of *keys* that name a stored trial result."""
+        found: set[str] = set()
+        for chunk in _chunks(keys):
+            found.update(self.session.scalars(select(TrialResult.key).where(TrialResult.key.in_(chunk))))
+        return found
+
+    def trial_results(self, keys: Sequence[str]) -> dict[str, TrialResult]:
+        """The stored trial results of *keys*, by key (absent keys are left out)."""
+        rows: dict[str, TrialResult] = {}
+        for chunk in _chunks(keys):
+            for row in self.session.scalars(select(TrialResult).where(TrialResult.key.in_(chunk))):
+                rows[row.key] = row
+        return rows
+
+    def add_trial_results(self, results: Sequence[TrialResult]) -> int:
+        """Store *results* in one transaction, skipping keys already stored; return how many were added."""
+        known = self.stored_trial_keys([r.key for r in results])
+        new = [r for r in results if r.key not in known]
+        with self.transaction() as s:
+            s.add_all(new)
+        return len(new)
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    """*items* in slices small enough for one ``IN (...)`` clause."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
 
 def _is_pcapng(path: Path) -> bool:
     with open(path, "rb") as fh:
@@ -386,4 +468,4 @@ def open_catalog(lab: LabDir) -> Catalog:
     return Catalog.open(lab)
 
 
-__all__ = ["Catalog", "CatalogError", "CaptureError", "UnknownCaptureError", "open_catalog"]
+__all__ = ["Catalog", "CatalogError", "CaptureError", "UnknownCaptureError", "UnknownRunError", "open_catalog"]

@@ -14,12 +14,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from rich.console import Console
-from rich.rule import Rule
+from typing import TYPE_CHECKING
 
 from echolab.labdir import LabDir
+from echolab.progress import ProgressCallback
 from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from echolab.db.models import AnalysisRun
 
 DEMO_SIM_PREFIX = "echolab-demo"
 QUICK_TRIALS = 5
@@ -38,17 +42,31 @@ class DemoSettings:
 @dataclass
 class DemoResult:
     campaign: str
-    run_name: str
+    run: "AnalysisRun"  # the comparison's stored run (its summary holds the accuracy table)
     report: Path
     backend: str
     seconds: dict[str, float]
 
+    @property
+    def run_name(self) -> str:
+        return self.run.name
 
-def run_demo(lab: LabDir, settings: DemoSettings, console: Console | None = None) -> DemoResult:
-    """Run every step of the demo on *lab*; see the module docstring."""
-    from echolab.analysis.features.store import build_features
+
+def run_demo(lab: LabDir, settings: DemoSettings, console: Console | None = None, *,
+             progress: ProgressCallback | None = None) -> DemoResult:
+    """Run every step of the demo on *lab*; see the module docstring.
+
+    *console* shows the steps and the collection's live view; *progress* is
+    called by the speech, feature and comparison steps (``echolab.progress``).
+    """
+    from rich.console import Console
+    from rich.rule import Rule
+
     from echolab.analysis.compare.report import write_report
-    from echolab.analysis.compare.runner import RunSettings, catalog_source, run_analysis
+    from echolab.analysis.compare.runner import run_analysis
+    from echolab.analysis.compare.sources import catalog_source
+    from echolab.analysis.compare.specs import RunSettings
+    from echolab.analysis.features.store import build_features
     from echolab.collector.campaign import CollectSettings
     from echolab.collector.run import collect
     from echolab.collector.sim import NamespaceUnavailable, SimLab, down
@@ -78,7 +96,7 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Console | None = None
     seconds["lab"] = time.perf_counter() - t
     try:
         t = step(2, "Prompts: offline speech (espeak-ng)")
-        synth = synthesize_lab(lab, "espeak", list(STUDY_CLASSES))
+        synth = synthesize_lab(lab, "espeak", list(STUDY_CLASSES), progress=progress)
         console.print(f"{synth.synthesized} prompts synthesized, {synth.cached} already in the cache")
         seconds["speech"] = time.perf_counter() - t
 
@@ -101,26 +119,21 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Console | None = None
 
     with Catalog.open(lab) as catalog:
         t = step(4, "Features: tcptrace, histogram, combined")
-        built = build_features(catalog, progress=True)
+        built = build_features(catalog, progress=progress)
         console.print(f"{built.extracted} captures read, {built.cached} from the feature cache, "
                       f"{built.failed} unusable")
         seconds["features"] = time.perf_counter() - t
 
         t = step(5, f"Classifier comparison: 3 feature sets x 6 models x {settings.trials} trials")
         run_name = f"demo-{settings.per_class}x{settings.trials}-seed{settings.seed}"
-        result = run_analysis(catalog, catalog_source(catalog), RunSettings(trials=settings.trials, seed=settings.seed),
-                              name=run_name, jobs=settings.jobs)
+        result = run_analysis(catalog, catalog_source(catalog, progress=progress),
+                              RunSettings(trials=settings.trials, seed=settings.seed), name=run_name,
+                              jobs=settings.jobs, progress=progress)
         console.print(f"{result.computed} trials computed, {result.cached} from the cache, {result.seconds:.0f} s")
         seconds["analysis"] = time.perf_counter() - t
 
         t = step(6, "Report")
         report = write_report(result.run, lab.reports_dir / result.name)
-        with catalog.transaction():
-            result.run.report_dir = lab.relative(report.parent)
-        from echolab.cli.analyze import accuracy_table
-
-        console.print(accuracy_table(result.run))
+        catalog.set_report_dir(result.run, report.parent)
         seconds["report"] = time.perf_counter() - t
-    console.print(f"\nReport: {report}\nMarkdown summary: {report.parent / 'summary.md'}\n"
-                  "Accuracies measured on the simulated lab say nothing about a real Echo (docs/simulation.md).")
-    return DemoResult(collected.campaign, result.name, report, backend, seconds)
+    return DemoResult(collected.campaign, result.run, report, backend, seconds)

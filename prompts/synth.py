@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from echolab.labdir import LabDir
+from echolab.progress import ProgressCallback, notify
 from echolab.prompts.audio import AudioClip
 from echolab.prompts.cache import AudioCache
 from echolab.prompts.errors import SpeechError, SpeechUnavailableError
@@ -75,9 +74,12 @@ def synthesize_texts(
     texts: Iterable[str],
     *,
     workers: int = DEFAULT_WORKERS,
-    show_progress: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> SynthReport:
     """Make sure every distinct text of *texts* is in *cache*.
+
+    *progress* is called as ``progress("speech (ENGINE VOICE)", done, total)``
+    as prompts are made or found in the cache (``echolab.progress``).
 
     A prompt the engine cannot say (a missing recording) is recorded in
     ``failed`` and the others go on; an engine that cannot run at all
@@ -87,11 +89,10 @@ def synthesize_texts(
     unique = list(dict.fromkeys(texts))
     report = SynthReport(engine.name, engine.voice)
     start = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not show_progress, transient=False) as progress, ThreadPoolExecutor(
-        max(1, workers)
-    ) as pool:
-        task = progress.add_task(f"speech ({engine.name} {engine.voice})", total=len(unique))
+    task = f"speech ({engine.name} {engine.voice})"
+    finished = 0
+    notify(progress, task, finished, len(unique))
+    with ThreadPoolExecutor(max(1, workers)) as pool:
         futures: dict[Future[tuple[AudioClip, bool]], str] = {
             pool.submit(cache.ensure, engine, text): text for text in unique
         }
@@ -114,7 +115,8 @@ def synthesize_texts(
                         report.synthesized += 1
                     else:
                         report.cached += 1
-                progress.advance(task)
+                finished += 1
+                notify(progress, task, finished, len(unique))
     report.seconds = time.perf_counter() - start
     return report
 
@@ -126,16 +128,17 @@ def synthesize_lab(
     *,
     wake_word: str | None = None,
     workers: int = DEFAULT_WORKERS,
-    show_progress: bool = True,
+    progress: ProgressCallback | None = None,
     **engine_options: Any,
 ) -> SynthReport:
     """Fill the lab's audio cache with every prompt of *classes*.
 
     *engine* is a name (options from the lab settings and *engine_options*)
-    or a ready engine. *classes* defaults to every available class.
+    or a ready engine. *classes* defaults to every available class. *progress*
+    as in :func:`synthesize_texts`.
     """
     prompts = load_prompts(lab, classes, wake_word)
     if not isinstance(engine, SpeechEngine):
         engine = engine_for_lab(lab, engine, **engine_options)
     texts = [p.text for plist in prompts.values() for p in plist]
-    return synthesize_texts(AudioCache.for_lab(lab), engine, texts, workers=workers, show_progress=show_progress)
+    return synthesize_texts(AudioCache.for_lab(lab), engine, texts, workers=workers, progress=progress)

@@ -11,10 +11,11 @@ from scipy import stats as sps
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from echolab.analysis.compare import runner
 from echolab.analysis.compare.grids import DEFAULT_GRIDS, STUDY_MODELS, GridError, load_grids, select_models
 from echolab.analysis.compare.trials import ProtocolError, campaign_splits, random_splits
-from echolab.analysis.compare.runner import AnalysisInterrupted, FeatureSpec, RunSettings, run_analysis, synthetic_source
+from echolab.analysis.compare.runner import AnalysisInterrupted, run_analysis
+from echolab.analysis.compare.sources import DataSource, synthetic_source
+from echolab.analysis.compare.specs import AnalysisError, FeatureSpec, RunSettings
 from echolab.analysis.compare.stats import paired_test
 from echolab.db.catalog import Catalog
 from echolab.db.models import AnalysisRun, TrialResult
@@ -66,7 +67,7 @@ def cat(sqlite_lab: LabDir):
 
 
 @pytest.fixture(scope="module")
-def source() -> runner.DataSource:
+def source() -> DataSource:
     return synthetic_source(10, campaigns=3, seed=1)
 
 
@@ -115,7 +116,7 @@ def test_feature_spec_parsing() -> None:
     assert spec == FeatureSpec.of("histogram", bins=25, include_acks=True)
     assert spec.key == "histogram[bins=25,include_acks=true]"
     assert FeatureSpec.parse("tcptrace").key == "tcptrace"
-    with pytest.raises(runner.AnalysisError, match="not KEY=VALUE"):
+    with pytest.raises(AnalysisError, match="not KEY=VALUE"):
         FeatureSpec.parse("histogram:bins")
 
 
@@ -163,38 +164,38 @@ def test_paired_test_matches_scipy() -> None:
 
 
 def test_same_seed_same_numbers_in_process_and_in_parallel(cat: Catalog, source, grids: Path, tmp_path: Path) -> None:
-    first = run_analysis(cat, source, _settings(grids), name="a", jobs=1, progress=False)
+    first = run_analysis(cat, source, _settings(grids), name="a", jobs=1)
     assert first.computed == 3 * 2 * 3 and first.cached == 0
     with Catalog.open(LabDir.open(tmp_path / "other", create=True)) as other:
-        again = run_analysis(other, source, _settings(grids), name="b", jobs=2, progress=False)
+        again = run_analysis(other, source, _settings(grids), name="b", jobs=2)
         assert again.computed == 18
         assert _accuracies(again.run) == _accuracies(first.run)
         # The row order the data comes in does not matter: the source is put in canonical order.
-        shuffled = runner.DataSource(source.records[::-1], source.y[::-1], source.groups[::-1],
+        shuffled = DataSource(source.records[::-1], source.y[::-1], source.groups[::-1],
                                      source.sha256s[::-1], source.capture_ids[::-1], source.make_transformer)
-        reordered = run_analysis(other, shuffled, _settings(grids), name="c", jobs=1, progress=False)
+        reordered = run_analysis(other, shuffled, _settings(grids), name="c", jobs=1)
         assert reordered.computed == 0 and _accuracies(reordered.run) == _accuracies(first.run)
-    other_seed = run_analysis(cat, source, _settings(grids, seed=8), name="d", jobs=1, progress=False)
+    other_seed = run_analysis(cat, source, _settings(grids, seed=8), name="d", jobs=1)
     assert other_seed.computed == 18
     assert _accuracies(other_seed.run) != _accuracies(first.run)
 
 
 def test_cache_reuses_trials_and_adding_a_model_runs_only_it(cat: Catalog, source, grids: Path) -> None:
-    run_analysis(cat, source, _settings(grids), name="base", jobs=1, progress=False)
-    again = run_analysis(cat, source, _settings(grids), name="base", jobs=1, progress=False)
+    run_analysis(cat, source, _settings(grids), name="base", jobs=1)
+    again = run_analysis(cat, source, _settings(grids), name="base", jobs=1)
     assert (again.computed, again.cached) == (0, 18)
     more = run_analysis(cat, source, _settings(grids, models=("decision_tree", "knn", "mlp")), name="more",
-                        jobs=1, progress=False)
+                        jobs=1)
     assert (more.computed, more.cached) == (9, 18)
     assert cat.session.scalar(select(func.count()).select_from(TrialResult)) == 27
     mlp = more.run.summary["cells"]["tcptrace"]["mlp"]
     assert mlp["convergence_warnings"] > 0  # max_iter = 5 never converges: counted, not printed
     # Changing one model's grid recomputes that model only.
     grids.write_text(TINY_GRIDS.replace("n_neighbors = [1, 3]", "n_neighbors = [1, 5]"))
-    changed = run_analysis(cat, source, _settings(grids), name="changed", jobs=1, progress=False)
+    changed = run_analysis(cat, source, _settings(grids), name="changed", jobs=1)
     assert (changed.computed, changed.cached) == (9, 9)
     # One more trial computes only the new trial.
-    longer = run_analysis(cat, source, _settings(grids, trials=4), name="longer", jobs=1, progress=False)
+    longer = run_analysis(cat, source, _settings(grids, trials=4), name="longer", jobs=1)
     assert (longer.computed, longer.cached) == (6, 18)
 
 
@@ -207,39 +208,38 @@ def test_interrupted_run_keeps_finished_trials_and_resumes(cat: Catalog, source,
             raise KeyboardInterrupt
 
     with pytest.raises(AnalysisInterrupted, match=r"interrupted after 4 of 18 trials; .* rerun the same command"):
-        run_analysis(cat, source, _settings(grids), name="r", jobs=1, progress=False, on_trial=stop_after_four,
+        run_analysis(cat, source, _settings(grids), name="r", jobs=1, on_trial=stop_after_four,
                      commit_every=100)
     run = cat.session.scalar(select(AnalysisRun).where(AnalysisRun.name == "r"))
     assert run.status == "interrupted"
     stored = set(cat.session.scalars(select(TrialResult.key)))
     assert stored == set(seen)
-    resumed = run_analysis(cat, source, _settings(grids), name="r", jobs=1, progress=False)
+    resumed = run_analysis(cat, source, _settings(grids), name="r", jobs=1)
     assert (resumed.computed, resumed.cached) == (14, 4)
     assert resumed.run.status == "done" and resumed.run.id == run.id
 
 
 def test_split_by_campaign_tests_on_each_held_out_campaign(cat: Catalog, source, grids: Path) -> None:
-    res = run_analysis(cat, source, _settings(grids, split_by="campaign"), name="camp", jobs=1, progress=False)
+    res = run_analysis(cat, source, _settings(grids, split_by="campaign"), name="camp", jobs=1)
     cell = res.run.summary["cells"]["combined"]["knn"]
     assert cell["n"] == 3 and cell["test_groups"] == ["synthetic-1", "synthetic-2", "synthetic-3"]
     assert res.run.summary["tests"]["test_fraction"] is None
     single = synthetic_source(10, campaigns=1)
     with pytest.raises(ProtocolError, match="needs captures from at least 2 campaigns"):
-        run_analysis(cat, single, _settings(grids, split_by="campaign"), name="one", jobs=1, progress=False)
+        run_analysis(cat, single, _settings(grids, split_by="campaign"), name="one", jobs=1)
 
 
 def test_features_fit_per_trial_on_training_part(cat: Catalog, source, grids: Path) -> None:
     """The synthetic transformer learns nothing, so fitting it per trial must give the same numbers."""
-    whole = run_analysis(cat, source, _settings(grids), name="all", jobs=1, progress=False)
-    per_trial = run_analysis(cat, source, _settings(grids, fit_features_on="train"), name="train", jobs=1,
-                             progress=False)
+    whole = run_analysis(cat, source, _settings(grids), name="all", jobs=1)
+    per_trial = run_analysis(cat, source, _settings(grids, fit_features_on="train"), name="train", jobs=1)
     assert per_trial.computed == 18  # a different configuration, so not taken from the cache
     assert _accuracies(per_trial.run) == _accuracies(whole.run)
 
 
 def test_summary_holds_what_the_study_reports(cat: Catalog, source, grids: Path) -> None:
     res = run_analysis(cat, source, _settings(grids, models=("decision_tree", "random_forest")), name="s",
-                       jobs=1, progress=False)
+                       jobs=1)
     s = res.run.summary
     assert s["classes"][:2] == ["information", "quotes"] and s["n_captures"] == 60
     assert s["campaigns"] == {"synthetic-1": 20, "synthetic-2": 20, "synthetic-3": 20}
@@ -277,3 +277,59 @@ def test_cli_run_ls_show_report(sqlite_lab: LabDir, grids: Path) -> None:
     assert "Error: no analysis run 'nope'; 'echolab analyze ls' lists them" in missing.output
     bad = cli.invoke(app, [*base, "run", "--synthetic", "8", "-m", "forest", "--grids", str(grids)])
     assert bad.exit_code == 1 and "Error: unknown model(s) forest" in bad.output
+
+
+# -- an unchanged rerun, progress, the catalog's run queries ------------------------------------
+
+
+def test_unchanged_rerun_leaves_the_stored_run_as_it_was(cat: Catalog, source, grids: Path) -> None:
+    first = run_analysis(cat, source, _settings(grids), name="same", jobs=1)
+    summary, finished = json.dumps(first.run.summary), first.run.finished_at
+    again = run_analysis(cat, source, _settings(grids), name="same", jobs=1)
+    assert (again.computed, again.cached) == (0, 18) and again.run.id == first.run.id
+    cat.session.expire_all()
+    stored = cat.analysis_run("same")
+    assert json.dumps(stored.summary) == summary and stored.summary["timing"]["computed"] == 18
+    assert stored.finished_at.replace(tzinfo=None) == finished.replace(tzinfo=None)
+    # Other settings under the same name are a change: the run is recorded again, from the cache.
+    fewer = run_analysis(cat, source, _settings(grids, models=("knn",)), name="same", jobs=1)
+    assert (fewer.computed, fewer.cached) == (0, 9)
+    assert fewer.run.summary["timing"]["cached"] == 9 and [m["name"] for m in fewer.run.summary["models"]] == ["knn"]
+
+
+def test_progress_is_an_opt_in_callback(cat: Catalog, source, grids: Path, capsys) -> None:
+    calls = []
+    run_analysis(cat, source, _settings(grids, models=("knn",), trials=2), name="p", jobs=1,
+                 progress=lambda task, done, total: calls.append((task, done, total)))
+    assert calls[0] == ("trials", 0, 6) and calls[-1] == ("trials", 6, 6) and len(calls) == 7
+    run_analysis(cat, source, _settings(grids, models=("decision_tree",), trials=2), name="q", jobs=1)
+    assert capsys.readouterr() == ("", "")  # without a callback the library draws nothing
+
+
+def test_catalog_lists_and_finds_runs(cat: Catalog, source, grids: Path) -> None:
+    from echolab.db.catalog import UnknownRunError
+
+    older = run_analysis(cat, source, _settings(grids, models=("knn",), trials=2), name="older", jobs=1)
+    newer = run_analysis(cat, source, _settings(grids, models=("knn",), trials=2, seed=3), name="newer", jobs=1)
+    assert [r.name for r in cat.analysis_runs()] == ["newer", "older"]
+    assert cat.analysis_run(str(older.run.id)).name == "older" and cat.analysis_run("newer") is newer.run
+    assert cat.analysis_run("nope", missing_ok=True) is None
+    with pytest.raises(UnknownRunError, match=r"^no analysis run 'nope'$"):
+        cat.analysis_run("nope")
+
+
+def test_library_modules_import_no_cli_and_draw_no_plots_on_import() -> None:
+    """Library code imports neither the CLI nor typer/rich; the report imports matplotlib only to draw."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import echolab.analysis.compare.runner, echolab.analysis.compare.report, echolab.analysis.features.store\n"
+        "import echolab.prompts.synth, echolab.demo\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'matplotlib', 'jinja2')\n"
+        "             or m.startswith('echolab.cli'))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

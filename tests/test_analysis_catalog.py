@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from echolab.analysis.compare.runner import FeatureSpec, RunSettings, catalog_source, run_analysis
+from echolab.analysis.compare.runner import run_analysis
+from echolab.analysis.compare.sources import catalog_source
+from echolab.analysis.compare.specs import FeatureSpec, RunSettings
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
@@ -42,12 +44,12 @@ def test_analysis_of_catalog_captures(sqlite_lab: LabDir, tmp_path: Path) -> Non
     with Catalog.open(sqlite_lab) as cat:
         for c in (1, 2):
             _import_campaign(cat, tmp_path / f"c{c}", c, 3)
-        source = catalog_source(cat, progress=False)
+        source = catalog_source(cat)
         assert len(source.y) == 36 and sorted(set(source.groups)) == ["sim-1", "sim-2"]
         features = (FeatureSpec.of("tcptrace"), FeatureSpec.of("histogram", bins=15, include_acks=False),
                     FeatureSpec.of("histogram", bins=5, include_acks=True), FeatureSpec.of("size_hist"))
         settings = RunSettings(features=features, trials=2, grids_path=str(grids))
-        res = run_analysis(cat, source, settings, name="real", jobs=1, progress=False)
+        res = run_analysis(cat, source, settings, name="real", jobs=1)
         s = res.run.summary
         # histogram:bins=15,include_acks=false is the plain histogram set: one feature set, not two.
         assert [f["key"] for f in s["features"]] == ["tcptrace", "histogram", "histogram[bins=5,include_acks=true]",
@@ -58,5 +60,5 @@ def test_analysis_of_catalog_captures(sqlite_lab: LabDir, tmp_path: Path) -> Non
         assert s["features"][3]["n_features"] == 15
         assert sorted(res.run.capture_ids) == sorted(c.id for c in cat.captures())
         by_campaign = run_analysis(cat, source, RunSettings(features=features[:1], split_by="campaign",
-                                   grids_path=str(grids)), name="loco", jobs=1, progress=False)
+                                   grids_path=str(grids)), name="loco", jobs=1)
         assert by_campaign.run.summary["cells"]["tcptrace"]["knn"]["test_groups"] == ["sim-1", "sim-2"]

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from echolab.analysis.compare.runner import RunSettings, run_analysis, synthetic_source
+from echolab.analysis.compare.runner import run_analysis
+from echolab.analysis.compare.sources import synthetic_source
+from echolab.analysis.compare.specs import RunSettings
 from echolab.db.catalog import Catalog
 from echolab.labdir import LabDir
 
@@ -29,10 +31,10 @@ def test_dask_cluster_run_matches_local_run(sqlite_lab: LabDir, tmp_path: Path) 
     source = synthetic_source(10, seed=2)
     settings = RunSettings(trials=3, seed=5, grids_path=str(grids))
     with Catalog.open(sqlite_lab) as cat:
-        local = run_analysis(cat, source, settings, name="local", jobs=1, progress=False)
+        local = run_analysis(cat, source, settings, name="local", jobs=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
         with Catalog.open(LabDir.open(tmp_path / "lab2", create=True)) as cat2:
-            remote = run_analysis(cat2, source, settings, name="dask", cluster=lc.scheduler_address, progress=False)
+            remote = run_analysis(cat2, source, settings, name="dask", cluster=lc.scheduler_address)
             assert remote.computed == 18
             assert remote.run.settings["cluster"] == lc.scheduler_address
             assert "distributed" in remote.run.versions
@@ -41,5 +43,5 @@ def test_dask_cluster_run_matches_local_run(sqlite_lab: LabDir, tmp_path: Path) 
                     assert remote.run.summary["cells"][fkey][model]["accuracies"] == cell["accuracies"]
             # A Client object works too, and the cache still applies.
             with distributed.Client(lc) as client:
-                again = run_analysis(cat2, source, settings, name="dask", cluster=client, progress=False)
+                again = run_analysis(cat2, source, settings, name="dask", cluster=client)
                 assert again.computed == 0

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from echolab.analysis.compare.report import ReportError, study_results, write_report
-from echolab.analysis.compare.runner import FeatureSpec, RunSettings, run_analysis, study_features, synthetic_source
+from echolab.analysis.compare.runner import run_analysis
+from echolab.analysis.compare.sources import synthetic_source
+from echolab.analysis.compare.specs import FeatureSpec, RunSettings, study_features
 from echolab.db.catalog import Catalog
 from echolab.db.models import AnalysisRun
 from echolab.labdir import LabDir
@@ -39,7 +41,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Analysis
                                    FeatureSpec.of("histogram", bins=5, include_acks=False))
     with Catalog.open(LabDir.open(root / "lab", create=True)) as cat:
         res = run_analysis(cat, synthetic_source(8, campaigns=2), RunSettings(features=features, trials=2,
-                           grids_path=str(grids)), name="rep", jobs=1, progress=False)
+                           grids_path=str(grids)), name="rep", jobs=1)
         out = write_report(res.run, cat.lab.reports_dir / "rep")
         return out.parent, res.run
 
@@ -84,3 +86,44 @@ def test_index_html_embeds_plots_and_tables(report_dir) -> None:
 def test_report_refuses_a_run_without_results() -> None:
     with pytest.raises(ReportError, match="has no results yet"):
         write_report(AnalysisRun(name="x", status="running"), Path("/nonexistent"))
+
+
+def test_report_is_written_again_only_when_something_changed(report_dir) -> None:
+    folder, run = report_dir
+    page = folder / "index.html"
+    before = page.stat().st_mtime_ns
+    assert write_report(run, folder) == page and page.stat().st_mtime_ns == before  # unchanged: left alone
+    (folder / "accuracy.png").unlink()
+    write_report(run, folder)  # a missing plot: written again
+    assert (folder / "accuracy.png").is_file() and page.stat().st_mtime_ns > before
+    again = page.stat().st_mtime_ns
+    write_report(run, folder, force=True)
+    assert page.stat().st_mtime_ns > again
+    forced = page.stat().st_mtime_ns
+    run.summary = {**run.summary, "n_captures": run.summary["n_captures"] + 1}  # the stored run changed
+    write_report(run, folder)
+    assert page.stat().st_mtime_ns > forced
+
+
+def test_plots_leave_matplotlib_state_alone(report_dir, tmp_path: Path) -> None:
+    """Writing a report neither imports pyplot nor switches the backend a notebook chose."""
+    import os
+    import subprocess
+    import sys
+
+    folder, _ = report_dir
+    code = (
+        "import json, sys\n"
+        "import matplotlib\n"
+        "from echolab.analysis.compare.report import write_report\n"
+        "from echolab.db.models import AnalysisRun\n"
+        f"d = json.load(open({str(folder / 'summary.json')!r}))\n"
+        "run = AnalysisRun(name=d['name'], status='done', settings=d['settings'], versions=d['versions'],\n"
+        "                  fingerprint=d['fingerprint'], summary=d['summary'])\n"
+        f"write_report(run, {str(tmp_path / 'again')!r})\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "MPLBACKEND": "svg"})
+    assert out.stdout.split() == ["svg", "False"], out.stdout + out.stderr
+    assert (tmp_path / "again" / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

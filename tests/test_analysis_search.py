@@ -20,7 +20,7 @@ from sklearn.tree import DecisionTreeClassifier
 from echolab.analysis.compare import fastfit
 from echolab.analysis.compare.fastfit import feature_count
 from echolab.analysis.compare.grids import GridError, load_grids
-from echolab.analysis.compare.runner import synthetic_source
+from echolab.analysis.compare.sources import synthetic_source
 from echolab.analysis.compare.search import grid_search, model_identity
 
 CASES = [

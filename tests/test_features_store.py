@@ -54,7 +54,7 @@ def filled_lab(sqlite_lab: LabDir, tmp_path: Path) -> LabDir:
 
 def test_build_caches_records_and_errors_in_the_catalog(filled_lab: LabDir) -> None:
     with open_catalog(filled_lab) as cat:
-        report = build_features(cat, progress=False, n_jobs=2)
+        report = build_features(cat, n_jobs=2)
         assert len(report.records) == 12 and report.extracted == 14 and report.cached == 0
         assert len(report.errors) == 2
         reasons = " | ".join(report.errors.values())
@@ -62,17 +62,17 @@ def test_build_caches_records_and_errors_in_the_catalog(filled_lab: LabDir) -> N
         rows = list(cat.session.scalars(select(FeatureRow)))
         assert len(rows) == 14 and {r.extractor_version for r in rows} == {EXTRACTOR_VERSION}
         assert sum(r.error is not None for r in rows) == 2 and all(r.device_ip == DEVICE for r in rows)
-        again = build_features(cat, progress=False)
+        again = build_features(cat)
         assert again.extracted == 0 and again.cached == 14 and again.records.keys() == report.records.keys()
         assert [again.records[k].tcptrace for k in sorted(again.records)] == \
                [report.records[k].tcptrace for k in sorted(report.records)]
-        other_ip = build_features(cat, progress=False, device_ip="52.94.1.10", n_jobs=1)
+        other_ip = build_features(cat, device_ip="52.94.1.10", n_jobs=1)
         assert other_ip.extracted == 14  # another device IP is another cache key
 
 
 def test_load_dataset_for_the_analysis(filled_lab: LabDir) -> None:
     with open_catalog(filled_lab) as cat:
-        data = load_dataset(cat, progress=False)
+        data = load_dataset(cat)
         caps = {c.id: c for c in cat.captures()}
     assert len(data) == 12 and len(data.skipped) == 2
     assert data.y.dtype.kind == "U" and sorted(set(data.y)) == sorted(LABELS)
@@ -87,8 +87,8 @@ def test_device_ip_is_required(sqlite_lab: LabDir, tmp_path: Path) -> None:
         camp = cat.create_campaign("nodev", backend="synthetic")
         cat.add_capture(camp, "weather", synthetic_session(tmp_path / "a.pcap"))
         with pytest.raises(FeatureError, match="no device IP; pass --device-ip"):
-            build_features(cat, progress=False)
-        assert len(build_features(cat, progress=False, device_ip=DEVICE).records) == 1
+            build_features(cat)
+        assert len(build_features(cat, device_ip=DEVICE).records) == 1
 
 
 def test_cli_build_export_inspect(filled_lab: LabDir, tmp_path: Path) -> None:

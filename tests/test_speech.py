@@ -138,7 +138,7 @@ def test_recorded_manifest_and_missing_recordings(tmp_path: Path) -> None:
     with pytest.raises(SpeechError, match=r"no recording of 'Alexa, give me a quote\.' in .*: expected alexa-give-me-a-quote\.wav"):
         engine.recording(TEXTS[2])
     assert manifest_rows([TEXTS[2], TEXTS[2]]) == [{"text": TEXTS[2], "file": "alexa-give-me-a-quote.wav"}]
-    report = synthesize_texts(AudioCache(tmp_path / "audio"), engine, TEXTS, show_progress=False)
+    report = synthesize_texts(AudioCache(tmp_path / "audio"), engine, TEXTS)
     assert (report.synthesized, report.cached, sorted(report.failed)) == (1, 0, sorted([TEXTS[0], TEXTS[2]]))
     with pytest.raises(SpeechUnavailableError, match="recordings folder .* does not exist"):
         get_engine("recorded", folder=tmp_path / "nosuch")

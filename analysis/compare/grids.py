@@ -15,11 +15,12 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
-
-from sklearn.base import ClassifierMixin, clone
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from echolab.errors import EcholabError
+
+if TYPE_CHECKING:
+    from sklearn.base import ClassifierMixin
 
 DEFAULT_GRIDS = Path(__file__).with_name("grids.toml")
 
@@ -52,6 +53,8 @@ class ModelSpec:
 
     def build(self, random_state: int | None = None) -> ClassifierMixin:
         """A fresh, unfitted estimator with the fixed params (and the trial's seed)."""
+        from sklearn.base import clone
+
         cls = _import_estimator(self.estimator, self.name)
         est = cls(**{k: _native(k, v) for k, v in self.params.items()})
         if random_state is not None and "random_state" in est.get_params():
@@ -96,11 +99,14 @@ def _import_estimator(path: str, model: str) -> type:
         raise GridError(f"model {model!r}: cannot import estimator {path!r}: {exc}") from exc
 
 
-def load_grids(path: Path | str | None = None) -> dict[str, ModelSpec]:
+def load_grids(path: Path | str | None = None, *, check: bool = True) -> dict[str, ModelSpec]:
     """Every model of a grids file, in file order (default: analysis/grids.toml).
 
     Raises :class:`GridError` for an unreadable file, a missing key, an
     estimator outside scikit-learn, or a grid value the estimator rejects.
+    With ``check=False`` the estimators are not imported and their parameters
+    not checked (:func:`check_models` does it later): a rerun whose trials are
+    all cached needs only the models' canonical form.
     """
     path = Path(path) if path is not None else DEFAULT_GRIDS
     try:
@@ -115,7 +121,21 @@ def load_grids(path: Path | str | None = None) -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
     for name, table in models.items():
         specs[name] = _spec(name, table, path)
+    if check:
+        check_models(specs.values(), path)
     return specs
+
+
+def check_models(specs: Iterable[ModelSpec], path: Path | str | None = None) -> None:
+    """Build each model once: :class:`GridError` for an estimator that cannot be imported or a
+    parameter it does not have."""
+    path = Path(path) if path is not None else DEFAULT_GRIDS
+    for spec in specs:
+        est = spec.build()
+        unknown = sorted((set(spec.grid) | set(spec.params)) - set(est.get_params()))
+        if unknown:
+            raise GridError(f"grids file {path}: model {spec.name!r}: {spec.estimator} has no parameter(s) "
+                            f"{', '.join(unknown)}")
 
 
 def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
@@ -137,10 +157,6 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
         grid=dict(grid),
         dtype=dtype,
     )
-    est = spec.build()
-    unknown = sorted((set(spec.grid) | set(spec.params)) - set(est.get_params()))
-    if unknown:
-        raise GridError(f"grids file {path}: model {name!r}: {spec.estimator} has no parameter(s) {', '.join(unknown)}")
     return spec
 
 

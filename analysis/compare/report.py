@@ -3,30 +3,33 @@
 Everything comes from the run's stored summary (``AnalysisRun.summary``), so a
 report can be written again at any time without recomputing. The study's own
 numbers (``analysis/study_results.toml``) are shown beside ours, labelled as
-the study's.
+the study's. Plots are drawn on :class:`matplotlib.figure.Figure` objects of
+their own (no pyplot, no backend switch), so importing or using this module
+changes no global matplotlib state.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
+from echolab.errors import EcholabError
 
-from echolab.analysis.compare.stats import format_p  # noqa: E402
-from echolab.db.models import AnalysisRun  # noqa: E402
-from echolab.errors import EcholabError  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure as MplFigure
+
+    from echolab.db.models import AnalysisRun
 
 TEMPLATES = Path(__file__).with_name("templates")
 STUDY_RESULTS = Path(__file__).with_name("study_results.toml")
@@ -57,20 +60,35 @@ class Figure:
         return "data:image/png;base64," + base64.b64encode(self.png).decode()
 
 
-def write_report(run: AnalysisRun, out_dir: Path | str) -> Path:
-    """Write ``index.html``, ``summary.md`` and the plots' PNGs for *run* into *out_dir*."""
+def write_report(run: AnalysisRun, out_dir: Path | str, *, force: bool = False) -> Path:
+    """Write ``index.html``, ``summary.md`` and the plots' PNGs for *run* into *out_dir*.
+
+    A folder that already holds the report of exactly this run (same stored run,
+    same study numbers, same templates and code: :func:`report_key`, kept in
+    ``summary.json``) is left as it is, unless *force*: drawing the plots is
+    most of the work.
+    """
     if not run.summary:
         raise ReportError(
             f"run {run.name!r} has no results yet (status {run.status}); finish it with 'echolab analyze run' first"
         )
     out = Path(out_dir)
+    key = report_key(run)
+    if not force and _written(out, key):
+        return out / "index.html"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportError(f"cannot create the report folder {out}: {exc.strerror or exc}") from exc
     ctx = report_context(run)
+    written = []
     for fig in ctx["figures"]:
         (out / fig.name).write_bytes(fig.png)
+        written.append(fig.name)
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from echolab.analysis.compare.stats import format_p
+
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = _pct
@@ -78,10 +96,45 @@ def write_report(run: AnalysisRun, out_dir: Path | str) -> Path:
     env.filters["signed"] = lambda v: "n/a" if v is None or _isnan(v) else f"{v:+.2f}"
     (out / "index.html").write_text(env.get_template("report.html").render(**ctx))
     (out / "summary.md").write_text(env.get_template("summary.md").render(**ctx))
+    # Written last: a report cut short has no key, so the next call writes it again.
     (out / "summary.json").write_text(json.dumps({"name": run.name, "settings": run.settings,
                                                   "versions": run.versions, "fingerprint": run.fingerprint,
-                                                  "summary": run.summary}, indent=1, default=str))
+                                                  "summary": run.summary,
+                                                  "report": {"key": key, "files": sorted(written)}},
+                                                 indent=1, default=str))
     return out / "index.html"
+
+
+def report_key(run: AnalysisRun) -> str:
+    """A hash of everything a report shows or is made with: the stored run, the study's numbers,
+    the templates and this module."""
+    h = hashlib.sha256()
+    shown = {"name": run.name, "status": run.status, "created_at": _utc(run.created_at),
+             "finished_at": _utc(run.finished_at), "settings": run.settings, "versions": run.versions,
+             "fingerprint": run.fingerprint, "summary": run.summary}
+    h.update(json.dumps(shown, sort_keys=True, default=str).encode())
+    for path in (STUDY_RESULTS, Path(__file__), *sorted(TEMPLATES.iterdir())):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _utc(when: datetime | None) -> str | None:
+    """*when* as UTC text: a time read back from SQLite has lost its offset, one just set has not."""
+    if when is None:
+        return None
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.isoformat()
+
+
+def _written(out: Path, key: str) -> bool:
+    """Whether *out* holds a complete report whose key is *key*."""
+    try:
+        stored = json.loads((out / "summary.json").read_text()).get("report") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    files = ["index.html", "summary.md", *stored.get("files", [])]
+    return stored.get("key") == key and all((out / name).is_file() for name in files)
 
 
 def _isnan(v: Any) -> bool:
@@ -182,7 +235,7 @@ def _table1(s: dict[str, Any], study: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _ablations(s: dict[str, Any], study: dict[str, Any]) -> list[dict[str, Any]]:
     """Feature-group ablations in this run, with the study's random forest number for each."""
-    from echolab.analysis.compare.runner import ABLATIONS
+    from echolab.analysis.compare.specs import ABLATIONS
 
     ref = study.get("ablations", {})
     present = {f["key"] for f in s["features"]}
@@ -236,14 +289,20 @@ def _timing(s: dict[str, Any]) -> dict[str, Any]:
 # -- the plots ------------------------------------------------------------------------------
 
 
-def _png(fig: plt.Figure) -> bytes:
+def _figure(figsize: tuple[float, float]) -> MplFigure:
+    """A figure of its own, drawn with the Agg renderer (pyplot's figure manager is not involved)."""
+    from matplotlib.figure import Figure as MplFigure
+
+    return MplFigure(figsize=figsize)
+
+
+def _png(fig: MplFigure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
-def _style(ax: plt.Axes) -> None:
+def _style(ax: Axes) -> None:
     ax.spines["top"].set_visible(False)
     ax.spines["right"].set_visible(False)
     ax.grid(axis="y", color="#e5e5e5", linewidth=0.8)
@@ -255,7 +314,8 @@ def _fig_distributions(s: dict[str, Any]) -> Figure:
     feats = s["features"]
     ncol = min(3, len(feats))
     nrow = math.ceil(len(feats) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.6 * nrow), squeeze=False, sharey=True)
+    fig = _figure((4.6 * ncol, 3.6 * nrow))
+    axes = fig.subplots(nrow, ncol, squeeze=False, sharey=True)
     rng = np.random.default_rng(0)
     for ax, f in zip(axes.flat, feats):
         data = [100 * np.asarray(s["cells"][f["key"]][m["name"]]["accuracies"]) for m in s["models"]]
@@ -281,7 +341,8 @@ def _fig_confusions(s: dict[str, Any], fkey: str) -> Figure:
     ncol = min(3, max(1, len(models)))
     nrow = max(1, math.ceil(len(models) / ncol))
     size = 0.55 * len(classes) + 2.0
-    fig, axes = plt.subplots(nrow, ncol, figsize=(size * ncol, size * nrow), squeeze=False)
+    fig = _figure((size * ncol, size * nrow))
+    axes = fig.subplots(nrow, ncol, squeeze=False)
     for ax, m in zip(axes.flat, models):
         cm = np.asarray(s["cells"][fkey][m["name"]]["confusion_mean"], dtype=float)
         row = cm.sum(axis=1, keepdims=True)
@@ -313,7 +374,8 @@ def _fig_importances(s: dict[str, Any], f: dict[str, Any], top: int = 20) -> Fig
     std = np.asarray(cell.get("importances_std", np.zeros_like(mean)))
     names = f["names"] if len(f["names"]) == len(mean) else [f"f{i}" for i in range(len(mean))]
     order = np.argsort(mean)[::-1][:top][::-1]
-    fig, ax = plt.subplots(figsize=(6.4, 0.26 * len(order) + 1.2))
+    fig = _figure((6.4, 0.26 * len(order) + 1.2))
+    ax = fig.subplots()
     ax.barh(range(len(order)), mean[order], xerr=std[order], color="#55A868", ecolor="#999", capsize=2)
     ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=7)
     ax.set_xlabel("mean decrease in impurity")
@@ -325,7 +387,8 @@ def _fig_importances(s: dict[str, Any], f: dict[str, Any], top: int = 20) -> Fig
 
 
 def _fig_bins(table1: list[dict[str, Any]]) -> Figure:
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig = _figure((6.4, 3.6))
+    ax = fig.subplots()
     bins = [r["bins"] for r in table1]
     for flag, label, color in (("with_ack", "with ACK", "#4C72B0"), ("without_ack", "without ACK", "#DD8452")):
         ys = [r[flag]["mean"] if r[flag] else np.nan for r in table1]
@@ -350,7 +413,8 @@ def _fig_vs_study(s: dict[str, Any], study: dict[str, Any]) -> Figure | None:
     feats = [f for f in s["features"] if not f["options"] and f["key"] in ref]
     if not feats:
         return None
-    fig, axes = plt.subplots(1, len(feats), figsize=(4.6 * len(feats), 3.4), squeeze=False, sharey=True)
+    fig = _figure((4.6 * len(feats), 3.4))
+    axes = fig.subplots(1, len(feats), squeeze=False, sharey=True)
     for ax, f in zip(axes.flat, feats):
         names = [m["name"] for m in s["models"]]
         ours = [s["cells"][f["key"]][n]["mean"] for n in names]

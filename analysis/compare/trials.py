@@ -18,14 +18,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
-from sklearn.preprocessing import StandardScaler
 
 from echolab.analysis.compare.grids import ModelSpec
-from echolab.analysis.compare.search import grid_search
 from echolab.errors import EcholabError
+
+# scikit-learn loads inside the functions that use it: planning a run (keys, splits of a
+# rerun whose trials are all cached) does not need it.
 
 #: Bumped when a change here changes (or may change) trial results; part of every cache key.
 #: 2: the grid search is echolab.analysis.compare.search.grid_search (GridSearchCV's results, less repeated work).
@@ -76,6 +74,8 @@ def random_splits(y: np.ndarray, trials: int, seed: int, test_size: float = 0.2)
     """The study's trials: independent stratified random splits."""
     if trials < 1:
         raise ProtocolError("the number of trials must be at least 1")
+    from sklearn.model_selection import StratifiedShuffleSplit
+
     _, counts = np.unique(y, return_counts=True)
     if counts.min() < 2:
         raise ProtocolError("every class needs at least 2 captures for a stratified split")
@@ -114,6 +114,13 @@ def run_trial(
     cv_folds: int = 3,
 ) -> TrialOutcome:
     """Scale, grid-search, refit and score one model on one split."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    from echolab.analysis.compare.search import grid_search
+
     start = time.perf_counter()
     rs = trial_seed(seed, split.trial)
     scaler = StandardScaler().fit(X[split.train])

@@ -33,11 +33,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, CaptureError, ReadStats,
-                              format_addr, iter_tcp, parse_addr)
+from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, TCP_ACK, TCP_FIN, TCP_RST,
+                                     TCP_SYN, CaptureError, ReadStats, format_addr, iter_tcp, parse_addr)
 from echolab.analysis.features.histogram import learn_edges, normalized_histogram
 from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats
 from echolab.errors import EcholabError
+from echolab.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from echolab.db.catalog import Catalog
@@ -247,6 +248,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     packets = 0
     i_src, i_dst, i_len, i_ts, i_flags, i_data = T_SRC, T_DST, T_IP_LEN, T_TS, T_FLAGS, T_DATA_LEN  # per packet
     add_size, add_time, add_pure = sizes.append, times.append, pure.append
+    pure_mask = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK  # a pure ACK: ACK alone (PSH/URG allowed), no data
     try:
         for pkt in iter_tcp(path, stats):
             add(pkt)
@@ -255,7 +257,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
                 if pkt[i_src] != device:
                     add_size(pkt[i_len])
                     add_time(pkt[i_ts])
-                    add_pure(1 if (pkt[i_flags] & 0x17) == 0x10 and pkt[i_data] == 0 else 0)
+                    add_pure(1 if (pkt[i_flags] & pure_mask) == TCP_ACK and pkt[i_data] == 0 else 0)
             elif pkt[i_src] == device:
                 packets += 1
     except CaptureError as exc:
@@ -480,13 +482,14 @@ class Dataset:
         return len(self.records)
 
 
-def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: bool = True,
+def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: ProgressCallback | None = None,
                  label: str | None = None, campaign: str | int | None = None, n_jobs: int = 2) -> Dataset:
     """Every good capture of *catalog* as a :class:`Dataset`, extracting (in parallel) what is not cached.
 
     The device IP of a capture comes from *device_ip* when given, else the
     capture's own ``device_ip``, else its campaign's device. Unusable captures
-    are listed in ``Dataset.skipped`` with their reason.
+    are listed in ``Dataset.skipped`` with their reason. *progress* is called
+    while captures are read (``echolab.progress``).
     """
     from echolab.analysis.features.store import build_features
 

@@ -2,8 +2,8 @@
 
 A record is keyed by what determines it: the capture's content (sha256), the
 extractor version and the device IP (``echolab.db.models.FeatureRow``). Building reads
-every capture without a cached row, on ``n_jobs`` worker processes, with a
-progress bar; a capture that cannot be used (corrupt, cut short, empty, no TCP
+every capture without a cached row, on ``n_jobs`` worker processes, reporting to
+an optional progress callback (``echolab.progress``); a capture that cannot be used (corrupt, cut short, empty, no TCP
 with the device) is stored with its reason in ``FeatureRow.error`` and skipped
 by the data set - the build goes on.
 """
@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from echolab.analysis.features.sets import EXTRACTOR_VERSION, CaptureRecord, FeatureError, extract_record
 from echolab.db.models import Capture, FeatureRow
+from echolab.progress import ProgressCallback, notify
 
 if TYPE_CHECKING:
     from echolab.db.catalog import Catalog
@@ -81,18 +82,12 @@ def _run(jobs: list[tuple[str, str]], n_jobs: int) -> Iterator[tuple[dict | None
         yield from pool.map(_extract_pair, jobs, chunksize=chunk)
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from echolab.cli.common import err_console
-
-    return Progress(TextColumn("extracting features"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err_console, disable=not enabled, transient=False)
-
-
 def build_features(catalog: "Catalog", *, captures: Sequence[Capture] | None = None, device_ip: str | None = None,
-                   progress: bool = True, n_jobs: int = 2, rebuild: bool = False) -> BuildReport:
+                   progress: ProgressCallback | None = None, n_jobs: int = 2, rebuild: bool = False) -> BuildReport:
     """Make sure every capture in *captures* (default: all good ones) has a cached record.
+
+    *progress* is called as ``progress("extracting features", done, total)`` while
+    captures without a cached record are read.
 
     Raises :class:`FeatureError` when some capture has no device IP (pass
     *device_ip*, or record the device of its campaign).
@@ -151,22 +146,22 @@ def _cached_rows(catalog: "Catalog", keys: set[tuple[str, str]]) -> dict[tuple[s
     return out
 
 
-def _extract_all(catalog: "Catalog", todo: dict[tuple[str, str], str], n_jobs: int, progress: bool,
-                 rebuild: bool) -> dict[tuple[str, str], tuple[dict | None, str | None]]:
+def _extract_all(catalog: "Catalog", todo: dict[tuple[str, str], str], n_jobs: int,
+                 progress: ProgressCallback | None, rebuild: bool) -> dict[tuple[str, str], tuple[dict | None, str | None]]:
     keys = list(todo)
     jobs = [(todo[k], k[1]) for k in keys]
     results: dict[tuple[str, str], tuple[dict | None, str | None]] = {}
     pending: list[tuple[tuple[str, str], dict | None, str | None]] = []
-    with _progress(progress and bool(jobs)) as bar:
-        task = bar.add_task("extract", total=len(jobs))
-        for key, (values, error) in zip(keys, _run(jobs, n_jobs)):
-            results[key] = (values, error)
-            pending.append((key, values, error))
-            bar.advance(task)
-            if len(pending) >= BATCH:
-                _store(catalog, pending, rebuild)
-                pending = []
-        _store(catalog, pending, rebuild)
+    if jobs:
+        notify(progress, "extracting features", 0, len(jobs))
+    for done, (key, (values, error)) in enumerate(zip(keys, _run(jobs, n_jobs)), 1):
+        results[key] = (values, error)
+        pending.append((key, values, error))
+        notify(progress, "extracting features", done, len(jobs))
+        if len(pending) >= BATCH:
+            _store(catalog, pending, rebuild)
+            pending = []
+    _store(catalog, pending, rebuild)
     return results
 
 
@@ -186,7 +181,7 @@ def _store(catalog: "Catalog", rows: list[tuple[tuple[str, str], dict | None, st
 
 
 def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: str | None = None,
-                  progress: bool = True, n_jobs: int = 2, **options):
+                  progress: ProgressCallback | None = None, n_jobs: int = 2, **options):
     """The data set as a pandas DataFrame: capture_id, sha256, campaign, label, then the set's features
     (the transformer fitted on every usable capture)."""
     import pandas as pd
@@ -206,7 +201,7 @@ def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: 
 
 
 def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", set_name: str = "combined",
-                    device_ip: str | None = None, progress: bool = True, **options) -> int:
+                    device_ip: str | None = None, progress: ProgressCallback | None = None, **options) -> int:
     """Write :func:`feature_table` to *path* as CSV or Parquet; return the number of rows."""
     if fmt not in ("csv", "parquet"):
         raise FeatureError(f"unknown export format {fmt!r}; choose csv or parquet")

@@ -27,13 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from echolab.captures.reader import ReadStats, format_addr, iter_tcp
+from echolab.captures.reader import (TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, ReadStats, format_addr,
+                                     iter_tcp)
 
 M32 = 0xFFFFFFFF
 M64 = 0xFFFFFFFFFFFFFFFF
 TWO32 = 1 << 32
 REUSE_IDLE_US = 240_000_000  # tcptrace: a 4-tuple idle for more than 4 minutes starts a new connection
-_FIN, _SYN, _RST, _PSH, _ACK, _URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+#: The flags the fast path checks: it takes an ACK (PSH allowed) without FIN, SYN, RST or URG.
+_FAST_MASK = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK | TCP_URG
 
 # tcptrace's per-direction CSV columns (41, without -r), in its order.
 CSV_DIRECTION_FIELDS: tuple[str, ...] = (
@@ -398,7 +400,7 @@ class Tracer:
         """
         (now, src, dst, sport, dport, flags, seq, ack, win, _urp, opts, data_len, captured, ip_id, _ip_len) = pkt
         entry = self._table.get((src, sport, dst, dport))
-        if entry is None or (flags & 0x37) != _ACK or data_len < 0 or not self.fast:
+        if entry is None or (flags & _FAST_MASK) != TCP_ACK or data_len < 0 or not self.fast:
             self._add_full(pkt, entry)
             return
         conn, forward = entry
@@ -450,7 +452,7 @@ class Tracer:
         rexmit_bytes = 0
         if data_len > 0:
             this.data_pkts += 1
-            if flags & _PSH:
+            if flags & TCP_PSH:
                 this.data_pkts_push += 1
             this.data_bytes += data_len
             if data_len > this.max_seg_size:
@@ -502,7 +504,7 @@ class Tracer:
     def _add_full(self, pkt: tuple, entry: tuple[Connection, bool] | None) -> None:  # noqa: C901 - dotrace()
         """One pass of tcptrace's dotrace(), kept in its order; *entry* is the 4-tuple's table entry."""
         (now, src, dst, sport, dport, flags, seq, ack, win, urp, opts, data_len, captured, ip_id, _ip_len) = pkt
-        syn = flags & _SYN
+        syn = flags & TCP_SYN
         if entry is None:
             conn = self._new(src, sport, dst, dport)
             this, other = conn.a2b, conn.b2a
@@ -518,7 +520,7 @@ class Tracer:
         if not conn.first_time:
             conn.first_time = now
         conn.last_time = now
-        fin, rst, ackf = flags & _FIN, flags & _RST, flags & _ACK
+        fin, rst, ackf = flags & TCP_FIN, flags & TCP_RST, flags & TCP_ACK
         if syn:
             this.syn_count = (this.syn_count + 1) & 0xFF
         if rst:
@@ -575,10 +577,10 @@ class Tracer:
             this.window_scale = other.window_scale = 0
         if data_len > 0:
             this.data_pkts += 1
-            if flags & _PSH:
+            if flags & TCP_PSH:
                 this.data_pkts_push += 1
             this.data_bytes += data_len
-            if flags & _URG:
+            if flags & TCP_URG:
                 this.urg_data_pkts += 1
                 this.urg_data_bytes += urp
             if data_len > this.max_seg_size:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from echolab.cli.common import console, emit_rows, get_lab, key_value_table
+from echolab.cli.common import console, emit_rows, get_lab, key_value_table, rich_progress
 
 app = typer.Typer(help="Compare the study's six classifiers on the catalog's captures, and report.",
                   no_args_is_help=True)
@@ -29,6 +29,16 @@ def _open(ctx: typer.Context) -> Any:
     from echolab.db.catalog import open_catalog
 
     return open_catalog(get_lab(ctx))
+
+
+def _get_run(cat: Any, run: str) -> Any:
+    """The stored run *run*; a missing one says how to list them."""
+    from echolab.db.catalog import UnknownRunError
+
+    try:
+        return cat.analysis_run(run)
+    except UnknownRunError as exc:
+        raise UnknownRunError(f"{exc}; 'echolab analyze ls' lists them") from exc
 
 
 def _parse_bins(text: str) -> list[int]:
@@ -76,32 +86,34 @@ def run_cmd(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when done.")] = True,
 ) -> None:
     """Run (or resume) the comparison; finished trials are cached in the catalog."""
-    from echolab.analysis.compare import runner
+    from echolab.analysis.compare import specs as asked
     from echolab.analysis.compare.report import write_report
+    from echolab.analysis.compare.runner import run_analysis
+    from echolab.analysis.compare.sources import catalog_source, synthetic_source
 
-    specs = [runner.FeatureSpec.parse(f) for f in features] if features else list(runner.study_features())
+    specs = [asked.FeatureSpec.parse(f) for f in features] if features else list(asked.study_features())
     if bins_sweep:
-        specs += [s for s in runner.bins_sweep(_parse_bins(bins_sweep)) if s not in specs]
+        specs += [s for s in asked.bins_sweep(_parse_bins(bins_sweep)) if s not in specs]
     if ablations:
-        specs += [s for s in runner.ablation_features() if s not in specs]
-    settings = runner.RunSettings(
+        specs += [s for s in asked.ablation_features() if s not in specs]
+    settings = asked.RunSettings(
         features=tuple(specs), models=tuple(models or ()), trials=trials, seed=seed,
         split_by=split_by.value, fit_features_on=fit_features_on.value,
         grids_path=str(grids) if grids else None,
     )
     with _open(ctx) as cat:
-        if synthetic:
-            source = runner.synthetic_source(synthetic, seed=seed)
-        else:
-            source = runner.catalog_source(cat, device_ip=device_ip)
-        result = runner.run_analysis(cat, source, settings, name=name, jobs=jobs, cluster=cluster)
+        with rich_progress() as progress:
+            if synthetic:
+                source = synthetic_source(synthetic, seed=seed)
+            else:
+                source = catalog_source(cat, device_ip=device_ip, progress=progress)
+            result = run_analysis(cat, source, settings, name=name, jobs=jobs, cluster=cluster, progress=progress)
         console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from cache, "
                       f"{result.seconds:.1f} s")
         console.print(accuracy_table(result.run))
         if report:
             path = write_report(result.run, cat.lab.reports_dir / result.name)
-            with cat.transaction():
-                result.run.report_dir = cat.lab.relative(path.parent)
+            cat.set_report_dir(result.run, path.parent)
             console.print(f"Report: {path}")
 
 
@@ -140,10 +152,8 @@ def ls_cmd(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List analysis runs, newest first."""
-    from echolab.analysis.compare.runner import list_runs
-
     with _open(ctx) as cat:
-        rows = [_run_row(r) for r in list_runs(cat)]
+        rows = [_run_row(r) for r in cat.analysis_runs()]
     columns = ("id", "name", "status", "created_at", "trials", "features", "models", "best")
     emit_rows(rows, columns + (("fingerprint",) if json_ else ()), fmt="json" if json_ else "table",
               title=f"{len(rows)} analysis runs")
@@ -155,10 +165,8 @@ def show_cmd(
     run: Annotated[str, typer.Argument(help="Run name or id (see 'analyze ls').")],
 ) -> None:
     """Settings and accuracy table of one run."""
-    from echolab.analysis.compare.runner import get_run
-
     with _open(ctx) as cat:
-        r = get_run(cat, run)
+        r = _get_run(cat, run)
         st = r.settings or {}
         console.print(key_value_table([
             ("name", r.name), ("status", r.status), ("created", r.created_at), ("finished", r.finished_at),
@@ -180,14 +188,12 @@ def report_cmd(
 ) -> None:
     """Write the run's report: index.html, summary.md and the plots."""
     from echolab.analysis.compare.report import write_report
-    from echolab.analysis.compare.runner import get_run
 
     with _open(ctx) as cat:
-        r = get_run(cat, run)
-        path = write_report(r, out or cat.lab.reports_dir / r.name)
+        r = _get_run(cat, run)
+        path = write_report(r, out or cat.lab.reports_dir / r.name, force=True)
         if out is None:
-            with cat.transaction():
-                r.report_dir = cat.lab.relative(path.parent)
+            cat.set_report_dir(r, path.parent)
     console.print(f"Report: {path}")
 
 

@@ -92,11 +92,14 @@ def key_value_table(pairs: Iterable[tuple[str, Any]], title: str | None = None) 
 
 
 @contextmanager
-def rich_progress(*, enabled: bool = True, transient: bool = False) -> Iterator[ProgressCallback | None]:
+def rich_progress(*, enabled: bool = True, transient: bool = False,
+                  stop_when_done: bool = False) -> Iterator[ProgressCallback | None]:
     """A rich progress bar per task, as the library's ``progress`` callback.
 
     Yields ``None`` when *enabled* is false (``--no-progress``), so the library
-    reports nothing.
+    reports nothing. With *stop_when_done*, each task's bar is shown only from
+    its first report until it completes, so that other output (such as the
+    collector's own live view) can come between tasks.
     """
     if not enabled:
         yield None
@@ -104,14 +107,38 @@ def rich_progress(*, enabled: bool = True, transient: bool = False) -> Iterator[
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err_console, transient=transient)
+    def bars() -> Progress:
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=err_console, transient=transient)
+
+    if stop_when_done:
+        running: dict[str, tuple[Progress, Any]] = {}
+
+        def update_one(task: str, done: int, total: int | None) -> None:
+            if task not in running:
+                one = bars()
+                running[task] = (one, one.add_task(task, total=total))
+                one.start()
+            one, task_id = running[task]
+            one.update(task_id, completed=done, total=total)
+            if total is not None and done >= total:
+                one.stop()
+                del running[task]
+
+        try:
+            yield update_one
+        finally:
+            for one, _ in running.values():
+                one.stop()
+        return
+
+    shared = bars()
     tasks: dict[str, Any] = {}
 
     def update(task: str, done: int, total: int | None) -> None:
         if task not in tasks:
-            tasks[task] = bars.add_task(task, total=total)
-        bars.update(tasks[task], completed=done, total=total)
+            tasks[task] = shared.add_task(task, total=total)
+        shared.update(tasks[task], completed=done, total=total)
 
-    with bars:
+    with shared:
         yield update

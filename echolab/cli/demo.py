@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from echolab.cli.common import console, get_lab
+from echolab.cli.analyze import accuracy_table
+from echolab.cli.common import console, get_lab, rich_progress
 from echolab.demo import QUICK_TRIALS, DemoSettings, run_demo
 from echolab.prompts.classes import STUDY_PER_CLASS
 
@@ -30,7 +31,11 @@ def demo(
     lab = get_lab(ctx, create=True)
     settings = DemoSettings(per_class=per_class, trials=100 if full else trials, speed=speed, seed=seed, jobs=jobs,
                             backend="synthetic" if synthetic else "sim")
-    result = run_demo(lab, settings, console)
+    with rich_progress(stop_when_done=True) as progress:
+        result = run_demo(lab, settings, console, progress=progress)
+    console.print(accuracy_table(result.run))
+    console.print(f"\nReport: {result.report}\nMarkdown summary: {result.report.parent / 'summary.md'}\n"
+                  "Accuracies measured on the simulated lab say nothing about a real Echo (docs/simulation.md).")
     total = sum(result.seconds.values())
     typer.echo("Time per step: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
                + f"; total {total / 60:.1f} min")

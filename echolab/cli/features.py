@@ -14,7 +14,7 @@ from echolab.analysis.features.sets import FEATURE_SETS, describe_capture, make_
 from echolab.analysis.features.store import build_features, export_features
 from echolab.analysis.features.tcptrace import connection_rows
 from echolab.db.catalog import open_catalog
-from echolab.cli.common import console, emit_rows, get_lab, key_value_table
+from echolab.cli.common import console, emit_rows, get_lab, key_value_table, rich_progress
 
 app = typer.Typer(help="Extract the study's feature sets (tcptrace, histogram, combined).", no_args_is_help=True)
 
@@ -42,8 +42,8 @@ def build(
     include_acks: IncludeAcks = False,
 ) -> None:
     """Extract features of every good capture not yet cached in the catalog."""
-    with open_catalog(get_lab(ctx)) as cat:
-        report = build_features(cat, device_ip=device_ip, n_jobs=jobs, rebuild=rebuild, progress=True)
+    with open_catalog(get_lab(ctx)) as cat, rich_progress() as progress:
+        report = build_features(cat, device_ip=device_ip, n_jobs=jobs, rebuild=rebuild, progress=progress)
     console.print(f"{len(report.records)} captures usable ({report.extracted} read now, {report.cached} cached), "
                   f"{report.failed} skipped")
     for capture_id, reason in sorted(report.errors.items()):
@@ -71,8 +71,9 @@ def export(
 ) -> None:
     """Write the feature table (capture id, sha256, campaign, label, features) as CSV or Parquet."""
     options = {} if set_.value == "tcptrace" else {"bins": bins, "include_acks": include_acks}
-    with open_catalog(get_lab(ctx)) as cat:
-        rows = export_features(cat, output, fmt=fmt.value, set_name=set_.value, device_ip=device_ip, **options)
+    with open_catalog(get_lab(ctx)) as cat, rich_progress() as progress:
+        rows = export_features(cat, output, fmt=fmt.value, set_name=set_.value, device_ip=device_ip,
+                               progress=progress, **options)
     console.print(f"wrote {rows} rows to {output}")
 
 

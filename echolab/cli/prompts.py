@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from echolab.cli.common import console, emit_rows, err_console, get_lab
+from echolab.cli.common import console, emit_rows, err_console, get_lab, rich_progress
 from echolab.errors import LabError
 from echolab.labdir import LabDir
 from echolab.prompts import nonsense
@@ -135,7 +135,9 @@ def synth(
     lab = get_lab(ctx, create=True)
     options = {"voice": voice, "speed": speed, "lang": lang, "tld": tld, "folder": recordings}
     chosen = engine.value if engine else None
-    report = synthesize_lab(lab, chosen, _classes(classes), wake_word=wake_word, workers=workers, **options)
+    with rich_progress() as progress:
+        report = synthesize_lab(lab, chosen, _classes(classes), wake_word=wake_word, workers=workers,
+                                progress=progress, **options)
     for text, message in report.failed.items():
         err_console.print(f"failed: {text!r}: {message}", highlight=False, markup=False)
     per = report.seconds_per_synthesis

@@ -1,0 +1,159 @@
+"""Running trials: on the local cores with joblib, or on a Dask cluster.
+
+Each :class:`TrialTask` is self-contained (matrix, labels, split, model), so it
+can run in another process or on another machine. Local work uses processes with
+one BLAS thread each and one grid search per task; given a scheduler address (or
+a ``distributed.Client``), tasks go to the cluster and each matrix is scattered
+once. :func:`compute` runs a run's missing trials and stores each as it
+completes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from echolab.analysis.compare.grids import ModelSpec
+from echolab.analysis.compare.keys import PlannedTrial
+from echolab.analysis.compare.matrices import FeatureMatrix, build_matrix
+from echolab.analysis.compare.sources import DataSource
+from echolab.analysis.compare.specs import AnalysisError, RunSettings
+from echolab.analysis.compare.storage import ResultWriter
+from echolab.analysis.compare.trials import Split, TrialOutcome, run_trial
+from echolab.progress import ProgressCallback, notify
+
+
+@dataclass
+class TrialTask:
+    """One unit of work, self-contained so it can run in another process or on a cluster."""
+
+    key: str
+    feature_key: str
+    model: ModelSpec
+    split: Split
+    X: Any  # np.ndarray, or a Dask future of one
+    y: Any
+    classes: list[str]
+    seed: int
+    cv_folds: int
+
+
+def execute(task: TrialTask) -> tuple[str, TrialOutcome]:
+    """Run one task with one BLAS thread (the parallelism is across tasks)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        outcome = run_trial(task.X, task.y, task.split, task.model, task.classes, seed=task.seed, cv_folds=task.cv_folds)
+    return task.key, outcome
+
+
+def _execute_args(key: str, feature_key: str, model: ModelSpec, split: Split, X: np.ndarray, y: np.ndarray,
+                  classes: list[str], seed: int, cv_folds: int) -> tuple[str, TrialOutcome]:
+    return execute(TrialTask(key, feature_key, model, split, X, y, classes, seed, cv_folds))
+
+
+def default_jobs() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def trial_tasks(src: DataSource, settings: RunSettings, classes: list[str], todo: Sequence[PlannedTrial],
+                splits: dict[int, Split], matrices: dict[str, FeatureMatrix]) -> Iterator[TrialTask]:
+    """Tasks in trial-major order; per-trial matrices are built lazily when features fit on train."""
+    per_trial: dict[str, np.ndarray] = {}
+    current = -1
+    for key, feature, spec, trial in sorted(todo, key=lambda p: (p.trial, _cost_rank(p.model))):
+        split = splits[trial]
+        if settings.fit_features_on == "train":
+            if split.trial != current:
+                per_trial, current = {}, split.trial
+            if feature.key not in per_trial:
+                per_trial[feature.key] = build_matrix(src, feature, fit_rows=split.train).X
+            X = per_trial[feature.key]
+        else:
+            X = matrices[feature.key].X
+        yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds)
+
+
+def _cost_rank(spec: ModelSpec) -> int:
+    """Slow models first within a trial, so the last tasks of a run are short ones."""
+    order = {"random_forest": 0, "mlp": 1, "svm_rbf": 2, "svm_linear": 3}
+    return order.get(spec.name, 4)
+
+
+def compute(catalog: Any, src: DataSource, settings: RunSettings, classes: list[str], todo: Sequence[PlannedTrial],
+            splits: dict[int, Split], matrices: dict[str, FeatureMatrix], *, jobs: int | None, cluster: Any,
+            progress: ProgressCallback | None, on_trial: Callable[[str, TrialOutcome], None] | None,
+            commit_every: int) -> int:
+    """Run the trials of *todo*, store each in *catalog* as it completes; return how many ran."""
+    if not todo:
+        return 0
+    meta = {p.key: (p.feature.key, p.model.name, p.trial) for p in todo}
+    tasks = trial_tasks(src, settings, classes, todo, splits, matrices)
+    results = run_dask(tasks, cluster) if cluster is not None else run_local(tasks, jobs or default_jobs())
+    writer = ResultWriter(catalog, commit_every)
+    n = 0
+    notify(progress, "trials", 0, len(todo))
+    try:
+        for key, outcome in results:
+            feature_key, model_name, trial = meta[key]
+            writer.add(key, feature_key, model_name, trial, outcome)
+            n += 1
+            notify(progress, "trials", n, len(todo))
+            if on_trial is not None:
+                on_trial(key, outcome)
+    finally:
+        writer.flush()
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+    return n
+
+
+def run_local(tasks: Iterator[TrialTask], jobs: int) -> Iterator[tuple[str, TrialOutcome]]:
+    """Results as they complete, from *jobs* worker processes (1: in this process)."""
+    if jobs == 1:
+        return (execute(t) for t in tasks)
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs", batch_size=1)
+    return iter(parallel(delayed(execute)(t) for t in tasks))
+
+
+def run_dask(tasks: Iterator[TrialTask], cluster: Any) -> Iterator[tuple[str, TrialOutcome]]:
+    """Submit every task to a Dask cluster; each data matrix is scattered once."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:  # pragma: no cover - dask is a dependency
+        raise AnalysisError("--cluster needs dask.distributed: pip install 'dask[distributed]'") from exc
+    own = not hasattr(cluster, "submit")
+    try:
+        client = Client(cluster, timeout="20s") if own else cluster
+    except (OSError, TimeoutError) as exc:
+        raise AnalysisError(f"cannot reach the Dask scheduler at {cluster}: {exc}") from exc
+
+    def generate() -> Iterator[tuple[str, TrialOutcome]]:
+        scattered: dict[int, Any] = {}
+        futures = []
+        try:
+            for t in tasks:
+                for attr in ("X", "y"):
+                    arr = getattr(t, attr)
+                    if id(arr) not in scattered:
+                        scattered[id(arr)] = (arr, client.scatter(arr, broadcast=True))
+                    setattr(t, attr, scattered[id(arr)][1])
+                futures.append(client.submit(
+                    _execute_args, t.key, t.feature_key, t.model, t.split, t.X, t.y, t.classes, t.seed,
+                    t.cv_folds, key=f"trial-{t.key}", pure=False,
+                ))
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for f in futures:
+                f.cancel()
+            if own:
+                client.close()
+
+    return generate()
