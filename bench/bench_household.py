@@ -72,7 +72,7 @@ def per_capture_accuracy(lab: Path, model_path: Path, campaign: str) -> dict[str
 
     model = load_model(model_path)
     with open_catalog(LabDir.open(lab)) as cat:
-        ds = load_dataset(cat, campaign=cat.campaign(campaign).id, progress=False)
+        ds = load_dataset(cat, campaign=cat.campaign(campaign).id)
     labels, _ = model.predict(ds.records)
     correct = sum(a == b for a, b in zip(labels, ds.y.tolist()))
     return {"captures": len(labels), "accuracy": round(correct / len(labels), 4)}

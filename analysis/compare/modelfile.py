@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from echolab.errors import EcholabError
+from echolab.progress import ProgressCallback
 
 #: The file layout; bumped when the header or payload changes shape.
 FORMAT = "echolab-model-1"
@@ -77,7 +78,7 @@ class TrainedModel:
 
     @property
     def feature_key(self) -> str:
-        from echolab.analysis.compare.runner import FeatureSpec
+        from echolab.analysis.compare.specs import FeatureSpec
 
         return FeatureSpec.of(self.feature_set, **self.feature_options).key
 
@@ -115,9 +116,13 @@ class TrainedModel:
 
 
 def campaign_source(catalog: Any, campaigns: Sequence[str | int] = (), *, device_ip: str | None = None,
-                    progress: bool = False) -> Any:
-    """The good captures of the named campaigns (all when none) as a comparison ``DataSource``."""
-    from echolab.analysis.compare.runner import AnalysisError, DataSource, catalog_source
+                    progress: ProgressCallback | None = None) -> Any:
+    """The good captures of the named campaigns (all when none) as a comparison ``DataSource``.
+
+    *progress* is called as captures not yet in the feature cache are read (``echolab.progress``).
+    """
+    from echolab.analysis.compare.sources import DataSource, catalog_source
+    from echolab.analysis.compare.specs import AnalysisError
     from echolab.analysis.features import sets as features
 
     if not campaigns:
@@ -155,8 +160,9 @@ def train_model(source: Any, feature: str = "combined", model: str = DEFAULT_MOD
     from sklearn.preprocessing import StandardScaler
 
     from echolab.analysis.compare.grids import load_grids, select_models
-    from echolab.analysis.compare.runner import (AnalysisError, FeatureSpec, build_matrix, library_versions,
-                                                 normalize_features)
+    from echolab.analysis.compare.matrices import build_matrix, normalize_features
+    from echolab.analysis.compare.specs import AnalysisError, FeatureSpec
+    from echolab.analysis.compare.storage import library_versions
     from echolab.analysis.compare.search import grid_search
     from echolab.analysis.features.sets import EXTRACTOR_VERSION, FeatureError
 
@@ -234,7 +240,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def check_header(header: dict[str, Any], path: Path | str = "model") -> list[str]:
     """Refuse a model the running extractor cannot reproduce; return the version differences (for a warning)."""
-    from echolab.analysis.compare.runner import library_versions
+    from echolab.analysis.compare.storage import library_versions
     from echolab.analysis.features.sets import EXTRACTOR_VERSION, FeatureError, make_transformer
 
     if header.get("format") != FORMAT:

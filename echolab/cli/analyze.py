@@ -136,8 +136,8 @@ def train_cmd(
     """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
     from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
 
-    with _open(ctx) as cat:
-        source = campaign_source(cat, campaigns or (), device_ip=device_ip)
+    with _open(ctx) as cat, rich_progress() as progress:
+        source = campaign_source(cat, campaigns or (), device_ip=device_ip, progress=progress)
         trained = train_model(source, features, model, grids_path=grids, seed=seed)
     path = save_model(trained, out)
     params = ", ".join(f"{k}={v}" for k, v in trained.best_params.items()) or "none searched"
