@@ -170,25 +170,23 @@ class Lab:
         (default: all six). Finished trials are cached in the catalog, so a
         rerun costs only what changed. Returns the stored run and its counts.
         """
-        from echolab.analysis.compare import runner
+        from echolab.analysis.compare.runner import run_analysis
+        from echolab.analysis.compare.sources import catalog_source
+        from echolab.analysis.compare.specs import FeatureSpec, RunSettings, study_features
 
-        specs = tuple(runner.FeatureSpec.parse(f) for f in features) if features else runner.study_features()
-        run_settings = runner.RunSettings(features=specs, models=tuple(models), trials=trials, seed=seed,
-                                          split_by=split_by, **settings)
-        source = runner.catalog_source(self.catalog, device_ip=device_ip, progress=progress)
-        return runner.run_analysis(self.catalog, source, run_settings, name=name, jobs=jobs, progress=progress)
+        specs = tuple(FeatureSpec.parse(f) for f in features) if features else study_features()
+        run_settings = RunSettings(features=specs, models=tuple(models), trials=trials, seed=seed,
+                                   split_by=split_by, **settings)
+        source = catalog_source(self.catalog, device_ip=device_ip, progress=progress)
+        return run_analysis(self.catalog, source, run_settings, name=name, jobs=jobs, progress=progress)
 
     def runs(self) -> list["AnalysisRun"]:
         """Stored analysis runs, newest first."""
-        from echolab.analysis.compare.runner import list_runs
-
-        return list_runs(self.catalog)
+        return self.catalog.analysis_runs()
 
     def run(self, name_or_id: str | int) -> "AnalysisRun":
         """One stored analysis run by name or id."""
-        from echolab.analysis.compare.runner import get_run
-
-        return get_run(self.catalog, name_or_id)
+        return self.catalog.analysis_run(name_or_id)
 
     def report(self, run: "RunResult | AnalysisRun | str | int", out: Path | str | None = None) -> Path:
         """Write a run's report (index.html, summary.md, plots); returns the HTML page's path.
