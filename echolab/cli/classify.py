@@ -48,6 +48,8 @@ def classify(
     if interface or sim_prefix:
         if captures:
             raise typer.BadParameter("give capture files or --interface/--sim-prefix, not both")
+        if timeline is not None:
+            raise typer.BadParameter("--timeline draws capture files; live, pipe --json into a file instead")
         _live(trained, interface, device_ip, split, sim_prefix, json_)
         return
     if not captures:
