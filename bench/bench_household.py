@@ -114,12 +114,16 @@ def main() -> None:
     ap.add_argument("--prefix", default=f"hhb{os.getpid() % 10000}")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "household.json")
     ap.add_argument("--timeline", type=Path, default=ROOT / "docs" / "images" / "household-day.png")
+    ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it (lab, day, model)")
     args = ap.parse_args()
     from echolab.collector.sim import SimLab, down
 
-    results: dict = {"settings": vars(args) | {"out": str(args.out), "timeline": str(args.timeline)}}
-    with tempfile.TemporaryDirectory(prefix="bench-household-") as tmp:
-        lab, tmp = Path(tmp) / "lab", Path(tmp)
+    results: dict = {"settings": vars(args) | {"out": str(args.out), "timeline": str(args.timeline),
+                                               "keep": str(args.keep)}}
+    with tempfile.TemporaryDirectory(prefix="bench-household-") as scratch:
+        tmp = args.keep or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        lab = tmp / "lab"
         SimLab.up(prefix=args.prefix, speed=args.speed, seed=11)
         try:
             common = ["--backend", "sim", "--speed", f"{args.speed:g}", "--no-progress", "--sim-prefix", args.prefix]

@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from echolab.captures.reader import T_DST, T_SRC, T_TS, ReadStats, decode_frame, parse_addr, pcapng_interface
+import numpy as np
+
+from echolab.captures.keepalive import trim_edges
+from echolab.captures.reader import (T_DST, T_IP_LEN, T_SRC, T_TS, ReadStats, decode_frame, parse_addr,
+                                     pcapng_interface)
 from echolab.errors import EcholabError
 
 _BLOCK_HEAD = struct.Struct("<II")
@@ -39,6 +43,9 @@ POLL_S = 0.05
 RING = (10_000, 20)  # 10 MB files, at most 20 of them
 DELAY_WINDOW = 200  # packets whose delay into the file is remembered
 MAX_DELAY_S = 2.0
+#: Runs of a request's packets apart by more than this share of the gap are looked at for keep-alives
+#: at its edges (as ``classify`` does for capture files).
+EDGE_GAP_SHARE = 0.05
 #: The least delay assumed: dumpcap (Wireshark 4.0) flushes its file every 500 ms and libpcap hands it
 #: packets every 250 ms, so a packet can reach the file 0.75 s after it was captured.
 ENGINE_DELAY_S = 0.75
@@ -135,6 +142,8 @@ class _Burst:
     last_us: int = 0
     packets: int = 0
     size: int = 0
+    ts_us: list[int] = field(default_factory=list)
+    ip_len: list[int] = field(default_factory=list)
 
 
 class RequestWatcher:
@@ -190,7 +199,9 @@ class RequestWatcher:
             self._burst = _Burst(list(self._headers), first_us=ts)
         b = self._burst
         b.blocks.append(block)
-        b.last_us, b.packets, b.size = max(b.last_us, ts), b.packets + 1, b.size + caplen
+        b.ts_us.append(ts)
+        b.ip_len.append(pkt[T_IP_LEN])
+        b.last_us, b.packets, b.size = max(b.last_us, ts), b.packets + 1, b.size + pkt[T_IP_LEN]
 
     def tick(self, now: float | None = None) -> None:
         """Close the current request when the device has been quiet for the gap (wall clock)."""
@@ -216,6 +227,11 @@ class RequestWatcher:
         if b.packets < self.min_packets or b.size < self.min_bytes:
             self.set_aside += 1
             return
+        lo, hi = trim_edges(np.asarray(b.ts_us), np.asarray(b.ip_len), min_packets=self.min_packets,
+                            min_bytes=self.min_bytes, edge_gap_us=round(self.gap_us * EDGE_GAP_SHARE))
+        if (lo, hi) != (0, b.packets):  # keep-alives joined to the request's edges (as classify leaves out)
+            b.blocks, b.ts_us, b.ip_len = b.blocks[lo:hi], b.ts_us[lo:hi], b.ip_len[lo:hi]
+            b.first_us, b.last_us, b.packets, b.size = min(b.ts_us), max(b.ts_us), hi - lo, sum(b.ip_len)
         req = LiveRequest(self.source, b.first_us / 1e6, b.last_us / 1e6, b.packets)
         with tempfile.NamedTemporaryFile(prefix="echolab-live-", suffix=".pcapng") as fh:
             fh.write(b"".join(b.headers) + b"".join(b.blocks))

@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
+
 from echolab.errors import EcholabError
 
 
@@ -75,8 +77,32 @@ def request_records(source: Path | str, segments: Sequence[Any], device_ip: str)
     return out
 
 
-def classify_capture(path: Path | str, model: Any, split: str = "auto", *, device_ip: str | None = None) -> CaptureOutcome:
-    """Cut the capture at *path* into requests (*split*: ``auto`` or ``gap=S``) and classify each."""
+#: Runs of a request's packets apart by more than this share of the cut's gap are looked at for
+#: keep-alives at its edges (:func:`trim_keepalives`).
+EDGE_GAP_SHARE = 0.05
+
+
+def trim_keepalives(timeline: Any, segment: Any, spec: Any, edge_gap_s: float) -> Any:
+    """*segment* without the keep-alive exchanges joined to its edges (:mod:`echolab.captures.keepalive`)."""
+    from echolab.captures.keepalive import trim_edges
+
+    lo = int(np.searchsorted(timeline.ts_us, segment.start_us, "left"))
+    hi = int(np.searchsorted(timeline.ts_us, segment.end_us, "right"))
+    ts = timeline.ts_us[lo:hi]
+    a, b = trim_edges(ts, timeline.size[lo:hi], min_packets=spec.min_packets, min_bytes=spec.min_bytes,
+                      edge_gap_us=round(edge_gap_s * 1e6))
+    if not len(ts) or (a, b) == (0, len(ts)):
+        return segment
+    return timeline.window(int(ts[a]), int(ts[b - 1]))
+
+
+def classify_capture(path: Path | str, model: Any, split: str = "auto", *, device_ip: str | None = None,
+                     trim: bool = True) -> CaptureOutcome:
+    """Cut the capture at *path* into requests (*split*: ``auto`` or ``gap=S``) and classify each.
+
+    With *trim*, keep-alive exchanges joined to a request's edges are left out
+    (:func:`trim_keepalives`, runs apart by :data:`EDGE_GAP_SHARE` of the gap).
+    """
     from echolab.captures.split import SplitSpec, split_capture
 
     path = Path(path)
@@ -85,6 +111,11 @@ def classify_capture(path: Path | str, model: Any, split: str = "auto", *, devic
     device = result.timeline.device.ip
     outcome = CaptureOutcome(path, device, result.spec.settings() if hasattr(result.spec, "settings") else str(spec),
                              set_aside=len(result.ignored))
+    segments = result.segments
+    if trim and result.spec.seconds > 0:
+        edge_gap_s = result.spec.seconds * EDGE_GAP_SHARE
+        segments = [trim_keepalives(result.timeline, seg, result.spec, edge_gap_s) for seg in segments]
+    result.segments = segments
     records = request_records(path, result.segments, device)
     good = [(seg, rec) for seg, (rec, _) in zip(result.segments, records) if rec is not None]
     outcome.unreadable = [(seg.start, why or "") for seg, (rec, why) in zip(result.segments, records) if rec is None]
