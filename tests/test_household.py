@@ -111,15 +111,24 @@ def test_a_model_the_extractor_cannot_reproduce_is_refused(trained: tuple[LabDir
         load_model(tmp_path / "junk.joblib")
 
 
-def test_classify_a_long_capture_request_by_request(trained: tuple[LabDir, Path], tmp_path: Path) -> None:
-    _, path = trained
+T0 = 1_700_000_000.0
+
+
+def _long_capture(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """Five synthetic requests two minutes apart, merged into one pcapng (and the pieces)."""
     if shutil.which("mergecap") is None:
         pytest.fail("mergecap (Wireshark) is not installed; scripts/setup.sh installs tshark with it")
     labels = ["music", "weather", "unintelligible", "quotes", "directions"]
-    t0 = 1_700_000_000.0
-    pieces = [_capture(tmp_path / f"r{i}.pcap", lab, 20 + i, start_ts=t0 + 120 * i) for i, lab in enumerate(labels)]
+    pieces = [_capture(tmp_path / f"r{i}.pcap", lab, 20 + i, start_ts=T0 + 120 * i) for i, lab in enumerate(labels)]
     day = tmp_path / "day.pcapng"
     subprocess.run(["mergecap", "-w", str(day), *map(str, pieces)], check=True)
+    return day, pieces
+
+
+def test_classify_a_long_capture_request_by_request(trained: tuple[LabDir, Path], tmp_path: Path) -> None:
+    _, path = trained
+    t0 = T0
+    day, pieces = _long_capture(tmp_path)
     res = runner.invoke(app, ["classify", "--model", str(path), "--split", "gap=5", "--json", "--timeline",
                               str(tmp_path / "day.html"), str(day)])
     assert res.exit_code == 0, res.output
@@ -138,6 +147,42 @@ def test_classify_a_long_capture_request_by_request(trained: tuple[LabDir, Path]
                               str(tmp_path / "day.png"), str(day)])
     assert res.exit_code == 0 and (tmp_path / "day.png").read_bytes()[:4] == b"\x89PNG"
     assert "5 requests: " in res.output
+
+
+def test_the_live_watcher_cuts_and_classifies_as_classify_does(trained: tuple[LabDir, Path], tmp_path: Path) -> None:
+    from echolab.analysis.compare.classify import classify_capture
+    from echolab.collector.watch import RingFollower, RequestWatcher
+
+    _, path = trained
+    model = load_model(path)
+    day, _ = _long_capture(tmp_path)
+    ring = tmp_path / "ring"
+    ring.mkdir()
+    data = day.read_bytes()
+    half = len(data) // 2 + 5  # the engine has written half a block: only complete ones are read
+    (ring / "live_00001_20261201000000.pcapng").write_bytes(data[:half])
+    follower = RingFollower(ring, "live")
+    watcher = RequestWatcher(DEVICE, model.predict, gap_s=5.0)
+    watcher.feed(follower.read())
+    (ring / "live_00001_20261201000000.pcapng").write_bytes(data)
+    watcher.feed(follower.read())
+    watcher.flush()
+    offline = classify_capture(day, model, "gap=5").predictions
+    assert [(r.start, r.end, r.label) for r in watcher.requests] == [(p.start, p.end, p.label) for p in offline]
+    assert len(watcher.requests) == 5 and follower.files_read == 1
+
+
+def test_keep_alives_at_a_requests_edges_are_left_out() -> None:
+    from echolab.captures.keepalive import trim_edges
+
+    ping = [(0, 114), (300, 114), (500, 52)]  # microseconds after the run's start, IP bytes
+    request = [(i * 5_000, 500) for i in range(20)]
+    report = [(0, 379), (200, 114), (400, 52)]  # the device says its answer was played
+    runs = [(0, ping), (200_000, request), (500_000, report), (800_000, ping)]
+    ts = np.array([start + t for start, run in runs for t, _ in run])
+    size = np.array([n for _, run in runs for _, n in run])
+    assert trim_edges(ts, size, min_packets=8, min_bytes=4096, edge_gap_us=50_000) == (3, 26)
+    assert trim_edges(ts[:3], size[:3], min_packets=8, min_bytes=4096, edge_gap_us=50_000) == (0, 3)  # only a ping
 
 
 def test_plan_and_score_a_day() -> None:
