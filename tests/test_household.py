@@ -213,7 +213,7 @@ def test_a_simulated_day_classified_live_and_from_its_capture(trained: tuple[Lab
     prefix = f"hh{os.getpid() % 100000}"
     SimLab.up(prefix=prefix, speed=SPEED, seed=5)
     cmd = [sys.executable, "-P", "-m", "echolab", "classify", "--model", str(model), "--sim-prefix", prefix,
-           "--split", "gap=0.5", "--json"]
+           "--split", "gap=0.4", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
