@@ -101,13 +101,20 @@ class CaptureProcess:
         tool: str = "dumpcap",
         pidfile: Path | None = None,
         timeout_s: float = START_TIMEOUT_S,
+        ring: tuple[int, int] | None = None,
     ) -> "CaptureProcess":
-        """Start capturing and return once the engine is really capturing."""
+        """Start capturing and return once the engine is really capturing.
+
+        *ring* ``(kilobytes, files)``: a ring buffer, files of that size and at most
+        that many (dumpcap names them PATHSTEM_NNNNN_DATETIME.pcapng and deletes the oldest).
+        """
         if shutil.which(tool) is None:
             raise CaptureToolError(f"{tool} is not installed; install it with 'apt-get install tshark'")
         cmd = [*prefix, tool, "-q", "-i", interface, "-f", capture_filter, "-w", str(path)]
         if tool == "tshark":
             cmd += ["-F", "pcapng"]
+        if ring is not None:
+            cmd += ["-b", f"filesize:{int(ring[0])}", "-b", f"files:{int(ring[1])}"]
         try:
             # A session of its own: a Ctrl-C at the terminal reaches the collector, which
             # decides when the capture ends, and not the capture engine directly.

@@ -33,6 +33,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
                 "Compare the study's six classifiers on the catalog's captures, and report."),
     "features": ("echolab.cli.features", "app", "Extract the feature sets: the study's (tcptrace, histogram, "
                  "combined) and the packet sequence's (sequence, kfp, cumul)."),
+    "classify": ("echolab.cli.classify", "app",
+                 "Classify each request of long captures, or live traffic, with a trained model file."),
     "collect": ("echolab.cli.collect", "collect_app",
                 "Collect labelled captures unattended until every class reaches its target."),
     "doctor": ("echolab.cli.collect", "doctor_app",

@@ -129,6 +129,35 @@ def run_cmd(
             console.print(f"Report: {path}")
 
 
+@app.command("train")
+def train_cmd(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (joblib), e.g. model.joblib.",
+                                      dir_okay=False)],
+    features: Annotated[str, typer.Option(
+        "--features", "-f", help="Feature set, with options as in 'analyze run', e.g. histogram:bins=25.")
+    ] = "combined",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name from the grids file.")] = "random_forest",
+    campaigns: Annotated[Optional[list[str]], typer.Option(
+        "--campaign", "-c", help="Train on this campaign (name or id), repeatable. Default: every capture.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the model (random forests, MLP).")] = 0,
+    grids: Annotated[Optional[Path], typer.Option(
+        help="Grids file (default: analysis/grids.toml).", exists=True, dir_okay=False)] = None,
+    device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address, when the catalog does not say.")] = None,
+) -> None:
+    """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
+    from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
+
+    with _open(ctx) as cat, rich_progress() as progress:
+        source = campaign_source(cat, campaigns or (), device_ip=device_ip, progress=progress)
+        trained = train_model(source, features, model, grids_path=grids, seed=seed)
+    path = save_model(trained, out)
+    params = ", ".join(f"{k}={v}" for k, v in trained.best_params.items()) or "none searched"
+    console.print(f"Model {trained.model_name} on {trained.feature_key}: {trained.n_captures} captures of "
+                  f"{len(trained.classes)} classes from {', '.join(trained.campaigns)}; best {params} "
+                  f"(cross-validated accuracy {100 * trained.cv_score:.2f}%). Wrote {path}")
+
+
 @app.command("ls")
 def ls_cmd(
     ctx: typer.Context,

@@ -120,3 +120,56 @@ def synth(
     console.print(f"Wrote {info.path}: {info.packets} packets over {info.last_ts - info.first_ts:.2f} s "
                   f"(answer {info.plan.speech_s:.1f} s" + (f", music {info.plan.music_s:.1f} s" if info.plan.has_music
                                                          else "") + ")")
+
+
+@app.command("day")
+def day(
+    out: Annotated[Path, typer.Argument(help="Folder for the day: day.pcapng, day.jsonl (the truth), day.json.",
+                                        file_okay=False)],
+    requests: Annotated[int, typer.Option(help="Requests in the day.", min=1)] = 40,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes (default: the study's six).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the day's draws (classes, quiet stretches, prompts).")] = 0,
+    min_gap: Annotated[float, typer.Option(help="Shortest quiet stretch before a request, household seconds.",
+                                           min=0.1)] = 15.0,
+    mean_gap: Annotated[float, typer.Option(help="Mean of a short quiet stretch, household seconds.", min=0.1)] = 30.0,
+    idle_share: Annotated[float, typer.Option(help="Share of long idle stretches (nobody home).", min=0,
+                                              max=1)] = 0.1,
+    idle: Annotated[str, typer.Option(help="A long idle stretch, household seconds: LOW,HIGH.")] = "120,600",
+    speed: Annotated[float, typer.Option(help="Play the day this many times faster (the lab's speed factor: it "
+                                              "compresses the Echo's waits and the quiet stretches).", min=0.001,
+                                         max=1000)] = 1.0,
+    prefix: PrefixOpt = simlab.DEFAULT_PREFIX,
+) -> None:
+    """Play a household's day on the simulated lab: requests at random times, one long capture, the truth.
+
+    Brings the lab up at --speed when it is not running (and down after);
+    a running lab is used at its own speed.
+    """
+    from echolab.collector.sim.day import DaySettings, play_day
+    from echolab.prompts.classes import STUDY_CLASSES
+
+    try:
+        low, high = (float(v) for v in idle.split(","))
+    except ValueError:
+        raise typer.BadParameter("write --idle as LOW,HIGH seconds, e.g. 120,600") from None
+    chosen = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else tuple(STUDY_CLASSES)
+    settings = DaySettings(requests=requests, classes=chosen, seed=seed, min_gap_s=min_gap, mean_gap_s=mean_gap,
+                           idle_share=idle_share, idle_s=(low, high))
+    settings.check()
+    started_here = False
+    try:
+        lab = simlab.SimLab.load(prefix)
+    except simlab.SimNotRunning:
+        lab, started_here = simlab.up(prefix=prefix, speed=speed, seed=seed), True
+
+    def show(row: object) -> None:
+        console.print(f"request {row.request:>4} {row.label:<15} {row.end - row.start:6.2f} s")  # type: ignore[attr-defined]
+
+    try:
+        result = play_day(lab, out, settings, on_request=show)
+    finally:
+        if started_here:
+            simlab.down(prefix)
+    console.print(f"Day of {len(result.truth)} requests in {result.seconds:.0f} s (speed {result.speed:g}): "
+                  f"capture {result.capture}, truth {result.log}"
+                  + (f"; {len(result.failed)} refused: {'; '.join(result.failed[:3])}" if result.failed else ""))

@@ -1,0 +1,262 @@
+"""Classify the requests of long captures with a trained model, and draw the day they make.
+
+The eavesdropper's view: point a model file (:mod:`echolab.analysis.compare.modelfile`)
+at a day of a household's traffic and say what was asked when. Each capture
+is cut into requests by the same cut as ``catalog import --split``
+(:mod:`echolab.captures.split`); each request's raw records are copied into a
+temporary pcapng and read by the feature extractor, as a catalogued capture
+would be, but nothing is written to the catalog. :func:`plot_timeline` draws the
+predictions on a time axis, coloured by class, with counts per class and hour.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from echolab.errors import EcholabError
+
+
+class ClassifyError(EcholabError):
+    """Captures cannot be classified as asked (bad timeline file, nothing to draw)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One request of a capture and what the model says it was."""
+
+    source: str
+    start: float  # epoch seconds of the request's first and last packet of the device
+    end: float
+    label: str
+    probability: float | None
+    packets: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "start": iso(self.start), "end": iso(self.end), "label": self.label,
+                "probability": None if self.probability is None else round(self.probability, 4)}
+
+
+def iso(ts: float) -> str:
+    """UTC ISO 8601 with milliseconds (what the JSON lines and the table print)."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class CaptureOutcome:
+    """The requests of one capture: predictions, the cut used, and requests that gave no features."""
+
+    source: Path
+    device_ip: str
+    cut: str
+    predictions: list[Prediction] = field(default_factory=list)
+    unreadable: list[tuple[float, str]] = field(default_factory=list)  # (start, reason)
+    set_aside: int = 0  # bursts too small to be requests (keep-alives)
+
+
+def request_records(source: Path | str, segments: Sequence[Any], device_ip: str) -> list[tuple[Any, str | None]]:
+    """A feature record (or the reason there is none) per segment of *source*, via temporary pieces."""
+    from echolab.analysis.features.sets import FeatureError, extract_record
+    from echolab.captures.split import write_pieces
+
+    out: list[tuple[Any, str | None]] = []
+    with tempfile.TemporaryDirectory(prefix="echolab-classify-") as tmp:
+        for piece in write_pieces(source, segments, Path(tmp), stem="request"):
+            try:
+                out.append((extract_record(piece, device_ip), None))
+            except FeatureError as exc:
+                out.append((None, str(exc)))
+    return out
+
+
+#: Runs of a request's packets apart by more than this share of the cut's gap are looked at for
+#: keep-alives at its edges (:func:`trim_keepalives`).
+EDGE_GAP_SHARE = 0.05
+
+
+def trim_keepalives(timeline: Any, segment: Any, spec: Any, edge_gap_s: float) -> Any:
+    """*segment* without the keep-alive exchanges joined to its edges (:mod:`echolab.captures.keepalive`)."""
+    from echolab.captures.keepalive import trim_edges
+
+    lo = int(np.searchsorted(timeline.ts_us, segment.start_us, "left"))
+    hi = int(np.searchsorted(timeline.ts_us, segment.end_us, "right"))
+    ts = timeline.ts_us[lo:hi]
+    a, b = trim_edges(ts, timeline.size[lo:hi], min_packets=spec.min_packets, min_bytes=spec.min_bytes,
+                      edge_gap_us=round(edge_gap_s * 1e6))
+    if not len(ts) or (a, b) == (0, len(ts)):
+        return segment
+    return timeline.window(int(ts[a]), int(ts[b - 1]))
+
+
+def classify_capture(path: Path | str, model: Any, split: str = "auto", *, device_ip: str | None = None,
+                     trim: bool = True) -> CaptureOutcome:
+    """Cut the capture at *path* into requests (*split*: ``auto`` or ``gap=S``) and classify each.
+
+    With *trim*, keep-alive exchanges joined to a request's edges are left out
+    (:func:`trim_keepalives`, runs apart by :data:`EDGE_GAP_SHARE` of the gap).
+    """
+    from echolab.captures.split import SplitSpec, split_capture
+
+    path = Path(path)
+    spec = SplitSpec.parse(split) if isinstance(split, str) else split
+    result = split_capture(path, spec, device_ip)
+    device = result.timeline.device.ip
+    outcome = CaptureOutcome(path, device, result.spec.settings() if hasattr(result.spec, "settings") else str(spec),
+                             set_aside=len(result.ignored))
+    segments = result.segments
+    if trim and result.spec.seconds > 0:
+        edge_gap_s = result.spec.seconds * EDGE_GAP_SHARE
+        segments = [trim_keepalives(result.timeline, seg, result.spec, edge_gap_s) for seg in segments]
+    result.segments = segments
+    records = request_records(path, result.segments, device)
+    good = [(seg, rec) for seg, (rec, _) in zip(result.segments, records) if rec is not None]
+    outcome.unreadable = [(seg.start, why or "") for seg, (rec, why) in zip(result.segments, records) if rec is None]
+    labels, probs = model.predict([rec for _, rec in good])
+    outcome.predictions = [Prediction(str(path), seg.start, seg.end, lab, p, seg.packets)
+                           for (seg, _), lab, p in zip(good, labels, probs)]
+    return outcome
+
+
+def classify_captures(paths: Iterable[Path | str], model: Any, split: str = "auto", *, device_ip: str | None = None,
+                      on_capture: Callable[[CaptureOutcome], None] | None = None) -> list[CaptureOutcome]:
+    """:func:`classify_capture` for each path, in order; *on_capture* sees each outcome as it is done."""
+    outcomes = []
+    for path in paths:
+        outcome = classify_capture(path, model, split, device_ip=device_ip)
+        if on_capture is not None:
+            on_capture(outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def summary(predictions: Sequence[Prediction]) -> dict[str, int]:
+    """Requests per predicted class, most frequent first."""
+    return dict(Counter(p.label for p in predictions).most_common())
+
+
+# --------------------------------------------------------------------------- the timeline
+
+
+def hourly_counts(predictions: Sequence[Prediction], *, speed: float = 1.0) -> tuple[list[datetime], dict[str, list[int]]]:
+    """Requests per (clock) hour and class; with *speed* > 1 the hours are the household's (see plot_timeline)."""
+    if not predictions:
+        return [], {}
+    t0 = min(p.start for p in predictions)
+    clock = [t0 + (p.start - t0) * speed for p in predictions]
+    first = datetime.fromtimestamp(min(clock), timezone.utc).replace(minute=0, second=0, microsecond=0)
+    n_hours = int((max(clock) - first.timestamp()) // 3600) + 1
+    hours = [datetime.fromtimestamp(first.timestamp() + 3600 * h, timezone.utc) for h in range(n_hours)]
+    counts: dict[str, list[int]] = {}
+    for p, c in zip(predictions, clock):
+        counts.setdefault(p.label, [0] * n_hours)[int((c - first.timestamp()) // 3600)] += 1
+    return hours, counts
+
+
+def _class_order(predictions: Sequence[Prediction], classes: Sequence[str] = ()) -> list[str]:
+    present = {p.label for p in predictions}
+    ordered = [c for c in classes if c in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def timeline_figure(predictions: Sequence[Prediction], *, classes: Sequence[str] = (), speed: float = 1.0,
+                    title: str = "") -> Any:
+    """A matplotlib ``Figure`` (no pyplot): the requests on a time axis, then counts per class and hour.
+
+    *speed*: the capture was played this many times faster than the household's
+    clock (a simulated day); times are drawn as ``first + (t - first) * speed``.
+    """
+    import matplotlib.dates as mdates
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not predictions:
+        raise ClassifyError("no requests were found, so there is no timeline to draw")
+    order = _class_order(predictions, classes)
+    colors = {c: f"C{i % 10}" for i, c in enumerate(order)}
+    t0 = min(p.start for p in predictions)
+
+    def when(t: float) -> datetime:
+        return datetime.fromtimestamp(t0 + (t - t0) * speed, timezone.utc)
+
+    fig = Figure(figsize=(12, 6.5), dpi=100)
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, gridspec_kw={"height_ratios": [1.2, 1]})
+    min_width = max((predictions[-1].end - t0) * speed / 1500, 1.0) / 86400  # visible at any span (days)
+    for row, label in enumerate(order):
+        spans = [(mdates.date2num(when(p.start)), max((p.end - p.start) * speed / 86400, min_width))
+                 for p in predictions if p.label == label]
+        top.broken_barh(spans, (row - 0.4, 0.8), facecolors=colors[label])
+    top.set_yticks(range(len(order)), [f"{c} ({sum(p.label == c for p in predictions)})" for c in order])
+    top.invert_yaxis()
+    top.xaxis_date()
+    top.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    top.set_title(title or f"{len(predictions)} requests, coloured by predicted class", fontsize=10)
+    hours, counts = hourly_counts(predictions, speed=speed)
+    x = mdates.date2num(hours)
+    base = [0] * len(hours)
+    for label in order:
+        values = counts.get(label, [0] * len(hours))
+        bottom.bar(x, values, width=1 / 24 * 0.9, bottom=base, align="edge", color=colors[label], label=label)
+        base = [a + b for a, b in zip(base, values)]
+    bottom.xaxis_date()
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    span = (min(x[0], top.get_xlim()[0]), max(x[-1] + 1 / 24, top.get_xlim()[1]))
+    top.set_xlim(span)
+    bottom.set_xlim(span)
+    bottom.set_ylabel("requests per hour")
+    bottom.set_xlabel("time (UTC" + (f", household clock: capture played {speed:g}x faster)" if speed != 1 else ")"))
+    bottom.legend(fontsize=8, ncols=min(len(order), 6), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_timeline(predictions: Sequence[Prediction], out: Path | str, *, classes: Sequence[str] = (),
+                  speed: float = 1.0, title: str = "") -> Path:
+    """Write the timeline as PNG (``.png``) or as an HTML page with the picture and the hourly table."""
+    import io
+
+    out = Path(out)
+    kind = out.suffix.lower()
+    if kind not in (".png", ".html"):
+        raise ClassifyError(f"--timeline writes .png or .html, not {out.name!r}")
+    fig = timeline_figure(predictions, classes=classes, speed=speed, title=title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == ".png":
+        fig.savefig(out, format="png")
+        return out
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    out.write_text(_html_page(predictions, base64.b64encode(buf.getvalue()).decode(), classes, speed, title))
+    return out
+
+
+def _html_page(predictions: Sequence[Prediction], png_b64: str, classes: Sequence[str], speed: float,
+               title: str) -> str:
+    order = _class_order(predictions, classes)
+    hours, counts = hourly_counts(predictions, speed=speed)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in order)
+    rows = "".join(
+        f"<tr><td>{h:%Y-%m-%d %H:00}</td>" + "".join(f"<td>{counts.get(c, [0] * len(hours))[i]}</td>" for c in order)
+        + "</tr>" for i, h in enumerate(hours))
+    listing = "".join(
+        f"<tr><td>{html.escape(iso(p.start))}</td><td>{html.escape(iso(p.end))}</td><td>{html.escape(p.label)}</td>"
+        f"<td>{'' if p.probability is None else f'{p.probability:.2f}'}</td></tr>" for p in predictions)
+    name = html.escape(title or "A day of requests")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{name}</title>"
+            "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}</style></head><body>"
+            f"<h1>{name}</h1><img alt='timeline' src='data:image/png;base64,{png_b64}'>"
+            f"<h2>Requests per hour and predicted class</h2><table><tr><th>hour (UTC)</th>{head}</tr>{rows}</table>"
+            f"<h2>Requests</h2><table><tr><th>start</th><th>end</th><th>class</th><th>probability</th></tr>"
+            f"{listing}</table></body></html>\n")
+
+
+__all__ = ["CaptureOutcome", "ClassifyError", "Prediction", "classify_capture", "classify_captures",
+           "hourly_counts", "iso", "plot_timeline", "request_records", "summary", "timeline_figure"]

@@ -1,0 +1,291 @@
+"""Watching a live capture for requests: cut each one as its answer ends, and hand it on.
+
+``echolab classify --interface`` runs this: :class:`RequestWatcher` starts the
+capture engine with a ring buffer (:class:`~echolab.collector.recorder.CaptureProcess`,
+only the device's traffic, the oldest files deleted so a day-long watch never
+fills the disk), follows the files it writes as they grow (:class:`RingFollower`,
+complete pcapng blocks only, as :class:`~echolab.collector.live.LiveCapture`
+reads one growing file) and cuts the device's traffic into requests by the
+gap rule of ``catalog import --split gap=S`` (:mod:`echolab.captures.split`): a
+request ends when the device has been quiet for the gap; bursts smaller than
+the keep-alive thresholds are set aside. Each request's raw blocks become a
+temporary pcapng for the feature extractor, and *on_request* gets a
+:class:`LiveRequest` with its record; the latency is the time from the
+request's last packet to the moment it was handed on.
+
+The model is the caller's (the collector layer does not import the
+comparison): *predict* maps feature records to ``(labels, probabilities)``,
+as ``TrainedModel.predict`` does.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from echolab.captures.keepalive import trim_edges
+from echolab.captures.reader import (T_DST, T_IP_LEN, T_SRC, T_TS, ReadStats, decode_frame, parse_addr,
+                                     pcapng_interface)
+from echolab.errors import EcholabError
+
+_BLOCK_HEAD = struct.Struct("<II")
+_EPB = struct.Struct("<IIIII")
+_SHB, _IDB, _EPB_TYPE = 0x0A0D0D0A, 1, 6
+POLL_S = 0.05
+RING = (10_000, 20)  # 10 MB files, at most 20 of them
+DELAY_WINDOW = 200  # packets whose delay into the file is remembered
+MAX_DELAY_S = 2.0
+#: Runs of a request's packets apart by more than this share of the gap are looked at for keep-alives
+#: at its edges (as ``classify`` does for capture files).
+EDGE_GAP_SHARE = 0.05
+#: The least delay assumed: dumpcap (Wireshark 4.0) flushes its file every 500 ms and libpcap hands it
+#: packets every 250 ms, so a packet can reach the file 0.75 s after it was captured.
+ENGINE_DELAY_S = 0.75
+
+
+class WatchError(EcholabError):
+    """A live capture cannot be watched (engine failed, unreadable ring buffer)."""
+
+
+@dataclass
+class LiveRequest:
+    """One request seen live, and what the model says it was."""
+
+    source: str
+    start: float
+    end: float  # epoch seconds of its last packet
+    packets: int
+    label: str = ""
+    probability: float | None = None
+    latency_s: float = 0.0  # from the last packet to the prediction
+    error: str | None = None  # the request gave no features
+
+    def to_json(self) -> dict[str, Any]:
+        from datetime import datetime, timezone
+
+        iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731
+        return {"source": self.source, "start": iso(self.start), "end": iso(self.end), "label": self.label,
+                "probability": None if self.probability is None else round(self.probability, 4),
+                "latency_s": round(self.latency_s, 3)}
+
+
+class RingFollower:
+    """Complete pcapng blocks of the files a ring buffer writes, in order, as they are written.
+
+    The files are ``STEM_NNNNN_*.pcapng`` in *folder* (dumpcap's ring names);
+    a file is left for the next once a newer one exists and nothing more can
+    be read from it. Yields ``(block type, block bytes)``.
+    """
+
+    def __init__(self, folder: Path, stem: str):
+        self.folder, self.stem = Path(folder), stem
+        self._pattern = re.compile(re.escape(stem) + r"_(\d+)_.*\.pcapng$")
+        self._current: Path | None = None
+        self._offset = 0
+        self.files_read = 0
+
+    def _files(self) -> list[Path]:
+        found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := self._pattern.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def read(self) -> list[tuple[int, bytes]]:
+        blocks: list[tuple[int, bytes]] = []
+        while True:
+            files = self._files()
+            if self._current is None:
+                if not files:
+                    return blocks
+                self._current, self._offset = files[0], 0
+                self.files_read += 1
+            blocks += self._read_current()
+            later = [p for p in files if p.name > self._current.name]
+            if not later:
+                return blocks
+            blocks += self._read_current()  # what was written before the engine moved on
+            self._current, self._offset = later[0], 0
+            self.files_read += 1
+
+    def _read_current(self) -> list[tuple[int, bytes]]:
+        assert self._current is not None
+        try:
+            with open(self._current, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except FileNotFoundError:  # the ring deleted it before we got there
+            return []
+        out, pos = [], 0
+        while pos + 12 <= len(data):
+            btype, blen = _BLOCK_HEAD.unpack_from(data, pos)
+            if blen < 12 or pos + blen > len(data):
+                break  # still being written
+            if btype == _SHB and data[pos + 8: pos + 12] != b"\x4d\x3c\x2b\x1a":
+                raise WatchError(f"{self._current}: only little-endian pcapng is watched live")
+            out.append((btype, data[pos: pos + blen]))
+            pos += blen
+        self._offset += pos
+        return out
+
+
+@dataclass
+class _Burst:
+    headers: list[bytes]
+    blocks: list[bytes] = field(default_factory=list)
+    first_us: int = 0
+    last_us: int = 0
+    packets: int = 0
+    size: int = 0
+    ts_us: list[int] = field(default_factory=list)
+    ip_len: list[int] = field(default_factory=list)
+
+
+class RequestWatcher:
+    """Cuts a live stream of the device's packets into requests and classifies each as it ends."""
+
+    def __init__(self, device_ip: str, predict: Callable[[Sequence[Any]], tuple[list[str], list[Any]]], *,
+                 gap_s: float = 1.0, min_packets: int = 8, min_bytes: int = 4096, source: str = "live",
+                 on_request: Callable[[LiveRequest], None] | None = None):
+        self.device_ip, self.predict, self.source = device_ip, predict, source
+        self.gap_us = round(gap_s * 1e6)
+        self.min_packets, self.min_bytes = min_packets, min_bytes
+        self.on_request = on_request or (lambda r: None)
+        self._device = parse_addr(device_ip)
+        self._headers: list[bytes] = []
+        self._now = 0.0
+        self._ifaces: list[tuple[int, int, int]] = []
+        self._stats = ReadStats()
+        self._burst: _Burst | None = None
+        self.requests: list[LiveRequest] = []
+        self.set_aside = 0
+        self.packets = 0
+        #: How late packets reach the file (the engine writes in batches): the largest of the recent
+        #: delays, so a quiet file is not taken for a quiet device.
+        self._delays: deque[float] = deque(maxlen=DELAY_WINDOW)
+
+    def feed(self, blocks: Sequence[tuple[int, bytes]], now: float | None = None) -> None:
+        """Take blocks in file order (a new section restarts the interface list), read at *now*."""
+        self._now = time.time() if now is None else now
+        for btype, block in blocks:
+            if btype == _SHB:
+                self._headers, self._ifaces = [block], []
+            elif btype == _IDB:
+                self._headers.append(block)
+                self._ifaces.append(pcapng_interface(block[8:-4], "<"))
+            elif btype == _EPB_TYPE:
+                self._packet(block)
+
+    def _packet(self, block: bytes) -> None:
+        iface, hi, lo, caplen, _ = _EPB.unpack_from(block, 8)
+        if iface >= len(self._ifaces):
+            return
+        linktype, units, offset = self._ifaces[iface]
+        ts_us = ((hi << 32) | lo) * 1_000_000 // units + offset * 1_000_000
+        pkt = decode_frame(linktype, block, 28, caplen, ts_us, self._stats)
+        if pkt is None or (pkt[T_SRC] != self._device and pkt[T_DST] != self._device):
+            return
+        self.packets += 1
+        ts = pkt[T_TS]
+        self._delays.append(max(self._now - ts / 1e6, 0.0))
+        if self._burst is not None and ts - self._burst.last_us > self.gap_us:
+            self._close()
+        if self._burst is None:
+            self._burst = _Burst(list(self._headers), first_us=ts)
+        b = self._burst
+        b.blocks.append(block)
+        b.ts_us.append(ts)
+        b.ip_len.append(pkt[T_IP_LEN])
+        b.last_us, b.packets, b.size = max(b.last_us, ts), b.packets + 1, b.size + pkt[T_IP_LEN]
+
+    def tick(self, now: float | None = None) -> None:
+        """Close the current request when the device has been quiet for the gap (wall clock)."""
+        now = time.time() if now is None else now
+        if self._burst is not None and now * 1e6 - self._burst.last_us > self.gap_us + self.delay_s * 1e6:
+            self._close()
+
+    @property
+    def delay_s(self) -> float:
+        """How long after a packet it may still reach the file (at most :data:`MAX_DELAY_S`)."""
+        return min(max(max(self._delays, default=0.0), ENGINE_DELAY_S) + POLL_S, MAX_DELAY_S)
+
+    def flush(self) -> None:
+        """Close what is open (the watch is ending)."""
+        if self._burst is not None:
+            self._close()
+
+    def _close(self) -> None:
+        from echolab.analysis.features.sets import FeatureError, extract_record
+
+        b, self._burst = self._burst, None
+        assert b is not None
+        if b.packets < self.min_packets or b.size < self.min_bytes:
+            self.set_aside += 1
+            return
+        lo, hi = trim_edges(np.asarray(b.ts_us), np.asarray(b.ip_len), min_packets=self.min_packets,
+                            min_bytes=self.min_bytes, edge_gap_us=round(self.gap_us * EDGE_GAP_SHARE))
+        if (lo, hi) != (0, b.packets):  # keep-alives joined to the request's edges (as classify leaves out)
+            b.blocks, b.ts_us, b.ip_len = b.blocks[lo:hi], b.ts_us[lo:hi], b.ip_len[lo:hi]
+            b.first_us, b.last_us, b.packets, b.size = min(b.ts_us), max(b.ts_us), hi - lo, sum(b.ip_len)
+        req = LiveRequest(self.source, b.first_us / 1e6, b.last_us / 1e6, b.packets)
+        with tempfile.NamedTemporaryFile(prefix="echolab-live-", suffix=".pcapng") as fh:
+            fh.write(b"".join(b.headers) + b"".join(b.blocks))
+            fh.flush()
+            try:
+                record = extract_record(fh.name, self.device_ip)
+            except FeatureError as exc:
+                req.error = str(exc)
+                record = None
+        if record is not None:
+            labels, probs = self.predict([record])
+            req.label, req.probability = labels[0], probs[0]
+        req.latency_s = time.time() - req.end
+        self.requests.append(req)
+        self.on_request(req)
+
+
+def watch_interface(interface: str, device_ip: str, predict: Callable[[Sequence[Any]], tuple[list[str], list[Any]]],
+                    *, gap_s: float = 1.0, min_packets: int = 8, min_bytes: int = 4096, prefix: Sequence[str] = (),
+                    tool: str = "dumpcap", ring: tuple[int, int] = RING, folder: Path | str | None = None,
+                    on_request: Callable[[LiveRequest], None] | None = None,
+                    on_start: Callable[[], None] | None = None,
+                    should_stop: Callable[[], bool] = lambda: False) -> RequestWatcher:
+    """Capture *interface* (only *device_ip*'s traffic) into a ring buffer and classify each request live.
+
+    Runs until *should_stop* says so or Ctrl-C (KeyboardInterrupt ends the
+    watch quietly); returns the watcher with every request it saw.
+    """
+    from echolab.collector.recorder import CaptureProcess
+
+    watcher = RequestWatcher(device_ip, predict, gap_s=gap_s, min_packets=min_packets, min_bytes=min_bytes,
+                             source=interface, on_request=on_request)
+    with tempfile.TemporaryDirectory(prefix="echolab-watch-") as tmp:
+        where = Path(folder) if folder is not None else Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        cap = CaptureProcess.start(where / "live.pcapng", interface, f"host {device_ip}", prefix=prefix, tool=tool,
+                                   ring=ring)
+        follower = RingFollower(where, "live")
+        if on_start is not None:
+            on_start()
+        try:
+            while not should_stop():
+                if not cap.alive:
+                    raise WatchError(f"{tool} stopped capturing on {interface}")
+                watcher.feed(follower.read())
+                watcher.tick()
+                time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            cap.stop()
+        watcher.feed(follower.read())
+        watcher.flush()
+    return watcher
+
+
+__all__ = ["LiveRequest", "RING", "RequestWatcher", "RingFollower", "WatchError", "watch_interface"]

@@ -1,0 +1,146 @@
+"""``echolab classify``: say what was asked when, in long captures or live, with a trained model."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(help="Classify each request of long captures, or live traffic, with a trained model file.")
+
+LIVE_DEFAULT_GAP_S = 2.0
+
+
+@app.command()
+def classify(
+    model: Annotated[Path, typer.Option(help="Model file written by 'echolab analyze train'.", exists=True,
+                                        dir_okay=False)],
+    captures: Annotated[Optional[list[Path]], typer.Argument(
+        help="Long captures (pcap or pcapng) to cut into requests and classify.", exists=True, dir_okay=False)] = None,
+    split: Annotated[str, typer.Option(
+        help="How to cut captures into requests, as 'catalog import --split': auto, or gap=SECONDS of quiet. "
+             f"Live: gap=SECONDS (auto means gap={LIVE_DEFAULT_GAP_S:g}).")] = "auto",
+    device_ip: Annotated[Optional[str], typer.Option(
+        help="The Echo's address (default: detected in each capture; live: required unless --sim-prefix).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object a line: source, start, end, label, "
+                                                       "probability.")] = False,
+    timeline: Annotated[Optional[Path], typer.Option(
+        help="Draw the requests on a time axis by predicted class, with counts per hour: OUT.png or OUT.html.",
+        dir_okay=False)] = None,
+    speed: Annotated[float, typer.Option(
+        help="The captures were played this many times faster than the household's clock (a simulated day): "
+             "the timeline shows the household's hours.", min=0.001)] = 1.0,
+    interface: Annotated[Optional[str], typer.Option(
+        help="Classify live: capture this interface (ring buffer) and print each request as its answer ends, "
+             "until Ctrl-C.")] = None,
+    sim_prefix: Annotated[Optional[str], typer.Option(
+        help="Live on the simulated lab PREFIX: capture its gateway (interface and Echo address from the lab).")
+    ] = None,
+) -> None:
+    """Cut captures (or live traffic) into requests and print each one's predicted class and probability."""
+    from echolab.analysis.compare.modelfile import load_model
+
+    trained = load_model(model)
+    if interface or sim_prefix:
+        if captures:
+            raise typer.BadParameter("give capture files or --interface/--sim-prefix, not both")
+        if timeline is not None:
+            raise typer.BadParameter("--timeline draws capture files; live, pipe --json into a file instead")
+        _live(trained, interface, device_ip, split, sim_prefix, json_)
+        return
+    if not captures:
+        raise typer.BadParameter("give one or more capture files, or --interface to classify live")
+    _files(trained, captures, split, device_ip, json_, timeline, speed)
+
+
+def _files(trained: Any, captures: list[Path], split: str, device_ip: Optional[str], json_: bool,
+           timeline: Optional[Path], speed: float) -> None:
+    from echolab.analysis.compare.classify import classify_captures, iso, plot_timeline, summary
+
+    def show(outcome: Any) -> None:
+        for p in outcome.predictions:
+            if json_:
+                typer.echo(json.dumps(p.to_json()))
+            else:
+                prob = "-" if p.probability is None else f"{p.probability:.2f}"
+                typer.echo(f"{p.source}\t{iso(p.start)}\t{iso(p.end)}\t{p.label}\t{prob}")
+        note = (f"{outcome.source}: {len(outcome.predictions)} requests (device {outcome.device_ip}, cut "
+                f"{outcome.cut}; {outcome.set_aside} small bursts set aside")
+        note += f"; {len(outcome.unreadable)} without features)" if outcome.unreadable else ")"
+        typer.echo(note, err=True)
+
+    outcomes = classify_captures(captures, trained, split, device_ip=device_ip, on_capture=show)
+    predictions = [p for o in outcomes for p in o.predictions]
+    counts = summary(predictions)
+    typer.echo(f"{len(predictions)} requests: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+               err=json_)
+    if timeline is not None:
+        path = plot_timeline(predictions, timeline, classes=trained.classes, speed=speed,
+                             title=f"{len(predictions)} requests classified by {trained.model_name} "
+                                   f"on {trained.feature_key}")
+        typer.echo(f"Timeline: {path}", err=json_)
+
+
+def _live(trained: Any, interface: Optional[str], device_ip: Optional[str], split: str, sim_prefix: Optional[str],
+          json_: bool) -> None:
+    from echolab.captures.split import SplitSpec
+    from echolab.collector.watch import watch_interface
+
+    prefix: list[str] = []
+    if sim_prefix:
+        from echolab.collector.sim import SimLab
+
+        lab = SimLab.load(sim_prefix)
+        interface, device_ip, prefix = interface or lab.interface, device_ip or lab.echo_ip, lab.netns_exec()
+    if not device_ip:
+        raise typer.BadParameter("live classification needs --device-ip (the Echo's address)")
+    spec = SplitSpec.parse(split if split != "auto" else f"gap={LIVE_DEFAULT_GAP_S:g}")
+    if spec.mode != "gap":
+        raise typer.BadParameter("live classification cuts by quiet time: give --split gap=SECONDS")
+    stop = {"now": False}
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    def show(req: Any) -> None:
+        if json_:
+            typer.echo(json.dumps(req.to_json()))
+        elif req.error:
+            typer.echo(f"{req.source}\t{req.to_json()['start']}\t{req.to_json()['end']}\t(no features: {req.error})")
+        else:
+            prob = "-" if req.probability is None else f"{req.probability:.2f}"
+            row = req.to_json()
+            typer.echo(f"{req.source}\t{row['start']}\t{row['end']}\t{req.label}\t{prob}\t"
+                       f"(+{req.latency_s:.2f} s)")
+        sys.stdout.flush()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def started() -> None:
+        typer.echo(f"Watching {interface} for {device_ip} (cut {spec.settings()}); Ctrl-C stops.", err=True)
+
+    try:
+        watcher = watch_interface(interface or "", device_ip, trained.predict, gap_s=spec.seconds,
+                                  min_packets=spec.min_packets, min_bytes=spec.min_bytes, prefix=prefix,
+                                  on_request=show, on_start=started, should_stop=lambda: stop["now"])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _live_summary(watcher)
+
+
+def _live_summary(watcher: Any) -> None:
+    from collections import Counter
+    from statistics import median
+
+    reqs = watcher.requests
+    counts = Counter(r.label for r in reqs if not r.error)
+    latencies = [r.latency_s for r in reqs]
+    text = f"Stopped: {len(reqs)} requests: " + (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none")
+    if latencies:
+        text += f"; latency after the last packet median {median(latencies):.2f} s, max {max(latencies):.2f} s"
+    text += f"; {watcher.set_aside} small bursts set aside"
+    typer.echo(text, err=True)
