@@ -484,6 +484,7 @@ class CampaignRunner:
         deadline = time.monotonic() + s.max_duration(label)
         answer_by = time.monotonic() + max(s.scaled(s.response_timeout_s), 1.0)
         answer_end: float | None = None
+        still_busy = time.time()  # when the Echo last said it was not done (a backend that knows the end)
         while time.monotonic() < deadline:
             if not cap.alive:
                 raise Failure("capture-error", f"{cap.tool} stopped during the capture")
@@ -498,8 +499,12 @@ class CampaignRunner:
                 if now - live.last_traffic >= quiet + lag and b.response_over():
                     answer_end = live.last_traffic
                     if b.knows_end:
+                        # What the Echo sent as it finished (its playback report) may reach the file
+                        # later than its word that it is done: stop the capture once it is there.
+                        self._until_in_file(live, still_busy)
                         return Ending(f"quiet {quiet:.2g} s and the Echo done", answer_end)
                     deadline = time.monotonic() + trailing + s.max_duration(label)
+                still_busy = now
             else:
                 upload = live.traffic_after(answer_end)
                 if upload is None and now - answer_end >= trailing + lag:
@@ -510,6 +515,13 @@ class CampaignRunner:
             time.sleep(POLL_S)
         what = "answer" if answer_end is None else "post-answer upload"
         raise Failure("echo-busy", f"the Echo's {what} went on past the {s.max_duration(label):.1f} s maximum")
+
+    def _until_in_file(self, live: LiveCapture, after: float) -> None:
+        """Wait (at most twice FILE_LAG_S) until the file holds a packet of the device sent after *after*."""
+        give_up = time.monotonic() + 2 * FILE_LAG_S
+        while live.last_packet < after and time.monotonic() < give_up:
+            time.sleep(POLL_S)
+            live.poll(since=self._play_start)
 
 
 @dataclass

@@ -44,6 +44,7 @@ class LiveCapture:
     packets: int = 0
     last_from_cloud: float = 0.0  # capture time of the last cloud->device packet
     last_traffic: float = 0.0  # capture time of the last packet either way with more than keepalive_bytes
+    last_packet: float = 0.0  # capture time of the last packet of the device, of any size
     answered_at: float | None = None  # capture time of the first cloud->device traffic at or after *since*
     traffic: list[float] = field(default_factory=list)  # capture times of every traffic packet
     _offset: int = 0
@@ -94,6 +95,7 @@ class LiveCapture:
         if pkt is None or self._device not in (pkt[T_SRC], pkt[T_DST]):
             return False
         ts = pkt[T_TS] / 1e6
+        self.last_packet = max(self.last_packet, ts)
         if pkt[T_DATA_LEN] > self.keepalive_bytes:
             self.last_traffic = max(self.last_traffic, ts)
             self.traffic.append(ts)
