@@ -67,11 +67,11 @@ def score(truth_dir: Path, found: list[tuple[float, float, str]]) -> dict[str, f
 def per_capture_accuracy(lab: Path, model_path: Path, campaign: str) -> dict[str, float]:
     from echolab.analysis.compare.modelfile import load_model
     from echolab.analysis.features.sets import load_dataset
-    from echolab.db.catalog import open_catalog
+    from echolab.db.catalog import Catalog
     from echolab.labdir import LabDir
 
     model = load_model(model_path)
-    with open_catalog(LabDir.open(lab)) as cat:
+    with Catalog.open(LabDir.open(lab)) as cat:
         ds = load_dataset(cat, campaign=cat.campaign(campaign).id)
     labels, _ = model.predict(ds.records)
     correct = sum(a == b for a, b in zip(labels, ds.y.tolist()))

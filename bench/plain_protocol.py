@@ -1,7 +1,7 @@
 """The study's protocol as a plain scikit-learn script, one job at a time: the benchmark's baseline.
 
 Reads feature matrices from an .npz file (arrays ``y`` and ``X_<feature set>``,
-as bench_analysis.py writes them) and the grids from analysis/grids.toml, and
+as bench_analysis.py writes them) and the grids from analysis/compare/grids.toml, and
 runs, for every feature set, model and trial, one after the other:
 stratified 80/20 split, StandardScaler fit on the training part, GridSearchCV
 with stratified 3-fold CV (n_jobs=1), refit, test accuracy. Trial t uses the
@@ -31,12 +31,14 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.preprocessing import StandardScaler
 
-GRIDS = Path(__file__).resolve().parent.parent / "analysis" / "grids.toml"
+GRIDS = Path(__file__).resolve().parent.parent / "analysis" / "compare" / "grids.toml"
 
 
 def models(grids_file: Path) -> dict[str, tuple[type, dict, dict]]:
     out = {}
     for name, table in tomllib.loads(grids_file.read_text())["models"].items():
+        if not table.get("default", True):  # the sequence attacks' models: not the study's six
+            continue
         module, _, cls = table["estimator"].rpartition(".")
         tuples = lambda k, v: tuple(v) if k == "hidden_layer_sizes" and isinstance(v, list) else v  # noqa: E731
         grid = {k: [tuples(k, v) for v in vs] for k, vs in table.get("grid", {}).items()}

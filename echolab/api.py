@@ -15,7 +15,7 @@ when a method needs them.
     with Lab("lab") as lab:
         print(lab.stats())
         X, y, names = lab.features("combined")
-        result = lab.compare(features=["combined"], models=["forest"], trials=5)
+        result = lab.compare(features=["combined"], models=["random_forest"], trials=5)
         print(lab.report(result))
 """
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
 
     from echolab.analysis.compare.runner import RunResult
     from echolab.db.catalog import Catalog
+    from echolab.db.checks import CatalogStats
     from echolab.db.models import AnalysisRun, Capture
 
 
@@ -104,7 +105,7 @@ class Lab:
         """Where a capture's file lies (``None`` if the catalog points at no file)."""
         return self.catalog.abspath(capture)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> "CatalogStats":
         """Counts per class and status, and per campaign (what ``catalog stats`` shows)."""
         from echolab.db.checks import catalog_stats
 

@@ -1,4 +1,4 @@
-"""Long captures cut into labelled requests (db/segments.py, 'catalog import --split', 'catalog segments').
+"""Long captures cut into labelled requests (echolab/captures/split.py, 'catalog import --split', 'catalog segments').
 
 Two kinds of long capture: the simulated lab's synthetic requests laid out on
 a known schedule with small keep-alives between them (exact ground truth,

@@ -1,6 +1,6 @@
 """The classifiers compared and their grids, read from one TOML file.
 
-The grids live in ``analysis/grids.toml`` (a person edits them, and a run can
+The grids live in ``analysis/compare/grids.toml`` (a person edits them, and a run can
 use another copy with ``--grids FILE``). This module turns one table of that
 file into a :class:`ModelSpec`: an estimator factory plus its parameter grid,
 with a canonical form that goes into the trial cache key, so editing one
@@ -127,7 +127,7 @@ def _import_estimator(path: str, model: str) -> type:
 
 
 def load_grids(path: Path | str | None = None, *, check: bool = True) -> dict[str, ModelSpec]:
-    """Every model of a grids file, in file order (default: analysis/grids.toml).
+    """Every model of a grids file, in file order (default: analysis/compare/grids.toml).
 
     Raises :class:`GridError` for an unreadable file, a missing key, an
     estimator outside scikit-learn, or a grid value the estimator rejects.
@@ -144,7 +144,7 @@ def load_grids(path: Path | str | None = None, *, check: bool = True) -> dict[st
         raise GridError(f"grids file {path} is not valid TOML: {exc}") from exc
     models = doc.get("models")
     if not isinstance(models, dict) or not models:
-        raise GridError(f"grids file {path} has no [models.NAME] tables; see analysis/grids.toml")
+        raise GridError(f"grids file {path} has no [models.NAME] tables; see analysis/compare/grids.toml")
     specs: dict[str, ModelSpec] = {}
     for name, table in models.items():
         specs[name] = _spec(name, table, path)

@@ -2,7 +2,7 @@
 
 Everything comes from the run's stored summary (``AnalysisRun.summary``), so a
 report can be written again at any time without recomputing. The study's own
-numbers (``analysis/study_results.toml``) are shown beside ours, labelled as
+numbers (``analysis/compare/study_results.toml``) are shown beside ours, labelled as
 the study's. Plots are drawn on :class:`matplotlib.figure.Figure` objects of
 their own (no pyplot, no backend switch), so importing or using this module
 changes no global matplotlib state.

@@ -95,7 +95,7 @@ def bins_sweep(bins: Iterable[int] = (5, 10, 15, 25, 50, 100, 200), acks: Iterab
 
 
 #: The study's feature-group ablations (random forest results in its text), by name.
-#: The option names are those of ``echolab.analysis.features.make_transformer``.
+#: The option names are those of ``echolab.analysis.features.sets.make_transformer``.
 ABLATIONS: dict[str, FeatureSpec] = {
     "window_advertisement": FeatureSpec.of("window"),
     "data_amount": FeatureSpec.of("data_amount"),

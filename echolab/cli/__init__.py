@@ -30,7 +30,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "sim": ("echolab.cli.sim", "app", "The simulated lab: an Echo and an Alexa cloud in network namespaces."),
     "prompts": ("echolab.cli.prompts", "app", "List, check and synthesize the voice prompts of each class."),
     "analyze": ("echolab.cli.analyze", "app",
-                "Compare the study's six classifiers on the catalog's captures, and report."),
+                "Compare classifiers on the catalog's captures (the study's six by default), report, "
+                "and train model files."),
     "features": ("echolab.cli.features", "app", "Extract the feature sets: the study's (tcptrace, histogram, "
                  "combined) and the packet sequence's (sequence, kfp, cumul)."),
     "classify": ("echolab.cli.classify", "app",

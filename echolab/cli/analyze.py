@@ -11,7 +11,8 @@ from rich.table import Table
 
 from echolab.cli.common import console, emit_rows, get_lab, key_value_table, rich_progress
 
-app = typer.Typer(help="Compare the study's six classifiers on the catalog's captures, and report.",
+app = typer.Typer(help="Compare classifiers on the catalog's captures (the study's six by default), report, "
+                       "and train model files.",
                   no_args_is_help=True)
 
 
@@ -78,7 +79,7 @@ def run_cmd(
              "train on all but one, test on it, on the classes both sides hold.")
     ] = SplitBy.random,
     grids: Annotated[Optional[Path], typer.Option(
-        help="Grids file (default: analysis/grids.toml).", exists=True, dir_okay=False)] = None,
+        help="Grids file (default: analysis/compare/grids.toml).", exists=True, dir_okay=False)] = None,
     name: Annotated[Optional[str], typer.Option(
         help="Run name (default: run-DATE-TIME); an existing name is resumed and updated.")] = None,
     fit_features_on: Annotated[FitOn, typer.Option(
@@ -142,7 +143,7 @@ def train_cmd(
         "--campaign", "-c", help="Train on this campaign (name or id), repeatable. Default: every capture.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the model (random forests, MLP).")] = 0,
     grids: Annotated[Optional[Path], typer.Option(
-        help="Grids file (default: analysis/grids.toml).", exists=True, dir_okay=False)] = None,
+        help="Grids file (default: analysis/compare/grids.toml).", exists=True, dir_okay=False)] = None,
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address, when the catalog does not say.")] = None,
 ) -> None:
     """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
