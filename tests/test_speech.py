@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import urllib.parse
 from concurrent.futures import ProcessPoolExecutor
@@ -100,7 +101,8 @@ def _ensure_all(root: str) -> int:
 
 
 def test_concurrent_runs_synthesize_each_prompt_once(tmp_path: Path) -> None:
-    with ProcessPoolExecutor(2) as pool:
+    # spawned, not forked: earlier tests of this process may have started JAX's threads
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         made = list(pool.map(_ensure_all, [str(tmp_path / "audio")] * 2))
     assert sum(made) == len(TEXTS)
     cache = AudioCache(tmp_path / "audio")
