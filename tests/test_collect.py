@@ -43,9 +43,9 @@ def sim_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabDir:
-    monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
-    return LabDir.open(tmp_path / "lab", create=True)
+def lab(sqlite_lab: LabDir) -> LabDir:
+    """These tests' lab: conftest's lab with a SQLite catalog."""
+    return sqlite_lab
 
 
 def files_under(root: Path) -> list[Path]:

@@ -29,7 +29,7 @@ from echolab.collector.sim import SimLab, down
 from echolab.collector.sim.recordings import from_campaign, from_folder
 from echolab.cli import app
 from echolab.db.catalog import Catalog
-from echolab.labdir import CATALOG_URL_ENV, LabDir
+from echolab.labdir import LabDir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from echo_recordings import make_recordings, plan  # noqa: E402
@@ -51,9 +51,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabDir:
-    monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
-    return LabDir.open(tmp_path / "lab", create=True)
+def lab(sqlite_lab: LabDir) -> LabDir:
+    """These tests' lab: conftest's lab with a SQLite catalog."""
+    return sqlite_lab
 
 
 def run(lab: LabDir, per_class: int, speed: float, out: io.StringIO | None = None,
