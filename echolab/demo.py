@@ -11,11 +11,14 @@ resumes, features and finished trials come from the catalog).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from echolab.labdir import LabDir
 from echolab.progress import ProgressCallback
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from echolab.db.models import AnalysisRun
 
 DEMO_SIM_PREFIX = "echolab-demo"
+DEMO_SIM_SLOTS = 9  # demos that can run at once on one machine, each on its own simulated lab
 QUICK_TRIALS = 5
 
 
@@ -63,6 +67,41 @@ class PlainConsole:
         print(f"-- {self._MARKUP.sub('', title)} --")
 
 
+@contextmanager
+def demo_sim_prefix(root: Path | str | None = None) -> Iterator[str]:
+    """A simulated-lab prefix no other running demo holds: ``echolab-demo``, else ``echolab-demo2`` ...
+
+    Each prefix is claimed by an exclusive lock on a file next to the labs'
+    run directories (``RUN_ROOT/PREFIX.lock``), held until the block ends; the
+    system drops it when a demo dies, and the next demo to take that prefix
+    cleans up what the dead one left (``SimLab.up`` does).
+    """
+    from echolab.collector.sim import SimError
+    from echolab.collector.sim.lab import run_root
+
+    base = run_root(root)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except PermissionError:  # not root: SimLab.up will say so, and the demo falls back to synthetic captures
+        yield DEMO_SIM_PREFIX
+        return
+    for slot in range(1, DEMO_SIM_SLOTS + 1):
+        prefix = DEMO_SIM_PREFIX if slot == 1 else f"{DEMO_SIM_PREFIX}{slot}"
+        fd = os.open(base / f"{prefix}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield prefix
+        finally:
+            os.close(fd)  # closing drops the lock
+        return
+    raise SimError(f"{DEMO_SIM_SLOTS} demos are already running on this machine, each on its own simulated lab",
+                   hint="wait for one to finish, or write synthetic captures (echolab demo --synthetic)")
+
+
 def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
              progress: ProgressCallback | None = None, collect_display: Any = None) -> DemoResult:
     """Run every step of the demo on *lab*; see the module docstring.
@@ -95,9 +134,11 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
 
     t = step(1, "Simulated lab")
     backend, started_sim = settings.backend, False
+    claim = ExitStack()
+    prefix = claim.enter_context(demo_sim_prefix()) if backend == "sim" else DEMO_SIM_PREFIX
     if backend == "sim":
         try:
-            sim = SimLab.up(prefix=DEMO_SIM_PREFIX, speed=settings.speed, seed=settings.seed)
+            sim = SimLab.up(prefix=prefix, speed=settings.speed, seed=settings.seed)
             started_sim = True
             console.print(f"Echo {sim.echo_ip} -> gateway {sim.netns}:{sim.interface} -> voice {sim.voice_ip}, "
                           f"music {sim.music_ip}; speed x{sim.speed:g}")
@@ -117,7 +158,7 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
         with Catalog.open(lab) as catalog:
             exists = any(c.name == campaign for c in catalog.campaigns())
         collected = collect(lab, CollectSettings(backend=backend, per_class=settings.per_class, speed=settings.speed,
-                                                 seed=settings.seed, sim_prefix=DEMO_SIM_PREFIX,
+                                                 seed=settings.seed, sim_prefix=prefix,
                                                  classes=list(STUDY_CLASSES)),
                             resume=campaign if exists else None, new=not exists, name=campaign,
                             display=collect_display)
@@ -126,8 +167,9 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
                       + (f"; median collector overhead {overhead:.3f} s per capture" if overhead else ""))
         seconds["collect"] = time.perf_counter() - t
     finally:
-        if started_sim:
-            down(DEMO_SIM_PREFIX)
+        with claim:
+            if started_sim:
+                down(prefix)
             console.print("Simulated lab taken down.")
 
     with Catalog.open(lab) as catalog:

@@ -41,3 +41,30 @@ def test_demo_small_then_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "0 trials computed" in second.output
     with Catalog.open(LabDir.open(root)) as cat:
         assert len(cat.captures()) == 30 and len(cat.campaigns()) == 1
+
+
+def test_two_demos_take_separate_simulated_labs(tmp_path: Path) -> None:
+    """A second demo on the machine gets its own prefix; a prefix frees when its demo ends or dies."""
+    import signal
+    import subprocess
+    import sys
+
+    from echolab.demo import DEMO_SIM_PREFIX, demo_sim_prefix
+
+    with demo_sim_prefix(tmp_path) as first, demo_sim_prefix(tmp_path) as second:
+        assert (first, second) == (DEMO_SIM_PREFIX, f"{DEMO_SIM_PREFIX}2")
+    with demo_sim_prefix(tmp_path) as again:
+        assert again == DEMO_SIM_PREFIX
+    holder = subprocess.Popen(  # another demo, killed while it holds the first prefix
+        [sys.executable, "-P", "-c", "import sys, time; from echolab.demo import demo_sim_prefix\n"
+         f"with demo_sim_prefix({str(tmp_path)!r}) as p:\n print(p, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == DEMO_SIM_PREFIX
+        with demo_sim_prefix(tmp_path) as taken:
+            assert taken == f"{DEMO_SIM_PREFIX}2"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with demo_sim_prefix(tmp_path) as freed:
+        assert freed == DEMO_SIM_PREFIX
