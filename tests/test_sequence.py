@@ -206,7 +206,7 @@ def test_leaf_knn_and_the_deep_model_learn_and_are_reproducible() -> None:
     X[y == "down", :4] = -np.abs(X[y == "down", :4])
     knn = LeafKNNClassifier(n_estimators=20, random_state=0).fit(X, y)
     assert knn.leaves(X).shape == (n, 20) and (knn.predict(X) == y).mean() > 0.9
-    if SequenceCNNClassifier.missing_requirements() and not os.environ.get("CI"):
+    if SequenceCNNClassifier.missing_requirements():
         pytest.skip("the deep extra is not installed: pip install 'echolab-toolkit[deep]'")
     kw = dict(filters=(4, 8), kernel_size=3, hidden=8, max_epochs=8, patience=3, batch_size=8, learning_rate=0.01,
               validation_fraction=0.25, random_state=3)
