@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from echolab.captures.keepalive import KEEPALIVE_PAYLOAD_BYTES
 from echolab.captures.reader import Packet, read_packets
 
-#: Payload bytes above which a packet is traffic, not a keep-alive (real keep-alives: well under 100).
-KEEPALIVE_BYTES = 100
+#: Payload bytes above which a packet is traffic, not a keep-alive (the captures layer owns the figure).
+KEEPALIVE_BYTES = KEEPALIVE_PAYLOAD_BYTES
 #: No traffic for this long ends an answer: real answers pause up to 2 to 3 s; the upload comes 8 s or more later.
 QUIET_S = 5.0
 #: The post-answer upload comes 8 to 15 s after the answer; wait this long for it.

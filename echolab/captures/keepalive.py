@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 
-#: The largest packet (IP bytes) of a keep-alive exchange: a ping and its answer are small TLS
-#: records (114 bytes on the simulated lab); the shortest report of the device that its answer
-#: was played is larger (379).
-KEEPALIVE_MAX_PACKET = 160
+#: The most TCP payload (bytes) of a keep-alive packet; a packet with more is traffic. A real
+#: Echo's keep-alives carry well under 100 bytes; the collector's timing
+#: (``echolab.collector.timing``) and ``--keepalive-bytes`` start from this.
+KEEPALIVE_PAYLOAD_BYTES = 100
+
+#: The same limit in IP bytes, which the capture readers and the cut measure: the payload and
+#: the largest IPv4 and TCP headers with options (20 + 60). A ping and its answer are 114 bytes
+#: on the simulated lab; the shortest report of the device that its answer was played is 379.
+KEEPALIVE_MAX_PACKET = KEEPALIVE_PAYLOAD_BYTES + 80
 
 
 def trim_edges(ts_us: np.ndarray, size: np.ndarray, *, min_packets: int, min_bytes: int,
@@ -44,4 +49,4 @@ def trim_edges(ts_us: np.ndarray, size: np.ndarray, *, min_packets: int, min_byt
     return runs[0][0], runs[-1][1]
 
 
-__all__ = ["KEEPALIVE_MAX_PACKET", "trim_edges"]
+__all__ = ["KEEPALIVE_MAX_PACKET", "KEEPALIVE_PAYLOAD_BYTES", "trim_edges"]

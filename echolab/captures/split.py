@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, Iterator, Sequence
 
 import numpy as np
 
+from echolab.captures.keepalive import KEEPALIVE_MAX_PACKET
 from echolab.captures.reader import (
     read_pcap_header,
     MAX_RECORD, PCAP_MAGICS, PCAPNG_MAGIC, TCP_ACK, TCP_SYN, CaptureError, ReadStats, _pcapng_iface, read_packets,
@@ -53,7 +54,6 @@ DEFAULT_MIN_BYTES = 4096
 # request is attached to it.
 DEFAULT_ATTACH_S = 16.0
 TRAILING_MAX_S = 3.0  # a burst that can be attached sends its data within this long (a request takes 5 s or more)
-KEEPALIVE_MAX_IP = 200  # IP bytes: a keep-alive packet (under 100 bytes of payload) or a bare ACK is no bigger
 TRAILING_RATIO = 2.0  # and the request it follows holds at least this many times its bytes
 # --split auto searches gaps between these (quiet times of the device outside
 # this range never decide a cut) ...
@@ -498,7 +498,7 @@ def _data_span_us(timeline: Timeline, seg: Segment) -> int:
     """From the first to the last packet of *seg* bigger than a keep-alive (a keep-alive next to it does not count)."""
     lo = int(np.searchsorted(timeline.ts_us, seg.start_us, "left"))
     hi = int(np.searchsorted(timeline.ts_us, seg.end_us, "right"))
-    ts = timeline.ts_us[lo:hi][timeline.size[lo:hi] > KEEPALIVE_MAX_IP]
+    ts = timeline.ts_us[lo:hi][timeline.size[lo:hi] > KEEPALIVE_MAX_PACKET]
     return int(ts[-1] - ts[0]) if len(ts) else 0
 
 
