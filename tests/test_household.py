@@ -22,7 +22,7 @@ from echolab.analysis.compare.modelfile import (ModelFileError, ModelVersionWarn
 from echolab.analysis.features.sets import EXTRACTOR_VERSION, extract_record
 from echolab.cli import app
 from echolab.collector.sim import synthetic
-from echolab.collector.sim.day import DaySettings, TruthRow, match, plan_day, read_truth
+from echolab.collector.sim.day import DayPrompts, DaySettings, TruthRow, match, plan_day, read_truth
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
@@ -198,6 +198,25 @@ def test_plan_and_score_a_day() -> None:
     assert score.recall == 1.0 and score.precision == pytest.approx(2 / 3) and score.accuracy == 0.5
 
 
+def test_a_days_requests_speak_their_class_prompts_as_a_campaign_does(sqlite_lab: LabDir) -> None:
+    """The n-th request of a class speaks the prompt a campaign's n-th capture of it would, from the speech cache."""
+    from echolab.collector.schedule import pick_prompt
+    from echolab.prompts.lists import load_prompts
+
+    plan = plan_day(DaySettings(requests=12, classes=tuple(STUDY_CLASSES), seed=2))
+    spoken = DayPrompts(sqlite_lab, STUDY_CLASSES, engine="espeak", seed=5).for_plan(plan)
+    lists = load_prompts(sqlite_lab, list(STUDY_CLASSES))
+    seen: dict[str, int] = {}
+    for req, (text, clip) in zip(plan, spoken):
+        n = seen[req.label] = seen.get(req.label, -1) + 1
+        assert text == pick_prompt(lists[req.label], req.label, n, 5).text
+        assert clip.text == text and clip.duration_s > 0.5 and clip.path.is_file()
+    # utterance lengths follow the class, as in a campaign: a day is not a set of same-length clips
+    assert len({round(clip.duration_s, 2) for _, clip in spoken}) > 6
+    again = DayPrompts(sqlite_lab, STUDY_CLASSES, engine="espeak", seed=5).for_plan(plan)
+    assert [c.sha256 for _, c in again] == [c.sha256 for _, c in spoken]  # from the cache
+
+
 # --------------------------------------------------------------------------- on the simulated lab
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
@@ -210,7 +229,7 @@ SPEED = 15.0
 def test_a_simulated_day_classified_live_and_from_its_capture(trained: tuple[LabDir, Path], tmp_path: Path) -> None:
     from echolab.collector.sim import SimLab, down
 
-    _, model = trained
+    lab, model = trained
     prefix = f"hh{os.getpid() % 100000}"
     SimLab.up(prefix=prefix, speed=SPEED, seed=5)
     cmd = [sys.executable, "-P", "-m", "echolab", "classify", "--model", str(model), "--sim-prefix", prefix,
@@ -220,7 +239,8 @@ def test_a_simulated_day_classified_live_and_from_its_capture(trained: tuple[Lab
         assert proc.stderr is not None
         line = proc.stderr.readline()
         assert line.startswith("Watching gw-echo for 10.77.0.2"), line + proc.stderr.read()
-        res = runner.invoke(app, ["sim", "day", str(tmp_path / "day"), "--requests", "12", "--seed", "2",
+        res = runner.invoke(app, ["--lab", str(lab.root), "sim", "day", str(tmp_path / "day"), "--requests", "12",
+                                  "--seed", "2", "--no-progress",
                                   "--prefix", prefix, "--min-gap", "12", "--mean-gap", "20", "--idle-share", "0.1",
                                   "--idle", "30,45"])
         assert res.exit_code == 0, res.output
@@ -232,6 +252,7 @@ def test_a_simulated_day_classified_live_and_from_its_capture(trained: tuple[Lab
             proc.kill()
         down(prefix)
     truth = read_truth(tmp_path / "day")
+    assert all(t.prompt.startswith("Alexa, ") and t.prompt_s > 0.5 for t in truth)  # the lab's prompts, spoken
     assert len(truth) == 12 and {json.loads(x)["label"] for x in (tmp_path / "day" / "day.jsonl").read_text()
                                  .splitlines()} <= set(STUDY_CLASSES)
     live = [json.loads(x) for x in out.splitlines() if x.strip()]

@@ -11,6 +11,13 @@ sink. Every request's class, start (the prompt handed to the Echo) and end
 (the Echo idle again, its answer played) goes to a ground-truth log,
 ``day.jsonl``, one JSON object a line; ``day.json`` says how the day was made.
 
+Each request speaks one of its class's prompts (:class:`DayPrompts`: the lab's
+prompt lists and speech cache, as a campaign plays them), so the utterance's
+length, and with it the upload, depends on the class as it does in the
+campaigns a model is trained on. Without them a request is a silent clip of a
+length drawn from ``prompt_s``, the same for every class: a day that hides
+what utterance length tells, and says so in ``day.json``.
+
 The lab's speed factor compresses the day: every quiet stretch is divided by
 it, as the lab divides every wait of the Echo and the cloud.
 """
@@ -27,6 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from echolab.errors import EcholabError
+from echolab.progress import ProgressCallback
 
 CAPTURE_NAME = "day.pcapng"
 LOG_NAME = "day.jsonl"
@@ -93,11 +101,56 @@ class TruthRow:
     start: float
     end: float
     prompt_s: float
+    prompt: str = ""  # the words spoken (empty: a silent clip of drawn length)
 
     def to_json(self) -> dict[str, Any]:
         iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731
         return {"request": self.request, "label": self.label, "start": iso(self.start), "end": iso(self.end),
-                "start_ts": round(self.start, 6), "end_ts": round(self.end, 6), "prompt_s": self.prompt_s}
+                "start_ts": round(self.start, 6), "end_ts": round(self.end, 6), "prompt_s": self.prompt_s,
+                "prompt": self.prompt}
+
+
+class DayPrompts:
+    """What each request of a day says: one of its class's prompts, spoken by the lab's speech engine.
+
+    The same lists, wake word, engine and audio cache a campaign uses
+    (:func:`echolab.prompts.lists.load_prompts`, :mod:`echolab.prompts.cache`);
+    the n-th request of a class speaks the prompt a campaign's n-th capture of
+    that class would (:func:`echolab.collector.schedule.pick_prompt`), so a
+    day's utterances are drawn as a training campaign's are.
+    """
+
+    def __init__(self, lab: Any, classes: Sequence[str], *, engine: str | None = None, seed: int = 0,
+                 wake_word: str | None = None, engine_options: dict[str, Any] | None = None) -> None:
+        from echolab.prompts.cache import AudioCache
+        from echolab.prompts.lists import load_prompts
+        from echolab.prompts.synth import engine_for_lab
+
+        self.prompts = load_prompts(lab, list(classes), wake_word)
+        missing = [c for c in classes if not self.prompts.get(c)]
+        if missing:
+            raise DayError(f"no prompts for {', '.join(missing)}",
+                           hint="add them to the lab's prompt lists ('echolab prompts ls' shows what is there)")
+        self.engine = engine_for_lab(lab, engine, **(engine_options or {}))
+        self.cache = AudioCache.for_lab(lab)
+        self.seed = seed
+
+    def for_plan(self, plan: Sequence[PlannedRequest],
+                 progress: ProgressCallback | None = None) -> list[tuple[str, Any]]:
+        """``(text, clip)`` for every planned request, synthesized now (before the day's clock starts)."""
+        from echolab.collector.schedule import pick_prompt
+
+        seen: dict[str, int] = {}
+        out = []
+        for i, req in enumerate(plan):
+            n = seen.get(req.label, 0)
+            seen[req.label] = n + 1
+            prompt = pick_prompt(self.prompts[req.label], req.label, n, self.seed)
+            text = getattr(prompt, "text", str(prompt))
+            out.append((text, self.cache.get_or_synthesize(self.engine, text)))
+            if progress is not None:
+                progress("speech for the day's prompts", i + 1, len(plan))
+        return out
 
 
 @dataclass
@@ -124,27 +177,37 @@ def read_truth(path: Path | str) -> list[TruthRow]:
     rows = []
     for line in filter(str.strip, lines):
         raw = json.loads(line)
-        rows.append(TruthRow(raw["request"], raw["label"], raw["start_ts"], raw["end_ts"], raw.get("prompt_s", 0.0)))
+        rows.append(TruthRow(raw["request"], raw["label"], raw["start_ts"], raw["end_ts"], raw.get("prompt_s", 0.0),
+                             raw.get("prompt", "")))
     return rows
 
 
-def play_day(lab: Any, out_dir: Path | str, settings: DaySettings, *, tool: str = "dumpcap",
-             on_request: Callable[[TruthRow], None] | None = None,
-             should_stop: Callable[[], bool] = lambda: False) -> DayResult:
+def play_day(lab: Any, out_dir: Path | str, settings: DaySettings, *, prompts: DayPrompts | None = None,
+             tool: str = "dumpcap", on_request: Callable[[TruthRow], None] | None = None,
+             should_stop: Callable[[], bool] = lambda: False,
+             progress: ProgressCallback | None = None) -> DayResult:
     """Play the day *settings* draw on the running *lab*; return where the capture and the log are.
 
-    A request the Echo refuses (busy, disconnected) is logged as failed and the
-    day goes on; Ctrl-C ends the day early with the capture and the log kept.
+    With *prompts*, every request speaks one of its class's prompts (synthesized
+    before the day starts; *progress* sees that); without, a silent clip of the
+    planned length. A request the Echo refuses (busy, disconnected) is logged
+    as failed and the day goes on; Ctrl-C ends the day early with the capture
+    and the log kept.
     """
     from echolab.collector.audio import DurationClip
     from echolab.collector.recorder import CaptureProcess
 
     plan = plan_day(settings)
+    spoken = prompts.for_plan(plan, progress) if prompts is not None else [
+        ("", DurationClip(req.prompt_s)) for req in plan]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     capture, log = out / CAPTURE_NAME, out / LOG_NAME
     speed = float(lab.speed)
+    utterances = (f"the lab's prompt lists, spoken by {prompts.engine.name}" if prompts is not None else
+                  f"silent clips of {settings.prompt_s[0]:g} to {settings.prompt_s[1]:g} s, the same for every class")
     meta = {"settings": {**asdict(settings), "classes": list(settings.classes)}, "speed": speed,
+            "utterances": utterances,
             "device_ip": lab.echo_ip, "capture": CAPTURE_NAME, "log": LOG_NAME, "prefix": lab.prefix,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (out / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
@@ -154,19 +217,19 @@ def play_day(lab: Any, out_dir: Path | str, settings: DaySettings, *, tool: str 
     sink = lab.sink()
     try:
         with log.open("w") as fh:
-            for req in plan:
+            for req, (text, clip) in zip(plan, spoken):
                 _sleep(req.gap_s / speed, should_stop)
                 if should_stop():
                     break
                 lab.wait_idle(60.0)
                 start = time.time()
                 try:
-                    sink.play(DurationClip(req.prompt_s), label=req.label, prompt_text=f"a {req.label} request")
+                    sink.play(clip, label=req.label, prompt_text=text or f"a {req.label} request")
                 except EcholabError as exc:
                     result.failed.append(f"request {req.index} ({req.label}): {exc}")
                     continue
                 lab.wait_idle(max(120.0 / speed, 10.0), poll_s=0.02)
-                row = TruthRow(req.index, req.label, start, time.time(), req.prompt_s)
+                row = TruthRow(req.index, req.label, start, time.time(), round(float(clip.duration_s), 3), text)
                 fh.write(json.dumps(row.to_json()) + "\n")
                 fh.flush()
                 result.truth.append(row)
@@ -243,5 +306,5 @@ def match(truth: Sequence[TruthRow], found: Sequence[tuple[float, float, str]], 
     return DayScore(len(truth), len(found), len(pairs), correct), sorted(pairs)
 
 
-__all__ = ["DayError", "DayResult", "DayScore", "DaySettings", "PlannedRequest", "TruthRow", "match", "plan_day",
+__all__ = ["DayError", "DayPrompts", "DayResult", "DayScore", "DaySettings", "PlannedRequest", "TruthRow", "match", "plan_day",
            "play_day", "read_truth"]

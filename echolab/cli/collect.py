@@ -11,7 +11,7 @@ import typer
 from echolab.collector.audio import device_spec
 from echolab.collector.campaign import CollectSettings
 from echolab.collector.timing import IDLE_S, KEEPALIVE_BYTES, QUIET_S, TRAILING_S
-from echolab.cli.common import console, emit_rows, get_lab
+from echolab.cli.common import EngineName, console, emit_rows, get_lab
 from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
 
 collect_app = typer.Typer(help="Collect labelled captures unattended until every class reaches its target.",
@@ -24,12 +24,6 @@ class BackendName(str, Enum):
     sim = "sim"
     echo = "echo"
     synthetic = "synthetic"
-
-
-class EngineName(str, Enum):
-    espeak = "espeak"
-    gtts = "gtts"
-    recorded = "recorded"
 
 
 def _classes(value: Optional[str]) -> list[str]:

@@ -11,6 +11,7 @@ import json
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -30,6 +31,14 @@ class CliState:
     """What the root callback parsed: the ``--lab`` path."""
 
     lab_path: Path
+
+
+class EngineName(str, Enum):
+    """The speech engines a command can name (echolab.prompts.synth)."""
+
+    espeak = "espeak"
+    gtts = "gtts"
+    recorded = "recorded"
 
 
 def get_lab(ctx: typer.Context, *, create: bool = False) -> LabDir:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from echolab.cli.common import console, emit_rows, err_console, get_lab, rich_progress
+from echolab.cli.common import EngineName, console, emit_rows, err_console, get_lab, rich_progress
 from echolab.errors import LabError
 from echolab.labdir import LabDir
 from echolab.prompts import nonsense
@@ -23,12 +22,6 @@ from echolab.prompts.synth import DEFAULT_WORKERS, synthesize_lab
 app = typer.Typer(help="List, check and synthesize the voice prompts of each class.", no_args_is_help=True)
 
 LS_COLUMNS = ("class", "prompts", "unique", "repeat", "source", "samples")
-
-
-class EngineName(str, Enum):
-    espeak = "espeak"
-    gtts = "gtts"
-    recorded = "recorded"
 
 
 ClassesOption = Annotated[

@@ -13,7 +13,7 @@ from echolab.collector.audio import DurationClip
 from echolab.collector.sim import lab as simlab
 from echolab.collector.sim.params import load_params
 from echolab.collector.sim.synthetic import write_capture
-from echolab.cli.common import console, get_lab, key_value_table
+from echolab.cli.common import EngineName, console, get_lab, key_value_table, rich_progress
 
 app = typer.Typer(help="The simulated lab: an Echo and an Alexa cloud in network namespaces.", no_args_is_help=True)
 
@@ -124,6 +124,7 @@ def synth(
 
 @app.command("day")
 def day(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Argument(help="Folder for the day: day.pcapng, day.jsonl (the truth), day.json.",
                                         file_okay=False)],
     requests: Annotated[int, typer.Option(help="Requests in the day.", min=1)] = 40,
@@ -139,13 +140,22 @@ def day(
                                               "compresses the Echo's waits and the quiet stretches).", min=0.001,
                                          max=1000)] = 1.0,
     prefix: PrefixOpt = simlab.DEFAULT_PREFIX,
+    engine: Annotated[EngineName, typer.Option(help="Speech engine for the prompts (as 'collect').")] = (
+        EngineName.espeak),
+    silent: Annotated[bool, typer.Option("--silent", help="Play silent clips of 1.5 to 3.5 s, the same for every "
+                                         "class, instead of the lab's prompts: a day where the utterance's length "
+                                         "tells nothing.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the speech progress bar.")] = True,
 ) -> None:
     """Play a household's day on the simulated lab: requests at random times, one long capture, the truth.
 
-    Brings the lab up at --speed when it is not running (and down after);
-    a running lab is used at its own speed.
+    Each request speaks one of its class's prompts from the lab's prompt lists
+    (the lists, wake word and speech cache of 'collect'), so a model trained on
+    a campaign meets utterances drawn as its training data's were. Brings the
+    lab up at --speed when it is not running (and down after); a running lab
+    is used at its own speed.
     """
-    from echolab.collector.sim.day import DaySettings, play_day
+    from echolab.collector.sim.day import DayPrompts, DaySettings, play_day
     from echolab.prompts.classes import STUDY_CLASSES
 
     try:
@@ -156,6 +166,7 @@ def day(
     settings = DaySettings(requests=requests, classes=chosen, seed=seed, min_gap_s=min_gap, mean_gap_s=mean_gap,
                            idle_share=idle_share, idle_s=(low, high))
     settings.check()
+    prompts = None if silent else DayPrompts(get_lab(ctx, create=True), chosen, engine=engine.value, seed=seed)
     started_here = False
     try:
         lab = simlab.SimLab.load(prefix)
@@ -166,7 +177,8 @@ def day(
         console.print(f"request {row.request:>4} {row.label:<15} {row.end - row.start:6.2f} s")  # type: ignore[attr-defined]
 
     try:
-        result = play_day(lab, out, settings, on_request=show)
+        with rich_progress(enabled=progress, transient=True) as bar:
+            result = play_day(lab, out, settings, prompts=prompts, on_request=show, progress=bar)
     finally:
         if started_here:
             simlab.down(prefix)
