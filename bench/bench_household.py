@@ -78,9 +78,10 @@ def per_capture_accuracy(lab: Path, model_path: Path, campaign: str) -> dict[str
     return {"captures": len(labels), "accuracy": round(correct / len(labels), 4)}
 
 
-def live(lab: Path, model_path: Path, prefix: str, day_dir: Path, requests: int, gap: float, seed: int) -> dict:
+def live(lab: Path, model_path: Path, prefix: str, day_dir: Path, requests: int, gap: float, speed: float,
+         seed: int) -> dict:
     cmd = [*ECHOLAB, "--lab", str(lab), "classify", "--model", str(model_path), "--sim-prefix", prefix,
-           "--split", f"gap={gap:g}", "--json"]
+           "--split", f"gap={gap:g}", "--speed", f"{speed:g}", "--json"]
     print("$ echolab", " ".join(cmd[4:]), "&", flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -88,7 +89,7 @@ def live(lab: Path, model_path: Path, prefix: str, day_dir: Path, requests: int,
     if not line.startswith("Watching"):
         raise SystemExit(f"live classify did not start: {line}{proc.stderr.read()}")
     cli(lab, "sim", "day", str(day_dir), "--requests", str(requests), "--seed", str(seed), "--prefix", prefix,
-        "--min-gap", "12", "--mean-gap", "25", "--idle-share", "0")
+        "--min-gap", "12", "--mean-gap", "25", "--idle-share", "0", "--no-progress")
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -108,7 +109,9 @@ def main() -> None:
     ap.add_argument("--train-per-class", type=int, default=30)
     ap.add_argument("--test-per-class", type=int, default=20)
     ap.add_argument("--speed", type=float, default=15.0)
-    ap.add_argument("--gap", type=float, default=0.5, help="the cut's quiet time, real seconds")
+    ap.add_argument("--gap", type=float, default=6.0, help="the cut's quiet time, household seconds")
+    ap.add_argument("--attach-trailing", type=float, default=16.0,
+                    help="attach a short burst this many household seconds after a request (the files' cut)")
     ap.add_argument("--features", default="combined")
     ap.add_argument("--model", default="random_forest")
     ap.add_argument("--prefix", default=f"hhb{os.getpid() % 10000}")
@@ -132,7 +135,9 @@ def main() -> None:
                 "--new")
             t0 = time.perf_counter()
             cli(lab, "sim", "day", str(tmp / "day"), "--requests", str(args.requests), "--seed", "3",
-                "--prefix", args.prefix, "--min-gap", "12", "--mean-gap", "25", "--idle-share", "0.05")
+                "--prefix", args.prefix, "--min-gap", "12", "--mean-gap", "25", "--idle-share", "0.05",
+                "--no-progress")
+            results["day_utterances"] = json.loads((tmp / "day" / "day.json").read_text()).get("utterances")
             results["day_seconds"] = round(time.perf_counter() - t0, 1)
             model = tmp / "model.joblib"
             cli(lab, "analyze", "train", "--campaign", "train", "--features", args.features, "--model", args.model,
@@ -140,12 +145,13 @@ def main() -> None:
             results["per_capture"] = per_capture_accuracy(lab, model, "test")
             t0 = time.perf_counter()
             out = cli(lab, "classify", str(tmp / "day" / "day.pcapng"), "--model", str(model), "--split",
-                      f"gap={args.gap:g}", "--json", "--timeline", str(args.timeline), "--speed", f"{args.speed:g}")
+                      f"gap={args.gap:g}", "--attach-trailing", f"{args.attach_trailing:g}", "--json", "--timeline",
+                      str(args.timeline), "--speed", f"{args.speed:g}")
             results["classify_seconds"] = round(time.perf_counter() - t0, 1)
             results["day"] = score(tmp / "day", found_requests(out))
             results["day"]["accuracy_minus_per_capture_pp"] = round(
                 100 * (results["day"]["accuracy"] - results["per_capture"]["accuracy"]), 2)
-            results["live"] = live(lab, model, args.prefix, tmp / "live", args.live_requests, args.gap, 4)
+            results["live"] = live(lab, model, args.prefix, tmp / "live", args.live_requests, args.gap, args.speed, 4)
         finally:
             down(args.prefix)
     args.out.parent.mkdir(parents=True, exist_ok=True)

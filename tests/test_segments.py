@@ -127,6 +127,39 @@ def test_thresholds_decide_what_is_a_keepalive(weather: LongCapture) -> None:
     assert len(merged.segments) == 1
 
 
+def test_the_report_after_an_answer_is_attached_to_its_request(weather: LongCapture) -> None:
+    """A 2 s gap leaves each answer's playback report (3 packets, 8 to 10 s later) out; attaching brings it back."""
+    short = split_capture(weather.path, SplitSpec.parse("gap=2"))
+    assert len(short.segments) == 4 and all(s.end < b - 3 for s, (_, b) in zip(short.segments, weather.requests))
+    joined = split_capture(weather.path, SplitSpec.parse("gap=2", attach_trailing=12))
+    assert [(s.start, s.end) for s in joined.segments] == [
+        (pytest.approx(a, abs=2e-6), pytest.approx(b, abs=2e-6)) for a, b in weather.requests]
+    assert joined.attached == 4
+    # keep-alives (every packet at most a keep-alive's size) are never attached, even when close enough
+    assert [s.start for s in joined.ignored] == [pytest.approx(t, abs=2e-6) for t in weather.keepalives]
+
+
+def test_speed_reads_the_cut_on_the_households_clock(weather: LongCapture, tmp_path: Path) -> None:
+    """A capture played 10 times faster, cut with --speed 10, gives the same requests as the real-time one."""
+    with weather.path.open("rb") as fh:
+        frames = [(T0 + (float(ts) - T0) / 10, bytes(buf)) for ts, buf in dpkt.pcap.Reader(fh)]
+    fast = write_pcap(tmp_path / "fast.pcap", frames)
+    scaled = [(T0 + (a - T0) / 10, T0 + (b - T0) / 10) for a, b in weather.requests]
+    for spec in (SplitSpec.parse("gap=2", attach_trailing=12, speed=10), SplitSpec.parse("gap=11", speed=10)):
+        got = split_capture(fast, spec)
+        assert [(s.start, s.end) for s in got.segments] == [
+            (pytest.approx(a, abs=2e-6), pytest.approx(b, abs=2e-6)) for a, b in scaled], spec
+        assert "speed=10" in got.choice
+    # read on the capture's own clock, 11 s of quiet is more than any stretch of it: one burst
+    assert len(split_capture(fast, SplitSpec.parse("gap=11")).segments) == 1
+    auto = split_capture(fast, SplitSpec.parse("auto", speed=10), expect=4)
+    assert [(s.start, s.end) for s in auto.segments] == [
+        (pytest.approx(a, abs=2e-6), pytest.approx(b, abs=2e-6)) for a, b in scaled], auto.why
+    assert auto.spec.speed == 10 and "for any gap from 1.00 to 30.00 s" in auto.why  # the household's seconds
+    with pytest.raises(SplitError, match="speed factor must be above 0"):
+        SplitSpec.parse("gap=2", speed=0)
+
+
 def test_every_and_times_schedules(weather: LongCapture, tmp_path: Path) -> None:
     every = split_capture(weather.path, SplitSpec.parse(f"every={SPACING:g}"))
     assert len(every.segments) == 4 and len(every.ignored) == 1  # the last minute holds only a keep-alive

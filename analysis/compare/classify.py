@@ -98,7 +98,7 @@ def trim_keepalives(timeline: Any, segment: Any, spec: Any, edge_gap_s: float) -
 
 def classify_capture(path: Path | str, model: Any, split: str = "auto", *, device_ip: str | None = None,
                      trim: bool = True) -> CaptureOutcome:
-    """Cut the capture at *path* into requests (*split*: ``auto`` or ``gap=S``) and classify each.
+    """Cut the capture at *path* into requests (*split*: ``auto``, ``gap=S`` or a ``SplitSpec``) and classify each.
 
     With *trim*, keep-alive exchanges joined to a request's edges are left out
     (:func:`trim_keepalives`, runs apart by :data:`EDGE_GAP_SHARE` of the gap).
@@ -113,7 +113,7 @@ def classify_capture(path: Path | str, model: Any, split: str = "auto", *, devic
                              set_aside=len(result.ignored))
     segments = result.segments
     if trim and result.spec.seconds > 0:
-        edge_gap_s = result.spec.seconds * EDGE_GAP_SHARE
+        edge_gap_s = result.spec.seconds * EDGE_GAP_SHARE / result.spec.speed  # on the capture's clock
         segments = [trim_keepalives(result.timeline, seg, result.spec, edge_gap_s) for seg in segments]
     result.segments = segments
     records = request_records(path, result.segments, device)

@@ -86,7 +86,10 @@ class SplitSpec:
     within that many seconds after a request to the request
     (:func:`attach_trailing`); ``auto`` chooses the gap and ``min_bytes`` per
     file (:func:`choose_cut`) and attaches within :data:`DEFAULT_ATTACH_S`
-    unless told otherwise.
+    unless told otherwise. ``speed``: the capture was played this many times
+    faster than the household's clock (a simulated day); every time of the cut
+    (the gap, the attach window, auto's range of gaps) is then the household's,
+    and divided by it on the capture's clock (:meth:`us`).
     """
 
     mode: str
@@ -96,8 +99,15 @@ class SplitSpec:
     min_packets: int = DEFAULT_MIN_PACKETS
     min_bytes: int = DEFAULT_MIN_BYTES
     attach_trailing: float = 0.0
+    speed: float = 1.0
+
+    def us(self, seconds: float) -> int:
+        """*seconds* of the household's clock as microseconds of the capture's."""
+        return round(seconds * 1e6 / self.speed)
 
     def __post_init__(self) -> None:
+        if not self.speed > 0:
+            raise SplitError(f"the speed factor must be above 0 (got {self.speed:g})")
         if self.mode not in MODES:
             raise SplitError(f"unknown split {self.mode!r}: use gap=SECONDS, every=SECONDS, times=FILE or auto")
         if self.attach_trailing < 0:
@@ -113,28 +123,30 @@ class SplitSpec:
 
     @classmethod
     def parse(cls, text: str, *, min_packets: int = DEFAULT_MIN_PACKETS,
-              min_bytes: int = DEFAULT_MIN_BYTES, attach_trailing: float | None = None) -> "SplitSpec":
+              min_bytes: int = DEFAULT_MIN_BYTES, attach_trailing: float | None = None,
+              speed: float = 1.0) -> "SplitSpec":
         """``gap=2``, ``every=30``, ``times=FILE`` (the file is read now, so errors show early) or ``auto``.
 
         *attach_trailing* None means the default: :data:`DEFAULT_ATTACH_S` for
-        ``auto``, nothing attached for the others.
+        ``auto``, nothing attached for the others. *speed*: see the class.
         """
         mode, sep, value = text.partition("=")
         mode, value = mode.strip().lower(), value.strip()
         if mode == "auto" and not sep:
             attach = DEFAULT_ATTACH_S if attach_trailing is None else attach_trailing
-            return cls("auto", min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach)
+            return cls("auto", min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach, speed=speed)
         if not sep or not value or mode not in MODES or mode == "auto":
             raise SplitError(f"cannot read the split {text!r}: use gap=SECONDS, every=SECONDS, times=FILE or auto")
         attach = attach_trailing or 0.0
         if mode == "times":
             return cls(mode, times=read_times(Path(value)), times_file=value, min_packets=min_packets,
-                       min_bytes=min_bytes, attach_trailing=attach)
+                       min_bytes=min_bytes, attach_trailing=attach, speed=speed)
         try:
             seconds = float(value)
         except ValueError:
             raise SplitError(f"{mode}= needs a number of seconds, not {value!r}") from None
-        return cls(mode, seconds=seconds, min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach)
+        return cls(mode, seconds=seconds, min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach,
+                   speed=speed)
 
     def __str__(self) -> str:
         if self.mode == "auto":
@@ -149,6 +161,8 @@ class SplitSpec:
         text += f" min-packets={self.min_packets} min-bytes={self.min_bytes}"
         if self.attach_trailing:
             text += f" attach-trailing={self.attach_trailing:g}"
+        if self.speed != 1:
+            text += f" speed={self.speed:g}"
         return text
 
 
@@ -436,7 +450,7 @@ def find_segments(timeline: Timeline, spec: SplitSpec, *, expect: int | None = N
         return choose_cut(timeline, spec, expect)
     attached = 0
     if spec.mode == "gap":
-        candidates = _bursts(timeline, round(spec.seconds * 1e6))
+        candidates = _bursts(timeline, spec.us(spec.seconds))
         if spec.attach_trailing:
             candidates, attached = attach_trailing(timeline, candidates, spec)
     else:
@@ -467,22 +481,33 @@ def attach_trailing(timeline: Timeline, bursts: Sequence[Segment], spec: SplitSp
     most :data:`TRAILING_MAX_S` (from its first to its last packet bigger than a
     keep-alive's), holds at least ``min_packets`` packets (so
     not a keep-alive) and at most 1/:data:`TRAILING_RATIO` of the request's
-    bytes. This is the Echo's own upload 8 to 15 s after an answer; the
-    keep-alives in between become part of the request too. The rule does not
-    depend on ``min_bytes``, so a cut with the chosen threshold reproduces it.
+    bytes. This is the Echo's own upload 8 to 15 s after an answer. A burst
+    of fewer packets is attached too when one of them is bigger than a
+    keep-alive's (:data:`~echolab.captures.keepalive.KEEPALIVE_MAX_PACKET`):
+    the device's short report that it has played the answer, which a capture
+    the collector makes for the request holds as well. The keep-alives in
+    between become part of the request. The rule does not depend on
+    ``min_bytes``, so a cut with the chosen threshold reproduces it.
     """
-    window = round(spec.attach_trailing * 1e6)
+    window = spec.us(spec.attach_trailing)
     out: list[Segment] = []
     attached = 0
     last: int | None = None  # index in out of the last request candidate
     for b in bursts:
         size = b.bytes_out + b.bytes_in
         if b.packets < spec.min_packets:
+            if last is not None and b.start_us - out[last].end_us <= window and _data_span_us(timeline, b, any_=True):
+                # a few packets, one bigger than a keep-alive's: the device's word about the answer it just played
+                merged = timeline.window(out[last].start_us, b.end_us)
+                del out[last:]
+                out.append(merged)
+                attached += 1
+                continue
             out.append(b)
             continue
         if last is not None:
             p = out[last]
-            if (b.start_us - p.end_us <= window and _data_span_us(timeline, b) <= TRAILING_MAX_S * 1e6
+            if (b.start_us - p.end_us <= window and _data_span_us(timeline, b) <= spec.us(TRAILING_MAX_S)
                     and p.bytes_out + p.bytes_in >= TRAILING_RATIO * size):
                 merged = timeline.window(p.start_us, b.end_us)
                 del out[last:]  # keep-alives between them are inside the request now
@@ -494,11 +519,16 @@ def attach_trailing(timeline: Timeline, bursts: Sequence[Segment], spec: SplitSp
     return out, attached
 
 
-def _data_span_us(timeline: Timeline, seg: Segment) -> int:
-    """From the first to the last packet of *seg* bigger than a keep-alive (a keep-alive next to it does not count)."""
+def _data_span_us(timeline: Timeline, seg: Segment, *, any_: bool = False) -> int:
+    """From the first to the last packet of *seg* bigger than a keep-alive (a keep-alive next to it does not count).
+
+    With *any_*, whether there is such a packet at all (1 or 0).
+    """
     lo = int(np.searchsorted(timeline.ts_us, seg.start_us, "left"))
     hi = int(np.searchsorted(timeline.ts_us, seg.end_us, "right"))
     ts = timeline.ts_us[lo:hi][timeline.size[lo:hi] > KEEPALIVE_MAX_PACKET]
+    if any_:
+        return int(len(ts) > 0)
     return int(ts[-1] - ts[0]) if len(ts) else 0
 
 
@@ -517,10 +547,10 @@ class _Trial:
     separation: float  # smallest request's bytes over the biggest set-aside burst's (inf: none set aside)
 
 
-def _quiet_times(timeline: Timeline) -> np.ndarray:
+def _quiet_times(timeline: Timeline, spec: SplitSpec) -> np.ndarray:
     """The device's distinct quiet stretches (µs) between AUTO_MIN_GAP_S and AUTO_MAX_GAP_S, ascending."""
     quiet = np.unique(np.diff(timeline.ts_us)) if len(timeline.ts_us) > 1 else np.array([], dtype=np.int64)
-    return quiet[(quiet >= AUTO_MIN_GAP_S * 1e6) & (quiet < AUTO_MAX_GAP_S * 1e6)]
+    return quiet[(quiet >= spec.us(AUTO_MIN_GAP_S)) & (quiet < spec.us(AUTO_MAX_GAP_S))]
 
 
 def _trial(timeline: Timeline, spec: SplitSpec, gap_us: int, expect: int | None) -> _Trial:
@@ -563,8 +593,8 @@ def choose_cut(timeline: Timeline, spec: SplitSpec, expect: int | None = None) -
     middle of that range: as far from the quiet inside requests as from the
     quiet between them. The result's ``why`` says all of this in one line.
     """
-    quiet = _quiet_times(timeline)
-    base = round(AUTO_MIN_GAP_S * 1e6)
+    quiet = _quiet_times(timeline, spec)
+    base = spec.us(AUTO_MIN_GAP_S)
     gaps = [base] + [int(q) for q in quiet if q > base]
     trials = [_trial(timeline, spec, g, expect) for g in gaps]
 
@@ -585,7 +615,7 @@ def choose_cut(timeline: Timeline, spec: SplitSpec, expect: int | None = None) -
             j += 1
         runs.append((i, j))
         i = j + 1
-    top = round(AUTO_MAX_GAP_S * 1e6)
+    top = spec.us(AUTO_MAX_GAP_S)
 
     def bounds(run: tuple[int, int]) -> tuple[int, int]:
         lo = gaps[run[0]]
@@ -611,8 +641,9 @@ def choose_cut(timeline: Timeline, spec: SplitSpec, expect: int | None = None) -
     middle = (lo * hi) ** 0.5
     # a round gap when one lies in the range; its cut is the candidate's at or below it
     result = None
-    for gap in (float(f"{middle / 1e6:.2g}"), float(f"{middle / 1e6:.3g}"), middle / 1e6):
-        gap_us = round(gap * 1e6)
+    household = middle * spec.speed / 1e6  # the gap in the household's seconds
+    for gap in (float(f"{household:.2g}"), float(f"{household:.3g}"), household):
+        gap_us = spec.us(gap)
         if lo <= gap_us < hi:
             pick = bisect_right(gaps, gap_us) - 1
             chosen = _concrete(spec, gap_us, trials[pick].min_bytes)
@@ -623,8 +654,8 @@ def choose_cut(timeline: Timeline, spec: SplitSpec, expect: int | None = None) -
     aside = f"{t.min_bytes / t.separation / 1000:.1f} kB" if t.separation != float("inf") else "none"
     counted = f"{expect} expected" if expect is not None else "the count that holds over the widest range of gaps"
     result.asked = spec
-    result.why = (f"{len(result.segments)} requests ({counted}) for any gap from {lo / 1e6:.2f} to "
-                  f"{hi / 1e6:.2f} s: gap {result.spec.seconds:g} s in the middle; keep-alive threshold "
+    result.why = (f"{len(result.segments)} requests ({counted}) for any gap from {lo * spec.speed / 1e6:.2f} to "
+                  f"{hi * spec.speed / 1e6:.2f} s: gap {result.spec.seconds:g} s in the middle; keep-alive threshold "
                   f"{result.spec.min_bytes} bytes (smallest request {min(s.bytes_out + s.bytes_in for s in result.segments) / 1000:.1f} kB, "
                   f"biggest burst set aside {aside}); {result.attached} trailing bursts attached "
                   f"(within {spec.attach_trailing:g} s)")
@@ -632,7 +663,8 @@ def choose_cut(timeline: Timeline, spec: SplitSpec, expect: int | None = None) -
 
 
 def _concrete(spec: SplitSpec, gap_us: int, min_bytes: int) -> SplitSpec:
-    return SplitSpec("gap", gap_us / 1e6, min_packets=spec.min_packets, min_bytes=min_bytes,
+    return SplitSpec("gap", gap_us * spec.speed / 1e6, min_packets=spec.min_packets, min_bytes=min_bytes,
+                     speed=spec.speed,
                      attach_trailing=spec.attach_trailing)
 
 

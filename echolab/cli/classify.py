@@ -31,9 +31,13 @@ def classify(
     timeline: Annotated[Optional[Path], typer.Option(
         help="Draw the requests on a time axis by predicted class, with counts per hour: OUT.png or OUT.html.",
         dir_okay=False)] = None,
+    attach_trailing: Annotated[Optional[float], typer.Option(
+        help="Attach a short burst that starts within SECONDS after a request to it, as 'catalog import' "
+             "(default: 16 with auto, none with gap=).")] = None,
     speed: Annotated[float, typer.Option(
         help="The captures were played this many times faster than the household's clock (a simulated day): "
-             "the timeline shows the household's hours.", min=0.001)] = 1.0,
+             "the cut's seconds (gap=, auto's range, --attach-trailing) and the timeline's hours are the "
+             "household's.", min=0.001)] = 1.0,
     interface: Annotated[Optional[str], typer.Option(
         help="Classify live: capture this interface (ring buffer) and print each request as its answer ends, "
              "until Ctrl-C.")] = None,
@@ -43,6 +47,7 @@ def classify(
 ) -> None:
     """Cut captures (or live traffic) into requests and print each one's predicted class and probability."""
     from echolab.analysis.compare.modelfile import load_model
+    from echolab.captures.split import SplitSpec
 
     trained = load_model(model)
     if interface or sim_prefix:
@@ -50,14 +55,18 @@ def classify(
             raise typer.BadParameter("give capture files or --interface/--sim-prefix, not both")
         if timeline is not None:
             raise typer.BadParameter("--timeline draws capture files; live, pipe --json into a file instead")
-        _live(trained, interface, device_ip, split, sim_prefix, json_)
+        if attach_trailing is not None:
+            raise typer.BadParameter("live classification prints a request as its answer ends, so it attaches "
+                                     "nothing after it: leave out --attach-trailing")
+        _live(trained, interface, device_ip, split, sim_prefix, json_, speed)
         return
     if not captures:
         raise typer.BadParameter("give one or more capture files, or --interface to classify live")
-    _files(trained, captures, split, device_ip, json_, timeline, speed)
+    spec = SplitSpec.parse(split, attach_trailing=attach_trailing, speed=speed)
+    _files(trained, captures, spec, device_ip, json_, timeline, speed)
 
 
-def _files(trained: Any, captures: list[Path], split: str, device_ip: Optional[str], json_: bool,
+def _files(trained: Any, captures: list[Path], split: Any, device_ip: Optional[str], json_: bool,
            timeline: Optional[Path], speed: float) -> None:
     from echolab.analysis.compare.classify import classify_captures, iso, plot_timeline, summary
 
@@ -86,7 +95,7 @@ def _files(trained: Any, captures: list[Path], split: str, device_ip: Optional[s
 
 
 def _live(trained: Any, interface: Optional[str], device_ip: Optional[str], split: str, sim_prefix: Optional[str],
-          json_: bool) -> None:
+          json_: bool, speed: float = 1.0) -> None:
     from echolab.captures.split import SplitSpec
     from echolab.collector.watch import watch_interface
 
@@ -98,7 +107,7 @@ def _live(trained: Any, interface: Optional[str], device_ip: Optional[str], spli
         interface, device_ip, prefix = interface or lab.interface, device_ip or lab.echo_ip, lab.netns_exec()
     if not device_ip:
         raise typer.BadParameter("live classification needs --device-ip (the Echo's address)")
-    spec = SplitSpec.parse(split if split != "auto" else f"gap={LIVE_DEFAULT_GAP_S:g}")
+    spec = SplitSpec.parse(split if split != "auto" else f"gap={LIVE_DEFAULT_GAP_S:g}", speed=speed)
     if spec.mode != "gap":
         raise typer.BadParameter("live classification cuts by quiet time: give --split gap=SECONDS")
     stop = {"now": False}
@@ -123,7 +132,7 @@ def _live(trained: Any, interface: Optional[str], device_ip: Optional[str], spli
         typer.echo(f"Watching {interface} for {device_ip} (cut {spec.settings()}); Ctrl-C stops.", err=True)
 
     try:
-        watcher = watch_interface(interface or "", device_ip, trained.predict, gap_s=spec.seconds,
+        watcher = watch_interface(interface or "", device_ip, trained.predict, gap_s=spec.seconds / spec.speed,
                                   min_packets=spec.min_packets, min_bytes=spec.min_bytes, prefix=prefix,
                                   on_request=show, on_start=started, should_stop=lambda: stop["now"])
     finally:
