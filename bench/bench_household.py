@@ -121,8 +121,11 @@ def main() -> None:
     args = ap.parse_args()
     from echolab.collector.sim import SimLab, down
 
-    results: dict = {"settings": vars(args) | {"out": str(args.out), "timeline": str(args.timeline),
-                                               "keep": str(args.keep)}}
+    def shown(path: Path | None) -> str:  # paths in the project as the project names them
+        return str(path.resolve().relative_to(ROOT)) if path and path.resolve().is_relative_to(ROOT) else str(path)
+
+    results: dict = {"settings": vars(args) | {"out": shown(args.out), "timeline": shown(args.timeline),
+                                               "keep": shown(args.keep)}}
     with tempfile.TemporaryDirectory(prefix="bench-household-") as scratch:
         tmp = args.keep or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
