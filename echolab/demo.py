@@ -72,7 +72,7 @@ def demo_sim_prefix(root: Path | str | None = None) -> Iterator[str]:
     """A simulated-lab prefix no other running demo holds: ``echolab-demo``, else ``echolab-demo2`` ...
 
     Each prefix is claimed by an exclusive lock on a file next to the labs'
-    run directories (``RUN_ROOT/PREFIX.lock``), held until the block ends; the
+    run directories (``RUN_ROOT/PREFIX.demo``), held until the block ends; the
     system drops it when a demo dies, and the next demo to take that prefix
     cleans up what the dead one left (``SimLab.up`` does).
     """
@@ -87,7 +87,7 @@ def demo_sim_prefix(root: Path | str | None = None) -> Iterator[str]:
         return
     for slot in range(1, DEMO_SIM_SLOTS + 1):
         prefix = DEMO_SIM_PREFIX if slot == 1 else f"{DEMO_SIM_PREFIX}{slot}"
-        fd = os.open(base / f"{prefix}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(base / f"{prefix}.demo", os.O_RDWR | os.O_CREAT, 0o644)  # not SimLab.up's own PREFIX.lock
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
