@@ -34,40 +34,42 @@ from echolab.collector.sim.params import SimParams, load_params
 REQUEST_TIMEOUT_S = 180.0
 
 
-class Echo:
+class EchoBase:
+    """What both simulated Echos share (this module's and replay mode's): the long-lived voice
+    connection, keep-alives while idle, the state the control socket reports, and its protocol.
+
+    A subclass says what it does on connecting (:meth:`on_connected`), with what the voice
+    service sends (:meth:`read_loop`), how it pings (:meth:`ping`), which requests it refuses
+    (:meth:`refuse`) and how it starts one (:meth:`begin`).
+    """
+
+    replaying = False  # said in the status, so a caller knows which Echo answers
+
     def __init__(self, args: argparse.Namespace, params: SimParams) -> None:
         self.args = args
         self.params = params
         self.speed = float(args.speed)
         self.ctx = ssl.create_default_context(cafile=args.cafile)
         self.writer: asyncio.StreamWriter | None = None
-        self.lock = asyncio.Lock()
         self.connected = asyncio.Event()
         self.busy = False
         self.request_id = 0
         self.requests_done = 0
         self.connections = 0
         self.last_error: str | None = None
-        self.speech_first: float | None = None
         self.rng = random.Random(args.seed)
         self.tasks: set[asyncio.Task] = set()
 
-    def spawn(self, coro) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     def status(self) -> dict[str, Any]:
-        return {"busy": self.busy, "connected": self.connected.is_set(), "request_id": self.request_id,
-                "requests_done": self.requests_done, "connections": self.connections,
-                "last_error": self.last_error, "pid": os.getpid(), "speed": self.speed}
-
-    async def send(self, data: bytes) -> None:
-        async with self.lock:
-            if self.writer is None:
-                raise ConnectionError("not connected to the voice service")
-            self.writer.write(data)
-            await self.writer.drain()
+        out = {"busy": self.busy, "connected": self.connected.is_set(), "request_id": self.request_id,
+               "requests_done": self.requests_done, "connections": self.connections,
+               "last_error": self.last_error, "pid": os.getpid(), "speed": self.speed}
+        return {**out, "replay": True} if self.replaying else out
 
     # --- the long-lived voice connection -------------------------------------------------
     async def voice_loop(self) -> None:
@@ -78,7 +80,7 @@ class Echo:
                 writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.writer = writer
                 self.connections += 1
-                await self.send(p.json_frame(p.HELLO, {"device": "echolab-sim-echo"}, 500))
+                await self.on_connected()
                 self.connected.set()
                 self.last_error = None
                 await self.read_loop(reader)
@@ -88,13 +90,13 @@ class Echo:
             self.writer = None
             await asyncio.sleep(1.0)
 
+    async def on_connected(self) -> None:
+        """Called once a connection is made, before the Echo counts as connected."""
+
     async def read_loop(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            kind, payload = await p.read_frame(reader)
-            if kind == p.SPEECH and self.busy and self.speech_first is None:
-                self.speech_first = time.monotonic()
-            elif kind == p.SPEECH_END and self.busy:
-                self.spawn(self.finish(p.parse_json(payload)))
+        """Read what the voice service sends until the connection ends (default: drop it)."""
+        while await reader.read(65536):
+            pass
 
     async def keepalive_loop(self) -> None:
         ka = self.params.keepalive
@@ -103,9 +105,72 @@ class Echo:
             await asyncio.sleep(max(wait, 0.5) / self.speed)
             if self.connected.is_set() and not self.busy:
                 try:
-                    await self.send(p.sized_frame(p.PING, int(ka["ping_bytes"])))
+                    await self.ping()
                 except (OSError, ssl.SSLError) as exc:
                     self.last_error = f"keep-alive: {exc!r}"
+
+    async def ping(self) -> None:
+        raise NotImplementedError
+
+    # --- the control socket ------------------------------------------------------------
+    def refuse(self, msg: dict[str, Any]) -> str | None:
+        """Why a request cannot be taken, beyond busy and disconnected (None: it can)."""
+        return None
+
+    def begin(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Start request ``self.request_id`` (already counted, the Echo already busy); what the reply adds."""
+        raise NotImplementedError
+
+    def control_op(self, msg: dict[str, Any]) -> dict[str, Any]:
+        op = msg.get("op")
+        if op == "status":
+            return {"ok": True, **self.status()}
+        if op == "request":
+            if self.busy:
+                return {"ok": False, "error": "busy", **self.status()}
+            refused = self.refuse(msg)
+            if refused:
+                return {"ok": False, "error": refused}
+            if not self.connected.is_set():
+                return {"ok": False, "error": "not connected to the voice service", **self.status()}
+            self.request_id += 1
+            self.busy = True
+            added = self.begin(msg)
+            return {"ok": True, "request_id": self.request_id, **added, **self.status()}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await p.answer_control(reader, writer, self.control_op)
+
+
+class Echo(EchoBase):
+    """The parametric Echo: streams the utterance in paced chunks, plays the drawn answer."""
+
+    def __init__(self, args: argparse.Namespace, params: SimParams) -> None:
+        super().__init__(args, params)
+        self.lock = asyncio.Lock()
+        self.speech_first: float | None = None
+
+    async def send(self, data: bytes) -> None:
+        async with self.lock:
+            if self.writer is None:
+                raise ConnectionError("not connected to the voice service")
+            self.writer.write(data)
+            await self.writer.drain()
+
+    async def on_connected(self) -> None:
+        await self.send(p.json_frame(p.HELLO, {"device": "echolab-sim-echo"}, 500))
+
+    async def read_loop(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            kind, payload = await p.read_frame(reader)
+            if kind == p.SPEECH and self.busy and self.speech_first is None:
+                self.speech_first = time.monotonic()
+            elif kind == p.SPEECH_END and self.busy:
+                self.spawn(self.finish(p.parse_json(payload)))
+
+    async def ping(self) -> None:
+        await self.send(p.sized_frame(p.PING, int(self.params.keepalive["ping_bytes"])))
 
     # --- one request ------------------------------------------------------------------
     async def request(self, label: str, duration_s: float) -> None:
@@ -174,27 +239,11 @@ class Echo:
                 self.requests_done += 1
                 self.busy = False
 
-    # --- the control socket ------------------------------------------------------------
-    def control_op(self, msg: dict[str, Any]) -> dict[str, Any]:
-        op = msg.get("op")
-        if op == "status":
-            return {"ok": True, **self.status()}
-        if op == "request":
-            if self.busy:
-                return {"ok": False, "error": "busy", **self.status()}
-            if not self.connected.is_set():
-                return {"ok": False, "error": "not connected to the voice service", **self.status()}
-            duration = float(msg.get("duration_s", 0.0))
-            self.request_id += 1
-            self.busy = True
-            self.speech_first = None
-            self.spawn(self.request(str(msg.get("label", "")), duration))
-            return {"ok": True, "request_id": self.request_id,
-                    "upload_bytes": upload_bytes(duration, self.params), **self.status()}
-        return {"ok": False, "error": f"unknown op {op!r}"}
-
-    async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await p.answer_control(reader, writer, self.control_op)
+    def begin(self, msg: dict[str, Any]) -> dict[str, Any]:
+        duration = float(msg.get("duration_s", 0.0))
+        self.speech_first = None
+        self.spawn(self.request(str(msg.get("label", "")), duration))
+        return {"upload_bytes": upload_bytes(duration, self.params)}
 
 
 async def serve(echo: Any, args: argparse.Namespace, mode: str = "") -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from echolab.collector.sim import protocol as p
+from echolab.collector.sim.echo import EchoBase
 from echolab.collector.sim.params import SimParams, load_params
 from echolab.collector.sim.recordings import Recording, load
 from echolab.collector.timing import KEEPALIVE_BYTES
@@ -81,68 +82,25 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class ReplayEcho:
+class ReplayEcho(EchoBase):
     """The Echo's side: keep-alives while idle, the upload of each replayed request."""
 
+    replaying = True
+
     def __init__(self, args: argparse.Namespace, params: SimParams, recordings: list[Recording]) -> None:
-        self.args, self.params, self.recordings = args, params, recordings
-        self.speed = float(args.speed)
-        self.ctx = ssl.create_default_context(cafile=args.cafile)
+        super().__init__(args, params)
+        self.recordings = recordings
         self.run_dir = Path(args.run_dir)
-        self.rng = random.Random(args.seed)
         self.by_label: dict[str, list[int]] = {}
         for i, rec in enumerate(recordings):
             self.by_label.setdefault(rec.label, []).append(i)
         self.turn = {label: 0 for label in self.by_label}
         self.keepalives = [n for r in recordings for n in r.keepalive_up] or [int(params.keepalive["ping_bytes"])]
-        self.writer: asyncio.StreamWriter | None = None
-        self.connected = asyncio.Event()
-        self.busy = False
-        self.request_id = 0
-        self.requests_done = 0
-        self.connections = 0
-        self.last_error: str | None = None
-        self.tasks: set[asyncio.Task] = set()
 
-    def spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    def status(self) -> dict[str, Any]:
-        return {"busy": self.busy, "connected": self.connected.is_set(), "request_id": self.request_id,
-                "requests_done": self.requests_done, "connections": self.connections,
-                "last_error": self.last_error, "pid": os.getpid(), "speed": self.speed, "replay": True}
-
-    async def voice_loop(self) -> None:
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection(
-                    self.args.voice_ip, self.args.port, ssl=self.ctx, server_hostname="voice.echolab.test")
-                _nodelay(writer)
-                self.writer = writer
-                self.connections += 1
-                self.connected.set()
-                self.last_error = None
-                while await reader.read(65536):
-                    pass
-            except (OSError, ssl.SSLError) as exc:
-                self.last_error = f"voice connection: {exc!r}"
-            self.connected.clear()
-            self.writer = None
-            await asyncio.sleep(1.0)
-
-    async def keepalive_loop(self) -> None:
-        ka = self.params.keepalive
-        while True:
-            wait = ka["interval_s"] + self.rng.uniform(-ka["jitter_s"], ka["jitter_s"])
-            await asyncio.sleep(max(wait, 0.5) / self.speed)
-            if self.writer is not None and not self.busy:
-                try:
-                    self.writer.write(os.urandom(app_bytes(self.rng.choice(self.keepalives))))
-                    await self.writer.drain()
-                except (OSError, ssl.SSLError) as exc:
-                    self.last_error = f"keep-alive: {exc!r}"
+    async def ping(self) -> None:
+        assert self.writer is not None
+        self.writer.write(os.urandom(app_bytes(self.rng.choice(self.keepalives))))
+        await self.writer.drain()
 
     async def cloud_call(self, message: dict[str, Any]) -> dict[str, Any]:
         reader, writer = await asyncio.open_unix_connection(str(self.run_dir / CLOUD_SOCKET))
@@ -175,31 +133,19 @@ class ReplayEcho:
             self.requests_done += 1
             self.busy = False
 
-    def control_op(self, msg: dict[str, Any]) -> dict[str, Any]:
-        op = msg.get("op")
-        if op == "status":
-            return {"ok": True, **self.status()}
-        if op == "request":
-            label = str(msg.get("label", ""))
-            if self.busy:
-                return {"ok": False, "error": "busy", **self.status()}
-            if label not in self.by_label:
-                return {"ok": False, "error": f"no recorded request of class {label!r} "
-                                              f"(recorded: {', '.join(sorted(self.by_label))})"}
-            if not self.connected.is_set():
-                return {"ok": False, "error": "not connected to the voice service", **self.status()}
-            choices = self.by_label[label]
-            index = choices[self.turn[label] % len(choices)]
-            self.turn[label] += 1
-            self.request_id += 1
-            self.busy = True
-            self.spawn(self.replay(self.request_id, index))
-            return {"ok": True, "request_id": self.request_id, "recording": self.recordings[index].id,
-                    "upload_bytes": self.recordings[index].bytes_up, **self.status()}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+    def refuse(self, msg: dict[str, Any]) -> str | None:
+        label = str(msg.get("label", ""))
+        if label not in self.by_label:
+            return f"no recorded request of class {label!r} (recorded: {', '.join(sorted(self.by_label))})"
+        return None
 
-    async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await p.answer_control(reader, writer, self.control_op)
+    def begin(self, msg: dict[str, Any]) -> dict[str, Any]:
+        label = str(msg.get("label", ""))
+        choices = self.by_label[label]
+        index = choices[self.turn[label] % len(choices)]
+        self.turn[label] += 1
+        self.spawn(self.replay(self.request_id, index))
+        return {"recording": self.recordings[index].id, "upload_bytes": self.recordings[index].bytes_up}
 
 
 class ReplayCloud:
