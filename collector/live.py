@@ -31,7 +31,36 @@ FILE_LAG_S = 0.4
 
 _BLOCK_HEAD = struct.Struct("<II")
 _EPB = struct.Struct("<IIIII")  # interface id, ts high, ts low, captured length, original length
-_SHB, _IDB, _EPB_TYPE = 0x0A0D0D0A, 1, 6
+SHB, IDB, EPB = 0x0A0D0D0A, 1, 6  # pcapng block types: section header, interface description, enhanced packet
+
+
+def complete_blocks(data: bytes, path: Path | str) -> tuple[list[tuple[int, int, int]], int]:
+    """The pcapng blocks written completely at the start of *data*: ``(type, offset, length)`` each,
+    and how many bytes they take (a block still being written ends the list).
+
+    Raises ``ValueError`` for a big-endian section: only dumpcap's little-endian files are watched.
+    """
+    out, pos = [], 0
+    while pos + 12 <= len(data):
+        btype, blen = _BLOCK_HEAD.unpack_from(data, pos)
+        if blen < 12 or pos + blen > len(data):
+            break
+        if btype == SHB and data[pos + 8: pos + 12] != b"\x4d\x3c\x2b\x1a":
+            raise ValueError(f"{path}: only little-endian pcapng is watched live")
+        out.append((btype, pos, blen))
+        pos += blen
+    return out, pos
+
+
+def decode_packet(data: bytes, pos: int, ifaces: list[tuple[int, int, int]], stats: ReadStats) -> tuple | None:
+    """The packet of the enhanced packet block at *pos* of *data* (the reader's tuple), or None when
+    its interface is unknown or its frame is not IP."""
+    iface, hi, lo, caplen, _ = _EPB.unpack_from(data, pos + 8)
+    if iface >= len(ifaces):
+        return None
+    linktype, units, offset = ifaces[iface]
+    ts_us = ((hi << 32) | lo) * 1_000_000 // units + offset * 1_000_000
+    return decode_frame(linktype, data, pos + 28, caplen, ts_us, stats)
 
 
 @dataclass
@@ -69,29 +98,18 @@ class LiveCapture:
         except FileNotFoundError:
             return False
         answered = False
-        pos = 0
-        while pos + 12 <= len(data):
-            btype, blen = _BLOCK_HEAD.unpack_from(data, pos)
-            if blen < 12 or pos + blen > len(data):
-                break  # a block still being written
-            if btype == _SHB and data[pos + 8: pos + 12] != b"\x4d\x3c\x2b\x1a":
-                raise ValueError(f"{self.path}: only little-endian pcapng is watched live")
-            if btype == _IDB:
+        blocks, used = complete_blocks(data, self.path)
+        for btype, pos, blen in blocks:
+            if btype == IDB:
                 self._ifaces.append(pcapng_interface(data[pos + 8: pos + blen - 4], "<"))
-            elif btype == _EPB_TYPE:
+            elif btype == EPB:
                 answered |= self._packet(data, pos, since)
-            pos += blen
-        self._offset += pos
+        self._offset += used
         return answered
 
     def _packet(self, data: bytes, pos: int, since: float) -> bool:
-        iface, hi, lo, caplen, _ = _EPB.unpack_from(data, pos + 8)
         self.packets += 1
-        if iface >= len(self._ifaces):
-            return False
-        linktype, units, offset = self._ifaces[iface]
-        ts_us = ((hi << 32) | lo) * 1_000_000 // units + offset * 1_000_000
-        pkt = decode_frame(linktype, data, pos + 28, caplen, ts_us, self._stats)
+        pkt = decode_packet(data, pos, self._ifaces, self._stats)
         if pkt is None or self._device not in (pkt[T_SRC], pkt[T_DST]):
             return False
         ts = pkt[T_TS] / 1e6

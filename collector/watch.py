@@ -21,7 +21,6 @@ as ``TrainedModel.predict`` does.
 from __future__ import annotations
 
 import re
-import struct
 import tempfile
 import time
 from collections import deque
@@ -31,21 +30,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from echolab.captures.keepalive import trim_edges
-from echolab.captures.reader import (T_DST, T_IP_LEN, T_SRC, T_TS, ReadStats, decode_frame, parse_addr,
-                                     pcapng_interface)
+from echolab.captures.keepalive import EDGE_GAP_SHARE, trim_edges
+from echolab.captures.reader import T_DST, T_IP_LEN, T_SRC, T_TS, ReadStats, parse_addr, pcapng_interface
+from echolab.collector.live import EPB, IDB, SHB, complete_blocks, decode_packet
 from echolab.errors import EcholabError
 
-_BLOCK_HEAD = struct.Struct("<II")
-_EPB = struct.Struct("<IIIII")
-_SHB, _IDB, _EPB_TYPE = 0x0A0D0D0A, 1, 6
 POLL_S = 0.05
 RING = (10_000, 20)  # 10 MB files, at most 20 of them
 DELAY_WINDOW = 200  # packets whose delay into the file is remembered
 MAX_DELAY_S = 2.0
-#: Runs of a request's packets apart by more than this share of the gap are looked at for keep-alives
-#: at its edges (as ``classify`` does for capture files).
-EDGE_GAP_SHARE = 0.05
 #: The least delay assumed: dumpcap (Wireshark 4.0) flushes its file every 500 ms and libpcap hands it
 #: packets every 250 ms, so a packet can reach the file 0.75 s after it was captured.
 ENGINE_DELAY_S = 0.75
@@ -121,17 +114,12 @@ class RingFollower:
                 data = fh.read()
         except FileNotFoundError:  # the ring deleted it before we got there
             return []
-        out, pos = [], 0
-        while pos + 12 <= len(data):
-            btype, blen = _BLOCK_HEAD.unpack_from(data, pos)
-            if blen < 12 or pos + blen > len(data):
-                break  # still being written
-            if btype == _SHB and data[pos + 8: pos + 12] != b"\x4d\x3c\x2b\x1a":
-                raise WatchError(f"{self._current}: only little-endian pcapng is watched live")
-            out.append((btype, data[pos: pos + blen]))
-            pos += blen
-        self._offset += pos
-        return out
+        try:
+            blocks, used = complete_blocks(data, self._current)
+        except ValueError as exc:
+            raise WatchError(str(exc)) from exc
+        self._offset += used
+        return [(btype, data[pos: pos + blen]) for btype, pos, blen in blocks]
 
 
 @dataclass
@@ -173,21 +161,16 @@ class RequestWatcher:
         """Take blocks in file order (a new section restarts the interface list), read at *now*."""
         self._now = time.time() if now is None else now
         for btype, block in blocks:
-            if btype == _SHB:
+            if btype == SHB:
                 self._headers, self._ifaces = [block], []
-            elif btype == _IDB:
+            elif btype == IDB:
                 self._headers.append(block)
                 self._ifaces.append(pcapng_interface(block[8:-4], "<"))
-            elif btype == _EPB_TYPE:
+            elif btype == EPB:
                 self._packet(block)
 
     def _packet(self, block: bytes) -> None:
-        iface, hi, lo, caplen, _ = _EPB.unpack_from(block, 8)
-        if iface >= len(self._ifaces):
-            return
-        linktype, units, offset = self._ifaces[iface]
-        ts_us = ((hi << 32) | lo) * 1_000_000 // units + offset * 1_000_000
-        pkt = decode_frame(linktype, block, 28, caplen, ts_us, self._stats)
+        pkt = decode_packet(block, 0, self._ifaces, self._stats)
         if pkt is None or (pkt[T_SRC] != self._device and pkt[T_DST] != self._device):
             return
         self.packets += 1

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from echolab.captures.keepalive import EDGE_GAP_SHARE
 from echolab.errors import EcholabError
 
 
@@ -77,11 +78,6 @@ def request_records(source: Path | str, segments: Sequence[Any], device_ip: str)
     return out
 
 
-#: Runs of a request's packets apart by more than this share of the cut's gap are looked at for
-#: keep-alives at its edges (:func:`trim_keepalives`).
-EDGE_GAP_SHARE = 0.05
-
-
 def trim_keepalives(timeline: Any, segment: Any, spec: Any, edge_gap_s: float) -> Any:
     """*segment* without the keep-alive exchanges joined to its edges (:mod:`echolab.captures.keepalive`)."""
     from echolab.captures.keepalive import trim_edges
@@ -101,7 +97,8 @@ def classify_capture(path: Path | str, model: Any, split: str = "auto", *, devic
     """Cut the capture at *path* into requests (*split*: ``auto``, ``gap=S`` or a ``SplitSpec``) and classify each.
 
     With *trim*, keep-alive exchanges joined to a request's edges are left out
-    (:func:`trim_keepalives`, runs apart by :data:`EDGE_GAP_SHARE` of the gap).
+    (:func:`trim_keepalives`, runs apart by
+    :data:`~echolab.captures.keepalive.EDGE_GAP_SHARE` of the gap).
     """
     from echolab.captures.split import SplitSpec, split_capture
 

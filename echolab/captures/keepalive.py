@@ -26,6 +26,11 @@ KEEPALIVE_PAYLOAD_BYTES = 100
 #: on the simulated lab; the shortest report of the device that its answer was played is 379.
 KEEPALIVE_MAX_PACKET = KEEPALIVE_PAYLOAD_BYTES + 80
 
+#: A cut by a quiet time of G joins a keep-alive to a request's edge when it comes within G; the
+#: request's packets fall into runs apart by more than this share of G, and edge runs are looked at.
+#: The same for capture files (``classify``) and live watching.
+EDGE_GAP_SHARE = 0.05
+
 
 def trim_edges(ts_us: np.ndarray, size: np.ndarray, *, min_packets: int, min_bytes: int,
                edge_gap_us: int) -> tuple[int, int]:
@@ -49,4 +54,4 @@ def trim_edges(ts_us: np.ndarray, size: np.ndarray, *, min_packets: int, min_byt
     return runs[0][0], runs[-1][1]
 
 
-__all__ = ["KEEPALIVE_MAX_PACKET", "KEEPALIVE_PAYLOAD_BYTES", "trim_edges"]
+__all__ = ["EDGE_GAP_SHARE", "KEEPALIVE_MAX_PACKET", "KEEPALIVE_PAYLOAD_BYTES", "trim_edges"]
