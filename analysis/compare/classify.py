@@ -92,7 +92,7 @@ def trim_keepalives(timeline: Any, segment: Any, spec: Any, edge_gap_s: float) -
     return timeline.window(int(ts[a]), int(ts[b - 1]))
 
 
-def classify_capture(path: Path | str, model: Any, split: str = "auto", *, device_ip: str | None = None,
+def classify_capture(path: Path | str, model: Any, split: Any = "auto", *, device_ip: str | None = None,
                      trim: bool = True) -> CaptureOutcome:
     """Cut the capture at *path* into requests (*split*: ``auto``, ``gap=S`` or a ``SplitSpec``) and classify each.
 
@@ -122,7 +122,7 @@ def classify_capture(path: Path | str, model: Any, split: str = "auto", *, devic
     return outcome
 
 
-def classify_captures(paths: Iterable[Path | str], model: Any, split: str = "auto", *, device_ip: str | None = None,
+def classify_captures(paths: Iterable[Path | str], model: Any, split: Any = "auto", *, device_ip: str | None = None,
                       on_capture: Callable[[CaptureOutcome], None] | None = None) -> list[CaptureOutcome]:
     """:func:`classify_capture` for each path, in order; *on_capture* sees each outcome as it is done."""
     outcomes = []

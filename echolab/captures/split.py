@@ -496,7 +496,7 @@ def attach_trailing(timeline: Timeline, bursts: Sequence[Segment], spec: SplitSp
     for b in bursts:
         size = b.bytes_out + b.bytes_in
         if b.packets < spec.min_packets:
-            if last is not None and b.start_us - out[last].end_us <= window and _data_span_us(timeline, b, any_=True):
+            if last is not None and b.start_us - out[last].end_us <= window and len(_data_times_us(timeline, b)):
                 # a few packets, one bigger than a keep-alive's: the device's word about the answer it just played
                 merged = timeline.window(out[last].start_us, b.end_us)
                 del out[last:]
@@ -519,16 +519,16 @@ def attach_trailing(timeline: Timeline, bursts: Sequence[Segment], spec: SplitSp
     return out, attached
 
 
-def _data_span_us(timeline: Timeline, seg: Segment, *, any_: bool = False) -> int:
-    """From the first to the last packet of *seg* bigger than a keep-alive (a keep-alive next to it does not count).
-
-    With *any_*, whether there is such a packet at all (1 or 0).
-    """
+def _data_times_us(timeline: Timeline, seg: Segment) -> np.ndarray:
+    """The times of the packets of *seg* bigger than a keep-alive."""
     lo = int(np.searchsorted(timeline.ts_us, seg.start_us, "left"))
     hi = int(np.searchsorted(timeline.ts_us, seg.end_us, "right"))
-    ts = timeline.ts_us[lo:hi][timeline.size[lo:hi] > KEEPALIVE_MAX_PACKET]
-    if any_:
-        return int(len(ts) > 0)
+    return timeline.ts_us[lo:hi][timeline.size[lo:hi] > KEEPALIVE_MAX_PACKET]
+
+
+def _data_span_us(timeline: Timeline, seg: Segment) -> int:
+    """From the first to the last packet of *seg* bigger than a keep-alive (a keep-alive next to it does not count)."""
+    ts = _data_times_us(timeline, seg)
     return int(ts[-1] - ts[0]) if len(ts) else 0
 
 
