@@ -38,7 +38,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 
 from echo_shapes import cut_is_right, echo_long_capture  # noqa: E402
-from echolab.captures.split import SplitSpec, find_segments, load_timeline  # noqa: E402
+from echolab.captures.cut import find_segments  # noqa: E402
+from echolab.captures.device import load_timeline  # noqa: E402
+from echolab.captures.spec import SplitSpec  # noqa: E402
 
 HOUSEHOLDS = {"A": dict(trailing=0.9, stray=0.3, pause=0.3), "B": dict(trailing=0.1, stray=0.3, pause=0.3)}
 

@@ -38,11 +38,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from echolab.captures.reader import CaptureError, ReadStats, read_packets
+from echolab.captures.rules import RULES
 from echolab.collector.backends import Backend
-from echolab.collector.live import FILE_LAG_S, LiveCapture
+from echolab.collector.live import LiveCapture
 from echolab.collector.recorder import CaptureProcess, CaptureToolError, kill_stale
 from echolab.collector.schedule import next_class, pick_prompt
-from echolab.collector.timing import IDLE_S, KEEPALIVE_BYTES, QUIET_S, TRAILING_CHOICES, TRAILING_S
+from echolab.collector.timing import TRAILING_CHOICES
 from echolab.db.catalog import Catalog, safe_name
 from echolab.db.checks import sweep_partial
 from echolab.db.models import Campaign, CampaignStatus, CaptureStatus
@@ -106,14 +107,14 @@ class CollectSettings:
     audio_device: str | None = None
     location: str | None = None
     capture_tool: str = "dumpcap"
-    quiet_s: float = QUIET_S  # no traffic beyond keep-alive size for this long: the answer is over
+    quiet_s: float = RULES.answer_quiet_s  # no traffic beyond keep-alive size for this long: the answer is over
     response_timeout_s: float = 10.0  # no answer this long after the prompt ends: no-response
     max_duration_s: dict[str, float] = field(default_factory=lambda: {"music": 90.0, "*": 45.0})
-    idle_gap_s: float = IDLE_S  # no traffic beyond keep-alive size for this long: the Echo is idle
+    idle_gap_s: float = RULES.idle_s  # no traffic beyond keep-alive size for this long: the Echo is idle
     idle_timeout_s: float = 120.0  # the Echo not idle after this long: echo-busy
-    keepalive_bytes: int = KEEPALIVE_BYTES  # packets with at most this payload are keep-alives, not traffic
+    keepalive_bytes: int = RULES.keepalive_payload_bytes  # packets with at most this payload are keep-alives, not traffic
     trailing: str = "include"  # the post-answer upload: in its request's capture, or cut out ("exclude")
-    trailing_s: float = TRAILING_S  # the post-answer upload comes within this long after the answer
+    trailing_s: float = RULES.trailing_window_s  # the post-answer upload comes within this long after the answer
     max_consecutive_failures: int = 5
     backoff_s: float = 2.0
     backoff_max_s: float = 60.0
@@ -421,7 +422,7 @@ class CampaignRunner:
                     raise Failure("capture-error", f"{cap.tool} stopped while watching the Echo")
                 live.poll()
                 now = time.time()
-                if now - max(live.last_traffic, start) >= window + FILE_LAG_S:
+                if now - max(live.last_traffic, start) >= window + RULES.engine_file_delay_s:
                     return
                 if now - start > s.idle_timeout_s:
                     raise Failure("echo-busy", f"the Echo's traffic did not pause for {window:.1f} s within "
@@ -480,7 +481,7 @@ class CampaignRunner:
         s, b = self.settings, self.backend
         quiet = max(s.scaled(s.quiet_s), b.min_quiet_s)
         trailing = s.scaled(s.trailing_s)
-        lag = 0.0 if b.knows_end else FILE_LAG_S  # a packet may show in the file this late
+        lag = 0.0 if b.knows_end else RULES.engine_file_delay_s  # a packet may show in the file this late
         deadline = time.monotonic() + s.max_duration(label)
         answer_by = time.monotonic() + max(s.scaled(s.response_timeout_s), 1.0)
         answer_end: float | None = None
@@ -517,8 +518,8 @@ class CampaignRunner:
         raise Failure("echo-busy", f"the Echo's {what} went on past the {s.max_duration(label):.1f} s maximum")
 
     def _until_in_file(self, live: LiveCapture, after: float) -> None:
-        """Wait (at most twice FILE_LAG_S) until the file holds a packet of the device sent after *after*."""
-        give_up = time.monotonic() + 2 * FILE_LAG_S
+        """Wait (at most twice the engine's file delay) until the file holds a packet of the device sent after *after*."""
+        give_up = time.monotonic() + 2 * RULES.engine_file_delay_s
         while live.last_packet < after and time.monotonic() < give_up:
             time.sleep(POLL_S)
             live.poll(since=self._play_start)
@@ -557,7 +558,8 @@ def check_capture(path: Path, device_ip: str) -> CheckedCapture:
 
 def cut_after(path: Path, ts: float) -> None:
     """Drop the packets of *path* captured at or after *ts* (a post-answer upload left out)."""
-    from echolab.captures.split import Segment, write_pieces
+    from echolab.captures.pieces import write_pieces
+    from echolab.captures.timeline import Segment
 
     out = path.with_name(path.stem + "-cut")
     piece, = write_pieces(path, [Segment(0, int(ts * 1e6) - 1, 0, 0, 0)], out, stem="cut")

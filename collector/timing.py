@@ -2,13 +2,12 @@
 
 A real Echo keeps one long-lived TLS connection with small keep-alives, its
 answers can pause for 2 to 3 s and go on, and 8 to 15 s after an answer it
-often uploads a short burst of its own (shared/docs REAL-ECHO-TRAFFIC.md; in
-460 real requests the longest pause between the cloud's data packets inside a
+often uploads a short burst of its own (docs/lab-setup.md, from public gateway
+captures of real Echos; in 460 real requests the longest pause between the cloud's data packets inside a
 request was over 2 s in 43% of them, median 1.9 s). So:
 
 * **traffic** is a packet to or from the Echo with more than
-  ``keepalive_bytes`` of TCP payload; keep-alives (well under 100 bytes) and
-  bare ACKs are not traffic;
+  ``keepalive_bytes`` of TCP payload; keep-alives and bare ACKs are not traffic;
 * the **answer is over** once there has been no traffic for ``quiet_s``,
   longer than the pauses inside real answers and shorter than the 8 s before
   the earliest post-answer upload;
@@ -18,7 +17,8 @@ request was over 2 s in 43% of them, median 1.9 s). So:
 * the **Echo is idle** once there has been no traffic for ``idle_s``.
 
 Every duration here is in real seconds; the collector divides them by the
-simulated lab's speed factor. :func:`measure` reads a capture of the live
+simulated lab's speed factor. Every figure is a rule of
+:data:`echolab.captures.rules.RULES`, which the cut of long captures reads too. :func:`measure` reads a capture of the live
 interface and says what it would use (``echolab doctor``).
 """
 
@@ -29,27 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from echolab.captures.keepalive import KEEPALIVE_PAYLOAD_BYTES
 from echolab.captures.reader import Packet, read_packets
+from echolab.captures.rules import RULES
 
-#: Payload bytes above which a packet is traffic, not a keep-alive (the captures layer owns the figure).
-KEEPALIVE_BYTES = KEEPALIVE_PAYLOAD_BYTES
-#: No traffic for this long ends an answer: real answers pause up to 2 to 3 s; the upload comes 8 s or more later.
-QUIET_S = 5.0
-#: The post-answer upload comes 8 to 15 s after the answer; wait this long for it.
-TRAILING_S = 16.0
-#: No traffic for this long before a prompt: the Echo is idle.
-IDLE_S = 5.0
 TRAILING_CHOICES = ("include", "exclude")
 
-#: A real Echo request as REAL-ECHO-TRAFFIC.md describes it (the middle of each range): the
+#: A real Echo request as public gateway captures show it (docs/simulation.md) (the middle of each range): the
 #: utterance upload (70 to 80 KB), the answer (10 to 90 KB) and the request's length (5 to 9 s),
 #: the post-answer upload excluded. The parametric simulation is compared with these.
 REAL_REQUEST = {"bytes_up": 75_000, "bytes_down": 50_000, "duration_s": 7.0}
 
 
-def is_traffic(payload_len: int, keepalive_bytes: int = KEEPALIVE_BYTES) -> bool:
-    return payload_len > keepalive_bytes
+def is_traffic(payload_len: int, keepalive_bytes: int = RULES.keepalive_payload_bytes) -> bool:
+    """More TCP payload than a keep-alive's (:meth:`~echolab.captures.rules.TrafficRules.is_traffic`)."""
+    return RULES.is_traffic(payload_len, keepalive_bytes)
 
 
 @dataclass(frozen=True)
@@ -63,8 +56,8 @@ class Burst:
     longest_pause_s: float
 
 
-def bursts(packets: Iterable[Packet], device_ip: str, *, quiet_s: float = QUIET_S,
-           keepalive_bytes: int = KEEPALIVE_BYTES) -> list[Burst]:
+def bursts(packets: Iterable[Packet], device_ip: str, *, quiet_s: float = RULES.answer_quiet_s,
+           keepalive_bytes: int = RULES.keepalive_payload_bytes) -> list[Burst]:
     """Cut the Echo's traffic into bursts separated by at least *quiet_s* without traffic."""
     out: list[Burst] = []
     cur: list[float] | None = None  # start, end, up, down, longest pause
@@ -112,18 +105,20 @@ def measure(path: Path | str, device_ip: str) -> Measured:
     """Keep-alive size and spacing, and the pauses inside traffic, of the Echo in the capture at *path*.
 
     The settings it proposes are the defaults, raised when the Echo's
-    keep-alives are larger (up to 300 bytes: anything bigger is traffic) or
-    its traffic pauses longer than the defaults allow.
+    keep-alives are larger (up to the rules' ceiling: anything bigger is
+    traffic) or its traffic pauses longer than the defaults allow.
     """
     packets = [p for p in read_packets(path) if device_ip in (p.src, p.dst)]
-    small = [p for p in packets if 0 < p.payload_len <= 300]
+    small = [p for p in packets if 0 < p.payload_len <= RULES.keepalive_ceiling_payload_bytes]
     ka_max = max((p.payload_len for p in small), default=None)
     sent = [p.ts for p in small if p.src == device_ip]
-    gaps = [b - a for a, b in zip(sent, sent[1:]) if b - a > 1.0]
-    keepalive_bytes = max(KEEPALIVE_BYTES, (ka_max or 0) + 20)
-    pauses = [b.longest_pause_s for b in bursts(packets, device_ip, quiet_s=QUIET_S,
+    gaps = [b - a for a, b in zip(sent, sent[1:]) if b - a > RULES.keepalive_spacing_min_s]
+    keepalive_bytes = max(RULES.keepalive_payload_bytes, (ka_max or 0) + RULES.keepalive_margin_bytes)
+    pauses = [b.longest_pause_s for b in bursts(packets, device_ip, quiet_s=RULES.answer_quiet_s,
                                                    keepalive_bytes=keepalive_bytes)]
     longest = max(pauses, default=None)
-    quiet = max(QUIET_S, round(1.5 * longest, 1)) if longest is not None else QUIET_S
+    quiet = RULES.answer_quiet_s
+    if longest is not None:
+        quiet = max(quiet, round(RULES.answer_quiet_pause_factor * longest, 1))
     return Measured(len(packets), len(small), ka_max, statistics.median(gaps) if gaps else None, longest,
-                    keepalive_bytes, quiet, max(IDLE_S, quiet))
+                    keepalive_bytes, quiet, max(RULES.idle_s, quiet))

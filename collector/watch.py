@@ -5,10 +5,12 @@ capture engine with a ring buffer (:class:`~echolab.collector.recorder.CapturePr
 only the device's traffic, the oldest files deleted so a day-long watch never
 fills the disk), follows the files it writes as they grow (:class:`RingFollower`,
 complete pcapng blocks only, as :class:`~echolab.collector.live.LiveCapture`
-reads one growing file) and cuts the device's traffic into requests by the
-gap rule of ``catalog import --split gap=S`` (:mod:`echolab.captures.split`): a
-request ends when the device has been quiet for the gap; bursts smaller than
-the keep-alive thresholds are set aside. Each request's raw blocks become a
+reads one growing file, with the same pcapng walker) and cuts the device's
+traffic into requests by the gap rule of ``catalog import --split gap=S``
+(:mod:`echolab.captures.cut`, with the rules of :data:`echolab.captures.rules.RULES`):
+a request ends when the device has been quiet for the gap; bursts smaller than
+the keep-alive thresholds are set aside, and keep-alives joined to a request's
+edges are left out as classify leaves them out. Each request's raw blocks become a
 temporary pcapng for the feature extractor, and *on_request* gets a
 :class:`LiveRequest` with its record; the latency is the time from the
 request's last packet to the moment it was handed on.
@@ -30,18 +32,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from echolab.captures.keepalive import EDGE_GAP_SHARE, trim_edges
-from echolab.captures.reader import T_DST, T_IP_LEN, T_SRC, T_TS, ReadStats, parse_addr, pcapng_interface
-from echolab.collector.live import EPB, IDB, SHB, complete_blocks, decode_packet
+from echolab.captures.pcapng import EPB, IDB, OPB, SHB, CaptureError, PcapngWalker
+from echolab.captures.reader import T_DST, T_IP_LEN, T_SRC, T_TS, ReadStats, parse_addr
+from echolab.captures.rules import RULES, trim_edges
+from echolab.collector.live import walked_packets
 from echolab.errors import EcholabError
 
 POLL_S = 0.05
 RING = (10_000, 20)  # 10 MB files, at most 20 of them
 DELAY_WINDOW = 200  # packets whose delay into the file is remembered
 MAX_DELAY_S = 2.0
-#: The least delay assumed: dumpcap (Wireshark 4.0) flushes its file every 500 ms and libpcap hands it
-#: packets every 250 ms, so a packet can reach the file 0.75 s after it was captured.
-ENGINE_DELAY_S = 0.75
 
 
 class WatchError(EcholabError):
@@ -75,51 +75,50 @@ class RingFollower:
 
     The files are ``STEM_NNNNN_*.pcapng`` in *folder* (dumpcap's ring names);
     a file is left for the next once a newer one exists and nothing more can
-    be read from it. Yields ``(block type, block bytes)``.
+    be read from it. :meth:`read` gives ``(block type, block bytes, packet)``
+    (:func:`~echolab.collector.live.walked_packets`).
     """
 
     def __init__(self, folder: Path, stem: str):
         self.folder, self.stem = Path(folder), stem
         self._pattern = re.compile(re.escape(stem) + r"_(\d+)_.*\.pcapng$")
         self._current: Path | None = None
-        self._offset = 0
+        self._walker: PcapngWalker | None = None
+        self._stats = ReadStats()
         self.files_read = 0
 
     def _files(self) -> list[Path]:
         found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := self._pattern.match(p.name))]
         return [p for _, p in sorted(found)]
 
-    def read(self) -> list[tuple[int, bytes]]:
-        blocks: list[tuple[int, bytes]] = []
+    def read(self) -> list[tuple[int, bytes, tuple | None]]:
+        blocks: list[tuple[int, bytes, tuple | None]] = []
         while True:
             files = self._files()
             if self._current is None:
                 if not files:
                     return blocks
-                self._current, self._offset = files[0], 0
-                self.files_read += 1
+                self._start(files[0])
             blocks += self._read_current()
             later = [p for p in files if p.name > self._current.name]
             if not later:
                 return blocks
             blocks += self._read_current()  # what was written before the engine moved on
-            self._current, self._offset = later[0], 0
-            self.files_read += 1
+            self._start(later[0])
 
-    def _read_current(self) -> list[tuple[int, bytes]]:
-        assert self._current is not None
+    def _start(self, path: Path) -> None:
+        self._current, self._walker = path, PcapngWalker(path, growing=True)
+        self.files_read += 1
+
+    def _read_current(self) -> list[tuple[int, bytes, tuple | None]]:
+        assert self._current is not None and self._walker is not None
         try:
             with open(self._current, "rb") as fh:
-                fh.seek(self._offset)
-                data = fh.read()
+                return list(walked_packets(self._walker, fh, self._stats))
         except FileNotFoundError:  # the ring deleted it before we got there
             return []
-        try:
-            blocks, used = complete_blocks(data, self._current)
-        except ValueError as exc:
+        except CaptureError as exc:
             raise WatchError(str(exc)) from exc
-        self._offset += used
-        return [(btype, data[pos: pos + blen]) for btype, pos, blen in blocks]
 
 
 @dataclass
@@ -138,7 +137,8 @@ class RequestWatcher:
     """Cuts a live stream of the device's packets into requests and classifies each as it ends."""
 
     def __init__(self, device_ip: str, predict: Callable[[Sequence[Any]], tuple[list[str], list[Any]]], *,
-                 gap_s: float = 1.0, min_packets: int = 8, min_bytes: int = 4096, source: str = "live",
+                 gap_s: float = RULES.gap_s, min_packets: int = RULES.min_packets,
+                 min_bytes: int = RULES.min_bytes, source: str = "live",
                  on_request: Callable[[LiveRequest], None] | None = None):
         self.device_ip, self.predict, self.source = device_ip, predict, source
         self.gap_us = round(gap_s * 1e6)
@@ -147,8 +147,6 @@ class RequestWatcher:
         self._device = parse_addr(device_ip)
         self._headers: list[bytes] = []
         self._now = 0.0
-        self._ifaces: list[tuple[int, int, int]] = []
-        self._stats = ReadStats()
         self._burst: _Burst | None = None
         self.requests: list[LiveRequest] = []
         self.set_aside = 0
@@ -157,20 +155,18 @@ class RequestWatcher:
         #: delays, so a quiet file is not taken for a quiet device.
         self._delays: deque[float] = deque(maxlen=DELAY_WINDOW)
 
-    def feed(self, blocks: Sequence[tuple[int, bytes]], now: float | None = None) -> None:
-        """Take blocks in file order (a new section restarts the interface list), read at *now*."""
+    def feed(self, blocks: Sequence[tuple[int, bytes, tuple | None]], now: float | None = None) -> None:
+        """Take walked blocks in file order (:meth:`RingFollower.read`), read at *now*."""
         self._now = time.time() if now is None else now
-        for btype, block in blocks:
+        for btype, block, pkt in blocks:
             if btype == SHB:
-                self._headers, self._ifaces = [block], []
+                self._headers = [block]
             elif btype == IDB:
                 self._headers.append(block)
-                self._ifaces.append(pcapng_interface(block[8:-4], "<"))
-            elif btype == EPB:
-                self._packet(block)
+            elif btype == EPB or btype == OPB:
+                self._packet(block, pkt)
 
-    def _packet(self, block: bytes) -> None:
-        pkt = decode_packet(block, 0, self._ifaces, self._stats)
+    def _packet(self, block: bytes, pkt: tuple | None) -> None:
         if pkt is None or (pkt[T_SRC] != self._device and pkt[T_DST] != self._device):
             return
         self.packets += 1
@@ -195,7 +191,7 @@ class RequestWatcher:
     @property
     def delay_s(self) -> float:
         """How long after a packet it may still reach the file (at most :data:`MAX_DELAY_S`)."""
-        return min(max(max(self._delays, default=0.0), ENGINE_DELAY_S) + POLL_S, MAX_DELAY_S)
+        return min(max(max(self._delays, default=0.0), RULES.engine_file_delay_s) + POLL_S, MAX_DELAY_S)
 
     def flush(self) -> None:
         """Close what is open (the watch is ending)."""
@@ -207,11 +203,11 @@ class RequestWatcher:
 
         b, self._burst = self._burst, None
         assert b is not None
-        if b.packets < self.min_packets or b.size < self.min_bytes:
+        if not RULES.is_request(b.packets, b.size, min_packets=self.min_packets, min_bytes=self.min_bytes):
             self.set_aside += 1
             return
         lo, hi = trim_edges(np.asarray(b.ts_us), np.asarray(b.ip_len), min_packets=self.min_packets,
-                            min_bytes=self.min_bytes, edge_gap_us=round(self.gap_us * EDGE_GAP_SHARE))
+                            min_bytes=self.min_bytes, edge_gap_us=RULES.edge_gap_us(self.gap_us))
         if (lo, hi) != (0, b.packets):  # keep-alives joined to the request's edges (as classify leaves out)
             b.blocks, b.ts_us, b.ip_len = b.blocks[lo:hi], b.ts_us[lo:hi], b.ip_len[lo:hi]
             b.first_us, b.last_us, b.packets, b.size = min(b.ts_us), max(b.ts_us), hi - lo, sum(b.ip_len)
@@ -233,7 +229,8 @@ class RequestWatcher:
 
 
 def watch_interface(interface: str, device_ip: str, predict: Callable[[Sequence[Any]], tuple[list[str], list[Any]]],
-                    *, gap_s: float = 1.0, min_packets: int = 8, min_bytes: int = 4096, prefix: Sequence[str] = (),
+                    *, gap_s: float = RULES.gap_s, min_packets: int = RULES.min_packets,
+                    min_bytes: int = RULES.min_bytes, prefix: Sequence[str] = (),
                     tool: str = "dumpcap", ring: tuple[int, int] = RING, folder: Path | str | None = None,
                     on_request: Callable[[LiveRequest], None] | None = None,
                     on_start: Callable[[], None] | None = None,

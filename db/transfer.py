@@ -25,7 +25,10 @@ from echolab.captures.trace import is_trace_file
 from echolab.db.catalog import Catalog, CatalogError, DuplicateCaptureError
 from echolab.db.files import is_capture_name, sha256_file
 from echolab.db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus
-from echolab.captures.split import DeviceGuess, SplitError, SplitResult, SplitSpec, split_capture, write_pieces
+from echolab.captures.cut import SplitResult, split_capture
+from echolab.captures.device import DeviceGuess
+from echolab.captures.pieces import write_pieces
+from echolab.captures.spec import SplitError, SplitSpec
 
 MANIFEST_COLUMNS = (
     "id", "label", "status", "campaign", "path", "sha256", "size_bytes", "packet_count",

@@ -275,7 +275,7 @@ def test_empty_capture_or_one_without_the_device_is_kept_as_failed(lab: LabDir, 
 WRITER = """
 import json, sys, time
 from pathlib import Path
-from echolab.captures.split import SplitSpec
+from echolab.captures.spec import SplitSpec
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir

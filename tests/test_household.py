@@ -174,7 +174,7 @@ def test_the_live_watcher_cuts_and_classifies_as_classify_does(trained: tuple[La
 
 
 def test_keep_alives_at_a_requests_edges_are_left_out() -> None:
-    from echolab.captures.keepalive import trim_edges
+    from echolab.captures.rules import trim_edges
 
     ping = [(0, 114), (300, 114), (500, 52)]  # microseconds after the run's start, IP bytes
     request = [(i * 5_000, 500) for i in range(20)]

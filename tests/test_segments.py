@@ -1,4 +1,4 @@
-"""Long captures cut into labelled requests (echolab/captures/split.py, 'catalog import --split', 'catalog segments').
+"""Long captures cut into labelled requests (echolab/captures/cut.py, 'catalog import --split', 'catalog segments').
 
 Two kinds of long capture: the simulated lab's synthetic requests laid out on
 a known schedule with small keep-alives between them (exact ground truth,
@@ -31,9 +31,10 @@ from echolab.collector.sim.topology import Topology
 from echolab.db.catalog import Catalog
 from echolab.db.files import sha256_file
 from echolab.db.models import Capture
-from echolab.captures.split import (
-    SplitError, SplitSpec, detect_device, find_segments, load_timeline, split_capture, write_pieces,
-)
+from echolab.captures.cut import find_segments, split_capture
+from echolab.captures.device import detect_device, load_timeline
+from echolab.captures.pieces import write_pieces
+from echolab.captures.spec import SplitError, SplitSpec
 from echolab.db.transfer import label_from_name
 from echolab.cli import app
 from echolab.labdir import LabDir
@@ -192,7 +193,7 @@ def test_bad_split_settings(text: str, message: str) -> None:
 
 def test_pieces_copy_records_unchanged(weather: LongCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every source record in a segment's range, byte for byte and with its time, and no other."""
-    monkeypatch.setattr("echolab.captures.split.MAX_OPEN", 2)  # pieces are closed and reopened while writing
+    monkeypatch.setattr("echolab.captures.pieces.MAX_OPEN", 2)  # pieces are closed and reopened while writing
     for fmt in ("pcapng", "nsecpcap"):
         source = tmp_path / f"source.{fmt}"
         subprocess.run(["editcap", "-F", fmt, str(weather.path), str(source)], check=True, capture_output=True)

@@ -3,7 +3,7 @@
 The eavesdropper's view: point a model file (:mod:`echolab.analysis.compare.modelfile`)
 at a day of a household's traffic and say what was asked when. Each capture
 is cut into requests by the same cut as ``catalog import --split``
-(:mod:`echolab.captures.split`); each request's raw records are copied into a
+(:mod:`echolab.captures.cut`, with the rules of :data:`echolab.captures.rules.RULES`); each request's raw records are copied into a
 temporary pcapng and read by the feature extractor, as a catalogued capture
 would be, but nothing is written to the catalog. :func:`plot_timeline` draws the
 predictions on a time axis, coloured by class, with counts per class and hour.
@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from echolab.captures.keepalive import EDGE_GAP_SHARE
+from echolab.captures.rules import RULES, trim_edges
+from echolab.captures.spec import SplitSpec
 from echolab.errors import EcholabError
 
 
@@ -66,7 +67,7 @@ class CaptureOutcome:
 def request_records(source: Path | str, segments: Sequence[Any], device_ip: str) -> list[tuple[Any, str | None]]:
     """A feature record (or the reason there is none) per segment of *source*, via temporary pieces."""
     from echolab.analysis.features.sets import FeatureError, extract_record
-    from echolab.captures.split import write_pieces
+    from echolab.captures.pieces import write_pieces
 
     out: list[tuple[Any, str | None]] = []
     with tempfile.TemporaryDirectory(prefix="echolab-classify-") as tmp:
@@ -79,9 +80,7 @@ def request_records(source: Path | str, segments: Sequence[Any], device_ip: str)
 
 
 def trim_keepalives(timeline: Any, segment: Any, spec: Any, edge_gap_s: float) -> Any:
-    """*segment* without the keep-alive exchanges joined to its edges (:mod:`echolab.captures.keepalive`)."""
-    from echolab.captures.keepalive import trim_edges
-
+    """*segment* without the keep-alive exchanges joined to its edges (:func:`echolab.captures.rules.trim_edges`)."""
     lo = int(np.searchsorted(timeline.ts_us, segment.start_us, "left"))
     hi = int(np.searchsorted(timeline.ts_us, segment.end_us, "right"))
     ts = timeline.ts_us[lo:hi]
@@ -92,15 +91,15 @@ def trim_keepalives(timeline: Any, segment: Any, spec: Any, edge_gap_s: float) -
     return timeline.window(int(ts[a]), int(ts[b - 1]))
 
 
-def classify_capture(path: Path | str, model: Any, split: Any = "auto", *, device_ip: str | None = None,
+def classify_capture(path: Path | str, model: Any, split: str | SplitSpec = "auto", *, device_ip: str | None = None,
                      trim: bool = True) -> CaptureOutcome:
     """Cut the capture at *path* into requests (*split*: ``auto``, ``gap=S`` or a ``SplitSpec``) and classify each.
 
     With *trim*, keep-alive exchanges joined to a request's edges are left out
     (:func:`trim_keepalives`, runs apart by
-    :data:`~echolab.captures.keepalive.EDGE_GAP_SHARE` of the gap).
+    :attr:`~echolab.captures.rules.TrafficRules.edge_gap_share` of the gap).
     """
-    from echolab.captures.split import SplitSpec, split_capture
+    from echolab.captures.cut import split_capture
 
     path = Path(path)
     spec = SplitSpec.parse(split) if isinstance(split, str) else split
@@ -110,7 +109,7 @@ def classify_capture(path: Path | str, model: Any, split: Any = "auto", *, devic
                              set_aside=len(result.ignored))
     segments = result.segments
     if trim and result.spec.seconds > 0:
-        edge_gap_s = result.spec.seconds * EDGE_GAP_SHARE / result.spec.speed  # on the capture's clock
+        edge_gap_s = result.spec.seconds * RULES.edge_gap_share / result.spec.speed  # on the capture's clock
         segments = [trim_keepalives(result.timeline, seg, result.spec, edge_gap_s) for seg in segments]
     result.segments = segments
     records = request_records(path, result.segments, device)
@@ -122,7 +121,7 @@ def classify_capture(path: Path | str, model: Any, split: Any = "auto", *, devic
     return outcome
 
 
-def classify_captures(paths: Iterable[Path | str], model: Any, split: Any = "auto", *, device_ip: str | None = None,
+def classify_captures(paths: Iterable[Path | str], model: Any, split: str | SplitSpec = "auto", *, device_ip: str | None = None,
                       on_capture: Callable[[CaptureOutcome], None] | None = None) -> list[CaptureOutcome]:
     """:func:`classify_capture` for each path, in order; *on_capture* sees each outcome as it is done."""
     outcomes = []

@@ -7,8 +7,8 @@ and out-of-order segments from a per-direction segment database (with the same
 ACK-driven merging of acknowledged ranges and the same four sequence-space
 quadrants), zero-window probes, initial window, idle time including the tail
 to the end of the file for connections left open, connections seen mid-stream
-without their SYN, re-use of a 4-tuple. The behavioural specification is
-docs TCPTRACE-SPEC.md; tests/test_tcptrace_oracle.py runs the real binary on
+without their SYN, re-use of a 4-tuple. The behaviour is the tcptrace binary's
+own (docs/features.md lists the columns); tests/test_tcptrace_oracle.py runs the real binary on
 captures of real TCP stacks and requires every column to match.
 
 Differences from the binary (all on inputs a capture from a gateway does not

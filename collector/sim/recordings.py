@@ -5,7 +5,7 @@ TCP payload bytes of the Echo and of the cloud, in order, with their times,
 grouped into writes (segments of one direction less than ``WRITE_GAP_S``
 apart make one write). Retransmitted bytes are counted once. The request
 itself runs from the first to the last packet carrying more than a
-keep-alive's payload (:data:`echolab.collector.timing.KEEPALIVE_BYTES`), so it
+keep-alive's payload (:attr:`echolab.captures.rules.TrafficRules.keepalive_payload_bytes`), so it
 holds the pauses inside the answer and the post-answer upload; the small
 packets before and after it are the Echo's keep-alives, whose sizes the
 replaying Echo reuses while idle.
@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 
 from echolab.captures.reader import CaptureError, read_packets
 from echolab.collector.sim.errors import SimError
-from echolab.collector.timing import KEEPALIVE_BYTES
+from echolab.captures.rules import RULES
 
 #: Segments of one direction closer than this are written by the replay as one write.
 WRITE_GAP_S = 0.002
@@ -102,7 +102,7 @@ def _new_bytes(seen: dict[tuple, int], key: tuple, seq: int, length: int) -> int
 
 
 def read_recording(path: Path | str, label: str, *, device_ip: str | None = None, rec_id: str | None = None,
-                   keepalive_bytes: int = KEEPALIVE_BYTES) -> Recording:
+                   keepalive_bytes: int = RULES.keepalive_payload_bytes) -> Recording:
     """The request recorded in the one-request capture at *path*."""
     path = Path(path)
     try:

@@ -41,7 +41,7 @@ from echolab.collector.sim import protocol as p
 from echolab.collector.sim.echo import EchoBase
 from echolab.collector.sim.params import SimParams, load_params
 from echolab.collector.sim.recordings import Recording, load
-from echolab.collector.timing import KEEPALIVE_BYTES
+from echolab.captures.rules import RULES
 
 #: The request starts this long after the Echo hears it (time to tell the cloud).
 LEAD_S = 0.05
@@ -164,7 +164,7 @@ class ReplayCloud:
         self.writer = writer
         try:
             while data := await reader.read(65536):
-                if not self.playing and self.replies and len(data) <= KEEPALIVE_BYTES:
+                if not self.playing and self.replies and not RULES.is_traffic(len(data)):
                     writer.write(os.urandom(app_bytes(self.rng.choice(self.replies))))
                     await writer.drain()
         except (ConnectionError, ssl.SSLError):

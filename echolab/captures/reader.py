@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple
 
-from echolab.errors import EcholabError
+from echolab.captures.pcapng import EPB, IDB, MAGIC as PCAPNG_MAGIC, OPB, SPB, CaptureError, PcapngWalker
 
 PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
-PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 DLT_NULL = 0
 DLT_EN10MB = 1
@@ -59,10 +58,6 @@ _tcp = struct.Struct("!HHIIBBHxxH").unpack_from  # sport, dport, seq, ack, off, 
 _udp = struct.Struct("!HH").unpack_from
 # Ethernet + option-less IPv4 + TCP in one call: ethertype, then _ip4's and _tcp's fields.
 _eth_ip4_tcp = struct.Struct("!12xHBxHHHxB2x4s4sHHIIBBHxxH").unpack_from
-
-
-class CaptureError(EcholabError):
-    """The file cannot be read as a capture at all."""
 
 
 class Packet(NamedTuple):
@@ -137,6 +132,11 @@ def read_pcap_header(fh: BinaryIO, path: Path) -> PcapHeader:
     return PcapHeader(endian, nano, snaplen, linktype & 0xFFFF)
 
 
+def pcap_ts_us(sec: int, frac: int, nano: bool) -> int:
+    """A pcap record's time as integer microseconds (nanoseconds truncated, like libpcap)."""
+    return sec * 1_000_000 + (frac // 1000 if nano else frac)
+
+
 def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
     header = read_pcap_header(fh, path)
     endian, nano, linktype = header.endian, header.nano, header.linktype
@@ -169,117 +169,39 @@ def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[
             if end > size:
                 stats.truncated_file = True
                 return
-        ts = sec * 1_000_000 + (frac // 1000 if nano else frac)
+        ts = pcap_ts_us(sec, frac, nano)
         stats.records += 1
         stats.last_ts_us = ts
         yield ts, linktype, buf, pos + 16, caplen
         pos = end
 
 
-_PCAPNG_HEAD = {e: struct.Struct(e + "II").unpack_from for e in "<>"}  # block type, block length
-_PCAPNG_EPB = {e: struct.Struct(e + "8xIIII").unpack_from for e in "<>"}  # interface, ts high, ts low, caplen
-_PCAPNG_OPB = {e: struct.Struct(e + "8xHHIII").unpack_from for e in "<>"}  # interface, drops, ts, caplen
-
-
 def _pcapng_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
-    """Blocks are decoded in place inside 1 MiB chunks (one read per chunk, not two per block)."""
-    endian = "<"
-    head, epb = _PCAPNG_HEAD[endian], _PCAPNG_EPB[endian]
-    ifaces: list[tuple[int, int, int]] = []  # linktype, units per second, offset seconds
-    first = True
-    buf = fh.read(CHUNK)
-    pos, size = 0, len(buf)
-    while True:
-        if pos + 12 > size:
-            buf = buf[pos:] + fh.read(CHUNK)
-            pos, size = 0, len(buf)
-            if size < 8:
-                if size:
-                    stats.truncated_file = True
-                return
-        btype, blen = head(buf, pos)
-        if btype == 0x0A0D0D0A:  # section header: its byte-order magic sets the endianness
-            bom = buf[pos + 8:pos + 12]
-            if len(bom) < 4:
-                if first:
-                    raise CaptureError(f"{path} has a damaged capture header: the file is too short")
-                stats.truncated_file = True
-                return
-            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
-            if not endian:
-                raise CaptureError(f"{path} has a damaged capture header: bad pcapng byte-order magic")
-            head, epb = _PCAPNG_HEAD[endian], _PCAPNG_EPB[endian]
-            btype, blen = head(buf, pos)
-            ifaces = []
-        elif first:
-            raise CaptureError(f"{path} has a damaged capture header")
-        first = False
-        if blen < 12 or blen % 4 or blen > MAX_RECORD:
-            stats.truncated_file = True
-            stats.damaged = f"pcapng block of length {blen}"
-            return
-        if pos + blen > size:
-            buf = buf[pos:] + fh.read(max(CHUNK, blen))
-            pos, size = 0, len(buf)
-            if blen > size:
-                stats.truncated_file = True
-                return
-        if btype == 6:  # enhanced packet block
-            iface, hi, lo, caplen = epb(buf, pos)
-            if iface >= len(ifaces) or 28 + caplen > blen:
+    """Blocks are decoded in place inside 1 MiB chunks by the one pcapng walker."""
+    walker = PcapngWalker(path)
+    packet = walker.packet
+    for btype, buf, pos, blen in walker.walk(fh):
+        if btype == EPB or btype == OPB:
+            stats.records += 1
+            found = packet(btype, buf, pos, blen)
+            if found is None:
                 stats.malformed += 1
-                stats.records += 1
-            else:
-                linktype, units, offset = ifaces[iface]
-                raw = (hi << 32) | lo
-                ts_us = (raw if units == 1_000_000 else raw * 1_000_000 // units) + offset * 1_000_000
-                stats.records += 1
-                stats.last_ts_us = ts_us
-                yield ts_us, linktype, buf, pos + 28, caplen
-        elif btype == 2:  # obsolete packet block
-            iface, _drops, hi, lo, caplen = _PCAPNG_OPB[endian](buf, pos)
-            if iface >= len(ifaces) or 28 + caplen > blen:
-                stats.malformed += 1
-                stats.records += 1
-            else:
-                linktype, units, offset = ifaces[iface]
-                raw = (hi << 32) | lo
-                ts_us = (raw if units == 1_000_000 else raw * 1_000_000 // units) + offset * 1_000_000
-                stats.records += 1
-                stats.last_ts_us = ts_us
-                yield ts_us, linktype, buf, pos + 28, caplen
-        elif btype == 3:  # simple packet block: no timestamp
-            if not ifaces:
+                continue
+            interface, ts_us, offset, caplen = found
+            stats.last_ts_us = ts_us
+            yield ts_us, interface.linktype, buf, offset, caplen
+        elif btype == SPB:  # simple packet block: no timestamp
+            if not walker.interfaces:
                 stats.malformed += 1
             else:
-                origlen = struct.unpack_from(endian + "I", buf, pos + 8)[0]
-                caplen = min(origlen, blen - 12)
+                origlen = struct.unpack_from(walker.endian + "I", buf, pos + 8)[0]
                 stats.records += 1
                 stats.last_ts_us = 0
-                yield 0, ifaces[0][0], buf, pos + 12, caplen
-        elif btype == 1:  # interface description
-            ifaces.append(_pcapng_iface(buf[pos + 8:pos + blen], endian))
-            stats.linktypes.add(ifaces[-1][0])
-        pos += blen
-
-
-def _pcapng_iface(body: bytes, endian: str) -> tuple[int, int, int]:
-    """(linktype, timestamp units per second, timestamp offset in seconds) of an interface block's body."""
-    linktype = struct.unpack_from(endian + "H", body, 0)[0]
-    units, offset = 1_000_000, 0
-    pos = 8
-    while pos + 4 <= len(body) - 4:
-        code, length = struct.unpack_from(endian + "HH", body, pos)
-        if code == 0:
-            break
-        value = body[pos + 4: pos + 4 + length]
-        if code == 9 and length >= 1:
-            res = value[0]
-            units = 2 ** (res & 0x7F) if res & 0x80 else 10 ** res
-        elif code == 14 and length == 8:
-            offset = struct.unpack(endian + "q", value)[0]
-        pos += 4 + length + (-length % 4)
-    return linktype, units, offset
+                yield 0, walker.interfaces[0].linktype, buf, pos + 12, min(origlen, blen - 12)
+        elif btype == IDB:
+            stats.linktypes.add(walker.interfaces[-1].linktype)
+    stats.truncated_file |= walker.truncated
+    stats.damaged = walker.damaged or stats.damaged
 
 
 def iter_records(path: Path | str, stats: ReadStats | None = None) -> Iterator[tuple[int, int, bytes, int, int]]:
@@ -500,9 +422,6 @@ def decode_frame(linktype: int, buf: bytes, off: int, caplen: int, ts_us: int,
     except (struct.error, IndexError):
         stats.malformed += 1
         return None
-
-
-pcapng_interface = _pcapng_iface
 
 
 _NTOP: dict[bytes, str] = {}

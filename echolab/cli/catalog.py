@@ -12,13 +12,13 @@ from rich.progress import Progress
 
 from echolab.db.catalog import Catalog, CatalogError
 from echolab.db.checks import catalog_stats, verify
-from echolab.captures.split import DEFAULT_ATTACH_S, DEFAULT_GAP_S, DEFAULT_MIN_BYTES, DEFAULT_MIN_PACKETS
+from echolab.captures.rules import RULES
 from echolab.db.models import CaptureStatus
 from echolab.db.transfer import MANIFEST_COLUMNS, export_catalog, import_captures, manifest_rows
 from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table
 
 if TYPE_CHECKING:
-    from echolab.captures.split import SplitSpec
+    from echolab.captures.spec import SplitSpec
 
 app = typer.Typer(help="Browse, check, import and export the lab's capture catalog.", no_args_is_help=True)
 
@@ -164,23 +164,23 @@ def import_cmd(
              "keep-alive threshold chosen per file; with --expect, the cut that gives that many requests).")] = None,
     min_packets: Annotated[int, typer.Option(
         help="With --split: fewer of the device's TCP packets than this is a keep-alive, not a request.")]
-        = DEFAULT_MIN_PACKETS,
+        = RULES.min_packets,
     min_bytes: Annotated[int, typer.Option(
         help="With --split: fewer of the device's IP bytes than this is a keep-alive, not a request.")]
-        = DEFAULT_MIN_BYTES,
+        = RULES.min_bytes,
     expect: Annotated[Optional[int], typer.Option(
         help="With --split: requests each file should hold; a file with another count is reported, "
              "not imported, and the command exits 1.")] = None,
     attach_trailing: Annotated[Optional[float], typer.Option(
         help="With --split auto or gap=: attach a short burst starting within SECONDS after a request (the Echo's "
-             f"own upload after an answer) to that request (default with auto: {DEFAULT_ATTACH_S:g}; 0: never).")]
+             f"own upload after an answer) to that request (default with auto: {RULES.trailing_window_s:g}; 0: never).")]
         = None,
     replace: Annotated[bool, typer.Option(
         help="With --split: a file already catalogued with another cut gets this one instead (its old pieces are "
              "removed with their cached features; analysis runs that used them are marked stale).")] = False,
 ) -> None:
     """Import pcap/pcapng files, labelled by folder name, a manifest or a file-name pattern."""
-    from echolab.captures.split import SplitSpec
+    from echolab.captures.spec import SplitSpec
 
     if split is None and (expect is not None or attach_trailing is not None or replace):
         raise typer.BadParameter("--expect, --attach-trailing and --replace need --split")
@@ -217,16 +217,16 @@ def segments_cmd(
     capture: Annotated[Path, typer.Argument(help="A long pcap/pcapng capture, or a folder of them (one line each).",
                                             exists=True)],
     split: Annotated[str, typer.Option(help="gap=SECONDS, every=SECONDS, times=FILE or auto (see 'import --split').")]
-        = f"gap={DEFAULT_GAP_S:g}",
+        = f"gap={RULES.gap_s:g}",
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address (default: detected).")] = None,
     min_packets: Annotated[int, typer.Option(help="Fewer device TCP packets than this is a keep-alive.")]
-        = DEFAULT_MIN_PACKETS,
+        = RULES.min_packets,
     min_bytes: Annotated[int, typer.Option(help="Fewer device IP bytes than this is a keep-alive.")]
-        = DEFAULT_MIN_BYTES,
+        = RULES.min_bytes,
     expect: Annotated[Optional[int], typer.Option(
         help="Requests each file should hold (--split auto searches the cut that gives that many).")] = None,
     attach_trailing: Annotated[Optional[float], typer.Option(
-        help=f"Attach a short burst within SECONDS after a request to it (default with auto: {DEFAULT_ATTACH_S:g}).")]
+        help=f"Attach a short burst within SECONDS after a request to it (default with auto: {RULES.trailing_window_s:g}).")]
         = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the timeline plot to this PNG.")] = None,
     bin_s: Annotated[Optional[float], typer.Option("--bin", help="Plot bin width in seconds (default: auto).")]
@@ -238,7 +238,9 @@ def segments_cmd(
     For a folder: one line a file with the requests found, the settings chosen (and why, for auto) and the
     count expected.
     """
-    from echolab.captures.split import SplitSpec, plot_segments, split_capture
+    from echolab.analysis.compare.cutplot import plot_segments
+    from echolab.captures.cut import split_capture
+    from echolab.captures.spec import SplitSpec
 
     spec = SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach_trailing)
     if capture.is_dir():
@@ -264,7 +266,8 @@ def _segments_folder(folder: Path, spec: "SplitSpec", device_ip: Optional[str], 
                      json_: bool) -> None:
     """One line a capture of *folder*: requests found, settings chosen, why, expected."""
     from echolab.captures.reader import CaptureError
-    from echolab.captures.split import SplitError, split_capture
+    from echolab.captures.cut import split_capture
+    from echolab.captures.spec import SplitError
     from echolab.db.files import is_capture_name
 
     rows = []

@@ -10,10 +10,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from echolab.captures.rules import RULES
+
 app = typer.Typer(help="Classify each request of long captures, or live traffic, with a trained model file.")
-
-LIVE_DEFAULT_GAP_S = 2.0
-
 
 @app.command()
 def classify(
@@ -22,8 +21,8 @@ def classify(
     captures: Annotated[Optional[list[Path]], typer.Argument(
         help="Long captures (pcap or pcapng) to cut into requests and classify.", exists=True, dir_okay=False)] = None,
     split: Annotated[str, typer.Option(
-        help="How to cut captures into requests, as 'catalog import --split': auto, or gap=SECONDS of quiet. "
-             f"Live: gap=SECONDS (auto means gap={LIVE_DEFAULT_GAP_S:g}).")] = "auto",
+        help="How to cut captures into requests (the cut, not a train/test split), as 'catalog import --split': "
+             f"auto, or gap=SECONDS of quiet. Live: gap=SECONDS (auto means gap={RULES.gap_s:g}).")] = "auto",
     device_ip: Annotated[Optional[str], typer.Option(
         help="The Echo's address (default: detected in each capture; live: required unless --sim-prefix).")] = None,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object a line: source, start, end, label, "
@@ -33,7 +32,7 @@ def classify(
         dir_okay=False)] = None,
     attach_trailing: Annotated[Optional[float], typer.Option(
         help="Attach a short burst that starts within SECONDS after a request to it, as 'catalog import' "
-             "(default: 16 with auto, none with gap=).")] = None,
+             f"(default: {RULES.trailing_window_s:g} with auto, none with gap=).")] = None,
     speed: Annotated[float, typer.Option(
         help="The captures were played this many times faster than the household's clock (a simulated day): "
              "the cut's seconds (gap=, auto's range, --attach-trailing) and the timeline's hours are the "
@@ -47,7 +46,7 @@ def classify(
 ) -> None:
     """Cut captures (or live traffic) into requests and print each one's predicted class and probability."""
     from echolab.analysis.compare.modelfile import load_model
-    from echolab.captures.split import SplitSpec
+    from echolab.captures.spec import SplitSpec
 
     trained = load_model(model)
     if interface or sim_prefix:
@@ -96,7 +95,7 @@ def _files(trained: Any, captures: list[Path], split: Any, device_ip: Optional[s
 
 def _live(trained: Any, interface: Optional[str], device_ip: Optional[str], split: str, sim_prefix: Optional[str],
           json_: bool, speed: float = 1.0) -> None:
-    from echolab.captures.split import SplitSpec
+    from echolab.captures.spec import SplitSpec
     from echolab.collector.watch import watch_interface
 
     prefix: list[str] = []
@@ -107,7 +106,7 @@ def _live(trained: Any, interface: Optional[str], device_ip: Optional[str], spli
         interface, device_ip, prefix = interface or lab.interface, device_ip or lab.echo_ip, lab.netns_exec()
     if not device_ip:
         raise typer.BadParameter("live classification needs --device-ip (the Echo's address)")
-    spec = SplitSpec.parse(split if split != "auto" else f"gap={LIVE_DEFAULT_GAP_S:g}", speed=speed)
+    spec = SplitSpec.parse(split if split != "auto" else f"gap={RULES.gap_s:g}", speed=speed)
     if spec.mode != "gap":
         raise typer.BadParameter("live classification cuts by quiet time: give --split gap=SECONDS")
     stop = {"now": False}

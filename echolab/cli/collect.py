@@ -10,7 +10,7 @@ import typer
 
 from echolab.collector.audio import device_spec
 from echolab.collector.campaign import CollectSettings
-from echolab.collector.timing import IDLE_S, KEEPALIVE_BYTES, QUIET_S, TRAILING_S
+from echolab.captures.rules import RULES
 from echolab.cli.common import EngineName, console, emit_rows, get_lab
 from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
 
@@ -55,15 +55,15 @@ def collect(
     seed: Annotated[int, typer.Option(help="Seed of the class interleaving and prompt order.")] = 0,
     speed: Annotated[float, typer.Option(help="Simulated lab time factor (sim/synthetic).")] = 1.0,
     quiet: Annotated[float, typer.Option(help="Seconds without traffic beyond keep-alive size that end an "
-                                              "answer (real Echo answers pause up to 2-3 s).")] = QUIET_S,
+                                              "answer (real Echo answers pause up to 2-3 s).")] = RULES.answer_quiet_s,
     idle_gap: Annotated[float, typer.Option(help="Seconds without traffic beyond keep-alive size before the "
-                                                 "Echo counts as idle and the next prompt plays.")] = IDLE_S,
+                                                 "Echo counts as idle and the next prompt plays.")] = RULES.idle_s,
     trailing: Annotated[Trailing, typer.Option(help="The Echo's post-answer upload: keep it in its request's "
                                                     "capture, or cut it out; never in the next one.")] = Trailing.include,
     trailing_window: Annotated[float, typer.Option(help="Seconds after an answer within which the post-answer "
-                                                        "upload may come (real Echos: 8-15 s).")] = TRAILING_S,
+                                                        "upload may come (real Echos: 8-15 s).")] = RULES.trailing_window_s,
     keepalive_bytes: Annotated[int, typer.Option(help="Packets with at most this payload are keep-alives, "
-                                                      "not traffic.")] = KEEPALIVE_BYTES,
+                                                      "not traffic.")] = RULES.keepalive_payload_bytes,
     location: Annotated[Optional[str], typer.Option(help="Network/location label of this campaign.")] = None,
     capture_tool: Annotated[str, typer.Option(help="dumpcap (fast start) or tshark.")] = "dumpcap",
     wake_word: Annotated[Optional[str], typer.Option(help="Alexa, Echo, Computer or Amazon.")] = None,

@@ -1,0 +1,160 @@
+"""The one walker of pcapng blocks, for finished files and for files still being written.
+
+Every part of the toolkit that reads pcapng walks its blocks with
+:class:`PcapngWalker`: the streaming reader (:mod:`echolab.captures.reader`), the
+writer of cut pieces (:mod:`echolab.captures.pieces`) and the live readers of the
+collector (a capture being written, a ring buffer being watched). The walker
+follows sections (each sets its byte order and restarts the interface list) and
+interface description blocks, and turns a packet block's timestamp into integer
+microseconds since the epoch in one place (:meth:`Interface.ts_us`: the
+interface's resolution and offset, truncated like libpcap does).
+
+A finished file (``growing=False``) that ends inside a block is cut short
+(``truncated``). A file still being written (``growing=True``) ends inside a
+block all the time: the walk stops before that block and the next walk, on the
+same walker, starts there (``offset``), so each poll reads only what was
+appended.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from echolab.errors import EcholabError
+
+SHB, IDB, OPB, SPB, ISB, EPB = 0x0A0D0D0A, 1, 2, 3, 5, 6  # section header, interface, obsolete/simple/enhanced packet
+MAGIC = b"\x0a\x0d\x0d\x0a"
+BYTE_ORDER = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+CHUNK = 1 << 20
+MAX_BLOCK = 1 << 24  # a block longer than this means the file is damaged
+
+_HEAD = {e: struct.Struct(e + "II").unpack_from for e in "<>"}  # block type, block length
+_EPB = {e: struct.Struct(e + "8xIIII").unpack_from for e in "<>"}  # interface, ts high, ts low, caplen
+_OPB = {e: struct.Struct(e + "8xHHIII").unpack_from for e in "<>"}  # interface, drops, ts high, ts low, caplen
+
+
+class CaptureError(EcholabError):
+    """The file cannot be read as a capture at all."""
+
+
+@dataclass(frozen=True)
+class Interface:
+    """An interface description block: link type, timestamp units per second, offset in seconds."""
+
+    linktype: int
+    units_per_s: int = 1_000_000
+    offset_s: int = 0
+
+    def ts_us(self, raw: int) -> int:
+        """A packet block's 64-bit timestamp as integer microseconds since the epoch (truncated)."""
+        us = raw if self.units_per_s == 1_000_000 else raw * 1_000_000 // self.units_per_s
+        return us + self.offset_s * 1_000_000
+
+
+def parse_interface(buf: bytes, pos: int, blen: int, endian: str) -> Interface:
+    """The interface description block at ``buf[pos:pos + blen]`` (options if_tsresol and if_tsoffset read)."""
+    linktype = struct.unpack_from(endian + "H", buf, pos + 8)[0]
+    units, offset = 1_000_000, 0
+    at, end = pos + 16, pos + blen - 4
+    while at + 4 <= end:
+        code, length = struct.unpack_from(endian + "HH", buf, at)
+        if code == 0:
+            break
+        value = buf[at + 4: at + 4 + length]
+        if code == 9 and length >= 1:
+            res = value[0]
+            units = 2 ** (res & 0x7F) if res & 0x80 else 10 ** res
+        elif code == 14 and length == 8:
+            offset = struct.unpack(endian + "q", value)[0]
+        at += 4 + length + (-length % 4)
+    return Interface(linktype, units, offset)
+
+
+@dataclass
+class PcapngWalker:
+    """Walks the blocks of one pcapng file, in one read or (``growing``) in several as it grows.
+
+    :meth:`walk` yields ``(block type, buf, pos, blen)`` per complete block:
+    ``buf[pos:pos + blen]`` is the block, and *buf* is reused, so copy what you
+    keep. :meth:`packet` decodes a packet block's interface and time.
+    """
+
+    path: Path | str
+    growing: bool = False
+    endian: str = "<"
+    interfaces: list[Interface] = field(default_factory=list)
+    offset: int = 0  # bytes of the file walked (complete blocks)
+    truncated: bool = False  # a finished file ends inside a block, or a block is damaged
+    damaged: str | None = None  # why the rest of the file was skipped, if it was
+
+    def walk(self, fh: BinaryIO) -> Iterator[tuple[int, bytes, int, int]]:
+        """The complete blocks of *fh* from :attr:`offset` on (read in 1 MiB chunks)."""
+        fh.seek(self.offset)
+        buf = fh.read(CHUNK)
+        pos, size = 0, len(buf)
+        head = _HEAD[self.endian]
+        while True:
+            if pos + 12 > size:
+                buf = buf[pos:] + fh.read(CHUNK)
+                pos, size = 0, len(buf)
+                if size < 12:
+                    if size and not self.growing:
+                        if self.offset == 0:
+                            raise CaptureError(f"{self.path} has a damaged capture header: the file is too short")
+                        self.truncated = True
+                    return
+            btype, blen = head(buf, pos)
+            if btype == SHB:
+                endian = BYTE_ORDER.get(bytes(buf[pos + 8:pos + 12]))
+                if endian is None:
+                    if self.offset == 0:
+                        raise CaptureError(f"{self.path} has a damaged capture header: bad pcapng byte-order magic")
+                    self.truncated, self.damaged = True, "pcapng section with a bad byte-order magic"
+                    return
+                self.endian, self.interfaces = endian, []
+                head = _HEAD[endian]
+                btype, blen = head(buf, pos)
+            elif self.offset == 0:
+                raise CaptureError(f"{self.path} has a damaged capture header")
+            if blen < 12 or blen % 4 or blen > MAX_BLOCK:
+                self.truncated, self.damaged = True, f"pcapng block of length {blen}"
+                return
+            if pos + blen > size:
+                buf = buf[pos:] + fh.read(max(CHUNK, blen))
+                pos, size = 0, len(buf)
+                if blen > size:
+                    self.truncated = not self.growing
+                    return
+            if btype == IDB:
+                self.interfaces.append(parse_interface(buf, pos, blen, self.endian))
+            yield btype, buf, pos, blen
+            self.offset += blen
+            pos += blen
+
+    def track(self, btype: int, block: bytes) -> None:
+        """Follow the section and interfaces of a block read elsewhere (a block :meth:`walk` gave out)."""
+        if btype == SHB:
+            self.endian, self.interfaces = BYTE_ORDER.get(bytes(block[8:12]), self.endian), []
+        elif btype == IDB:
+            self.interfaces.append(parse_interface(block, 0, len(block), self.endian))
+
+    def packet(self, btype: int, buf: bytes, pos: int, blen: int) -> tuple[Interface, int, int, int] | None:
+        """``(interface, ts_us, frame offset, captured length)`` of an enhanced or obsolete packet block.
+
+        None when the block names an unknown interface or claims more bytes than it holds.
+        """
+        if btype == EPB:
+            iface, hi, lo, caplen = _EPB[self.endian](buf, pos)
+        else:
+            iface, _drops, hi, lo, caplen = _OPB[self.endian](buf, pos)
+        if iface >= len(self.interfaces) or 28 + caplen > blen:
+            return None
+        interface = self.interfaces[iface]
+        return interface, interface.ts_us((hi << 32) | lo), pos + 28, caplen
+
+
+__all__ = ["BYTE_ORDER", "CaptureError", "EPB", "IDB", "ISB", "Interface", "MAGIC", "MAX_BLOCK", "OPB",
+           "PcapngWalker", "SHB", "SPB", "parse_interface"]
