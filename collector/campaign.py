@@ -1,6 +1,6 @@
 """An unattended, balanced, resumable collection campaign.
 
-One request, as :func:`Campaign.capture_one` does it: pick the next prompt,
+One request, as :meth:`CampaignRunner.capture_one` does it: pick the next prompt,
 make sure its audio is in the cache, wait until the Echo is idle, start the
 capture engine at the gateway with a filter on the Echo's address, wait until
 it is really capturing, play the prompt, wait until the response is over, stop
@@ -26,24 +26,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import signal
 import statistics
-import threading
 import time
 from collections import Counter, deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from echolab.captures.reader import CaptureError, ReadStats, read_packets
 from echolab.captures.rules import RULES
 from echolab.collector.backends import Backend
 from echolab.collector.live import LiveCapture
 from echolab.collector.recorder import CaptureProcess, CaptureToolError, kill_stale
 from echolab.collector.schedule import next_class, pick_prompt
 from echolab.collector.timing import TRAILING_CHOICES
+from echolab.collector.checks import check_capture, cut_after
+from echolab.collector.failures import HINTS, CampaignPaused, CollectError, Failure
+from echolab.collector.stopping import StopRequest
 from echolab.db.catalog import Catalog, safe_name
 from echolab.db.checks import sweep_partial
 from echolab.db.models import Campaign, CampaignStatus, CaptureStatus
@@ -51,13 +50,8 @@ from echolab.errors import EcholabError
 
 log = logging.getLogger("echolab.collect")
 
-FAILURE_KINDS = ("no-traffic", "no-response", "capture-error", "audio-error", "echo-busy", "truncated")
 PIDFILE = "capture.pid"
 POLL_S = 0.05  # how often a capture in progress is looked at
-
-
-class CollectError(EcholabError):
-    pass
 
 
 @dataclass
@@ -67,28 +61,6 @@ class Ending:
     reason: str
     answer_end: float | None = None
     trailing_start: float | None = None
-
-
-class CampaignPaused(CollectError):
-    """Too many failures of one kind in a row: something in the lab needs a person."""
-
-
-class Failure(Exception):
-    """One request did not give a good capture; ``kind`` is one of FAILURE_KINDS."""
-
-    def __init__(self, kind: str, detail: str):
-        super().__init__(f"{kind}: {detail}")
-        self.kind, self.detail = kind, detail
-
-
-HINTS = {
-    "no-traffic": "no packets to or from the Echo: check --device-ip, --interface and that the Echo is online",
-    "no-response": "the Echo did not answer: check the speaker volume and placement, and the wake word",
-    "capture-error": "the capture engine failed: run 'echolab doctor'",
-    "audio-error": "the prompt could not be played or synthesized: run 'echolab doctor'",
-    "echo-busy": "the Echo stayed busy: is someone else talking to it, or is it playing music?",
-    "truncated": "captures were cut short or dropped packets: check disk space and system load",
-}
 
 
 @dataclass
@@ -170,53 +142,6 @@ class CollectResult:
 
     def median_overhead(self) -> float | None:
         return statistics.median(t.overhead for t in self.timings) if self.timings else None
-
-
-class StopRequest:
-    """First Ctrl-C or SIGTERM: finish the current capture, then stop. Second Ctrl-C: abort it.
-
-    Inside :meth:`critical` (a capture being catalogued) the abort waits until
-    the block ends, so a capture is either fully recorded or not at all.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-        self._critical = 0
-        self._abort_pending = False
-
-    def _handler(self, signum: int, _frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            if self._critical:
-                self._abort_pending = True
-                return
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("stop requested: finishing the current capture (Ctrl-C again aborts it)")
-
-    @contextmanager
-    def critical(self) -> Iterator[None]:
-        self._critical += 1
-        try:
-            yield
-        finally:
-            self._critical -= 1
-        if not self._critical and self._abort_pending:
-            self._abort_pending = False
-            raise KeyboardInterrupt
-
-    @contextmanager
-    def installed(self) -> Iterator["StopRequest"]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handler)
-        try:
-            yield self
-        finally:
-            for sig, handler in self._previous.items():
-                signal.signal(sig, handler)
 
 
 class CampaignRunner:
@@ -523,48 +448,6 @@ class CampaignRunner:
         while live.last_packet < after and time.monotonic() < give_up:
             time.sleep(POLL_S)
             live.poll(since=self._play_start)
-
-
-@dataclass
-class CheckedCapture:
-    servers: list[str]  # the server addresses that talked with the Echo
-    bytes_up: int  # TCP/UDP payload bytes the Echo sent
-    bytes_down: int  # ... and received
-
-
-def check_capture(path: Path, device_ip: str) -> CheckedCapture:
-    """A good capture: readable, not empty, not cut short, with an answer from the cloud."""
-    stats = ReadStats()
-    servers: Counter = Counter()
-    from_cloud = to_cloud = 0
-    try:
-        for p in read_packets(path, stats):
-            if p.dst == device_ip and p.src != device_ip:
-                servers[p.src] += 1
-                from_cloud += p.payload_len
-            elif p.src == device_ip:
-                servers[p.dst] += 1
-                to_cloud += p.payload_len
-    except CaptureError as exc:
-        raise Failure("capture-error", str(exc)) from exc
-    if stats.packets == 0:
-        raise Failure("no-traffic", "the capture holds no packets")
-    if stats.truncated_file:
-        raise Failure("truncated", "the capture file ends in the middle of a packet")
-    if from_cloud == 0:
-        raise Failure("no-response", "the capture holds no data from the cloud to the Echo")
-    return CheckedCapture(sorted(servers), to_cloud, from_cloud)
-
-
-def cut_after(path: Path, ts: float) -> None:
-    """Drop the packets of *path* captured at or after *ts* (a post-answer upload left out)."""
-    from echolab.captures.pieces import write_pieces
-    from echolab.captures.timeline import Segment
-
-    out = path.with_name(path.stem + "-cut")
-    piece, = write_pieces(path, [Segment(0, int(ts * 1e6) - 1, 0, 0, 0)], out, stem="cut")
-    piece.replace(path)
-    out.rmdir()
 
 
 @dataclass

@@ -41,7 +41,6 @@ from echolab.errors import EcholabError
 POLL_S = 0.05
 RING = (10_000, 20)  # 10 MB files, at most 20 of them
 DELAY_WINDOW = 200  # packets whose delay into the file is remembered
-MAX_DELAY_S = 2.0
 
 
 class WatchError(EcholabError):
@@ -190,8 +189,9 @@ class RequestWatcher:
 
     @property
     def delay_s(self) -> float:
-        """How long after a packet it may still reach the file (at most :data:`MAX_DELAY_S`)."""
-        return min(max(max(self._delays, default=0.0), RULES.engine_file_delay_s) + POLL_S, MAX_DELAY_S)
+        """How long after a packet it may still reach the file (at most the rules' ``engine_file_delay_max_s``)."""
+        return min(max(max(self._delays, default=0.0), RULES.engine_file_delay_s) + POLL_S,
+                   RULES.engine_file_delay_max_s)
 
     def flush(self) -> None:
         """Close what is open (the watch is ending)."""

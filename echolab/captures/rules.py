@@ -78,6 +78,9 @@ class TrafficRules:
     #: file every 100 ms once its wait for packets (up to 250 ms) returns. Quiet judged from the
     #: file (the collector, the live watcher) allows for it.
     engine_file_delay_s: float = 0.4
+    #: The most delay the live watcher allows for, however late the file has been (a request is
+    #: handed on at most this long after its last packet plus the gap).
+    engine_file_delay_max_s: float = 2.0
 
     @property
     def keepalive_max_packet_bytes(self) -> int:
