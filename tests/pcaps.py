@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from echolab.collector.sim.topology import Topology
+
 SERVER_IP = "127.0.0.1"  # the "cloud"
 DEVICE_IP = "127.0.0.2"  # the "device" (the Echo)
 _counter = itertools.count()
@@ -379,3 +381,32 @@ def synthetic_session(path: Path, *, device: str = "192.168.1.50", server: str =
         t += gap_s
         frames.append((t, tcp_packet(srv, device, dport, sport, seq=sseq, ack=cseq, flags="A", win=window)))
     return write_pcap(path, frames)
+
+
+# --------------------------------------------------------------------------- synthetic captures of the simulated lab
+
+#: The simulated Echo's address, as the simulated lab's topology (and every synthetic capture) has it.
+SIM_DEVICE_IP = Topology().echo_ip
+
+
+def write_class_captures(folder: Path, per_class: int, *, seed: Sequence[int] = (), classes: Sequence[str] | None = None,
+                         start_ts: float = 1_700_000_000.0) -> list[Path]:
+    """``FOLDER/LABEL/I.pcap``: *per_class* synthetic captures of each class, as the simulated lab makes them.
+
+    Capture I of a class is drawn from ``default_rng([*seed, index of the class, I])`` with a
+    prompt of 1.5 to 3 s, so the same arguments give the same files.
+    """
+    import numpy as np
+
+    from echolab.collector.sim import synthetic
+    from echolab.prompts.classes import STUDY_CLASSES
+
+    paths = []
+    for label in classes or STUDY_CLASSES:
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            rng = np.random.default_rng([*seed, STUDY_CLASSES.index(label), i])
+            path = folder / label / f"{i}.pcap"
+            synthetic.write_capture(path, label, float(rng.uniform(1.5, 3.0)), rng, start_ts=start_ts)
+            paths.append(path)
+    return paths

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from echolab.analysis.compare.runner import run_analysis
 from echolab.analysis.compare.sources import catalog_source
 from echolab.analysis.compare.specs import FeatureSpec, RunSettings
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
-from echolab.prompts.classes import STUDY_CLASSES
 
-from echolab.collector.sim import synthetic
+from pcaps import SIM_DEVICE_IP, write_class_captures
 
 GRIDS = """
 [models.random_forest]
@@ -29,12 +26,8 @@ grid = { n_neighbors = [1, 3] }
 
 
 def _import_campaign(cat: Catalog, folder: Path, campaign: int, per_class: int) -> None:
-    for label in STUDY_CLASSES:
-        (folder / label).mkdir(parents=True)
-        for i in range(per_class):
-            rng = np.random.default_rng([campaign, STUDY_CLASSES.index(label), i])
-            synthetic.write_capture(folder / label / f"{i}.pcap", label, float(rng.uniform(1.5, 3.0)), rng)
-    import_captures(cat, folder, campaign=f"sim-{campaign}", device_ip="10.77.0.2")
+    write_class_captures(folder, per_class, seed=[campaign])
+    import_captures(cat, folder, campaign=f"sim-{campaign}", device_ip=SIM_DEVICE_IP)
 
 
 def test_analysis_of_catalog_captures(sqlite_lab: LabDir, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from echolab.collector.sim.params import load_params
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
+from pcaps import SIM_DEVICE_IP
 
 GRIDS = """
 [models.knn]
@@ -78,7 +79,7 @@ def _two_campaigns_with_confounded_sessions(cat: Catalog, root: Path) -> None:
             for i in range(6):
                 r = np.random.default_rng([len(campaign), len(label), i])
                 synthetic.write_capture(folder / label / f"{i}.pcap", "weather", 2.0, r, session)
-        import_captures(cat, folder, campaign=campaign, device_ip="10.77.0.2")
+        import_captures(cat, folder, campaign=campaign, device_ip=SIM_DEVICE_IP)
 
 
 def test_report_on_confounded_catalog_warns_and_grouped_splits_run(sqlite_lab: LabDir, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from echolab.collector.sim import synthetic
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
+from pcaps import SIM_DEVICE_IP
 
 
 def test_too_few_captures_is_one_line_naming_the_classes() -> None:
@@ -85,7 +86,7 @@ def test_cli_on_a_catalog_too_small_for_the_protocol_says_which_classes(sqlite_l
             rng = np.random.default_rng([n, i])
             synthetic.write_capture(folder / label / f"{i}.pcap", label, 2.0, rng)
     with Catalog.open(sqlite_lab) as cat:
-        import_captures(cat, folder, campaign="small", device_ip="10.77.0.2")
+        import_captures(cat, folder, campaign="small", device_ip=SIM_DEVICE_IP)
     out = CliRunner().invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "run", "-m", "knn", "-f", "tcptrace",
                                    "--jobs", "1", "--trials", "2"], terminal_width=300)
     assert out.exit_code == 1, out.output

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from echolab.analysis.features.sets import STUDY_DROPPED, extract_record, make_transformer
-from echolab.collector.sim import synthetic
-from echolab.prompts.classes import STUDY_CLASSES
+from pcaps import SIM_DEVICE_IP, write_class_captures
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_constant_tcptrace_columns_of_mid_stream_captures_are_not_the_studys(tmp_path: Path) -> None:
-    records = []
-    for label in STUDY_CLASSES:
-        for i in range(5):
-            rng = np.random.default_rng([STUDY_CLASSES.index(label), i])
-            path = synthetic.write_capture(tmp_path / f"{label}-{i}.pcap", label, float(rng.uniform(1.5, 3)), rng).path
-            records.append(extract_record(path, "10.77.0.2"))
+    records = [extract_record(path, SIM_DEVICE_IP) for path in write_class_captures(tmp_path, 5)]
     tcp = make_transformer("tcptrace").fit(records)
     kept_by_us = {"s2d_syn_pkts", "s2d_fin_pkts", "s2d_ttl_stream_length_bytes"}
     assert kept_by_us <= set(tcp.feature_names_) and kept_by_us <= set(STUDY_DROPPED)

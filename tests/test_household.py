@@ -27,8 +27,9 @@ from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
 from echolab.prompts.classes import STUDY_CLASSES
+from pcaps import SIM_DEVICE_IP, write_class_captures
 
-DEVICE = "10.77.0.2"
+DEVICE = SIM_DEVICE_IP
 GRIDS = """
 [models.random_forest]
 estimator = "sklearn.ensemble.RandomForestClassifier"
@@ -48,10 +49,7 @@ def _capture(path: Path, label: str, i: int, start_ts: float = 1_700_000_000.0) 
 def trained(sqlite_lab: LabDir, tmp_path: Path) -> tuple[LabDir, Path]:
     """A lab with one synthetic campaign (4 captures a class) and a model trained on it by the CLI."""
     folder = tmp_path / "train"
-    for label in STUDY_CLASSES:
-        (folder / label).mkdir(parents=True)
-        for i in range(4):
-            _capture(folder / label / f"{i}.pcap", label, i)
+    write_class_captures(folder, 4)
     with Catalog.open(sqlite_lab) as cat:
         import_captures(cat, folder, campaign="train", device_ip=DEVICE)
     (tmp_path / "grids.toml").write_text(GRIDS)

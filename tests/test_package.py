@@ -11,10 +11,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import echolab
+from pcaps import SIM_DEVICE_IP, write_class_captures
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "docs" / "notebook.ipynb"
@@ -113,7 +113,6 @@ def _run_notebook(path: Path) -> dict:
 
 @pytest.mark.timeout(300)
 def test_the_notebook_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from echolab.collector.sim import synthetic
     from echolab.db.catalog import Catalog
     from echolab.db.transfer import import_captures
     from echolab.labdir import CATALOG_URL_ENV, LabDir
@@ -122,13 +121,9 @@ def test_the_notebook_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
     lab = LabDir.open(tmp_path / "lab", create=True)
     folder = tmp_path / "captures"
-    for label in STUDY_CLASSES:
-        (folder / label).mkdir(parents=True)
-        for i in range(6):
-            rng = np.random.default_rng([STUDY_CLASSES.index(label), i])
-            synthetic.write_capture(folder / label / f"{i}.pcap", label, float(rng.uniform(1.5, 3.0)), rng)
+    write_class_captures(folder, 6)
     with Catalog.open(lab) as cat:
-        import_captures(cat, folder, campaign="notebook", device_ip="10.77.0.2")
+        import_captures(cat, folder, campaign="notebook", device_ip=SIM_DEVICE_IP)
     monkeypatch.setenv("ECHOLAB_LAB", str(lab.root))
     ns = _run_notebook(NOTEBOOK)
     assert ns["stats"].classes and all(c.ok == 6 for c in ns["stats"].classes)

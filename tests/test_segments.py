@@ -39,7 +39,7 @@ from echolab.db.transfer import label_from_name
 from echolab.cli import app
 from echolab.labdir import LabDir
 from echo_shapes import EchoCapture, cut_is_right, echo_long_capture
-from pcaps import tcp_packet, write_pcap
+from pcaps import SIM_DEVICE_IP, tcp_packet, write_pcap
 
 runner = CliRunner()
 T0 = 1_700_000_000.0
@@ -253,7 +253,7 @@ def test_import_split_labels_links_and_is_idempotent(lab: LabDir, weather: LongC
     first = cli(lab, *args)
     assert first.exit_code == 0, first.output
     assert "Imported 7 captures; skipped 0 duplicates" in first.output
-    assert "what_is_the_weather_4_60s.pcap: label what_is_the_weather, device 10.77.0.2 (detected" in first.output
+    assert f"what_is_the_weather_4_60s.pcap: label what_is_the_weather, device {SIM_DEVICE_IP} (detected" in first.output
     with Catalog.open(lab) as cat:
         rows = cat.captures()
         by_label = {label: [r for r in rows if r.label == label] for label in ("what_is_the_weather", "play_music")}
@@ -266,7 +266,7 @@ def test_import_split_labels_links_and_is_idempotent(lab: LabDir, weather: LongC
             for row in got:
                 assert row.source_path == str(folder / cap.path.name)
                 assert row.source_sha256 == sha256_file(cap.path)
-                assert row.device_ip == "10.77.0.2" and row.path.endswith(".pcapng")
+                assert row.device_ip == SIM_DEVICE_IP and row.path.endswith(".pcapng")
                 assert row.started_at.timestamp() == pytest.approx(row.source_start, abs=1e-5)
                 assert sha256_file(lab.root / row.path) == row.sha256
     again = cli(lab, *args)
@@ -315,7 +315,7 @@ def test_segments_preview_writes_png_and_table(weather: LongCapture, tmp_path: P
     result = runner.invoke(app, ["catalog", "segments", str(weather.path), "--split", "gap=11", "-o", str(png)],
                            terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert "device 10.77.0.2 (detected" in result.output
+    assert f"device {SIM_DEVICE_IP} (detected" in result.output
     assert "4 requests in what_is_the_weather_4_60s.pcap (gap=11); 5 keep-alive bursts set aside" in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     rows = json.loads(runner.invoke(app, ["catalog", "segments", str(weather.path), "--split", "gap=11",
@@ -441,7 +441,7 @@ def test_python_example_in_the_docs_runs(weather: LongCapture, tmp_path: Path, m
     shutil.copy(weather.path, tmp_path / "long.pcap")
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "docs/long-captures.md", "exec"), {})
-    assert "10.77.0.2 (detected" in capsys.readouterr().out
+    assert f"{SIM_DEVICE_IP} (detected" in capsys.readouterr().out
     assert (tmp_path / "timeline.png").stat().st_size > 0
     assert len(list((tmp_path / "pieces").glob("*.pcapng"))) == len(weather.requests)
 

@@ -27,6 +27,7 @@ from echolab.collector.sim import SimLab, down, status
 from echolab.collector.sim.topology import Topology
 from echolab.cli import app
 from echolab.prompts.classes import STUDY_CLASSES
+from pcaps import SIM_DEVICE_IP
 
 pytestmark = pytest.mark.netns
 
@@ -106,7 +107,7 @@ def test_up_is_idempotent_and_the_state_tells_where_to_capture(lab: SimLab, run_
     again = SimLab.up(prefix=PREFIX, speed=SPEED, seed=7, root=run_root)
     assert again.pids == lab.pids  # nothing restarted
     loaded = SimLab.load(PREFIX, run_root)
-    assert (loaded.interface, loaded.netns, loaded.echo_ip) == ("gw-echo", f"{PREFIX}-gw", "10.77.0.2")
+    assert (loaded.interface, loaded.netns, loaded.echo_ip) == ("gw-echo", f"{PREFIX}-gw", SIM_DEVICE_IP)
     assert loaded.server_ips == ["10.77.1.2", "10.77.1.3"]
     links = subprocess.run(["ip", "-n", loaded.netns, "-o", "link", "show", loaded.interface],
                            capture_output=True, text=True, check=True).stdout

@@ -1,3 +1,9 @@
-"""Captures: the one pcap/pcapng reader (``reader``) that the catalog, the collector and
-the features share, and the cutting of long captures into one-request pieces (``split``),
-which copies raw records into new pcapng files. This layer imports only ``echolab.errors``."""
+"""Captures: reading them and cutting long ones into one capture per request. This layer imports
+only ``echolab.errors``.
+
+``rules`` (the rules of Echo traffic, :data:`~echolab.captures.rules.RULES`), ``pcapng`` (the one
+block walker, for finished and growing files), ``reader`` (the streaming pcap/pcapng reader the
+catalog, the collector and the features share), ``trace`` (``time,size,direction`` files);
+the cut: ``spec`` (the ``--split`` setting), ``device`` and ``timeline`` (the device's traffic),
+``cut`` (requests by quiet time or schedule), ``autocut`` (``--split auto``) and ``pieces``
+(each request written as its own pcapng, raw records copied)."""
