@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple
 
-from echolab.captures.pcapng import EPB, IDB, MAGIC as PCAPNG_MAGIC, OPB, SPB, CaptureError, PcapngWalker
+from echolab.captures.pcapng import MAGIC as PCAPNG_MAGIC, CaptureError, PcapngWalker
 
 PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
 
@@ -177,31 +177,18 @@ def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[
 
 
 def _pcapng_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
-    """Blocks are decoded in place inside 1 MiB chunks by the one pcapng walker."""
+    """Blocks are walked in place inside 1 MiB chunks by the one pcapng walker."""
     walker = PcapngWalker(path)
-    packet = walker.packet
-    for btype, buf, pos, blen in walker.walk(fh):
-        if btype == EPB or btype == OPB:
-            stats.records += 1
-            found = packet(btype, buf, pos, blen)
-            if found is None:
-                stats.malformed += 1
-                continue
-            interface, ts_us, offset, caplen = found
-            stats.last_ts_us = ts_us
-            yield ts_us, interface.linktype, buf, offset, caplen
-        elif btype == SPB:  # simple packet block: no timestamp
-            if not walker.interfaces:
-                stats.malformed += 1
-            else:
-                origlen = struct.unpack_from(walker.endian + "I", buf, pos + 8)[0]
-                stats.records += 1
-                stats.last_ts_us = 0
-                yield 0, walker.interfaces[0].linktype, buf, pos + 12, min(origlen, blen - 12)
-        elif btype == IDB:
-            stats.linktypes.add(walker.interfaces[-1].linktype)
-    stats.truncated_file |= walker.truncated
-    stats.damaged = walker.damaged or stats.damaged
+    try:
+        yield from walker.records(fh)
+    finally:
+        stats.records += walker.packets
+        stats.malformed += walker.malformed
+        stats.linktypes |= walker.linktypes
+        if walker.last_ts_us is not None:
+            stats.last_ts_us = walker.last_ts_us
+        stats.truncated_file |= walker.truncated
+        stats.damaged = walker.damaged or stats.damaged
 
 
 def iter_records(path: Path | str, stats: ReadStats | None = None) -> Iterator[tuple[int, int, bytes, int, int]]:
