@@ -92,7 +92,7 @@ def test_the_detector_finds_copies_of_a_rule() -> None:
     copies = [
         "gap_s: float = 1.0\n",
         "def watch(ip, *, min_bytes: int = 4096): pass\n",
-        "FILE_LAG_S = 0.4\n",
+        "FILE_LAG_S = 0.75\n",
         "small = [p for p in packets if 0 < p.payload_len <= 300]\n",
         "watch(ip, gap_s=2.0)\n",
         "HELP = 'Attach a burst (default: 16 with auto)'\n",
