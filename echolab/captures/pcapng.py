@@ -172,13 +172,6 @@ class PcapngWalker:
         """
         return self.walk(fh, records=True)  # type: ignore[return-value]
 
-    def track(self, btype: int, block: bytes) -> None:
-        """Follow the section and interfaces of a block read elsewhere (a block :meth:`walk` gave out)."""
-        if btype == SHB:
-            self.endian, self.interfaces = BYTE_ORDER.get(bytes(block[8:12]), self.endian), []
-        elif btype == IDB:
-            self.interfaces.append(parse_interface(block, 0, len(block), self.endian))
-
     def packet(self, btype: int, buf: bytes, pos: int, blen: int) -> tuple[Interface, int, int, int] | None:
         """``(interface, ts_us, frame offset, captured length)`` of an enhanced or obsolete packet block.
 
