@@ -1,182 +1,36 @@
-"""The catalog library: open (and migrate) a lab's catalog, add and query captures.
+"""The catalog's repository: the one owner of its queries (captures, campaigns, features, runs, trials).
 
-Every change is one transaction; files are placed before rows point at them.
+:class:`Catalog` opens a lab's catalog (its engine and migrations live in
+:mod:`echolab.db.engine`, its write lock in :mod:`echolab.db.locks`), adds and
+queries rows. Every change is one transaction; files are placed before rows
+point at them.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import socket
-import sys
-import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Engine, create_engine, delete, event, select, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from echolab.captures.reader import CaptureError, summarize
 from echolab.captures.trace import TRACE_SUFFIX, is_trace_file, summarize_trace
+from echolab.db.engine import DEFAULT_LOCK_TIMEOUT_S, MIGRATIONS, make_engine, migrate, short_error
+from echolab.db.errors import (
+    CatalogBusyError, CatalogError, DuplicateCaptureError, UnknownCaptureError, UnknownRunError,
+)
 from echolab.db.files import place_file, sha256_file
+from echolab.db.locks import WriteLock
 from echolab.db.models import (
-    SCHEMA_REVISION, AnalysisRun, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, FeatureRow, Prompt,
+    AnalysisRun, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, FeatureRow, Prompt,
     TrialResult, utcnow,
 )
-from echolab.errors import EcholabError
 from echolab.labdir import LabDir
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-class CatalogError(EcholabError):
-    """The catalog cannot be opened or a request to it cannot be met."""
-
-
-class UnknownCaptureError(CatalogError):
-    pass
-
-
-class DuplicateCaptureError(CatalogError):
-    """The catalog already holds a capture with this content (``add_capture(..., unique=True)``)."""
-
-
-class CatalogBusyError(CatalogError):
-    """Another process held the catalog's write lock for longer than the lock timeout."""
-
-
-DEFAULT_LOCK_TIMEOUT_S = 60.0  # how long a writer waits for another one (lab setting catalog_lock_timeout_s)
-PG_LOCK_KEY = 0x6563686F  # "echo": the advisory lock every writer of a PostgreSQL catalog takes
-HOLDER_FILE = "catalog-writer.json"  # in the lab's tmp/ while a process holds the write lock (SQLite)
-_write = threading.local()  # set while a write transaction begins, so BEGIN takes the lock up front
-
-
-class UnknownRunError(CatalogError):
-    """No analysis run has the name or id asked for."""
-
-
-def _alembic_config() -> Any:
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return cfg
-
-
-def _sqlite_connect(timeout_ms: int) -> Any:
-    def connect(dbapi_conn: Any, _record: Any) -> None:
-        # The driver's own transaction handling is off (it would run DDL outside any
-        # transaction): SQLAlchemy emits BEGIN itself (_sqlite_begin), so a migration
-        # interrupted half-way leaves no half-made schema.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={timeout_ms}")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.close()
-    return connect
-
-
-def _sqlite_begin(conn: Any) -> None:
-    # A write takes the lock when it begins (IMMEDIATE), waiting up to the busy
-    # timeout for another writer; a deferred transaction that turns into a write
-    # later fails at once instead of waiting. Reads begin deferred and never block.
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(_write, "begin", False) else "BEGIN")
-
-
-def _process_name() -> str:
-    """This process in a few words: its id and command line (what a waiting writer is told)."""
-    argv = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)) or "python"
-    return f"pid {os.getpid()} on {socket.gethostname()} ({argv[:120]})"
-
-
-def make_engine(url: str, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Engine:
-    """An engine for *url*; SQLite gets WAL, foreign keys, a busy timeout and transactional DDL.
-
-    A PostgreSQL connection names its process (``application_name``), so a
-    writer left waiting can say who holds the catalog.
-    """
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": lock_timeout_s})
-        event.listen(engine, "connect", _sqlite_connect(int(lock_timeout_s * 1000)))
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    args = {"application_name": f"echolab {_process_name()}"[:63]} if "psycopg" in url or url.startswith(
-        "postgresql") else {}
-    return create_engine(url, pool_pre_ping=True, connect_args=args)
-
-
-def _current_revision(engine: Engine) -> str | None:
-    """The catalog's schema revision, read without Alembic (``None`` when it cannot be read)."""
-    try:
-        with engine.connect() as conn:
-            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            conn.rollback()
-            return revision
-    except SQLAlchemyError:
-        return None
-
-
-def migrate(engine: Engine) -> str:
-    """Bring the catalog's schema up to date; refuse a schema newer than this echolab.
-
-    A catalog already at :data:`~echolab.db.models.SCHEMA_REVISION` is opened without
-    loading Alembic (most opens: it saves a third of a second on every command)."""
-    if _current_revision(engine) == SCHEMA_REVISION:
-        return SCHEMA_REVISION
-    from alembic import command
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    cfg = _alembic_config()
-    script = ScriptDirectory.from_config(cfg)
-    head = script.get_current_head()
-    try:
-        with engine.connect() as conn:  # a read: opening a current catalog never waits for a writer
-            current = MigrationContext.configure(conn).get_current_revision()
-            conn.rollback()
-        _check_known(script, current, head)
-        if current != head:
-            _write.begin = True  # a migration is a write: take the lock up front, then look again
-            with engine.begin() as conn:
-                _write.begin = False
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
-                current = MigrationContext.configure(conn).get_current_revision()
-                _check_known(script, current, head)
-                if current != head:
-                    cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, "head")
-    except CatalogError:
-        raise
-    except SQLAlchemyError as exc:
-        raise CatalogError(f"cannot open the catalog at {engine.url!r}: {_short(exc)}") from exc
-    finally:
-        _write.begin = False
-    return head or ""
-
-
-def _check_known(script: Any, current: str | None, head: str | None) -> None:
-    from alembic.util.exc import CommandError
-
-    if current is None:
-        return
-    try:
-        script.get_revision(current)
-    except CommandError:
-        raise CatalogError(
-            f"the catalog has schema revision {current}, newer than this echolab "
-            f"knows (up to {head}); upgrade echolab to open it"
-        ) from None
-
-
-def _short(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
 
 
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -194,6 +48,7 @@ class Catalog:
         self.lab = lab
         self.engine = engine
         self.lock_timeout_s = lock_timeout_s
+        self.write_lock = WriteLock(engine, lab, lock_timeout_s)
         self.session = Session(engine, expire_on_commit=False)
         self._depth = 0  # nesting of transaction()
         self._placed: list[Path] = []  # files placed in the lab by the open transaction
@@ -219,7 +74,7 @@ class Catalog:
         try:
             engine = make_engine(url, timeout)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise CatalogError(f"bad catalog URL {url!r}: {_short(exc)}") from exc
+            raise CatalogError(f"bad catalog URL {url!r}: {short_error(exc)}") from exc
         migrate(engine)
         return cls(lab, engine, timeout)
 
@@ -256,23 +111,23 @@ class Catalog:
         try:
             if self.session.in_transaction():  # a read snapshot: end it, so the write sees the latest data
                 self.session.commit()
-            self._lock()
+            self.write_lock.acquire(self.session)
         except SQLAlchemyError as exc:
             self.session.rollback()
-            raise CatalogError(f"the catalog could not be changed: {_short(exc)}") from exc
+            raise CatalogError(f"the catalog could not be changed: {short_error(exc)}") from exc
         self._depth = 1
         try:
             yield self.session
             self.session.commit()
         except SQLAlchemyError as exc:
             self._abort()
-            raise CatalogError(f"the catalog could not be changed: {_short(exc)}") from exc
+            raise CatalogError(f"the catalog could not be changed: {short_error(exc)}") from exc
         except BaseException:
             self._abort()
             raise
         finally:
             self._depth = 0
-            self._release_holder()
+            self.write_lock.release()
         done, self._after_commit, self._placed = self._after_commit, [], []
         for path, checked in done:
             if checked:
@@ -280,79 +135,6 @@ class Catalog:
             else:
                 path.unlink(missing_ok=True)
 
-    def _lock(self) -> None:
-        """Begin the session's transaction holding the write lock (waiting for it up to the timeout)."""
-        postgres = self.engine.dialect.name == "postgresql"
-        _write.begin = True
-        try:
-            self.session.connection()
-            if postgres:
-                self.session.execute(text(f"SET LOCAL lock_timeout = '{int(self.lock_timeout_s * 1000)}ms'"))
-                self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
-        except OperationalError as exc:
-            self.session.rollback()
-            message = str(exc.orig or exc).lower()
-            if "locked" in message or "lock timeout" in message or "busy" in message:
-                raise CatalogBusyError(
-                    f"the catalog stayed locked for {self.lock_timeout_s:g} s: {self._holder()} is writing to "
-                    f"the lab; try again when it is done (or raise catalog_lock_timeout_s in echolab.toml)"
-                ) from exc
-            raise
-        finally:
-            _write.begin = False
-        if not postgres:
-            self._note_holder()
-
-    def _note_holder(self) -> None:
-        """Write who holds the SQLite write lock now, for a writer that waits in vain."""
-        try:
-            path = self.lab.tmp_dir / HOLDER_FILE
-            tmp = path.with_name(f"{path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({"pid": os.getpid(), "process": _process_name(),
-                                       "since": utcnow().isoformat(timespec="seconds")}))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only lab directory: the waiting writer is told less
-
-    def _release_holder(self) -> None:
-        """The lock is released: remove the note, unless the next writer has already written its own."""
-        if self.engine.dialect.name == "postgresql":
-            return
-        path = self.lab.tmp_dir / HOLDER_FILE
-        try:
-            if json.loads(path.read_text()).get("pid") == os.getpid():
-                path.unlink()
-        except (OSError, ValueError, AttributeError):
-            pass
-
-    def _holder(self) -> str:
-        """Which process holds the lab's write lock, as far as can be told."""
-        if self.engine.dialect.name == "postgresql":
-            try:
-                with self.engine.connect() as conn:
-                    row = conn.execute(text(
-                        "SELECT a.pid, a.application_name, a.xact_start FROM pg_locks l "
-                        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-                        "AND l.objid = :key"), {"key": PG_LOCK_KEY}).first()
-                    conn.rollback()
-            except SQLAlchemyError:
-                row = None
-            if row is None:
-                return "another process"
-            return f"{row.application_name or 'a client'} (server pid {row.pid}, since {row.xact_start:%H:%M:%S})"
-        try:
-            info = json.loads((self.lab.tmp_dir / HOLDER_FILE).read_text())
-        except (OSError, ValueError):
-            return "another process (it did not say which)"
-        alive = True
-        try:
-            os.kill(int(info["pid"]), 0)
-        except ProcessLookupError:
-            alive = False
-        except (OSError, ValueError, KeyError):
-            pass
-        state = f"since {info.get('since', '?')}" if alive else "which has ended; another process holds it now"
-        return f"{info.get('process', 'another process')} ({state})"
 
     def _abort(self) -> None:
         """Roll back and remove the files this transaction placed (unless a committed row uses them)."""

@@ -28,7 +28,7 @@ from datasette.app import Datasette
 from datasette.plugins import pm
 from sqlalchemy.engine import make_url
 
-from echolab.db.catalog import MIGRATIONS
+from echolab.db.engine import MIGRATIONS
 from echolab.db.web import plugin
 from echolab.db.web.queries import CAMPAIGN_PROGRESS_SQL, CAPTURE_LIST_VIEW, FAILURES_BY_REASON_SQL
 from echolab.errors import EcholabError
