@@ -1,12 +1,15 @@
-"""``echolab.Lab``: the one object a notebook starts from.
+"""``echolab.Lab``: the front door of the library, which the command line and the demo call.
 
-A :class:`Lab` opens a lab directory and its catalog once and offers what a lab
-user works with: the captures, feature tables (NumPy arrays or a pandas
-DataFrame), the classifier comparison and its report. It draws nothing and
-prints nothing: long work reports through an optional ``progress`` callback
-(:mod:`echolab.progress`). Nothing here imports typer or rich, and importing
-this module loads no heavy library; scikit-learn, matplotlib and pandas load
-when a method needs them.
+A :class:`Lab` opens a lab directory and its catalog once and offers every job
+a lab user does, each as one typed method with a typed result: import captures
+(cutting long ones into requests), preview a cut, build and read feature
+tables, run the classifier comparison and write its report, train a model file,
+classify long captures or live traffic, collect, and export. The command line
+(``echolab.cli``) parses options, calls one of these methods and prints; so
+does a notebook. Nothing here prints or draws on screen: long work reports
+through an optional ``progress`` callback (:mod:`echolab.progress`). Nothing
+here imports typer or rich, and importing this module loads no heavy library;
+scikit-learn, matplotlib and pandas load when a method needs them.
 
 ::
 
@@ -21,9 +24,11 @@ when a method needs them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from statistics import median
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from echolab.labdir import LabDir
 from echolab.progress import ProgressCallback
@@ -32,11 +37,20 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     import numpy as np
     import pandas as pd
 
+    from echolab.analysis.compare.classify import CaptureOutcome, Prediction
+    from echolab.analysis.compare.modelfile import TrainedModel
     from echolab.analysis.compare.runner import RunResult
+    from echolab.analysis.compare.specs import FeatureSpec
+    from echolab.analysis.features.store import BuildReport
+    from echolab.captures.cut import SplitResult
+    from echolab.captures.spec import SplitSpec
+    from echolab.collector.campaign import CollectResult, CollectSettings
+    from echolab.collector.run import Display
+    from echolab.collector.watch import LiveRequest
     from echolab.db.catalog import Catalog
     from echolab.db.checks import CatalogStats
-    from echolab.db.models import AnalysisRun, Capture
-
+    from echolab.db.models import AnalysisRun, Campaign, Capture
+    from echolab.db.transfer import ImportItem, ImportReport
 
 @dataclass
 class FeatureTable:
@@ -49,8 +63,79 @@ class FeatureTable:
     campaigns: list[str]
     skipped: list[tuple[int, str]]
 
-    def __iter__(self):  # ``X, y, names = lab.features(...)``
+    def __iter__(self) -> Iterator[object]:  # ``X, y, names = lab.features(...)``
         return iter((self.X, self.y, self.names))
+
+
+@dataclass
+class FolderCut:
+    """A cut previewed on every capture of a folder: one row a file (requests, settings, why)."""
+
+    folder: Path
+    rows: list[dict[str, object]]
+    expect: int | None = None
+
+    @property
+    def as_expected(self) -> int:
+        """Files holding the count of requests expected."""
+        return sum(1 for r in self.rows if r["requests"] == self.expect)
+
+
+@dataclass
+class TrainResult:
+    """A trained model and the file it was written to."""
+
+    model: "TrainedModel"
+    path: Path
+
+
+@dataclass
+class Classification:
+    """Long captures cut into requests and classified: one outcome per capture, every prediction."""
+
+    model: "TrainedModel"
+    outcomes: list["CaptureOutcome"]
+    speed: float = 1.0
+
+    @property
+    def predictions(self) -> list["Prediction"]:
+        return [p for o in self.outcomes for p in o.predictions]
+
+    def counts(self) -> dict[str, int]:
+        """Requests per predicted class, most frequent first."""
+        from echolab.analysis.compare.classify import summary
+
+        return summary(self.predictions)
+
+    def timeline(self, out: Path | str) -> Path:
+        """Draw the requests on a time axis by predicted class, with counts per hour: OUT.png or OUT.html."""
+        from echolab.analysis.compare.classify import plot_timeline
+
+        predictions = self.predictions
+        return plot_timeline(predictions, out, classes=self.model.classes, speed=self.speed,
+                             title=f"{len(predictions)} requests classified by {self.model.model_name} "
+                                   f"on {self.model.feature_key}")
+
+
+@dataclass
+class LiveClassification:
+    """What a live watch saw: each request (or why it gave no features) and the bursts set aside."""
+
+    interface: str
+    device_ip: str
+    requests: list["LiveRequest"] = field(default_factory=list)
+    set_aside: int = 0
+
+    def counts(self) -> Counter[str]:
+        return Counter(r.label for r in self.requests if not r.error)
+
+    def latencies_s(self) -> list[float]:
+        """Seconds from each request's last packet to its prediction."""
+        return [r.latency_s for r in self.requests]
+
+    def median_latency_s(self) -> float | None:
+        latencies = self.latencies_s()
+        return median(latencies) if latencies else None
 
 
 class Lab:
@@ -60,8 +145,9 @@ class Lab:
     Use it as a context manager, or call :meth:`close`, to release the catalog.
     """
 
-    def __init__(self, root: Path | str = "lab", *, create: bool = False, catalog_url: str | None = None) -> None:
-        self.dir: LabDir = LabDir.open(root, create=create)
+    def __init__(self, root: LabDir | Path | str = "lab", *, create: bool = False,
+                 catalog_url: str | None = None) -> None:
+        self.dir: LabDir = root if isinstance(root, LabDir) else LabDir.open(root, create=create)
         self._catalog_url = catalog_url
         self._catalog: Catalog | None = None
 
@@ -101,53 +187,141 @@ class Lab:
         """Catalogued captures matching every given filter, oldest first (default: the good ones)."""
         return self.catalog.captures(label=label, campaign=campaign, status=status)
 
+    def campaigns(self) -> list["Campaign"]:
+        """The catalog's campaigns, oldest first."""
+        return self.catalog.campaigns()
+
     def capture_path(self, capture: "Capture") -> Path | None:
         """Where a capture's file lies (``None`` if the catalog points at no file)."""
         return self.catalog.abspath(capture)
 
-    def stats(self) -> "CatalogStats":
-        """Counts per class and status, and per campaign (what ``catalog stats`` shows)."""
+    def stats(self, *, campaign: str | None = None, target: int | None = None) -> "CatalogStats":
+        """Counts per class and status, and per campaign (what ``catalog stats`` shows); *target*
+        per class defaults to the campaigns'."""
         from echolab.db.checks import catalog_stats
 
-        return catalog_stats(self.catalog)
+        return catalog_stats(self.catalog, campaign=campaign, target=target)
 
-    def import_captures(self, source: Path | str, **options: Any) -> Any:
-        """Import captures (class folders, a manifest, an export, long captures with ``split=``);
-        see :func:`echolab.db.transfer.import_captures` for the options."""
+    def import_captures(self, source: Path | str, *, manifest: Path | str | None = None, campaign: str | None = None,
+                        device_ip: str | None = None, location: str | None = None, label_from: str | None = None,
+                        cut: "str | SplitSpec | None" = None, expect: int | None = None, replace: bool = False,
+                        on_item: Callable[["ImportItem"], None] | None = None) -> "ImportReport":
+        """Import captures: class folders, a CSV manifest, an exported tar.
+
+        With *cut* (``auto``, ``gap=SECONDS``, ... or :meth:`cut_spec`), each
+        file is a long capture cut into one capture per request first;
+        *expect* is how many requests each should hold, and *replace* swaps an
+        earlier, different cut of the same source for this one. See
+        :func:`echolab.db.transfer.import_captures`.
+        """
         from echolab.db.transfer import import_captures
 
-        return import_captures(self.catalog, Path(source), **options)
+        return import_captures(self.catalog, Path(source), manifest=Path(manifest) if manifest else None,
+                               campaign=campaign, device_ip=device_ip, location=location, on_item=on_item,
+                               label_from=label_from, split=_cut(cut) if cut is not None else None,
+                               expect=expect, replace=replace)
+
+    def export(self, out: Path | str, *, label: str | None = None, campaign: str | None = None,
+               status: str | None = "ok") -> int:
+        """Write a manifest (``.csv``/``.json``) or a tar of captures plus manifest; returns the count."""
+        from echolab.db.transfer import export_catalog
+
+        rows = self.catalog.captures(label, campaign, status)
+        return export_catalog(self.catalog, Path(out), rows)
+
+    # -- cutting long captures into requests -----------------------------------------------
+
+    @staticmethod
+    def cut_spec(text: str = "auto", *, min_packets: int | None = None, min_bytes: int | None = None,
+                 attach_trailing: float | None = None, speed: float = 1.0) -> "SplitSpec":
+        """A cut parsed from text: ``auto``, ``gap=SECONDS``, ``every=SECONDS`` or ``times=FILE``.
+
+        *min_packets* / *min_bytes*: a burst smaller than either is a keep-alive
+        (default: the captures layer's); *attach_trailing*: seconds after a
+        request within which a short burst is attached to it; *speed*: the
+        capture was played this many times faster than the household's clock.
+        """
+        from echolab.captures.spec import SplitSpec
+
+        sizes = {k: v for k, v in (("min_packets", min_packets), ("min_bytes", min_bytes)) if v is not None}
+        return SplitSpec.parse(text, attach_trailing=attach_trailing, speed=speed, **sizes)
+
+    @staticmethod
+    def preview_cut(capture: Path | str, cut: "str | SplitSpec" = "auto", *, device_ip: str | None = None,
+                    expect: int | None = None) -> "SplitResult":
+        """How one long capture would be cut into requests (nothing is imported; no catalog needed)."""
+        from echolab.captures.cut import split_capture
+
+        return split_capture(Path(capture), _cut(cut), device_ip, expect=expect)
+
+    @staticmethod
+    def preview_cut_folder(folder: Path | str, cut: "str | SplitSpec" = "auto", *,
+                           device_ip: str | None = None, expect: int | None = None) -> FolderCut:
+        """:meth:`preview_cut` on each capture of *folder*: a row a file, or why it cannot be cut."""
+        from echolab.captures.reader import CaptureError
+        from echolab.captures.spec import SplitError
+        from echolab.db.files import is_capture_name
+
+        folder, spec = Path(folder), _cut(cut)
+        rows: list[dict[str, object]] = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_capture_name(p)):
+            try:
+                row = Lab.preview_cut(path, spec, device_ip=device_ip, expect=expect).summary()
+            except (CaptureError, SplitError) as exc:
+                row = {"file": str(path), "requests": None, "expected": expect, "set_aside": None, "attached": None,
+                       "settings": None, "why": str(exc)}
+            row["file"] = str(path.relative_to(folder))
+            rows.append(row)
+        return FolderCut(folder, rows, expect)
+
+    @staticmethod
+    def plot_cut(result: "SplitResult", out: Path | str, *, bin_s: float | None = None) -> Path:
+        """Draw a previewed cut (the device's traffic on a time axis, each request marked) to a PNG."""
+        from echolab.analysis.compare.cutplot import plot_segments
+
+        return plot_segments(result, Path(out), bin_s=bin_s)
 
     # -- features --------------------------------------------------------------------------
 
-    def build_features(self, *, device_ip: str | None = None, progress: ProgressCallback | None = None) -> Any:
+    def build_features(self, *, device_ip: str | None = None, jobs: int = 2, rebuild: bool = False,
+                       progress: ProgressCallback | None = None) -> "BuildReport":
         """Extract and cache every capture's features that are not cached yet; returns the build report."""
         from echolab.analysis.features.store import build_features
 
-        return build_features(self.catalog, device_ip=device_ip, progress=progress)
+        return build_features(self.catalog, device_ip=device_ip, n_jobs=jobs, rebuild=rebuild, progress=progress)
 
-    def features(self, set_name: str = "combined", *, device_ip: str | None = None,
-                 progress: ProgressCallback | None = None, **options: Any) -> FeatureTable:
+    def features(self, set_name: "str | FeatureSpec" = "combined", *, device_ip: str | None = None,
+                 progress: ProgressCallback | None = None) -> FeatureTable:
         """One feature set as arrays: ``X, y, names = lab.features("tcptrace")``.
 
-        The set's transformer (histogram edges, constant columns) is fitted on
-        every usable capture, as the study does; *options* go to it (``bins``,
-        ``include_acks``, ``drop_constant``).
+        *set_name* is a set with its options as ``analyze run -f`` takes it
+        (``histogram:bins=25,include_acks=true``). The set's transformer
+        (histogram edges, constant columns) is fitted on every usable capture,
+        as the study does.
         """
-        from echolab.analysis.features.sets import load_dataset, make_transformer
+        from echolab.analysis.features.sets import FeatureError, load_dataset, make_transformer
 
+        name, options = _feature(set_name)
         data = load_dataset(self.catalog, device_ip=device_ip, progress=progress)
         if not len(data):
-            from echolab.analysis.features.sets import FeatureError
-
             raise FeatureError("no usable captures in the catalog: collect or import some, then build features")
-        transformer = make_transformer(set_name, **options).fit(data.records)
+        transformer = make_transformer(name, **options).fit(data.records)
         return FeatureTable(X=transformer.transform(data.records), y=data.y,
                             names=list(transformer.get_feature_names_out()), capture_ids=list(data.capture_ids),
                             campaigns=list(data.campaigns), skipped=list(data.skipped))
 
-    def feature_frame(self, set_name: str = "combined", *, device_ip: str | None = None,
-                      progress: ProgressCallback | None = None, **options: Any) -> "pd.DataFrame":
+    def feature_columns(self, set_name: "str | FeatureSpec", report: "BuildReport") -> tuple[list[str], list[str]]:
+        """The columns of a set fitted on a build's records, and those it dropped as constant."""
+        from echolab.analysis.features.sets import make_transformer
+
+        name, options = _feature(set_name)
+        transformer = make_transformer(name, **options).fit(list(report.records.values()))
+        dropped = getattr(transformer, "dropped_features_", None) or getattr(
+            getattr(transformer, "tcptrace_", None), "dropped_features_", [])
+        return list(transformer.get_feature_names_out()), list(dropped)
+
+    def feature_frame(self, set_name: "str | FeatureSpec" = "combined", *, device_ip: str | None = None,
+                      progress: ProgressCallback | None = None) -> "pd.DataFrame":
         """One feature set as a pandas DataFrame (capture_id, sha256, campaign, label, features).
 
         Needs pandas (the ``parquet`` extra)."""
@@ -156,50 +330,196 @@ class Lab:
         require("pandas", "parquet", "feature tables as DataFrames")
         from echolab.analysis.features.store import feature_table
 
-        return feature_table(self.catalog, set_name=set_name, device_ip=device_ip, progress=progress, **options)
+        name, options = _feature(set_name)
+        return feature_table(self.catalog, set_name=name, device_ip=device_ip, progress=progress, **options)
+
+    def export_features(self, out: Path | str, set_name: "str | FeatureSpec" = "combined", *, fmt: str = "csv",
+                        device_ip: str | None = None, progress: ProgressCallback | None = None) -> int:
+        """Write the feature table as CSV or Parquet (rows written); the ``sequence`` set as a folder of
+        time,size,direction files (files written)."""
+        from echolab.analysis.features.store import export_features
+
+        name, options = _feature(set_name)
+        return export_features(self.catalog, out, fmt=fmt, set_name=name, device_ip=device_ip, progress=progress,
+                               **options)
 
     # -- the comparison and its report -------------------------------------------------------
 
-    def compare(self, *, features: Sequence[str] | None = None, models: Sequence[str] = (), trials: int = 100,
-                seed: int = 0, split_by: str = "random", name: str | None = None, device_ip: str | None = None,
-                jobs: int | None = None, progress: ProgressCallback | None = None,
-                **settings: Any) -> "RunResult":
+    def compare(self, *, features: Sequence["str | FeatureSpec"] | None = None, models: Sequence[str] = (),
+                trials: int = 100, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
+                grids: Path | str | None = None, bins_sweep: Sequence[int] = (), ablations: bool = False,
+                name: str | None = None, device_ip: str | None = None, synthetic: int | None = None,
+                jobs: int | None = None, cluster: str | None = None,
+                progress: ProgressCallback | None = None) -> "RunResult":
         """Run (or resume) the classifier comparison on the catalog's captures.
 
-        *features* are feature-spec strings as ``analyze run -f`` takes them
-        (default: the study's three sets); *models* names from the grids file
-        (default: all six). Finished trials are cached in the catalog, so a
-        rerun costs only what changed. Returns the stored run and its counts.
+        *features* are feature sets as ``analyze run -f`` takes them (default:
+        the study's three); *bins_sweep* adds the histogram set at these bin
+        counts with and without ACKs (Table I), *ablations* the study's
+        feature-group ablations. *models* are names from the grids file
+        (default: the study's six). *synthetic* uses N synthetic captures per
+        class instead of the catalog. Finished trials are cached in the
+        catalog, so a rerun costs only what changed. Returns the stored run
+        and its counts.
         """
+        from echolab.analysis.compare import specs as asked
         from echolab.analysis.compare.runner import run_analysis
         from echolab.analysis.compare.sources import catalog_source
-        from echolab.analysis.compare.specs import FeatureSpec, RunSettings, study_features
 
-        specs = tuple(FeatureSpec.parse(f) for f in features) if features else study_features()
-        run_settings = RunSettings(features=specs, models=tuple(models), trials=trials, seed=seed,
-                                   split_by=split_by, **settings)
-        source = catalog_source(self.catalog, device_ip=device_ip, progress=progress)
-        return run_analysis(self.catalog, source, run_settings, name=name, jobs=jobs, progress=progress)
+        specs = [_spec(f) for f in features] if features else list(asked.study_features())
+        if bins_sweep:
+            specs += [s for s in asked.bins_sweep(bins_sweep) if s not in specs]
+        if ablations:
+            specs += [s for s in asked.ablation_features() if s not in specs]
+        settings = asked.RunSettings(features=tuple(specs), models=tuple(models), trials=trials, seed=seed,
+                                     split_by=split_by, fit_features_on=fit_features_on,
+                                     grids_path=str(grids) if grids else None)
+        if synthetic:
+            from echolab.analysis.compare.synthetic import synthetic_source
+
+            source = synthetic_source(synthetic, seed=seed)
+        else:
+            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress)
+        return run_analysis(self.catalog, source, settings, name=name, jobs=jobs, cluster=cluster, progress=progress)
 
     def runs(self) -> list["AnalysisRun"]:
-        """Stored analysis runs, newest first."""
+        """Stored comparison runs, newest first."""
         return self.catalog.analysis_runs()
 
     def run(self, name_or_id: str | int) -> "AnalysisRun":
-        """One stored analysis run by name or id."""
-        return self.catalog.analysis_run(name_or_id)
+        """One stored comparison run by name or id (the noun: this fetches, it computes nothing)."""
+        from echolab.db.catalog import UnknownRunError
 
-    def report(self, run: "RunResult | AnalysisRun | str | int", out: Path | str | None = None) -> Path:
+        try:
+            return self.catalog.analysis_run(name_or_id)
+        except UnknownRunError as exc:
+            raise UnknownRunError(str(exc), hint="'echolab analyze ls' lists the runs") from exc
+
+    def report(self, run: "RunResult | AnalysisRun | str | int", out: Path | str | None = None, *,
+               force: bool = False) -> Path:
         """Write a run's report (index.html, summary.md, plots); returns the HTML page's path.
 
-        *out* defaults to ``LAB/reports/RUN``, which the catalog then records.
+        *out* defaults to ``LAB/reports/RUN``, which the catalog then records;
+        *force* writes it again even where it is up to date.
         """
         from echolab.analysis.compare.report import write_report
 
-        stored = getattr(run, "run", run)
+        stored = run if isinstance(run, (str, int)) else getattr(run, "run", run)
         if isinstance(stored, (str, int)):
             stored = self.run(stored)
-        path = write_report(stored, Path(out) if out else self.dir.reports_dir / stored.name)
+        path = write_report(stored, Path(out) if out else self.dir.reports_dir / stored.name, force=force)
         if out is None:
             self.catalog.set_report_dir(stored, path.parent)
         return path
+
+    # -- model files and classification ------------------------------------------------------
+
+    def train(self, out: Path | str, *, features: str = "combined", model: str = "random_forest",
+              campaigns: Sequence[str | int] = (), seed: int = 0, grids: Path | str | None = None,
+              device_ip: str | None = None, progress: ProgressCallback | None = None) -> TrainResult:
+        """Fit one model on the chosen campaigns' captures (all when none; its grid search on all of them)
+        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``)."""
+        from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
+
+        source = campaign_source(self.catalog, campaigns, device_ip=device_ip, progress=progress)
+        trained = train_model(source, features, model, grids_path=grids, seed=seed)
+        return TrainResult(trained, save_model(trained, out))
+
+    @staticmethod
+    def load_model(path: Path | str) -> "TrainedModel":
+        """A model file written by :meth:`train` (its header checked against this echolab)."""
+        from echolab.analysis.compare.modelfile import load_model
+
+        return load_model(path)
+
+    @staticmethod
+    def classify(captures: Iterable[Path | str], model: "TrainedModel | Path | str",
+                 cut: "str | SplitSpec" = "auto", *, device_ip: str | None = None,
+                 on_capture: Callable[["CaptureOutcome"], None] | None = None) -> Classification:
+        """Cut long captures into requests and classify each with a trained model.
+
+        *on_capture* sees each capture's outcome as it is done. The result
+        counts the requests per class and draws them on a timeline. It needs
+        no catalog: ``Lab.classify(...)`` works without a lab.
+        """
+        from echolab.analysis.compare.classify import classify_captures
+
+        trained = model if not isinstance(model, (str, Path)) else Lab.load_model(model)
+        spec = _cut(cut)
+        outcomes = classify_captures([Path(c) for c in captures], trained, spec, device_ip=device_ip,
+                                     on_capture=on_capture)
+        return Classification(trained, outcomes, speed=spec.speed)
+
+    @staticmethod
+    def classify_live(model: "TrainedModel | Path | str", *, interface: str | None = None,
+                      device_ip: str | None = None, sim_prefix: str | None = None, cut: str = "auto",
+                      speed: float = 1.0, on_request: Callable[["LiveRequest"], None] | None = None,
+                      on_start: Callable[[str, str, str], None] | None = None,
+                      should_stop: Callable[[], bool] = lambda: False) -> LiveClassification:
+        """Capture an interface (a ring buffer) and classify each request as its answer ends.
+
+        *sim_prefix* names a simulated lab whose gateway interface and Echo
+        address are used. The cut is by quiet time: ``gap=SECONDS`` (``auto``
+        means the rules' gap, :attr:`echolab.captures.rules.TrafficRules.gap_s`). *on_start(interface, device_ip,
+        cut)* is called once capturing runs; the watch ends when
+        *should_stop* says so, or at Ctrl-C. It needs no catalog.
+        """
+        from echolab.analysis.compare.classify import ClassifyError
+        from echolab.collector.watch import watch_interface
+
+        trained = model if not isinstance(model, (str, Path)) else Lab.load_model(model)
+        prefix: list[str] = []
+        if sim_prefix:
+            from echolab.collector.sim import SimLab
+
+            sim = SimLab.load(sim_prefix)
+            interface, device_ip, prefix = interface or sim.interface, device_ip or sim.echo_ip, sim.netns_exec()
+        if not device_ip:
+            raise ClassifyError("live classification needs --device-ip (the Echo's address)")
+        if not interface:
+            raise ClassifyError("live classification needs an interface to capture (--interface)")
+        from echolab.captures.rules import RULES
+
+        spec = Lab.cut_spec(cut if cut != "auto" else f"gap={RULES.gap_s:g}", speed=speed)
+        if spec.mode != "gap":
+            raise ClassifyError("live classification cuts by quiet time: give --split gap=SECONDS")
+        where, who = interface, device_ip
+        watcher = watch_interface(where, who, trained.predict, gap_s=spec.seconds / spec.speed,
+                                  min_packets=spec.min_packets, min_bytes=spec.min_bytes, prefix=prefix,
+                                  on_request=on_request,
+                                  on_start=(lambda: on_start(where, who, spec.settings())) if on_start else None,
+                                  should_stop=should_stop)
+        return LiveClassification(where, who, list(watcher.requests), watcher.set_aside)
+
+    # -- collection --------------------------------------------------------------------------
+
+    def collect(self, settings: "CollectSettings", *, resume: str | None = None, new: bool = False,
+                name: str | None = None, display: "Display | None" = None) -> "CollectResult":
+        """Run (or resume) a campaign until every class has its target of good captures.
+
+        *display* shows the collection as it goes (``echolab.collector.run.Display``;
+        ``plain_display()`` prints plain lines); by default the campaign log is the trail.
+        """
+        from echolab.collector.run import collect
+
+        return collect(self.dir, settings, resume=resume, new=new, name=name, display=display)
+
+
+def _cut(cut: "str | SplitSpec") -> "SplitSpec":
+    return Lab.cut_spec(cut) if isinstance(cut, str) else cut
+
+
+def _spec(feature: "str | FeatureSpec") -> "FeatureSpec":
+    from echolab.analysis.compare.specs import FeatureSpec
+
+    return FeatureSpec.parse(feature) if isinstance(feature, str) else feature
+
+
+def _feature(feature: "str | FeatureSpec") -> tuple[str, dict[str, object]]:
+    """A feature set's name and options, from ``histogram:bins=25`` or a parsed spec."""
+    spec = _spec(feature)
+    return spec.set_name, spec.option_dict
+
+
+__all__ = ["Classification", "FeatureTable", "FolderCut", "Lab", "LiveClassification",
+           "TrainResult"]

@@ -6,7 +6,8 @@ synthesizes the prompts offline, collects a balanced data set unattended,
 builds the three feature sets, runs the classifier comparison, writes the
 report and prints the Table II-shaped summary. Every step is resumable: an
 interrupted demo, run again, carries on where it stopped (the campaign
-resumes, features and finished trials come from the catalog).
+resumes, features and finished trials come from the catalog). Each step after
+the simulated lab is one call on the library's front door, :class:`echolab.Lab`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from echolab.api import Lab
 from echolab.labdir import LabDir
 from echolab.progress import ProgressCallback
 from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
@@ -112,15 +114,9 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
     *collect_display* shows the collection (``echolab.collector.run.Display``;
     default: a plain line every few captures on stdout).
     """
-    from echolab.analysis.compare.report import write_report
-    from echolab.analysis.compare.runner import run_analysis
-    from echolab.analysis.compare.sources import catalog_source
-    from echolab.analysis.compare.specs import RunSettings
-    from echolab.analysis.features.store import build_features
     from echolab.collector.campaign import CollectSettings
-    from echolab.collector.run import collect, plain_display
+    from echolab.collector.run import plain_display
     from echolab.collector.sim import NamespaceUnavailable, SimLab, down
-    from echolab.db.catalog import Catalog
     from echolab.prompts.synth import synthesize_lab
 
     console = console or PlainConsole()
@@ -155,9 +151,9 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
 
         t = step(3, f"Collecting {settings.per_class} captures per class, classes interleaved")
         campaign = f"demo-{backend}-{settings.per_class}-seed{settings.seed}"  # a rerun carries this one on
-        with Catalog.open(lab) as catalog:
-            exists = any(c.name == campaign for c in catalog.campaigns())
-        collected = collect(lab, CollectSettings(backend=backend, per_class=settings.per_class, speed=settings.speed,
+        with Lab(lab) as front:
+            exists = any(c.name == campaign for c in front.campaigns())
+        collected = Lab(lab).collect(CollectSettings(backend=backend, per_class=settings.per_class, speed=settings.speed,
                                                  seed=settings.seed, sim_prefix=prefix,
                                                  classes=list(STUDY_CLASSES)),
                             resume=campaign if exists else None, new=not exists, name=campaign,
@@ -172,23 +168,21 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
                 down(prefix)
             console.print("Simulated lab taken down.")
 
-    with Catalog.open(lab) as catalog:
+    with Lab(lab) as front:
         t = step(4, "Features: tcptrace, histogram, combined")
-        built = build_features(catalog, progress=progress)
+        built = front.build_features(progress=progress)
         console.print(f"{built.extracted} captures read, {built.cached} from the feature cache, "
                       f"{built.failed} unusable")
         seconds["features"] = time.perf_counter() - t
 
         t = step(5, f"Classifier comparison: 3 feature sets x 6 models x {settings.trials} trials")
         run_name = f"demo-{settings.per_class}x{settings.trials}-seed{settings.seed}"
-        result = run_analysis(catalog, catalog_source(catalog, progress=progress),
-                              RunSettings(trials=settings.trials, seed=settings.seed), name=run_name,
-                              jobs=settings.jobs, progress=progress)
+        result = front.compare(trials=settings.trials, seed=settings.seed, name=run_name, jobs=settings.jobs,
+                               progress=progress)
         console.print(f"{result.computed} trials computed, {result.cached} from the cache, {result.seconds:.0f} s")
         seconds["analysis"] = time.perf_counter() - t
 
         t = step(6, "Report")
-        report = write_report(result.run, lab.reports_dir / result.name)
-        catalog.set_report_dir(result.run, report.parent)
+        report = front.report(result)
         seconds["report"] = time.perf_counter() - t
     return DemoResult(collected.campaign, result.run, report, backend, seconds)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from echolab.cli.common import console, emit_rows, get_lab, key_value_table, rich_progress
+from echolab.cli.common import console, emit_rows, key_value_table, open_lab, rich_progress
 
 app = typer.Typer(help="Compare classifiers on the catalog's captures (the study's six by default), report, "
                        "and train model files.",
@@ -29,22 +29,6 @@ class SplitBy(str, Enum):  # echolab.analysis.compare.splits.SPLIT_MODES (a test
 class FitOn(str, Enum):
     all = "all"
     train = "train"
-
-
-def _open(ctx: typer.Context) -> Any:
-    from echolab.db.catalog import Catalog
-
-    return Catalog.open(get_lab(ctx))
-
-
-def _get_run(cat: Any, run: str) -> Any:
-    """The stored run *run*; a missing one says how to list them."""
-    from echolab.db.catalog import UnknownRunError
-
-    try:
-        return cat.analysis_run(run)
-    except UnknownRunError as exc:
-        raise UnknownRunError(str(exc), hint="'echolab analyze ls' lists the runs") from exc
 
 
 def _parse_bins(text: str) -> list[int]:
@@ -96,38 +80,19 @@ def run_cmd(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when done.")] = True,
 ) -> None:
     """Run (or resume) the comparison; finished trials are cached in the catalog."""
-    from echolab.analysis.compare import specs as asked
-    from echolab.analysis.compare.report import write_report
-    from echolab.analysis.compare.runner import run_analysis
-    from echolab.analysis.compare.sources import catalog_source
-
-    specs = [asked.FeatureSpec.parse(f) for f in features] if features else list(asked.study_features())
-    if bins_sweep:
-        specs += [s for s in asked.bins_sweep(_parse_bins(bins_sweep)) if s not in specs]
-    if ablations:
-        specs += [s for s in asked.ablation_features() if s not in specs]
-    settings = asked.RunSettings(
-        features=tuple(specs), models=tuple(models or ()), trials=trials, seed=seed,
-        split_by=split_by.value, fit_features_on=fit_features_on.value,
-        grids_path=str(grids) if grids else None,
-    )
-    with _open(ctx) as cat:
+    with open_lab(ctx) as lab:
         with rich_progress() as progress:
-            if synthetic:
-                from echolab.analysis.compare.synthetic import synthetic_source
-
-                source = synthetic_source(synthetic, seed=seed)
-            else:
-                source = catalog_source(cat, device_ip=device_ip, progress=progress)
-            result = run_analysis(cat, source, settings, name=name, jobs=jobs, cluster=cluster, progress=progress)
+            result = lab.compare(features=features, models=models or (), trials=trials, seed=seed,
+                                 split_by=split_by.value, fit_features_on=fit_features_on.value, grids=grids,
+                                 bins_sweep=_parse_bins(bins_sweep) if bins_sweep else (), ablations=ablations,
+                                 name=name, device_ip=device_ip, synthetic=synthetic, jobs=jobs, cluster=cluster,
+                                 progress=progress)
         console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from cache, "
                       f"{result.seconds:.1f} s")
         console.print(accuracy_table(result.run))
         print_leakage(result.run)
         if report:
-            path = write_report(result.run, cat.lab.reports_dir / result.name)
-            cat.set_report_dir(result.run, path.parent)
-            console.print(f"Report: {path}")
+            console.print(f"Report: {lab.report(result)}")
 
 
 @app.command("train")
@@ -147,16 +112,14 @@ def train_cmd(
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address, when the catalog does not say.")] = None,
 ) -> None:
     """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
-    from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
-
-    with _open(ctx) as cat, rich_progress() as progress:
-        source = campaign_source(cat, campaigns or (), device_ip=device_ip, progress=progress)
-        trained = train_model(source, features, model, grids_path=grids, seed=seed)
-    path = save_model(trained, out)
+    with open_lab(ctx) as lab, rich_progress() as progress:
+        written = lab.train(out, features=features, model=model, campaigns=campaigns or (), seed=seed, grids=grids,
+                         device_ip=device_ip, progress=progress)
+    trained = written.model
     params = ", ".join(f"{k}={v}" for k, v in trained.best_params.items()) or "none searched"
     console.print(f"Model {trained.model_name} on {trained.feature_key}: {trained.n_captures} captures of "
                   f"{len(trained.classes)} classes from {', '.join(trained.campaigns)}; best {params} "
-                  f"(cross-validated accuracy {100 * trained.cv_score:.2f}%). Wrote {path}")
+                  f"(cross-validated accuracy {100 * trained.cv_score:.2f}%). Wrote {written.path}")
 
 
 @app.command("ls")
@@ -165,8 +128,8 @@ def ls_cmd(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List analysis runs, newest first."""
-    with _open(ctx) as cat:
-        rows = [_run_row(r) for r in cat.analysis_runs()]
+    with open_lab(ctx) as lab:
+        rows = [_run_row(r) for r in lab.runs()]
     columns = ("id", "name", "status", "created_at", "trials", "features", "models", "best")
     emit_rows(rows, columns + (("fingerprint",) if json_ else ()), fmt="json" if json_ else "table",
               title=f"{len(rows)} analysis runs")
@@ -178,8 +141,8 @@ def show_cmd(
     run: Annotated[str, typer.Argument(help="Run name or id (see 'analyze ls').")],
 ) -> None:
     """Settings and accuracy table of one run."""
-    with _open(ctx) as cat:
-        r = _get_run(cat, run)
+    with open_lab(ctx) as lab:
+        r = lab.run(run)
         st = r.settings or {}
         console.print(key_value_table([
             ("name", r.name), ("status", r.status), ("created", r.created_at), ("finished", r.finished_at),
@@ -209,13 +172,8 @@ def report_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Folder to write (default: LAB/reports/RUN).")] = None,
 ) -> None:
     """Write the run's report: index.html, summary.md and the plots."""
-    from echolab.analysis.compare.report import write_report
-
-    with _open(ctx) as cat:
-        r = _get_run(cat, run)
-        path = write_report(r, out or cat.lab.reports_dir / r.name, force=True)
-        if out is None:
-            cat.set_report_dir(r, path.parent)
+    with open_lab(ctx) as lab:
+        path = lab.report(run, out, force=True)
     console.print(f"Report: {path}")
 
 

@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.progress import Progress
 
-from echolab.db.catalog import Catalog, CatalogError
-from echolab.db.checks import catalog_stats, verify
+from echolab.api import Lab
 from echolab.captures.rules import RULES
+from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table, open_lab
+from echolab.db.catalog import Catalog, CatalogError
+from echolab.db.checks import verify
 from echolab.db.models import CaptureStatus
-from echolab.db.transfer import MANIFEST_COLUMNS, export_catalog, import_captures, manifest_rows
-from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table
+from echolab.db.transfer import MANIFEST_COLUMNS, manifest_rows
 
 if TYPE_CHECKING:
-    from echolab.captures.spec import SplitSpec
+    from echolab.api import FolderCut
 
 app = typer.Typer(help="Browse, check, import and export the lab's capture catalog.", no_args_is_help=True)
 
@@ -103,8 +104,8 @@ def stats(
     """Per class: good captures against the target and balance; per campaign; failures."""
     import json
 
-    with _open(ctx) as cat:
-        st = catalog_stats(cat, campaign=campaign, target=target)
+    with open_lab(ctx) as lab:
+        st = lab.stats(campaign=campaign, target=target)
     classes = [
         {"class": c.label, "ok": c.ok, "target": c.target, "remaining": c.remaining, "failed": c.failed,
          "discarded": c.discarded}
@@ -180,18 +181,16 @@ def import_cmd(
              "removed with their cached features; analysis runs that used them are marked stale).")] = False,
 ) -> None:
     """Import pcap/pcapng files, labelled by folder name, a manifest or a file-name pattern."""
-    from echolab.captures.spec import SplitSpec
-
     if split is None and (expect is not None or attach_trailing is not None or replace):
         raise typer.BadParameter("--expect, --attach-trailing and --replace need --split")
-    spec = SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes,
-                           attach_trailing=attach_trailing) if split else None
-    with _open(ctx, create=True) as cat, Progress(console=err_console, transient=True) as progress:
+    spec = Lab.cut_spec(split, min_packets=min_packets, min_bytes=min_bytes,
+                        attach_trailing=attach_trailing) if split else None
+    with open_lab(ctx, create=True) as lab, Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("importing", total=None)
-        report = import_captures(
-            cat, source, manifest=manifest, campaign=campaign, device_ip=device_ip, location=location,
+        report = lab.import_captures(
+            source, manifest=manifest, campaign=campaign, device_ip=device_ip, location=location,
             on_item=lambda item: progress.update(task, advance=1, description=f"importing {item.path.name}"),
-            label_from=label_from, split=spec, expect=expect, replace=replace,
+            label_from=label_from, cut=spec, expect=expect, replace=replace,
         )
     for done in report.splits:
         if done.device is not None:
@@ -216,9 +215,7 @@ def import_cmd(
 def segments_cmd(
     capture: Annotated[Path, typer.Argument(help="A long pcap/pcapng capture, or a folder of them (one line each).",
                                             exists=True)],
-    split: Annotated[str, typer.Option(
-        help="The cut into requests (not a train/test split): gap=SECONDS, every=SECONDS, times=FILE or auto "
-             "(see 'import --split').")]
+    split: Annotated[str, typer.Option(help="gap=SECONDS, every=SECONDS, times=FILE or auto (see 'import --split').")]
         = f"gap={RULES.gap_s:g}",
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address (default: detected).")] = None,
     min_packets: Annotated[int, typer.Option(help="Fewer device TCP packets than this is a keep-alive.")]
@@ -240,15 +237,11 @@ def segments_cmd(
     For a folder: one line a file with the requests found, the settings chosen (and why, for auto) and the
     count expected.
     """
-    from echolab.analysis.compare.cutplot import plot_segments
-    from echolab.captures.cut import split_capture
-    from echolab.captures.spec import SplitSpec
-
-    spec = SplitSpec.parse(split, min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach_trailing)
+    spec = Lab.cut_spec(split, min_packets=min_packets, min_bytes=min_bytes, attach_trailing=attach_trailing)
     if capture.is_dir():
-        _segments_folder(capture, spec, device_ip, expect, json_)
+        _segments_folder(Lab.preview_cut_folder(capture, spec, device_ip=device_ip, expect=expect), spec.mode, json_)
         return
-    result = split_capture(capture, spec, device_ip, expect=expect)
+    result = Lab.preview_cut(capture, spec, device_ip=device_ip, expect=expect)
     columns = ("request", "start", "offset_s", "duration_s", "packets", "bytes_out", "bytes_in")
     if json_:
         emit_rows(result.rows(), columns, fmt="json")
@@ -260,27 +253,13 @@ def segments_cmd(
         typer.echo(f"cut: {result.choice}" + (f"; {result.why}" if spec.mode == "auto" else ""))
         emit_rows(result.rows(), columns)
     if out is not None:
-        plot_segments(result, out, bin_s=bin_s)
+        Lab.plot_cut(result, out, bin_s=bin_s)
         err_console.print(f"Timeline written to {out}")
 
 
-def _segments_folder(folder: Path, spec: "SplitSpec", device_ip: Optional[str], expect: Optional[int],
-                     json_: bool) -> None:
-    """One line a capture of *folder*: requests found, settings chosen, why, expected."""
-    from echolab.captures.reader import CaptureError
-    from echolab.captures.cut import split_capture
-    from echolab.captures.spec import SplitError
-    from echolab.db.files import is_capture_name
-
-    rows = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_capture_name(p)):
-        try:
-            row = split_capture(path, spec, device_ip, expect=expect).summary()
-        except (CaptureError, SplitError) as exc:
-            row = {"file": str(path), "requests": None, "expected": expect, "set_aside": None, "attached": None,
-                   "settings": None, "why": str(exc)}
-        row["file"] = str(path.relative_to(folder))
-        rows.append(row)
+def _segments_folder(cut: "FolderCut", mode: str, json_: bool) -> None:
+    """One line a capture of the folder: requests found, settings chosen, why, expected."""
+    rows, expect = cut.rows, cut.expect
     if json_:
         emit_rows(rows, ("file", "requests", "expected", "set_aside", "attached", "settings", "why"), fmt="json")
         return
@@ -290,10 +269,9 @@ def _segments_folder(folder: Path, spec: "SplitSpec", device_ip: Optional[str], 
             continue
         wanted = "" if expect is None else (" (as expected)" if r["requests"] == expect else f" (expected {expect})")
         typer.echo(f"{r['file']}: {r['requests']} requests{wanted}; {r['settings']}"
-                   + (f"; {r['why']}" if spec.mode == "auto" else ""))
+                   + (f"; {r['why']}" if mode == "auto" else ""))
     if expect is not None:
-        right = sum(1 for r in rows if r["requests"] == expect)
-        typer.echo(f"{right} of {len(rows)} captures hold the {expect} requests expected")
+        typer.echo(f"{cut.as_expected} of {len(rows)} captures hold the {expect} requests expected")
 
 
 @app.command("export")
@@ -305,9 +283,8 @@ def export_cmd(
     status: Annotated[Status, typer.Option(help="Only captures with this status.")] = Status.ok,
 ) -> None:
     """Write a manifest, or a tar of captures plus manifest that 'import' reads back."""
-    with _open(ctx) as cat:
-        rows = cat.captures(label, campaign, None if status is Status.all else status.value)
-        count = export_catalog(cat, out, rows)
+    with open_lab(ctx) as lab:
+        count = lab.export(out, label=label, campaign=campaign, status=None if status is Status.all else status.value)
     console.print(f"Exported {count} captures to {out}")
 
 

@@ -6,13 +6,20 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from echolab.captures.rules import RULES
 
+if TYPE_CHECKING:
+    from echolab.analysis.compare.classify import CaptureOutcome
+    from echolab.analysis.compare.modelfile import TrainedModel
+    from echolab.captures.spec import SplitSpec
+    from echolab.collector.watch import LiveRequest
+
 app = typer.Typer(help="Classify each request of long captures, or live traffic, with a trained model file.")
+
 
 @app.command()
 def classify(
@@ -45,10 +52,9 @@ def classify(
     ] = None,
 ) -> None:
     """Cut captures (or live traffic) into requests and print each one's predicted class and probability."""
-    from echolab.analysis.compare.modelfile import load_model
-    from echolab.captures.spec import SplitSpec
+    from echolab.api import Lab
 
-    trained = load_model(model)
+    trained = Lab.load_model(model)
     if interface or sim_prefix:
         if captures:
             raise typer.BadParameter("give capture files or --interface/--sim-prefix, not both")
@@ -61,15 +67,16 @@ def classify(
         return
     if not captures:
         raise typer.BadParameter("give one or more capture files, or --interface to classify live")
-    spec = SplitSpec.parse(split, attach_trailing=attach_trailing, speed=speed)
-    _files(trained, captures, spec, device_ip, json_, timeline, speed)
+    spec = Lab.cut_spec(split, attach_trailing=attach_trailing, speed=speed)
+    _files(trained, captures, spec, device_ip, json_, timeline)
 
 
-def _files(trained: Any, captures: list[Path], split: Any, device_ip: Optional[str], json_: bool,
-           timeline: Optional[Path], speed: float) -> None:
-    from echolab.analysis.compare.classify import classify_captures, iso, plot_timeline, summary
+def _files(trained: "TrainedModel", captures: list[Path], spec: "SplitSpec", device_ip: Optional[str], json_: bool,
+           timeline: Optional[Path]) -> None:
+    from echolab.analysis.compare.classify import iso
+    from echolab.api import Lab
 
-    def show(outcome: Any) -> None:
+    def show(outcome: "CaptureOutcome") -> None:
         for p in outcome.predictions:
             if json_:
                 typer.echo(json.dumps(p.to_json()))
@@ -81,40 +88,24 @@ def _files(trained: Any, captures: list[Path], split: Any, device_ip: Optional[s
         note += f"; {len(outcome.unreadable)} without features)" if outcome.unreadable else ")"
         typer.echo(note, err=True)
 
-    outcomes = classify_captures(captures, trained, split, device_ip=device_ip, on_capture=show)
-    predictions = [p for o in outcomes for p in o.predictions]
-    counts = summary(predictions)
-    typer.echo(f"{len(predictions)} requests: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+    done = Lab.classify(captures, trained, spec, device_ip=device_ip, on_capture=show)
+    typer.echo(f"{len(done.predictions)} requests: " + ", ".join(f"{k} {v}" for k, v in done.counts().items()),
                err=json_)
     if timeline is not None:
-        path = plot_timeline(predictions, timeline, classes=trained.classes, speed=speed,
-                             title=f"{len(predictions)} requests classified by {trained.model_name} "
-                                   f"on {trained.feature_key}")
-        typer.echo(f"Timeline: {path}", err=json_)
+        typer.echo(f"Timeline: {done.timeline(timeline)}", err=json_)
 
 
-def _live(trained: Any, interface: Optional[str], device_ip: Optional[str], split: str, sim_prefix: Optional[str],
-          json_: bool, speed: float = 1.0) -> None:
-    from echolab.captures.spec import SplitSpec
-    from echolab.collector.watch import watch_interface
+def _live(trained: "TrainedModel", interface: Optional[str], device_ip: Optional[str], split: str,
+          sim_prefix: Optional[str], json_: bool, speed: float = 1.0) -> None:
+    from echolab.analysis.compare.classify import ClassifyError
+    from echolab.api import Lab
 
-    prefix: list[str] = []
-    if sim_prefix:
-        from echolab.collector.sim import SimLab
-
-        lab = SimLab.load(sim_prefix)
-        interface, device_ip, prefix = interface or lab.interface, device_ip or lab.echo_ip, lab.netns_exec()
-    if not device_ip:
-        raise typer.BadParameter("live classification needs --device-ip (the Echo's address)")
-    spec = SplitSpec.parse(split if split != "auto" else f"gap={RULES.gap_s:g}", speed=speed)
-    if spec.mode != "gap":
-        raise typer.BadParameter("live classification cuts by quiet time: give --split gap=SECONDS")
     stop = {"now": False}
 
     def request_stop(signum: int, frame: Any) -> None:
         stop["now"] = True
 
-    def show(req: Any) -> None:
+    def show(req: "LiveRequest") -> None:
         if json_:
             typer.echo(json.dumps(req.to_json()))
         elif req.error:
@@ -126,29 +117,23 @@ def _live(trained: Any, interface: Optional[str], device_ip: Optional[str], spli
                        f"(+{req.latency_s:.2f} s)")
         sys.stdout.flush()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    def started() -> None:
-        typer.echo(f"Watching {interface} for {device_ip} (cut {spec.settings()}); Ctrl-C stops.", err=True)
+    def started(where: str, who: str, cut: str) -> None:
+        typer.echo(f"Watching {where} for {who} (cut {cut}); Ctrl-C stops.", err=True)
 
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        watcher = watch_interface(interface or "", device_ip, trained.predict, gap_s=spec.seconds / spec.speed,
-                                  min_packets=spec.min_packets, min_bytes=spec.min_bytes, prefix=prefix,
-                                  on_request=show, on_start=started, should_stop=lambda: stop["now"])
+        seen = Lab.classify_live(trained, interface=interface, device_ip=device_ip, sim_prefix=sim_prefix, cut=split,
+                                 speed=speed, on_request=show, on_start=started, should_stop=lambda: stop["now"])
+    except ClassifyError as exc:  # a missing address or a cut that is not by quiet time: an option's fault
+        raise typer.BadParameter(str(exc)) from exc
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _live_summary(watcher)
-
-
-def _live_summary(watcher: Any) -> None:
-    from collections import Counter
-    from statistics import median
-
-    reqs = watcher.requests
-    counts = Counter(r.label for r in reqs if not r.error)
-    latencies = [r.latency_s for r in reqs]
-    text = f"Stopped: {len(reqs)} requests: " + (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none")
-    if latencies:
-        text += f"; latency after the last packet median {median(latencies):.2f} s, max {max(latencies):.2f} s"
-    text += f"; {watcher.set_aside} small bursts set aside"
+    counts = seen.counts()
+    text = f"Stopped: {len(seen.requests)} requests: " + (
+        ", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none")
+    latency = seen.median_latency_s()
+    if latency is not None:
+        text += f"; latency after the last packet median {latency:.2f} s, max {max(seen.latencies_s()):.2f} s"
+    text += f"; {seen.set_aside} small bursts set aside"
     typer.echo(text, err=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
+from echolab.api import Lab
 from echolab.collector.audio import device_spec
 from echolab.collector.campaign import CollectSettings
 from echolab.captures.rules import RULES
@@ -76,9 +77,7 @@ def collect(
 
         emit_rows(list_devices(), ("index", "name", "channels", "default_samplerate"), title="Sound outputs")
         return
-    from echolab.collector.run import collect as run_collect
-
-    lab = get_lab(ctx, create=True)
+    lab = Lab(get_lab(ctx, create=True))
     settings = CollectSettings(
         backend=backend.value, per_class=per_class, classes=_classes(classes) if classes else [], seed=seed,
         engine=engine.value,
@@ -88,7 +87,7 @@ def collect(
         location=location, capture_tool=capture_tool, quiet_s=quiet, idle_gap_s=idle_gap, speed=speed,
         sim_prefix=sim_prefix, trailing=trailing.value, trailing_s=trailing_window, keepalive_bytes=keepalive_bytes,
     )
-    result = run_collect(lab, settings, resume=resume, new=new, name=name,
+    result = lab.collect(settings, resume=resume, new=new, name=name,
                          display=collect_display(console) if progress else None)
     failures = ", ".join(f"{k}: {v}" for k, v in result.failures.items()) or "none"
     overhead = result.median_overhead()

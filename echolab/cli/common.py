@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from echolab.api import Lab
 from echolab.labdir import LabDir, default_lab_path
 from echolab.progress import ProgressCallback
 
@@ -45,6 +46,11 @@ def get_lab(ctx: typer.Context, *, create: bool = False) -> LabDir:
     """The lab named by ``--lab`` / ``ECHOLAB_LAB`` (see echolab.labdir)."""
     state = ctx.find_object(CliState)
     return LabDir.open(state.lab_path if state else default_lab_path(), create=create)
+
+
+def open_lab(ctx: typer.Context, *, create: bool = False) -> Lab:
+    """The library's :class:`~echolab.Lab` on the lab of ``--lab`` (a context manager: it closes the catalog)."""
+    return Lab(get_lab(ctx, create=create))
 
 
 def emit_rows(

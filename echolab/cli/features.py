@@ -10,11 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from echolab.analysis.features.sets import ALL_SETS, SEQUENCE_SETS, describe_capture, make_transformer
-from echolab.analysis.features.store import build_features, export_features
+from echolab.analysis.compare.specs import FeatureSpec
+from echolab.analysis.features.sets import ALL_SETS, SEQUENCE_SETS, describe_capture
 from echolab.analysis.features.tcptrace import connection_rows
-from echolab.db.catalog import Catalog
-from echolab.cli.common import console, emit_rows, get_lab, key_value_table, rich_progress
+from echolab.cli.common import console, emit_rows, key_value_table, open_lab, rich_progress
 
 app = typer.Typer(help="Extract the feature sets: the study's (tcptrace, histogram, combined) and the packet "
                        "sequence's (sequence, kfp, cumul).", no_args_is_help=True)
@@ -22,9 +21,11 @@ app = typer.Typer(help="Extract the feature sets: the study's (tcptrace, histogr
 FeatureSet = Enum("FeatureSet", {name: name for name in ALL_SETS}, type=str)  # type: ignore[misc]
 
 
-def _set_options(set_name: str, bins: int, include_acks: bool) -> dict:
-    """The histogram options where the set takes them."""
-    return {} if set_name == "tcptrace" or set_name in SEQUENCE_SETS else {"bins": bins, "include_acks": include_acks}
+def _feature(set_name: str, bins: int, include_acks: bool) -> FeatureSpec:
+    """The set with the histogram options where it takes them."""
+    if set_name == "tcptrace" or set_name in SEQUENCE_SETS:
+        return FeatureSpec.of(set_name)
+    return FeatureSpec.of(set_name, bins=bins, include_acks=include_acks)
 
 
 class ExportFormat(str, Enum):
@@ -48,19 +49,17 @@ def build(
     include_acks: IncludeAcks = False,
 ) -> None:
     """Extract features of every good capture not yet cached in the catalog."""
-    with Catalog.open(get_lab(ctx)) as cat, rich_progress() as progress:
-        report = build_features(cat, device_ip=device_ip, n_jobs=jobs, rebuild=rebuild, progress=progress)
+    with open_lab(ctx) as lab, rich_progress() as progress:
+        report = lab.build_features(device_ip=device_ip, jobs=jobs, rebuild=rebuild, progress=progress)
+        columns = lab.feature_columns(_feature(set_.value, bins, include_acks), report) if (
+            set_ is not None and report.records) else None
     console.print(f"{len(report.records)} captures usable ({report.extracted} read now, {report.cached} cached), "
                   f"{report.failed} skipped")
     for capture_id, reason in sorted(report.errors.items()):
         console.print(f"  capture {capture_id}: {reason}", markup=False)
-    if set_ is not None and report.records:
-        transformer = make_transformer(set_.value, **_set_options(set_.value, bins, include_acks)).fit(
-            list(report.records.values()))
-        names = list(transformer.get_feature_names_out())
+    if set_ is not None and columns is not None:
+        names, dropped = columns
         console.print(f"{set_.value}: {len(names)} features: {', '.join(names)}", markup=False)
-        dropped = getattr(transformer, "dropped_features_", None) or getattr(
-            getattr(transformer, "tcptrace_", None), "dropped_features_", [])
         if dropped:
             console.print(f"dropped as constant: {', '.join(dropped)}", markup=False)
 
@@ -81,10 +80,9 @@ def export(
 
     With --set sequence, write each capture's packet sequence as a time,size,direction CSV file instead.
     """
-    options = _set_options(set_.value, bins, include_acks)
-    with Catalog.open(get_lab(ctx)) as cat, rich_progress() as progress:
-        rows = export_features(cat, output, fmt=fmt.value, set_name=set_.value, device_ip=device_ip,
-                               progress=progress, **options)
+    with open_lab(ctx) as lab, rich_progress() as progress:
+        rows = lab.export_features(output, _feature(set_.value, bins, include_acks), fmt=fmt.value,
+                                   device_ip=device_ip, progress=progress)
     if set_.value == "sequence":
         console.print(f"wrote {rows} packet traces into {output}")
     else:
