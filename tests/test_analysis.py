@@ -24,42 +24,12 @@ from echolab.db.models import AnalysisRun, TrialResult
 from echolab.cli import app
 from echolab.labdir import LabDir
 
-TINY_GRIDS = """
-[models.decision_tree]
-label = "Decision tree"
-short = "DT"
-estimator = "sklearn.tree.DecisionTreeClassifier"
-params = {}
-grid = { criterion = ["gini", "entropy"] }
-
-[models.random_forest]
-label = "Random forest"
-short = "RF"
-estimator = "sklearn.ensemble.RandomForestClassifier"
-params = { n_estimators = 8 }
-grid = { max_features = ["sqrt", "log2"] }
-
-[models.knn]
-label = "k-nearest neighbours"
-short = "KNN"
-estimator = "sklearn.neighbors.KNeighborsClassifier"
-params = {}
-grid = { n_neighbors = [1, 3], metric = ["manhattan", "euclidean"] }
-
-[models.mlp]
-label = "MLP"
-short = "MLP"
-estimator = "sklearn.neural_network.MLPClassifier"
-params = { max_iter = 5 }
-grid = { hidden_layer_sizes = [[8], [4, 4]] }
-"""
+from grids import TINY, grids_toml, write_grids
 
 
 @pytest.fixture
 def grids(tmp_path: Path) -> Path:
-    path = tmp_path / "grids.toml"
-    path.write_text(TINY_GRIDS)
-    return path
+    return write_grids(tmp_path, TINY)
 
 
 @pytest.fixture
@@ -197,7 +167,7 @@ def test_cache_reuses_trials_and_adding_a_model_runs_only_it(cat: Catalog, sourc
     mlp = more.run.summary["cells"]["tcptrace"]["mlp"]
     assert mlp["convergence_warnings"] > 0  # max_iter = 5 never converges: counted, not printed
     # Changing one model's grid recomputes that model only.
-    grids.write_text(TINY_GRIDS.replace("n_neighbors = [1, 3]", "n_neighbors = [1, 5]"))
+    grids.write_text(grids_toml({**TINY, "knn": {"params": {}, "grid": {"n_neighbors": [1, 5], "metric": ["manhattan", "euclidean"]}}}))
     changed = run_analysis(cat, source, _settings(grids), name="changed", jobs=1)
     assert (changed.computed, changed.cached) == (9, 9)
     # One more trial computes only the new trial.

@@ -13,16 +13,7 @@ from echolab.labdir import LabDir
 
 from pcaps import SIM_DEVICE_IP, write_class_captures
 
-GRIDS = """
-[models.random_forest]
-estimator = "sklearn.ensemble.RandomForestClassifier"
-params = { n_estimators = 10 }
-grid = { criterion = ["gini"] }
-
-[models.knn]
-estimator = "sklearn.neighbors.KNeighborsClassifier"
-grid = { n_neighbors = [1, 3] }
-"""
+from grids import write_grids
 
 
 def _import_campaign(cat: Catalog, folder: Path, campaign: int, per_class: int) -> None:
@@ -31,8 +22,8 @@ def _import_campaign(cat: Catalog, folder: Path, campaign: int, per_class: int) 
 
 
 def test_analysis_of_catalog_captures(sqlite_lab: LabDir, tmp_path: Path) -> None:
-    grids = tmp_path / "grids.toml"
-    grids.write_text(GRIDS)
+    grids = write_grids(tmp_path, {"random_forest": {"params": {"n_estimators": 10}, "grid": {"criterion": ["gini"]}},
+                                   "knn": {"grid": {"n_neighbors": [1, 3]}}}, labels=False)
     with Catalog.open(sqlite_lab) as cat:
         for c in (1, 2):
             _import_campaign(cat, tmp_path / f"c{c}", c, 3)

@@ -12,22 +12,15 @@ from echolab.analysis.compare.specs import RunSettings
 from echolab.db.catalog import Catalog
 from echolab.labdir import LabDir
 
+from grids import write_grids
+
+
 distributed = pytest.importorskip("distributed")
-
-GRIDS = """
-[models.decision_tree]
-estimator = "sklearn.tree.DecisionTreeClassifier"
-grid = { criterion = ["gini", "entropy"] }
-
-[models.knn]
-estimator = "sklearn.neighbors.KNeighborsClassifier"
-grid = { n_neighbors = [1, 3] }
-"""
 
 
 def test_dask_cluster_run_matches_local_run(sqlite_lab: LabDir, tmp_path: Path) -> None:
-    grids = tmp_path / "grids.toml"
-    grids.write_text(GRIDS)
+    grids = write_grids(tmp_path, {"decision_tree": {"grid": {"criterion": ["gini", "entropy"]}},
+                                   "knn": {"grid": {"n_neighbors": [1, 3]}}}, labels=False)
     source = synthetic_source(10, seed=2)
     settings = RunSettings(trials=3, seed=5, grids_path=str(grids))
     with Catalog.open(sqlite_lab) as cat:

@@ -27,14 +27,7 @@ from echolab.db.catalog import Catalog
 from echolab.db.models import TrialResult
 from echolab.labdir import LabDir
 
-GRIDS = """
-[models.random_forest]
-label = "Random forest"
-short = "RF"
-estimator = "sklearn.ensemble.RandomForestClassifier"
-params = { n_estimators = 5 }
-grid = { max_features = ["sqrt"] }
-"""
+from grids import write_grids
 
 
 class Scaled(BaseEstimator, TransformerMixin):
@@ -78,8 +71,7 @@ def cat(sqlite_lab: LabDir):
 
 
 def _settings(tmp_path: Path, **kw) -> RunSettings:
-    grids = tmp_path / "grids.toml"
-    grids.write_text(GRIDS)
+    grids = write_grids(tmp_path, {"random_forest": {"params": {"n_estimators": 5}, "grid": {"max_features": ["sqrt"]}}})
     return RunSettings(features=(FeatureSpec.of("combined"),), trials=3, grids_path=str(grids),
                        leakage_check=False, **kw)
 

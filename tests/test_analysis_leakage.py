@@ -23,13 +23,7 @@ from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
 from pcaps import SIM_DEVICE_IP
 
-GRIDS = """
-[models.knn]
-label = "k-nearest neighbours"
-short = "KNN"
-estimator = "sklearn.neighbors.KNeighborsClassifier"
-grid = { n_neighbors = [1, 3] }
-"""
+from grids import write_grids
 
 
 def _matrix(session_effect: float, campaigns: int):
@@ -83,8 +77,7 @@ def _two_campaigns_with_confounded_sessions(cat: Catalog, root: Path) -> None:
 
 
 def test_report_on_confounded_catalog_warns_and_grouped_splits_run(sqlite_lab: LabDir, tmp_path: Path) -> None:
-    grids = tmp_path / "grids.toml"
-    grids.write_text(GRIDS)
+    grids = write_grids(tmp_path, {"knn": {"grid": {"n_neighbors": [1, 3]}}})
     with Catalog.open(sqlite_lab) as cat:
         _two_campaigns_with_confounded_sessions(cat, tmp_path / "caps")
         source = catalog_source(cat)

@@ -15,27 +15,14 @@ from echolab.db.catalog import Catalog
 from echolab.db.models import AnalysisRun
 from echolab.labdir import LabDir
 
-GRIDS = """
-[models.decision_tree]
-label = "Decision tree"
-short = "DT"
-estimator = "sklearn.tree.DecisionTreeClassifier"
-grid = { criterion = ["gini", "entropy"] }
-
-[models.random_forest]
-label = "Random forest"
-short = "RF"
-estimator = "sklearn.ensemble.RandomForestClassifier"
-params = { n_estimators = 6 }
-grid = { max_features = ["sqrt"] }
-"""
+from grids import write_grids
 
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, AnalysisRun]:
     root = tmp_path_factory.mktemp("rep")
-    grids = root / "grids.toml"
-    grids.write_text(GRIDS)
+    grids = write_grids(root, {"decision_tree": {"grid": {"criterion": ["gini", "entropy"]}},
+                               "random_forest": {"params": {"n_estimators": 6}, "grid": {"max_features": ["sqrt"]}}})
     # Two histogram configurations besides the study's sets make a (small) Table I.
     features = study_features() + (FeatureSpec.of("histogram", bins=5, include_acks=True),
                                    FeatureSpec.of("histogram", bins=5, include_acks=False))

@@ -27,15 +27,10 @@ from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
 from echolab.prompts.classes import STUDY_CLASSES
+from grids import write_grids
 from pcaps import SIM_DEVICE_IP, write_class_captures
 
 DEVICE = SIM_DEVICE_IP
-GRIDS = """
-[models.random_forest]
-estimator = "sklearn.ensemble.RandomForestClassifier"
-params = { n_estimators = 20 }
-grid = { criterion = ["gini", "entropy"] }
-"""
 runner = CliRunner()
 
 
@@ -52,10 +47,11 @@ def trained(sqlite_lab: LabDir, tmp_path: Path) -> tuple[LabDir, Path]:
     write_class_captures(folder, 4)
     with Catalog.open(sqlite_lab) as cat:
         import_captures(cat, folder, campaign="train", device_ip=DEVICE)
-    (tmp_path / "grids.toml").write_text(GRIDS)
+    grids = write_grids(tmp_path, {"random_forest": {"params": {"n_estimators": 20},
+                                                    "grid": {"criterion": ["gini", "entropy"]}}}, labels=False)
     model = tmp_path / "model.joblib"
     res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "train", "--campaign", "train", "--features",
-                              "histogram:bins=10", "--grids", str(tmp_path / "grids.toml"), "--out", str(model)])
+                              "histogram:bins=10", "--grids", str(grids), "--out", str(model)])
     assert res.exit_code == 0, res.output
     assert "24 captures of 6 classes from train" in res.output
     return sqlite_lab, model

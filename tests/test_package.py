@@ -113,17 +113,15 @@ def _run_notebook(path: Path) -> dict:
 
 @pytest.mark.timeout(300)
 def test_the_notebook_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from echolab.db.catalog import Catalog
-    from echolab.db.transfer import import_captures
-    from echolab.labdir import CATALOG_URL_ENV, LabDir
+    from echolab import Lab
+    from echolab.labdir import CATALOG_URL_ENV
     from echolab.prompts.classes import STUDY_CLASSES
 
     monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
-    lab = LabDir.open(tmp_path / "lab", create=True)
     folder = tmp_path / "captures"
     write_class_captures(folder, 6)
-    with Catalog.open(lab) as cat:
-        import_captures(cat, folder, campaign="notebook", device_ip=SIM_DEVICE_IP)
+    with Lab(tmp_path / "lab", create=True) as lab:
+        lab.import_captures(folder, campaign="notebook", device_ip=SIM_DEVICE_IP)
     monkeypatch.setenv("ECHOLAB_LAB", str(lab.root))
     ns = _run_notebook(NOTEBOOK)
     assert ns["stats"].classes and all(c.ok == 6 for c in ns["stats"].classes)
@@ -132,3 +130,4 @@ def test_the_notebook_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     summary = ns["result"].run.summary
     assert [f["key"] for f in summary["features"]] == ["tcptrace", "combined"]
     assert ns["page"].exists() and (ns["page"].parent / "summary.md").exists()
+    assert ns["built"].failed == 0 and ns["built"].extracted + ns["built"].cached == 6 * len(STUDY_CLASSES)
