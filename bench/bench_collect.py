@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from echolab.collector.campaign import CollectSettings
-from echolab.collector.run import collect
+from echolab.collector.collect import collect
 from echolab.collector.sim import SimLab, down
 from echolab.labdir import LabDir
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from echolab.captures.reader import read_packets
 from echolab.collector.campaign import CollectSettings
-from echolab.collector.run import collect
+from echolab.collector.collect import collect
 from echolab.collector.sim import down
 from echolab.collector.timing import REAL_REQUEST, bursts
 from echolab.db.catalog import Catalog

@@ -45,7 +45,7 @@ from echolab.collector.failures import HINTS, CampaignPaused, CollectError, Fail
 from echolab.collector.stopping import StopRequest
 from echolab.db.catalog import Catalog, safe_name
 from echolab.db.checks import sweep_partial
-from echolab.db.models import Campaign, CampaignStatus, CaptureStatus
+from echolab.db.records import Campaign, CampaignStatus, CaptureStatus
 from echolab.errors import EcholabError
 
 log = logging.getLogger("echolab.collect")

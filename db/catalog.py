@@ -26,7 +26,7 @@ from echolab.db.errors import (
 )
 from echolab.db.files import place_file, sha256_file
 from echolab.db.locks import WriteLock
-from echolab.db.models import (
+from echolab.db.records import (
     AnalysisRun, Backend, Campaign, CampaignStatus, Capture, CaptureStatus, Device, FeatureRow, Prompt,
     TrialResult, utcnow,
 )

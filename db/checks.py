@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from echolab.db.catalog import Catalog
 from echolab.db.files import PART_SUFFIX, sha256_file
-from echolab.db.models import Campaign, Capture, CaptureStatus
+from echolab.db.records import Campaign, Capture, CaptureStatus
 
 
 @dataclass

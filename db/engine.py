@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from echolab.db.errors import CatalogError
-from echolab.db.models import SCHEMA_REVISION
+from echolab.db.records import SCHEMA_REVISION
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_LOCK_TIMEOUT_S = 60.0  # how long a writer waits for another one (lab setting catalog_lock_timeout_s)
@@ -92,7 +92,7 @@ def _current_revision(engine: Engine) -> str | None:
 def migrate(engine: Engine) -> str:
     """Bring the catalog's schema up to date; refuse a schema newer than this echolab.
 
-    A catalog already at :data:`~echolab.db.models.SCHEMA_REVISION` is opened without
+    A catalog already at :data:`~echolab.db.records.SCHEMA_REVISION` is opened without
     loading Alembic (most opens: it saves a third of a second on every command)."""
     if _current_revision(engine) == SCHEMA_REVISION:
         return SCHEMA_REVISION

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from echolab.db.engine import PG_LOCK_KEY, process_name, write_intent
 from echolab.db.errors import CatalogBusyError
-from echolab.db.models import utcnow
+from echolab.db.records import utcnow
 from echolab.labdir import LabDir
 
 HOLDER_FILE = "catalog-writer.json"  # in the lab's tmp/ while a process holds the write lock (SQLite)

@@ -24,7 +24,7 @@ from echolab.captures.reader import CaptureError
 from echolab.captures.trace import is_trace_file
 from echolab.db.catalog import Catalog, CatalogError, DuplicateCaptureError
 from echolab.db.files import is_capture_name, sha256_file
-from echolab.db.models import Backend, Campaign, CampaignStatus, Capture, CaptureStatus
+from echolab.db.records import Backend, Campaign, CampaignStatus, Capture, CaptureStatus
 from echolab.captures.cut import SplitResult, split_capture
 from echolab.captures.device import DeviceGuess
 from echolab.captures.pieces import write_pieces
@@ -53,7 +53,7 @@ class ImportReport:
     duplicates: list[str] = field(default_factory=list)  # source paths skipped (same sha256 known)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (source path, message)
     failed: list[tuple[str, str]] = field(default_factory=list)  # kept with status failed: (source path, reason)
-    splits: list["SplitImport"] = field(default_factory=list)  # one per long capture cut (--split)
+    cuts: list["CutImport"] = field(default_factory=list)  # one per long capture cut into requests (--split)
     replaced: int = 0  # pieces of an earlier cut removed by --replace
     stale_runs: list[str] = field(default_factory=list)  # analysis runs marked stale by --replace
 
@@ -104,7 +104,7 @@ def import_captures(
     location: str | None = None,
     on_item: Callable[[ImportItem], None] | None = None,
     label_from: str | None = None,
-    split: SplitSpec | None = None,
+    cut: SplitSpec | None = None,
     expect: int | None = None,
     replace: bool = False,
 ) -> ImportReport:
@@ -115,9 +115,9 @@ def import_captures(
     with its reason and the import goes on.
 
     *label_from* labels files by a regular expression on their name (see
-    :func:`label_from_name`) instead of their folder. With *split*, each file
+    :func:`label_from_name`) instead of their folder. With *cut*, each file
     is a long capture cut into one capture per request first (see
-    :func:`import_split`); *expect* is how many requests each should hold,
+    :func:`import_cut`); *expect* is how many requests each should hold,
     and *replace* swaps an earlier, different cut of the same source for this one.
 
     A capture that holds no packet (or none of the device) is kept with status
@@ -166,11 +166,11 @@ def import_captures(
         if not item.path.is_file():
             report.rejected.append((str(item.path), f"{item.path} not found"))
             continue
-        if split is not None:  # a long capture: cut into requests first
+        if cut is not None:  # a long capture: cut into requests first
             name = campaign or item.campaign or default_campaign
             if name not in campaigns:
                 campaigns[name] = _import_campaign(catalog, name, location)
-            import_split(catalog, campaigns[name], item, split, report, device_ip=item.device_ip or device_ip,
+            import_cut(catalog, campaigns[name], item, cut, report, device_ip=item.device_ip or device_ip,
                          expect=expect, replace=replace)
             continue
         sha = sha256_file(item.path)
@@ -234,13 +234,13 @@ def items_from_pattern(source: Path, pattern: str) -> Iterable[ImportItem]:
 
 
 @dataclass
-class SplitImport:
+class CutImport:
     """What became of one long capture: its device, its requests, the cut chosen, and any problem."""
 
     path: str
     label: str
     device: DeviceGuess | None = None
-    requests: int = 0  # found by the split
+    requests: int = 0  # found by the cut
     ignored: int = 0  # bursts or windows set aside as keep-alives
     imported: list[int] = field(default_factory=list)
     duplicates: int = 0
@@ -252,7 +252,7 @@ class SplitImport:
     replaced: int = 0  # pieces of an earlier cut removed (--replace)
 
 
-def import_split(
+def import_cut(
     catalog: Catalog,
     campaign: Campaign,
     item: ImportItem,
@@ -262,7 +262,7 @@ def import_split(
     device_ip: str | None = None,
     expect: int | None = None,
     replace: bool = False,
-) -> SplitImport:
+) -> CutImport:
     """Cut one long capture into requests and catalogue each as its own pcapng.
 
     Each piece links back to its source (path as given, sha256, time range)
@@ -277,8 +277,8 @@ def import_split(
     dropped, analysis runs that used them marked stale) and the new ones come
     in, in one transaction.
     """
-    done = SplitImport(str(item.path), item.label, expected=expect)
-    report.splits.append(done)
+    done = CutImport(str(item.path), item.label, expected=expect)
+    report.cuts.append(done)
     try:
         source_sha = sha256_file(item.path)
         result = split_capture(item.path, spec, device_ip, expect=expect)
@@ -314,7 +314,7 @@ class _CutConflict(CatalogError):
 
 
 def _add_pieces(catalog: Catalog, campaign: Campaign, item: ImportItem, result: SplitResult, source_sha: str,
-                pieces: list[Path], ranges: list[tuple[int, int]], done: SplitImport, report: ImportReport,
+                pieces: list[Path], ranges: list[tuple[int, int]], done: CutImport, report: ImportReport,
                 replace: bool) -> None:
     """Inside the write lock: compare with the source's pieces in the catalog, then add (and replace)."""
     held = catalog.source_pieces(source_sha)

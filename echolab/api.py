@@ -45,11 +45,11 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     from echolab.captures.cut import SplitResult
     from echolab.captures.spec import SplitSpec
     from echolab.collector.campaign import CollectResult, CollectSettings
-    from echolab.collector.run import Display
+    from echolab.collector.collect import Display
     from echolab.collector.watch import LiveRequest
     from echolab.db.catalog import Catalog
     from echolab.db.checks import CatalogStats
-    from echolab.db.models import AnalysisRun, Campaign, Capture
+    from echolab.db.records import AnalysisRun, Campaign, Capture
     from echolab.db.transfer import ImportItem, ImportReport
 
 @dataclass
@@ -218,7 +218,7 @@ class Lab:
 
         return import_captures(self.catalog, Path(source), manifest=Path(manifest) if manifest else None,
                                campaign=campaign, device_ip=device_ip, location=location, on_item=on_item,
-                               label_from=label_from, split=_cut(cut) if cut is not None else None,
+                               label_from=label_from, cut=_cut(cut) if cut is not None else None,
                                expect=expect, replace=replace)
 
     def export(self, out: Path | str, *, label: str | None = None, campaign: str | None = None,
@@ -497,10 +497,10 @@ class Lab:
                 name: str | None = None, display: "Display | None" = None) -> "CollectResult":
         """Run (or resume) a campaign until every class has its target of good captures.
 
-        *display* shows the collection as it goes (``echolab.collector.run.Display``;
+        *display* shows the collection as it goes (``echolab.collector.collect.Display``;
         ``plain_display()`` prints plain lines); by default the campaign log is the trail.
         """
-        from echolab.collector.run import collect
+        from echolab.collector.collect import collect
 
         return collect(self.dir, settings, resume=resume, new=new, name=name, display=display)
 

@@ -27,7 +27,7 @@ from echolab.progress import ProgressCallback
 from echolab.prompts.classes import STUDY_CLASSES, STUDY_PER_CLASS
 
 if TYPE_CHECKING:
-    from echolab.db.models import AnalysisRun
+    from echolab.db.records import AnalysisRun
 
 DEMO_SIM_PREFIX = "echolab-demo"
 DEMO_SIM_SLOTS = 9  # demos that can run at once on one machine, each on its own simulated lab
@@ -111,11 +111,11 @@ def run_demo(lab: LabDir, settings: DemoSettings, console: Any = None, *,
     *console* (a rich ``Console``, as the CLI passes, or anything with ``print``
     and ``rule``; default :class:`PlainConsole`) shows the steps; *progress* is
     called by the speech, feature and comparison steps (``echolab.progress``);
-    *collect_display* shows the collection (``echolab.collector.run.Display``;
+    *collect_display* shows the collection (``echolab.collector.collect.Display``;
     default: a plain line every few captures on stdout).
     """
     from echolab.collector.campaign import CollectSettings
-    from echolab.collector.run import plain_display
+    from echolab.collector.collect import plain_display
     from echolab.collector.sim import NamespaceUnavailable, SimLab, down
     from echolab.prompts.synth import synthesize_lab
 

@@ -20,7 +20,7 @@ from echolab.analysis.compare.synthetic import synthetic_source
 from echolab.analysis.compare.specs import AnalysisError, FeatureSpec, RunSettings
 from echolab.analysis.compare.stats import paired_test
 from echolab.db.catalog import Catalog
-from echolab.db.models import AnalysisRun, TrialResult
+from echolab.db.records import AnalysisRun, TrialResult
 from echolab.cli import app
 from echolab.labdir import LabDir
 

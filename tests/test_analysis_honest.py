@@ -24,7 +24,7 @@ from echolab.analysis.compare.sources import DataSource
 from echolab.analysis.compare.synthetic import synthetic_source
 from echolab.analysis.compare.specs import FeatureSpec, RunSettings
 from echolab.db.catalog import Catalog
-from echolab.db.models import TrialResult
+from echolab.db.records import TrialResult
 from echolab.labdir import LabDir
 
 from grids import write_grids

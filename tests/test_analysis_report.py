@@ -12,7 +12,7 @@ from echolab.analysis.compare.runner import run_analysis
 from echolab.analysis.compare.synthetic import synthetic_source
 from echolab.analysis.compare.specs import FeatureSpec, RunSettings, study_features
 from echolab.db.catalog import Catalog
-from echolab.db.models import AnalysisRun
+from echolab.db.records import AnalysisRun
 from echolab.labdir import LabDir
 
 from grids import write_grids
@@ -116,7 +116,7 @@ def test_plots_leave_matplotlib_state_alone(report_dir, tmp_path: Path) -> None:
         "import json, sys\n"
         "import matplotlib\n"
         "from echolab.analysis.compare.report import write_report\n"
-        "from echolab.db.models import AnalysisRun\n"
+        "from echolab.db.records import AnalysisRun\n"
         f"d = json.load(open({str(folder / 'summary.json')!r}))\n"
         "run = AnalysisRun(name=d['name'], status='done', settings=d['settings'], versions=d['versions'],\n"
         "                  fingerprint=d['fingerprint'], summary=d['summary'])\n"

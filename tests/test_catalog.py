@@ -175,11 +175,11 @@ def test_damaged_catalog_file_is_refused(sqlite_lab: LabDir) -> None:
 
 
 def test_migrations_match_models(lab: LabDir) -> None:
-    """The Alembic migrations build exactly the schema db/models.py describes."""
+    """The Alembic migrations build exactly the schema db/records.py describes."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from echolab.db.models import Base
+    from echolab.db.records import Base
 
     with Catalog.open(lab) as cat, cat.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
@@ -191,7 +191,7 @@ def test_schema_revision_is_the_migrations_head() -> None:
     from alembic.script import ScriptDirectory
 
     from echolab.db.catalog import MIGRATIONS
-    from echolab.db.models import SCHEMA_REVISION
+    from echolab.db.records import SCHEMA_REVISION
 
     assert ScriptDirectory(str(MIGRATIONS)).get_current_head() == SCHEMA_REVISION
 
@@ -283,7 +283,7 @@ from echolab.labdir import LabDir
 time.sleep(max(0.0, float(sys.argv[4]) - time.time()))  # all three start together
 with Catalog.open(LabDir.open(sys.argv[1])) as cat:
     plain = import_captures(cat, Path(sys.argv[2]), campaign="shared")
-    cut = import_captures(cat, Path(sys.argv[3]), campaign="shared", split=SplitSpec.parse("auto"), expect=5,
+    cut = import_captures(cat, Path(sys.argv[3]), campaign="shared", cut=SplitSpec.parse("auto"), expect=5,
                           label_from=r"^(\\w+?)_\\d")
 print(json.dumps({"imported": len(plain.imported), "duplicates": len(plain.duplicates),
                   "pieces": len(cut.imported), "piece_duplicates": len(cut.duplicates),

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from echolab.captures.reader import read_packets
 from echolab.collector.backends import EchoBackend
 from echolab.collector.campaign import CampaignPaused, CampaignRunner, CollectSettings
-from echolab.collector.run import SpeechSource, create_campaign
+from echolab.collector.collect import SpeechSource, create_campaign
 from echolab.db.catalog import Catalog
 from echolab.db.checks import verify
 from echolab.cli import app

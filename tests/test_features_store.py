@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from echolab.analysis.features.sets import EXTRACTOR_VERSION, FeatureError, load_dataset, make_transformer
 from echolab.analysis.features.store import build_features
 from echolab.db.catalog import Catalog
-from echolab.db.models import FeatureRow
+from echolab.db.records import FeatureRow
 from echolab.cli import app
 from echolab.labdir import LabDir
 from pcaps import synthetic_session

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from echolab.captures.reader import read_packets
 from echolab.collector.campaign import CampaignPaused, CollectSettings
-from echolab.collector.run import collect, plain_display
+from echolab.collector.collect import collect, plain_display
 from echolab.collector.sim import SimLab, down
 from echolab.collector.sim.recordings import from_campaign, from_folder
 from echolab.cli import app

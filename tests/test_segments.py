@@ -30,7 +30,7 @@ from echolab.collector.sim.synthetic import generate
 from echolab.collector.sim.topology import Topology
 from echolab.db.catalog import Catalog
 from echolab.db.files import sha256_file
-from echolab.db.models import Capture
+from echolab.db.records import Capture
 from echolab.captures.cut import find_segments, split_capture
 from echolab.captures.device import detect_device, load_timeline
 from echolab.captures.pieces import write_pieces
@@ -526,7 +526,7 @@ def test_import_auto_keeps_the_choice_and_segments_shows_it_per_file(sqlite_lab:
 def test_recut_is_refused_then_replaced_with_features_and_runs_updated(sqlite_lab: LabDir,
                                                                         echo_files: dict[str, EchoCapture],
                                                                         tmp_path: Path) -> None:
-    from echolab.db.models import AnalysisRun, FeatureRow
+    from echolab.db.records import AnalysisRun, FeatureRow
 
     cap = echo_files["trailing upload bursts 8-15 s after answers"]
     first = cli(sqlite_lab, "catalog", "import", str(cap.path), "--split", "auto", "--expect", "5",

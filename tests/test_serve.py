@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from echolab.db.catalog import Catalog
 from echolab.db.checks import catalog_stats
 from echolab.db.files import sha256_file
-from echolab.db.models import AnalysisRun
+from echolab.db.records import AnalysisRun
 from echolab.db.serve import ServeError, build_datasette, catalog_path
 from echolab.db.transfer import import_captures
 from echolab.cli import app

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure as MplFigure
 
-    from echolab.db.models import AnalysisRun
+    from echolab.db.records import AnalysisRun
 
 TEMPLATES = Path(__file__).with_name("templates")
 STUDY_RESULTS = Path(__file__).with_name("study_results.toml")

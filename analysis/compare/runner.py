@@ -31,7 +31,7 @@ from echolab.analysis.compare.sources import DataSource
 from echolab.analysis.compare.specs import AnalysisError, RunSettings
 from echolab.analysis.compare.storage import library_versions, stored_settings
 from echolab.analysis.compare.trials import TrialOutcome
-from echolab.db.models import AnalysisRun
+from echolab.db.records import AnalysisRun
 from echolab.progress import ProgressCallback
 
 

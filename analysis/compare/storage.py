@@ -18,7 +18,7 @@ from echolab.analysis.compare.grids import ModelSpec
 from echolab.analysis.compare.sources import DataSource
 from echolab.analysis.compare.specs import RunSettings
 from echolab.analysis.compare.trials import TrialOutcome
-from echolab.db.models import TrialResult
+from echolab.db.records import TrialResult
 
 
 def stored_settings(settings: RunSettings, specs: list[ModelSpec], src: DataSource, cluster: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from echolab.analysis.compare.matrices import FeatureMatrix
 from echolab.analysis.compare.sources import DataSource
 from echolab.analysis.compare.specs import AnalysisError, RunSettings
 from echolab.analysis.compare.trials import Split
-from echolab.db.models import TrialResult
+from echolab.db.records import TrialResult
 
 
 def summarize(plan: Sequence[PlannedTrial], rows: dict[str, TrialResult], src: DataSource, classes: list[str],

@@ -1,7 +1,7 @@
 """Feature records cached in the catalog, built in parallel.
 
 A record is keyed by what determines it: the capture's content (sha256), the
-extractor version and the device IP (``echolab.db.models.FeatureRow``). Building reads
+extractor version and the device IP (``echolab.db.records.FeatureRow``). Building reads
 every capture without a cached row, on ``n_jobs`` worker processes, reporting to
 an optional progress callback (``echolab.progress``); a capture that cannot be used (corrupt, cut short, empty, no TCP
 with the device) is stored with its reason in ``FeatureRow.error`` and skipped
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 from echolab.analysis.features.sets import EXTRACTOR_VERSION, CaptureRecord, FeatureError, extract_record
 from echolab.captures.trace import TRACE_DEVICE, TRACE_SUFFIX
-from echolab.db.models import Capture
+from echolab.db.records import Capture
 from echolab.progress import ProgressCallback, notify
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from echolab.db.models import Base
+from echolab.db.records import Base
 
 config = context.config
 target_metadata = Base.metadata

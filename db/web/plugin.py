@@ -19,7 +19,7 @@ from __future__ import annotations
 import mimetypes
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 from urllib.parse import quote, unquote
 
 from datasette import hookimpl
@@ -30,6 +30,8 @@ from markupsafe import Markup, escape
 
 from echolab.db.catalog import safe_name
 from echolab.db.web.queries import CAPTURE_LIST_SQL, CAPTURE_LIST_VIEW
+
+Route = Callable[[Datasette, Request], Awaitable["AsgiFileDownload | Response"]]
 
 PLUGIN_NAME = "echolab"
 DATABASE_NAME = "catalog"
@@ -99,12 +101,16 @@ def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Datas
         conn.execute(CAPTURE_LIST_SQL)
 
 
-async def pcap_download(datasette: Datasette, request: Request) -> AsgiFileDownload | Response:
-    """The file of one capture, as an attachment named after its id and class."""
-    try:
-        return await _pcap_file(datasette, request)
-    except Refused as exc:
-        return await error_page(datasette, request, exc)
+def _route(serve: Callable[[Datasette, Request], Awaitable[AsgiFileDownload]], doc: str) -> Route:
+    """A route handler that serves a file with *serve*, or the error page of its refusal."""
+    async def handler(datasette: Datasette, request: Request) -> AsgiFileDownload | Response:
+        try:
+            return await serve(datasette, request)
+        except Refused as exc:
+            return await error_page(datasette, request, exc)
+
+    handler.__doc__ = doc
+    return handler
 
 
 async def _pcap_file(datasette: Datasette, request: Request) -> AsgiFileDownload:
@@ -140,14 +146,6 @@ def report_folder(root: Path, reports: Path, name: str, report_dir: str | None) 
     return folder if folder.is_relative_to(reports) else None
 
 
-async def report_file(datasette: Datasette, request: Request) -> AsgiFileDownload | Response:
-    """A file of an analysis run's report (index.html when none is named), shown inline."""
-    try:
-        return await _report_file(datasette, request)
-    except Refused as exc:
-        return await error_page(datasette, request, exc)
-
-
 async def _report_file(datasette: Datasette, request: Request) -> AsgiFileDownload:
     dirs = lab_dirs(datasette)
     if dirs is None:
@@ -177,8 +175,10 @@ async def _report_file(datasette: Datasette, request: Request) -> AsgiFileDownlo
 @hookimpl
 def register_routes(datasette: Datasette) -> list[tuple[str, Any]]:
     return [
-        (r"^/-/pcap/(?P<capture_id>[0-9]+)$", pcap_download),
-        (r"^/-/reports/(?P<run>[^/]+)/(?P<path>.*)$", report_file),
+        (r"^/-/pcap/(?P<capture_id>[0-9]+)$",
+         _route(_pcap_file, "The file of one capture, as an attachment named after its id and class.")),
+        (r"^/-/reports/(?P<run>[^/]+)/(?P<path>.*)$",
+         _route(_report_file, "A file of an analysis run's report (index.html when none is named), shown inline.")),
     ]
 
 

@@ -2,7 +2,7 @@
 
 The view is created as a TEMP view on each read-only connection (see
 ``echolab.db.web.plugin``), so browsing never writes to the catalog and the schema
-stays the one in ``db/models.py``.
+stays the one in ``db/records.py``.
 """
 
 from __future__ import annotations

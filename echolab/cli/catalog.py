@@ -15,7 +15,7 @@ from echolab.captures.rules import RULES
 from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table, open_lab
 from echolab.db.catalog import Catalog, CatalogError
 from echolab.db.checks import verify
-from echolab.db.models import CaptureStatus
+from echolab.db.records import CaptureStatus
 from echolab.db.transfer import MANIFEST_COLUMNS, manifest_rows
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ def import_cmd(
             on_item=lambda item: progress.update(task, advance=1, description=f"importing {item.path.name}"),
             label_from=label_from, cut=spec, expect=expect, replace=replace,
         )
-    for done in report.splits:
+    for done in report.cuts:
         if done.device is not None:
             typer.echo(f"{done.path}: label {done.label}, device {done.device.describe()}; {done.requests} requests "
                        f"({done.ignored} keep-alive bursts set aside), {len(done.imported)} imported"

@@ -134,7 +134,7 @@ def doctor(
 def collect_display(out: Any) -> Any:
     """The collection's progress display for *out* (a rich console): the live view on a
     terminal, else a plain line every few captures (a night-long run under nohup)."""
-    from echolab.collector.run import plain_display
+    from echolab.collector.collect import plain_display
 
     if not out.is_terminal:
         return plain_display(out.file)

@@ -27,7 +27,7 @@ from echolab.collector.audio import device_spec
 from echolab.collector.backends import Backend, EchoBackend, SimBackend, SyntheticBackend
 from echolab.collector.campaign import CampaignRunner, CollectError, CollectResult, CollectSettings, log
 from echolab.db.catalog import Catalog
-from echolab.db.models import Campaign, CampaignStatus
+from echolab.db.records import Campaign, CampaignStatus
 from echolab.labdir import LabDir
 from echolab.prompts.classes import STUDY_CLASSES
 

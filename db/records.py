@@ -1,7 +1,9 @@
-"""The catalog schema: the one place that defines it.
+"""The catalog schema: the one place that defines it, as SQLAlchemy record classes (one a table).
 
-Schema changes are Alembic migrations (``db/migrations/versions``); a test
-checks that the migrations produce exactly these models.
+A row of the catalog is a record (``Capture``, ``Campaign``, ``AnalysisRun`` ...);
+"model" in echolab means a trained classifier, never one of these. Schema changes
+are Alembic migrations (``db/migrations/versions``); a test checks that the
+migrations produce exactly these tables.
 """
 
 from __future__ import annotations
