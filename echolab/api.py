@@ -25,9 +25,9 @@ scikit-learn, matplotlib and pandas load when a method needs them.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import median
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from echolab.labdir import LabDir
@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     from echolab.collector.collect import Display
     from echolab.collector.watch import LiveRequest
     from echolab.db.catalog import Catalog
-    from echolab.db.checks import CatalogStats
+    from echolab.db.checks import CatalogStats, VerifyReport
     from echolab.db.records import AnalysisRun, Campaign, Capture
     from echolab.db.transfer import ImportItem, ImportReport
 
@@ -134,6 +134,8 @@ class LiveClassification:
         return [r.latency_s for r in self.requests]
 
     def median_latency_s(self) -> float | None:
+        from statistics import median
+
         latencies = self.latencies_s()
         return median(latencies) if latencies else None
 
@@ -183,9 +185,26 @@ class Lab:
     # -- captures --------------------------------------------------------------------------
 
     def captures(self, *, label: str | None = None, campaign: str | int | None = None,
-                 status: str | None = "ok") -> list["Capture"]:
-        """Catalogued captures matching every given filter, oldest first (default: the good ones)."""
-        return self.catalog.captures(label=label, campaign=campaign, status=status)
+                 status: str | None = "ok", since: datetime | None = None,
+                 until: datetime | None = None) -> list["Capture"]:
+        """Catalogued captures matching every given filter, oldest first (default: the good ones;
+        ``status=None``: all); *since*/*until* bound their start time."""
+        return self.catalog.captures(label, campaign, status, since, until)
+
+    def capture(self, capture_id: int) -> "Capture":
+        """One catalogued capture by id."""
+        return self.catalog.get_capture(capture_id)
+
+    def discard(self, capture_id: int, reason: str) -> "Capture":
+        """Exclude a capture from analysis, keeping it and *reason* for the audit trail."""
+        return self.catalog.discard(capture_id, reason)
+
+    def verify(self, *, hash_files: bool = True) -> "VerifyReport":
+        """Check every catalogued file exists (and, with *hash_files*, matches its sha256), and find
+        files the catalog does not know or that an interrupted write left."""
+        from echolab.db.checks import verify
+
+        return verify(self.catalog, hash_files=hash_files)
 
     def campaigns(self) -> list["Campaign"]:
         """The catalog's campaigns, oldest first."""

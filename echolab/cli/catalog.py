@@ -13,8 +13,7 @@ from rich.progress import Progress
 from echolab.api import Lab
 from echolab.captures.rules import RULES
 from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table, open_lab
-from echolab.db.catalog import Catalog, CatalogError
-from echolab.db.checks import verify
+from echolab.db.catalog import CatalogError
 from echolab.db.records import CaptureStatus
 from echolab.db.transfer import MANIFEST_COLUMNS, manifest_rows
 
@@ -33,10 +32,6 @@ class Status(str, Enum):
     all = "all"
 
 
-def _open(ctx: typer.Context, *, create: bool = False) -> Catalog:
-    return Catalog.open(get_lab(ctx, create=create))
-
-
 def _fmt(json_: bool, csv_: bool) -> str:
     if json_ and csv_:
         raise typer.BadParameter("choose one of --json and --csv")
@@ -46,8 +41,9 @@ def _fmt(json_: bool, csv_: bool) -> str:
 @app.command("init")
 def init(ctx: typer.Context) -> None:
     """Create the lab directory (if needed) and its catalog."""
-    with _open(ctx, create=True) as cat:
-        console.print(f"Lab ready at {cat.lab.root} (catalog {cat.engine.url.render_as_string(hide_password=True)})")
+    with open_lab(ctx, create=True) as lab:
+        url = lab.catalog.engine.url.render_as_string(hide_password=True)
+        console.print(f"Lab ready at {lab.root} (catalog {url})")
 
 
 @app.command("ls")
@@ -63,8 +59,9 @@ def ls(
 ) -> None:
     """List captures."""
     fmt = _fmt(json_, csv_)
-    with _open(ctx) as cat:
-        rows = cat.captures(label, campaign, None if status is Status.all else status.value, since, until)
+    with open_lab(ctx) as lab:
+        rows = lab.captures(label=label, campaign=campaign, status=None if status is Status.all else status.value,
+                            since=since, until=until)
         emit_rows(manifest_rows(rows), LS_COLUMNS if fmt == "table" else MANIFEST_COLUMNS, fmt=fmt,
                   title=f"{len(rows)} captures")
 
@@ -78,14 +75,14 @@ def show(
     """Every field of one capture and a packet summary of its file."""
     from echolab.cli.inspect import packet_summary
 
-    with _open(ctx) as cat:
-        c = cat.get_capture(capture_id)
+    with open_lab(ctx) as lab:
+        c = lab.capture(capture_id)
         fields = [(col, getattr(c, col)) for col in c.__table__.columns.keys()]
         fields.insert(2, ("campaign_name", c.campaign.name))
         if c.prompt:
             fields.append(("prompt_text", c.prompt.text))
         console.print(key_value_table(fields, title=f"capture {c.id}"))
-        path = cat.abspath(c)
+        path = lab.capture_path(c)
         if path is None:
             console.print("[dim]no file (a failed attempt)[/dim]")
         elif not path.exists():
@@ -130,8 +127,8 @@ def verify_cmd(
     quick: Annotated[bool, typer.Option(help="Check presence only, do not hash files.")] = False,
 ) -> None:
     """Check every file exists and matches its sha256, and find files the catalog does not know."""
-    with _open(ctx) as cat:
-        report = verify(cat, hash_files=not quick)
+    with open_lab(ctx) as lab:
+        report = lab.verify(hash_files=not quick)
     for cid, path in report.missing:
         typer.echo(f"missing   capture {cid}: {path}")
     for cid, path in report.modified:
@@ -295,8 +292,8 @@ def discard(
     reason: Annotated[str, typer.Option(help="Why (kept for the audit trail).")],
 ) -> None:
     """Exclude a capture from analysis, keeping it and the reason for the audit trail."""
-    with _open(ctx) as cat:
-        row = cat.discard(capture_id, reason)
+    with open_lab(ctx) as lab:
+        row = lab.discard(capture_id, reason)
     console.print(f"Capture {row.id} discarded: {row.reason}")
 
 

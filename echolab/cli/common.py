@@ -13,15 +13,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from echolab.api import Lab
 from echolab.labdir import LabDir, default_lab_path
 from echolab.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from echolab.api import Lab
 
 console = Console()
 err_console = Console(stderr=True)
@@ -48,8 +50,13 @@ def get_lab(ctx: typer.Context, *, create: bool = False) -> LabDir:
     return LabDir.open(state.lab_path if state else default_lab_path(), create=create)
 
 
-def open_lab(ctx: typer.Context, *, create: bool = False) -> Lab:
-    """The library's :class:`~echolab.Lab` on the lab of ``--lab`` (a context manager: it closes the catalog)."""
+def open_lab(ctx: typer.Context, *, create: bool = False) -> "Lab":
+    """The library's :class:`~echolab.Lab` on the lab of ``--lab`` (a context manager: it closes the catalog).
+
+    Imported here, not at the top: the root command imports this module, and ``echolab --help`` loads no
+    more than it needs."""
+    from echolab.api import Lab
+
     return Lab(get_lab(ctx, create=create))
 
 
