@@ -101,11 +101,16 @@ def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Datas
         conn.execute(CAPTURE_LIST_SQL)
 
 
-def _route(serve: Callable[[Datasette, Request], Awaitable[AsgiFileDownload]], doc: str) -> Route:
-    """A route handler that serves a file with *serve*, or the error page of its refusal."""
+def _route(serve: Callable[[Datasette, Request, tuple[Path, Path, Path]], Awaitable[AsgiFileDownload]],
+           doc: str) -> Route:
+    """A route handler that serves a file of the lab's folders (root, captures, reports) with *serve*,
+    or the error page of its refusal."""
     async def handler(datasette: Datasette, request: Request) -> AsgiFileDownload | Response:
         try:
-            return await serve(datasette, request)
+            dirs = lab_dirs(datasette)
+            if dirs is None:
+                raise Refused(404, "not an echolab catalog")
+            return await serve(datasette, request, dirs)
         except Refused as exc:
             return await error_page(datasette, request, exc)
 
@@ -113,10 +118,7 @@ def _route(serve: Callable[[Datasette, Request], Awaitable[AsgiFileDownload]], d
     return handler
 
 
-async def _pcap_file(datasette: Datasette, request: Request) -> AsgiFileDownload:
-    dirs = lab_dirs(datasette)
-    if dirs is None:
-        raise Refused(404, "not an echolab catalog")
+async def _pcap_file(datasette: Datasette, request: Request, dirs: tuple[Path, Path, Path]) -> AsgiFileDownload:
     root, captures, _reports = dirs
     capture_id = int(request.url_vars["capture_id"])
     rows = await datasette.get_database(DATABASE_NAME).execute(
@@ -146,10 +148,7 @@ def report_folder(root: Path, reports: Path, name: str, report_dir: str | None) 
     return folder if folder.is_relative_to(reports) else None
 
 
-async def _report_file(datasette: Datasette, request: Request) -> AsgiFileDownload:
-    dirs = lab_dirs(datasette)
-    if dirs is None:
-        raise Refused(404, "not an echolab catalog")
+async def _report_file(datasette: Datasette, request: Request, dirs: tuple[Path, Path, Path]) -> AsgiFileDownload:
     root, _captures, reports = dirs
     name = unquote(request.url_vars["run"])
     rel = unquote(request.url_vars["path"]) or "index.html"
