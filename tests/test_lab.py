@@ -20,8 +20,9 @@ from echolab.labdir import CATALOG_URL_ENV
 from echolab.prompts.classes import STUDY_CLASSES
 
 from grids import write_grids
+from pcaps import SIM_DEVICE_IP, write_class_captures
 
-DEVICE = "10.77.0.2"  # the simulated Echo's address in synthetic captures
+DEVICE = SIM_DEVICE_IP
 PER_CLASS = 5  # the fewest per class whose 20% test part holds every class
 T0 = 1_700_000_000.0
 
@@ -37,10 +38,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """A lab made by Lab, holding PER_CLASS synthetic captures of each class imported by Lab."""
     root = tmp_path_factory.mktemp("front")
     folder = root / "captures"
-    for label in STUDY_CLASSES:
-        (folder / label).mkdir(parents=True)
-        for i in range(PER_CLASS):
-            _capture(folder / label / f"{i}.pcap", label, i)
+    write_class_captures(folder, PER_CLASS)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(CATALOG_URL_ENV, raising=False)
         with Lab(root / "lab", create=True) as opened:

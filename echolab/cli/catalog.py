@@ -212,7 +212,9 @@ def import_cmd(
 def segments_cmd(
     capture: Annotated[Path, typer.Argument(help="A long pcap/pcapng capture, or a folder of them (one line each).",
                                             exists=True)],
-    split: Annotated[str, typer.Option(help="gap=SECONDS, every=SECONDS, times=FILE or auto (see 'import --split').")]
+    split: Annotated[str, typer.Option(
+        help="The cut into requests (not a train/test split): gap=SECONDS, every=SECONDS, times=FILE or auto "
+             "(see 'import --split').")]
         = f"gap={RULES.gap_s:g}",
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address (default: detected).")] = None,
     min_packets: Annotated[int, typer.Option(help="Fewer device TCP packets than this is a keep-alive.")]
