@@ -347,7 +347,7 @@ class CampaignRunner:
                     raise Failure("capture-error", f"{cap.tool} stopped while watching the Echo")
                 live.poll()
                 now = time.time()
-                if now - max(live.last_traffic, start) >= window + RULES.engine_file_delay_s:
+                if now - max(live.last_traffic, start) >= window + RULES.collector_file_delay_s:
                     return
                 if now - start > s.idle_timeout_s:
                     raise Failure("echo-busy", f"the Echo's traffic did not pause for {window:.1f} s within "
@@ -406,7 +406,7 @@ class CampaignRunner:
         s, b = self.settings, self.backend
         quiet = max(s.scaled(s.quiet_s), b.min_quiet_s)
         trailing = s.scaled(s.trailing_s)
-        lag = 0.0 if b.knows_end else RULES.engine_file_delay_s  # a packet may show in the file this late
+        lag = 0.0 if b.knows_end else RULES.collector_file_delay_s  # a packet may show in the file this late
         deadline = time.monotonic() + s.max_duration(label)
         answer_by = time.monotonic() + max(s.scaled(s.response_timeout_s), 1.0)
         answer_end: float | None = None
@@ -444,7 +444,7 @@ class CampaignRunner:
 
     def _until_in_file(self, live: LiveCapture, after: float) -> None:
         """Wait (at most twice the engine's file delay) until the file holds a packet of the device sent after *after*."""
-        give_up = time.monotonic() + 2 * RULES.engine_file_delay_s
+        give_up = time.monotonic() + 2 * RULES.collector_file_delay_s
         while live.last_packet < after and time.monotonic() < give_up:
             time.sleep(POLL_S)
             live.poll(since=self._play_start)
