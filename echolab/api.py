@@ -426,7 +426,7 @@ class Lab:
         stored = run if isinstance(run, (str, int)) else getattr(run, "run", run)
         if isinstance(stored, (str, int)):
             stored = self.run(stored)
-        path = write_report(stored, Path(out) if out else self.dir.reports_dir / stored.name, force=force)
+        path = write_report(stored, Path(out) if out else self.dir.report_dir(stored.name), force=force)
         if out is None:
             self.catalog.set_report_dir(stored, path.parent)
         return path

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from echolab.errors import LabError
+from echolab.safepaths import safe_component
 
 LAB_ENV = "ECHOLAB_LAB"
 CATALOG_URL_ENV = "ECHOLAB_CATALOG_URL"
@@ -66,7 +67,10 @@ class LabDir:
         settings_file = path / SETTINGS_FILE
         if settings_file.exists():
             try:
-                settings = tomllib.loads(settings_file.read_text())
+                settings = tomllib.loads(settings_file.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as exc:
+                raise LabError(f"cannot read lab settings {settings_file}: it is not UTF-8 text "
+                               f"(byte {exc.start})") from exc
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise LabError(f"cannot read lab settings {settings_file}: {exc}") from exc
         lab = cls(path, settings)
@@ -93,6 +97,10 @@ class LabDir:
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    def report_dir(self, run_name: str) -> Path:
+        """The folder of an analysis run's report, ``reports/RUN`` (a run name that cannot be a folder is refused)."""
+        return self.reports_dir / safe_component(run_name, "run")
 
     @property
     def logs_dir(self) -> Path:

@@ -143,7 +143,7 @@ async def _pcap_file(datasette: Datasette, request: Request, dirs: tuple[Path, P
 
 def report_folder(root: Path, reports: Path, name: str, report_dir: str | None) -> Path | None:
     """Where a run's report lives: its ``report_dir`` (absolute or lab-relative) or reports/NAME."""
-    folder = Path(report_dir) if report_dir else reports / safe_name(name)
+    folder = Path(report_dir) if report_dir else reports / safe_name(name, "run")
     folder = (root / folder).resolve()  # an absolute report_dir replaces root
     return folder if folder.is_relative_to(reports) else None
 
