@@ -452,6 +452,15 @@ class Lab:
         return load_model(path)
 
     @staticmethod
+    def convert_model(source: Path | str, out: Path | str | None = None, *, trust: bool = False) -> Path:
+        """Rewrite a model file of an older echolab (a joblib pickle) as today's, which loads without running
+        code; *trust* says the file is trusted, since reading it runs any code it holds. Returns the file
+        written (*out*, default: *source* with the suffix ``.echolab-model``)."""
+        from echolab.analysis.compare.modelfile import convert_model
+
+        return convert_model(source, out, trust=trust)
+
+    @staticmethod
     def classify(captures: Iterable[Path | str], model: "TrainedModel | Path | str",
                  cut: "str | SplitSpec" = "auto", *, device_ip: str | None = None,
                  on_capture: Callable[["CaptureOutcome"], None] | None = None) -> Classification:

@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -49,7 +49,7 @@ def trained(sqlite_lab: LabDir, tmp_path: Path) -> tuple[LabDir, Path]:
         import_captures(cat, folder, campaign="train", device_ip=DEVICE)
     grids = write_grids(tmp_path, {"random_forest": {"params": {"n_estimators": 20},
                                                     "grid": {"criterion": ["gini", "entropy"]}}}, labels=False)
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.echolab-model"
     res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "train", "--campaign", "train", "--features",
                               "histogram:bins=10", "--grids", str(grids), "--out", str(model)])
     assert res.exit_code == 0, res.output
@@ -76,9 +76,14 @@ def test_a_trained_model_file_holds_what_classifying_needs(trained: tuple[LabDir
 
 
 def _rewrite_header(path: Path, **changes: object) -> Path:
-    data = joblib.load(path)
-    data["header"].update(changes)
-    joblib.dump(data, path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    header = json.loads(members["header.json"])
+    header.update(changes)
+    members["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
     return path
 
 
