@@ -7,8 +7,9 @@ implements them:
 
 * a name that becomes one path component (a campaign, a class label, an
   analysis run, a source file's stem) goes through :func:`safe_component`:
-  characters outside ``A-Z a-z 0-9 . _ -`` become ``-``; a name that is only
-  dots (``.``, ``..``) or longer than :data:`MAX_COMPONENT` is refused;
+  characters outside ``A-Z a-z 0-9 . _ -`` become ``-``; a name that holds a
+  path separator, is only dots (``.``, ``..``) or is longer than
+  :data:`MAX_COMPONENT` is refused;
 * a path read from a manifest, a folder or a setting goes through
   :func:`contained`: it is resolved (symbolic links followed) and must stay
   inside the folder it came with, so a link or a ``../`` cannot reach out.
@@ -42,6 +43,9 @@ def safe_component(text: str, what: str = "name") -> str:
     shown = text if len(text) <= 60 else text[:57] + "..."
     if len(text) > MAX_COMPONENT:
         raise UnsafePathError(f"{what} {shown!r} is {len(text)} characters long; the limit is {MAX_COMPONENT}")
+    if any(c in text for c in "/\\\0"):
+        raise UnsafePathError(f"{what} {shown!r} cannot be used: it holds a path separator, so it would name "
+                              "a folder elsewhere")
     safe = _UNSAFE.sub("-", text).strip("-")
     if not safe:
         raise UnsafePathError(f"{what} {shown!r} has no letter or digit to name a folder or file by")
