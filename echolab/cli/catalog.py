@@ -311,6 +311,9 @@ def serve_cmd(
         "--no-auth", help="Serve without a token (anyone who can reach it sees the captures).")] = False,
 ) -> None:
     """Browse the catalog in a web browser (Datasette, read-only; SQLite catalogs only)."""
+    from echolab.errors import require
+
+    require("datasette", "web", "the catalog's web view (catalog serve)")
     from echolab.db.serve import is_loopback, serve
 
     def ready(url: str) -> None:
