@@ -110,6 +110,30 @@ def test_a_model_the_extractor_cannot_reproduce_is_refused(trained: tuple[LabDir
         load_model(tmp_path / "junk.joblib")
 
 
+def test_an_old_joblib_model_file_converts_once_trusted(trained: tuple[LabDir, Path], tmp_path: Path) -> None:
+    import io
+
+    import joblib
+
+    lab, path = trained
+    model = load_model(path)
+    old = tmp_path / "old.joblib"
+    payload = io.BytesIO()
+    joblib.dump(model, payload)
+    joblib.dump({"header": {**model.header(), "format": "echolab-model-1"}, "payload": payload.getvalue()}, old)
+    capture = _capture(tmp_path / "one.pcap", "weather", 9)
+    res = runner.invoke(app, ["classify", "--model", str(old), str(capture)])
+    assert res.exit_code == 1 and f"Hint: if you made it or trust who did, convert it once: echolab analyze " \
+                                  f"convert-model --trust {old}" in res.output
+    res = runner.invoke(app, ["analyze", "convert-model", "--trust", str(old)])
+    assert res.exit_code == 0 and f"Wrote {tmp_path / 'old.echolab-model'}" in res.output
+    converted = load_model(tmp_path / "old.echolab-model")
+    with Catalog.open(lab) as cat:
+        records = campaign_source(cat, ["train"]).records
+    assert converted.predict(records) == model.predict(records)
+    assert read_header(tmp_path / "old.echolab-model") == read_header(path)
+
+
 T0 = 1_700_000_000.0
 
 
