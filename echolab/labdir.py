@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from echolab.errors import LabError
-from echolab.safepaths import safe_component
+from echolab.safepaths import is_inside, safe_component
 
 LAB_ENV = "ECHOLAB_LAB"
 CATALOG_URL_ENV = "ECHOLAB_CATALOG_URL"
@@ -115,9 +115,19 @@ class LabDir:
         """The SQLAlchemy URL of the catalog.
 
         ``ECHOLAB_CATALOG_URL`` wins, then ``catalog_url`` in echolab.toml,
-        then a SQLite file in the lab directory.
+        then a SQLite file in the lab directory. A SQLite file named by the
+        settings must be inside the lab (a shared lab cannot point echolab at
+        a database elsewhere on the machine).
         """
-        url = os.environ.get(CATALOG_URL_ENV) or self.settings.get("catalog_url")
+        from_env = os.environ.get(CATALOG_URL_ENV)
+        url = from_env or self.settings.get("catalog_url")
+        if not from_env and url is not None:
+            if not isinstance(url, str):
+                raise LabError(f"catalog_url in {self.root / SETTINGS_FILE} must be a URL (text), not {url!r}")
+            file = url.partition("?")[0].removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+            if file and file != ":memory:" and not is_inside(self.root / file, self.root):
+                raise LabError(f"catalog_url in {self.root / SETTINGS_FILE} names a SQLite file outside the lab "
+                               f"({file}); a lab's settings keep its catalog inside it (or set {CATALOG_URL_ENV})")
         return url or f"sqlite:///{self.root / 'catalog.sqlite'}"
 
     def relative(self, path: Path) -> str:

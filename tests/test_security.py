@@ -436,8 +436,19 @@ def test_labels_that_look_like_matplotlib_math_are_drawn_as_text(tmp_path: Path)
     assert buf.getvalue()[:4] == b"\x89PNG"
 
 
-def test_lab_settings_that_cannot_be_used_are_one_line(tmp_path: Path) -> None:
+def test_lab_settings_that_cannot_be_used_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from echolab.labdir import CATALOG_URL_ENV
+
+    monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
     lab = LabDir.open(tmp_path / "lab", create=True)
+    elsewhere = tmp_path / "elsewhere.sqlite"
+    (lab.root / "echolab.toml").write_text(f'catalog_url = "sqlite:///{elsewhere}"\n')
+    code, out = _cli(lab, "catalog", "init")
+    assert code == 1 and "names a SQLite file outside the lab" in _one_error(out)
+    assert not elsewhere.exists()
+    (lab.root / "echolab.toml").write_text("audio = 5\n")
+    code, out = _cli(lab, "prompts", "synth")
+    assert code == 1 and "[audio] in echolab.toml must be a table" in _one_error(out)
     (lab.root / "echolab.toml").write_text("catalog_lock_timeout_s = inf\n")
     code, out = _cli(lab, "catalog", "stats")
     assert code == 1 and "catalog_lock_timeout_s in" in _one_error(out)
