@@ -19,6 +19,7 @@ and arrays, which it rebuilds as data. See docs/security.md.
 
 from __future__ import annotations
 
+import zipfile
 from typing import Any
 
 from echolab.errors import EcholabError
@@ -72,7 +73,7 @@ def dump_objects(objects: dict[str, Any]) -> bytes:
     import skops.io as sio
 
     try:
-        blob = sio.dumps(objects)
+        blob = sio.dumps(objects, compression=zipfile.ZIP_DEFLATED)
     except Exception as exc:  # skops raises what the object's own state raises
         raise ModelSafetyError(f"cannot write the model's parts ({type(exc).__name__}: {exc})") from exc
     untrusted = sorted(set(sio.get_untrusted_types(data=blob)) - set(trusted_types()))
