@@ -52,14 +52,27 @@ class ArchiveError(CatalogError):
 
 def is_tar(path: Path) -> bool:
     """Whether *path* looks like a tar (plain, gzip, bzip2 or xz); a damaged one still counts."""
+    import bz2
+    import gzip
+
     try:
         with open(path, "rb") as fh:
-            head = fh.read(512)
-    except OSError:
+            head = fh.read(6)
+        opener = {b"\x1f\x8b": gzip.open, b"BZ": bz2.open, b"\xfd7": lzma.open}.get(head[:2])
+        with (opener or open)(path, "rb") as fh:
+            block = fh.read(512)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error):
+        return opener is not None and "tar" in Path(path).name.lower()  # damaged: its name says what it was
+    return len(block) == 512 and (block[257:262] == b"ustar" or _checksum_ok(block))
+
+
+def _checksum_ok(block: bytes) -> bool:
+    """Whether *block* is a tar header by its checksum (an old v7 tar has no ``ustar`` magic)."""
+    try:
+        stored = int(block[148:156].split(b"\0")[0].strip() or b"-1", 8)
+    except ValueError:
         return False
-    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
-        return True
-    return len(head) >= 262 and head[257:262] == b"ustar"
+    return stored == sum(block[:148]) + 8 * 32 + sum(block[156:])
 
 
 def member_name(name: str, source: Path) -> PurePosixPath:
