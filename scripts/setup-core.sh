@@ -15,7 +15,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "echolab setup-core: installing echolab's core dependencies into .venv-core"
   .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
     > .venv-core/requirements.txt
-  .venv-core/bin/pip install -q -r .venv-core/requirements.txt
+  .venv-core/bin/pip install -q -r .venv-core/requirements.txt 2> >(grep -v "^WARNING: Location" >&2)
   rm -f "$stamp"
 fi
 if [ ! -f "$stamp" ] || [ -n "$(find echolab db prompts collector analysis -newer "$stamp" -print -quit)" ]; then
