@@ -425,6 +425,15 @@ def write_manifest(rows: Sequence[dict[str, Any]], fmt: str) -> str:
     return buf.getvalue()
 
 
+def _below_lab(rel: str) -> bool:
+    """Whether a path the catalog holds names a file below the lab (relative, no ``..``)."""
+    try:
+        member_name(rel, Path("catalog"))
+    except CatalogError:
+        return False
+    return True
+
+
 def export_catalog(catalog: Catalog, out: Path, captures: Sequence[Capture]) -> int:
     """Write a manifest (``.csv``/``.json``) or a tar of captures plus manifest.
 
@@ -445,7 +454,9 @@ def export_catalog(catalog: Catalog, out: Path, captures: Sequence[Capture]) -> 
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
                 for c in with_files:
-                    member_name(c.path, out)  # a path the catalog holds stays below the lab
+                    if not _below_lab(c.path):
+                        raise CatalogError(f"capture {c.id}'s path {c.path[:200]!r} leads outside the lab; "
+                                           "nothing was exported")
                     with open(catalog.lab.root / c.path, "rb") as fh:  # a regular file, never a link
                         tar.addfile(tar.gettarinfo(arcname=c.path, fileobj=fh), fh)
             count = len(with_files)
@@ -455,6 +466,9 @@ def export_catalog(catalog: Catalog, out: Path, captures: Sequence[Capture]) -> 
         else:
             raise CatalogError(f"cannot tell the export format of {out.name}: use .csv, .json, .tar or .tar.gz")
         shutil.move(tmp, out)
+    except CatalogError:
+        tmp.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise CatalogError(f"cannot write {out}: {exc.strerror or exc}") from exc

@@ -200,6 +200,20 @@ def test_an_echolab_export_still_imports(sqlite_lab: LabDir, tmp_path: Path) -> 
         assert sorted(c.label for c in cat.captures()) == ["music", "music"]
 
 
+def test_an_export_ships_no_file_from_outside_the_lab(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    """A catalog row (from another lab's catalog) whose path leads out of the lab is not exported."""
+    secret = _marker(tmp_path, "secret.txt")
+    _capture(tmp_path / "in" / "weather" / "a.pcap")
+    with Catalog.open(sqlite_lab) as cat:
+        import_captures(cat, tmp_path / "in", campaign="home")
+        with cat.transaction():
+            cat.captures()[0].path = "../secret.txt"
+    out = tmp_path / "export.tar"
+    code, text = _cli(sqlite_lab, "catalog", "export", str(out))
+    assert code == 1 and "'../secret.txt' leads outside the lab; nothing was exported" in _one_error(text)
+    assert not out.exists() and not (tmp_path / "export.tar.part").exists() and _intact(secret)
+
+
 # -- model files ----------------------------------------------------------------------------------
 
 
