@@ -24,12 +24,13 @@ SCRIPT = r'''
 import importlib.util, json, sys
 from pathlib import Path
 
-import numpy as np
 import typer
 from typer.testing import CliRunner
 
 from echolab.cli import GROUPS, app, load_group
-from echolab.collector.sim import synthetic
+
+sys.path.insert(0, sys.argv[3])  # the tests' folder: their synthetic captures need echolab's core only
+from pcaps import SIM_DEVICE_IP, write_class_captures
 
 runner = CliRunner()
 work = Path(sys.argv[1])
@@ -48,13 +49,9 @@ for group in GROUPS:
         run(group, name, "--help")
 
 lab = str(work / "lab")
-for label in ("weather", "music"):
-    for i in range(3):
-        path = work / "in" / label / f"{i}.pcap"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        synthetic.write_capture(path, label, 2.0, np.random.default_rng([i, len(label)]))
+write_class_captures(work / "in", 3, classes=["weather", "music"])
 run("--lab", lab, "catalog", "init")
-run("--lab", lab, "catalog", "import", str(work / "in"), "--device-ip", "10.77.0.2", "--campaign", "home")
+run("--lab", lab, "catalog", "import", str(work / "in"), "--device-ip", SIM_DEVICE_IP, "--campaign", "home")
 run("--lab", lab, "catalog", "stats")
 run("--lab", lab, "features", "export", "-o", str(work / "f.csv"), "--set", "kfp")
 run("--lab", lab, "features", "export", "-o", str(work / "f.parquet"), "--format", "parquet")
@@ -72,8 +69,9 @@ def core_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
                            timeout=1200)
     assert setup.returncode == 0, setup.stdout + setup.stderr
     work = tmp_path_factory.mktemp("core")
-    proc = subprocess.run([str(CORE), "-P", "-c", SCRIPT, str(work), ",".join(EXTRAS)], capture_output=True,
-                          text=True, timeout=600, cwd=work, env={"PATH": "/usr/bin:/bin", "HOME": str(work)})
+    proc = subprocess.run([str(CORE), "-P", "-c", SCRIPT, str(work), ",".join(EXTRAS), str(ROOT / "tests")],
+                          capture_output=True, text=True, timeout=600, cwd=work,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(work)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

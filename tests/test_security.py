@@ -28,9 +28,10 @@ from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
 from echolab.safepaths import UnsafePathError, contained, safe_component
+from pcaps import SIM_DEVICE_IP, write_class_captures
 
 runner = CliRunner()
-DEVICE = "10.77.0.2"  # the synthetic captures' Echo
+DEVICE = SIM_DEVICE_IP
 PRECIOUS = "precious: must stay as it was"
 
 
@@ -165,8 +166,7 @@ def test_a_tar_bomb_is_refused_before_it_is_written(sqlite_lab: LabDir, tmp_path
 @pytest.mark.parametrize("suffix", [".tar.gz", ".tar.xz"])
 def test_a_truncated_export_is_one_line(sqlite_lab: LabDir, tmp_path: Path, suffix: str) -> None:
     folder = tmp_path / "in"
-    for i in range(3):
-        _capture(folder / "weather" / f"{i}.pcap", "weather", i)
+    write_class_captures(folder, 3, classes=["weather"])
     with Catalog.open(sqlite_lab) as cat:
         import_captures(cat, folder, campaign="home")
     plain = tmp_path / "export.tar"
@@ -187,8 +187,7 @@ def test_a_truncated_export_is_one_line(sqlite_lab: LabDir, tmp_path: Path, suff
 
 def test_an_echolab_export_still_imports(sqlite_lab: LabDir, tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    for i in range(2):
-        _capture(folder / "music" / f"{i}.pcap", "music", i)
+    write_class_captures(folder, 2, classes=["music"])
     with Catalog.open(sqlite_lab) as cat:
         import_captures(cat, folder, campaign="home")
     out = tmp_path / "export.tar.gz"
@@ -363,7 +362,7 @@ def test_names_that_would_leave_their_folder_are_refused(sqlite_lab: LabDir, tmp
 
 
 def test_a_stored_run_named_like_a_path_writes_no_report_outside(sqlite_lab: LabDir, tmp_path: Path) -> None:
-    from echolab.db.models import AnalysisRun
+    from echolab.db.records import AnalysisRun
 
     outside = tmp_path / "outside"
     with Catalog.open(sqlite_lab) as cat, cat.transaction() as s:
@@ -492,8 +491,7 @@ def test_feature_csv_export_is_the_same_with_and_without_pandas(sqlite_lab: LabD
     from echolab.analysis.features.store import export_features, feature_table
 
     folder = tmp_path / "in"
-    for i, label in enumerate(["weather", "weather", "music", "music"]):
-        _capture(folder / label / f"{i}.pcap", label, i)
+    write_class_captures(folder, 2, classes=["weather", "music"])
     with Catalog.open(sqlite_lab) as cat:
         import_captures(cat, folder, campaign="home", device_ip=DEVICE)
         n = export_features(cat, tmp_path / "f.csv", set_name="kfp")
