@@ -434,6 +434,14 @@ def test_pcapng_times_past_year_9999_are_counted_not_fatal(sqlite_lab: LabDir, t
     code, out = _cli(None, "catalog", "segments", str(far), "--device-ip", "10.0.0.2")
     assert "Traceback" not in out
     assert summarize(far).packets == 0
+    from echolab.captures.pcapng import PcapngWalker
+    from echolab.captures.reader import ReadStats
+    from echolab.collector.live import walked_packets
+
+    stats = ReadStats()  # the live readers' walk of a growing file skips and counts them the same way
+    with open(far, "rb") as fh:
+        walked = [pkt for _btype, _block, pkt in walked_packets(PcapngWalker(far, growing=True), fh, stats)]
+    assert walked == [None, None, None, None, None, None] and stats.malformed == 4
     code, out = _cli(sqlite_lab, "catalog", "import", str(far), "--split", "gap=5", "--label-from", "(far)")
     assert "Traceback" not in out
 
