@@ -142,7 +142,7 @@ def main() -> None:
                 "--no-progress")
             results["day_utterances"] = json.loads((tmp / "day" / "day.json").read_text()).get("utterances")
             results["day_seconds"] = round(time.perf_counter() - t0, 1)
-            model = tmp / "model.joblib"
+            model = tmp / "model.echolab-model"
             cli(lab, "analyze", "train", "--campaign", "train", "--features", args.features, "--model", args.model,
                 "--out", str(model))
             results["per_capture"] = per_capture_accuracy(lab, model, "test")

@@ -24,14 +24,17 @@ def walked_packets(walker: PcapngWalker, fh: BinaryIO, stats: ReadStats) -> Iter
     """``(block type, block, packet)`` per complete block appended since the walker's last walk.
 
     *packet* is the reader's tuple for a packet block (None for other blocks, for a
-    frame that is not IP and for an unknown interface). A file still being written
-    ends inside a block; the next walk starts there.
+    frame that is not IP, for an unknown interface and for a time with no calendar
+    date, past year 9999: those two are counted as malformed, as the file reader
+    does). A file still being written ends inside a block; the next walk starts there.
     """
     for btype, buf, pos, blen in walker.walk(fh):
         packet = None
         if btype == EPB or btype == OPB:
             found = walker.packet(btype, buf, pos, blen)
-            if found is not None:
+            if found is None:
+                stats.malformed += 1
+            else:
                 interface, ts_us, offset, caplen = found
                 packet = decode_frame(interface.linktype, buf, offset, caplen, ts_us, stats)
         yield btype, bytes(buf[pos:pos + blen]), packet

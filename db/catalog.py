@@ -8,7 +8,7 @@ point at them.
 
 from __future__ import annotations
 
-import re
+import math
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from echolab.captures.reader import CaptureError, summarize
 from echolab.captures.trace import TRACE_SUFFIX, is_trace_file, summarize_trace
-from echolab.db.engine import DEFAULT_LOCK_TIMEOUT_S, MIGRATIONS, make_engine, migrate, short_error
+from echolab.db.engine import DEFAULT_LOCK_TIMEOUT_S, MAX_LOCK_TIMEOUT_S, MIGRATIONS, make_engine, migrate, short_error
 from echolab.db.errors import (
     CatalogBusyError, CatalogError, DuplicateCaptureError, UnknownCaptureError, UnknownRunError,
 )
@@ -31,14 +31,12 @@ from echolab.db.records import (
     TrialResult, utcnow,
 )
 from echolab.labdir import LabDir
+from echolab.safepaths import check_component, safe_component
 
 
-_NAME_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(text: str) -> str:
-    """A file-system-safe form of a campaign or class name."""
-    return _NAME_SAFE.sub("-", text).strip("-") or "unnamed"
+def safe_name(text: str, what: str = "name") -> str:
+    """A file-system-safe form of a campaign or class name (:func:`echolab.safepaths.safe_component`)."""
+    return safe_component(text, what)
 
 
 class Catalog:
@@ -69,8 +67,11 @@ class Catalog:
                     raise CatalogError(f"{db_path} is not a SQLite catalog (unreadable or damaged)")
         try:
             timeout = float(lab.setting("catalog_lock_timeout_s", DEFAULT_LOCK_TIMEOUT_S))
+            if not math.isfinite(timeout) or not 0 <= timeout <= MAX_LOCK_TIMEOUT_S:
+                raise ValueError(timeout)
         except (TypeError, ValueError):
-            raise CatalogError("catalog_lock_timeout_s in echolab.toml must be a number of seconds") from None
+            raise CatalogError(f"catalog_lock_timeout_s in {lab.root / 'echolab.toml'} must be a number of seconds "
+                               f"from 0 to {MAX_LOCK_TIMEOUT_S:g}") from None
         try:
             engine = make_engine(url, timeout)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
@@ -181,6 +182,7 @@ class Catalog:
         status: str = CampaignStatus.running.value,
     ) -> Campaign:
         Backend(backend)  # validates
+        check_component(name, "campaign")
         with self.transaction() as s:
             if s.scalar(select(Campaign).where(Campaign.name == name)) is not None:
                 raise CatalogError(f"a campaign named {name!r} already exists")
@@ -240,7 +242,8 @@ class Catalog:
 
     def capture_path(self, campaign: Campaign, label: str, sha256: str, suffix: str) -> Path:
         """Where a capture lives in the lab: captures/CAMPAIGN/CLASS/SHA16.pcapng."""
-        return self.lab.captures_dir / safe_name(campaign.name) / safe_name(label) / f"{sha256[:16]}{suffix}"
+        return (self.lab.captures_dir / safe_name(campaign.name, "campaign") / safe_name(label, "label")
+                / f"{sha256[:16]}{suffix}")
 
     def add_capture(
         self,

@@ -23,6 +23,7 @@ from echolab.db.records import SCHEMA_REVISION
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_LOCK_TIMEOUT_S = 60.0  # how long a writer waits for another one (lab setting catalog_lock_timeout_s)
+MAX_LOCK_TIMEOUT_S = 86400.0  # a day: longer is a mistake (and inf cannot be given to SQLite)
 PG_LOCK_KEY = 0x6563686F  # "echo": the advisory lock every writer of a PostgreSQL catalog takes
 write_intent = threading.local()  # its ``begin`` is set while a write transaction begins, so BEGIN takes the lock
 
@@ -148,5 +149,5 @@ def short_error(exc: Exception) -> str:
 
 
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT_S", "MIGRATIONS", "PG_LOCK_KEY", "make_engine", "migrate", "process_name",
-           "short_error", "write_intent"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT_S", "MAX_LOCK_TIMEOUT_S", "MIGRATIONS", "PG_LOCK_KEY", "make_engine", "migrate",
+           "process_name", "short_error", "write_intent"]

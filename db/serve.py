@@ -12,6 +12,7 @@ files; ``echolab.db.web.queries`` holds the SQL.
 from __future__ import annotations
 
 import hmac
+import html
 import ipaddress
 import os
 import secrets
@@ -95,7 +96,8 @@ def metadata(lab: LabDir) -> dict[str, Any]:
     """Datasette metadata: titles, descriptions, facets, sort orders, canned queries."""
     return {
         "title": f"echolab catalog: {lab.root.name}",
-        "description_html": f"<p>The capture catalog of the lab at <code>{lab.root}</code> (read-only).</p>"
+        "description_html": f"<p>The capture catalog of the lab at <code>{html.escape(str(lab.root))}</code> "
+        "(read-only).</p>"
         + _lab_links(),
         "plugins": {plugin.PLUGIN_NAME: {"lab": str(lab.root)}},
         "databases": {
@@ -222,6 +224,50 @@ def require_token(app: Asgi, token: str) -> Asgi:
     return guarded
 
 
+def host_name(header: str) -> str:
+    """The host part of a ``Host`` header (``[::1]:8001`` -> ``::1``, ``Example:80`` -> ``example``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    if header.count(":") == 1:
+        return header.partition(":")[0]
+    return header
+
+
+def allowed_hosts(host: str) -> frozenset[str] | None:
+    """The ``Host`` names a server bound to *host* answers: that address and ``localhost`` (with its
+    loopback addresses); None for a wildcard bind (0.0.0.0, ::), where the token does the guarding."""
+    bound = host_name(host) if host.startswith("[") else host.strip().lower()
+    if bound in ("0.0.0.0", "::", ""):
+        return None
+    return frozenset({bound, "localhost", "127.0.0.1", "::1"} if is_loopback(bound) else {bound, "localhost"})
+
+
+def require_host(app: Asgi, hosts: frozenset[str]) -> Asgi:
+    """Wrap an ASGI app: a request whose ``Host`` header is not one of *hosts* gets 400.
+
+    A web page the user visits can point its own name at 127.0.0.1 (DNS
+    rebinding) and read what a loopback server answers; its requests carry
+    its own name in ``Host``, so they are refused here.
+    """
+
+    async def checked(scope: dict, receive: Callable[[], Awaitable[dict]],
+                      send: Callable[[dict], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        given = [v for k, v in scope.get("headers", []) if k == b"host"]
+        name = host_name(given[0].decode("latin-1")) if len(given) == 1 else ""
+        if name in hosts:
+            return await app(scope, receive, send)
+        body = b"400: this catalog answers only requests for its own address (the Host header names another)"
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return checked
+
+
 def _check_port(host: str, port: int) -> None:
     try:
         with socket.create_server((host, port)):
@@ -243,9 +289,11 @@ def serve(
 ) -> None:
     """Serve *lab*'s catalog until interrupted; ``on_ready(url)`` runs once it listens.
 
-    On an address other than loopback the catalog (a household's captures)
-    reaches the network, so every request needs a token: *token*, or a random
-    one, put in the URL given to ``on_ready``; *no_auth* serves without one.
+    Every request needs a token: *token*, or a random one, put in the URL
+    given to ``on_ready`` (shown once); on loopback too, since any local
+    program or user could otherwise read a household's captures. *no_auth*
+    serves without one. Requests naming another host than the bound address
+    or ``localhost`` are refused (DNS rebinding), token or not.
     """
     import uvicorn
 
@@ -253,10 +301,13 @@ def serve(
     _check_port(host, port)
     app: Asgi = ds.app()
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
-    if not is_loopback(host) and not no_auth:
+    if not no_auth:
         token = token or secrets.token_urlsafe(24)
         app = require_token(app, token)
         url += f"?token={token}"
+    hosts = allowed_hosts(host)
+    if hosts is not None:
+        app = require_host(app, hosts)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
 
     def when_listening() -> None:
@@ -272,5 +323,5 @@ def serve(
     server.run()
 
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServeError", "build_datasette", "catalog_path", "is_loopback", "metadata",
-           "require_token", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServeError", "allowed_hosts", "build_datasette", "catalog_path",
+           "host_name", "is_loopback", "metadata", "require_host", "require_token", "serve"]

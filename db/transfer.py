@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from echolab.captures.reader import CaptureError
 from echolab.captures.trace import is_trace_file
+from echolab.db.archive import MANIFEST_NAME, MAX_FIELD_BYTES, MAX_MANIFEST_BYTES, extract_export, is_tar, member_name
 from echolab.db.catalog import Catalog, CatalogError, DuplicateCaptureError
 from echolab.db.files import is_capture_name, sha256_file
 from echolab.db.records import Backend, Campaign, CampaignStatus, Capture, CaptureStatus
@@ -29,12 +30,12 @@ from echolab.captures.cut import SplitResult, split_capture
 from echolab.captures.device import DeviceGuess
 from echolab.captures.pieces import write_pieces
 from echolab.captures.spec import SplitError, SplitSpec
+from echolab.safepaths import UnsafePathError, check_component, contained, is_inside
 
 MANIFEST_COLUMNS = (
     "id", "label", "status", "campaign", "path", "sha256", "size_bytes", "packet_count",
     "device_ip", "started_at", "ended_at", "synthetic", "reason",
 )
-MANIFEST_NAME = "manifest.csv"
 
 
 @dataclass
@@ -66,7 +67,10 @@ def items_from_folder(root: Path) -> Iterable[ImportItem]:
     """Capture files under *root*, labelled by their first-level folder name."""
     for path in sorted(p for p in root.rglob("*") if p.is_file() and (is_capture_name(p) or is_trace_file(p))):
         parts = path.relative_to(root).parts
-        if len(parts) < 2:
+        if not is_inside(path, root):  # a link to a file elsewhere on the machine
+            yield ImportItem(path, "", reason=f"{path} is a link to a file outside {root}; only files inside the "
+                                              "folder are imported")
+        elif len(parts) < 2:
             yield ImportItem(path, "", reason=f"{path} is not in a class folder (put it in a folder named for its "
                                               "class, or use a manifest)")
         else:
@@ -76,11 +80,7 @@ def items_from_folder(root: Path) -> Iterable[ImportItem]:
 def items_from_manifest(manifest: Path, base: Path | None = None) -> Iterable[ImportItem]:
     """Rows of a CSV manifest with at least ``path`` and ``label`` columns."""
     base = base or manifest.parent
-    try:
-        with open(manifest, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise CatalogError(f"cannot read manifest {manifest}: {exc.strerror}") from exc
+    rows = read_manifest(manifest)
     if rows and not {"path", "label"} <= set(rows[0]):
         raise CatalogError(f"manifest {manifest} needs 'path' and 'label' columns")
     statuses = {s.value for s in CaptureStatus}
@@ -90,8 +90,34 @@ def items_from_manifest(manifest: Path, base: Path | None = None) -> Iterable[Im
             why = f"line {line} of {manifest.name} needs a path, a label and a status among {', '.join(sorted(statuses))}"
             yield ImportItem(base / path if path else manifest, "", reason=why)
             continue
-        yield ImportItem(base / path, label, row.get("campaign") or None, row.get("device_ip") or None,
+        try:  # a row names a file inside the manifest's folder (or the import's source), never elsewhere
+            where = contained(path, base, f"line {line} of {manifest.name}: path")
+        except UnsafePathError as exc:
+            yield ImportItem(Path(path), "", reason=str(exc))
+            continue
+        yield ImportItem(where, label, row.get("campaign") or None, row.get("device_ip") or None,
                          status=status, reason=row.get("reason") or None)
+
+
+def read_manifest(manifest: Path) -> list[dict[str, str]]:
+    """The rows of a CSV manifest; one line naming the file for one that is not UTF-8 CSV or too big."""
+    try:
+        if manifest.stat().st_size > MAX_MANIFEST_BYTES:
+            raise CatalogError(f"manifest {manifest} is {manifest.stat().st_size} bytes; the limit is "
+                               f"{MAX_MANIFEST_BYTES}")
+        old_limit = csv.field_size_limit(MAX_FIELD_BYTES)
+        try:
+            with open(manifest, newline="", encoding="utf-8") as fh:
+                return list(csv.DictReader(fh))
+        finally:
+            csv.field_size_limit(old_limit)
+    except OSError as exc:
+        raise CatalogError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"manifest {manifest} is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise CatalogError(f"manifest {manifest} is not a readable CSV: {exc} (a field over "
+                           f"{MAX_FIELD_BYTES} bytes, or a broken quote)") from None
 
 
 def import_captures(
@@ -129,17 +155,9 @@ def import_captures(
     source = Path(source)
     if not source.exists():
         raise CatalogError(f"{source} does not exist")
-    if source.is_file() and tarfile.is_tarfile(source):
+    if source.is_file() and is_tar(source):
         with tempfile.TemporaryDirectory(dir=catalog.lab.tmp_dir) as tmp:
-            try:
-                with tarfile.open(source) as tar:
-                    tar.extractall(tmp, filter="data")
-            except (tarfile.TarError, OSError) as exc:
-                raise CatalogError(f"cannot unpack {source}: {exc}") from exc
-            inner = Path(tmp) / MANIFEST_NAME
-            if not inner.exists():
-                raise CatalogError(f"{source} has no {MANIFEST_NAME}: it is not an export of an echolab catalog",
-                                   hint="'echolab catalog export FILE.tar.gz' writes one")
+            inner = extract_export(source, Path(tmp))  # echolab's own rules (echolab.db.archive)
             return import_captures(catalog, Path(tmp), manifest=inner, campaign=campaign, device_ip=device_ip,
                                    location=location, on_item=on_item)
     if source.is_file() and manifest is None and source.suffix.lower() == ".csv" and not is_trace_file(source):
@@ -165,6 +183,12 @@ def import_captures(
             continue
         if not item.path.is_file():
             report.rejected.append((str(item.path), f"{item.path} not found"))
+            continue
+        try:  # before any campaign is made: a name that cannot be a folder leaves nothing behind
+            check_component(item.label, "label")
+            check_component(campaign or item.campaign or default_campaign, "campaign")
+        except UnsafePathError as exc:
+            report.rejected.append((str(item.path), str(exc)))
             continue
         if cut is not None:  # a long capture: cut into requests first
             name = campaign or item.campaign or default_campaign
@@ -227,7 +251,10 @@ def items_from_pattern(source: Path, pattern: str) -> Iterable[ImportItem]:
     paths = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file() and is_capture_name(p))
     for path in paths:
         label = label_from_name(rx, path.name)
-        if label is None:
+        if source.is_dir() and not is_inside(path, source):
+            yield ImportItem(path, "", reason=f"{path} is a link to a file outside {source}; only files inside the "
+                                              "folder are imported")
+        elif label is None:
             yield ImportItem(path, "", reason=f"{path} is not matched by --label-from {pattern!r}")
         else:
             yield ImportItem(path, label)
@@ -398,6 +425,15 @@ def write_manifest(rows: Sequence[dict[str, Any]], fmt: str) -> str:
     return buf.getvalue()
 
 
+def _below_lab(rel: str) -> bool:
+    """Whether a path the catalog holds names a file below the lab (relative, no ``..``)."""
+    try:
+        member_name(rel, Path("catalog"))
+    except CatalogError:
+        return False
+    return True
+
+
 def export_catalog(catalog: Catalog, out: Path, captures: Sequence[Capture]) -> int:
     """Write a manifest (``.csv``/``.json``) or a tar of captures plus manifest.
 
@@ -418,7 +454,11 @@ def export_catalog(catalog: Catalog, out: Path, captures: Sequence[Capture]) -> 
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
                 for c in with_files:
-                    tar.add(catalog.lab.root / c.path, arcname=c.path)
+                    if not _below_lab(c.path):
+                        raise CatalogError(f"capture {c.id}'s path {c.path[:200]!r} leads outside the lab; "
+                                           "nothing was exported")
+                    with open(catalog.lab.root / c.path, "rb") as fh:  # a regular file, never a link
+                        tar.addfile(tar.gettarinfo(arcname=c.path, fileobj=fh), fh)
             count = len(with_files)
         elif out.suffix.lower() in (".csv", ".json"):
             tmp.write_text(write_manifest(manifest_rows(captures), out.suffix.lower().lstrip(".")))
@@ -426,6 +466,9 @@ def export_catalog(catalog: Catalog, out: Path, captures: Sequence[Capture]) -> 
         else:
             raise CatalogError(f"cannot tell the export format of {out.name}: use .csv, .json, .tar or .tar.gz")
         shutil.move(tmp, out)
+    except CatalogError:
+        tmp.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise CatalogError(f"cannot write {out}: {exc.strerror or exc}") from exc

@@ -426,7 +426,7 @@ class Lab:
         stored = run if isinstance(run, (str, int)) else getattr(run, "run", run)
         if isinstance(stored, (str, int)):
             stored = self.run(stored)
-        path = write_report(stored, Path(out) if out else self.dir.reports_dir / stored.name, force=force)
+        path = write_report(stored, Path(out) if out else self.dir.report_dir(stored.name), force=force)
         if out is None:
             self.catalog.set_report_dir(stored, path.parent)
         return path
@@ -450,6 +450,15 @@ class Lab:
         from echolab.analysis.compare.modelfile import load_model
 
         return load_model(path)
+
+    @staticmethod
+    def convert_model(source: Path | str, out: Path | str | None = None, *, trust: bool = False) -> Path:
+        """Rewrite a model file of an older echolab (a joblib pickle) as today's, which loads without running
+        code; *trust* says the file is trusted, since reading it runs any code it holds. Returns the file
+        written (*out*, default: *source* with the suffix ``.echolab-model``)."""
+        from echolab.analysis.compare.modelfile import convert_model
+
+        return convert_model(source, out, trust=trust)
 
     @staticmethod
     def classify(captures: Iterable[Path | str], model: "TrainedModel | Path | str",

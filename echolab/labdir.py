@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from echolab.errors import LabError
+from echolab.safepaths import is_inside, safe_component
 
 LAB_ENV = "ECHOLAB_LAB"
 CATALOG_URL_ENV = "ECHOLAB_CATALOG_URL"
@@ -66,7 +67,10 @@ class LabDir:
         settings_file = path / SETTINGS_FILE
         if settings_file.exists():
             try:
-                settings = tomllib.loads(settings_file.read_text())
+                settings = tomllib.loads(settings_file.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as exc:
+                raise LabError(f"cannot read lab settings {settings_file}: it is not UTF-8 text "
+                               f"(byte {exc.start})") from exc
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise LabError(f"cannot read lab settings {settings_file}: {exc}") from exc
         lab = cls(path, settings)
@@ -94,6 +98,10 @@ class LabDir:
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
+    def report_dir(self, run_name: str) -> Path:
+        """The folder of an analysis run's report, ``reports/RUN`` (a run name that cannot be a folder is refused)."""
+        return self.reports_dir / safe_component(run_name, "run")
+
     @property
     def logs_dir(self) -> Path:
         return self.root / "logs"
@@ -107,9 +115,19 @@ class LabDir:
         """The SQLAlchemy URL of the catalog.
 
         ``ECHOLAB_CATALOG_URL`` wins, then ``catalog_url`` in echolab.toml,
-        then a SQLite file in the lab directory.
+        then a SQLite file in the lab directory. A SQLite file named by the
+        settings must be inside the lab (a shared lab cannot point echolab at
+        a database elsewhere on the machine).
         """
-        url = os.environ.get(CATALOG_URL_ENV) or self.settings.get("catalog_url")
+        from_env = os.environ.get(CATALOG_URL_ENV)
+        url = from_env or self.settings.get("catalog_url")
+        if not from_env and url is not None:
+            if not isinstance(url, str):
+                raise LabError(f"catalog_url in {self.root / SETTINGS_FILE} must be a URL (text), not {url!r}")
+            file = url.partition("?")[0].removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+            if file and file != ":memory:" and not is_inside(self.root / file, self.root):
+                raise LabError(f"catalog_url in {self.root / SETTINGS_FILE} names a SQLite file outside the lab "
+                               f"({file}); a lab's settings keep its catalog inside it (or set {CATALOG_URL_ENV})")
         return url or f"sqlite:///{self.root / 'catalog.sqlite'}"
 
     def relative(self, path: Path) -> str:

@@ -46,6 +46,8 @@ AUDIO_SETTINGS = "audio"
 def audio_format_for_lab(lab: LabDir | None) -> AudioFormat:
     """The audio format of the lab's ``[audio]`` settings, else the defaults."""
     table = (lab.setting(AUDIO_SETTINGS) or {}) if lab else {}
+    if not isinstance(table, dict):
+        raise AudioCacheError(f"[audio] in echolab.toml must be a table of settings, not {table!r}")
     known = set(AudioFormat.__dataclass_fields__)
     unknown = set(table) - known
     if unknown:

@@ -43,6 +43,10 @@ DEFAULT_WAKE_WORD = WAKE_WORDS[0]
 #: Longest prompt accepted (spoken with the longest wake word): an Echo stops
 #: listening after a few seconds, and long prompts blur the classes.
 MAX_PROMPT_CHARS = 150
+#: Most times a list may ask each prompt (``# repeat: N``; the study asked 130 of each class).
+MAX_REPEAT = 10_000
+#: Largest prompt list file read (a list holds hundreds of lines, not millions).
+MAX_LIST_BYTES = 1024 * 1024
 #: Shortest request after the wake word.
 MIN_REQUEST_CHARS = 3
 #: The lab setting (echolab.toml) that picks the wake word.
@@ -186,6 +190,8 @@ def parse_list(path: Path, label: str | None = None, *, shipped: bool | None = N
     path = Path(path)
     label = label or path.stem
     try:
+        if path.stat().st_size > MAX_LIST_BYTES:
+            raise PromptListError(f"prompt list {path} is {path.stat().st_size} bytes; the limit is {MAX_LIST_BYTES}")
         raw_lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise PromptListError(f"cannot read prompt list {path}: {exc}") from exc
@@ -325,9 +331,13 @@ def _repeat_directive(path: Path, found: tuple[int, str] | None, problems: list[
     if found is None:
         return 1
     number, value = found
-    if value.isdigit() and int(value) >= 1:
+    if value.isdigit() and 1 <= int(value) <= MAX_REPEAT:
         return int(value)
-    problems.append(Problem(path, number, f"'# repeat:' needs a whole number of at least 1, not {value!r}"))
+    if value.isdigit() and len(value) < 30 and int(value) > MAX_REPEAT:
+        problems.append(Problem(path, number, f"'# repeat: {value}' asks each prompt more than {MAX_REPEAT} times"))
+    else:
+        problems.append(Problem(path, number, f"'# repeat:' needs a whole number from 1 to {MAX_REPEAT}, "
+                                              f"not {value[:40]!r}"))
     return 1
 
 

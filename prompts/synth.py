@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from echolab.labdir import LabDir
+from echolab.safepaths import UnsafePathError, contained
 from echolab.progress import ProgressCallback, notify
 from echolab.prompts.audio import AudioClip
 from echolab.prompts.cache import AudioCache
@@ -56,16 +57,39 @@ def engine_for_lab(lab: LabDir | None, name: str | None = None, **overrides: Any
     (None values ignored). The recorded engine's folder defaults to
     ``LAB/prompts/recordings``; a relative folder is taken from the lab root.
     """
-    table = dict((lab.setting(SPEECH_SETTINGS) or {}) if lab else {})
+    table = _settings_table(lab.setting(SPEECH_SETTINGS) if lab else None, SPEECH_SETTINGS, lab)
     name = name or table.get("engine") or DEFAULT_ENGINE
-    options = dict(table.get(name) or {})
+    if not isinstance(name, str):
+        raise SpeechError(f"[{SPEECH_SETTINGS}] engine in {_settings_file(lab)} must be a name such as "
+                          f"{DEFAULT_ENGINE!r}, not {name!r}")
+    options = _settings_table(table.get(name), f"{SPEECH_SETTINGS}.{name}", lab)
+    from_settings = "folder" in options
     options.update({k: v for k, v in overrides.items() if v is not None})
     if name == "recorded":
         folder = Path(options.get("folder") or (lab.prompts_dir / "recordings" if lab else "recordings"))
         if lab is not None and not folder.is_absolute():
             folder = lab.root / folder
+        if lab is not None and from_settings and overrides.get("folder") is None:  # a lab's settings stay in the lab
+            try:
+                folder = contained(folder, lab.root, f"[{SPEECH_SETTINGS}.recorded] folder")
+            except UnsafePathError as exc:
+                raise SpeechError(str(exc)) from None
         options["folder"] = folder
     return get_engine(name, **options)
+
+
+def _settings_file(lab: LabDir | None) -> str:
+    return str(lab.root / "echolab.toml") if lab is not None else "the lab settings"
+
+
+def _settings_table(value: Any, name: str, lab: LabDir | None) -> dict[str, Any]:
+    """A settings table as a dict; one line naming the file when it is something else (``speech = "espeak"``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpeechError(f"{name} in {_settings_file(lab)} must be a table ([{name}] with keys such as "
+                          f"engine = \"espeak\"), not {value!r}")
+    return dict(value)
 
 
 def synthesize_texts(

@@ -80,7 +80,7 @@ def test_grid_errors_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(GridError, match=r"model 'x': sklearn.svm.SVC has no parameter\(s\) Cee"):
         load_grids(bad)
     bad.write_text('[models.x]\nestimator = "os.system"\n')
-    with pytest.raises(GridError, match="is not a scikit-learn class"):
+    with pytest.raises(GridError, match="is not one of the classifiers a grids file may name"):
         load_grids(bad)
     with pytest.raises(GridError, match="unknown model"):
         select_models(load_grids(DEFAULT_GRIDS), ["forest"])

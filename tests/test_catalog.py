@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -122,7 +123,9 @@ def test_show_prints_fields_and_packets(lab: LabDir, class_folders: Path) -> Non
 
 def test_manifest_import_labels_from_csv(lab: LabDir, class_folders: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "labels.csv"
-    manifest.write_text(f"path,label\n{class_folders / 'weather' / 'a.pcap'},quotes\n")
+    (tmp_path / "weather").mkdir()
+    shutil.copy(class_folders / "weather" / "a.pcap", tmp_path / "weather" / "a.pcap")
+    manifest.write_text("path,label\nweather/a.pcap,quotes\n")  # paths inside the manifest's folder
     result = cli(lab, "catalog", "import", str(manifest))
     assert result.exit_code == 0, result.output
     with Catalog.open(lab) as cat:
@@ -208,7 +211,8 @@ def test_failed_insert_leaves_no_file(lab: LabDir, class_folders: Path) -> None:
 
 def test_bad_manifest_rows_are_rejected_with_their_line(lab: LabDir, class_folders: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "labels.csv"
-    good = class_folders / "weather" / "a.pcap"
+    good = tmp_path / "a.pcap"
+    shutil.copy(class_folders / "weather" / "a.pcap", good)
     manifest.write_text(f"path,label,status\n{good},weather,ok\n{good},,ok\n{good},music,maybe\n")
     result = cli(lab, "catalog", "import", str(manifest))
     assert result.exit_code == 1

@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -49,7 +49,7 @@ def trained(sqlite_lab: LabDir, tmp_path: Path) -> tuple[LabDir, Path]:
         import_captures(cat, folder, campaign="train", device_ip=DEVICE)
     grids = write_grids(tmp_path, {"random_forest": {"params": {"n_estimators": 20},
                                                     "grid": {"criterion": ["gini", "entropy"]}}}, labels=False)
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.echolab-model"
     res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "train", "--campaign", "train", "--features",
                               "histogram:bins=10", "--grids", str(grids), "--out", str(model)])
     assert res.exit_code == 0, res.output
@@ -76,9 +76,14 @@ def test_a_trained_model_file_holds_what_classifying_needs(trained: tuple[LabDir
 
 
 def _rewrite_header(path: Path, **changes: object) -> Path:
-    data = joblib.load(path)
-    data["header"].update(changes)
-    joblib.dump(data, path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    header = json.loads(members["header.json"])
+    header.update(changes)
+    members["header.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
     return path
 
 
@@ -103,6 +108,30 @@ def test_a_model_the_extractor_cannot_reproduce_is_refused(trained: tuple[LabDir
     (tmp_path / "junk.joblib").write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="is not an echolab model file"):
         load_model(tmp_path / "junk.joblib")
+
+
+def test_an_old_joblib_model_file_converts_once_trusted(trained: tuple[LabDir, Path], tmp_path: Path) -> None:
+    import io
+
+    import joblib
+
+    lab, path = trained
+    model = load_model(path)
+    old = tmp_path / "old.joblib"
+    payload = io.BytesIO()
+    joblib.dump(model, payload)
+    joblib.dump({"header": {**model.header(), "format": "echolab-model-1"}, "payload": payload.getvalue()}, old)
+    capture = _capture(tmp_path / "one.pcap", "weather", 9)
+    res = runner.invoke(app, ["classify", "--model", str(old), str(capture)])
+    assert res.exit_code == 1 and f"Hint: if you made it or trust who did, convert it once: echolab analyze " \
+                                  f"convert-model --trust {old}" in res.output
+    res = runner.invoke(app, ["analyze", "convert-model", "--trust", str(old)])
+    assert res.exit_code == 0 and str(tmp_path / "old.echolab-model") in res.output.replace("\n", "")
+    converted = load_model(tmp_path / "old.echolab-model")
+    with Catalog.open(lab) as cat:
+        records = campaign_source(cat, ["train"]).records
+    assert converted.predict(records) == model.predict(records)
+    assert read_header(tmp_path / "old.echolab-model") == read_header(path)
 
 
 T0 = 1_700_000_000.0

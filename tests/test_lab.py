@@ -104,7 +104,7 @@ def test_compare_caches_trials_and_report_records_where_it_went(lab: Lab, grids:
 
 def test_a_trained_model_classifies_each_request_of_a_long_capture(lab: Lab, grids: Path, tmp_path: Path,
                                                                    day: tuple[Path, list[Path]]) -> None:
-    written = lab.train(tmp_path / "model.joblib", features="histogram:bins=10", model="random_forest",
+    written = lab.train(tmp_path / "model.echolab-model", features="histogram:bins=10", model="random_forest",
                         campaigns=["train"], grids=grids)
     assert written.path.exists() and written.model.n_captures == PER_CLASS * len(STUDY_CLASSES)
     long_capture, pieces = day
@@ -120,7 +120,7 @@ def test_a_trained_model_classifies_each_request_of_a_long_capture(lab: Lab, gri
 
 
 def test_live_classification_refuses_what_it_cannot_watch(lab: Lab, grids: Path, tmp_path: Path) -> None:
-    written = lab.train(tmp_path / "model.joblib", features="tcptrace", model="knn", grids=grids)
+    written = lab.train(tmp_path / "model.echolab-model", features="tcptrace", model="knn", grids=grids)
     with pytest.raises(ClassifyError, match="needs --device-ip"):
         Lab.classify_live(written.model, interface="lo")
     with pytest.raises(ClassifyError, match="cuts by quiet time"):

@@ -99,7 +99,7 @@ def test_parse_reports_each_problem_with_its_line(tmp_path: Path) -> None:
         (6, "prompt is 215 characters long"),
         (7, "unknown placeholder in '{wake}, play {song}.'"),
         (8, "empty prompt: nothing to ask after the wake word"),
-        (9, "'# repeat:' needs a whole number of at least 1, not 'twice'"),
+        (9, "'# repeat:' needs a whole number from 1 to 10000, not 'twice'"),
     ]
     assert str(plist.problems[0]) == f"{path}:3: error: empty line; delete it or start it with # to keep it as a separator"
 

@@ -21,7 +21,7 @@ from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import pytest
 from typer.testing import CliRunner
@@ -121,6 +121,18 @@ class Page(HTMLParser):
         return found[0]
 
 
+TOKENS: dict[str, str] = {}  # host:port of a served catalog -> its token (printed once when it starts)
+
+
+def _tokened(url: str) -> str:
+    """*url* with the token of the catalog it points at, as a person opens the printed URL."""
+    parts = urlsplit(url)
+    token = TOKENS.get(parts.netloc)
+    if token is None or "token=" in parts.query:
+        return url
+    return urlunsplit(parts._replace(query=f"{parts.query}&token={token}" if parts.query else f"token={token}"))
+
+
 class Browser:
     """Headless Chromium: the DOM after load, and screenshots."""
 
@@ -132,19 +144,22 @@ class Browser:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
     def dom(self, url: str) -> Page:
-        done = self._run("--dump-dom", url)
+        done = self._run("--dump-dom", _tokened(url))
         assert done.returncode == 0 and "<html" in done.stdout, done.stderr[-2000:]
         return Page(done.stdout)
 
     def screenshot(self, url: str, out: Path) -> Path:
-        done = self._run("--window-size=1280,900", f"--screenshot={out}", url)
+        done = self._run("--window-size=1280,900", f"--screenshot={out}", _tokened(url))
         assert done.returncode == 0 and out.is_file(), done.stderr[-2000:]
         return out
 
 
-def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    token = TOKENS.get(urlsplit(url).netloc)
+    cookie = {"Cookie": f"echolab_token={token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={**cookie, **(headers or {})}),
+                                    timeout=10) as resp:
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
@@ -207,9 +222,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, class_folders: Path) -> Ite
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 30)
         line = proc.stdout.readline() if ready else ""  # printed once the server listens
-        if f"at http://127.0.0.1:{port}/" not in line:
+        if f"at http://127.0.0.1:{port}/?token=" not in line:
             proc.terminate()
             pytest.fail(f"the server did not start: {line}{proc.communicate(timeout=10)[0]}")
+        TOKENS[f"127.0.0.1:{port}"] = line.split("?token=")[1].split()[0]
         yield lab, f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -405,3 +421,29 @@ def test_a_non_loopback_bind_refuses_requests_without_the_token(served: tuple[La
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- on loopback: a token too, and only requests for its own name -----------------------------------
+
+
+def _plain_fetch(url: str, headers: dict[str, str]) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_loopback_needs_the_token_and_answers_only_its_own_host_names(served: tuple[LabDir, str]) -> None:
+    """DNS rebinding: a page on attacker.example that resolves to 127.0.0.1 reads nothing."""
+    _lab, base = served
+    port = urlsplit(base).port
+    token = TOKENS[urlsplit(base).netloc]
+    cookie = {"Cookie": f"echolab_token={token}"}
+    paths = ["/catalog/captures.json", "/catalog.json?sql=select+sha256+from+captures", "/-/pcap/2"]
+    for path in paths:
+        assert _plain_fetch(base + path, {}) == 403  # no token: nothing, even from this machine
+        assert _plain_fetch(base + path, {**cookie, "Host": f"attacker.example:{port}"}) == 400
+        assert _plain_fetch(base + path, {"Host": f"attacker.example:{port}"}) == 400
+        assert _plain_fetch(base + path, {**cookie, "Host": f"localhost:{port}"}) == 200
+        assert _plain_fetch(base + path, cookie) == 200

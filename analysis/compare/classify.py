@@ -168,7 +168,15 @@ def timeline_figure(predictions: Sequence[Prediction], *, classes: Sequence[str]
 
     *speed*: the capture was played this many times faster than the household's
     clock (a simulated day); times are drawn as ``first + (t - first) * speed``.
+    Class labels are drawn as given (a ``$`` in one is not matplotlib math).
     """
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _timeline_figure(predictions, classes, speed, title)
+
+
+def _timeline_figure(predictions: Sequence[Prediction], classes: Sequence[str], speed: float, title: str) -> Any:
     import matplotlib.dates as mdates
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -11,8 +11,10 @@ the sequence attacks' classifiers (k-FP's forest and leaf k-NN, CUMUL's SVM,
 the deep sequence model): ``default = false`` keeps a model out of a run that
 does not name it (``-m NAME``); ``scale = false`` hands it the features
 unscaled; ``extra`` names the optional install (``echolab-toolkit[deep]``)
-its estimator needs, checked when a run selects it. Estimators are
-scikit-learn classes or echolab's own (``echolab.*``), nothing else.
+its estimator needs, checked when a run selects it. Estimators come from
+:data:`ALLOWED_ESTIMATORS` and parameters are plain data named by the
+estimator, both checked before anything is built: a grids file is data, and
+reading one calls nothing it names.
 """
 
 from __future__ import annotations
@@ -40,6 +42,24 @@ DTYPES = ("float64", "float32")
 
 #: Parameters whose TOML lists stand for tuples.
 _TUPLE_PARAMS = frozenset({"hidden_layer_sizes"})
+
+
+#: The classifiers a grids file may name: the study's six (scikit-learn), the sequence attacks'
+#: (k-FP's leaf k-NN, the deep sequence model), and a few documented additions (docs/security.md).
+#: Nothing else is imported or called from a grids file.
+ALLOWED_ESTIMATORS: frozenset[str] = frozenset({
+    "sklearn.tree.DecisionTreeClassifier",
+    "sklearn.ensemble.RandomForestClassifier",
+    "sklearn.svm.SVC",
+    "sklearn.neural_network.MLPClassifier",
+    "sklearn.neighbors.KNeighborsClassifier",
+    "echolab.analysis.compare.leafknn.LeafKNNClassifier",
+    "echolab.analysis.compare.deep.SequenceCNNClassifier",
+    # documented additions
+    "sklearn.ensemble.ExtraTreesClassifier",
+    "sklearn.linear_model.LogisticRegression",
+    "sklearn.naive_bayes.GaussianNB",
+})
 
 
 class GridError(EcholabError):
@@ -115,15 +135,46 @@ def _native(key: str, value: Any) -> Any:
     return value
 
 
-def _import_estimator(path: str, model: str) -> type:
-    if not path.startswith(("sklearn.", "echolab.")):
-        raise GridError(f"model {model!r}: estimator {path!r} is not a scikit-learn class (sklearn.*) "
-                        "nor one of echolab's (echolab.*)")
+def estimator_class(path: str, model: str | None = None) -> type:
+    """The classifier class *path* names, when it is on :data:`ALLOWED_ESTIMATORS`; else :class:`GridError`."""
+    which = f"model {model!r}: " if model else ""
+    if path not in ALLOWED_ESTIMATORS:
+        raise GridError(f"{which}estimator {path!r} is not one of the classifiers a grids file may name: "
+                        f"{', '.join(sorted(ALLOWED_ESTIMATORS))} (docs/security.md)")
     module_name, _, cls_name = path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), cls_name)
+        cls = getattr(importlib.import_module(module_name), cls_name)
     except (ImportError, AttributeError) as exc:
-        raise GridError(f"model {model!r}: cannot import estimator {path!r}: {exc}") from exc
+        raise GridError(f"{which}cannot import estimator {path!r}: {exc}") from exc
+    if not isinstance(cls, type):
+        raise GridError(f"{which}{path!r} is not a class")
+    return cls
+
+
+_import_estimator = estimator_class
+
+
+def check_params(path: str, model: str, values: Mapping[str, Any], where: str) -> None:
+    """Parameters are plain data (text, numbers, booleans; lists of them for a grid) named by the class.
+
+    Checked against the class's ``__init__`` signature (scikit-learn's
+    ``_get_param_names``) before anything is built, so nothing runs for a file that is refused.
+    """
+    cls = estimator_class(path, model)
+    names = set(cls._get_param_names()) if hasattr(cls, "_get_param_names") else set()
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise GridError(f"{where}: model {model!r}: {path} has no parameter(s) {', '.join(unknown)}")
+    for key, value in values.items():
+        if not _plain_value(value, key in _TUPLE_PARAMS):
+            raise GridError(f"{where}: model {model!r}: parameter {key!r} must be text, a number, a boolean"
+                            f"{' or a list of numbers' if key in _TUPLE_PARAMS else ''}, not {value!r}")
+
+
+def _plain_value(value: Any, listy: bool) -> bool:
+    if isinstance(value, (str, bool, int, float)):
+        return True
+    return listy and isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
 def load_grids(path: Path | str | None = None, *, check: bool = True) -> dict[str, ModelSpec]:
@@ -137,7 +188,9 @@ def load_grids(path: Path | str | None = None, *, check: bool = True) -> dict[st
     """
     path = Path(path) if path is not None else DEFAULT_GRIDS
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise GridError(f"grids file {path} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise GridError(f"cannot read grids file {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
@@ -166,15 +219,21 @@ def check_models(specs: Iterable[ModelSpec], path: Path | str | None = None) -> 
 
 
 def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
-    if "estimator" not in table:
+    if not isinstance(table, dict) or "estimator" not in table:
         raise GridError(f"grids file {path}: model {name!r} has no 'estimator'")
     grid = table.get("grid", {})
+    if not isinstance(table.get("params", {}), dict) or not isinstance(grid, dict):
+        raise GridError(f"grids file {path}: model {name!r}: 'params' and 'grid' must be tables")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise GridError(f"grids file {path}: model {name!r}: grid '{key}' must be a non-empty list")
     dtype = str(table.get("dtype", "float64"))
     if dtype not in DTYPES:
         raise GridError(f"grids file {path}: model {name!r}: dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    check_params(str(table["estimator"]), name, table.get("params", {}), f"grids file {path}")
+    for key, values in grid.items():
+        for value in values:
+            check_params(str(table["estimator"]), name, {key: value}, f"grids file {path}")
     spec = ModelSpec(
         name=name,
         label=str(table.get("label", name)),

@@ -8,26 +8,32 @@ comparison's own grid search (:func:`echolab.analysis.compare.search.grid_search
 stratified k-fold on all the data, as a trial does on its training part), and
 :func:`save_model` writes everything needed to use it later.
 
-A file is a joblib dump of a dict with two parts:
+A file is a zip of two members, and reading it runs no code from it:
 
-* ``header``: plain data only (format, feature set and options, extractor
+* ``header.json``: plain data only (format, feature set and options, extractor
   version, classes, the training data's fingerprint, library versions, the
-  chosen parameters, what the transformer learned), readable without
-  unpickling any echolab or scikit-learn class;
-* ``payload``: the :class:`TrainedModel` itself (fitted transformer, scaler
-  and classifier), a joblib dump in bytes.
+  chosen parameters, what the transformer learned), readable alone
+  (:func:`read_header`); a JSON object, so later versions can add keys;
+* ``model.skops``: the fitted transformer, scaler and classifier in skops'
+  format, rebuilt from data and a list of trusted types
+  (:mod:`echolab.analysis.compare.modelsafe`), never unpickled.
 
 :func:`load_model` reads the header first, so a model that the running
 extractor cannot reproduce (another extractor version, a feature set this
 echolab does not know) is refused with the reason before anything else is
-unpickled; a model written by other library versions loads with a
-:class:`ModelVersionWarning`.
+read; a model written by other library versions loads with a
+:class:`ModelVersionWarning`. Files of older echolab versions were joblib
+pickles: they are refused with one line, and :func:`convert_model`
+(``echolab analyze convert-model --trust``) rewrites one you trust.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,16 +41,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from echolab.analysis.compare.modelsafe import ModelSafetyError, dump_objects, load_objects
 from echolab.errors import EcholabError
 from echolab.progress import ProgressCallback
 
 #: The file layout; bumped when the header or payload changes shape.
-FORMAT = "echolab-model-1"
+FORMAT = "echolab-model-2"
+#: The members of the file (a zip) and the suffix ``convert-model`` gives.
+HEADER_MEMBER, MODEL_MEMBER, MODEL_SUFFIX = "header.json", "model.skops", ".echolab-model"
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_MODEL_BYTES = 4 * 1024**3
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF")  # joblib's compressors
 DEFAULT_MODEL = "random_forest"
 
 
 class ModelFileError(EcholabError):
     """A model file cannot be written, read or used (wrong format, other extractor, unknown set)."""
+
+
+#: Header keys computed from the others (not fields of :class:`TrainedModel`).
+_DERIVED = frozenset({"format", "feature_key"})
 
 
 class ModelVersionWarning(UserWarning):
@@ -75,6 +91,8 @@ class TrainedModel:
     learned: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     dtype: str = "float64"
+    #: Header keys this echolab does not read, kept so a file read and written again loses nothing.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feature_key(self) -> str:
@@ -99,9 +117,20 @@ class TrainedModel:
         index = {str(c): i for i, c in enumerate(self.estimator.classes_)}
         return labels, [float(proba[r, index[lab]]) for r, lab in enumerate(labels)]
 
+    @classmethod
+    def from_header(cls, header: dict[str, Any], *, transformer: Any, scaler: Any, estimator: Any) -> "TrainedModel":
+        """The model whose plain-data *header* and fitted parts are given (keys it does not know kept in ``extra``)."""
+        known = {f for f in cls.__dataclass_fields__ if f not in ("transformer", "scaler", "estimator", "extra")}
+        try:
+            values = {k: header[k] for k in known if k in header}
+            return cls(**values, transformer=transformer, scaler=scaler, estimator=estimator,
+                       extra={k: v for k, v in header.items() if k not in known and k not in _DERIVED})
+        except TypeError as exc:
+            raise ModelFileError(f"a model file's header lacks what a model needs ({exc})") from None
+
     def header(self) -> dict[str, Any]:
-        """The plain-data description written in front of the pickled model."""
-        return {
+        """The plain-data description written in front of the model (JSON; new keys may be added)."""
+        return {**getattr(self, "extra", {}),
             "format": FORMAT, "feature_set": self.feature_set, "feature_options": dict(self.feature_options),
             "feature_key": self.feature_key, "extractor_version": self.extractor_version,
             "model_name": self.model_name, "model": self.model, "best_params": self.best_params,
@@ -203,16 +232,16 @@ def train_model(source: Any, feature: str = "combined", model: str = DEFAULT_MOD
 
 
 def save_model(model: TrainedModel, path: Path | str) -> Path:
-    """Write *model* to *path* (joblib; see the module docstring for the layout)."""
-    import joblib
-
+    """Write *model* to *path* (a zip of a JSON header and a skops model; see the module docstring)."""
     path = Path(path)
-    buf = io.BytesIO()
-    joblib.dump(model, buf, compress=3)
+    header = json.dumps(model.header(), indent=1, sort_keys=True, default=_plain).encode()
+    blob = dump_objects({"transformer": model.transformer, "scaler": model.scaler, "estimator": model.estimator})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
-        joblib.dump({"header": model.header(), "payload": buf.getvalue()}, tmp)
+        with zipfile.ZipFile(tmp, "w") as zf:
+            zf.writestr(HEADER_MEMBER, header, compress_type=zipfile.ZIP_DEFLATED)
+            zf.writestr(MODEL_MEMBER, blob, compress_type=zipfile.ZIP_STORED)  # skops' own zip, compressed
         tmp.replace(path)
     except OSError as exc:
         raise ModelFileError(f"cannot write the model file {path}: {exc.strerror or exc}") from exc
@@ -220,22 +249,75 @@ def save_model(model: TrainedModel, path: Path | str) -> Path:
 
 
 def read_header(path: Path | str) -> dict[str, Any]:
-    """The plain-data header of a model file (nothing of the model is unpickled)."""
-    return _read(Path(path))["header"]
-
-
-def _read(path: Path) -> dict[str, Any]:
-    import joblib
-
+    """The plain-data header of a model file: JSON, read alone (nothing of the model is loaded)."""
+    path = Path(path)
+    with _open_zip(path) as zf:
+        raw = _member(zf, path, HEADER_MEMBER, MAX_HEADER_BYTES)
     try:
-        data = joblib.load(path)
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: its header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: its header is not a JSON object")
+    return header
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
     except FileNotFoundError as exc:
         raise ModelFileError(f"no model file {path}; write one with 'echolab analyze train'") from exc
-    except Exception as exc:  # joblib/pickle raise many kinds for a file that is not theirs
-        raise ModelFileError(f"{path} is not an echolab model file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("header"), dict) or "payload" not in data:
-        raise ModelFileError(f"{path} is not an echolab model file (write one with 'echolab analyze train')")
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a folder, not a model file") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read the model file {path}: {exc.strerror or exc}") from exc
+    except zipfile.BadZipFile:
+        pass
+    if is_legacy_model(path):
+        raise ModelFileError(
+            f"{path} is a model file of an older echolab (a joblib pickle, which runs whatever code it holds when "
+            "it is read), so it is not loaded",
+            hint=f"if you made it or trust who did, convert it once: echolab analyze convert-model --trust {path}")
+    raise ModelFileError(f"{path} is not an echolab model file (write one with 'echolab analyze train')")
+
+
+def _member(zf: zipfile.ZipFile, path: Path, name: str, limit: int) -> bytes:
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise ModelFileError(f"{path} is not an echolab model file (it has no {name}); "
+                             "write one with 'echolab analyze train'") from None
+    if info.file_size > limit:
+        raise ModelFileError(f"{path}: its {name} is {info.file_size} bytes, over the limit of {limit}")
+    try:
+        data = zf.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
+        raise ModelFileError(f"{path} is damaged: cannot read its {name} ({exc})") from None
+    if len(data) > limit:
+        raise ModelFileError(f"{path}: its {name} is over the limit of {limit} bytes")
     return data
+
+
+def is_legacy_model(path: Path | str) -> bool:
+    """Whether *path* looks like a joblib/pickle file (an ``echolab-model-1`` file or any other pickle)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return head[:1] == b"\x80" or head.startswith(_COMPRESSED_MAGIC) or (
+        head[:1] == b"x" and head[1:2] in (b"\x01", b"^", b"\x9c", b"\xda"))
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the numpy values a header may hold (arrays of bin edges, numpy scalars)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} cannot go into a model file's header")
 
 
 def check_header(header: dict[str, Any], path: Path | str = "model") -> list[str]:
@@ -263,30 +345,54 @@ def check_header(header: dict[str, Any], path: Path | str = "model") -> list[str
 def load_model(path: Path | str) -> TrainedModel:
     """Read a model file written by :func:`save_model`, checking it can be used here.
 
-    Raises :class:`ModelFileError` for a file that is not a model, or whose
-    features this echolab cannot reproduce; warns (:class:`ModelVersionWarning`)
-    when it was written by other library versions.
+    Loading runs no code from the file: the header is JSON and the model is
+    rebuilt by skops from a list of trusted types (:mod:`echolab.analysis.compare.modelsafe`).
+    Raises :class:`ModelFileError` for a file that is not a model, an old
+    joblib model (convert it with ``echolab analyze convert-model --trust``),
+    or one whose features this echolab cannot reproduce; warns
+    (:class:`ModelVersionWarning`) when it was written by other library versions.
     """
-    import joblib
-
     path = Path(path)
-    data = _read(path)
-    differences = check_header(data["header"], path)
+    header = read_header(path)
+    differences = check_header(header, path)
     if differences:
         warnings.warn(f"{path} was written with other library versions: {', '.join(differences)}; "
                       "predictions may differ slightly (train it again to be sure)", ModelVersionWarning,
                       stacklevel=2)
+    with _open_zip(path) as zf:
+        blob = _member(zf, path, MODEL_MEMBER, MAX_MODEL_BYTES)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scikit-learn's own version warning: ours above says it once
-            model = joblib.load(io.BytesIO(data["payload"]))
-    except Exception as exc:
-        raise ModelFileError(f"cannot load the model in {path} ({type(exc).__name__}: {exc}): "
-                             "train it again with this echolab") from exc
+        objects = load_objects(blob, str(path))
+    except ModelSafetyError as exc:
+        raise ModelFileError(str(exc)) from None
+    return TrainedModel.from_header(header, **objects)
+
+
+def convert_model(source: Path | str, out: Path | str | None = None, *, trust: bool = False) -> Path:
+    """Rewrite an old joblib model file (``echolab-model-1``) in today's format; returns the file written.
+
+    Reading the old file unpickles it, which runs any code it holds: *trust*
+    must say that the file comes from someone you trust (you, most often).
+    *out* defaults to *source* with the suffix ``.echolab-model``.
+    """
+    import joblib
+
+    source = Path(source)
+    if not trust:
+        raise ModelFileError(f"converting {source} unpickles it, which runs any code it holds; pass --trust only "
+                             "for a file you made or trust")
+    try:
+        data = joblib.load(source)
+        model = joblib.load(io.BytesIO(data["payload"]))
+    except FileNotFoundError:
+        raise ModelFileError(f"no model file {source}") from None
+    except Exception as exc:  # joblib/pickle raise many kinds for a file that is not theirs
+        raise ModelFileError(f"{source} is not an old echolab model file ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, TrainedModel):
-        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a trained echolab model")
-    return model
+        raise ModelFileError(f"{source} holds a {type(model).__name__}, not a trained echolab model")
+    target = Path(out) if out is not None else source.with_suffix(MODEL_SUFFIX)
+    return save_model(model, target)
 
 
 __all__ = ["DEFAULT_MODEL", "FORMAT", "ModelFileError", "ModelVersionWarning", "TrainedModel", "campaign_source",
-           "check_header", "load_model", "read_header", "save_model", "train_model"]
+           "check_header", "convert_model", "is_legacy_model", "load_model", "read_header", "save_model", "train_model"]

@@ -157,19 +157,20 @@ def report_context(run: AnalysisRun) -> dict[str, Any]:
     models = s["models"]
     features = s["features"]
     figures: list[Figure] = []
-    figures.append(_fig_distributions(s))
-    figures.extend(_fig_confusions(s, f["key"]) for f in features)
-    imp = [_fig_importances(s, f) for f in features]
-    figures.extend(f for f in imp if f is not None)
     table1 = _table1(s, study)
-    if table1:
-        figures.append(_fig_bins(table1))
-    comparison = _fig_vs_study(s, study)
-    if comparison is not None:
-        figures.append(comparison)
     leak = s.get("leakage")
-    if leak and leak.get("cross"):
-        figures.append(_fig_cross(leak["cross"]))
+    with plain_text():  # class labels and names are data: a '$' in one is not matplotlib math
+        figures.append(_fig_distributions(s))
+        figures.extend(_fig_confusions(s, f["key"]) for f in features)
+        imp = [_fig_importances(s, f) for f in features]
+        figures.extend(f for f in imp if f is not None)
+        if table1:
+            figures.append(_fig_bins(table1))
+        comparison = _fig_vs_study(s, study)
+        if comparison is not None:
+            figures.append(comparison)
+        if leak and leak.get("cross"):
+            figures.append(_fig_cross(leak["cross"]))
     return {
         "run": run,
         "s": s,
@@ -303,6 +304,17 @@ def _timing(s: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the plots ------------------------------------------------------------------------------
+
+
+def plain_text() -> Any:
+    """A context in which matplotlib draws text as given (``$...$`` is not parsed as math).
+
+    Labels come from the lab's data; a label such as ``$\\undefinedmacro$`` would
+    otherwise make every plot of the run fail to draw.
+    """
+    import matplotlib
+
+    return matplotlib.rc_context({"text.parse_math": False})
 
 
 def _figure(figsize: tuple[float, float]) -> MplFigure:

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from echolab.analysis.compare.grids import check_models, load_grids, select_models
+from echolab.errors import require
 from echolab.analysis.compare.keys import plan_splits, plan_trials
 from echolab.analysis.compare.matrices import build_matrix, normalize_features
 from echolab.analysis.compare.sources import DataSource
@@ -78,6 +79,8 @@ def run_analysis(
     settings = settings or RunSettings()
     settings.check()
     started = time.perf_counter()
+    if cluster is not None:
+        require("distributed", "cluster", "running trials on a Dask cluster (--cluster)")
     grids = load_grids(settings.grids_path, check=False)  # checked below, unless nothing is to be done
     specs = select_models(grids, list(settings.models))
     settings = replace(settings, features=normalize_features(source, settings.features))

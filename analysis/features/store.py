@@ -10,15 +10,18 @@ by the data set - the build goes on.
 
 from __future__ import annotations
 
+import csv
+import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from echolab.analysis.features.sets import EXTRACTOR_VERSION, CaptureRecord, FeatureError, extract_record
 from echolab.captures.trace import TRACE_DEVICE, TRACE_SUFFIX
 from echolab.db.records import Capture
+from echolab.errors import require
 from echolab.progress import ProgressCallback, notify
 
 if TYPE_CHECKING:
@@ -154,12 +157,11 @@ def _extract_all(catalog: "Catalog", todo: dict[tuple[str, str], str], n_jobs: i
     return results
 
 
-def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: str | None = None,
-                  progress: ProgressCallback | None = None, n_jobs: int = 2, **options):
-    """The data set as a pandas DataFrame: capture_id, sha256, campaign, label, then the set's features
-    (the transformer fitted on every usable capture)."""
-    import pandas as pd
-
+def feature_rows(catalog: "Catalog", *, set_name: str = "combined", device_ip: str | None = None,
+                 progress: ProgressCallback | None = None, n_jobs: int = 2,
+                 **options) -> tuple[list[str], list[list[Any]]]:
+    """(column names, rows) of the data set: capture_id, sha256, campaign, label, then the set's features
+    (the transformer fitted on every usable capture). Needs no pandas."""
     from echolab.analysis.features.sets import load_dataset, make_transformer
 
     data = load_dataset(catalog, device_ip=device_ip, progress=progress, n_jobs=n_jobs)
@@ -167,17 +169,32 @@ def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: 
         raise FeatureError("no usable captures in the catalog",
                            hint="'echolab features build' says why each capture is unusable")
     transformer = make_transformer(set_name, **options).fit(data.records)
-    frame = pd.DataFrame(transformer.transform(data.records), columns=list(transformer.get_feature_names_out()))
-    frame.insert(0, "label", data.y)
-    frame.insert(0, "campaign", data.campaigns)
-    frame.insert(0, "sha256", data.sha256s)
-    frame.insert(0, "capture_id", data.capture_ids)
-    return frame
+    matrix = transformer.transform(data.records)
+    columns = ["capture_id", "sha256", "campaign", "label", *map(str, transformer.get_feature_names_out())]
+    rows = [[cid, sha, camp, str(label), *values] for cid, sha, camp, label, values in
+            zip(data.capture_ids, data.sha256s, data.campaigns, data.y.tolist(), matrix.tolist())]
+    return columns, rows
+
+
+def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: str | None = None,
+                  progress: ProgressCallback | None = None, n_jobs: int = 2, **options):
+    """The data set as a pandas DataFrame: capture_id, sha256, campaign, label, then the set's features
+    (the transformer fitted on every usable capture)."""
+    import pandas as pd
+
+    columns, rows = feature_rows(catalog, set_name=set_name, device_ip=device_ip, progress=progress,
+                                 n_jobs=n_jobs, **options)
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({c: float for c in columns[4:]})
+
+
+def _csv_value(value: Any) -> Any:
+    return "" if isinstance(value, float) and math.isnan(value) else value  # as pandas writes a missing value
 
 
 def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", set_name: str = "combined",
                     device_ip: str | None = None, progress: ProgressCallback | None = None, **options) -> int:
-    """Write :func:`feature_table` to *path* as CSV or Parquet; return the number of rows.
+    """Write the set's features to *path* as CSV (no pandas needed) or Parquet; return the number of rows.
 
     The ``sequence`` set is written as packet traces instead: *path* is a
     folder (see :func:`export_traces`) and the number returned is of files.
@@ -188,13 +205,23 @@ def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", s
         return export_traces(catalog, path, device_ip=device_ip, progress=progress)
     if fmt not in ("csv", "parquet"):
         raise FeatureError(f"unknown export format {fmt!r}; choose csv or parquet")
-    frame = feature_table(catalog, set_name=set_name, device_ip=device_ip, progress=progress, **options)
+    if fmt == "parquet":
+        require("pyarrow", "parquet", "Parquet export")
+        require("pandas", "parquet", "Parquet export")
     path = Path(path)
+    if fmt == "csv":
+        columns, rows = feature_rows(catalog, set_name=set_name, device_ip=device_ip, progress=progress, **options)
+        try:
+            with open(path, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(columns)
+                writer.writerows([_csv_value(v) for v in row] for row in rows)
+        except OSError as exc:
+            raise FeatureError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        return len(rows)
+    frame = feature_table(catalog, set_name=set_name, device_ip=device_ip, progress=progress, **options)
     try:
-        if fmt == "csv":
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
+        frame.to_parquet(path, index=False)
     except OSError as exc:
         raise FeatureError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return len(frame)

@@ -29,6 +29,7 @@ from datasette.utils.asgi import AsgiFileDownload, Request, Response
 from markupsafe import Markup, escape
 
 from echolab.db.catalog import safe_name
+from echolab.safepaths import UnsafePathError
 from echolab.db.web.queries import CAPTURE_LIST_SQL, CAPTURE_LIST_VIEW
 
 Route = Callable[[Datasette, Request], Awaitable["AsgiFileDownload | Response"]]
@@ -135,15 +136,22 @@ async def _pcap_file(datasette: Datasette, request: Request, dirs: tuple[Path, P
     if not path.is_file():
         raise Refused(404, f"the file of capture {capture_id} is missing: {rel}; 'echolab catalog verify' checks all")
     suffix = path.suffix.lower()
+    try:
+        named = f"-{safe_name(label)}"
+    except UnsafePathError:  # a label from another lab's catalog that cannot name a file
+        named = ""
     return AsgiFileDownload(
-        path, filename=f"capture-{capture_id}-{safe_name(label)}{suffix}",
+        path, filename=f"capture-{capture_id}{named}{suffix}",
         content_type=PCAP_TYPES.get(suffix, "application/octet-stream"),
     )
 
 
 def report_folder(root: Path, reports: Path, name: str, report_dir: str | None) -> Path | None:
     """Where a run's report lives: its ``report_dir`` (absolute or lab-relative) or reports/NAME."""
-    folder = Path(report_dir) if report_dir else reports / safe_name(name)
+    try:
+        folder = Path(report_dir) if report_dir else reports / safe_name(name, "run")
+    except UnsafePathError:  # a run name that cannot be a folder has no report there
+        return None
     folder = (root / folder).resolve()  # an absolute report_dir replaces root
     return folder if folder.is_relative_to(reports) else None
 

@@ -30,6 +30,9 @@ MAGIC = b"\x0a\x0d\x0d\x0a"
 BYTE_ORDER = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 CHUNK = 1 << 20
 MAX_BLOCK = 1 << 24  # a block longer than this means the file is damaged
+#: The latest packet time a capture may hold (the end of year 9999, in microseconds): pcapng's 64-bit
+#: timestamps reach far past what a date can show; such packets are counted as malformed and skipped.
+MAX_TS_US = 253_402_300_799 * 1_000_000
 
 _HEAD = {e: struct.Struct(e + "II").unpack_from for e in "<>"}  # block type, block length
 _EPB = {e: struct.Struct(e + "8xIIII").unpack_from for e in "<>"}  # interface, ts high, ts low, caplen
@@ -151,8 +154,12 @@ class PcapngWalker:
                     self.malformed += 1
                 else:
                     interface = self.interfaces[iface]
-                    self.last_ts_us = ts_us = interface.ts_us((hi << 32) | lo)
-                    yield ts_us, interface.linktype, buf, pos + 28, caplen
+                    ts_us = interface.ts_us((hi << 32) | lo)
+                    if not 0 <= ts_us <= MAX_TS_US:  # before 1970 or past year 9999: no calendar date, skipped
+                        self.malformed += 1
+                    else:
+                        self.last_ts_us = ts_us
+                        yield ts_us, interface.linktype, buf, pos + 28, caplen
             elif btype == SPB:
                 if not self.interfaces:
                     self.malformed += 1
@@ -175,7 +182,8 @@ class PcapngWalker:
     def packet(self, btype: int, buf: bytes, pos: int, blen: int) -> tuple[Interface, int, int, int] | None:
         """``(interface, ts_us, frame offset, captured length)`` of an enhanced or obsolete packet block.
 
-        None when the block names an unknown interface or claims more bytes than it holds.
+        None when the block names an unknown interface, claims more bytes than it holds or has a time
+        with no calendar date (before 1970 or past year 9999, :data:`MAX_TS_US`).
         """
         if btype == EPB:
             iface, hi, lo, caplen = _EPB[self.endian](buf, pos)
@@ -184,8 +192,11 @@ class PcapngWalker:
         if iface >= len(self.interfaces) or 28 + caplen > blen:
             return None
         interface = self.interfaces[iface]
-        return interface, interface.ts_us((hi << 32) | lo), pos + 28, caplen
+        ts_us = interface.ts_us((hi << 32) | lo)
+        if not 0 <= ts_us <= MAX_TS_US:
+            return None
+        return interface, ts_us, pos + 28, caplen
 
 
-__all__ = ["BYTE_ORDER", "CaptureError", "EPB", "IDB", "ISB", "Interface", "MAGIC", "MAX_BLOCK", "OPB",
-           "PcapngWalker", "SHB", "SPB", "parse_interface"]
+__all__ = ["BYTE_ORDER", "CaptureError", "EPB", "IDB", "ISB", "Interface", "MAGIC", "MAX_BLOCK", "MAX_TS_US",
+           "OPB", "PcapngWalker", "SHB", "SPB", "parse_interface"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -49,6 +50,12 @@ def is_trace_file(path: Path | str) -> bool:
     return tuple(c.strip().lower() for c in first.strip().split(",")) == TRACE_HEADER
 
 
+#: Bounds of a trace's values: times within about 300 years of 1970 (the microseconds fit in 64 bits),
+#: sizes within what one IP packet can carry (jumbograms included).
+MAX_TRACE_TIME_S = 1e10
+MAX_TRACE_SIZE = 1 << 32
+
+
 def read_trace(path: Path | str) -> tuple[array, array]:
     """(times in microseconds since the first packet, signed sizes in bytes) of a trace file.
 
@@ -72,6 +79,12 @@ def read_trace(path: Path | str) -> tuple[array, array]:
                     t, size, direction = float(row[0]), int(row[1]), int(row[2])
                 except (ValueError, IndexError) as exc:
                     raise TraceError(f"{path} line {line}: expected time,size,direction numbers, got {row!r}") from exc
+                if not math.isfinite(t) or abs(t) > MAX_TRACE_TIME_S:
+                    raise TraceError(f"{path} line {line}: time {row[0][:40]!r} is not a number of seconds "
+                                     f"within {MAX_TRACE_TIME_S:g}")
+                if abs(size) > MAX_TRACE_SIZE:
+                    raise TraceError(f"{path} line {line}: size {row[1][:40]} is over {MAX_TRACE_SIZE} bytes, "
+                                     "more than any packet")
                 if size == 0 or direction not in (1, -1) or (size > 0) != (direction > 0):
                     raise TraceError(f"{path} line {line}: size {size} and direction {direction} disagree "
                                      "(positive size with direction 1, negative with -1)")
@@ -82,6 +95,8 @@ def read_trace(path: Path | str) -> tuple[array, array]:
         raise TraceError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise TraceError(f"{path} is not a text file of time,size,direction rows") from exc
+    except csv.Error as exc:
+        raise TraceError(f"{path} is not a readable CSV of time,size,direction rows: {exc}") from None
     if not sizes:
         raise TraceError(f"{path} holds no packets")
     return times, sizes

@@ -98,7 +98,7 @@ def run_cmd(
 @app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (joblib), e.g. model.joblib.",
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write, e.g. model.echolab-model.",
                                       dir_okay=False)],
     features: Annotated[str, typer.Option(
         "--features", "-f", help="Feature set, with options as in 'analyze run', e.g. histogram:bins=25.")
@@ -120,6 +120,21 @@ def train_cmd(
     console.print(f"Model {trained.model_name} on {trained.feature_key}: {trained.n_captures} captures of "
                   f"{len(trained.classes)} classes from {', '.join(trained.campaigns)}; best {params} "
                   f"(cross-validated accuracy {100 * trained.cv_score:.2f}%). Wrote {written.path}")
+
+
+@app.command("convert-model")
+def convert_model_cmd(
+    model: Annotated[Path, typer.Argument(help="A model file of an older echolab (joblib).", dir_okay=False)],
+    trust: Annotated[bool, typer.Option("--trust", help="Say that you trust the file: reading it runs any code "
+                                        "it holds.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The file to write. Default: MODEL with "
+                                                "the suffix .echolab-model.", dir_okay=False)] = None,
+) -> None:
+    """Rewrite an old model file (a joblib pickle) as today's, which loads without running code."""
+    from echolab.api import Lab
+
+    path = Lab.convert_model(model, out, trust=trust)
+    console.print(f"Wrote {path}")
 
 
 @app.command("ls")

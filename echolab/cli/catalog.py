@@ -304,19 +304,23 @@ def serve_cmd(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8001,
     host: Annotated[str, typer.Option(
-        help="Address to listen on (127.0.0.1: this machine only). Any other address serves the captures to the "
-             "network and needs a token, printed once in the URL, unless --no-auth.")] = "127.0.0.1",
+        help="Address to listen on (127.0.0.1: this machine only; any other serves the captures to the "
+             "network). Every request needs a token, printed once in the URL, unless --no-auth.")] = "127.0.0.1",
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a web browser on the catalog.")] = True,
     no_auth: Annotated[bool, typer.Option(
-        "--no-auth", help="On a non-loopback --host: serve without a token (anyone who can reach it sees the "
-                          "captures).")] = False,
+        "--no-auth", help="Serve without a token (anyone who can reach it sees the captures).")] = False,
 ) -> None:
     """Browse the catalog in a web browser (Datasette, read-only; SQLite catalogs only)."""
+    from echolab.errors import require
+
+    require("datasette", "web", "the catalog's web view (catalog serve)")
     from echolab.db.serve import is_loopback, serve
 
     def ready(url: str) -> None:
         typer.echo(f"Serving the catalog of {lab.root} at {url} (read-only; Ctrl-C stops)")
         if is_loopback(host):
+            if not no_auth:
+                typer.echo("Open the URL above once (the browser keeps its token); it is shown only now.")
             return
         if no_auth:
             typer.echo(f"No token (--no-auth): anyone who can reach {host}:{port} can read and download every "

@@ -1,0 +1,511 @@
+"""Safe to share: nothing a lab receives may run code, reach outside the lab, or crash echolab.
+
+Each test feeds one crafted input (built here, small) to the real command or
+library function and checks three things: one ``Error:`` line (or a
+rejection with its reason), no traceback, and that nothing outside the lab
+changed: a marker file the attack would create or overwrite stays as it was.
+docs/security.md says what echolab trusts and what it does not.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import struct
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from echolab.cli import app
+from echolab.collector.sim import synthetic
+from echolab.db.catalog import Catalog
+from echolab.db.transfer import import_captures
+from echolab.labdir import LabDir
+from echolab.safepaths import UnsafePathError, contained, safe_component
+from pcaps import SIM_DEVICE_IP, write_class_captures
+
+runner = CliRunner()
+DEVICE = SIM_DEVICE_IP
+PRECIOUS = "precious: must stay as it was"
+
+
+def _marker(folder: Path, name: str = "marker.txt") -> Path:
+    path = folder / name
+    path.write_text(PRECIOUS)
+    return path
+
+
+def _intact(marker: Path) -> bool:
+    return marker.is_file() and not marker.is_symlink() and marker.read_text() == PRECIOUS
+
+
+def _cli(lab: LabDir | None, *args: str) -> tuple[int, str]:
+    res = runner.invoke(app, [*(["--lab", str(lab.root)] if lab else []), *args])
+    assert "Traceback" not in res.output and "Aborted" not in res.output, res.output
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), repr(res.exception)
+    return res.exit_code, res.output
+
+
+def _one_error(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def _capture(path: Path, label: str = "weather", i: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    synthetic.write_capture(path, label, 2.0, np.random.default_rng([i, 7]))
+    return path
+
+
+def _lab_files(lab: LabDir) -> set[str]:
+    return {str(p.relative_to(lab.root)) for p in lab.root.rglob("*") if p.is_file() and "catalog" not in p.name}
+
+
+# -- archives -------------------------------------------------------------------------------------
+
+
+def _chain_tar(path: Path, target_len: int, levels_up: int, payload_name: str, payload: bytes) -> Path:
+    """A tar whose symlink chain is longer than PATH_MAX once resolved (the CVE-2025-4517 family):
+    os.path.realpath gives up inside it, so tarfile's "data" filter sees a path inside the target."""
+    steps = "abcdefghijklmnop"
+    comp = "d" * min(247, (4000 - target_len) // len(steps) - 1)
+    with tarfile.open(path, "w") as tar:
+        manifest = b"path,label,size_bytes\n"  # as an export starts
+        info = tarfile.TarInfo("manifest.csv")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        prefix = ""
+        for step in steps:
+            folder = tarfile.TarInfo(os.path.join(prefix, comp))
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
+            link = tarfile.TarInfo(os.path.join(prefix, step))
+            link.type, link.linkname = tarfile.SYMTYPE, comp
+            tar.addfile(link)
+            prefix = os.path.join(prefix, comp)
+        long = os.path.join(*steps, "l" * 254)
+        link = tarfile.TarInfo(long)
+        link.type, link.linkname = tarfile.SYMTYPE, "../" * len(steps)
+        tar.addfile(link)
+        escape = tarfile.TarInfo("escape")
+        escape.type, escape.linkname = tarfile.SYMTYPE, os.path.join(long, *([".."] * levels_up))
+        tar.addfile(escape)
+        member = tarfile.TarInfo(f"escape/{payload_name}")
+        member.size = len(payload)
+        tar.addfile(member, io.BytesIO(payload))
+    return path
+
+
+def test_a_tar_with_a_symlink_chain_past_the_path_limit_writes_nothing_outside(sqlite_lab: LabDir,
+                                                                               tmp_path: Path) -> None:
+    marker = _marker(tmp_path)  # the lab's parent: LAB/tmp/tmpXXXXXXXX/../../..
+    evil = _chain_tar(tmp_path / "evil.tar", len(str(sqlite_lab.tmp_dir)) + 12, 3, marker.name, b"overwritten")
+    code, out = _cli(sqlite_lab, "catalog", "import", str(evil))
+    assert code == 1 and "holds a link" in _one_error(out)
+    assert _intact(marker)
+    assert not list(sqlite_lab.tmp_dir.iterdir()) and not list(sqlite_lab.captures_dir.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "absolute", "dotdot", "device"])
+def test_simple_tar_tricks_are_refused_whole(sqlite_lab: LabDir, tmp_path: Path, kind: str) -> None:
+    marker = _marker(tmp_path)
+    tar_path = tmp_path / "t.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        manifest = b"path,label,size_bytes\nx.pcap,weather,5\n"
+        info = tarfile.TarInfo("manifest.csv")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        bad = tarfile.TarInfo({"absolute": str(marker), "dotdot": f"../../../{marker.name}"}.get(kind, "x.pcap"))
+        if kind == "symlink":
+            bad.type, bad.linkname = tarfile.SYMTYPE, str(marker)
+        elif kind == "hardlink":
+            bad.type, bad.linkname = tarfile.LNKTYPE, str(marker)
+        elif kind == "device":
+            bad.type = tarfile.CHRTYPE
+        if bad.type == tarfile.REGTYPE:
+            bad.size = 5
+            tar.addfile(bad, io.BytesIO(b"pwned"))
+        else:
+            tar.addfile(bad)
+    code, out = _cli(sqlite_lab, "catalog", "import", str(tar_path))
+    assert code == 1, out
+    _one_error(out)
+    assert _intact(marker)
+    assert not list(sqlite_lab.captures_dir.iterdir())
+
+
+def test_a_tar_bomb_is_refused_before_it_is_written(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    """Without a manifest first, or announcing far more than the archive could hold, nothing is unpacked."""
+    zeros = 32 * 1024 * 1024
+    no_manifest = tmp_path / "bomb.tar.gz"
+    with tarfile.open(no_manifest, "w:gz") as tar:
+        info = tarfile.TarInfo("captures/x.pcap")
+        info.size = zeros
+        tar.addfile(info, io.BytesIO(bytes(zeros)))
+    assert no_manifest.stat().st_size < 100_000
+    code, out = _cli(sqlite_lab, "catalog", "import", str(no_manifest))
+    assert code == 1 and "does not start with manifest.csv" in _one_error(out)
+    announced = tmp_path / "bomb2.tar.gz"
+    with tarfile.open(announced, "w:gz") as tar:
+        manifest = f"path,label,size_bytes\nx.pcap,weather,{zeros * 40}\n".encode()
+        info = tarfile.TarInfo("manifest.csv")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+    code, out = _cli(sqlite_lab, "catalog", "import", str(announced))
+    assert code == 1 and "over 100 times its own size" in _one_error(out)
+    assert not list(sqlite_lab.tmp_dir.iterdir()) and not list(sqlite_lab.captures_dir.iterdir())
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tar.xz"])
+def test_a_truncated_export_is_one_line(sqlite_lab: LabDir, tmp_path: Path, suffix: str) -> None:
+    folder = tmp_path / "in"
+    write_class_captures(folder, 3, classes=["weather"])
+    with Catalog.open(sqlite_lab) as cat:
+        import_captures(cat, folder, campaign="home")
+    plain = tmp_path / "export.tar"
+    assert _cli(sqlite_lab, "catalog", "export", str(plain))[0] == 0
+    data = plain.read_bytes()
+    packed = tmp_path / f"export{suffix}"
+    with tarfile.open(packed, "w:gz" if suffix == ".tar.gz" else "w:xz") as tar:
+        with tarfile.open(plain) as src:
+            for member in src:
+                tar.addfile(member, src.extractfile(member))
+    packed.write_bytes(packed.read_bytes()[: packed.stat().st_size * 2 // 3])
+    other = LabDir.open(tmp_path / "lab2", create=True)
+    code, out = _cli(other, "catalog", "import", str(packed))
+    assert code == 1 and "damaged or truncated" in _one_error(out), out
+    assert not list(other.captures_dir.iterdir()) and not list(other.tmp_dir.iterdir())
+    assert len(data) > 0
+
+
+def test_an_echolab_export_still_imports(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    write_class_captures(folder, 2, classes=["music"])
+    with Catalog.open(sqlite_lab) as cat:
+        import_captures(cat, folder, campaign="home")
+    out = tmp_path / "export.tar.gz"
+    assert _cli(sqlite_lab, "catalog", "export", str(out))[0] == 0
+    other = LabDir.open(tmp_path / "lab2", create=True)
+    code, text = _cli(other, "catalog", "import", str(out))
+    assert code == 0, text
+    with Catalog.open(other) as cat:
+        assert sorted(c.label for c in cat.captures()) == ["music", "music"]
+
+
+def test_an_export_ships_no_file_from_outside_the_lab(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    """A catalog row (from another lab's catalog) whose path leads out of the lab is not exported."""
+    secret = _marker(tmp_path, "secret.txt")
+    _capture(tmp_path / "in" / "weather" / "a.pcap")
+    with Catalog.open(sqlite_lab) as cat:
+        import_captures(cat, tmp_path / "in", campaign="home")
+        with cat.transaction():
+            cat.captures()[0].path = "../secret.txt"
+    out = tmp_path / "export.tar"
+    code, text = _cli(sqlite_lab, "catalog", "export", str(out))
+    assert code == 1 and "'../secret.txt' leads outside the lab; nothing was exported" in _one_error(text)
+    assert not out.exists() and not (tmp_path / "export.tar.part").exists() and _intact(secret)
+
+
+# -- model files ----------------------------------------------------------------------------------
+
+
+class _Payload:
+    """An object whose unpickling runs a shell command (what a crafted joblib model file holds)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):  # noqa: ANN204 - pickle's protocol
+        return (os.system, (self.command,))
+
+
+def test_a_joblib_model_file_is_refused_without_running_it(tmp_path: Path) -> None:
+    import joblib
+
+    marker = _marker(tmp_path)
+    evil = tmp_path / "model.joblib"
+    joblib.dump({"header": {"format": "echolab-model-1"}, "payload": _Payload(f"echo pwned > {marker}")}, evil)
+    capture = _capture(tmp_path / "one.pcap")
+    code, out = _cli(None, "classify", "--model", str(evil), str(capture))
+    assert code == 1
+    assert "a joblib pickle" in _one_error(out)
+    assert f"echolab analyze convert-model --trust {evil}" in out
+    assert _intact(marker)
+    code, out = _cli(None, "analyze", "convert-model", str(evil))
+    assert code == 1 and "pass --trust only for a file you made or trust" in _one_error(out)
+    assert _intact(marker)
+
+
+def _model_zip(path: Path, objects: object) -> Path:
+    import skops.io as sio
+
+    from echolab.analysis.compare.modelfile import FORMAT
+    from echolab.analysis.features.sets import EXTRACTOR_VERSION
+
+    header = {"format": FORMAT, "extractor_version": EXTRACTOR_VERSION, "feature_set": "histogram",
+              "feature_options": {"bins": 5}, "feature_key": "histogram[bins=5]", "versions": {}}
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("header.json", json.dumps(header))
+        zf.writestr("model.skops", sio.dumps(objects))
+    return path
+
+
+def test_a_model_file_with_an_untrusted_type_is_refused(tmp_path: Path) -> None:
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from echolab.analysis.compare.modelfile import ModelFileError, load_model, read_header
+
+    marker = _marker(tmp_path)
+    evil = _model_zip(tmp_path / "m.echolab-model", {
+        "transformer": FunctionTransformer(func=os.system), "scaler": StandardScaler(), "estimator": None})
+    assert read_header(evil)["feature_set"] == "histogram"  # the header alone
+    with pytest.raises(ModelFileError, match=r"holds .*system, which echolab does not load"):
+        load_model(evil)
+    assert _intact(marker)
+
+
+# -- grids files ----------------------------------------------------------------------------------
+
+
+def test_a_grids_file_cannot_call_what_it_names(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    from echolab.analysis.compare.grids import GridError, load_grids
+
+    marker = tmp_path / "created-by-grids.txt"
+    evil = tmp_path / "evil.toml"
+    evil.write_text(f"""
+[models.x]
+estimator = "sklearn.utils._testing.check_output"
+params = {{ args = ["sh", "-c", "echo pwned > {marker}"] }}
+grid = {{}}
+""")
+    code, out = _cli(sqlite_lab, "analyze", "run", "--grids", str(evil), "--synthetic", "5")
+    assert code == 1 and "is not one of the classifiers a grids file may name" in _one_error(out)
+    assert not marker.exists()
+    with pytest.raises(GridError, match="not one of the classifiers"):
+        load_grids(evil, check=False)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("params, message", [
+    ("{ evil = 1 }", "has no parameter(s) evil"),
+    ('{ n_estimators = { nested = "table" } }', "parameter 'n_estimators' must be text, a number"),
+    ("{ criterion = [1, 2] }", "parameter 'criterion' must be text, a number"),
+])
+def test_grids_parameters_are_plain_data_the_estimator_has(tmp_path: Path, params: str, message: str) -> None:
+    from echolab.analysis.compare.grids import GridError, load_grids
+
+    path = tmp_path / "g.toml"
+    path.write_text(f'[models.rf]\nestimator = "sklearn.ensemble.RandomForestClassifier"\nparams = {params}\n')
+    with pytest.raises(GridError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_grids(path, check=False)
+
+
+# -- paths from manifests, folders and names -------------------------------------------------------
+
+
+def test_manifest_rows_stay_inside_the_manifests_folder(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    outside = _capture(tmp_path / "elsewhere" / "private.pcap")
+    data = tmp_path / "data"
+    data.mkdir()
+    _capture(data / "ok.pcap", "music", 3)
+    manifest = data / "manifest.csv"
+    manifest.write_text(f"path,label\n{outside},weather\n../elsewhere/private.pcap,weather\nok.pcap,music\n")
+    with Catalog.open(sqlite_lab) as cat:
+        report = import_captures(cat, manifest)
+        assert len(report.imported) == 1 and [c.label for c in cat.captures()] == ["music"]
+    assert all("leads outside" in why for _path, why in report.rejected) and len(report.rejected) == 2
+    placed = [p for p in sqlite_lab.captures_dir.rglob("*") if p.is_file()]
+    assert len(placed) == 1 and placed[0].read_bytes() != outside.read_bytes()
+
+
+def test_a_folder_import_does_not_follow_links_out(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    outside = _capture(tmp_path / "elsewhere" / "private.pcap")
+    folder = tmp_path / "folder"
+    (folder / "weather").mkdir(parents=True)
+    (folder / "weather" / "link.pcap").symlink_to(outside)
+    with Catalog.open(sqlite_lab) as cat:
+        report = import_captures(cat, folder)
+        assert not report.imported and "is a link to a file outside" in report.rejected[0][1]
+        assert not cat.captures(status=None)
+    assert not [p for p in sqlite_lab.captures_dir.rglob("*") if p.is_file()]
+
+
+def test_names_that_would_leave_their_folder_are_refused(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    _capture(folder / "reports" / "a.pcap")
+    code, out = _cli(sqlite_lab, "catalog", "import", str(folder), "--campaign", "..")
+    assert "campaign '..' cannot be used" in out
+    assert not [p for p in sqlite_lab.reports_dir.rglob("*")]
+    long_label = "x" * 300
+    _capture(tmp_path / "long" / long_label[:200] / "a.pcap")
+    manifest = tmp_path / "long" / "manifest.csv"
+    manifest.write_text(f"path,label\n{long_label[:200]}/a.pcap,{long_label}\n")
+    code, out = _cli(sqlite_lab, "catalog", "import", str(manifest))
+    assert "is 300 characters long; the limit is 120" in out
+    with Catalog.open(sqlite_lab) as cat:
+        assert not cat.campaigns()  # no empty campaign left behind
+    with pytest.raises(UnsafePathError):
+        sqlite_lab.report_dir("../../outside/x")
+    assert safe_component("what is the weather?") == "what-is-the-weather"
+    for bad in ("..", ".", "", "///"):
+        with pytest.raises(UnsafePathError):
+            safe_component(bad)
+    with pytest.raises(UnsafePathError):
+        contained("../x", tmp_path / "folder")
+
+
+def test_a_stored_run_named_like_a_path_writes_no_report_outside(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    from echolab.db.records import AnalysisRun
+
+    outside = tmp_path / "outside"
+    with Catalog.open(sqlite_lab) as cat, cat.transaction() as s:
+        s.add(AnalysisRun(name="../../outside/x", status="done", summary={"models": [], "features": []}))
+    code, out = _cli(sqlite_lab, "analyze", "report", "../../outside/x")
+    assert code == 1 and "run '../../outside/x' cannot be used: it holds a path separator" in _one_error(out)
+    assert not outside.exists()
+
+
+# -- denial of service and tracebacks ---------------------------------------------------------------
+
+
+def test_a_repeat_bomb_in_a_prompt_list_is_reported_not_expanded(sqlite_lab: LabDir) -> None:
+    (sqlite_lab.prompts_dir / "weather.txt").write_text("# repeat: 100000000000\n{wake}, what is the weather\n")
+    code, out = _cli(sqlite_lab, "prompts", "validate")
+    assert code == 1 and "more than 10000 times" in out
+    code, out = _cli(sqlite_lab, "prompts", "ls")
+    assert code == 0, out
+
+
+def test_manifests_that_are_not_utf8_or_have_huge_fields_are_one_line(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("path,label\ncafé.pcap,weather\n".encode("latin-1"))
+    code, out = _cli(sqlite_lab, "catalog", "import", str(latin))
+    assert code == 1 and "is not UTF-8 text" in _one_error(out)
+    huge = tmp_path / "huge.csv"
+    huge.write_text("path,label\n" + "a" * 200_000 + ".pcap,weather\n")
+    code, out = _cli(sqlite_lab, "catalog", "import", str(huge))
+    assert code == 1 and "is not a readable CSV" in _one_error(out)
+    with Catalog.open(sqlite_lab) as cat:
+        assert not cat.campaigns()
+
+
+@pytest.mark.parametrize("row", ["inf,100,1", "nan,100,1", "0.5,99999999999999999999999,1", "1e300,5,1"])
+def test_trace_files_with_impossible_values_are_rejected(sqlite_lab: LabDir, tmp_path: Path, row: str) -> None:
+    folder = tmp_path / "traces"
+    (folder / "weather").mkdir(parents=True)
+    (folder / "weather" / "t.csv").write_text(f"time,size,direction\n0.0,100,1\n{row}\n")
+    with Catalog.open(sqlite_lab) as cat:
+        report = import_captures(cat, folder)
+    assert not report.imported and "line 3" in report.rejected[0][1]
+
+
+def _far_future_pcapng(path: Path) -> Path:
+    """A pcapng whose packets are stamped past year 9999 (pcapng's 64-bit microseconds allow it)."""
+    import dpkt
+
+    def block(btype: int, body: bytes) -> bytes:
+        pad = body + b"\0" * (-len(body) % 4)
+        return struct.pack("<II", btype, len(pad) + 12) + pad + struct.pack("<I", len(pad) + 12)
+
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(1, struct.pack("<HHI", 1, 0, 65535))
+    for i in range(4):
+        tcp = dpkt.tcp.TCP(sport=443, dport=50000, seq=i, flags=16, data=b"x" * 100)
+        ip = dpkt.ip.IP(src=bytes([10, 0, 0, 1]), dst=bytes([10, 0, 0, 2]), p=6, data=tcp)
+        ip.len = 20 + len(bytes(tcp))
+        frame = bytes(dpkt.ethernet.Ethernet(src=b"\2" * 6, dst=b"\4" * 6, data=ip))
+        ts = (400_000_000_000 + i) * 1_000_000
+        out += block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+    path.write_bytes(out)
+    return path
+
+
+def test_pcapng_times_past_year_9999_are_counted_not_fatal(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    from echolab.captures.reader import summarize
+
+    far = _far_future_pcapng(tmp_path / "far.pcapng")
+    code, out = _cli(None, "catalog", "segments", str(far), "--device-ip", "10.0.0.2")
+    assert "Traceback" not in out
+    assert summarize(far).packets == 0
+    from echolab.captures.pcapng import PcapngWalker
+    from echolab.captures.reader import ReadStats
+    from echolab.collector.live import walked_packets
+
+    stats = ReadStats()  # the live readers' walk of a growing file skips and counts them the same way
+    with open(far, "rb") as fh:
+        walked = [pkt for _btype, _block, pkt in walked_packets(PcapngWalker(far, growing=True), fh, stats)]
+    assert walked == [None, None, None, None, None, None] and stats.malformed == 4
+    code, out = _cli(sqlite_lab, "catalog", "import", str(far), "--split", "gap=5", "--label-from", "(far)")
+    assert "Traceback" not in out
+
+
+def test_labels_that_look_like_matplotlib_math_are_drawn_as_text(tmp_path: Path) -> None:
+    from echolab.analysis.compare.classify import Prediction, timeline_figure
+
+    preds = [Prediction("c.pcap", 1_700_000_000.0 + 60 * i, 1_700_000_005.0 + 60 * i, label, 0.9)
+             for i, label in enumerate([r"$\undefinedmacro$", "weather", r"$x^$"])]
+    fig = timeline_figure(preds)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert buf.getvalue()[:4] == b"\x89PNG"
+
+
+def test_lab_settings_that_cannot_be_used_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from echolab.labdir import CATALOG_URL_ENV
+
+    monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
+    lab = LabDir.open(tmp_path / "lab", create=True)
+    elsewhere = tmp_path / "elsewhere.sqlite"
+    (lab.root / "echolab.toml").write_text(f'catalog_url = "sqlite:///{elsewhere}"\n')
+    code, out = _cli(lab, "catalog", "init")
+    assert code == 1 and "names a SQLite file outside the lab" in _one_error(out)
+    assert not elsewhere.exists()
+    (lab.root / "echolab.toml").write_text("audio = 5\n")
+    code, out = _cli(lab, "prompts", "synth")
+    assert code == 1 and "[audio] in echolab.toml must be a table" in _one_error(out)
+    (lab.root / "echolab.toml").write_text("catalog_lock_timeout_s = inf\n")
+    code, out = _cli(lab, "catalog", "stats")
+    assert code == 1 and "catalog_lock_timeout_s in" in _one_error(out)
+    (lab.root / "echolab.toml").write_bytes("wake_word = 'Échø'\n".encode("latin-1"))
+    code, out = _cli(lab, "catalog", "stats")
+    assert code == 1 and "is not UTF-8 text" in _one_error(out)
+    (lab.root / "echolab.toml").write_text('speech = "espeak"\n')
+    from echolab.prompts.errors import SpeechError
+    from echolab.prompts.synth import engine_for_lab
+
+    with pytest.raises(SpeechError, match="speech in .* must be a table"):
+        engine_for_lab(LabDir.open(lab.root))
+    (lab.root / "echolab.toml").write_text('[speech.recorded]\nfolder = "../../etc"\n')
+    with pytest.raises(SpeechError, match="leads outside"):
+        engine_for_lab(LabDir.open(lab.root), "recorded")
+
+
+def test_the_web_home_page_escapes_the_lab_path(tmp_path: Path) -> None:
+    from echolab.db.serve import metadata
+
+    lab = LabDir.open(tmp_path / "<img src=x onerror=alert(1)>", create=True)
+    html = metadata(lab)["description_html"]
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_feature_csv_export_is_the_same_with_and_without_pandas(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    from echolab.analysis.features.store import export_features, feature_table
+
+    folder = tmp_path / "in"
+    write_class_captures(folder, 2, classes=["weather", "music"])
+    with Catalog.open(sqlite_lab) as cat:
+        import_captures(cat, folder, campaign="home", device_ip=DEVICE)
+        n = export_features(cat, tmp_path / "f.csv", set_name="kfp")
+        frame = feature_table(cat, set_name="kfp")
+    assert n == 4
+    with open(tmp_path / "f.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == list(frame.columns)
+    assert [[float(v) for v in r[4:]] for r in rows[1:]] == frame.iloc[:, 4:].to_numpy().tolist()
