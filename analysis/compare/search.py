@@ -16,6 +16,9 @@ present the first of equals as a winner -- while
   that count, so the forest's 4 candidates are 2 distinct models there;
 * fitting forests through :mod:`echolab.analysis.compare.fastfit` (the same trees, built
   with half the per-tree overhead);
+* training an MLP grid's candidates x folds in lockstep, as one batched computation
+  (:mod:`echolab.analysis.compare.mlpbatch`: scikit-learn's fit step for step, equal up to
+  floating-point rounding);
 * splitting the folds once per trial instead of once per candidate;
 * skipping ``GridSearchCV``'s per-fit bookkeeping (timings, result tables,
   parameter re-validation, a parallel backend for one job).
@@ -37,7 +40,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import ParameterGrid
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
-from echolab.analysis.compare import fastfit
+from echolab.analysis.compare import fastfit, mlpbatch
 from echolab.analysis.compare.fastfit import feature_count
 
 #: Estimators whose trees resolve ``max_features`` to a feature count before building anything.
@@ -103,8 +106,13 @@ def grid_search(
     models use this: a deep model validates on its own held-out part.
     """
     if not grid:
-        return SearchResult(0, {}, None, _fit(estimator, {}, X, y), [], 1)
+        return SearchResult(0, {}, None, _refit_one(estimator, {}, X, y), [], 1)
     candidates = list(ParameterGrid(dict(grid)))
+    if mlpbatch.applies(estimator, grid):
+        try:
+            return _lockstep_search(estimator, candidates, X, y, folds)
+        except mlpbatch.NotLockstep:
+            pass
     scores = np.empty((len(candidates), len(folds)), dtype=np.float64)
     done: dict[tuple[tuple[str, str], ...], int] = {}
     n_fits = 0
@@ -117,13 +125,28 @@ def grid_search(
             model = _fit(estimator, params, X[train], y[train])
             scores[i, j] = accuracy_score(y[test], model.predict(X[test]))
             n_fits += 1
+    return _result(estimator, candidates, scores, X, y, n_fits)
+
+
+def _lockstep_search(estimator: ClassifierMixin, candidates: list[dict[str, Any]], X: np.ndarray, y: np.ndarray,
+                     folds: Folds) -> SearchResult:
+    """The grid's candidates x folds trained together (mlpbatch), scored as GridSearchCV scores them."""
+    models = mlpbatch.fit_many(estimator, candidates, X, y, [train for train, _ in folds])
+    scores = np.array([[accuracy_score(y[test], models[i][j].predict(X[test])) for j, (_, test) in enumerate(folds)]
+                       for i in range(len(candidates))], dtype=np.float64)
+    return _result(estimator, candidates, scores, X, y, len(candidates) * len(folds))
+
+
+def _result(estimator: ClassifierMixin, candidates: list[dict[str, Any]], scores: np.ndarray, X: np.ndarray,
+            y: np.ndarray, n_fits: int) -> SearchResult:
+    """GridSearchCV's choice from a (candidates x folds) score table, and the refit of the best."""
     means = np.average(scores, axis=1)  # as GridSearchCV: row means of a (candidates x folds) array
     best = int(rankdata(-means, method="min").argmin())
     best_params = candidates[best]
     identity = model_identity(estimator, best_params, X.shape[1])
     tied = [i for i in range(len(candidates)) if means[i] == means[best]]
     same = [i for i in range(len(candidates)) if model_identity(estimator, candidates[i], X.shape[1]) == identity]
-    return SearchResult(best, best_params, float(means[best]), _fit(estimator, best_params, X, y),
+    return SearchResult(best, best_params, float(means[best]), _refit_one(estimator, best_params, X, y),
                         [float(m) for m in means], n_fits + 1, candidates, tied, same)
 
 
@@ -133,6 +156,14 @@ def model_identity(estimator: ClassifierMixin, params: Mapping[str, Any], n_feat
     if isinstance(estimator, _TREE_MODELS) and "max_features" in resolved:
         resolved["max_features"] = feature_count(resolved["max_features"], n_features)
     return tuple(sorted((k, repr(v)) for k, v in resolved.items()))
+
+
+def _refit_one(estimator: ClassifierMixin, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray
+               ) -> ClassifierMixin:
+    """The fit on all of *X*: by the lockstep trainer where it applies (one network), else :func:`_fit`."""
+    if mlpbatch.applies(estimator, {k: [v] for k, v in params.items()}):
+        return mlpbatch.fit_many(estimator, [params], X, y, [np.arange(len(y))])[0][0]
+    return _fit(estimator, params, X, y)
 
 
 def _fit(estimator: ClassifierMixin, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray) -> ClassifierMixin:
