@@ -19,6 +19,10 @@ present the first of equals as a winner -- while
 * training an MLP grid's candidates x folds in lockstep, as one batched computation
   (:mod:`echolab.analysis.compare.mlpbatch`: scikit-learn's fit step for step, equal up to
   floating-point rounding);
+* growing a forest once for all its ``n_estimators`` candidates: the trees of a forest
+  are seeded in order from its one random stream, so with the same ``random_state``
+  the first k trees of a 400-tree forest are the k trees of a k-tree forest
+  (:func:`forest_prefix`, checked tree by tree in ``tests/test_analysis_search.py``);
 * splitting the folds once per trial instead of once per candidate;
 * skipping ``GridSearchCV``'s per-fit bookkeeping (timings, result tables,
   parameter re-validation, a parallel backend for one job).
@@ -28,6 +32,7 @@ present the first of equals as a winner -- while
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -115,6 +120,8 @@ def grid_search(
             pass
     scores = np.empty((len(candidates), len(folds)), dtype=np.float64)
     done: dict[tuple[tuple[str, str], ...], int] = {}
+    grown: dict[tuple[Any, int], ClassifierMixin] = {}  # (the rest of the candidate, fold): its largest forest
+    largest = _largest_forests(estimator, candidates)
     n_fits = 0
     for i, params in enumerate(candidates):
         same = done.setdefault(model_identity(estimator, params, X.shape[1]), i)
@@ -122,9 +129,16 @@ def grid_search(
             scores[i] = scores[same]
             continue
         for j, (train, test) in enumerate(folds):
-            model = _fit(estimator, params, X[train], y[train])
+            if i in largest:  # a smaller forest of an n_estimators grid: the first trees of the largest
+                rest, n_max = largest[i]
+                if (rest, j) not in grown:
+                    grown[(rest, j)] = _fit(estimator, {**params, "n_estimators": n_max}, X[train], y[train])
+                    n_fits += 1
+                model = forest_prefix(grown[(rest, j)], params["n_estimators"])
+            else:
+                model = _fit(estimator, params, X[train], y[train])
+                n_fits += 1
             scores[i, j] = accuracy_score(y[test], model.predict(X[test]))
-            n_fits += 1
     return _result(estimator, candidates, scores, X, y, n_fits)
 
 
@@ -148,6 +162,46 @@ def _result(estimator: ClassifierMixin, candidates: list[dict[str, Any]], scores
     same = [i for i in range(len(candidates)) if model_identity(estimator, candidates[i], X.shape[1]) == identity]
     return SearchResult(best, best_params, float(means[best]), _refit_one(estimator, best_params, X, y),
                         [float(m) for m in means], n_fits + 1, candidates, tied, same)
+
+
+def _largest_forests(estimator: ClassifierMixin, candidates: list[dict[str, Any]]) -> dict[int, tuple[Any, int]]:
+    """Candidates whose forest is a prefix of a larger candidate's: index -> (the other parameters, largest count)."""
+    if not (isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)) and prefix_applies(estimator)):
+        return {}
+    groups: dict[Any, list[int]] = {}
+    for i, params in enumerate(candidates):
+        n = params.get("n_estimators")
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or "oob_score" in params or "warm_start" in params:
+            return {}
+        rest = tuple(sorted((k, repr(v)) for k, v in params.items() if k != "n_estimators"))
+        groups.setdefault(rest, []).append(i)
+    out: dict[int, tuple[Any, int]] = {}
+    for rest, members in groups.items():
+        if len(members) > 1:
+            n_max = max(int(candidates[i]["n_estimators"]) for i in members)
+            out.update({i: (rest, n_max) for i in members})
+    return out
+
+
+def prefix_applies(forest: ClassifierMixin) -> bool:
+    """Whether :func:`forest_prefix` of this forest is the smaller forest its fit would grow (integer seed, no OOB)."""
+    rs = forest.get_params()["random_state"]
+    return (isinstance(rs, (int, np.integer)) and not isinstance(rs, bool) and not forest.oob_score
+            and not forest.warm_start)
+
+
+def forest_prefix(forest: ClassifierMixin, n: int) -> ClassifierMixin:
+    """The fitted forest of *n* trees grown under the same seed: the first *n* trees of *forest*.
+
+    ``BaseForest.fit`` draws each tree's seed in turn from the forest's one
+    random stream (``_make_estimator``), and a tree's bootstrap and splits
+    depend only on its own seed, so the first *n* trees are the same whatever
+    the total. Predictions average the trees in order, so they are equal too.
+    """
+    smaller = copy.copy(forest)
+    smaller.n_estimators = int(n)
+    smaller.estimators_ = list(forest.estimators_[:n])
+    return smaller
 
 
 def model_identity(estimator: ClassifierMixin, params: Mapping[str, Any], n_features: int) -> tuple[tuple[str, str], ...]:
