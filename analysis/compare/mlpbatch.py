@@ -158,7 +158,8 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
         lb = LabelBinarizer().fit(y[job.rows])
         if not np.array_equal(lb.classes_, binarizer.classes_):
             raise NotLockstep("a fit in a lockstep group lacks a class of the matrix")
-        ys.append(lb.transform(y[job.rows]).astype(dtype))
+        # a boolean indicator matrix, as MLPClassifier._validate_input makes it (its log loss is then float64)
+        ys.append(lb.transform(y[job.rows]).astype(bool))
         states.append(np.random.RandomState(int(job.params["random_state"])))
         idx.append(np.arange(len(job.rows), dtype=int))
     n_out = ys[0].shape[1]
@@ -192,7 +193,7 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
             counts = np.array([len(r) for r in rows_b])
             width = int(counts.max())
             gather = np.zeros((len(sub), width), dtype=int)
-            Yb = np.zeros((len(sub), width, n_out), dtype=dtype)
+            Yb = np.zeros((len(sub), width, n_out), dtype=bool)
             for s, (k, r) in enumerate(zip(sub, rows_b)):
                 gather[s, :len(r)] = jobs[k].rows[r]
                 Yb[s, :len(r)] = ys[k][r]
@@ -342,12 +343,21 @@ def _adam(stack: _Stack, sub: np.ndarray, view: list[np.ndarray], grads: list[np
     whole = len(sub) == stack.coefs[0].shape[0]
     targets = stack.coefs + stack.intercepts
     for i, (param, g) in enumerate(zip(view, grads)):
-        m = b1 * (stack.ms[i] if whole else stack.ms[i][sub]) + (1 - b1) * g
-        v = b2 * (stack.vs[i] if whole else stack.vs[i][sub]) + (1 - b2) * (g ** 2)
-        param += -lr * m / (np.sqrt(v) + eps)  # computed in float64, as scikit-learn's step size is
-        if whole:
-            stack.ms[i], stack.vs[i] = m, v
-        else:
+        # scikit-learn's b1 * m + (1 - b1) * g and b2 * v + (1 - b2) * g**2, each product rounded as there, in place
+        m = stack.ms[i] if whole else stack.ms[i][sub]
+        m *= b1
+        m += (1 - b1) * g
+        v = stack.vs[i] if whole else stack.vs[i][sub]
+        v *= b2
+        np.square(g, out=g)
+        g *= 1 - b2
+        v += g
+        step = m * -lr  # float64, as scikit-learn's step size is
+        denom = np.sqrt(v)
+        denom += eps
+        step /= denom
+        param += step
+        if not whole:
             stack.ms[i][sub], stack.vs[i][sub], targets[i][sub] = m, v, param
 
 
