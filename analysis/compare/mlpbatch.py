@@ -189,14 +189,8 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
         nb = -(-n // bs)
         for b in range(int(nb[active].max())):
             sub = active[b < nb[active]]  # the networks that have a b-th mini-batch
-            rows_b = [idx[k][b * bs[k]:(b + 1) * bs[k]] for k in sub]
-            counts = np.array([len(r) for r in rows_b])
-            width = int(counts.max())
-            gather = np.zeros((len(sub), width), dtype=int)
-            Yb = np.zeros((len(sub), width, n_out), dtype=bool)
-            for s, (k, r) in enumerate(zip(sub, rows_b)):
-                gather[s, :len(r)] = jobs[k].rows[r]
-                Yb[s, :len(r)] = ys[k][r]
+            picks = [idx[k][b * bs[k]:(b + 1) * bs[k]] for k in sub]
+            gather, Yb, counts = _minibatch([jobs[k].rows for k in sub], picks, [ys[k] for k in sub])
             whole = len(sub) == K
             view = stack.coefs + stack.intercepts if whole else [a[sub] for a in stack.coefs + stack.intercepts]
             batch_loss, grads = _backprop(X[gather], Yb, counts, view, [acts[k] for k in sub], out_act, alpha)
@@ -221,6 +215,19 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
     for k, job in enumerate(jobs):
         job.model = _fitted(job, [c[k] for c in stack.coefs], [i[k, 0] for i in stack.intercepts], binarizer,
                             units, out_act, curves[k], int(n_iter[k]), best[k], int(stall[k]), int(n[k]))
+
+
+def _minibatch(rows: list[np.ndarray], picks: list[np.ndarray], ys: list[np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each network's mini-batch as rows of the shared matrix, padded to the longest; its targets; its length."""
+    counts = np.array([len(r) for r in picks])
+    width = int(counts.max())
+    gather = np.zeros((len(picks), width), dtype=int)
+    Yb = np.zeros((len(picks), width, ys[0].shape[1]), dtype=bool)
+    for s, (own, r, Y) in enumerate(zip(rows, picks, ys)):
+        gather[s, :len(r)] = own[r]
+        Yb[s, :len(r)] = Y[r]
+    return gather, Yb, counts
 
 
 def _shuffled(idx: np.ndarray, state: np.random.RandomState) -> np.ndarray:

@@ -171,7 +171,8 @@ def _largest_forests(estimator: ClassifierMixin, candidates: list[dict[str, Any]
     groups: dict[Any, list[int]] = {}
     for i, params in enumerate(candidates):
         n = params.get("n_estimators")
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or "oob_score" in params or "warm_start" in params:
+        if (not isinstance(n, (int, np.integer)) or isinstance(n, bool)
+                or "oob_score" in params or "warm_start" in params):
             return {}
         rest = tuple(sorted((k, repr(v)) for k, v in params.items() if k != "n_estimators"))
         groups.setdefault(rest, []).append(i)
