@@ -60,11 +60,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--jax", action="store_true",
+                    help="Also time the 18 CV fits with the JAX engine (mlpjax; first call compiles) against NumPy's.")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mlp_lockstep.json")
     args = ap.parse_args()
 
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
     from sklearn.neural_network import MLPClassifier
     from threadpoolctl import threadpool_limits
 
@@ -93,6 +95,21 @@ def main() -> None:
         "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in
                                zip(ours.best_estimator.coefs_, ref.best_estimator_.coefs_)),
     }
+    if args.jax:
+        from echolab.analysis.compare import mlpbatch, mlpjax
+
+        cands = list(ParameterGrid(GRID))
+        rows = [train for train, _ in folds]
+        with threadpool_limits(limits=1):
+            for label, engine in (("cv_fits_numpy", mlpbatch), ("cv_fits_jax_with_compile", mlpjax),
+                                  ("cv_fits_jax", mlpjax)):
+                t0 = time.perf_counter()
+                fitted = engine.fit_many(est, cands, X, y, rows)
+                times[label] = [time.perf_counter() - t0]
+                if label == "cv_fits_numpy":
+                    ref_pred = [[m.predict(X) for m in row] for row in fitted]
+        same["jax_prediction_agreement"] = float(np.mean([(m.predict(X) == p).mean() for row, prow in
+                                                          zip(fitted, ref_pred) for m, p in zip(row, prow)]))
     best = {k: min(v) for k, v in times.items()}
     result = {"data": what, "dtype": args.dtype, "fits": 19, "repeat": args.repeat, "seconds": times,
               "best_seconds": best, "ratio_gridsearchcv_over_lockstep": best["GridSearchCV"] / best["lockstep"],
@@ -101,6 +118,8 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{what}, {args.dtype}, one BLAS thread, best of {args.repeat}: GridSearchCV {best['GridSearchCV']:.1f} s, "
           f"lockstep {best['lockstep']:.1f} s: x{result['ratio_gridsearchcv_over_lockstep']:.2f}; "
+          + (f"CV fits: NumPy {best['cv_fits_numpy']:.1f} s, JAX {best['cv_fits_jax']:.1f} s "
+             f"(+ compile: {best['cv_fits_jax_with_compile']:.1f} s); " if args.jax else "") +
           f"load {load}; same: {same}")
 
 
