@@ -54,6 +54,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
+from echolab.errors import EcholabError
+
 #: Hidden activations the lockstep trainer implements (all of scikit-learn's).
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 
@@ -82,7 +84,7 @@ def _candidates(grid: Mapping[str, Sequence[Any]] | None) -> list[dict[str, Any]
     return list(ParameterGrid(dict(grid)))
 
 
-class NotLockstep(ValueError):
+class NotLockstep(EcholabError, ValueError):
     """These fits cannot be trained together; fit them one by one with scikit-learn."""
 
 

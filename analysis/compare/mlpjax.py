@@ -28,6 +28,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
 from echolab.analysis.compare import mlpbatch
+from echolab.errors import require
 
 _CODES = {a: i for i, a in enumerate(mlpbatch.ACTIVATIONS)}  # identity 0, logistic 1, tanh 2, relu 3
 
@@ -40,6 +41,7 @@ def available() -> bool:
 def fit_many(estimator: MLPClassifier, candidates: Sequence[Mapping[str, Any]], X: np.ndarray, y: np.ndarray,
              row_sets: Sequence[np.ndarray]) -> list[list[MLPClassifier]]:
     """:func:`echolab.analysis.compare.mlpbatch.fit_many`, each stack compiled and run by JAX."""
+    require("jax", "deep", "The JAX lockstep MLP trainer")
     base = estimator.get_params()
     jobs = [[mlpbatch.FitJob({**base, **dict(c)}, np.asarray(r)) for r in row_sets] for c in candidates]
     shapes: dict[tuple[int, ...], list[mlpbatch.FitJob]] = {}
