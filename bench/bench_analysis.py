@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# the installed echolab (scripts/setup.sh), not the checkout: its folders are mapped into the package
 
 from echolab.analysis.compare.matrices import build_matrix  # noqa: E402
 from echolab.analysis.compare.runner import run_analysis  # noqa: E402

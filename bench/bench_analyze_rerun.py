@@ -10,6 +10,12 @@ installed (for example a virtual environment of the commit before the change).
 
     .venv/bin/python bench/bench_analyze_rerun.py --lab /tmp/DEMO-A --name demo-20x2-seed0 --trials 2 \\
         --baseline /tmp/venv-base/bin/python [--runs 5] [--out bench/results/analyze-rerun.json]
+    .venv/bin/python bench/bench_analyze_rerun.py --lab /tmp/DEMO-780 --trials 1 -m knn \\
+        --baseline /work/main/.venv/bin/python --out bench/results/analyze-rerun-unnamed.json
+
+Without ``--name`` the command names no run: an unchanged rerun must find the
+stored run by its settings and data (before this change it recomputed the
+summary and wrote a new run and report every time).
 
 Make the lab with ``echolab --lab /tmp/DEMO-A demo --per-class 20 --trials 2`` (root, a few
 minutes). Each copy gets one untimed run first (it brings the copy's report up to date).
@@ -64,13 +70,15 @@ def measure(python: str, lab: Path, args: list[str], runs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lab", type=Path, required=True, help="a lab whose comparison run is finished")
-    parser.add_argument("--name", required=True, help="the run's name")
+    parser.add_argument("--name", help="the run's name (default: none, an unnamed run, which must find its stored twin)")
+    parser.add_argument("--model", "-m", action="append", default=[], help="run only these models (repeatable)")
     parser.add_argument("--trials", type=int, required=True, help="the run's trials")
     parser.add_argument("--baseline", required=True, help="a Python with the echolab to compare against")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path)
     opts = parser.parse_args()
-    args = ["--trials", str(opts.trials), "--name", opts.name]
+    args = ["--trials", str(opts.trials), *(["--name", opts.name] if opts.name else [])]
+    args += [a for m in opts.model for a in ("-m", m)]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, python in (("this echolab", sys.executable), ("baseline", opts.baseline)):

@@ -378,8 +378,10 @@ class Lab:
         feature-group ablations. *models* are names from the grids file
         (default: the study's six). *synthetic* uses N synthetic captures per
         class instead of the catalog. Finished trials are cached in the
-        catalog, so a rerun costs only what changed. Returns the stored run
-        and its counts.
+        catalog, so a rerun costs only what changed. Without a *name*, an
+        unchanged rerun (the same settings, data and library versions) is the
+        newest such stored run, returned as it is (``result.unchanged``).
+        Returns the stored run and its counts.
         """
         from echolab.analysis.compare import specs as asked
         from echolab.analysis.compare.runner import run_analysis

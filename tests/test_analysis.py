@@ -275,6 +275,16 @@ def test_unchanged_rerun_leaves_the_stored_run_as_it_was(cat: Catalog, source, g
     assert fewer.run.summary["timing"]["cached"] == 9 and [m["name"] for m in fewer.run.summary["models"]] == ["knn"]
 
 
+def test_unchanged_rerun_without_a_name_is_the_newest_same_run(cat: Catalog, source, grids: Path) -> None:
+    first = run_analysis(cat, source, _settings(grids, models=("knn",)), jobs=1)
+    assert not first.unchanged and first.computed == 9
+    again = run_analysis(cat, source, _settings(grids, models=("knn",)), jobs=1)
+    assert again.unchanged and again.run.id == first.run.id and again.name == first.name
+    assert (again.computed, again.cached) == (0, 9) and len(cat.analysis_runs()) == 1
+    other = run_analysis(cat, source, _settings(grids, models=("decision_tree",)), jobs=1)  # a change: a new run
+    assert not other.unchanged and other.run.id != first.run.id and len(cat.analysis_runs()) == 2
+
+
 def test_progress_is_an_opt_in_callback(cat: Catalog, source, grids: Path, capsys) -> None:
     calls = []
     run_analysis(cat, source, _settings(grids, models=("knn",), trials=2), name="p", jobs=1,

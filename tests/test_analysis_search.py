@@ -21,7 +21,7 @@ from echolab.analysis.compare import fastfit
 from echolab.analysis.compare.fastfit import feature_count
 from echolab.analysis.compare.grids import GridError, load_grids
 from echolab.analysis.compare.synthetic import synthetic_source
-from echolab.analysis.compare.search import grid_search, model_identity
+from echolab.analysis.compare.search import forest_prefix, grid_search, model_identity
 
 CASES = [
     (DecisionTreeClassifier(random_state=5), {"criterion": ["gini", "entropy"]}),
@@ -30,6 +30,7 @@ CASES = [
     (SVC(kernel="rbf", decision_function_shape="ovo"), {"C": [0.1, 1, 10], "gamma": ["auto", 0.01]}),
     (KNeighborsClassifier(), {"n_neighbors": [1, 3, 5], "weights": ["uniform", "distance"]}),
     (MLPClassifier(max_iter=30, random_state=5), {"hidden_layer_sizes": [(10,), (5, 5)], "activation": ["relu", "logistic"]}),
+    (RandomForestClassifier(random_state=6), {"n_estimators": [12, 4, 20], "max_features": ["sqrt", None]}),
 ]
 
 
@@ -68,6 +69,29 @@ def test_forest_candidates_with_the_same_feature_count_are_fit_once(data) -> Non
     assert model_identity(estimator, {"max_features": "sqrt"}, 22) == model_identity(estimator, {"max_features": "log2"}, 22)
     assert model_identity(SVC(), {"gamma": "auto"}, 1) != model_identity(SVC(), {"gamma": 1.0}, 1)
     assert [feature_count(v, 52) for v in ("sqrt", "log2", None, 3, 0.5)] == [7, 5, 52, 3, 26]
+
+
+@pytest.mark.parametrize("forest", [
+    RandomForestClassifier(30, random_state=7),
+    RandomForestClassifier(30, random_state=8, max_samples=0.5, criterion="entropy"),
+    ExtraTreesClassifier(30, random_state=4, bootstrap=True),
+], ids=["rf", "rf-subsample", "extra-trees"])
+def test_the_first_trees_of_a_forest_are_the_smaller_forest(data, forest) -> None:
+    X, y = data
+    big = clone(forest).fit(X, y)
+    for n in (1, 7, 30):
+        small = clone(forest).set_params(n_estimators=n).fit(X, y)
+        ours = forest_prefix(big, n)
+        assert len(ours.estimators_) == n and ours.n_estimators == n and len(big.estimators_) == 30
+        for a, b in zip(ours.estimators_, small.estimators_):
+            assert a.random_state == b.random_state
+            assert (a.tree_.feature == b.tree_.feature).all() and (a.tree_.threshold == b.tree_.threshold).all()
+            assert (a.tree_.value == b.tree_.value).all()
+        assert (ours.predict_proba(X) == small.predict_proba(X)).all()
+        assert (ours.feature_importances_ == small.feature_importances_).all()
+    # in a grid search: one forest per fold for all counts of the same other parameters
+    res = grid_search(clone(forest), {"n_estimators": [5, 30, 12]}, X, y, list(StratifiedKFold(3).split(X, y)))
+    assert res.n_fits == 3 + 1
 
 
 @pytest.mark.parametrize("forest", [

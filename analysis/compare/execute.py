@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -63,39 +63,67 @@ def default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+#: Seconds one trial of each study model takes in one worker on the demo's 780 captures (mean over the three
+#: feature sets, bench/results/bench_analysis.md): the schedule's estimate until a run has measured its own.
+PRIOR_SECONDS = {"mlp": 7.6, "random_forest": 3.6, "svm_rbf": 0.9, "knn": 0.26, "svm_linear": 0.19,
+                 "decision_tree": 0.03}
+
+
+def estimated_cost(plan: PlannedTrial, measured: Mapping[tuple[str, str], float] | None = None) -> float:
+    """Seconds *plan* should take: what its feature set and model took in this run's stored trials, else the prior."""
+    seen = (measured or {}).get((plan.feature.key, plan.model.name))
+    return seen if seen is not None else PRIOR_SECONDS.get(plan.model.name, 1.0)
+
+
+def schedule(todo: Sequence[PlannedTrial], measured: Mapping[tuple[str, str], float] | None = None
+             ) -> list[PlannedTrial]:
+    """Longest first (by :func:`estimated_cost`), trial order among equals.
+
+    Workers take the next task as each finishes, so with the longest tasks first
+    the last ones to start are the shortest, and no core waits long at the end
+    while another finishes a forest (Graham's LPT rule).
+    """
+    return sorted(todo, key=lambda p: (-estimated_cost(p, measured), p.split.trial))
+
+
+def measured_costs(rows: Iterable[Any]) -> dict[tuple[str, str], float]:
+    """Mean seconds per (feature set, model) of stored trial results (``TrialResult`` rows)."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        if row.seconds:
+            sums.setdefault((row.feature_set, row.model), []).append(float(row.seconds))
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
 def trial_tasks(src: DataSource, settings: RunSettings, classes: list[str], todo: Sequence[PlannedTrial],
-                matrices: dict[str, FeatureMatrix]) -> Iterator[TrialTask]:
-    """Tasks in trial-major order; per-trial matrices are built lazily when features fit on train."""
-    per_trial: dict[str, FeatureMatrix] = {}
-    current = -1
-    for key, feature, spec, split in sorted(todo, key=lambda p: (p.split.trial, _cost_rank(p.model))):
+                matrices: dict[str, FeatureMatrix], measured: Mapping[tuple[str, str], float] | None = None,
+                ) -> Iterator[TrialTask]:
+    """Tasks longest first (:func:`schedule`); per-trial matrices are built lazily when features fit on train."""
+    per_trial: dict[tuple[int, str], FeatureMatrix] = {}
+    for key, feature, spec, split in schedule(todo, measured):
         names = None
         if settings.fit_features_on == "train":
-            if split.trial != current:
-                per_trial, current = {}, split.trial
-            if feature.key not in per_trial:
-                per_trial[feature.key] = build_matrix(src, feature, fit_rows=split.train)
-            X, names = per_trial[feature.key].X, per_trial[feature.key].names
+            built = per_trial.get((split.trial, feature.key))
+            if built is None:
+                built = per_trial[(split.trial, feature.key)] = build_matrix(src, feature, fit_rows=split.train)
+            X, names = built.X, built.names
         else:
             X = matrices[feature.key].X
         yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds, names)
 
 
-def _cost_rank(spec: ModelSpec) -> int:
-    """Slow models first within a trial, so the last tasks of a run are short ones."""
-    order = {"random_forest": 0, "mlp": 1, "svm_rbf": 2, "svm_linear": 3}
-    return order.get(spec.name, 4)
-
-
 def compute(catalog: Any, src: DataSource, settings: RunSettings, classes: list[str], todo: Sequence[PlannedTrial],
             matrices: dict[str, FeatureMatrix], *, jobs: int | None, cluster: Any,
             progress: ProgressCallback | None, on_trial: Callable[[str, TrialOutcome], None] | None,
-            commit_every: int) -> int:
-    """Run the trials of *todo*, store each in *catalog* as it completes; return how many ran."""
+            commit_every: int, measured: Mapping[tuple[str, str], float] | None = None) -> int:
+    """Run the trials of *todo*, longest first, store each in *catalog* as it completes; return how many ran.
+
+    *measured*: seconds per (feature set, model) already measured (:func:`measured_costs`), for the schedule.
+    """
     if not todo:
         return 0
     meta = {p.key: (p.feature.key, p.model.name, p.split.trial) for p in todo}
-    tasks = trial_tasks(src, settings, classes, todo, matrices)
+    tasks = trial_tasks(src, settings, classes, todo, matrices, measured)
     results = run_dask(tasks, cluster) if cluster is not None else run_local(tasks, jobs or default_jobs())
     writer = ResultWriter(catalog, commit_every)
     n = 0

@@ -48,6 +48,8 @@ class RunResult:
     computed: int
     cached: int
     seconds: float
+    #: True when a stored run had exactly these settings, data and library versions and was returned as it is.
+    unchanged: bool = False
 
     @property
     def name(self) -> str:
@@ -90,15 +92,15 @@ def run_analysis(
     record = {"settings": {**stored_settings(settings, specs, src, cluster), "extraction": src.extraction_fingerprint()},
               "fingerprint": fingerprint, "capture_ids": [c for c in src.capture_ids if c is not None],
               "versions": library_versions(with_dask=cluster is not None)}
-    if name is not None:
-        stored = catalog.analysis_run(name, missing_ok=True)
-        if stored is not None and _unchanged(stored, record):
-            # The stored run finished with exactly these settings, data, extraction and library
-            # versions, so every trial key it holds is the one this run would compute: it stays
-            # as it is (summary, leakage check, finishing time), and its report need not be redrawn.
-            timing = stored.summary.get("timing", {})
-            return RunResult(stored, 0, timing.get("computed", 0) + timing.get("cached", 0),
-                             time.perf_counter() - started)
+    stored = _same_run(catalog, name, record)
+    if stored is not None:
+        # The stored run finished with exactly these settings, data, extraction and library
+        # versions, so every trial key it holds is the one this run would compute: it stays
+        # as it is (summary, leakage check, finishing time), and its report need not be redrawn.
+        # Without a name, the newest such run is the answer: an unchanged rerun is the same run.
+        timing = stored.summary.get("timing", {})
+        return RunResult(stored, 0, timing.get("computed", 0) + timing.get("cached", 0),
+                         time.perf_counter() - started, unchanged=True)
     check_models(grids.values(), settings.grids_path)
     splits = plan_splits(src, settings)
     # Corrected resampled t-tests where trials resample (random or grouped 80/20), not when one group is left out.
@@ -110,17 +112,19 @@ def run_analysis(
     matrices = {feature.key: build_matrix(src, feature) for feature in settings.features}
     plan = plan_trials(src, settings, specs, fingerprint,
                        feature_params={k: m.info.get("params", {}) for k, m in matrices.items()}, splits=splits)
-    run = catalog.start_analysis_run(name or datetime.now().strftime("run-%Y%m%d-%H%M%S"), **record)
+    run = catalog.start_analysis_run(name or _fresh_name(catalog), **record)
     done = catalog.stored_trial_keys([p.key for p in plan])
     todo = [p for p in plan if p.key not in done]
 
     computed = 0
     try:
         if todo:
-            from echolab.analysis.compare.execute import compute
+            from echolab.analysis.compare.execute import compute, measured_costs
 
+            # a resumed run schedules by what its finished trials took
+            measured = measured_costs(catalog.trial_results(list(done)).values()) if done else None
             computed = compute(catalog, src, settings, classes, todo, matrices, jobs=jobs, cluster=cluster,
-                               progress=progress, on_trial=on_trial, commit_every=commit_every)
+                               progress=progress, on_trial=on_trial, commit_every=commit_every, measured=measured)
     except KeyboardInterrupt as exc:
         catalog.finish_analysis_run(run, "interrupted")
         n_done = len(done) + len(catalog.stored_trial_keys([p.key for p in todo]))
@@ -143,6 +147,27 @@ def run_analysis(
                          "wall_seconds": time.perf_counter() - started}
     catalog.finish_analysis_run(run, "done", summary)
     return RunResult(run, computed, len(plan) - computed, time.perf_counter() - started)
+
+
+def _fresh_name(catalog: Any) -> str:
+    """run-DATE-TIME, with a suffix when a run of that second already holds the name."""
+    base = datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    name, n = base, 1
+    while catalog.analysis_run(name, missing_ok=True) is not None:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _same_run(catalog: Any, name: str | None, record: dict[str, Any]) -> AnalysisRun | None:
+    """The stored run this one would repeat: the one called *name*, or without a name the newest such run."""
+    if name is not None:
+        stored = catalog.analysis_run(name, missing_ok=True)
+        return stored if stored is not None and _unchanged(stored, record) else None
+    for run in catalog.analysis_runs():  # newest first
+        if run.fingerprint == record["fingerprint"] and _unchanged(run, record):
+            return run
+    return None
 
 
 def _unchanged(run: AnalysisRun, record: dict[str, Any]) -> bool:

@@ -16,6 +16,13 @@ present the first of equals as a winner -- while
   that count, so the forest's 4 candidates are 2 distinct models there;
 * fitting forests through :mod:`echolab.analysis.compare.fastfit` (the same trees, built
   with half the per-tree overhead);
+* training an MLP grid's candidates x folds in lockstep, as one batched computation
+  (:mod:`echolab.analysis.compare.mlpbatch`: scikit-learn's fit step for step, equal up to
+  floating-point rounding);
+* growing a forest once for all its ``n_estimators`` candidates: the trees of a forest
+  are seeded in order from its one random stream, so with the same ``random_state``
+  the first k trees of a 400-tree forest are the k trees of a k-tree forest
+  (:func:`forest_prefix`, checked tree by tree in ``tests/test_analysis_search.py``);
 * splitting the folds once per trial instead of once per candidate;
 * skipping ``GridSearchCV``'s per-fit bookkeeping (timings, result tables,
   parameter re-validation, a parallel backend for one job).
@@ -25,6 +32,7 @@ present the first of equals as a winner -- while
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -37,7 +45,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import ParameterGrid
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
-from echolab.analysis.compare import fastfit
+from echolab.analysis.compare import fastfit, mlpbatch
 from echolab.analysis.compare.fastfit import feature_count
 
 #: Estimators whose trees resolve ``max_features`` to a feature count before building anything.
@@ -103,10 +111,17 @@ def grid_search(
     models use this: a deep model validates on its own held-out part.
     """
     if not grid:
-        return SearchResult(0, {}, None, _fit(estimator, {}, X, y), [], 1)
+        return SearchResult(0, {}, None, _refit_one(estimator, {}, X, y), [], 1)
     candidates = list(ParameterGrid(dict(grid)))
+    if mlpbatch.applies(estimator, grid):
+        try:
+            return _lockstep_search(estimator, candidates, X, y, folds)
+        except mlpbatch.NotLockstep:
+            pass
     scores = np.empty((len(candidates), len(folds)), dtype=np.float64)
     done: dict[tuple[tuple[str, str], ...], int] = {}
+    grown: dict[tuple[Any, int], ClassifierMixin] = {}  # (the rest of the candidate, fold): its largest forest
+    largest = _largest_forests(estimator, candidates)
     n_fits = 0
     for i, params in enumerate(candidates):
         same = done.setdefault(model_identity(estimator, params, X.shape[1]), i)
@@ -114,17 +129,80 @@ def grid_search(
             scores[i] = scores[same]
             continue
         for j, (train, test) in enumerate(folds):
-            model = _fit(estimator, params, X[train], y[train])
+            if i in largest:  # a smaller forest of an n_estimators grid: the first trees of the largest
+                rest, n_max = largest[i]
+                if (rest, j) not in grown:
+                    grown[(rest, j)] = _fit(estimator, {**params, "n_estimators": n_max}, X[train], y[train])
+                    n_fits += 1
+                model = forest_prefix(grown[(rest, j)], params["n_estimators"])
+            else:
+                model = _fit(estimator, params, X[train], y[train])
+                n_fits += 1
             scores[i, j] = accuracy_score(y[test], model.predict(X[test]))
-            n_fits += 1
+    return _result(estimator, candidates, scores, X, y, n_fits)
+
+
+def _lockstep_search(estimator: ClassifierMixin, candidates: list[dict[str, Any]], X: np.ndarray, y: np.ndarray,
+                     folds: Folds) -> SearchResult:
+    """The grid's candidates x folds trained together (mlpbatch), scored as GridSearchCV scores them."""
+    models = mlpbatch.fit_many(estimator, candidates, X, y, [train for train, _ in folds])
+    scores = np.array([[accuracy_score(y[test], models[i][j].predict(X[test])) for j, (_, test) in enumerate(folds)]
+                       for i in range(len(candidates))], dtype=np.float64)
+    return _result(estimator, candidates, scores, X, y, len(candidates) * len(folds))
+
+
+def _result(estimator: ClassifierMixin, candidates: list[dict[str, Any]], scores: np.ndarray, X: np.ndarray,
+            y: np.ndarray, n_fits: int) -> SearchResult:
+    """GridSearchCV's choice from a (candidates x folds) score table, and the refit of the best."""
     means = np.average(scores, axis=1)  # as GridSearchCV: row means of a (candidates x folds) array
     best = int(rankdata(-means, method="min").argmin())
     best_params = candidates[best]
     identity = model_identity(estimator, best_params, X.shape[1])
     tied = [i for i in range(len(candidates)) if means[i] == means[best]]
     same = [i for i in range(len(candidates)) if model_identity(estimator, candidates[i], X.shape[1]) == identity]
-    return SearchResult(best, best_params, float(means[best]), _fit(estimator, best_params, X, y),
+    return SearchResult(best, best_params, float(means[best]), _refit_one(estimator, best_params, X, y),
                         [float(m) for m in means], n_fits + 1, candidates, tied, same)
+
+
+def _largest_forests(estimator: ClassifierMixin, candidates: list[dict[str, Any]]) -> dict[int, tuple[Any, int]]:
+    """Candidates whose forest is a prefix of a larger candidate's: index -> (the other parameters, largest count)."""
+    if not (isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)) and prefix_applies(estimator)):
+        return {}
+    groups: dict[Any, list[int]] = {}
+    for i, params in enumerate(candidates):
+        n = params.get("n_estimators")
+        if (not isinstance(n, (int, np.integer)) or isinstance(n, bool)
+                or "oob_score" in params or "warm_start" in params):
+            return {}
+        rest = tuple(sorted((k, repr(v)) for k, v in params.items() if k != "n_estimators"))
+        groups.setdefault(rest, []).append(i)
+    out: dict[int, tuple[Any, int]] = {}
+    for rest, members in groups.items():
+        if len(members) > 1:
+            n_max = max(int(candidates[i]["n_estimators"]) for i in members)
+            out.update({i: (rest, n_max) for i in members})
+    return out
+
+
+def prefix_applies(forest: ClassifierMixin) -> bool:
+    """Whether :func:`forest_prefix` of this forest is the smaller forest its fit would grow (integer seed, no OOB)."""
+    rs = forest.get_params()["random_state"]
+    return (isinstance(rs, (int, np.integer)) and not isinstance(rs, bool) and not forest.oob_score
+            and not forest.warm_start)
+
+
+def forest_prefix(forest: ClassifierMixin, n: int) -> ClassifierMixin:
+    """The fitted forest of *n* trees grown under the same seed: the first *n* trees of *forest*.
+
+    ``BaseForest.fit`` draws each tree's seed in turn from the forest's one
+    random stream (``_make_estimator``), and a tree's bootstrap and splits
+    depend only on its own seed, so the first *n* trees are the same whatever
+    the total. Predictions average the trees in order, so they are equal too.
+    """
+    smaller = copy.copy(forest)
+    smaller.n_estimators = int(n)
+    smaller.estimators_ = list(forest.estimators_[:n])
+    return smaller
 
 
 def model_identity(estimator: ClassifierMixin, params: Mapping[str, Any], n_features: int) -> tuple[tuple[str, str], ...]:
@@ -133,6 +211,14 @@ def model_identity(estimator: ClassifierMixin, params: Mapping[str, Any], n_feat
     if isinstance(estimator, _TREE_MODELS) and "max_features" in resolved:
         resolved["max_features"] = feature_count(resolved["max_features"], n_features)
     return tuple(sorted((k, repr(v)) for k, v in resolved.items()))
+
+
+def _refit_one(estimator: ClassifierMixin, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray
+               ) -> ClassifierMixin:
+    """The fit on all of *X*: by the lockstep trainer where it applies (one network), else :func:`_fit`."""
+    if mlpbatch.applies(estimator, {k: [v] for k, v in params.items()}):
+        return mlpbatch.fit_many(estimator, [params], X, y, [np.arange(len(y))])[0][0]
+    return _fit(estimator, params, X, y)
 
 
 def _fit(estimator: ClassifierMixin, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray) -> ClassifierMixin:

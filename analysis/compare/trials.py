@@ -25,7 +25,8 @@ from echolab.errors import EcholabError
 #: Bumped when a change here changes (or may change) trial results; part of every cache key.
 #: 2: the grid search is echolab.analysis.compare.search.grid_search (GridSearchCV's results, less repeated work).
 #: 3: outcomes say which candidates tied (``choice``), so ties are reported as ties.
-PROTOCOL_VERSION = 3
+#: 4: an MLP grid's candidates x folds are trained in lockstep (mlpbatch: scikit-learn's fit, up to rounding).
+PROTOCOL_VERSION = 4
 
 
 class ProtocolError(EcholabError):

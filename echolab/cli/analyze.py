@@ -87,8 +87,12 @@ def run_cmd(
                                  bins_sweep=_parse_bins(bins_sweep) if bins_sweep else (), ablations=ablations,
                                  name=name, device_ip=device_ip, synthetic=synthetic, jobs=jobs, cluster=cluster,
                                  progress=progress)
-        console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from cache, "
-                      f"{result.seconds:.1f} s")
+        if result.unchanged:
+            console.print(f"Run [bold]{result.name}[/]: unchanged (the same settings, data and library versions "
+                          f"as this stored run), {result.cached} trials, {result.seconds:.1f} s")
+        else:
+            console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from "
+                          f"cache, {result.seconds:.1f} s")
         console.print(accuracy_table(result.run))
         print_leakage(result.run)
         if report:

@@ -1,0 +1,133 @@
+"""The lockstep MLP trainer (echolab.analysis.compare.mlpbatch) against scikit-learn's own MLPClassifier.fit.
+
+Small crafted data, small networks: every fit of a stack is compared with the
+same candidate fitted alone by scikit-learn, on the same rows and seed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+
+from echolab.analysis.compare import mlpbatch
+from echolab.analysis.compare.search import grid_search
+
+
+def data(n: int, d: int = 5, classes: int = 4, dtype: str = "float64", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.RandomState(seed)
+    y = np.arange(n) % classes
+    X = rng.randn(n, d) + 0.8 * y[:, None] * rng.randn(1, d)
+    return X.astype(dtype), np.array([f"c{v}" for v in y])
+
+
+def assert_same_fit(ours: MLPClassifier, ref: MLPClassifier, X: np.ndarray, atol: float) -> None:
+    assert ours.n_iter_ == ref.n_iter_
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-5)
+    assert (ours.predict(X) == ref.predict(X)).all()
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,atol", [("float64", 1e-10), ("float32", 1e-5)])
+def test_each_fit_of_a_stack_is_scikit_learns(dtype: str, atol: float) -> None:
+    # 91 rows: folds of 60/61 rows, and batch_size 16 leaves last mini-batches of 12 and 13 rows (padding)
+    X, y = data(91, dtype=dtype)
+    folds = [train for train, _ in StratifiedKFold(3).split(X, y)]
+    est = MLPClassifier(max_iter=25, batch_size=16, random_state=11)
+    candidates = [{"hidden_layer_sizes": h, "activation": a}
+                  for h in [(7,), (6, 4)] for a in ["relu", "logistic", "tanh", "identity"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = mlpbatch.fit_many(est, candidates, X, y, folds)
+        for i, c in enumerate(candidates):
+            for j, rows in enumerate(folds):
+                ref = clone(est).set_params(**c).fit(X[rows], y[rows])
+                assert_same_fit(ours[i][j], ref, X, atol)
+
+
+def test_stopping_rule_and_convergence_warnings_are_scikit_learns() -> None:
+    X, y = data(60, classes=2)  # two classes: a logistic output unit, binary log loss
+    est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=40, tol=1e-3, n_iter_no_change=3, random_state=2)
+    candidates = [{"learning_rate_init": r} for r in (0.001, 0.05)]  # the first stops on tol, the second at max_iter
+    with warnings.catch_warnings(record=True) as ours_caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        ours = mlpbatch.fit_many(est, candidates, X, y, [np.arange(len(y))])
+    with warnings.catch_warnings(record=True) as ref_caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        refs = [clone(est).set_params(**c).fit(X, y) for c in candidates]
+    assert refs[0].n_iter_ < 40 and refs[1].n_iter_ == 40  # the data does what the test needs
+    for (o,), r in zip(ours, refs):
+        assert_same_fit(o, r, X, 1e-10)
+    count = lambda caught: sum(issubclass(w.category, ConvergenceWarning) for w in caught)  # noqa: E731
+    assert count(ours_caught) == count(ref_caught) == 1
+
+
+def test_grid_search_chooses_what_gridsearchcv_chooses() -> None:
+    X, y = data(120, d=6, classes=3)
+    grid = {"hidden_layer_sizes": [(8,), (12,), (6, 6)], "activation": ["logistic", "relu"]}
+    est = MLPClassifier(max_iter=30, random_state=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GridSearchCV(est, grid, cv=StratifiedKFold(3), scoring="accuracy").fit(X, y)
+        ours = grid_search(est, grid, X, y, list(StratifiedKFold(3).split(X, y)))
+    assert ours.best_params == ref.best_params_
+    np.testing.assert_allclose(ours.mean_scores, ref.cv_results_["mean_test_score"], rtol=0, atol=1e-12)
+    assert_same_fit(ours.best_estimator, ref.best_estimator_, X, 1e-10)
+
+
+def test_what_the_trainer_does_not_reproduce_goes_to_scikit_learn() -> None:
+    assert mlpbatch.applies(MLPClassifier(random_state=0), {"activation": ["relu"]})
+    assert not mlpbatch.applies(MLPClassifier(), None)  # no integer seed: nothing to reproduce
+    assert not mlpbatch.applies(MLPClassifier(random_state=0, solver="sgd"))
+    assert not mlpbatch.applies(MLPClassifier(random_state=0), {"early_stopping": [False, True]})
+    X, y = data(40, classes=2)
+    with pytest.raises(mlpbatch.NotLockstep):  # a fold without every class cannot share the stack's outputs
+        mlpbatch.fit_many(MLPClassifier(random_state=0, max_iter=2), [{}], X, y, [np.arange(0, 40, 2), np.arange(40)])
+
+
+JAX_CHECK = """
+import sys, warnings
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+from test_analysis_mlpbatch import data
+from echolab.analysis.compare import mlpjax
+
+assert mlpjax.available()  # the deep extra is part of the test install
+X, y = data(91, dtype="float32")
+folds = [train for train, _ in StratifiedKFold(3).split(X, y)]
+est = MLPClassifier(max_iter=15, batch_size=16, random_state=11)
+candidates = [{"hidden_layer_sizes": (7,), "activation": a} for a in ("relu", "logistic", "tanh")]
+warnings.simplefilter("ignore", ConvergenceWarning)
+ours = mlpjax.fit_many(est, candidates, X, y, folds)
+for i, c in enumerate(candidates):
+    for j, rows in enumerate(folds):
+        ref = clone(est).set_params(**c).fit(X[rows], y[rows])
+        assert ours[i][j].n_iter_ == ref.n_iter_ == 15
+        for a, b in zip(ours[i][j].coefs_, ref.coefs_):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-3)  # XLA rounds differently; see mlpjax
+        assert (ours[i][j].predict(X) == ref.predict(X)).mean() >= 0.95
+print("agree")
+"""
+
+
+def test_the_jax_engine_agrees_with_scikit_learn_within_rounding() -> None:
+    # in a process of its own: JAX starts threads, and other tests fork workers (fork after threads can deadlock)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-P", "-c", JAX_CHECK, str(Path(__file__).parent)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "agree", proc.stderr[-2000:]

@@ -1,0 +1,35 @@
+"""The comparison's schedule: longest trials first, by measured cost where a run has measured it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from echolab.analysis.compare.execute import PRIOR_SECONDS, estimated_cost, measured_costs, schedule
+from echolab.analysis.compare.keys import PlannedTrial
+from echolab.analysis.compare.trials import Split
+
+
+def planned(feature: str, model: str, trial: int) -> PlannedTrial:
+    split = Split(trial, np.arange(3), np.arange(3, 4))
+    return PlannedTrial(f"{feature}-{model}-{trial}", SimpleNamespace(key=feature), SimpleNamespace(name=model), split)
+
+
+def test_longest_first_then_trial_order() -> None:
+    todo = [planned("combined", m, t) for t in range(2) for m in ("knn", "mlp", "decision_tree", "random_forest")]
+    order = [(p.model.name, p.split.trial) for p in schedule(todo)]
+    assert order == [("mlp", 0), ("mlp", 1), ("random_forest", 0), ("random_forest", 1), ("knn", 0), ("knn", 1),
+                     ("decision_tree", 0), ("decision_tree", 1)]
+    assert PRIOR_SECONDS["mlp"] > PRIOR_SECONDS["random_forest"] > PRIOR_SECONDS["svm_rbf"]
+
+
+def test_measured_seconds_overrule_the_prior() -> None:
+    rows = [SimpleNamespace(feature_set="tcptrace", model="knn", seconds=s) for s in (20.0, 40.0)]
+    rows.append(SimpleNamespace(feature_set="tcptrace", model="mlp", seconds=None))  # not measured: ignored
+    measured = measured_costs(rows)
+    assert measured == {("tcptrace", "knn"): 30.0}
+    knn, mlp = planned("tcptrace", "knn", 5), planned("tcptrace", "mlp", 0)
+    assert estimated_cost(knn, measured) == 30.0 and estimated_cost(mlp, measured) == PRIOR_SECONDS["mlp"]
+    assert [p.model.name for p in schedule([mlp, knn], measured)] == ["knn", "mlp"]
+    assert estimated_cost(planned("tcptrace", "custom", 0)) == 1.0  # a model of a user's grids file
