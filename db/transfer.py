@@ -81,6 +81,8 @@ def items_from_manifest(manifest: Path, base: Path | None = None) -> Iterable[Im
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise CatalogError(f"cannot read manifest {manifest}: {exc.strerror}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CatalogError(f"manifest {manifest} is not a CSV text file ({exc})") from exc
     if rows and not {"path", "label"} <= set(rows[0]):
         raise CatalogError(f"manifest {manifest} needs 'path' and 'label' columns")
     statuses = {s.value for s in CaptureStatus}

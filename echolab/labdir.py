@@ -67,7 +67,7 @@ class LabDir:
         if settings_file.exists():
             try:
                 settings = tomllib.loads(settings_file.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
                 raise LabError(f"cannot read lab settings {settings_file}: {exc}") from exc
         lab = cls(path, settings)
         if create or os.access(path, os.W_OK):

@@ -70,7 +70,10 @@ class ModelSpec:
         from sklearn.base import clone
 
         cls = _import_estimator(self.estimator, self.name)
-        est = cls(**{k: _native(k, v) for k, v in self.params.items()})
+        try:
+            est = cls(**{k: _native(k, v) for k, v in self.params.items()})
+        except TypeError as exc:  # a parameter the estimator does not take
+            raise GridError(f"model {self.name!r}: {exc}") from exc
         if random_state is not None and "random_state" in est.get_params():
             est.set_params(random_state=random_state)
         return clone(est)
@@ -140,7 +143,7 @@ def load_grids(path: Path | str | None = None, *, check: bool = True) -> dict[st
         doc = tomllib.loads(path.read_text())
     except OSError as exc:
         raise GridError(f"cannot read grids file {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise GridError(f"grids file {path} is not valid TOML: {exc}") from exc
     models = doc.get("models")
     if not isinstance(models, dict) or not models:

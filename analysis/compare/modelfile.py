@@ -228,9 +228,13 @@ def _read(path: Path) -> dict[str, Any]:
     import joblib
 
     try:
-        data = joblib.load(path)
+        # From memory, not the file: a damaged pickle may declare a length of terabytes, which a
+        # file read would try to allocate at once, where a BytesIO returns only the bytes there are.
+        data = joblib.load(io.BytesIO(path.read_bytes()))
     except FileNotFoundError as exc:
         raise ModelFileError(f"no model file {path}; write one with 'echolab analyze train'") from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot read the model file {path}: {exc.strerror or exc}") from exc
     except Exception as exc:  # joblib/pickle raise many kinds for a file that is not theirs
         raise ModelFileError(f"{path} is not an echolab model file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("header"), dict) or "payload" not in data:
@@ -251,11 +255,13 @@ def check_header(header: dict[str, Any], path: Path | str = "model") -> list[str
             f"{path} was trained on features of extractor {header.get('extractor_version')!r}; this echolab "
             f"extracts {EXTRACTOR_VERSION!r}, so its features would not match: train the model again")
     try:
-        make_transformer(header["feature_set"], **header.get("feature_options", {}))
-    except (FeatureError, TypeError, ValueError) as exc:
+        make_transformer(header.get("feature_set"), **header.get("feature_options", {}))
+    except (FeatureError, TypeError, ValueError, KeyError) as exc:
         raise ModelFileError(f"{path} uses feature set {header.get('feature_key')!r}, which this echolab "
                              f"cannot extract ({exc}): train the model again") from exc
     now = library_versions()
+    if not isinstance(header.get("versions", {}), dict):
+        raise ModelFileError(f"{path} is not an echolab model file (its header's versions are not a table)")
     return [f"{name} {was} (now {now.get(name, 'absent')})"
             for name, was in sorted(header.get("versions", {}).items()) if now.get(name) != was]
 
