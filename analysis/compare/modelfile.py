@@ -27,6 +27,7 @@ unpickled; a model written by other library versions loads with a
 from __future__ import annotations
 
 import io
+import pickletools
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -228,13 +229,18 @@ def _read(path: Path) -> dict[str, Any]:
     import joblib
 
     try:
-        # From memory, not the file: a damaged pickle may declare a length of terabytes, which a
-        # file read would try to allocate at once, where a BytesIO returns only the bytes there are.
-        data = joblib.load(io.BytesIO(path.read_bytes()))
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise ModelFileError(f"no model file {path}; write one with 'echolab analyze train'") from exc
     except OSError as exc:
         raise ModelFileError(f"cannot read the model file {path}: {exc.strerror or exc}") from exc
+    try:
+        # The outer file is a plain pickle (save_model writes no arrays, no compression). Walk its
+        # opcodes first: a damaged one may declare a length of gigabytes, which unpickling allocates
+        # at once, where the walk reads from memory and finds the bytes are not there.
+        for _ in pickletools.genops(io.BytesIO(raw)):
+            pass
+        data = joblib.load(io.BytesIO(raw))
     except Exception as exc:  # joblib/pickle raise many kinds for a file that is not theirs
         raise ModelFileError(f"{path} is not an echolab model file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("header"), dict) or "payload" not in data:

@@ -166,6 +166,8 @@ def _data_span_us(timeline: Timeline, seg: Segment) -> int:
 def _windows(timeline: Timeline, spec: SplitSpec) -> list[tuple[int, int]]:
     """Schedule windows: each runs to the microsecond before the next start; the last to the end."""
     first, last = timeline.first_us, timeline.last_us
+    if len(timeline.ts_us):  # records out of time order: the device's packets still fall in a window
+        first, last = min(first, int(timeline.ts_us[0])), max(last, int(timeline.ts_us[-1]))
     if spec.mode == "every":
         step = max(1, round(spec.seconds * 1e6))
         if (last - first) // step >= MAX_WINDOWS:
