@@ -388,6 +388,10 @@ class CampaignRunner:
         if info.dropped:
             tmp.unlink(missing_ok=True)
             raise Failure("truncated", f"the capture engine dropped {info.dropped} packets")
+        if info.link_changed:
+            tmp.unlink(missing_ok=True)
+            raise Failure("truncated", f"the capture interface {b.interface} went down during the capture; "
+                                       "packets that crossed it then are missing")
         self._quiet = (live.last_traffic, time.time())
         ending = self._ending
         if s.trailing == "exclude" and ending.trailing_start is not None:

@@ -28,7 +28,7 @@ from echolab.captures.rules import RULES, runs
 from echolab.captures.spec import ABSOLUTE_EPOCH, SplitError, SplitSpec
 from echolab.captures.timeline import Segment, Timeline
 
-MAX_WINDOWS = 1_000_000  # every=SECONDS windows in one capture: more means a wrong interval or damaged times
+MAX_WINDOWS = 100_000  # every=SECONDS windows in one capture: more means a wrong interval or damaged times
 
 
 @dataclass
