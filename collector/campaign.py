@@ -417,7 +417,8 @@ class CampaignRunner:
         still_busy = time.time()  # when the Echo last said it was not done (a backend that knows the end)
         while time.monotonic() < deadline:
             if not cap.alive:
-                raise Failure("capture-error", f"{cap.tool} stopped during the capture")
+                why = cap.why_stopped()
+                raise Failure("capture-error", f"{cap.tool} stopped during the capture" + (f": {why}" if why else ""))
             live.poll(since=self._play_start)
             now = time.time()
             if live.answered_at is None:

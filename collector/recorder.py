@@ -202,6 +202,17 @@ class CaptureProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def why_stopped(self) -> str:
+        """The engine's last words once it has exited on its own (a full disk, a lost interface), or ""."""
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return ""
+        try:
+            text = self.proc.stderr.read().decode(errors="replace")
+        except (OSError, ValueError):
+            return ""
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("Packets")]
+        return lines[-1] if lines else ""
+
 
 def _ready(stderr: bytes) -> bool:
     """The engine has opened the interface: "File: ..." follows "Capturing on ..."."""
