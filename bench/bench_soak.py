@@ -73,7 +73,7 @@ def stop(proc: subprocess.Popen) -> str:
 
 def fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with open(filler, "wb") as fh:
+    with open(filler, "wb") as fh:  # (the file itself needs no block: it can be made on a full disk)
         try:
             while True:
                 fh.write(b"\0" * (1 << 16))
@@ -138,7 +138,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="echolab-soak-"))
     disk = work / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(disk)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(disk)], check=True)
     faults: Counter = Counter()
     recovery: dict[str, list[float]] = defaultdict(list)
     unrecovered: Counter = Counter()

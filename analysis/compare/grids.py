@@ -169,9 +169,12 @@ def check_models(specs: Iterable[ModelSpec], path: Path | str | None = None) -> 
 
 
 def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
-    if "estimator" not in table:
+    if not isinstance(table, dict) or "estimator" not in table:
         raise GridError(f"grids file {path}: model {name!r} has no 'estimator'")
-    grid = table.get("grid", {})
+    grid, params = table.get("grid", {}), table.get("params", {})
+    for key, value in (("grid", grid), ("params", params)):
+        if not isinstance(value, dict):
+            raise GridError(f"grids file {path}: model {name!r}: '{key}' must be a table, not {value!r}")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise GridError(f"grids file {path}: model {name!r}: grid '{key}' must be a non-empty list")
@@ -183,7 +186,7 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
         label=str(table.get("label", name)),
         short=str(table.get("short", name)),
         estimator=str(table["estimator"]),
-        params=dict(table.get("params", {})),
+        params=dict(params),
         grid=dict(grid),
         dtype=dtype,
         default=bool(table.get("default", True)),
