@@ -73,13 +73,13 @@ def stop(proc: subprocess.Popen) -> str:
 
 def fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with open(filler, "wb") as fh:  # (the file itself needs no block: it can be made on a full disk)
-        try:
+    try:
+        with open(filler, "wb") as fh:
             while True:
                 fh.write(b"\0" * (1 << 16))
                 fh.flush()
-        except OSError:
-            pass
+    except OSError:  # full (already full: the file cannot even be made)
+        pass
     return filler
 
 
@@ -113,7 +113,7 @@ def one_round(kind: str, rng: random.Random, lab: LabDir, sim: SimLab, disk: Pat
         else:
             filler = fill(disk)
             out, _ = proc.communicate(timeout=300)
-            filler.unlink()
+            filler.unlink(missing_ok=True)
         if proc.poll() is None and wait_for_more(lab, count, proc, 300):
             return name, time.monotonic() - struck, stop(proc)
         out = stop(proc)
@@ -161,7 +161,8 @@ def main() -> None:
             half += result.half_written
             print(f"{time.monotonic() - started:7.0f} s  {name:18s} recovered in "
                   f"{'-' if took is None else f'{took:.1f} s'}; {result.captures} captures"
-                  + ("" if "Traceback" not in out else "  TRACEBACK"), flush=True)
+                  + f"; lost {len(result.lost)}, mislabelled {len(result.mislabelled)}, half-written "
+                  f"{len(result.half_written)}" + ("" if "Traceback" not in out else "  TRACEBACK"), flush=True)
             if "Traceback" in out:
                 print(out[-3000:], flush=True)
         final = audit(lab, sim.plans())

@@ -143,6 +143,10 @@ class PcapngWalker:
                 yield btype, buf, pos, blen
             elif btype == EPB or btype == OPB:
                 self.packets += 1
+                if blen < 28:  # too short for its own header: its fields would be read from the next block
+                    self.malformed += 1
+                    pos += blen
+                    continue
                 if btype == EPB:
                     iface, hi, lo, caplen = _EPB[self.endian](buf, pos)
                 else:
@@ -175,8 +179,11 @@ class PcapngWalker:
     def packet(self, btype: int, buf: bytes, pos: int, blen: int) -> tuple[Interface, int, int, int] | None:
         """``(interface, ts_us, frame offset, captured length)`` of an enhanced or obsolete packet block.
 
-        None when the block names an unknown interface or claims more bytes than it holds.
+        None when the block is too short for its own header, names an unknown interface
+        or claims more bytes than it holds.
         """
+        if blen < 28:  # too short for its own header: its fields would be read from the next block
+            return None
         if btype == EPB:
             iface, hi, lo, caplen = _EPB[self.endian](buf, pos)
         else:
