@@ -44,8 +44,8 @@ CORPUS = ROOT / "bench" / "fuzz_corpus"
 CRASHES = ROOT / "bench" / "fuzz_crashes"
 RESULTS = ROOT / "bench" / "results" / "fuzz.json"
 
-# The cut each byte selects for the split target (the first byte of its input).
-SPLITS = ("auto", "gap=0.5", "every=0.05", "gap=3")
+# The cut each byte selects for the cut target (the first byte of its input).
+CUTS = ("auto", "gap=0.5", "every=0.05", "gap=3")
 
 
 class Harness:
@@ -78,7 +78,7 @@ def _captures(folder: Path) -> list[Path]:
            synthetic_session(folder / "v6.pcap", device="fd00::50", server="2600:1f18::10", sizes=(900, 300)),
            write_pcap(folder / "snap.pcap", [(1.5, tcp_packet("10.0.0.2", "10.0.0.1", 443, 5000, payload=1400))],
                       snaplen=60)]
-    # two requests far apart, and their pcapng pieces written by the splitter
+    # two requests far apart, and their pcapng pieces written by the piece writer
     long = synthetic_session(folder / "long.pcap", sizes=(1448, 1448, 600, 1448, 1448, 300, 200), gap_s=0.4)
     pieces = write_pieces(long, [Segment(1_700_000_000_000_000, 1_700_000_001_000_000, 0, 0, 0),
                                  Segment(1_700_000_001_500_000, 1_700_000_009_000_000, 0, 0, 0)], folder / "pieces")
@@ -92,7 +92,7 @@ def seeds(target: str, folder: Path) -> list[bytes]:
     caps = _captures(folder / "caps")
     if target == "pcap":
         return [p.read_bytes() for p in caps]
-    if target == "split":
+    if target == "cut":
         return [bytes([i]) + p.read_bytes() for i, p in enumerate(caps)]
     if target == "trace":
         from echolab.captures.reader import read_packets
@@ -166,9 +166,9 @@ def make_harness(target: str) -> Callable[[bytes], None]:
                 pass
             reader.summarize(path)
         return one
-    if target == "split":
+    if target == "cut":
         h = Harness(target, ".pcapng")
-        specs = [spec.SplitSpec.parse(s) for s in SPLITS]
+        specs = [spec.SplitSpec.parse(s) for s in CUTS]
 
         def one(data: bytes) -> None:
             if not data:
@@ -299,7 +299,7 @@ def child(target: str, seconds: int, corpus: Path, crashes: Path, log: Path) -> 
 # --------------------------------------------------------------------------- the parent: seeds, run, figures
 
 
-TARGETS = ("pcap", "split", "trace", "manifest", "settings", "modelfile", "grids")
+TARGETS = ("pcap", "cut", "trace", "manifest", "settings", "modelfile", "grids")
 
 
 def run(target: str, minutes: float) -> dict:

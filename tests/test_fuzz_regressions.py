@@ -27,7 +27,7 @@ from echolab.labdir import LabDir
 from pcaps import synthetic_session, tcp_packet, write_pcap
 
 INPUTS = Path(__file__).parent / "fuzz_inputs"
-SPLITS = ("auto", "gap=0.5", "every=0.05", "gap=3")  # the cut the first byte selects, as in bench/fuzz.py
+CUTS = ("auto", "gap=0.5", "every=0.05", "gap=3")  # the cut the first byte selects, as in bench/fuzz.py
 
 
 def _pcap(path: Path) -> None:
@@ -36,11 +36,11 @@ def _pcap(path: Path) -> None:
     reader.summarize(path)
 
 
-def _split(path: Path) -> None:
+def _cut(path: Path) -> None:
     data = path.read_bytes()
     body = path.with_suffix(".pcapng")
     body.write_bytes(data[1:])
-    result = cut.find_segments(device.load_timeline(body), spec.SplitSpec.parse(SPLITS[data[0] % len(SPLITS)]),
+    result = cut.find_segments(device.load_timeline(body), spec.SplitSpec.parse(CUTS[data[0] % len(CUTS)]),
                                expect=2 if data[0] & 4 else None)
     pieces.write_pieces(body, result.segments, path.parent / "pieces")
 
@@ -74,7 +74,7 @@ def _grids(path: Path) -> None:
     grids.select_models(grids.load_grids(path), None)
 
 
-FEED: dict[str, Callable[[Path], None]] = {"pcap": _pcap, "split": _split, "trace": _trace, "manifest": _manifest,
+FEED: dict[str, Callable[[Path], None]] = {"pcap": _pcap, "cut": _cut, "trace": _trace, "manifest": _manifest,
                                            "settings": _settings, "modelfile": _modelfile, "grids": _grids}
 FOUND = sorted(p for p in INPUTS.glob("*/*.bin"))
 
