@@ -19,7 +19,8 @@ import joblib
 import pytest
 
 from echolab.analysis.compare import grids, modelfile
-from echolab.captures import cut, device, pieces, reader, spec, trace
+from echolab.captures import cut, device, pcapng, pieces, reader, spec, trace
+from echolab.captures.timeline import Segment
 from echolab.db import transfer
 from echolab.db.catalog import Catalog, CatalogError
 from echolab.errors import EcholabError, LabError
@@ -182,3 +183,22 @@ def test_every_windows_cover_records_out_of_time_order(tmp_path: Path) -> None:
 def test_seed_session_reads_cleanly(tmp_path: Path) -> None:
     path = synthetic_session(tmp_path / "s.pcap")
     _pcap(path)
+
+
+@pytest.mark.parametrize("btype", [6, 2])  # enhanced, obsolete packet block
+def test_pcapng_packet_block_too_short_for_its_header(tmp_path: Path, btype: int) -> None:
+    """A 12-byte packet block at the end of the file: counted malformed by the walker, skipped by the pieces."""
+    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)
+    idb = struct.pack("<IIHHI", 1, 20, 1, 0, 65535) + struct.pack("<I", 20)
+    path = tmp_path / "short.pcapng"
+    path.write_bytes(shb + idb + struct.pack("<III", btype, 12, 12))
+    walker = pcapng.PcapngWalker(path)
+    with open(path, "rb") as fh:
+        assert list(walker.records(fh)) == []
+    assert (walker.packets, walker.malformed) == (1, 1)
+    stats = reader.ReadStats()
+    assert list(reader.iter_tcp(path, stats)) == []
+    assert stats.malformed == 1
+    written = pieces.write_pieces(path, [Segment(0, 1 << 62, 0, 0, 0)], tmp_path / "pieces")
+    with open(written[0], "rb") as fh:
+        assert [b[0] for b in pcapng.PcapngWalker(written[0]).walk(fh)] == [pcapng.SHB, pcapng.IDB]
