@@ -388,6 +388,10 @@ class CampaignRunner:
         if info.dropped:
             tmp.unlink(missing_ok=True)
             raise Failure("truncated", f"the capture engine dropped {info.dropped} packets")
+        if info.link_changed:
+            tmp.unlink(missing_ok=True)
+            raise Failure("truncated", f"the capture interface {b.interface} went down during the capture; "
+                                       "packets that crossed it then are missing")
         self._quiet = (live.last_traffic, time.time())
         ending = self._ending
         if s.trailing == "exclude" and ending.trailing_start is not None:
@@ -413,7 +417,8 @@ class CampaignRunner:
         still_busy = time.time()  # when the Echo last said it was not done (a backend that knows the end)
         while time.monotonic() < deadline:
             if not cap.alive:
-                raise Failure("capture-error", f"{cap.tool} stopped during the capture")
+                why = cap.why_stopped()
+                raise Failure("capture-error", f"{cap.tool} stopped during the capture" + (f": {why}" if why else ""))
             live.poll(since=self._play_start)
             now = time.time()
             if live.answered_at is None:

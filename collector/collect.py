@@ -148,8 +148,19 @@ class SpeechSource:
 
 
 
+class _CampaignLog(logging.FileHandler):
+    """The campaign's log file; a line it cannot write (a full disk) is said once on stderr, not as a traceback."""
+
+    warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.warned:
+            self.warned = True
+            print(f"echolab: cannot write the campaign log {self.baseFilename}: {sys.exc_info()[1]}", file=sys.stderr)
+
+
 def campaign_log(lab: LabDir, name: str) -> logging.Handler:
-    handler = logging.FileHandler(lab.logs_dir / f"{name}.log")
+    handler = _CampaignLog(lab.logs_dir / f"{name}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     return handler
 

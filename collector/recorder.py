@@ -82,13 +82,34 @@ class StopInfo:
     received: int | None
     dropped: int | None
     returncode: int
+    link_changed: bool = False  # the interface lost its link (went down) while the capture ran
+
+
+def carrier_changes(interface: str, prefix: Sequence[str] = ()) -> int | None:
+    """How often the interface's link went down or up since it was made (Linux's ``carrier_changes``).
+
+    Read at the start and the end of a capture: a difference means the link was
+    down for a while and packets crossing it then are missing from the file.
+    None when it cannot be read (an interface such as ``any``, another system).
+    """
+    path = f"/sys/class/net/{interface}/carrier_changes"
+    try:
+        if prefix:  # another network namespace: read it there
+            out = subprocess.run([*prefix, "cat", path], capture_output=True, text=True, timeout=5)
+            return int(out.stdout) if out.returncode == 0 else None
+        return int(Path(path).read_text())
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
 
 
 class CaptureProcess:
     """One running capture writing pcapng to *path*."""
 
-    def __init__(self, proc: subprocess.Popen, path: Path, tool: str, interface: str, pidfile: Path | None):
+    def __init__(self, proc: subprocess.Popen, path: Path, tool: str, interface: str, pidfile: Path | None,
+                 prefix: Sequence[str] = ()):
         self.proc, self.path, self.tool, self.interface, self.pidfile = proc, path, tool, interface, pidfile
+        self.prefix = tuple(prefix)
+        self.link_changes = carrier_changes(interface, prefix)
 
     @classmethod
     def start(
@@ -138,7 +159,7 @@ class CaptureProcess:
                 chunk = os.read(proc.stderr.fileno(), 4096)
                 seen += chunk
                 if _ready(seen):
-                    return cls(proc, path, tool, interface, pidfile)
+                    return cls(proc, path, tool, interface, pidfile, prefix)
                 if not chunk:  # EOF: the engine exited
                     break
             elif proc.poll() is not None:
@@ -166,7 +187,8 @@ class CaptureProcess:
         received, dropped = (int(match.group(1)), int(match.group(2))) if match else (None, None)
         if self.proc.returncode not in (0, -signal.SIGINT) and match is None:
             raise explain_failure(text, self.interface, self.tool)
-        return StopInfo(received, dropped, self.proc.returncode)
+        changed = self.link_changes is not None and carrier_changes(self.interface, self.prefix) != self.link_changes
+        return StopInfo(received, dropped, self.proc.returncode, changed)
 
     def abort(self) -> None:
         """Kill the capture and delete its file (an aborted request)."""
@@ -179,6 +201,17 @@ class CaptureProcess:
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def why_stopped(self) -> str:
+        """The engine's last words once it has exited on its own (a full disk, a lost interface), or ""."""
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return ""
+        try:
+            text = self.proc.stderr.read().decode(errors="replace")
+        except (OSError, ValueError):
+            return ""
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("Packets")]
+        return lines[-1] if lines else ""
 
 
 def _ready(stderr: bytes) -> bool:

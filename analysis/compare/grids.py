@@ -90,7 +90,10 @@ class ModelSpec:
         from sklearn.base import clone
 
         cls = _import_estimator(self.estimator, self.name)
-        est = cls(**{k: _native(k, v) for k, v in self.params.items()})
+        try:
+            est = cls(**{k: _native(k, v) for k, v in self.params.items()})
+        except TypeError as exc:  # a parameter the estimator does not take
+            raise GridError(f"model {self.name!r}: {exc}") from exc
         if random_state is not None and "random_state" in est.get_params():
             est.set_params(random_state=random_state)
         return clone(est)
@@ -193,7 +196,7 @@ def load_grids(path: Path | str | None = None, *, check: bool = True) -> dict[st
         raise GridError(f"grids file {path} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise GridError(f"cannot read grids file {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise GridError(f"grids file {path} is not valid TOML: {exc}") from exc
     models = doc.get("models")
     if not isinstance(models, dict) or not models:
@@ -221,9 +224,10 @@ def check_models(specs: Iterable[ModelSpec], path: Path | str | None = None) -> 
 def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
     if not isinstance(table, dict) or "estimator" not in table:
         raise GridError(f"grids file {path}: model {name!r} has no 'estimator'")
-    grid = table.get("grid", {})
-    if not isinstance(table.get("params", {}), dict) or not isinstance(grid, dict):
-        raise GridError(f"grids file {path}: model {name!r}: 'params' and 'grid' must be tables")
+    grid, params = table.get("grid", {}), table.get("params", {})
+    for key, value in (("grid", grid), ("params", params)):
+        if not isinstance(value, dict):
+            raise GridError(f"grids file {path}: model {name!r}: '{key}' must be a table, not {value!r}")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise GridError(f"grids file {path}: model {name!r}: grid '{key}' must be a non-empty list")
@@ -239,7 +243,7 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
         label=str(table.get("label", name)),
         short=str(table.get("short", name)),
         estimator=str(table["estimator"]),
-        params=dict(table.get("params", {})),
+        params=dict(params),
         grid=dict(grid),
         dtype=dtype,
         default=bool(table.get("default", True)),

@@ -28,6 +28,8 @@ from echolab.captures.rules import RULES, runs
 from echolab.captures.spec import ABSOLUTE_EPOCH, SplitError, SplitSpec
 from echolab.captures.timeline import Segment, Timeline
 
+MAX_WINDOWS = 100_000  # every=SECONDS windows in one capture: more means a wrong interval or damaged times
+
 
 @dataclass
 class SplitResult:
@@ -164,14 +166,21 @@ def _data_span_us(timeline: Timeline, seg: Segment) -> int:
 def _windows(timeline: Timeline, spec: SplitSpec) -> list[tuple[int, int]]:
     """Schedule windows: each runs to the microsecond before the next start; the last to the end."""
     first, last = timeline.first_us, timeline.last_us
+    if len(timeline.ts_us):  # records out of time order: the device's packets still fall in a window
+        first, last = min(first, int(timeline.ts_us[0])), max(last, int(timeline.ts_us[-1]))
     if spec.mode == "every":
-        step = round(spec.seconds * 1e6)
+        step = max(1, round(spec.seconds * 1e6))
+        if (last - first) // step >= MAX_WINDOWS:
+            raise SplitError(f"every={spec.seconds:g} cuts this capture's {(last - first) / 1e6:.0f} s into more than "
+                             f"{MAX_WINDOWS} windows; give a longer interval")
         starts = list(range(first, last + 1, step))
     else:
         starts = [round(t * 1e6) if t >= ABSOLUTE_EPOCH else first + round(t * 1e6) for t in spec.times]
         for i, (a, b) in enumerate(zip(starts, starts[1:]), 2):
             if b <= a:
                 raise SplitError(f"the times in {spec.times_file} must increase (entry {i} is not after entry {i - 1})")
+    if not starts:  # no packet of the device to schedule
+        return []
     ends = [b - 1 for b in starts[1:]] + [max(last, starts[-1])]
     return list(zip(starts, ends))
 
@@ -182,4 +191,4 @@ def split_capture(path: Path | str, spec: SplitSpec, device_ip: str | None = Non
     return find_segments(load_timeline(path, device_ip), spec, expect=expect)
 
 
-__all__ = ["SplitResult", "attach_trailing", "find_segments", "split_capture"]
+__all__ = ["MAX_WINDOWS", "SplitResult", "attach_trailing", "find_segments", "split_capture"]

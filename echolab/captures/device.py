@@ -78,6 +78,9 @@ def _read_tcp(path: Path, stats: ReadStats) -> _Packets:
     for p in read_packets(path, stats):
         if p.proto != 6:
             continue
+        if not -(1 << 63) <= p.ts_us < 1 << 63:  # a damaged timestamp: far past any calendar
+            raise SplitError(f"{path}: a packet's time ({p.ts_us} µs) is out of any range a capture can hold; "
+                             "the file is damaged")
         cols.ts.append(p.ts_us)
         cols.src.append(cols.addr(p.src))
         cols.dst.append(cols.addr(p.dst))

@@ -146,6 +146,10 @@ class PcapngWalker:
                 yield btype, buf, pos, blen
             elif btype == EPB or btype == OPB:
                 self.packets += 1
+                if blen < 28:  # too short for its own header: its fields would be read from the next block
+                    self.malformed += 1
+                    pos += blen
+                    continue
                 if btype == EPB:
                     iface, hi, lo, caplen = _EPB[self.endian](buf, pos)
                 else:
@@ -182,9 +186,12 @@ class PcapngWalker:
     def packet(self, btype: int, buf: bytes, pos: int, blen: int) -> tuple[Interface, int, int, int] | None:
         """``(interface, ts_us, frame offset, captured length)`` of an enhanced or obsolete packet block.
 
-        None when the block names an unknown interface, claims more bytes than it holds or has a time
-        with no calendar date (before 1970 or past year 9999, :data:`MAX_TS_US`).
+        None when the block is too short for its own header, names an unknown interface, claims more
+        bytes than it holds or has a time with no calendar date (before 1970 or past year 9999,
+        :data:`MAX_TS_US`).
         """
+        if blen < 28:  # too short for its own header: its fields would be read from the next block
+            return None
         if btype == EPB:
             iface, hi, lo, caplen = _EPB[self.endian](buf, pos)
         else:

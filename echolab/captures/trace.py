@@ -89,8 +89,11 @@ def read_trace(path: Path | str) -> tuple[array, array]:
                     raise TraceError(f"{path} line {line}: size {size} and direction {direction} disagree "
                                      "(positive size with direction 1, negative with -1)")
                 t0 = t if t0 is None else t0
-                times.append(round((t - t0) * 1e6))
-                sizes.append(size)
+                try:
+                    times.append(round((t - t0) * 1e6))
+                    sizes.append(size)
+                except (OverflowError, ValueError):  # inf, nan, or beyond 64-bit microseconds and sizes
+                    raise TraceError(f"{path} line {line}: time {row[0]!r} or size {row[1]!r} is out of range") from None
     except OSError as exc:
         raise TraceError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
