@@ -11,19 +11,20 @@ from typing import Annotated, Optional
 import typer
 
 from echolab.analysis.compare.specs import FeatureSpec
-from echolab.analysis.features.sets import ALL_SETS, SEQUENCE_SETS, describe_capture
+from echolab.analysis.features.sets import ALL_SETS, FLOW_SETS, SEQUENCE_SETS, describe_capture
 from echolab.analysis.features.tcptrace import connection_rows
 from echolab.cli.common import console, emit_rows, key_value_table, open_lab, rich_progress
 
-app = typer.Typer(help="Extract the feature sets: the study's (tcptrace, histogram, combined) and the packet "
-                       "sequence's (sequence, kfp, cumul).", no_args_is_help=True)
+app = typer.Typer(help="Extract the feature sets: the study's (tcptrace, histogram, combined), the packet "
+                       "sequence's (sequence, kfp, cumul) and the byte flow's, which do not depend on framing "
+                       "(flow, volume, timing).", no_args_is_help=True)
 
 FeatureSet = Enum("FeatureSet", {name: name for name in ALL_SETS}, type=str)  # type: ignore[misc]
 
 
 def _feature(set_name: str, bins: int, include_acks: bool) -> FeatureSpec:
     """The set with the histogram options where it takes them."""
-    if set_name == "tcptrace" or set_name in SEQUENCE_SETS:
+    if set_name == "tcptrace" or set_name in SEQUENCE_SETS or set_name in FLOW_SETS:
         return FeatureSpec.of(set_name)
     return FeatureSpec.of(set_name, bins=bins, include_acks=include_acks)
 
