@@ -368,8 +368,8 @@ class Lab:
                 trials: int = 100, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
                 grids: Path | str | None = None, bins_sweep: Sequence[int] = (), ablations: bool = False,
                 name: str | None = None, device_ip: str | None = None, synthetic: int | None = None,
-                jobs: int | None = None, cluster: str | None = None,
-                progress: ProgressCallback | None = None) -> "RunResult":
+                jobs: int | None = None, cluster: str | None = None, adapt: str = "none",
+                adapt_by: str = "campaign", progress: ProgressCallback | None = None) -> "RunResult":
         """Run (or resume) the classifier comparison on the catalog's captures.
 
         *features* are feature sets as ``analyze run -f`` takes them (default:
@@ -377,7 +377,10 @@ class Lab:
         counts with and without ACKs (Table I), *ablations* the study's
         feature-group ablations. *models* are names from the grids file
         (default: the study's six). *synthetic* uses N synthetic captures per
-        class instead of the catalog. Finished trials are cached in the
+        class instead of the catalog. *adapt* adapts the features to each
+        home without labels (``standardize``, ``quantile`` or ``coral``, see
+        :mod:`echolab.analysis.compare.adapt`), the homes being the groups of
+        *adapt_by* (campaigns by default); the report names it. Finished trials are cached in the
         catalog, so a rerun costs only what changed. Returns the stored run
         and its counts.
         """
@@ -392,7 +395,7 @@ class Lab:
             specs += [s for s in asked.ablation_features() if s not in specs]
         settings = asked.RunSettings(features=tuple(specs), models=tuple(models), trials=trials, seed=seed,
                                      split_by=split_by, fit_features_on=fit_features_on,
-                                     grids_path=str(grids) if grids else None)
+                                     grids_path=str(grids) if grids else None, adapt=adapt, adapt_by=adapt_by)
         if synthetic:
             from echolab.analysis.compare.synthetic import synthetic_source
 

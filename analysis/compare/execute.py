@@ -78,6 +78,10 @@ def trial_tasks(src: DataSource, settings: RunSettings, classes: list[str], todo
             X, names = per_trial[feature.key].X, per_trial[feature.key].names
         else:
             X = matrices[feature.key].X
+        if settings.adapt != "none":
+            from echolab.analysis.compare.adapt import adapt_matrix
+
+            X = adapt_matrix(X, src.groupings.get(settings.adapt_by), settings.adapt, split.test)
         yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds, names)
 
 

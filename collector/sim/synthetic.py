@@ -135,13 +135,33 @@ class _Sender:
         data = b"\x17\x03\x03" + struct.pack("!H", size + TLS_OVERHEAD - 5) + data[5:]
         return self.send(t, from_echo, data)
 
+    def records(self, t: float, from_echo: bool, size: int, record_bytes: int, coalesce: bool) -> float:
+        """Send *size* bytes of frames as records of *record_bytes* (a household's framing, see households.py):
+        in one write whose segments carry several records (*coalesce*), or one write, so one segment, a record."""
+        sizes = [min(record_bytes, size - i) for i in range(0, size, record_bytes)] or [0]
+        if not coalesce:
+            for n in sizes:
+                t = self.record(t, from_echo, n)
+            return t
+        data = b""
+        for n in sizes:
+            body = np.random.default_rng(int(self.rng.integers(2**32))).bytes(n + TLS_OVERHEAD - 5)
+            data += b"\x17\x03\x03" + struct.pack("!H", n + TLS_OVERHEAD - 5) + body
+        return self.send(t, from_echo, data)
+
     def send(self, t: float, from_echo: bool, data: bytes) -> float:
         # The gateway sees the Echo's packets at once and the server's ACKs one
-        # round trip later (and vice versa for the cloud's data).
+        # round trip later (and vice versa for the cloud's data). A household
+        # profile may add jitter and coalesce segments at the capture point
+        # (offloads: the capture shows one packet of several segments).
         rtt, gap = self.sp["rtt_s"], self.sp["segment_gap_s"]
-        segments = [data[i:i + self.mss] for i in range(0, len(data), self.mss)]
+        jitter = float(self.sp.get("jitter_s", 0.0))
+        size = self.mss * int(self.sp.get("capture_coalesce", 1))
+        segments = [data[i:i + size] for i in range(0, len(data), size)]
         for i, seg in enumerate(segments):
             last = i == len(segments) - 1
+            if jitter:
+                t += float(self.rng.exponential(jitter))
             sent = self.packet(t, from_echo, dpkt.tcp.TH_ACK | (dpkt.tcp.TH_PUSH if last else 0), seg)
             if i % 2 == 1 or last:
                 delay = rtt if i % 2 == 1 else rtt + self.sp["delack_s"]
@@ -206,8 +226,13 @@ def generate(label: str, duration_s: float, rng: np.random.Generator, params: Si
                           int(sp["echo_window"]), int(sp["voice_server_window"]), sp))
     t0 = start_ts
     t = voice.record(t0, True, _frame_size(int(params.upload["header_bytes"])))
+    upload_record = int(sp.get("upload_record_bytes", 0))  # 0: one record a chunk
     for offset, size in upload_chunks(duration_s, params):
-        t = voice.record(max(t, t0 + offset / speed), True, _frame_size(size))
+        if upload_record:
+            t = voice.records(max(t, t0 + offset / speed), True, _frame_size(size), upload_record,
+                              bool(sp.get("upload_coalesce", 1)))
+        else:
+            t = voice.record(max(t, t0 + offset / speed), True, _frame_size(size))
     t = voice.record(max(t, t0 + upload_s(duration_s, params) / speed), True, _frame_size(0))
     t += sp["rtt_s"] + plan.think_s / speed
     speech_start = t
@@ -220,7 +245,12 @@ def generate(label: str, duration_s: float, rng: np.random.Generator, params: Si
         t = _music(out, rng, params, stream_start, topo.echo_ip, topo.music_ip, plan, speed)
         play_end = max(play_end, stream_start + plan.music_s / speed)
     t = voice.record(max(t, play_end), True, _frame_size(int(params.speech["event_bytes"])))
-    voice.record(t + sp["rtt_s"], False, _frame_size(int(params.keepalive["pong_bytes"])))
+    t = voice.record(t + sp["rtt_s"], False, _frame_size(int(params.keepalive["pong_bytes"])))
+    report_prob = float(sp.get("report_prob", 0.0))
+    if report_prob and rng.random() < report_prob:  # the report some Echos upload 8 to 15 s after an answer
+        t += float(rng.uniform(8.0, 15.0)) / speed
+        t = voice.records(t, True, int(sp.get("report_bytes", 14500)), max(upload_record, 512), True)
+        voice.record(t + sp["rtt_s"], False, _frame_size(1200))
     return _assemble(out), plan
 
 
