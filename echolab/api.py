@@ -438,13 +438,16 @@ class Lab:
 
     def train(self, out: Path | str, *, features: str = "combined", model: str = "random_forest",
               campaigns: Sequence[str | int] = (), seed: int = 0, grids: Path | str | None = None,
-              device_ip: str | None = None, progress: ProgressCallback | None = None) -> TrainResult:
+              device_ip: str | None = None, adapt: str = "none",
+              progress: ProgressCallback | None = None) -> TrainResult:
         """Fit one model on the chosen campaigns' captures (all when none; its grid search on all of them)
-        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``)."""
+        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``).
+        *adapt* (``standardize`` or ``quantile``) adapts each campaign's features within that campaign, and
+        the model then adapts the requests it classifies together, as one home."""
         from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
 
         source = campaign_source(self.catalog, campaigns, device_ip=device_ip, progress=progress)
-        trained = train_model(source, features, model, grids_path=grids, seed=seed)
+        trained = train_model(source, features, model, grids_path=grids, seed=seed, adapt=adapt)
         return TrainResult(trained, save_model(trained, out))
 
     @staticmethod
@@ -490,6 +493,9 @@ class Lab:
         from echolab.collector.watch import watch_interface
 
         trained = model if not isinstance(model, (str, Path)) else Lab.load_model(model)
+        if trained.adapt != "none":
+            raise ClassifyError(f"the model adapts to each home ({trained.adapt}) from many requests at once, so it "
+                                "cannot classify live one request at a time; classify capture files")
         prefix: list[str] = []
         if sim_prefix:
             from echolab.collector.sim import SimLab

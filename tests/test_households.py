@@ -103,6 +103,22 @@ def test_cli_collects_one_campaign_per_household_and_adapts(sqlite_lab, tmp_path
     assert "leave-one-campaign-out (2 trials)" in report
     bad = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "run", "-f", "timing", "--adapt", "magic"])
     assert bad.exit_code == 2
+    model = tmp_path / "adapted.joblib"
+    res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "train", "-o", str(model), "-f", "timing",
+                              "-m", "knn", "--grids", str(grids), "--campaign", "household-home-a", "--adapt",
+                              "quantile"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "adapts to each home by quantile" in " ".join(res.output.split())
+    from echolab.analysis.compare.modelfile import ModelFileError, load_model, read_header
+
+    assert read_header(model)["adapt"] == "quantile"
+    trained = load_model(model)
+    paths = sorted((tmp_path / "homes" / "home-b").rglob("*.pcap"))
+    records = [extract_record(p, ECHO) for p in paths]
+    labels, _ = trained.predict(records)
+    assert len(labels) == 8 and set(labels) <= {"weather", "quotes"}
+    with pytest.raises(ModelFileError, match="at least 5 requests at once, not 2"):
+        trained.predict(records[:2])
 
 
 def test_cli_adaptation_choices_are_the_librarys() -> None:

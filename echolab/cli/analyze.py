@@ -124,16 +124,22 @@ def train_cmd(
     grids: Annotated[Optional[Path], typer.Option(
         help="Grids file (default: analysis/compare/grids.toml).", exists=True, dir_okay=False)] = None,
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address, when the catalog does not say.")] = None,
+    adapt: Annotated[Adaptation, typer.Option(
+        help="Unsupervised adaptation to each home: standardize or quantile each campaign's features within it; "
+             "'classify' then does the same to the requests it reads together (coral: comparisons only).")
+    ] = "none",  # type: ignore[assignment]
 ) -> None:
     """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
     with open_lab(ctx) as lab, rich_progress() as progress:
         written = lab.train(out, features=features, model=model, campaigns=campaigns or (), seed=seed, grids=grids,
-                         device_ip=device_ip, progress=progress)
+                         device_ip=device_ip, adapt=adapt.value, progress=progress)
     trained = written.model
     params = ", ".join(f"{k}={v}" for k, v in trained.best_params.items()) or "none searched"
     console.print(f"Model {trained.model_name} on {trained.feature_key}: {trained.n_captures} captures of "
                   f"{len(trained.classes)} classes from {', '.join(trained.campaigns)}; best {params} "
-                  f"(cross-validated accuracy {100 * trained.cv_score:.2f}%). Wrote {written.path}")
+                  f"(cross-validated accuracy {100 * trained.cv_score:.2f}%)"
+                  + (f"; adapts to each home by {trained.adapt}" if trained.adapt != "none" else "")
+                  + f". Wrote {written.path}")
 
 
 @app.command("ls")
