@@ -192,3 +192,9 @@ def test_cli_exports_and_compares_the_flow_sets(sqlite_lab, tmp_path: Path) -> N
                               "-m", "knn", "--grids", str(grids), "--split-by", "campaign", "--jobs", "1",
                               "--name", "flow", "--no-report"], terminal_width=200)
     assert res.exit_code == 0, res.output
+
+
+def test_docs_list_every_flow_feature() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "features.md").read_text()
+    for name in (*TIMING_FEATURES, "d2s_volume_NN_bytes", "s2d_volume_NN_bytes", *FLOW_SETS):
+        assert f"`{name}`" in text, name
