@@ -125,3 +125,22 @@ def test_cli_adaptation_choices_are_the_librarys() -> None:
     from echolab.cli.analyze import Adaptation
 
     assert tuple(m.value for m in Adaptation) == ADAPTATIONS
+
+
+def test_a_lossy_household_resends_segments_that_the_flow_counts_once(tmp_path: Path) -> None:
+    from echolab.captures.reader import T_DATA_LEN, T_DST, T_SRC, iter_tcp, parse_addr
+
+    import dataclasses
+
+    assert household("home-c").loss > 0
+    h = dataclasses.replace(household("home-c"), loss=0.1)  # more than its 1%, so one capture surely holds some
+    path = write_household(tmp_path / h.name, h, ["information"], 1, seed=1)[0]
+    record = extract_record(path, ECHO)
+    assert record.tcptrace["s2d_rexmt_data_pkts"] > 0
+    stats = RecordStats()
+    list(tls_records(path, ECHO, stats))
+    assert stats.duplicate_bytes > 0 and stats.holes == 0
+    echo = parse_addr(ECHO)
+    payload = sum(p[T_DATA_LEN] for p in iter_tcp(path) if echo in (p[T_SRC], p[T_DST]))
+    # The record layer's reassembly and the flow meter's byte ranges agree on the bytes sent once.
+    assert sum(abs(b) for b in record.flow_bytes) == payload - stats.duplicate_bytes

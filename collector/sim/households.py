@@ -55,6 +55,7 @@ class Household:
     rtt_s: float = 0.03  # round trip from the gateway to the cloud
     jitter_s: float = 0.0  # mean extra delay per segment (exponential)
     bandwidth_mbps: float = 50.0  # paces back-to-back segments
+    loss: float = 0.0  # share of data segments lost past the gateway (the capture holds them and their resends)
     capture_coalesce: int = 1  # segments the capture point merges into one packet (receive offloads)
     voice_pace: float = 1.0  # the speaker's utterance length factor (slower > 1)
     voice_server: str = "10.77.1.2"  # the voice service's address
@@ -68,8 +69,9 @@ class Household:
             raise HouseholdError(f"household {self.name}: mss must be 536 to 9000, not {self.mss}")
         if self.rtt_s < 0 or self.jitter_s < 0 or self.bandwidth_mbps <= 0 or self.voice_pace <= 0:
             raise HouseholdError(f"household {self.name}: times, bandwidth and pace must be positive")
-        if not 0 <= self.report_prob <= 1 or self.capture_coalesce < 1:
-            raise HouseholdError(f"household {self.name}: report_prob is a share, capture_coalesce at least 1")
+        if not 0 <= self.report_prob <= 1 or not 0 <= self.loss < 0.5 or self.capture_coalesce < 1:
+            raise HouseholdError(f"household {self.name}: report_prob and loss are shares (loss under 0.5), "
+                                 "capture_coalesce at least 1")
 
 
 #: The default households; ``home-a`` and ``home-b`` are shaped like the two real homes.
@@ -80,13 +82,14 @@ HOUSEHOLDS: tuple[Household, ...] = (
     Household("home-b", 432, True, 4096, mss=1400, rtt_s=0.045, jitter_s=0.001, bandwidth_mbps=100,
               voice_pace=1.15, voice_server="10.77.1.12", report_prob=0.10,
               description="432-byte upload records, several a segment; 4 KB answer records; report after 10%"),
-    Household("home-c", 256, True, 8192, mss=1360, rtt_s=0.080, jitter_s=0.003, bandwidth_mbps=12,
+    Household("home-c", 256, True, 8192, mss=1360, rtt_s=0.080, jitter_s=0.003, bandwidth_mbps=12, loss=0.01,
               capture_coalesce=2, voice_pace=0.9, voice_server="10.77.1.22", report_prob=0.3,
-              description="256-byte records; a slow, far DSL line; offloads merge segment pairs at the capture"),
+              description="256-byte records; a slow, far DSL line losing 1% of segments; offloads merge segment pairs "
+                          "at the capture"),
     Household("home-d", 640, False, 16384, mss=1460, rtt_s=0.012, jitter_s=0.0002, bandwidth_mbps=300,
               voice_pace=1.25, voice_server="10.77.1.32", report_prob=0.0,
               description="640-byte records, one a write; a fast fibre line; a slow speaker"),
-    Household("home-e", 180, True, 2048, mss=1220, rtt_s=0.060, jitter_s=0.002, bandwidth_mbps=20,
+    Household("home-e", 180, True, 2048, mss=1220, rtt_s=0.060, jitter_s=0.002, bandwidth_mbps=20, loss=0.005,
               voice_pace=0.8, voice_server="10.77.1.42", report_prob=0.5,
               description="180-byte records coalesced; 2 KB answer records; a tunnel's small MSS; a fast speaker"),
 )
@@ -107,7 +110,7 @@ def household_params(h: Household, base: SimParams | None = None) -> SimParams:
     synthetic = {**base.synthetic, "mss": h.mss, "rtt_s": h.rtt_s, "jitter_s": h.jitter_s,
                  "segment_gap_s": h.mss * 8 / (h.bandwidth_mbps * 1e6), "capture_coalesce": h.capture_coalesce,
                  "upload_record_bytes": h.upload_record_bytes, "upload_coalesce": int(h.upload_coalesce),
-                 "report_prob": h.report_prob}
+                 "report_prob": h.report_prob, "loss": h.loss}
     speech = {**base.speech, "record_bytes": h.answer_record_bytes}
     return dataclasses.replace(base, synthetic=synthetic, speech=speech)
 

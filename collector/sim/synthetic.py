@@ -70,6 +70,7 @@ class _Conn:
         self.mss = int(sp["mss"]) - TS_OPTION_LEN
         self.ip_id = int(rng.integers(0, 65535))
         self.ends: dict[int, int] = {}  # queued packet -> sender's next seq after it
+        self.resent: dict[int, int] = {}  # queued retransmission -> the packet it sends again
         self.last_ack: dict[bool, int] = {}
 
     def tsopt(self, from_echo: bool, t: float, *, syn: bool = False) -> bytes:
@@ -85,6 +86,11 @@ class _Conn:
         self.out.append((t, index, self, from_echo, flags, payload, opts, advance, win, acks))
         return index
 
+    def retransmit(self, t: float, from_echo: bool, of: int) -> None:
+        """Queue a second copy of data packet *of* (lost past the gateway, so the capture holds both)."""
+        _t, _i, _c, _f, flags, payload, _o, _a, _w, _k = self.out[of]
+        self.resent[self.packet(t, from_echo, flags, payload, seq_advance=0)] = of
+
     def build(self, t: float, index: int, from_echo: bool, flags: int, payload: bytes, opts: bytes | None,
               advance: int, win: int | None, acks: int | None) -> bytes | None:
         (src, sport), (dst, dport) = self.addr[from_echo], self.addr[not from_echo]
@@ -98,7 +104,10 @@ class _Conn:
                 return None
         if flags & dpkt.tcp.TH_ACK:
             self.last_ack[from_echo] = ack
-        tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=self.seq[from_echo], ack=ack,
+        seq = self.seq[from_echo]
+        if index in self.resent:  # a retransmission: the original's sequence number
+            seq = (self.ends[self.resent[index]] - len(payload)) & 0xFFFFFFFF
+        tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack,
                            flags=flags, win=self.win[from_echo] if win is None else win,
                            opts=self.tsopt(from_echo, t) if opts is None else opts, data=payload)
         tcp.off = (20 + len(tcp.opts)) // 4
@@ -156,6 +165,7 @@ class _Sender:
         # (offloads: the capture shows one packet of several segments).
         rtt, gap = self.sp["rtt_s"], self.sp["segment_gap_s"]
         jitter = float(self.sp.get("jitter_s", 0.0))
+        loss = float(self.sp.get("loss", 0.0))
         size = self.mss * int(self.sp.get("capture_coalesce", 1))
         segments = [data[i:i + size] for i in range(0, len(data), size)]
         for i, seg in enumerate(segments):
@@ -163,6 +173,8 @@ class _Sender:
             if jitter:
                 t += float(self.rng.exponential(jitter))
             sent = self.packet(t, from_echo, dpkt.tcp.TH_ACK | (dpkt.tcp.TH_PUSH if last else 0), seg)
+            if loss and self.rng.random() < loss:  # lost past the gateway: sent again after a timeout
+                self.conn.retransmit(t + max(0.2, 2 * rtt), from_echo, sent)
             if i % 2 == 1 or last:
                 delay = rtt if i % 2 == 1 else rtt + self.sp["delack_s"]
                 self.packet(t + delay, not from_echo, dpkt.tcp.TH_ACK, acks=sent)
