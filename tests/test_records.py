@@ -166,3 +166,24 @@ def test_records_match_tsharks_tls_dissector(tmp_path: Path) -> None:
     theirs = [int(n) for line in out.split() for n in line.split(",") if n]
     ours = [length for _, _, length in read(path)[0]]
     assert ours == theirs == [22, 1, 113, 432, 4123, 9000, 113, 16408]
+
+
+def test_features_inspect_records(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from echolab.cli import app
+
+    stream = record(113) + record(432) + record(33, ctype=21)
+    path = segments_pcap(tmp_path / "cli.pcap", cut(stream, [300]), syn=True)
+    res = CliRunner().invoke(app, ["features", "inspect", str(path), "--device-ip", DEVICE, "--records", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert [(r["direction"], r["type"], r["length"]) for r in out["records"]] == [
+        (1, "application_data", 113), (1, "application_data", 432), (1, "alert", 33)]
+    assert out["stats"]["records"] == 3 and out["records"][0]["version"] == "0x0303"
+    table = CliRunner().invoke(app, ["features", "inspect", str(path), "--device-ip", DEVICE, "--records"],
+                               terminal_width=200)
+    text = " ".join(table.output.split())
+    assert table.exit_code == 0 and "3 TLS records" in text and "0 resynchronisations" in text
