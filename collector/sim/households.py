@@ -30,13 +30,18 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from echolab.collector.sim.params import SimParams, load_params
-from echolab.collector.sim.synthetic import write_capture
+from echolab.collector.sim.protocol import HEADER as FRAME_HEADER
+from echolab.collector.sim.synthetic import TLS_OVERHEAD, write_capture
 from echolab.collector.sim.topology import Topology
 from echolab.errors import EcholabError
 from echolab.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from echolab.db.catalog import Catalog
+
+
+#: Bytes a TLS 1.3 record's length field counts beyond the data it carries (content type and tag).
+RECORD_EXPANSION = TLS_OVERHEAD - 5
 
 
 class HouseholdError(EcholabError):
@@ -48,9 +53,9 @@ class Household:
     """One simulated home: its Echo's framing, its network and its speaker."""
 
     name: str
-    upload_record_bytes: int  # bytes of speech per upload TLS record
+    upload_record_bytes: int  # length of an upload TLS record (its header's length field, as a capture shows it)
     upload_coalesce: bool  # records of one write share segments (True) or each goes in its own (False)
-    answer_record_bytes: int  # bytes per answer record
+    answer_record_bytes: int  # length of a full answer record (header's length field)
     mss: int = 1460  # MSS the path allows (bytes of TCP payload + 12 of timestamps)
     rtt_s: float = 0.03  # round trip from the gateway to the cloud
     jitter_s: float = 0.0  # mean extra delay per segment (exponential)
@@ -63,8 +68,9 @@ class Household:
     description: str = ""
 
     def check(self) -> None:
-        if self.upload_record_bytes < 16 or self.answer_record_bytes < 16 or self.answer_record_bytes > 16384:
-            raise HouseholdError(f"household {self.name}: record sizes must be 16 to 16384 bytes")
+        low, high = RECORD_EXPANSION + 16, (1 << 14) + 256
+        if not low <= self.upload_record_bytes <= high or not low <= self.answer_record_bytes <= high:
+            raise HouseholdError(f"household {self.name}: record lengths must be {low} to {high} bytes")
         if not 536 <= self.mss <= 9000:
             raise HouseholdError(f"household {self.name}: mss must be 536 to 9000, not {self.mss}")
         if self.rtt_s < 0 or self.jitter_s < 0 or self.bandwidth_mbps <= 0 or self.voice_pace <= 0:
@@ -76,17 +82,17 @@ class Household:
 
 #: The default households; ``home-a`` and ``home-b`` are shaped like the two real homes.
 HOUSEHOLDS: tuple[Household, ...] = (
-    Household("home-a", 113, False, 16384, mss=1460, rtt_s=0.025, jitter_s=0.0005, bandwidth_mbps=40,
+    Household("home-a", 113, False, 16408, mss=1460, rtt_s=0.025, jitter_s=0.0005, bandwidth_mbps=40,
               voice_pace=1.0, voice_server="10.77.1.2", report_prob=0.63,
               description="113-byte upload records, one a segment; 16 KB answer records; report after 63%"),
-    Household("home-b", 432, True, 4096, mss=1400, rtt_s=0.045, jitter_s=0.001, bandwidth_mbps=100,
+    Household("home-b", 432, True, 4128, mss=1400, rtt_s=0.045, jitter_s=0.001, bandwidth_mbps=100,
               voice_pace=1.15, voice_server="10.77.1.12", report_prob=0.10,
               description="432-byte upload records, several a segment; 4 KB answer records; report after 10%"),
     Household("home-c", 256, True, 8192, mss=1360, rtt_s=0.080, jitter_s=0.003, bandwidth_mbps=12, loss=0.01,
               capture_coalesce=2, voice_pace=0.9, voice_server="10.77.1.22", report_prob=0.3,
               description="256-byte records; a slow, far DSL line losing 1% of segments; offloads merge segment pairs "
                           "at the capture"),
-    Household("home-d", 640, False, 16384, mss=1460, rtt_s=0.012, jitter_s=0.0002, bandwidth_mbps=300,
+    Household("home-d", 640, False, 16408, mss=1460, rtt_s=0.012, jitter_s=0.0002, bandwidth_mbps=300,
               voice_pace=1.25, voice_server="10.77.1.32", report_prob=0.0,
               description="640-byte records, one a write; a fast fibre line; a slow speaker"),
     Household("home-e", 180, True, 2048, mss=1220, rtt_s=0.060, jitter_s=0.002, bandwidth_mbps=20, loss=0.005,
@@ -109,9 +115,11 @@ def household_params(h: Household, base: SimParams | None = None) -> SimParams:
     base = base or load_params()
     synthetic = {**base.synthetic, "mss": h.mss, "rtt_s": h.rtt_s, "jitter_s": h.jitter_s,
                  "segment_gap_s": h.mss * 8 / (h.bandwidth_mbps * 1e6), "capture_coalesce": h.capture_coalesce,
-                 "upload_record_bytes": h.upload_record_bytes, "upload_coalesce": int(h.upload_coalesce),
+                 "upload_record_bytes": h.upload_record_bytes - RECORD_EXPANSION,
+                 "upload_coalesce": int(h.upload_coalesce),
                  "report_prob": h.report_prob, "loss": h.loss}
-    speech = {**base.speech, "record_bytes": h.answer_record_bytes}
+    # An answer record carries one frame of the simulated protocol: its header, then record_bytes of audio.
+    speech = {**base.speech, "record_bytes": h.answer_record_bytes - RECORD_EXPANSION - FRAME_HEADER.size}
     return dataclasses.replace(base, synthetic=synthetic, speech=speech)
 
 
