@@ -11,7 +11,8 @@ from echolab.analysis.features.flow import TIMING_FEATURES, volume_feature_names
 from echolab.analysis.features.sets import FEATURE_NAME_RE, FLOW_SETS, FeatureError, extract_record, make_transformer, \
     sequence_record
 from echolab.captures.flow import ByteRanges
-from pcaps import tcp_packet, write_pcap
+from grids import write_grids
+from pcaps import SIM_DEVICE_IP, tcp_packet, write_pcap
 
 DEVICE, SERVER = "192.168.1.50", "52.94.1.10"
 CPORT, SPORT = 50123, 443
@@ -176,10 +177,8 @@ def test_cli_exports_and_compares_the_flow_sets(sqlite_lab, tmp_path: Path) -> N
                 for i in range(4):
                     rng = np.random.default_rng([ord(campaign[0]), k, i])
                     synthetic.write_capture(folder / label / f"{i}.pcap", label, 1.5 + k, rng)
-            import_captures(cat, folder, campaign=campaign, device_ip="10.77.0.2")
-    grids = tmp_path / "grids.toml"
-    grids.write_text('[models.knn]\nlabel = "k-nearest neighbours"\nshort = "KNN"\n'
-                     'estimator = "sklearn.neighbors.KNeighborsClassifier"\ngrid = { n_neighbors = [1] }\n')
+            import_captures(cat, folder, campaign=campaign, device_ip=SIM_DEVICE_IP)
+    grids = write_grids(tmp_path, {"knn": {"grid": {"n_neighbors": [1]}}})
     runner = CliRunner()
     out = tmp_path / "volume.csv"
     res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "features", "export", "--set", "volume", "-o", str(out)])

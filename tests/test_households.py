@@ -15,10 +15,10 @@ from echolab.captures.records import RecordStats, tls_records
 from echolab.cli import app
 from echolab.collector.sim.households import HOUSEHOLDS, HouseholdError, household, household_params, write_household
 from echolab.collector.sim.synthetic import TLS_OVERHEAD
-from echolab.collector.sim.topology import Topology
 from echolab.db.catalog import Catalog
+from grids import write_grids
+from pcaps import SIM_DEVICE_IP
 
-ECHO = Topology().echo_ip
 
 
 def test_adaptations_by_hand() -> None:
@@ -54,10 +54,10 @@ def test_the_two_real_homes_framing(tmp_path: Path) -> None:
         h = household(name)
         path = write_household(tmp_path / name, h, ["weather"], 1, seed=3)[0]
         stats = RecordStats()
-        recs = list(tls_records(path, ECHO, stats))
+        recs = list(tls_records(path, SIM_DEVICE_IP, stats))
         up = Counter(r.length for r in recs if r.direction == 1).most_common(1)[0][0]
         down = max(r.length for r in recs if r.direction == -1)
-        record = extract_record(path, ECHO)
+        record = extract_record(path, SIM_DEVICE_IP)
         flow = dict(zip(make_transformer("timing").fit([record]).feature_names_,
                         make_transformer("timing").fit([record]).transform([record])[0]))
         up_pkts = sum(1 for s in record.seq_sizes if s > 100)
@@ -92,9 +92,7 @@ def test_cli_collects_one_campaign_per_household_and_adapts(sqlite_lab, tmp_path
     assert "household-home-a: 8 captures imported" in res.output
     with Catalog.open(sqlite_lab) as cat:
         assert sorted(c.name for c in cat.campaigns()) == ["household-home-a", "household-home-b"]
-    grids = tmp_path / "grids.toml"
-    grids.write_text('[models.knn]\nlabel = "k-nearest neighbours"\nshort = "KNN"\n'
-                     'estimator = "sklearn.neighbors.KNeighborsClassifier"\ngrid = { n_neighbors = [1] }\n')
+    grids = write_grids(tmp_path, {"knn": {"grid": {"n_neighbors": [1]}}})
     res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "run", "-f", "timing", "-m", "knn",
                               "--grids", str(grids), "--split-by", "campaign", "--adapt", "quantile", "--jobs", "1",
                               "--name", "adapted"], terminal_width=200)
@@ -115,11 +113,18 @@ def test_cli_collects_one_campaign_per_household_and_adapts(sqlite_lab, tmp_path
     assert read_header(model)["adapt"] == "quantile"
     trained = load_model(model)
     paths = sorted((tmp_path / "homes" / "home-b").rglob("*.pcap"))
-    records = [extract_record(p, ECHO) for p in paths]
+    records = [extract_record(p, SIM_DEVICE_IP) for p in paths]
     labels, _ = trained.predict(records)
     assert len(labels) == 8 and set(labels) <= {"weather", "quotes"}
     with pytest.raises(ModelFileError, match="at least 5 requests at once, not 2"):
         trained.predict(records[:2])
+    from echolab.analysis.compare.classify import ClassifyError
+    from echolab.api import Lab
+
+    with pytest.raises(ClassifyError, match="adapts to each home"):
+        Lab.classify_live(model, interface="lo", device_ip=SIM_DEVICE_IP)
+    live = runner.invoke(app, ["classify", "--model", str(model), "--interface", "lo", "--device-ip", SIM_DEVICE_IP])
+    assert live.exit_code == 2 and "adapts to each home" in " ".join(live.output.split())
 
 
 def test_cli_adaptation_choices_are_the_librarys() -> None:
@@ -136,12 +141,12 @@ def test_a_lossy_household_resends_segments_that_the_flow_counts_once(tmp_path: 
     assert household("home-c").loss > 0
     h = dataclasses.replace(household("home-c"), loss=0.1)  # more than its 1%, so one capture surely holds some
     path = write_household(tmp_path / h.name, h, ["information"], 1, seed=1)[0]
-    record = extract_record(path, ECHO)
+    record = extract_record(path, SIM_DEVICE_IP)
     assert record.tcptrace["s2d_rexmt_data_pkts"] > 0
     stats = RecordStats()
-    list(tls_records(path, ECHO, stats))
+    list(tls_records(path, SIM_DEVICE_IP, stats))
     assert stats.duplicate_bytes > 0 and stats.holes == 0
-    echo = parse_addr(ECHO)
+    echo = parse_addr(SIM_DEVICE_IP)
     payload = sum(p[T_DATA_LEN] for p in iter_tcp(path) if echo in (p[T_SRC], p[T_DST]))
     # The record layer's reassembly and the flow meter's byte ranges agree on the bytes sent once.
     assert sum(abs(b) for b in record.flow_bytes) == payload - stats.duplicate_bytes
