@@ -368,8 +368,8 @@ class Lab:
                 trials: int = 100, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
                 grids: Path | str | None = None, bins_sweep: Sequence[int] = (), ablations: bool = False,
                 name: str | None = None, device_ip: str | None = None, synthetic: int | None = None,
-                jobs: int | None = None, cluster: str | None = None,
-                progress: ProgressCallback | None = None) -> "RunResult":
+                jobs: int | None = None, cluster: str | None = None, adapt: str = "none",
+                adapt_by: str = "campaign", progress: ProgressCallback | None = None) -> "RunResult":
         """Run (or resume) the classifier comparison on the catalog's captures.
 
         *features* are feature sets as ``analyze run -f`` takes them (default:
@@ -377,7 +377,10 @@ class Lab:
         counts with and without ACKs (Table I), *ablations* the study's
         feature-group ablations. *models* are names from the grids file
         (default: the study's six). *synthetic* uses N synthetic captures per
-        class instead of the catalog. Finished trials are cached in the
+        class instead of the catalog. *adapt* adapts the features to each
+        home without labels (``standardize``, ``quantile`` or ``coral``, see
+        :mod:`echolab.analysis.compare.adapt`), the homes being the groups of
+        *adapt_by* (campaigns by default); the report names it. Finished trials are cached in the
         catalog, so a rerun costs only what changed. Without a *name*, an
         unchanged rerun (the same settings, data and library versions) is the
         newest such stored run, returned as it is (``result.unchanged``).
@@ -394,7 +397,7 @@ class Lab:
             specs += [s for s in asked.ablation_features() if s not in specs]
         settings = asked.RunSettings(features=tuple(specs), models=tuple(models), trials=trials, seed=seed,
                                      split_by=split_by, fit_features_on=fit_features_on,
-                                     grids_path=str(grids) if grids else None)
+                                     grids_path=str(grids) if grids else None, adapt=adapt, adapt_by=adapt_by)
         if synthetic:
             from echolab.analysis.compare.synthetic import synthetic_source
 
@@ -437,13 +440,16 @@ class Lab:
 
     def train(self, out: Path | str, *, features: str = "combined", model: str = "random_forest",
               campaigns: Sequence[str | int] = (), seed: int = 0, grids: Path | str | None = None,
-              device_ip: str | None = None, progress: ProgressCallback | None = None) -> TrainResult:
+              device_ip: str | None = None, adapt: str = "none",
+              progress: ProgressCallback | None = None) -> TrainResult:
         """Fit one model on the chosen campaigns' captures (all when none; its grid search on all of them)
-        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``)."""
+        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``).
+        *adapt* (``standardize`` or ``quantile``) adapts each campaign's features within that campaign, and
+        the model then adapts the requests it classifies together, as one home."""
         from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
 
         source = campaign_source(self.catalog, campaigns, device_ip=device_ip, progress=progress)
-        trained = train_model(source, features, model, grids_path=grids, seed=seed)
+        trained = train_model(source, features, model, grids_path=grids, seed=seed, adapt=adapt)
         return TrainResult(trained, save_model(trained, out))
 
     @staticmethod
@@ -498,6 +504,9 @@ class Lab:
         from echolab.collector.watch import watch_interface
 
         trained = model if not isinstance(model, (str, Path)) else Lab.load_model(model)
+        if trained.adapt != "none":
+            raise ClassifyError(f"the model adapts to each home ({trained.adapt}) from many requests at once, so it "
+                                "cannot classify live one request at a time; classify capture files")
         prefix: list[str] = []
         if sim_prefix:
             from echolab.collector.sim import SimLab

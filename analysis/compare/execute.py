@@ -109,6 +109,10 @@ def trial_tasks(src: DataSource, settings: RunSettings, classes: list[str], todo
             X, names = built.X, built.names
         else:
             X = matrices[feature.key].X
+        if settings.adapt != "none":
+            from echolab.analysis.compare.adapt import adapt_matrix
+
+            X = adapt_matrix(X, src.groupings.get(settings.adapt_by), settings.adapt, split.test)
         yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds, names)
 
 

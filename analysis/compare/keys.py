@@ -62,6 +62,8 @@ def trial_key(
         "test_size": settings.test_size,
         "cv_folds": settings.cv_folds,
         "split": split_token,
+        # Only an adapted run adds its adaptation, so the keys of every earlier run stay valid.
+        **({"adapt": settings.adapt, "adapt_by": settings.adapt_by} if settings.adapt != "none" else {}),
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -55,6 +55,12 @@ _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF
 DEFAULT_MODEL = "random_forest"
 
 
+#: The adaptations a model file can apply to the requests it classifies (no target home at training time).
+MODEL_ADAPTATIONS = ("none", "standardize", "quantile")
+#: The fewest requests an adapted model classifies together (a home's statistics need several).
+MIN_ADAPT_ROWS = 5
+
+
 class ModelFileError(EcholabError):
     """A model file cannot be written, read or used (wrong format, other extractor, unknown set)."""
 
@@ -91,6 +97,10 @@ class TrainedModel:
     learned: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     dtype: str = "float64"
+    #: Unsupervised adaptation to each home (:mod:`.adapt`): "none", "standardize" or "quantile". An adapted
+    #: model standardises (or maps to quantiles) its training campaigns' features each within its campaign, and
+    #: the requests it classifies together within themselves, as one home.
+    adapt: str = "none"
     #: Header keys this echolab does not read, kept so a file read and written again loses nothing.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -103,6 +113,14 @@ class TrainedModel:
     def matrix(self, records: Sequence[Any]) -> np.ndarray:
         """The scaled feature matrix of *records* (``CaptureRecord`` objects), as the classifier takes it."""
         X = np.asarray(self.transformer.transform(list(records)), dtype=float)
+        if self.adapt != "none":
+            from echolab.analysis.compare.adapt import adapt_matrix
+
+            if len(X) < MIN_ADAPT_ROWS:
+                raise ModelFileError(
+                    f"this model adapts to each home ({self.adapt}), so it classifies a home's requests together: "
+                    f"give it at least {MIN_ADAPT_ROWS} requests at once, not {len(X)}")
+            X = adapt_matrix(X, np.zeros(len(X), dtype=int), self.adapt)
         return self.scaler.transform(X).astype(self.dtype, copy=False)
 
     def predict(self, records: Sequence[Any]) -> tuple[list[str], list[float | None]]:
@@ -137,7 +155,7 @@ class TrainedModel:
             "cv_score": self.cv_score, "classes": list(self.classes), "fingerprint": self.fingerprint,
             "n_captures": self.n_captures, "campaigns": list(self.campaigns), "counts": dict(self.counts),
             "versions": dict(self.versions), "feature_names": list(self.feature_names), "learned": self.learned,
-            "created_at": self.created_at, "dtype": self.dtype,
+            "created_at": self.created_at, "dtype": self.dtype, "adapt": self.adapt,
         }
 
 
@@ -177,12 +195,16 @@ def campaign_source(catalog: Any, campaigns: Sequence[str | int] = (), *, device
 
 
 def train_model(source: Any, feature: str = "combined", model: str = DEFAULT_MODEL, *,
-                grids_path: str | Path | None = None, seed: int = 0, cv_folds: int = 3) -> TrainedModel:
+                grids_path: str | Path | None = None, seed: int = 0, cv_folds: int = 3,
+                adapt: str = "none") -> TrainedModel:
     """Fit *feature* (e.g. ``histogram:bins=25``) and the grids file's *model* on all of *source*.
 
     As one trial of the comparison, but on every row: the transformer and the
     scaler learn on all rows, the grid search scores each candidate by
     stratified *cv_folds*-fold accuracy and refits the best on all rows.
+    *adapt* ("standardize" or "quantile") first adapts each campaign's rows
+    within that campaign (:mod:`.adapt`; CORAL needs the target home's rows,
+    so it is the comparison's only).
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold
@@ -210,8 +232,13 @@ def train_model(source: Any, feature: str = "combined", model: str = DEFAULT_MOD
         few = ", ".join(f"{c} {n}" for c, n in counts.items() if n < cv_folds)
         raise AnalysisError(f"every class needs at least {cv_folds} captures for {cv_folds}-fold CV ({few})")
     transformer = src.make_transformer(fspec.set_name, **fspec.option_dict).fit(src.records, src.y)
-    scaler = StandardScaler().fit(fm.X)
-    X = scaler.transform(fm.X).astype(spec.dtype, copy=False)
+    if adapt not in MODEL_ADAPTATIONS:
+        raise AnalysisError(f"a model file adapts by {' or '.join(MODEL_ADAPTATIONS)}, not {adapt!r}")
+    from echolab.analysis.compare.adapt import adapt_matrix
+
+    X_home = adapt_matrix(fm.X, src.groups, adapt)
+    scaler = StandardScaler().fit(X_home)
+    X = scaler.transform(X_home).astype(spec.dtype, copy=False)
     folds = list(StratifiedKFold(n_splits=cv_folds).split(X, src.y))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # as a trial: the MLP may stop at max_iter
@@ -224,7 +251,7 @@ def train_model(source: Any, feature: str = "combined", model: str = DEFAULT_MOD
         estimator=search.best_estimator, fingerprint=src.fingerprint(), n_captures=len(src.y),
         campaigns=sorted(set(src.groups.tolist())), counts=counts, versions=library_versions(),
         feature_names=fm.names, learned=fm.info, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        dtype=spec.dtype,
+        dtype=spec.dtype, adapt=adapt,
     )
 
 

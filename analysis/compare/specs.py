@@ -123,6 +123,8 @@ class RunSettings:
     fit_features_on: str = "all"
     grids_path: str | None = None
     leakage_check: bool = True  # the report's leakage check (leakage.py); off only to keep tests of other things fast
+    adapt: str = "none"  # unsupervised adaptation to each home (adapt.py): none, standardize, quantile, coral
+    adapt_by: str = "campaign"  # the grouping that says which home a capture is from
 
     def check(self) -> None:
         if self.split_by not in SPLIT_MODES:
@@ -137,3 +139,10 @@ class RunSettings:
             raise AnalysisError("test_size must be between 0 and 1")
         if self.cv_folds < 2:
             raise AnalysisError("cv_folds must be at least 2")
+        from echolab.analysis.compare.adapt import ADAPTATIONS
+        from echolab.analysis.compare.splits import GROUPINGS
+
+        if self.adapt not in ADAPTATIONS:
+            raise AnalysisError(f"--adapt must be one of {', '.join(ADAPTATIONS)}, not {self.adapt!r}")
+        if self.adapt_by not in GROUPINGS:
+            raise AnalysisError(f"--adapt-by must be one of {', '.join(GROUPINGS)}, not {self.adapt_by!r}")

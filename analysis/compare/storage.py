@@ -34,6 +34,8 @@ def stored_settings(settings: RunSettings, specs: list[ModelSpec], src: DataSour
         "cv_folds": settings.cv_folds,
         "split_by": settings.split_by,
         "fit_features_on": settings.fit_features_on,
+        "adapt": settings.adapt,
+        "adapt_by": settings.adapt_by,
         "data": src.description,
         "data_notes": src.notes,
         "provenance": src.provenance,

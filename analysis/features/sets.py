@@ -46,6 +46,7 @@ import numpy as np
 
 from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, TCP_ACK, TCP_FIN, TCP_RST,
                                      TCP_SYN, CaptureError, ReadStats, format_addr, iter_tcp, parse_addr)
+from echolab.captures.flow import FlowMeter
 from echolab.captures.trace import read_trace
 from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats
 from echolab.errors import EcholabError
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from echolab.db.catalog import Catalog
 
 #: Bump when extraction changes what a record holds; cached rows of other versions are ignored.
-EXTRACTOR_VERSION = "echolab-features-2"  # 2: the device's packet sequence and bursts
+EXTRACTOR_VERSION = "echolab-features-3"  # 2: the device's packet sequence and bursts; 3: its byte flow, round trip
 
 UNITS = ("pkts", "bytes", "count", "blocks", "s", "ms", "bytes_per_s", "pkts_per_s", "frac")
 FEATURE_NAME_RE = re.compile(
@@ -68,8 +69,11 @@ FEATURE_NAME_RE = re.compile(
 FEATURE_SETS = ("tcptrace", "histogram", "combined")
 #: Sets computed from the packet sequence alone (they apply to packet traces too).
 SEQUENCE_SETS = ("sequence", "kfp", "cumul")
+#: Sets computed from the device's byte flow, which do not depend on how bytes are cut into packets
+#: (:mod:`echolab.analysis.features.flow`): volume curves and timing, then both.
+FLOW_SETS = ("flow", "volume", "timing")
 #: Every set a comparison, an export or the report can name.
-ALL_SETS = FEATURE_SETS + SEQUENCE_SETS
+ALL_SETS = FEATURE_SETS + SEQUENCE_SETS + FLOW_SETS
 
 # (feature name, tcptrace statistic behind it, rule combining the capture's connections)
 # Order: tcptrace -l's order of its 35 always-printed per-direction lines.
@@ -164,6 +168,13 @@ class CaptureRecord:
     ``burst_pkts`` and ``burst_bytes`` are its bursts (runs of packets in one
     direction), signed the same way. ``kind`` is "pcap", or "trace" for a
     record read from a ``time,size,direction`` file, which has the sequence only.
+
+    ``flow_times_us`` (microseconds since the first packet of the sequence)
+    and ``flow_bytes`` (signed like sizes) are the device's byte flow: the new
+    TCP stream bytes of each packet that carried some
+    (:class:`echolab.captures.flow.FlowMeter`), the input of the flow sets;
+    ``rtt_us`` is the round trip from the capture point to the servers (0 when
+    unknown).
     """
 
     device_ip: str
@@ -179,13 +190,17 @@ class CaptureRecord:
     burst_bytes: list[int] = field(default_factory=list)
     kind: str = "pcap"
     version: str = EXTRACTOR_VERSION
+    flow_times_us: list[int] = field(default_factory=list)
+    flow_bytes: list[int] = field(default_factory=list)
+    rtt_us: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"device_ip": self.device_ip, "connections": self.connections, "tcptrace": dict(self.tcptrace),
                 "sizes": list(self.sizes), "times_us": list(self.times_us), "pure_ack": list(self.pure_ack),
                 "packets": self.packets, "seq_times_us": list(self.seq_times_us), "seq_sizes": list(self.seq_sizes),
                 "burst_pkts": list(self.burst_pkts), "burst_bytes": list(self.burst_bytes), "kind": self.kind,
-                "version": self.version}
+                "version": self.version, "flow_times_us": list(self.flow_times_us),
+                "flow_bytes": list(self.flow_bytes), "rtt_us": self.rtt_us}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "CaptureRecord":
@@ -345,11 +360,14 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     add_size, add_time, add_pure = sizes.append, times.append, pure.append
     add_seq_time, add_seq_size = seq_times.append, seq_sizes.append
     pure_mask = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK  # a pure ACK: ACK alone (PSH/URG allowed), no data
+    meter = FlowMeter(device)
+    flow = meter.add
     try:
         for pkt in iter_tcp(path, stats):
             add(pkt)
             if pkt[i_dst] == device:
                 packets += 1
+                flow(pkt)
                 if pkt[i_src] != device:
                     add_size(pkt[i_len])
                     add_time(pkt[i_ts])
@@ -358,6 +376,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
                     add_seq_size(-pkt[i_len])
             elif pkt[i_src] == device:
                 packets += 1
+                flow(pkt)
                 add_seq_time(pkt[i_ts])
                 add_seq_size(pkt[i_len])
     except CaptureError as exc:
@@ -380,14 +399,18 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     return CaptureRecord(device_ip=device_ip, connections=len(directions), tcptrace=combine_connections(directions),
                          sizes=sizes, times_us=array("q", (t - t0 for t in times)), pure_ack=pure, packets=packets,
                          seq_times_us=array("q", (t - s0 for t in seq_times)), seq_sizes=seq_sizes,
-                         burst_pkts=burst_pkts, burst_bytes=burst_bytes)
+                         burst_pkts=burst_pkts, burst_bytes=burst_bytes,
+                         flow_times_us=array("q", (t - s0 for t in meter.times_us)), flow_bytes=meter.nbytes,
+                         rtt_us=meter.rtt_us)
 
 
 def make_transformer(set_name: str, *, bins: int = 15, include_acks: bool = False, drop_constant: bool = True,
                      groups: Sequence[str] | None = None, **sequence_options: Any) -> "BaseEstimator":
     """An unfitted transformer for a feature set (:data:`ALL_SETS`) or an ablation.
 
-    The sequence sets ("sequence", "kfp", "cumul") take their own options
+    The flow sets ("flow", "volume", "timing", :data:`FLOW_SETS`) take the
+    options of :class:`echolab.analysis.features.flow.FlowFeatures` (``half``,
+    ``step_s``, ``points``, ``pause_s``, ...). The sequence sets ("sequence", "kfp", "cumul") take their own options
     (e.g. ``length`` of "sequence", ``points`` of "cumul"; see
     :func:`echolab.analysis.features.sequence.make_sequence_transformer`) and
     ignore ``bins``, ``include_acks`` and ``drop_constant``; the study's sets
@@ -399,6 +422,10 @@ def make_transformer(set_name: str, *, bins: int = 15, include_acks: bool = Fals
     or "histogram" ("size", "iat"). The classes are in
     :mod:`echolab.analysis.features.transformers` (scikit-learn loads here, not on import).
     """
+    if set_name in FLOW_SETS:
+        from echolab.analysis.features.flow import make_flow_transformer
+
+        return make_flow_transformer(set_name, **sequence_options)
     if sequence_options and set_name not in SEQUENCE_SETS:
         raise FeatureError(f"the {set_name} set has no option(s) {', '.join(sorted(sequence_options))}")
     from echolab.analysis.features.transformers import CombinedFeatures, HistogramFeatures, TcptraceFeatures
@@ -476,7 +503,7 @@ def describe_capture(path: Path | str, device_ip: str, *, bins: int = 15,
     """Every feature of one bare capture by name (nothing dropped; histogram edges from this capture alone).
 
     The study's sets come first (not for a packet trace, which has no TCP
-    headers), then kfp and cumul. A name in more than one set (``s2d_total_pkts``)
+    headers), then kfp and cumul, then the flow set (not for a trace either). A name in more than one set (``s2d_total_pkts``)
     is one quantity and is listed once.
     """
     from echolab.analysis.features.sequence import describe_sequence
@@ -490,4 +517,9 @@ def describe_capture(path: Path | str, device_ip: str, *, bins: int = 15,
         out.update(zip(hist.feature_names_, hist.transform([record])[0].tolist()))
     for name, value in describe_sequence(record).items():
         out.setdefault(name, value)
+    if record.kind != "trace":
+        from echolab.analysis.features.flow import describe_flow
+
+        for name, value in describe_flow(record).items():
+            out.setdefault(name, value)
     return out

@@ -70,6 +70,7 @@ class _Conn:
         self.mss = int(sp["mss"]) - TS_OPTION_LEN
         self.ip_id = int(rng.integers(0, 65535))
         self.ends: dict[int, int] = {}  # queued packet -> sender's next seq after it
+        self.resent: dict[int, int] = {}  # queued retransmission -> the packet it sends again
         self.last_ack: dict[bool, int] = {}
 
     def tsopt(self, from_echo: bool, t: float, *, syn: bool = False) -> bytes:
@@ -85,6 +86,11 @@ class _Conn:
         self.out.append((t, index, self, from_echo, flags, payload, opts, advance, win, acks))
         return index
 
+    def retransmit(self, t: float, from_echo: bool, of: int) -> None:
+        """Queue a second copy of data packet *of* (lost past the gateway, so the capture holds both)."""
+        _t, _i, _c, _f, flags, payload, _o, _a, _w, _k = self.out[of]
+        self.resent[self.packet(t, from_echo, flags, payload, seq_advance=0)] = of
+
     def build(self, t: float, index: int, from_echo: bool, flags: int, payload: bytes, opts: bytes | None,
               advance: int, win: int | None, acks: int | None) -> bytes | None:
         (src, sport), (dst, dport) = self.addr[from_echo], self.addr[not from_echo]
@@ -98,7 +104,10 @@ class _Conn:
                 return None
         if flags & dpkt.tcp.TH_ACK:
             self.last_ack[from_echo] = ack
-        tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=self.seq[from_echo], ack=ack,
+        seq = self.seq[from_echo]
+        if index in self.resent:  # a retransmission: the original's sequence number
+            seq = (self.ends[self.resent[index]] - len(payload)) & 0xFFFFFFFF
+        tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack,
                            flags=flags, win=self.win[from_echo] if win is None else win,
                            opts=self.tsopt(from_echo, t) if opts is None else opts, data=payload)
         tcp.off = (20 + len(tcp.opts)) // 4
@@ -135,14 +144,37 @@ class _Sender:
         data = b"\x17\x03\x03" + struct.pack("!H", size + TLS_OVERHEAD - 5) + data[5:]
         return self.send(t, from_echo, data)
 
+    def records(self, t: float, from_echo: bool, size: int, record_bytes: int, coalesce: bool) -> float:
+        """Send *size* bytes of frames as records of *record_bytes* (a household's framing, see households.py):
+        in one write whose segments carry several records (*coalesce*), or one write, so one segment, a record."""
+        sizes = [min(record_bytes, size - i) for i in range(0, size, record_bytes)] or [0]
+        if not coalesce:
+            for n in sizes:
+                t = self.record(t, from_echo, n)
+            return t
+        data = b""
+        for n in sizes:
+            body = np.random.default_rng(int(self.rng.integers(2**32))).bytes(n + TLS_OVERHEAD - 5)
+            data += b"\x17\x03\x03" + struct.pack("!H", n + TLS_OVERHEAD - 5) + body
+        return self.send(t, from_echo, data)
+
     def send(self, t: float, from_echo: bool, data: bytes) -> float:
         # The gateway sees the Echo's packets at once and the server's ACKs one
-        # round trip later (and vice versa for the cloud's data).
+        # round trip later (and vice versa for the cloud's data). A household
+        # profile may add jitter and coalesce segments at the capture point
+        # (offloads: the capture shows one packet of several segments).
         rtt, gap = self.sp["rtt_s"], self.sp["segment_gap_s"]
-        segments = [data[i:i + self.mss] for i in range(0, len(data), self.mss)]
+        jitter = float(self.sp.get("jitter_s", 0.0))
+        loss = float(self.sp.get("loss", 0.0))
+        size = self.mss * int(self.sp.get("capture_coalesce", 1))
+        segments = [data[i:i + size] for i in range(0, len(data), size)]
         for i, seg in enumerate(segments):
             last = i == len(segments) - 1
+            if jitter:
+                t += float(self.rng.exponential(jitter))
             sent = self.packet(t, from_echo, dpkt.tcp.TH_ACK | (dpkt.tcp.TH_PUSH if last else 0), seg)
+            if loss and self.rng.random() < loss:  # lost past the gateway: sent again after a timeout
+                self.conn.retransmit(t + max(0.2, 2 * rtt), from_echo, sent)
             if i % 2 == 1 or last:
                 delay = rtt if i % 2 == 1 else rtt + self.sp["delack_s"]
                 self.packet(t + delay, not from_echo, dpkt.tcp.TH_ACK, acks=sent)
@@ -206,8 +238,13 @@ def generate(label: str, duration_s: float, rng: np.random.Generator, params: Si
                           int(sp["echo_window"]), int(sp["voice_server_window"]), sp))
     t0 = start_ts
     t = voice.record(t0, True, _frame_size(int(params.upload["header_bytes"])))
+    upload_record = int(sp.get("upload_record_bytes", 0))  # 0: one record a chunk
     for offset, size in upload_chunks(duration_s, params):
-        t = voice.record(max(t, t0 + offset / speed), True, _frame_size(size))
+        if upload_record:
+            t = voice.records(max(t, t0 + offset / speed), True, _frame_size(size), upload_record,
+                              bool(sp.get("upload_coalesce", 1)))
+        else:
+            t = voice.record(max(t, t0 + offset / speed), True, _frame_size(size))
     t = voice.record(max(t, t0 + upload_s(duration_s, params) / speed), True, _frame_size(0))
     t += sp["rtt_s"] + plan.think_s / speed
     speech_start = t
@@ -220,7 +257,12 @@ def generate(label: str, duration_s: float, rng: np.random.Generator, params: Si
         t = _music(out, rng, params, stream_start, topo.echo_ip, topo.music_ip, plan, speed)
         play_end = max(play_end, stream_start + plan.music_s / speed)
     t = voice.record(max(t, play_end), True, _frame_size(int(params.speech["event_bytes"])))
-    voice.record(t + sp["rtt_s"], False, _frame_size(int(params.keepalive["pong_bytes"])))
+    t = voice.record(t + sp["rtt_s"], False, _frame_size(int(params.keepalive["pong_bytes"])))
+    report_prob = float(sp.get("report_prob", 0.0))
+    if report_prob and rng.random() < report_prob:  # the report some Echos upload 8 to 15 s after an answer
+        t += float(rng.uniform(8.0, 15.0)) / speed
+        t = voice.records(t, True, int(sp.get("report_bytes", 14500)), max(upload_record, 512), True)
+        voice.record(t + sp["rtt_s"], False, _frame_size(1200))
     return _assemble(out), plan
 
 

@@ -411,6 +411,10 @@ def decode_frame(linktype: int, buf: bytes, off: int, caplen: int, ts_us: int,
         return None
 
 
+#: Offset of the IP header inside a link-layer frame, or -1 when the frame is not IP.
+ip_offset = _ip_offset
+
+
 _NTOP: dict[bytes, str] = {}
 
 

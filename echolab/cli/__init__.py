@@ -33,7 +33,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
                 "Compare classifiers on the catalog's captures (the study's six by default), report, "
                 "and train model files."),
     "features": ("echolab.cli.features", "app", "Extract the feature sets: the study's (tcptrace, histogram, "
-                 "combined) and the packet sequence's (sequence, kfp, cumul)."),
+                 "combined), the packet sequence's (sequence, kfp, cumul) and the byte flow's, which do not depend "
+                 "on framing (flow, volume, timing)."),
     "classify": ("echolab.cli.classify", "app",
                  "Classify each request of long captures, or live traffic, with a trained model file."),
     "collect": ("echolab.cli.collect", "collect_app",

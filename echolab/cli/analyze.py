@@ -31,6 +31,13 @@ class FitOn(str, Enum):
     train = "train"
 
 
+class Adaptation(str, Enum):  # echolab.analysis.compare.adapt.ADAPTATIONS (a test keeps them equal)
+    none = "none"
+    standardize = "standardize"
+    quantile = "quantile"
+    coral = "coral"
+
+
 def _parse_bins(text: str) -> list[int]:
     try:
         bins = [int(b) for b in text.split(",") if b.strip()]
@@ -46,8 +53,9 @@ def run_cmd(
     ctx: typer.Context,
     features: Annotated[Optional[list[str]], typer.Option(
         "--features", "-f",
-        help="Feature set, repeatable: tcptrace, histogram, combined, or the sequence sets sequence, kfp, cumul, "
-             "with options as histogram:bins=25,include_acks=true or cumul:points=50. Default: the study's three.")
+        help="Feature set, repeatable: tcptrace, histogram, combined, the sequence sets sequence, kfp, cumul, or "
+             "the framing-free sets flow, volume, timing, with options as histogram:bins=25,include_acks=true, "
+             "cumul:points=50 or flow:half=upload. Default: the study's three.")
     ] = None,
     models: Annotated[Optional[list[str]], typer.Option(
         "--models", "-m", help="Model name from the grids file, repeatable (kfp_forest, kfp_knn, cumul_svm and "
@@ -78,6 +86,12 @@ def run_cmd(
     synthetic: Annotated[Optional[int], typer.Option(
         help="Use N synthetic captures per class instead of the catalog (to try the toolkit).", min=5)] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when done.")] = True,
+    adapt: Annotated[Adaptation, typer.Option(
+        help="Unsupervised adaptation to each home, from features alone (never labels): standardize or quantile "
+             "(each home's features standardised, or mapped to their quantiles, within that home), coral (CORAL: "
+             "training homes re-coloured with the test home's covariance). The report names it.")
+    ] = "none",  # type: ignore[assignment]
+    adapt_by: Annotated[str, typer.Option(help="The grouping that says which home a capture is from.")] = "campaign",
 ) -> None:
     """Run (or resume) the comparison; finished trials are cached in the catalog."""
     with open_lab(ctx) as lab:
@@ -86,7 +100,7 @@ def run_cmd(
                                  split_by=split_by.value, fit_features_on=fit_features_on.value, grids=grids,
                                  bins_sweep=_parse_bins(bins_sweep) if bins_sweep else (), ablations=ablations,
                                  name=name, device_ip=device_ip, synthetic=synthetic, jobs=jobs, cluster=cluster,
-                                 progress=progress)
+                                 adapt=adapt.value, adapt_by=adapt_by, progress=progress)
         if result.unchanged:
             console.print(f"Run [bold]{result.name}[/]: unchanged (the same settings, data and library versions "
                           f"as this stored run), {result.cached} trials, {result.seconds:.1f} s")
@@ -114,16 +128,22 @@ def train_cmd(
     grids: Annotated[Optional[Path], typer.Option(
         help="Grids file (default: analysis/compare/grids.toml).", exists=True, dir_okay=False)] = None,
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address, when the catalog does not say.")] = None,
+    adapt: Annotated[Adaptation, typer.Option(
+        help="Unsupervised adaptation to each home: standardize or quantile each campaign's features within it; "
+             "'classify' then does the same to the requests it reads together (coral: comparisons only).")
+    ] = "none",  # type: ignore[assignment]
 ) -> None:
     """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
     with open_lab(ctx) as lab, rich_progress() as progress:
         written = lab.train(out, features=features, model=model, campaigns=campaigns or (), seed=seed, grids=grids,
-                         device_ip=device_ip, progress=progress)
+                         device_ip=device_ip, adapt=adapt.value, progress=progress)
     trained = written.model
     params = ", ".join(f"{k}={v}" for k, v in trained.best_params.items()) or "none searched"
     console.print(f"Model {trained.model_name} on {trained.feature_key}: {trained.n_captures} captures of "
                   f"{len(trained.classes)} classes from {', '.join(trained.campaigns)}; best {params} "
-                  f"(cross-validated accuracy {100 * trained.cv_score:.2f}%). Wrote {written.path}")
+                  f"(cross-validated accuracy {100 * trained.cv_score:.2f}%)"
+                  + (f"; adapts to each home by {trained.adapt}" if trained.adapt != "none" else "")
+                  + f". Wrote {written.path}")
 
 
 @app.command("convert-model")

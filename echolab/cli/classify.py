@@ -63,6 +63,9 @@ def classify(
         if attach_trailing is not None:
             raise typer.BadParameter("live classification prints a request as its answer ends, so it attaches "
                                      "nothing after it: leave out --attach-trailing")
+        if trained.adapt != "none":
+            raise typer.BadParameter(f"the model adapts to each home ({trained.adapt}) from many requests at once, "
+                                     "so it cannot classify live one request at a time; classify capture files")
         _live(trained, interface, device_ip, split, sim_prefix, json_, speed)
         return
     if not captures:
@@ -88,6 +91,9 @@ def _files(trained: "TrainedModel", captures: list[Path], spec: "SplitSpec", dev
         note += f"; {len(outcome.unreadable)} without features)" if outcome.unreadable else ")"
         typer.echo(note, err=True)
 
+    if trained.adapt != "none":
+        typer.echo(f"The model adapts to each home ({trained.adapt}): each capture's requests are adapted together.",
+                   err=True)
     done = Lab.classify(captures, trained, spec, device_ip=device_ip, on_capture=show)
     typer.echo(f"{len(done.predictions)} requests: " + ", ".join(f"{k} {v}" for k, v in done.counts().items()),
                err=json_)

@@ -11,19 +11,20 @@ from typing import Annotated, Optional
 import typer
 
 from echolab.analysis.compare.specs import FeatureSpec
-from echolab.analysis.features.sets import ALL_SETS, SEQUENCE_SETS, describe_capture
+from echolab.analysis.features.sets import ALL_SETS, FLOW_SETS, SEQUENCE_SETS, describe_capture
 from echolab.analysis.features.tcptrace import connection_rows
 from echolab.cli.common import console, emit_rows, key_value_table, open_lab, rich_progress
 
-app = typer.Typer(help="Extract the feature sets: the study's (tcptrace, histogram, combined) and the packet "
-                       "sequence's (sequence, kfp, cumul).", no_args_is_help=True)
+app = typer.Typer(help="Extract the feature sets: the study's (tcptrace, histogram, combined), the packet "
+                       "sequence's (sequence, kfp, cumul) and the byte flow's, which do not depend on framing "
+                       "(flow, volume, timing).", no_args_is_help=True)
 
 FeatureSet = Enum("FeatureSet", {name: name for name in ALL_SETS}, type=str)  # type: ignore[misc]
 
 
 def _feature(set_name: str, bins: int, include_acks: bool) -> FeatureSpec:
     """The set with the histogram options where it takes them."""
-    if set_name == "tcptrace" or set_name in SEQUENCE_SETS:
+    if set_name == "tcptrace" or set_name in SEQUENCE_SETS or set_name in FLOW_SETS:
         return FeatureSpec.of(set_name)
     return FeatureSpec.of(set_name, bins=bins, include_acks=include_acks)
 
@@ -100,11 +101,15 @@ def inspect(
     ] = False,
     sequence: Annotated[bool, typer.Option(
         "--sequence", help="The device's packet sequence (time, signed size, direction) and its bursts.")] = False,
+    records: Annotated[bool, typer.Option(
+        "--records", help="The TLS records of the device's connections (time, direction, content type, length), "
+                          "read from the reassembled TCP streams.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     bins: Bins = 15,
     include_acks: IncludeAcks = False,
 ) -> None:
-    """Print every feature of a bare capture by name (or per-connection tcptrace statistics, or its sequence)."""
+    """Print every feature of a bare capture by name (or per-connection tcptrace statistics, its sequence or its
+    TLS records)."""
     from echolab.captures.trace import TRACE_DEVICE, is_trace_file
 
     if is_trace_file(capture):
@@ -113,6 +118,9 @@ def inspect(
         raise typer.BadParameter("give the device's address in this capture", param_hint="--device-ip")
     if sequence:
         _print_sequence(capture, device_ip, json_)
+        return
+    if records:
+        _print_records(capture, device_ip, json_)
         return
     if per_connection:
         rows = connection_rows(capture, device_ip)
@@ -142,3 +150,21 @@ def _print_sequence(capture: Path, device_ip: str, json_: bool) -> None:
     shown = [{**r, "time": f"{r['time']:.6f}"} for r in rows]
     emit_rows(shown, ["time", "size", "direction"], title=f"{capture}: {len(rows)} packets (size > 0: device to server)")
     emit_rows(bursts, ["packets", "bytes"], title=f"{len(bursts)} bursts (runs of one direction, signed like sizes)")
+
+
+def _print_records(capture: Path, device_ip: str, json_: bool) -> None:
+    from echolab.captures.records import RecordStats, record_rows, tls_records
+    from echolab.captures.trace import TRACE_DEVICE
+
+    if device_ip == TRACE_DEVICE:
+        raise typer.BadParameter("a packet trace has no payload bytes, so no TLS records", param_hint="--records")
+    stats = RecordStats()
+    rows = record_rows(list(tls_records(capture, device_ip, stats)))
+    if json_:
+        sys.stdout.write(json.dumps({"records": rows, "stats": vars(stats)}, indent=2) + "\n")
+        return
+    emit_rows(rows, ["time", "end", "direction", "type", "version", "length", "src", "dst"],
+              title=f"{capture}: {len(rows)} TLS records (direction 1: from the device)")
+    console.print(f"{stats.resyncs} resynchronisations, {stats.skipped_bytes} bytes passed over out of sync, "
+                  f"{stats.holes} holes ({stats.hole_bytes} bytes never captured), {stats.partial} records cut off, "
+                  f"{stats.duplicate_bytes} retransmitted bytes dropped", markup=False)

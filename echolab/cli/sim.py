@@ -13,7 +13,7 @@ from echolab.collector.audio import DurationClip
 from echolab.collector.sim import lab as simlab
 from echolab.collector.sim.params import load_params
 from echolab.collector.sim.synthetic import write_capture
-from echolab.cli.common import EngineName, console, get_lab, key_value_table, rich_progress
+from echolab.cli.common import EngineName, console, get_lab, key_value_table, open_lab, rich_progress
 
 app = typer.Typer(help="The simulated lab: an Echo and an Alexa cloud in network namespaces.", no_args_is_help=True)
 
@@ -185,3 +185,40 @@ def day(
     console.print(f"Day of {len(result.truth)} requests in {result.seconds:.0f} s (speed {result.speed:g}): "
                   f"capture {result.capture}, truth {result.log}"
                   + (f"; {len(result.failed)} refused: {'; '.join(result.failed[:3])}" if result.failed else ""))
+
+
+@app.command("households")
+def households(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Argument(help="Folder for the captures: one folder per household, one per class.",
+                                        file_okay=False)],
+    household: Annotated[Optional[list[str]], typer.Option(
+        "--household", help="A household profile (repeat; default: every one, see --list).")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes (default: the study's six).")] = None,
+    per_class: Annotated[int, typer.Option(help="Captures of each class in each household.", min=1)] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
+    list_: Annotated[bool, typer.Option("--list", help="Only list the household profiles.")] = False,
+) -> None:
+    """Collect one campaign per simulated household (synthetic captures, no namespaces needed).
+
+    Each household frames and sends the same requests its own way (upload and answer record sizes, segmentation,
+    MSS, offloads at the capture point, round trip, jitter, bandwidth, the speaker's pace, the servers' addresses,
+    the report after an answer); its captures go into the catalog as campaign household-NAME, so that
+    'analyze run --split-by campaign' trains on some homes and tests on an unseen one.
+    """
+    from dataclasses import asdict
+
+    from echolab.collector.sim.households import HOUSEHOLDS, collect_households
+    from echolab.collector.sim.households import household as find_household
+    from echolab.prompts.classes import STUDY_CLASSES
+
+    if list_:
+        for h in HOUSEHOLDS:
+            console.print(key_value_table(asdict(h).items(), title=h.name))
+        return
+    chosen = [find_household(name) for name in household] if household else list(HOUSEHOLDS)
+    labels = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else tuple(STUDY_CLASSES)
+    with open_lab(ctx, create=True) as lab, rich_progress() as progress:
+        done = collect_households(lab.catalog, out, chosen, labels, per_class, seed=seed, progress=progress)
+    for name, n in done.items():
+        console.print(f"household-{name}: {n} captures imported")

@@ -1,0 +1,152 @@
+"""Simulated households and unsupervised adaptation: homes that frame the same requests differently."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from echolab.analysis.compare.adapt import ADAPTATIONS, AdaptationError, adapt_matrix, coral
+from echolab.analysis.features.sets import extract_record, make_transformer
+from echolab.captures.records import RecordStats, tls_records
+from echolab.cli import app
+from echolab.collector.sim.households import HOUSEHOLDS, HouseholdError, household, household_params, write_household
+from echolab.collector.sim.synthetic import TLS_OVERHEAD
+from echolab.db.catalog import Catalog
+from grids import write_grids
+from pcaps import SIM_DEVICE_IP
+
+
+
+def test_adaptations_by_hand() -> None:
+    X = np.array([[1.0, 10], [3, 10], [5, 40], [100, 0], [300, 1]])
+    homes = np.array(["a", "a", "a", "b", "b"])
+    z = adapt_matrix(X, homes, "standardize")
+    sd = np.std([1.0, 3, 5])
+    assert z[:3, 0] == pytest.approx([-2 / sd, 0, 2 / sd]) and z[3:, 0] == pytest.approx([-1, 1])
+    q = adapt_matrix(X, homes, "quantile")
+    assert q[:, 0].tolist() == pytest.approx([1 / 6, 3 / 6, 5 / 6, 1 / 4, 3 / 4])
+    assert q[:3, 1].tolist() == pytest.approx([1 / 3, 1 / 3, 2.5 / 3])  # a tie shares its mid-rank
+    assert adapt_matrix(X, homes, "none") is X
+    with pytest.raises(AdaptationError, match="--adapt must be one of"):
+        adapt_matrix(X, homes, "magic")
+    assert set(ADAPTATIONS) == {"none", "standardize", "quantile", "coral"}
+
+
+def test_coral_gives_the_training_homes_the_test_homes_covariance() -> None:
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(400, 3)) @ np.array([[1, 0.8, 0], [0, 1, 0], [0, 0, 0.2]])
+    target = rng.normal(size=(300, 3)) @ np.array([[1, -0.5, 0.3], [0, 2, 0], [0, 0, 1]])
+    X = np.vstack([source, target])
+    homes = np.array(["s"] * 400 + ["t"] * 300)
+    Z = coral(X, homes, np.arange(400, 700), eps=1e-9)
+    assert np.cov(Z[:400], rowvar=False) == pytest.approx(np.cov(Z[400:], rowvar=False), abs=1e-6)
+    assert not np.allclose(np.cov(source, rowvar=False), np.cov(target, rowvar=False), atol=0.1)
+
+
+def test_the_two_real_homes_framing(tmp_path: Path) -> None:
+    """home-a: small upload records, one a segment, 16 KB answer records; home-b: larger ones, several a segment."""
+    out = {}
+    for name in ("home-a", "home-b"):
+        h = household(name)
+        path = write_household(tmp_path / name, h, ["weather"], 1, seed=3)[0]
+        stats = RecordStats()
+        recs = list(tls_records(path, SIM_DEVICE_IP, stats))
+        up = Counter(r.length for r in recs if r.direction == 1).most_common(1)[0][0]
+        down = max(r.length for r in recs if r.direction == -1)
+        record = extract_record(path, SIM_DEVICE_IP)
+        flow = dict(zip(make_transformer("timing").fit([record]).feature_names_,
+                        make_transformer("timing").fit([record]).transform([record])[0]))
+        up_pkts = sum(1 for s in record.seq_sizes if s > 100)
+        out[name] = (up, down, up_pkts, flow["d2s_upload_bytes"], flow["bi_rtt_ms"])
+        assert stats.holes == 0 and stats.partial <= 1
+    (up_a, down_a, pkts_a, bytes_a, rtt_a), (up_b, down_b, pkts_b, bytes_b, rtt_b) = out["home-a"], out["home-b"]
+    assert (up_a, up_b) == (113, 432)  # the record lengths seen in the two real homes
+    assert (down_a, down_b) == (16408, 4128)
+    assert pkts_a > 2 * pkts_b  # the same kind of upload takes more than twice the packets in home-a
+    assert rtt_a == pytest.approx(25.0, abs=0.5) and rtt_b == pytest.approx(45.0, abs=1.5)
+    assert 0.5 < bytes_a / bytes_b < 2
+
+
+def test_household_params_and_bad_profiles() -> None:
+    p = household_params(household("home-c"))
+    assert p.synthetic["mss"] == 1360 and p.synthetic["capture_coalesce"] == 2
+    assert p.speech["record_bytes"] == 8192 - (TLS_OVERHEAD - 5) - 5  # the audio a record of length 8192 carries
+    with pytest.raises(HouseholdError, match="unknown household 'home-z'"):
+        household("home-z")
+    import dataclasses
+
+    with pytest.raises(HouseholdError, match="mss"):
+        household_params(dataclasses.replace(HOUSEHOLDS[0], mss=100))
+
+
+def test_cli_collects_one_campaign_per_household_and_adapts(sqlite_lab, tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "sim", "households", str(tmp_path / "homes"),
+                              "--household", "home-a", "--household", "home-b", "--classes", "weather,quotes",
+                              "--per-class", "4"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "household-home-a: 8 captures imported" in res.output
+    with Catalog.open(sqlite_lab) as cat:
+        assert sorted(c.name for c in cat.campaigns()) == ["household-home-a", "household-home-b"]
+    grids = write_grids(tmp_path, {"knn": {"grid": {"n_neighbors": [1]}}})
+    res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "run", "-f", "timing", "-m", "knn",
+                              "--grids", str(grids), "--split-by", "campaign", "--adapt", "quantile", "--jobs", "1",
+                              "--name", "adapted"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    report = next((sqlite_lab.root / "reports" / "adapted").rglob("summary.md")).read_text()
+    assert "unsupervised adaptation to each campaign: quantile" in report
+    assert "leave-one-campaign-out (2 trials)" in report
+    bad = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "run", "-f", "timing", "--adapt", "magic"])
+    assert bad.exit_code == 2
+    model = tmp_path / "adapted.joblib"
+    res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "train", "-o", str(model), "-f", "timing",
+                              "-m", "knn", "--grids", str(grids), "--campaign", "household-home-a", "--adapt",
+                              "quantile"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "adapts to each home by quantile" in " ".join(res.output.split())
+    from echolab.analysis.compare.modelfile import ModelFileError, load_model, read_header
+
+    assert read_header(model)["adapt"] == "quantile"
+    trained = load_model(model)
+    paths = sorted((tmp_path / "homes" / "home-b").rglob("*.pcap"))
+    records = [extract_record(p, SIM_DEVICE_IP) for p in paths]
+    labels, _ = trained.predict(records)
+    assert len(labels) == 8 and set(labels) <= {"weather", "quotes"}
+    with pytest.raises(ModelFileError, match="at least 5 requests at once, not 2"):
+        trained.predict(records[:2])
+    from echolab.analysis.compare.classify import ClassifyError
+    from echolab.api import Lab
+
+    with pytest.raises(ClassifyError, match="adapts to each home"):
+        Lab.classify_live(model, interface="lo", device_ip=SIM_DEVICE_IP)
+    live = runner.invoke(app, ["classify", "--model", str(model), "--interface", "lo", "--device-ip", SIM_DEVICE_IP])
+    assert live.exit_code == 2 and "adapts to each home" in " ".join(live.output.split())
+
+
+def test_cli_adaptation_choices_are_the_librarys() -> None:
+    from echolab.cli.analyze import Adaptation
+
+    assert tuple(m.value for m in Adaptation) == ADAPTATIONS
+
+
+def test_a_lossy_household_resends_segments_that_the_flow_counts_once(tmp_path: Path) -> None:
+    from echolab.captures.reader import T_DATA_LEN, T_DST, T_SRC, iter_tcp, parse_addr
+
+    import dataclasses
+
+    assert household("home-c").loss > 0
+    h = dataclasses.replace(household("home-c"), loss=0.1)  # more than its 1%, so one capture surely holds some
+    path = write_household(tmp_path / h.name, h, ["information"], 1, seed=1)[0]
+    record = extract_record(path, SIM_DEVICE_IP)
+    assert record.tcptrace["s2d_rexmt_data_pkts"] > 0
+    stats = RecordStats()
+    list(tls_records(path, SIM_DEVICE_IP, stats))
+    assert stats.duplicate_bytes > 0 and stats.holes == 0
+    echo = parse_addr(SIM_DEVICE_IP)
+    payload = sum(p[T_DATA_LEN] for p in iter_tcp(path) if echo in (p[T_SRC], p[T_DST]))
+    # The record layer's reassembly and the flow meter's byte ranges agree on the bytes sent once.
+    assert sum(abs(b) for b in record.flow_bytes) == payload - stats.duplicate_bytes
