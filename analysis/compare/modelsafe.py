@@ -32,6 +32,7 @@ TRANSFORMERS = (
     "echolab.analysis.features.sequence.SequenceFeatures",
     "echolab.analysis.features.kfp.KfpFeatures",
     "echolab.analysis.features.cumul.CumulFeatures",
+    "echolab.analysis.features.flow.FlowFeatures",
 )
 SCALER = "sklearn.preprocessing._data.StandardScaler"
 
