@@ -367,8 +367,8 @@ class Lab:
     def compare(self, *, features: Sequence["str | FeatureSpec"] | None = None, models: Sequence[str] = (),
                 trials: int = 100, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
                 grids: Path | str | None = None, bins_sweep: Sequence[int] = (), ablations: bool = False,
-                name: str | None = None, device_ip: str | None = None, synthetic: int | None = None,
-                jobs: int | None = None, cluster: str | None = None,
+                name: str | None = None, device_ip: str | None = None, campaigns: Sequence[str | int] = (),
+                synthetic: int | None = None, jobs: int | None = None, cluster: str | None = None,
                 progress: ProgressCallback | None = None) -> "RunResult":
         """Run (or resume) the classifier comparison on the catalog's captures.
 
@@ -376,8 +376,10 @@ class Lab:
         the study's three); *bins_sweep* adds the histogram set at these bin
         counts with and without ACKs (Table I), *ablations* the study's
         feature-group ablations. *models* are names from the grids file
-        (default: the study's six). *synthetic* uses N synthetic captures per
-        class instead of the catalog. Finished trials are cached in the
+        (default: the study's six). *campaigns* names the campaigns to analyse
+        (names or ids, e.g. a defended one); without them, every capture but
+        the defended ones. *synthetic* uses N synthetic captures per class
+        instead of the catalog. Finished trials are cached in the
         catalog, so a rerun costs only what changed. Returns the stored run
         and its counts.
         """
@@ -398,7 +400,7 @@ class Lab:
 
             source = synthetic_source(synthetic, seed=seed)
         else:
-            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress)
+            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress, campaigns=campaigns)
         return run_analysis(self.catalog, source, settings, name=name, jobs=jobs, cluster=cluster, progress=progress)
 
     def runs(self) -> list["AnalysisRun"]:

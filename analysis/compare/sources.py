@@ -109,21 +109,30 @@ def take(records: Sequence[Any], idx: np.ndarray) -> Sequence[Any]:
     return [records[int(i)] for i in idx]
 
 
-def catalog_source(catalog: Any, *, device_ip: str | None = None,
-                   progress: ProgressCallback | None = None) -> DataSource:
+def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: ProgressCallback | None = None,
+                   campaigns: Sequence[str | int] = ()) -> DataSource:
     """The catalog's good captures, through the feature extraction of ``echolab.analysis.features.sets``.
 
-    *progress* is called as captures not yet in the feature cache are read
-    (``echolab.progress``).
+    With *campaigns*, those campaigns' captures only; without, every capture
+    but the defended ones (``echolab defend`` writes those; name their
+    campaign to analyse them). *progress* is called as captures not yet in the
+    feature cache are read (``echolab.progress``).
     """
     from echolab.analysis.compare import provenance
     from echolab.analysis.compare.splits import capture_groups
     from echolab.analysis.features import sets as features
 
     ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress)
+    by_id = {c.id: c for c in catalog.captures()}
+    if campaigns:
+        wanted = {catalog.campaign(c).id for c in campaigns}
+        keep = [i for i, cid in enumerate(ds.capture_ids) if by_id[cid].campaign_id in wanted]
+    else:
+        keep = [i for i, cid in enumerate(ds.capture_ids) if getattr(by_id[cid], "defended_from", None) is None]
+    if len(keep) < len(ds.capture_ids):
+        ds = _subset(ds, keep)
     if len(ds.y) == 0:
         raise AnalysisError("the catalog has no usable captures to analyse; collect or import some first")
-    by_id = {c.id: c for c in catalog.captures()}
     used = [by_id[i] for i in ds.capture_ids]
     return DataSource(
         records=ds.records,
@@ -138,6 +147,13 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None,
         provenance=provenance.of_captures(used),
         extraction=[f"{r.version}@{r.device_ip}" for r in ds.records],
     )
+
+
+def _subset(ds: Any, keep: Sequence[int]) -> Any:
+    """The rows *keep* of a ``features.sets.Dataset``."""
+    return replace(ds, records=[ds.records[i] for i in keep], y=ds.y[list(keep)],
+                   capture_ids=[ds.capture_ids[i] for i in keep], campaigns=[ds.campaigns[i] for i in keep],
+                   sha256s=[ds.sha256s[i] for i in keep])
 
 
 def _skipped_notes(skipped: Sequence[tuple[int, str]]) -> list[str]:
