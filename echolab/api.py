@@ -38,9 +38,11 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     import pandas as pd
 
     from echolab.analysis.compare.classify import CaptureOutcome, Prediction
+    from echolab.analysis.compare.defenses import DefenseComparison
     from echolab.analysis.compare.modelfile import TrainedModel
     from echolab.analysis.compare.runner import RunResult
     from echolab.analysis.compare.specs import FeatureSpec
+    from echolab.analysis.defenses.dataset import DefendReport
     from echolab.analysis.features.store import BuildReport
     from echolab.captures.cut import SplitResult
     from echolab.captures.spec import SplitSpec
@@ -524,6 +526,38 @@ class Lab:
         from echolab.collector.collect import collect
 
         return collect(self.dir, settings, resume=resume, new=new, name=name, display=display)
+
+    # -- defenses (echolab.analysis.defenses; docs/defenses.md) -------------------------------
+
+    def defend(self, defense: str, *, campaign: str | int | None = None, name: str | None = None, seed: int = 0,
+               device_ip: str | None = None, progress: ProgressCallback | None = None) -> "DefendReport":
+        """Write a defended campaign: the defended twin of each good, undefended capture of *campaign*
+        (default: all) as a trace capture (``echolab defend``). *defense* is a spec such as
+        ``front:n=1400,w=1-8`` (:meth:`defenses` lists them). Returns the overheads per capture."""
+        from echolab.analysis.defenses.dataset import defend_campaign
+
+        return defend_campaign(self.catalog, defense, campaign=campaign, name=name, seed=seed, device_ip=device_ip,
+                               progress=progress)
+
+    @staticmethod
+    def defenses() -> list[dict[str, object]]:
+        """Every defense: its name, parameters with defaults, what it models and its paper (``defend --list``)."""
+        from echolab.analysis.defenses.registry import describe_defenses
+
+        return describe_defenses()
+
+    def compare_defenses(self, defenses: Sequence[str], *, features: Sequence[str] = (), models: Sequence[str] = (),
+                         campaigns: Sequence[str | int] = (), trials: int = 5, split_by: str = "random",
+                         seed: int = 0, device_ip: str | None = None, grids: Path | str | None = None,
+                         progress: ProgressCallback | None = None) -> "DefenseComparison":
+        """The attacks on each defense, trained on undefended and on defended traffic on the same splits,
+        with each defense's overheads (``analyze defenses``). *features* are sequence sets (default: kfp
+        and cumul, each with its own classifier unless *models*); nothing is written to the catalog."""
+        from echolab.analysis.compare.defenses import compare_defenses
+
+        return compare_defenses(self.catalog, defenses, features=features, models=models, campaigns=campaigns,
+                                trials=trials, split_by=split_by, seed=seed, device_ip=device_ip,
+                                grids_path=str(grids) if grids else None, progress=progress)
 
 
 def _cut(cut: "str | SplitSpec") -> "SplitSpec":

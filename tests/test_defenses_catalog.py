@@ -137,3 +137,12 @@ def test_cli_defend_list_and_bad_spec(lab: LabDir) -> None:
     ok = runner.invoke(app, ["--lab", str(lab.root), "defend", "-d", "mtu", "-c", "sim", "--no-progress"])
     assert ok.exit_code == 0, ok.output
     assert "18 defended captures in campaign 'sim+mtu' (mtu)" in ok.output and "delay 0.0%" in ok.output
+
+
+def test_lab_defends_from_a_notebook(lab: LabDir) -> None:
+    from echolab import Lab
+
+    with Lab(lab.root) as notebook:
+        report = notebook.defend("front:n=50,w=0.5-2", campaign="sim", seed=1)
+        assert report.written == 18 and report.totals()["bandwidth"] > 0 and report.totals()["delay"] == 0
+        assert len(notebook.captures(campaign="sim+front:n=50,w=0.5-2")) == 18

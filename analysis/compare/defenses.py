@@ -160,6 +160,7 @@ class DefenseComparison:
             ax.axhline(100 * base, color="gray", linestyle=":", label="undefended")
             ax.axhline(200 * self.chance, color="green", linestyle="--", label="twice chance")
             ax.set_xscale("symlog", linthresh=10)
+            ax.set_xlim(left=0)
             ax.set_xlabel(label)
             ax.set_ylabel("best attack's accuracy (%)")
             ax.set_ylim(0, 100)
@@ -168,9 +169,9 @@ class DefenseComparison:
                    fig.axes[0].scatter([], [], marker="o", color="tab:red", label="Pareto front"),
                    fig.axes[0].scatter([], [], marker="s", facecolors="none", edgecolors="black",
                                        label="published (other data)")]
-        fig.axes[0].legend(handles=handles + fig.axes[0].get_lines(), fontsize=7, loc="upper right")
+        fig.legend(handles=handles + fig.axes[0].get_lines(), fontsize=7, loc="lower center", ncol=6)
         fig.suptitle(f"Defenses: {self.captures} captures, {len(self.classes)} classes, split {self.split_by}")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
         return fig
 
 
