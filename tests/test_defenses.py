@@ -149,6 +149,9 @@ def test_every_defense_keeps_each_directions_real_bytes_in_order_and_is_seeded(n
         o = overhead(t, s, a)
         assert o.real_bytes_out + o.real_bytes_in == int(np.abs(s).sum())
         assert o.bandwidth >= -1e-12 and o.delay_s >= 0
+    edges = [([0.0], [100]), ([0.0], [-100]), ([0.0, 0.0, 0.0], [100, -5000, 100]), ([1.0, 2.0], [-1500, -1500])]
+    for t, s in edges:  # one packet, one direction, simultaneous packets, a capture not starting at 0
+        check_real_bytes(np.asarray(t), np.asarray(s), d.apply(np.asarray(t), np.asarray(s), seed=1))
 
 
 def test_the_real_bytes_check_catches_a_reordered_or_lost_byte():
