@@ -146,3 +146,24 @@ def test_lab_defends_from_a_notebook(lab: LabDir) -> None:
         report = notebook.defend("front:n=50,w=0.5-2", campaign="sim", seed=1)
         assert report.written == 18 and report.totals()["bandwidth"] > 0 and report.totals()["delay"] == 0
         assert len(notebook.captures(campaign="sim+front:n=50,w=0.5-2")) == 18
+
+
+def test_cli_analyze_defenses_json_and_plot(lab: LabDir, tmp_path: Path) -> None:
+    import json
+
+    grids = tmp_path / "grids.toml"
+    grids.write_text(GRIDS)
+    plot = tmp_path / "pareto.png"
+    out = CliRunner().invoke(app, ["--lab", str(lab.root), "analyze", "defenses", "-d", "mtu", "-d", "front:n=40",
+                                   "-f", "kfp", "--trials", "2", "--grids", str(grids), "--plot", str(plot),
+                                   "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["defenses"] == ["mtu", "front:n=40"] and data["attacks"] == ["kfp/kfp_forest"]
+    assert data["overheads"]["mtu"]["delay"] == 0 and data["overheads"]["mtu"]["bandwidth"] > 0
+    assert all(len(v) == 2 for v in data["accuracy"]["mtu"]["kfp/kfp_forest"].values())
+    assert [b["bandwidth_budget"] for b in data["best_within"]] == [0.1, 0.5, 1.0, 6.0]
+    assert plot.stat().st_size > 10_000 and data["plot"] == str(plot)
+    bad = CliRunner().invoke(app, ["--lab", str(lab.root), "analyze", "defenses", "-d", "mtu", "-f", "histogram"])
+    assert bad.exit_code == 1 and bad.output.strip().splitlines()[0].startswith(
+        "Error: the histogram set needs TCP headers, which a defended packet trace does not have")
