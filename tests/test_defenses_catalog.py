@@ -103,6 +103,20 @@ def test_defended_twins_share_source_and_session_so_splits_keep_them_together(la
             assert not any((a in train and b in test) or (a in test and b in train) for a, b in twins)
 
 
+def test_random_trials_of_a_defended_campaign_hold_its_originals_requests(lab: LabDir) -> None:
+    from echolab.analysis.compare.splits import random_splits
+
+    with Catalog.open(lab) as cat:
+        defend_campaign(cat, "front:n=30", campaign="sim")
+        plain = catalog_source(cat, campaigns=["sim"]).canonical()
+        defended = catalog_source(cat, campaigns=["sim+front:n=30"]).canonical()
+        origin = {c.id: c.defended_from for c in cat.captures(campaign="sim+front:n=30")}
+    assert [origin[i] for i in defended.capture_ids] == plain.capture_ids
+    assert defended.fingerprint() != plain.fingerprint()  # distinct data: distinct cached trials
+    for a, b in zip(random_splits(plain.y, 3, 0), random_splits(defended.y, 3, 0)):
+        assert a.train.tolist() == b.train.tolist() and a.test.tolist() == b.test.tolist()
+
+
 def test_defense_comparison_both_modes_on_the_same_splits(lab: LabDir, tmp_path: Path) -> None:
     grids = tmp_path / "grids.toml"
     grids.write_text(GRIDS)

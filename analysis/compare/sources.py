@@ -50,6 +50,9 @@ class DataSource:
     groupings: dict[str, np.ndarray] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     extraction: list[str] = field(default_factory=list)
+    #: What the canonical order sorts by, when not the capture's hash: a defended capture sorts by its
+    #: original's, so a defended campaign's trials hold the same requests as its original's.
+    order_keys: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.y = np.asarray(self.y).astype(str)
@@ -63,7 +66,8 @@ class DataSource:
             raise AnalysisError("records, labels, campaigns and hashes differ in length")
 
     def canonical(self) -> "DataSource":
-        order = sorted(range(len(self.y)), key=lambda i: (self.sha256s[i], self.y[i]))
+        keys = self.order_keys or self.sha256s
+        order = sorted(range(len(self.y)), key=lambda i: (keys[i], self.y[i]))
         idx = np.asarray(order, dtype=int)
         return replace(
             self,
@@ -74,6 +78,7 @@ class DataSource:
             capture_ids=[self.capture_ids[i] for i in order],
             groupings={k: v[idx] for k, v in self.groupings.items()},
             extraction=[self.extraction[i] for i in order] if self.extraction else [],
+            order_keys=[self.order_keys[i] for i in order] if self.order_keys else [],
         )
 
     def fingerprint(self) -> str:
@@ -146,6 +151,7 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: Prog
         groupings={k: np.asarray(v) for k, v in capture_groups(used).items()},
         provenance=provenance.of_captures(used),
         extraction=[f"{r.version}@{r.device_ip}" for r in ds.records],
+        order_keys=[(getattr(c, "original", None) or c).sha256 or "" for c in used],
     )
 
 
