@@ -171,6 +171,7 @@ def test_the_real_bytes_check_catches_a_reordered_or_lost_byte():
     ("tamaraw:L=-1", "tamaraw: L must be at least 1, got -1"),
     ("buflo:rho", "buflo: 'rho' is not KEY=VALUE (it takes d, rho, tau)"),
     ("buflo:d=big", "buflo: d='big' is not a whole number"),
+    ("wtfpad:idle=2", "wtfpad: idle must be at most 1, got 2"),
 ])
 def test_bad_specs_give_one_line_naming_the_valid_ones(spec, message):
     with pytest.raises(DefenseError) as err:
@@ -183,6 +184,9 @@ def test_specs_round_trip_and_bare_names_take_the_papers_defaults():
     assert parse_defense(" FRONT ").spec == "front"
     assert parse_defense("front").settings == {"n": 1700, "w": (1.0, 14.0), "size": 1500}
     assert parse_defense("buflo").settings == {"d": 1500, "rho": 0.02, "tau": 10.0}
+    from echolab.analysis.defenses.dummies import Front
+
+    assert Front(w=(1, 8), n=1400).spec == "front:n=1400,w=1-8"  # from Python, as from a spec
     rows = describe_defenses()
     assert [r["name"] for r in rows] == list(DEFENSE_NAMES) and all(r["cite"] and r["models"] for r in rows)
 

@@ -20,9 +20,9 @@ class WtfPad(Defense):
 
     name = "wtfpad"
     learns = True
-    params = (Param("percentile", "float", 90.0, "inter-arrival percentile that separates bursts from gaps", 1),
+    params = (Param("percentile", "float", 90.0, "inter-arrival percentile that separates bursts from gaps", 1, 100),
               Param("idle", "float", 0.5, "chance that a real packet sets no gap timer (the histogram's "
-                                          "infinity bin)", 0))
+                                          "infinity bin)", 0, 1))
     models = ("device and cloud each run a burst/gap state machine: after each real packet a timer drawn from "
               "the gap histogram (the lab's between-burst inter-arrival times) starts; if it runs out before the "
               "next real packet, a fake burst is sent: dummies spaced by the burst histogram (the lab's within-burst "
@@ -33,8 +33,6 @@ class WtfPad(Defense):
 
     def fit(self, sequences: Sequence[tuple[Any, Any]]) -> "WtfPad":
         """Learn each direction's within-burst and between-burst inter-arrival times, sizes and burst length."""
-        if self.idle > 1:
-            raise DefenseError(f"wtfpad: idle is a chance between 0 and 1, got {self.idle:g}")
         self.histograms_: dict[int, dict[str, np.ndarray | float]] = {}
         for sign in (1, -1):
             iats, sizes = [], []
@@ -47,7 +45,7 @@ class WtfPad(Defense):
             if len(gaps) < 2:
                 raise DefenseError("wtfpad learns its histograms from the lab's captures, and these hold fewer "
                                    f"than 2 inter-arrival times {'from' if sign > 0 else 'to'} the device")
-            cut = float(np.percentile(gaps, min(self.percentile, 100.0)))
+            cut = float(np.percentile(gaps, self.percentile))
             within, between = gaps[gaps <= cut], gaps[gaps > cut]
             runs = len(between) + sum(1 for b in sizes if len(b))  # bursts: each trace starts one, each long gap another
             self.histograms_[sign] = {"within": np.sort(within), "between": np.sort(between if len(between) else gaps),

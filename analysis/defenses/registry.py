@@ -32,6 +32,7 @@ class Param:
     default: Any
     help: str
     low: float = 0.0
+    high: float = math.inf
 
     def parse(self, defense: str, text: str) -> Any:
         try:
@@ -55,6 +56,8 @@ class Param:
         values = value if isinstance(value, tuple) else (value,)
         if not values or any(not math.isfinite(v) or v < self.low for v in values):
             raise DefenseError(f"{defense}: {self.name} must be at least {self.low:g}, got {format_value(value)}")
+        if any(v > self.high for v in values):
+            raise DefenseError(f"{defense}: {self.name} must be at most {self.high:g}, got {format_value(value)}")
         if self.kind == "range" and value[0] > value[1]:
             raise DefenseError(f"{defense}: the range {self.name}={format_value(value)} must be LOW-HIGH")
 
@@ -94,6 +97,10 @@ class Defense:
                                f"(it takes {', '.join(known) or 'none'})")
         for p in self.params:
             value = values.get(p.name, p.default)
+            if p.kind == "range" and isinstance(value, (tuple, list)) and len(value) == 2:
+                value = (float(value[0]), float(value[1]))
+            elif p.kind == "sizes" and isinstance(value, (tuple, list)):
+                value = tuple(sorted(int(v) for v in value))
             p.check(self.name, value)
             setattr(self, p.name, value)
 
