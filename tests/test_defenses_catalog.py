@@ -69,6 +69,8 @@ def test_defend_writes_trace_captures_linked_to_their_originals(lab: LabDir) -> 
         assert sorted(catalog_source(cat).capture_ids) == sorted(originals)
         src = catalog_source(cat, campaigns=["sim+buflo:tau=1"])
         assert len(src.y) == 18 and all(r.kind == "trace" for r in src.records)
+        assert src.provenance["kinds"][0]["kind"] == "defended" and not src.provenance["real"]
+        assert src.provenance["campaigns"]["sim+buflo:tau=1"]["defense"] == "buflo:tau=1"
         # each stored trace is the defense of its original's sequence under its seed
         by_id = dict(zip(src.capture_ids, src.records))
         base = dict(zip(catalog_source(cat).capture_ids, catalog_source(cat).records))
