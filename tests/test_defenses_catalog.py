@@ -139,6 +139,10 @@ def test_defense_comparison_both_modes_on_the_same_splits(lab: LabDir, tmp_path:
     assert res.best_within([(0.01, 0.0)])[0]["defense"] == "dstar:eps=1e+09"
     fig = res.figure()
     assert len(fig.axes) == 2
+    from echolab.analysis.compare.defenses import DefenseComparison
+
+    back = DefenseComparison.from_json(res.to_json())
+    assert back.rows() == rows and back.pareto() == res.pareto()
     with pytest.raises(AnalysisError, match="the tcptrace set needs TCP headers"):
         compare_defenses(cat, ["mtu"], features=["tcptrace"])
 

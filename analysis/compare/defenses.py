@@ -135,6 +135,12 @@ class DefenseComparison:
                 "rows": self.rows(), "pareto": self.pareto(), "best_within": self.best_within(),
                 "seconds": self.seconds}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "DefenseComparison":
+        """The comparison back from :meth:`to_json` (to redraw or re-rank it)."""
+        return cls(**{k: data[k] for k in ("defenses", "attacks", "classes", "captures", "split_by", "trials",
+                                            "overheads", "accuracy", "baseline")}, seconds=data.get("seconds", {}))
+
     def figure(self) -> "Figure":
         """The Pareto plot: worst-case accuracy against bandwidth and against delay overhead."""
         from matplotlib.figure import Figure
@@ -149,7 +155,8 @@ class DefenseComparison:
                     y = 100 * max(float(np.mean(m[mode])) for m in self.accuracy[s].values())
                     ax.scatter([x], [y], marker=marker, color="tab:red" if s in front else "tab:blue",
                                label=None)
-                ax.annotate(s, (x, 100 * self.worst(s)), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                if s in front:  # only the front is named: the others crowd the plot
+                    ax.annotate(s, (x, 100 * self.worst(s)), fontsize=7, xytext=(3, 3), textcoords="offset points")
             for p in PUBLISHED:
                 if p.get(key) is not None and p.get("accuracy") is not None:
                     ax.scatter([100 * p[key]], [100 * p["accuracy"]], marker="s", facecolors="none",
@@ -170,7 +177,8 @@ class DefenseComparison:
                    fig.axes[0].scatter([], [], marker="s", facecolors="none", edgecolors="black",
                                        label="published (other data)")]
         fig.legend(handles=handles + fig.axes[0].get_lines(), fontsize=7, loc="lower center", ncol=6)
-        fig.suptitle(f"Defenses: {self.captures} captures, {len(self.classes)} classes, split {self.split_by}")
+        fig.suptitle(f"Defenses: {self.captures} captures, {len(self.classes)} classes, split {self.split_by}; "
+                     "named: the Pareto front")
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         return fig
 
