@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = (
     "mtu", "buckets", "buckets:sizes=512+1500",
     "dstar", "dstar:eps=0.02",
-    "buflo", "buflo:rho=0.005,tau=2", "buflo:d=1000,rho=0.002,tau=1",
+    "buflo", "buflo:rho=0.005,tau=2", "buflo:d=1000,rho=0.002,tau=1", "buflo:tau=40", "buflo:rho=0.05,tau=40",
     "csbuflo", "csbuflo:rho_min=0.002",
     "tamaraw", "tamaraw:rho_out=0.01,rho_in=0.001,L=50",
     "regulator", "regulator:N=300", "regulator:R=1000,D=0.5,N=200",

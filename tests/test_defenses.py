@@ -50,6 +50,16 @@ def test_buflo_sends_fixed_packets_at_a_fixed_rate_for_tau():
     assert o.delay_s == pytest.approx(0.05) and o.delay == pytest.approx(1 / 3)
 
 
+def test_constant_rate_defenses_make_captures_of_any_length_alike_when_they_outlast_them():
+    rng = np.random.default_rng(2)
+    short = (np.sort(rng.uniform(0, 0.37, 30)), rng.choice([-1, 1], 30) * rng.integers(40, 1500, 30))
+    long = (np.sort(rng.uniform(0, 1.93, 90)), rng.choice([-1, 1], 90) * rng.integers(40, 1500, 90))
+    for spec in ("buflo:rho=0.013,tau=5", "tamaraw:rho_out=0.007,rho_in=0.003,L=2000"):
+        a, b = (run(spec, *cap) for cap in (short, long))
+        assert (a.times - short[0][0]).tolist() == pytest.approx((b.times - long[0][0]).tolist())  # own clocks
+        assert a.sizes.tolist() == b.sizes.tolist()  # the two directions' order too
+
+
 def test_tamaraw_pads_each_direction_to_a_multiple_of_L():
     out = run("tamaraw:size=500,rho_out=0.1,rho_in=0.05,L=4", [0, 0.12], [700, -1200])
     up, down = out.sizes > 0, out.sizes < 0

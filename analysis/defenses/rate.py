@@ -22,12 +22,16 @@ def _schedule(times: np.ndarray, sizes: np.ndarray, sign: int, interval: float, 
 
 
 def _extend(slots: np.ndarray, real: np.ndarray, interval: float, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """*slots* continued at *interval* to *count* slots, the new ones dummies."""
+    """*slots* (slot k at k * interval) continued to *count* slots, the new ones dummies.
+
+    Each slot's time is computed from its index, as :func:`constant_rate` does, never by adding
+    intervals up: rounding would otherwise differ with where the real traffic ended, and the
+    order of two directions' packets at one instant would tell it.
+    """
     have = len(slots)
     if count <= have:
         return slots, real
-    nxt = (slots[-1] + interval) if have else 0.0
-    extra = nxt + interval * np.arange(count - have)
+    extra = interval * np.arange(have, count)
     return np.concatenate([slots, extra]), np.concatenate([real, np.zeros(count - have, np.int64)])
 
 
