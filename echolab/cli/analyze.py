@@ -218,8 +218,6 @@ def accuracy_table(r: Any) -> Table:
     return table
 
 
-
-
 def _register_defenses() -> None:
     from echolab.cli.analyze_defenses import defenses_cmd
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from echolab.cli.common import console, get_lab, rich_progress
+from echolab.cli.common import console, open_lab, rich_progress
 
 
 def _pct(value: Any) -> str:
@@ -45,14 +45,11 @@ def defenses_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run the attacks on each defense, trained on undefended and on defended traffic; overheads and the plot."""
-    from echolab.analysis.compare.defenses import compare_defenses
-    from echolab.db.catalog import Catalog
-
-    with Catalog.open(get_lab(ctx)) as cat, rich_progress(enabled=not as_json) as progress:
-        result = compare_defenses(cat, defense, features=features or (), models=models or (),
-                                  campaigns=campaigns or (), trials=trials, split_by=split_by, seed=seed,
-                                  device_ip=device_ip, grids_path=str(grids) if grids else None, progress=progress)
-        out = plot or cat.lab.reports_dir / "defenses.png"
+    with open_lab(ctx) as lab, rich_progress(enabled=not as_json) as progress:
+        result = lab.compare_defenses(defense, features=features or (), models=models or (),
+                                      campaigns=campaigns or (), trials=trials, split_by=split_by, seed=seed,
+                                      device_ip=device_ip, grids=grids, progress=progress)
+        out = plot or lab.dir.reports_dir / "defenses.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     result.figure().savefig(out, dpi=120)
     if as_json:

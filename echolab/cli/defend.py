@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from echolab.cli.common import console, get_lab, rich_progress
+from echolab.cli.common import console, open_lab, rich_progress
 
 app = typer.Typer(help="Apply a defense (padding, BuFLO, Tamaraw, WTF-PAD, FRONT, ...) to captures: a defended "
                        "campaign of packet traces.", invoke_without_command=True)
@@ -31,10 +31,10 @@ def defend(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress.")] = True,
 ) -> None:
     """Write the defended twin of each capture as a trace capture in a new campaign, with the overheads."""
-    from echolab.analysis.defenses.registry import describe_defenses
+    from echolab.api import Lab
 
     if list_:
-        rows = describe_defenses()
+        rows = Lab.defenses()
         if as_json:
             sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         else:
@@ -46,12 +46,8 @@ def defend(
     if defense is None:
         raise typer.BadParameter("name a defense with --defense SPEC, or list them with --list",
                                  param_hint="--defense")
-    from echolab.analysis.defenses.dataset import defend_campaign
-    from echolab.db.catalog import Catalog
-
-    with Catalog.open(get_lab(ctx)) as cat, rich_progress(enabled=progress and not as_json) as bar:
-        report = defend_campaign(cat, defense, campaign=campaign, name=name, seed=seed, device_ip=device_ip,
-                                 progress=bar)
+    with open_lab(ctx) as lab, rich_progress(enabled=progress and not as_json) as bar:
+        report = lab.defend(defense, campaign=campaign, name=name, seed=seed, device_ip=device_ip, progress=bar)
     totals = report.totals()
     if as_json:
         sys.stdout.write(json.dumps({"campaign": report.campaign, "defense": report.defense,
