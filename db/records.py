@@ -22,7 +22,7 @@ def utcnow() -> datetime:
 
 #: The newest schema revision (the head of db/migrations/versions). A catalog at this
 #: revision opens without loading Alembic; a test checks that it is Alembic's head.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 
 class Base(DeclarativeBase):
@@ -48,6 +48,7 @@ class Backend(str, enum.Enum):
     sim = "sim"  # the simulated lab in network namespaces
     synthetic = "synthetic"  # simulated traffic written straight to pcap (no namespaces)
     imported = "imported"  # captures imported from an existing data set
+    defended = "defended"  # packet traces a defense made from other captures (echolab.analysis.defenses)
 
 
 class Device(Base):
@@ -126,10 +127,14 @@ class Capture(Base):
     # --split auto, why they were chosen for this source
     source_cut: Mapped[str | None] = mapped_column(String(300))
     source_cut_why: Mapped[str | None] = mapped_column(Text)
+    # A packet trace made by a defense from another capture: that capture, and the defense's spec.
+    defended_from: Mapped[int | None] = mapped_column(ForeignKey("captures.id"), index=True)
+    defense: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     campaign: Mapped[Campaign] = relationship()
     prompt: Mapped[Prompt | None] = relationship()
+    original: Mapped["Capture | None"] = relationship(remote_side="Capture.id")
 
 
 class FeatureRow(Base):

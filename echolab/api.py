@@ -38,9 +38,11 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     import pandas as pd
 
     from echolab.analysis.compare.classify import CaptureOutcome, Prediction
+    from echolab.analysis.compare.defenses import DefenseComparison
     from echolab.analysis.compare.modelfile import TrainedModel
     from echolab.analysis.compare.runner import RunResult
     from echolab.analysis.compare.specs import FeatureSpec
+    from echolab.analysis.defenses.dataset import DefendReport
     from echolab.analysis.features.store import BuildReport
     from echolab.captures.cut import SplitResult
     from echolab.captures.spec import SplitSpec
@@ -367,17 +369,20 @@ class Lab:
     def compare(self, *, features: Sequence["str | FeatureSpec"] | None = None, models: Sequence[str] = (),
                 trials: int = 100, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
                 grids: Path | str | None = None, bins_sweep: Sequence[int] = (), ablations: bool = False,
-                name: str | None = None, device_ip: str | None = None, synthetic: int | None = None,
-                jobs: int | None = None, cluster: str | None = None, adapt: str = "none",
-                adapt_by: str = "campaign", progress: ProgressCallback | None = None) -> "RunResult":
+                name: str | None = None, device_ip: str | None = None, campaigns: Sequence[str | int] = (),
+                synthetic: int | None = None, jobs: int | None = None, cluster: str | None = None,
+                adapt: str = "none", adapt_by: str = "campaign",
+                progress: ProgressCallback | None = None) -> "RunResult":
         """Run (or resume) the classifier comparison on the catalog's captures.
 
         *features* are feature sets as ``analyze run -f`` takes them (default:
         the study's three); *bins_sweep* adds the histogram set at these bin
         counts with and without ACKs (Table I), *ablations* the study's
         feature-group ablations. *models* are names from the grids file
-        (default: the study's six). *synthetic* uses N synthetic captures per
-        class instead of the catalog. *adapt* adapts the features to each
+        (default: the study's six). *campaigns* names the campaigns to analyse
+        (names or ids, e.g. a defended one); without them, every capture but
+        the defended ones. *synthetic* uses N synthetic captures per class
+        instead of the catalog. *adapt* adapts the features to each
         home without labels (``standardize``, ``quantile`` or ``coral``, see
         :mod:`echolab.analysis.compare.adapt`), the homes being the groups of
         *adapt_by* (campaigns by default); the report names it. Finished trials are cached in the
@@ -403,7 +408,7 @@ class Lab:
 
             source = synthetic_source(synthetic, seed=seed)
         else:
-            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress)
+            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress, campaigns=campaigns)
         return run_analysis(self.catalog, source, settings, name=name, jobs=jobs, cluster=cluster, progress=progress)
 
     def runs(self) -> list["AnalysisRun"]:
@@ -542,6 +547,38 @@ class Lab:
         from echolab.collector.collect import collect
 
         return collect(self.dir, settings, resume=resume, new=new, name=name, display=display)
+
+    # -- defenses (echolab.analysis.defenses; docs/defenses.md) -------------------------------
+
+    def defend(self, defense: str, *, campaign: str | int | None = None, name: str | None = None, seed: int = 0,
+               device_ip: str | None = None, progress: ProgressCallback | None = None) -> "DefendReport":
+        """Write a defended campaign: the defended twin of each good, undefended capture of *campaign*
+        (default: all) as a trace capture (``echolab defend``). *defense* is a spec such as
+        ``front:n=1400,w=1-8`` (:meth:`defenses` lists them). Returns the overheads per capture."""
+        from echolab.analysis.defenses.dataset import defend_campaign
+
+        return defend_campaign(self.catalog, defense, campaign=campaign, name=name, seed=seed, device_ip=device_ip,
+                               progress=progress)
+
+    @staticmethod
+    def defenses() -> list[dict[str, object]]:
+        """Every defense: its name, parameters with defaults, what it models and its paper (``defend --list``)."""
+        from echolab.analysis.defenses.registry import describe_defenses
+
+        return describe_defenses()
+
+    def compare_defenses(self, defenses: Sequence[str], *, features: Sequence[str] = (), models: Sequence[str] = (),
+                         campaigns: Sequence[str | int] = (), trials: int = 5, split_by: str = "random",
+                         seed: int = 0, device_ip: str | None = None, grids: Path | str | None = None,
+                         progress: ProgressCallback | None = None) -> "DefenseComparison":
+        """The attacks on each defense, trained on undefended and on defended traffic on the same splits,
+        with each defense's overheads (``analyze defenses``). *features* are sequence sets (default: kfp
+        and cumul, each with its own classifier unless *models*); nothing is written to the catalog."""
+        from echolab.analysis.compare.defenses import compare_defenses
+
+        return compare_defenses(self.catalog, defenses, features=features, models=models, campaigns=campaigns,
+                                trials=trials, split_by=split_by, seed=seed, device_ip=device_ip,
+                                grids_path=str(grids) if grids else None, progress=progress)
 
 
 def _cut(cut: "str | SplitSpec") -> "SplitSpec":

@@ -20,6 +20,7 @@ KINDS = {
     "synthetic": "synthetic captures: the simulated lab's traffic model written straight to pcap (no TCP stack)",
     "imported": "imported: captures made elsewhere and imported into the catalog",
     "synthetic-rows": "synthetic feature rows: random numbers shaped like features, no captures at all",
+    "defended": "defended: packet traces a defense made from other captures (a trace simulation, echolab defend)",
 }
 
 
@@ -31,7 +32,7 @@ def of_captures(captures: Sequence[Any]) -> dict[str, Any]:
     for cap in captures:
         camp = cap.campaign
         backend = (camp.backend if camp is not None else None) or "imported"
-        if getattr(cap, "synthetic", False) and backend != "sim":
+        if getattr(cap, "synthetic", False) and backend not in ("sim", "defended"):
             backend = "synthetic"
         kinds[backend] += 1
         speed = (camp.settings or {}).get("speed") if camp is not None and backend in ("sim", "synthetic") else None
@@ -40,6 +41,8 @@ def of_captures(captures: Sequence[Any]) -> dict[str, Any]:
         if camp is not None:
             entry = campaigns.setdefault(camp.name, {"backend": backend, "captures": 0, "speed": speed,
                                                      "location": camp.location})
+            if backend == "defended":
+                entry["defense"] = (camp.settings or {}).get("defense")
             entry["captures"] += 1
     return _summary(kinds, speeds, campaigns)
 

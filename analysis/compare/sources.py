@@ -50,6 +50,9 @@ class DataSource:
     groupings: dict[str, np.ndarray] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     extraction: list[str] = field(default_factory=list)
+    #: What the canonical order sorts by, when not the capture's hash: a defended capture sorts by its
+    #: original's, so a defended campaign's trials hold the same requests as its original's.
+    order_keys: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.y = np.asarray(self.y).astype(str)
@@ -63,7 +66,8 @@ class DataSource:
             raise AnalysisError("records, labels, campaigns and hashes differ in length")
 
     def canonical(self) -> "DataSource":
-        order = sorted(range(len(self.y)), key=lambda i: (self.sha256s[i], self.y[i]))
+        keys = self.order_keys or self.sha256s
+        order = sorted(range(len(self.y)), key=lambda i: (keys[i], self.y[i]))
         idx = np.asarray(order, dtype=int)
         return replace(
             self,
@@ -74,6 +78,7 @@ class DataSource:
             capture_ids=[self.capture_ids[i] for i in order],
             groupings={k: v[idx] for k, v in self.groupings.items()},
             extraction=[self.extraction[i] for i in order] if self.extraction else [],
+            order_keys=[self.order_keys[i] for i in order] if self.order_keys else [],
         )
 
     def fingerprint(self) -> str:
@@ -109,21 +114,30 @@ def take(records: Sequence[Any], idx: np.ndarray) -> Sequence[Any]:
     return [records[int(i)] for i in idx]
 
 
-def catalog_source(catalog: Any, *, device_ip: str | None = None,
-                   progress: ProgressCallback | None = None) -> DataSource:
+def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: ProgressCallback | None = None,
+                   campaigns: Sequence[str | int] = ()) -> DataSource:
     """The catalog's good captures, through the feature extraction of ``echolab.analysis.features.sets``.
 
-    *progress* is called as captures not yet in the feature cache are read
-    (``echolab.progress``).
+    With *campaigns*, those campaigns' captures only; without, every capture
+    but the defended ones (``echolab defend`` writes those; name their
+    campaign to analyse them). *progress* is called as captures not yet in the
+    feature cache are read (``echolab.progress``).
     """
     from echolab.analysis.compare import provenance
     from echolab.analysis.compare.splits import capture_groups
     from echolab.analysis.features import sets as features
 
     ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress)
+    by_id = {c.id: c for c in catalog.captures()}
+    if campaigns:
+        wanted = {catalog.campaign(c).id for c in campaigns}
+        keep = [i for i, cid in enumerate(ds.capture_ids) if by_id[cid].campaign_id in wanted]
+    else:
+        keep = [i for i, cid in enumerate(ds.capture_ids) if getattr(by_id[cid], "defended_from", None) is None]
+    if len(keep) < len(ds.capture_ids):
+        ds = _subset(ds, keep)
     if len(ds.y) == 0:
         raise AnalysisError("the catalog has no usable captures to analyse; collect or import some first")
-    by_id = {c.id: c for c in catalog.captures()}
     used = [by_id[i] for i in ds.capture_ids]
     return DataSource(
         records=ds.records,
@@ -137,7 +151,15 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None,
         groupings={k: np.asarray(v) for k, v in capture_groups(used).items()},
         provenance=provenance.of_captures(used),
         extraction=[f"{r.version}@{r.device_ip}" for r in ds.records],
+        order_keys=[(getattr(c, "original", None) or c).sha256 or "" for c in used],
     )
+
+
+def _subset(ds: Any, keep: Sequence[int]) -> Any:
+    """The rows *keep* of a ``features.sets.Dataset``."""
+    return replace(ds, records=[ds.records[i] for i in keep], y=ds.y[list(keep)],
+                   capture_ids=[ds.capture_ids[i] for i in keep], campaigns=[ds.campaigns[i] for i in keep],
+                   sha256s=[ds.sha256s[i] for i in keep])
 
 
 def _skipped_notes(skipped: Sequence[tuple[int, str]]) -> list[str]:

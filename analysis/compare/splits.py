@@ -58,14 +58,16 @@ def plural(grouping: str) -> str:
 def capture_groups(captures: Sequence[Any]) -> dict[str, list[str]]:
     """Every grouping of :data:`GROUPINGS` for catalog ``Capture`` rows, in their order."""
     out: dict[str, list[str]] = {g: [] for g in GROUPINGS}
-    sessions = sessions_of(captures)
-    for cap, session in zip(captures, sessions):
+    # A defended capture (echolab.analysis.defenses) is grouped with its original, so twins share a side.
+    roots = [getattr(c, "original", None) or c for c in captures]
+    sessions = sessions_of(roots)
+    for own, cap, session in zip(captures, roots, sessions):
         campaign = cap.campaign
         out["source"].append(cap.source_sha256 or cap.sha256 or f"capture {cap.id}")
         out["session"].append(session)
         when = _time(cap)
         out["day"].append(when.date().isoformat() if when else "unknown day")
-        out["campaign"].append(campaign.name if campaign is not None else "")
+        out["campaign"].append(own.campaign.name if own.campaign is not None else "")
         device = campaign.device if campaign is not None else None
         out["device"].append(device.name if device is not None else (cap.device_ip or "unknown device"))
         out["location"].append((campaign.location if campaign is not None else None) or "unknown location")

@@ -35,6 +35,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "features": ("echolab.cli.features", "app", "Extract the feature sets: the study's (tcptrace, histogram, "
                  "combined), the packet sequence's (sequence, kfp, cumul) and the byte flow's, which do not depend "
                  "on framing (flow, volume, timing)."),
+    "defend": ("echolab.cli.defend", "app", "Apply a defense (padding, BuFLO, Tamaraw, WTF-PAD, FRONT, ...) to "
+               "captures: a defended campaign of packet traces."),
     "classify": ("echolab.cli.classify", "app",
                  "Classify each request of long captures, or live traffic, with a trained model file."),
     "collect": ("echolab.cli.collect", "collect_app",

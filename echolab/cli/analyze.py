@@ -83,6 +83,9 @@ def run_cmd(
     ablations: Annotated[bool, typer.Option(
         "--ablations", help="Also run the study's feature-group ablations.")] = False,
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address, when the catalog does not say.")] = None,
+    campaigns: Annotated[Optional[list[str]], typer.Option(
+        "--campaign", "-c", help="Analyse this campaign (name or id), repeatable, e.g. a defended one. Default: "
+                                 "every capture but the defended ones.")] = None,
     synthetic: Annotated[Optional[int], typer.Option(
         help="Use N synthetic captures per class instead of the catalog (to try the toolkit).", min=5)] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when done.")] = True,
@@ -99,7 +102,8 @@ def run_cmd(
             result = lab.compare(features=features, models=models or (), trials=trials, seed=seed,
                                  split_by=split_by.value, fit_features_on=fit_features_on.value, grids=grids,
                                  bins_sweep=_parse_bins(bins_sweep) if bins_sweep else (), ablations=ablations,
-                                 name=name, device_ip=device_ip, synthetic=synthetic, jobs=jobs, cluster=cluster,
+                                 name=name, device_ip=device_ip, campaigns=campaigns or (), synthetic=synthetic,
+                                 jobs=jobs, cluster=cluster,
                                  adapt=adapt.value, adapt_by=adapt_by, progress=progress)
         if result.unchanged:
             console.print(f"Run [bold]{result.name}[/]: unchanged (the same settings, data and library versions "
@@ -253,3 +257,10 @@ def accuracy_table(r: Any) -> Table:
     return table
 
 
+def _register_defenses() -> None:
+    from echolab.cli.analyze_defenses import defenses_cmd
+
+    app.command("defenses")(defenses_cmd)
+
+
+_register_defenses()

@@ -1,0 +1,143 @@
+"""Defended data sets in the catalog: a campaign of packet traces, each made by a defense from a capture.
+
+:func:`defend_campaign` applies a defense to every good, undefended capture of
+a campaign (or of the catalog) and records each result as a trace capture
+(``time,size,direction``; :mod:`echolab.captures.trace`) in a new campaign of
+backend ``defended``. Each keeps its original's label, prompt and times and
+names it (``Capture.defended_from``) with the defense's spec (``Capture.defense``),
+so every feature set computed from a sequence (sequence, kfp, cumul), the
+comparison, the leakage check and the report read it as they read any
+campaign; the study's sets, which need TCP headers, refuse it in one line.
+Grouped splits put a defended capture in its original's source and session
+(:func:`echolab.analysis.compare.splits.capture_groups`), so a defended request
+and its undefended twin always fall on the same side.
+
+Each capture's defense is seeded from (seed, original capture id): the same
+command gives the same traces.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from echolab.analysis.defenses.overhead import Overhead, overhead, total_overhead
+from echolab.analysis.defenses.registry import Defense, parse_defense
+from echolab.analysis.defenses.trace import Defended, DefenseError
+from echolab.captures.trace import write_trace
+from echolab.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from echolab.db.catalog import Catalog
+    from echolab.db.records import Capture
+
+
+def capture_seed(seed: int, capture_id: int) -> int:
+    """The seed of one capture's defense: independent streams per (seed, capture)."""
+    return int(np.random.SeedSequence([int(seed), int(capture_id)]).generate_state(1)[0])
+
+
+@dataclass
+class DefendReport:
+    """What :func:`defend_campaign` wrote: the campaign, per-capture overheads, what it skipped."""
+
+    campaign: str
+    defense: str
+    written: int = 0
+    overheads: dict[int, Overhead] = field(default_factory=dict)  # original capture id -> its overhead
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+    def totals(self) -> dict[str, float]:
+        return total_overhead(list(self.overheads.values()))
+
+
+def undefended_captures(catalog: "Catalog", campaign: str | int | None = None) -> list["Capture"]:
+    """The good captures of *campaign* (default: the catalog) that no defense made."""
+    return [c for c in catalog.captures(campaign=campaign) if c.defended_from is None]
+
+
+def sequences_of(catalog: "Catalog", captures: Sequence["Capture"], *, device_ip: str | None = None,
+                 progress: ProgressCallback | None = None) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]],
+                                                                  dict[int, str]]:
+    """(capture id -> (times in seconds, signed sizes), capture id -> why unusable), through the feature cache."""
+    from echolab.analysis.features.store import build_features
+
+    report = build_features(catalog, captures=list(captures), device_ip=device_ip, progress=progress)
+    seqs = {cid: (np.asarray(r.seq_times_us, dtype=np.int64) / 1e6, np.asarray(r.seq_sizes, dtype=np.int64))
+            for cid, r in report.records.items()}
+    return seqs, dict(report.errors)
+
+
+def fitted_defense(spec: str | Defense, sequences: Sequence[tuple[np.ndarray, np.ndarray]]) -> Defense:
+    """The defense of *spec*, fitted on *sequences* (what WTF-PAD learns its histograms from)."""
+    defense = parse_defense(spec) if isinstance(spec, str) else spec
+    return defense.fit(list(sequences)) if defense.learns else defense
+
+
+def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | int | None = None,
+                    name: str | None = None, seed: int = 0, device_ip: str | None = None,
+                    progress: ProgressCallback | None = None) -> DefendReport:
+    """Write the defended twin of every good, undefended capture of *campaign* (default: all) as a new campaign.
+
+    The campaign is called *name* (default ``ORIGINAL+SPEC``, ``all+SPEC``
+    for the whole catalog). Raises :class:`DefenseError` for a bad spec, a
+    campaign name in use, or nothing to defend.
+    """
+    from echolab.db.records import Backend, CampaignStatus
+
+    defense = parse_defense(spec) if isinstance(spec, str) else spec
+    source = catalog.campaign(campaign) if campaign is not None else None
+    captures = undefended_captures(catalog, source.id if source is not None else None)
+    if not captures:
+        where = f"campaign {source.name!r}" if source is not None else "the catalog"
+        raise DefenseError(f"{where} has no good undefended captures to defend")
+    name = name or f"{source.name if source is not None else 'all'}+{defense.spec}"
+    if any(c.name == name for c in catalog.campaigns()):
+        raise DefenseError(f"a campaign named {name!r} already exists",
+                           hint="pass --name, or remove the old defended campaign")
+    seqs, errors = sequences_of(catalog, captures, device_ip=device_ip, progress=progress)
+    usable = [c for c in captures if c.id in seqs]
+    defense = fitted_defense(defense, [seqs[c.id] for c in usable])
+    report = DefendReport(campaign=name, defense=defense.spec, skipped=sorted(errors.items()))
+    classes = sorted({c.label for c in usable})
+    target = catalog.create_campaign(
+        name, backend=Backend.defended.value, classes=classes, status=CampaignStatus.running.value,
+        location=source.location if source is not None else None,
+        device=source.device if source is not None else None,
+        settings={"defense": defense.spec, "defense_settings": _jsonable(defense.settings), "seed": seed,
+                  "defended_campaign": source.name if source is not None else None})
+    with tempfile.TemporaryDirectory(prefix="echolab-defend-") as tmp:
+        with catalog.transaction():
+            for done, cap in enumerate(usable, start=1):
+                times, sizes = seqs[cap.id]
+                out = defense.apply(times, sizes, seed=capture_seed(seed, cap.id))
+                report.overheads[cap.id] = overhead(times, sizes, out)
+                path = write_trace(Path(tmp) / f"{cap.id}.csv", out.times_us(), out.sizes.tolist())
+                catalog.add_capture(target, cap.label, path, move=True, prompt=cap.prompt,
+                                    started_at=cap.started_at, ended_at=cap.ended_at, synthetic=cap.synthetic,
+                                    source={"defended_from": cap.id, "defense": defense.spec})
+                report.written += 1
+                if progress is not None:
+                    progress(f"defending with {defense.spec}", done, len(usable))
+        tot = report.totals()
+        target.settings = {**target.settings, "overhead": tot}
+        catalog.set_campaign_status(target, CampaignStatus.done.value)
+    return report
+
+
+def defended_sequences(defense: Defense, sequences: dict[int, tuple[np.ndarray, np.ndarray]], *,
+                       seed: int = 0) -> tuple[dict[int, Defended], dict[int, Overhead]]:
+    """The defended sequence and overhead of each (capture id -> sequence), in memory (nothing is written)."""
+    out, cost = {}, {}
+    for cid, (times, sizes) in sequences.items():
+        out[cid] = defense.apply(times, sizes, seed=capture_seed(seed, cid))
+        cost[cid] = overhead(times, sizes, out[cid])
+    return out, cost
+
+
+def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
