@@ -83,6 +83,11 @@ def run_analysis(
     settings = replace(settings, features=normalize_features(source, settings.features))
     src = source.canonical()
     classes = src.classes()
+    if settings.monitored:  # an open-world trial decides between the monitored classes and "unknown"
+        from echolab.analysis.compare.openeval import check_monitored, open_world_classes
+
+        check_monitored(classes, settings.monitored)
+        all_classes, classes = classes, open_world_classes(settings.monitored)
     fingerprint = src.fingerprint()
     record = {"settings": {**stored_settings(settings, specs, src, cluster), "extraction": src.extraction_fingerprint()},
               "fingerprint": fingerprint, "capture_ids": [c for c in src.capture_ids if c is not None],
@@ -134,6 +139,11 @@ def run_analysis(
     rows = catalog.trial_results([p.key for p in plan])
     summary = summarize(plan, rows, src, classes, matrices, specs, settings, test_fraction)
     summary["split"] = split_summary(splits[0], settings)
+    if settings.monitored:
+        from echolab.analysis.compare.openeval import open_world_summary
+
+        summary["open_world"] = open_world_summary(plan, rows, settings.monitored, settings.threshold_target,
+                                                   all_classes)
     if settings.leakage_check:
         summary["leakage"] = leakage_summary(src, matrices, settings)
     summary["timing"] = {"computed": computed, "cached": len(plan) - computed,

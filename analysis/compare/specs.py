@@ -123,6 +123,8 @@ class RunSettings:
     fit_features_on: str = "all"
     grids_path: str | None = None
     leakage_check: bool = True  # the report's leakage check (leakage.py); off only to keep tests of other things fast
+    monitored: tuple[str, ...] = ()  # the open world's monitored classes (openeval.py); empty: the closed world
+    threshold_target: str = "precision=0.9"  # what an open-world trial's threshold is chosen for, on training data
 
     def check(self) -> None:
         if self.split_by not in SPLIT_MODES:
@@ -137,3 +139,10 @@ class RunSettings:
             raise AnalysisError("test_size must be between 0 and 1")
         if self.cv_folds < 2:
             raise AnalysisError("cv_folds must be at least 2")
+        if self.monitored:
+            from echolab.analysis.compare.openworld import OpenWorldError, ThresholdTarget
+
+            try:
+                ThresholdTarget.parse(self.threshold_target)
+            except OpenWorldError as exc:
+                raise AnalysisError(str(exc)) from exc
