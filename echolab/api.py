@@ -368,7 +368,8 @@ class Lab:
                 trials: int = 100, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
                 grids: Path | str | None = None, bins_sweep: Sequence[int] = (), ablations: bool = False,
                 name: str | None = None, device_ip: str | None = None, synthetic: int | None = None,
-                jobs: int | None = None, cluster: str | None = None,
+                jobs: int | None = None, cluster: str | None = None, monitored: Sequence[str] = (),
+                threshold_target: str = "precision=0.9",
                 progress: ProgressCallback | None = None) -> "RunResult":
         """Run (or resume) the classifier comparison on the catalog's captures.
 
@@ -377,9 +378,12 @@ class Lab:
         counts with and without ACKs (Table I), *ablations* the study's
         feature-group ablations. *models* are names from the grids file
         (default: the study's six). *synthetic* uses N synthetic captures per
-        class instead of the catalog. Finished trials are cached in the
-        catalog, so a rerun costs only what changed. Returns the stored run
-        and its counts.
+        class instead of the catalog. With *monitored* classes the run scores
+        an open world too: the monitored classes against every other class,
+        the others held out by class, each trial's threshold chosen on its
+        training part for *threshold_target* (``precision=P`` or ``fpr=F``;
+        docs/open-world.md). Finished trials are cached in the catalog, so a
+        rerun costs only what changed. Returns the stored run and its counts.
         """
         from echolab.analysis.compare import specs as asked
         from echolab.analysis.compare.runner import run_analysis
@@ -392,7 +396,8 @@ class Lab:
             specs += [s for s in asked.ablation_features() if s not in specs]
         settings = asked.RunSettings(features=tuple(specs), models=tuple(models), trials=trials, seed=seed,
                                      split_by=split_by, fit_features_on=fit_features_on,
-                                     grids_path=str(grids) if grids else None)
+                                     grids_path=str(grids) if grids else None, monitored=tuple(monitored),
+                                     threshold_target=threshold_target)
         if synthetic:
             from echolab.analysis.compare.synthetic import synthetic_source
 

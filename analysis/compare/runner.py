@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
+import numpy as np
+
 from echolab.analysis.compare.grids import check_models, load_grids, select_models
 from echolab.analysis.compare.keys import plan_splits, plan_trials
 from echolab.analysis.compare.matrices import build_matrix, normalize_features
@@ -137,7 +139,10 @@ def run_analysis(
     from echolab.analysis.compare.summary import leakage_summary, split_summary, summarize
 
     rows = catalog.trial_results([p.key for p in plan])
-    summary = summarize(plan, rows, src, classes, matrices, specs, settings, test_fraction)
+    summarized = src
+    if settings.monitored:  # the data table counts the unmonitored captures as what they should be called
+        summarized = replace(src, y=np.where(np.isin(src.y, settings.monitored), src.y, classes[-1]))
+    summary = summarize(plan, rows, summarized, classes, matrices, specs, settings, test_fraction)
     summary["split"] = split_summary(splits[0], settings)
     if settings.monitored:
         from echolab.analysis.compare.openeval import open_world_summary

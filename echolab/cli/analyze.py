@@ -78,18 +78,38 @@ def run_cmd(
     synthetic: Annotated[Optional[int], typer.Option(
         help="Use N synthetic captures per class instead of the catalog (to try the toolkit).", min=5)] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when done.")] = True,
+    open_world: Annotated[bool, typer.Option(
+        "--open-world", help="Score an open world: the --monitored classes against every other class, "
+                             "unmonitored classes held out by class (docs/open-world.md).")] = False,
+    monitored: Annotated[Optional[str], typer.Option(
+        help="With --open-world: the monitored classes, separated by commas, e.g. weather,music,directions.")
+    ] = None,
+    target: Annotated[str, typer.Option(
+        help="With --open-world: what each trial's threshold is chosen for on its training part, "
+             "precision=P or fpr=F.")] = "precision=0.9",
+    json_: Annotated[bool, typer.Option("--json", help="Print the run's results as JSON instead of tables.")] = False,
 ) -> None:
     """Run (or resume) the comparison; finished trials are cached in the catalog."""
+    watched = tuple(c.strip() for c in (monitored or "").split(",") if c.strip())
+    if open_world != bool(watched):
+        raise typer.BadParameter("--open-world and --monitored A,B,... go together", param_hint="--monitored")
     with open_lab(ctx) as lab:
         with rich_progress() as progress:
             result = lab.compare(features=features, models=models or (), trials=trials, seed=seed,
                                  split_by=split_by.value, fit_features_on=fit_features_on.value, grids=grids,
                                  bins_sweep=_parse_bins(bins_sweep) if bins_sweep else (), ablations=ablations,
                                  name=name, device_ip=device_ip, synthetic=synthetic, jobs=jobs, cluster=cluster,
-                                 progress=progress)
+                                 monitored=watched, threshold_target=target, progress=progress)
+        if json_:
+            if report:
+                lab.report(result)
+            print_json(run_json(result))
+            return
         console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from cache, "
                       f"{result.seconds:.1f} s")
         console.print(accuracy_table(result.run))
+        if (result.run.summary or {}).get("open_world"):
+            console.print(open_world_table(result.run))
         print_leakage(result.run)
         if report:
             console.print(f"Report: {lab.report(result)}")
@@ -214,3 +234,52 @@ def accuracy_table(r: Any) -> Table:
     return table
 
 
+def print_json(value: Any) -> None:
+    """*value* as strict JSON on stdout (a rate without data, NaN, is null)."""
+    import json
+    import math
+    import sys
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    sys.stdout.write(json.dumps(clean(value), indent=1, default=str) + "\n")
+
+
+def run_json(result: Any) -> dict[str, Any]:
+    """What ``analyze run --json`` prints: the run, its accuracy cells and, for an open world, its rates."""
+    s = result.run.summary or {}
+    cells = {f: {m: {k: c.get(k) for k in ("n", "mean", "std", "median", "f1_mean")} for m, c in by.items()}
+             for f, by in s.get("cells", {}).items()}
+    out: dict[str, Any] = {"run": result.name, "computed": result.computed, "cached": result.cached,
+                           "classes": s.get("classes"), "accuracy": cells,
+                           "leakage": (s.get("leakage") or {}).get("line")}
+    if s.get("open_world"):
+        out["open_world"] = s["open_world"]
+    return out
+
+
+def open_world_table(r: Any) -> Table:
+    """The open world's rates per feature set and model (percent, mean over trials at the chosen threshold)."""
+    ow = r.summary["open_world"]
+    short = {m["name"]: m["short"] for m in r.summary.get("models", [])}
+    table = Table(title=f"open world %: {len(ow['monitored'])} monitored ({', '.join(ow['monitored'])}), "
+                        f"threshold for {ow['target']}")
+    for col in ("features", "model", "TPR", "wrong mon.", "FPR", "precision",
+                *(f"r-prec 1:{r}" for r in ow["base_rates"]), "closed acc."):
+        table.add_column(col, justify="left" if col in ("features", "model") else "right")
+    for fkey, by_model in ow["cells"].items():
+        for model, c in by_model.items():
+            if not c.get("n"):
+                continue
+            pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+            table.add_row(fkey, short.get(model, model), pct(c["tpr"]), pct(c["wpr"]), pct(c["fpr"]),
+                          pct(c["precision"]), *(pct(c[f"r_precision_1:{r}"]) for r in ow["base_rates"]),
+                          pct(c["closed_accuracy"]))
+    return table
