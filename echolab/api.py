@@ -440,13 +440,27 @@ class Lab:
 
     def train(self, out: Path | str, *, features: str = "combined", model: str = "random_forest",
               campaigns: Sequence[str | int] = (), seed: int = 0, grids: Path | str | None = None,
-              device_ip: str | None = None, progress: ProgressCallback | None = None) -> TrainResult:
+              device_ip: str | None = None, reject: str | None = None, unmonitored: Sequence[str] = (),
+              progress: ProgressCallback | None = None) -> TrainResult:
         """Fit one model on the chosen campaigns' captures (all when none; its grid search on all of them)
-        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``)."""
+        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``).
+
+        *unmonitored* classes are learned as one class, ``unmonitored``, whose
+        requests classify calls ``unknown``; *reject* (``precision=P`` or
+        ``fpr=F``) gives the model a reject option: a threshold chosen on the
+        training captures, kept in the file's header, under which a request is
+        ``unknown`` (:mod:`echolab.analysis.compare.reject`; an ``fpr=`` target
+        needs unmonitored classes)."""
         from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
 
         source = campaign_source(self.catalog, campaigns, device_ip=device_ip, progress=progress)
-        trained = train_model(source, features, model, grids_path=grids, seed=seed)
+        if reject or unmonitored:
+            from echolab.analysis.compare.reject import train_with_reject
+
+            trained = train_with_reject(source, features, model, reject=reject, unmonitored=tuple(unmonitored),
+                                        grids_path=grids, seed=seed)
+        else:
+            trained = train_model(source, features, model, grids_path=grids, seed=seed)
         return TrainResult(trained, save_model(trained, out))
 
     @staticmethod

@@ -75,6 +75,8 @@ class TrainedModel:
     learned: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     dtype: str = "float64"
+    #: The reject option (:mod:`.reject`): threshold, target, monitored classes; empty for none. The header's copy rules.
+    reject: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feature_key(self) -> str:
@@ -92,6 +94,10 @@ class TrainedModel:
         if not len(records):
             return [], []
         X = self.matrix(records)
+        if self.reject or "unmonitored" in self.classes:  # openworld.UNMONITORED: rejected requests are "unknown"
+            from echolab.analysis.compare.reject import predict_with_reject
+
+            return predict_with_reject(self.estimator, X, self.reject)
         labels = [str(v) for v in self.estimator.predict(X)]
         if not hasattr(self.estimator, "predict_proba"):
             return labels, [None] * len(labels)
@@ -108,7 +114,7 @@ class TrainedModel:
             "cv_score": self.cv_score, "classes": list(self.classes), "fingerprint": self.fingerprint,
             "n_captures": self.n_captures, "campaigns": list(self.campaigns), "counts": dict(self.counts),
             "versions": dict(self.versions), "feature_names": list(self.feature_names), "learned": self.learned,
-            "created_at": self.created_at, "dtype": self.dtype,
+            "created_at": self.created_at, "dtype": self.dtype, "reject": dict(self.reject) or None,
         }
 
 
@@ -285,6 +291,7 @@ def load_model(path: Path | str) -> TrainedModel:
                              "train it again with this echolab") from exc
     if not isinstance(model, TrainedModel):
         raise ModelFileError(f"{path} holds a {type(model).__name__}, not a trained echolab model")
+    model.reject = dict(data["header"].get("reject") or {})  # the header's plain threshold is the one used
     return model
 
 

@@ -182,14 +182,19 @@ def threshold_folds(y_train: np.ndarray, monitored: Sequence[str], cv_folds: int
 
 
 def _with_probabilities(estimator: Any, X: np.ndarray, y: np.ndarray) -> Any:
-    """*estimator*, refit with probabilities when it has them only as an option (an SVM: Platt scaling)."""
-    if hasattr(estimator, "predict_proba") and getattr(estimator, "probability", True) is not False:
+    """*estimator*, or one that gives probabilities for it: an SVM's decision values calibrated by Platt's
+    sigmoid (scikit-learn's ``CalibratedClassifierCV``, one model fit on all of *X*, calibrated out of fold)."""
+    if hasattr(estimator, "predict_proba"):
         return estimator
-    if "probability" in estimator.get_params():
-        from sklearn.base import clone
+    if not hasattr(estimator, "decision_function"):
+        raise ProtocolError(f"{type(estimator).__name__} gives neither probabilities nor decision values, so it "
+                            "cannot reject requests")
+    from sklearn.base import clone
+    from sklearn.calibration import CalibratedClassifierCV
 
-        return clone(estimator).set_params(probability=True).fit(X, y)
-    raise ProtocolError(f"{type(estimator).__name__} gives no probabilities, so it cannot reject requests")
+    _, counts = np.unique(y, return_counts=True)
+    folds = int(max(2, min(3, counts.min() * 2 // 3)))  # it is refit on out-of-fold parts (2/3) for the threshold
+    return CalibratedClassifierCV(clone(estimator), method="sigmoid", cv=folds, ensemble=False).fit(X, y)
 
 
 def _plain(value: Any) -> Any:

@@ -130,16 +130,29 @@ def train_cmd(
     grids: Annotated[Optional[Path], typer.Option(
         help="Grids file (default: analysis/compare/grids.toml).", exists=True, dir_okay=False)] = None,
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address, when the catalog does not say.")] = None,
+    reject: Annotated[Optional[str], typer.Option(
+        help="Give the model a reject option: a threshold chosen on the training captures for precision=P or "
+             "fpr=F, under which 'classify' says unknown (stored in the file's header).")] = None,
+    unmonitored: Annotated[Optional[str], typer.Option(
+        help="Classes (separated by commas) to learn as one class, 'unmonitored', whose requests 'classify' "
+             "calls unknown; an fpr= target needs them.")] = None,
 ) -> None:
     """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
+    others = tuple(c.strip() for c in (unmonitored or "").split(",") if c.strip())
     with open_lab(ctx) as lab, rich_progress() as progress:
         written = lab.train(out, features=features, model=model, campaigns=campaigns or (), seed=seed, grids=grids,
-                         device_ip=device_ip, progress=progress)
+                            device_ip=device_ip, reject=reject, unmonitored=others, progress=progress)
     trained = written.model
     params = ", ".join(f"{k}={v}" for k, v in trained.best_params.items()) or "none searched"
     console.print(f"Model {trained.model_name} on {trained.feature_key}: {trained.n_captures} captures of "
                   f"{len(trained.classes)} classes from {', '.join(trained.campaigns)}; best {params} "
                   f"(cross-validated accuracy {100 * trained.cv_score:.2f}%). Wrote {written.path}")
+    if trained.reject:
+        r, t = trained.reject, trained.reject["train"]
+        console.print(f"Reject option: unknown under {r['threshold']:.3f}, chosen for {r['target']} "
+                      f"({'reached' if r['reached'] else 'NOT reached: the best there is'}; on the training "
+                      f"captures, out of fold: precision {100 * t['precision']:.1f}%, recall {100 * t['recall']:.1f}%"
+                      + (f", FPR {100 * t['fpr']:.1f}%" if t['n_unmonitored'] else "") + ")")
 
 
 @app.command("ls")
