@@ -110,7 +110,8 @@ def compare(args: argparse.Namespace, tmp: Path) -> dict:
             "models": {m: {"closed_accuracy_pct": round(closed["accuracy"][next(iter(closed["accuracy"]))][m]["mean"], 2),
                            **{k: _r(cells[m][k]) for k in ("tpr", "wpr", "fpr", "precision", "r_precision_1:1",
                                                            "r_precision_1:10", "r_precision_1:100", "threshold",
-                                                           "target_reached")}}
+                                                           "target_reached")},
+                           "pooled_over_trials": {k: _r(v) for k, v in cells[m]["pooled"].items()}}
                        for m in models},
         }
         print(json.dumps({feature: rows[feature]}, indent=1), flush=True)

@@ -168,3 +168,15 @@ def test_pr_figure_draws_each_curve():
     ax = fig.axes[0]
     assert len(ax.lines) == 2  # the curve and the chosen point
     assert ax.lines[0].get_xdata().tolist() == pytest.approx(curve["recall"])
+
+
+def test_the_docs_example_gives_what_its_comment_says():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "open-world.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    *body, last = code.strip().splitlines()
+    expression, _, expected = last.partition("#")
+    scope: dict = {}
+    exec("\n".join(body), scope)
+    assert eval(expression, scope) == pytest.approx(tuple(float(v) for v in expected.split(",")))
