@@ -84,9 +84,9 @@ def plan_splits(src: DataSource, settings: RunSettings) -> tuple[list[Split], di
         from echolab.analysis.compare.openeval import open_splits
 
         closed = replace(settings, monitored=())
-        rows = {}
+        rows: dict[int, str] = {}
 
-        def monitored_splits(mon_rows):
+        def monitored_splits(mon_rows: Any) -> list[Split]:  # the closed world's splits of the monitored rows
             sub = replace(src, records=take(src.records, mon_rows), y=src.y[mon_rows], groups=src.groups[mon_rows],
                           sha256s=[src.sha256s[i] for i in mon_rows],
                           capture_ids=[src.capture_ids[i] for i in mon_rows],
