@@ -25,7 +25,8 @@ closed-world accuracy of the monitored requests.
     .venv/bin/python -P bench/bench_openworld.py --part compare
     flock /tmp/echolab-netns.lock .venv/bin/python -P bench/bench_openworld.py --part day
 
-Figures go to bench/results/openworld.json (each part updates its own key).
+Figures go to bench/results/openworld.json (each part updates its own key); the day's timeline to
+docs/images/openworld-day.png.
 """
 
 from __future__ import annotations
@@ -236,7 +237,7 @@ def main() -> None:
     ap.add_argument("--model", default="random_forest", help="day: the model")
     ap.add_argument("--prefix", default=f"owb{os.getpid() % 10000}")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "openworld.json")
-    ap.add_argument("--timeline", type=Path, default=Path(tempfile.gettempdir()) / "openworld-day.png")
+    ap.add_argument("--timeline", type=Path, default=ROOT / "docs" / "images" / "openworld-day.png")
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     args = ap.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
