@@ -88,3 +88,13 @@ def test_sim_day_refuses_an_unknown_kind_before_starting_anything(sqlite_lab: La
     assert out.exit_code == 1 and "Error: no unmonitored kind 'knitting'; known kinds: audiobooks," in out.output
     assert not (tmp_path / "day").exists()
     assert POOL_DIR.name == "unmonitored"
+
+
+def test_prompts_ls_pool_lists_the_kinds_not_the_classes() -> None:
+    out = CliRunner().invoke(app, ["prompts", "ls", "--pool", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert [r["class"] for r in rows] == pool_kinds() and all(r["source"] == "shipped" for r in rows)
+    assert sum(r["prompts"] for r in rows) == sum(len(v) for v in load_pool().values())
+    classes = json.loads(CliRunner().invoke(app, ["prompts", "ls", "--json"]).stdout)
+    assert not {r["class"] for r in classes} & set(pool_kinds())
