@@ -21,30 +21,15 @@ from echolab.analysis.compare.trials import ProtocolError
 from echolab.cli import app
 from echolab.db.catalog import Catalog
 from echolab.labdir import LabDir
+from grids import write_grids
 
-GRIDS = """
-[models.random_forest]
-label = "Random forest"
-short = "RF"
-estimator = "sklearn.ensemble.RandomForestClassifier"
-params = { n_estimators = 16 }
-grid = { max_features = ["sqrt"] }
-
-[models.svm_linear]
-label = "SVM (linear kernel)"
-short = "SVM lin"
-estimator = "sklearn.svm.SVC"
-params = { kernel = "linear" }
-grid = { C = [1] }
-"""
 MON = ("weather", "music", "directions")
 
 
 @pytest.fixture
 def grids(tmp_path: Path) -> Path:
-    path = tmp_path / "grids.toml"
-    path.write_text(GRIDS)
-    return path
+    return write_grids(tmp_path, {"random_forest": {"params": {"n_estimators": 16}, "grid": {"max_features": ["sqrt"]}},
+                                  "svm_linear": {"params": {"kernel": "linear"}, "grid": {"C": [1]}}})
 
 
 @pytest.fixture(scope="module")

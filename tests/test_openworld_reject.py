@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import joblib
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -17,45 +16,27 @@ from echolab.analysis.compare.openworld import UNKNOWN, UNMONITORED
 from echolab.analysis.compare.reject import train_with_reject
 from echolab.analysis.compare.specs import AnalysisError
 from echolab.analysis.compare.synthetic import synthetic_source
+from echolab import Lab
 from echolab.cli import app
-from echolab.collector.sim import synthetic
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
-from echolab.prompts.classes import STUDY_CLASSES
 
-DEVICE = "10.77.0.2"
-GRIDS = """
-[models.random_forest]
-estimator = "sklearn.ensemble.RandomForestClassifier"
-params = { n_estimators = 20 }
-grid = { criterion = ["gini"] }
+from grids import write_grids
+from pcaps import SIM_DEVICE_IP, write_class_captures
 
-[models.svm_rbf]
-estimator = "sklearn.svm.SVC"
-params = { kernel = "rbf" }
-grid = { C = [1] }
-"""
 T0 = 1_700_000_000.0
 runner = CliRunner()
-
-
-def _capture(path: Path, label: str, i: int, start_ts: float = T0) -> Path:
-    rng = np.random.default_rng([STUDY_CLASSES.index(label), i])
-    synthetic.write_capture(path, label, float(rng.uniform(1.5, 3.0)), rng, start_ts=start_ts)
-    return path
 
 
 @pytest.fixture
 def lab(sqlite_lab: LabDir, tmp_path: Path) -> LabDir:
     folder = tmp_path / "train"
-    for label in STUDY_CLASSES:
-        (folder / label).mkdir(parents=True)
-        for i in range(4):
-            _capture(folder / label / f"{i}.pcap", label, i)
+    write_class_captures(folder, 4, start_ts=T0)
     with Catalog.open(sqlite_lab) as cat:
-        import_captures(cat, folder, campaign="train", device_ip=DEVICE)
-    (tmp_path / "grids.toml").write_text(GRIDS)
+        import_captures(cat, folder, campaign="train", device_ip=SIM_DEVICE_IP)
+    write_grids(tmp_path, {"random_forest": {"params": {"n_estimators": 20}, "grid": {"criterion": ["gini"]}},
+                           "svm_rbf": {"params": {"kernel": "rbf"}, "grid": {"C": [1]}}}, labels=False)
     return sqlite_lab
 
 
@@ -85,8 +66,8 @@ def test_a_threshold_in_the_header_turns_doubtful_requests_into_unknown(lab: Lab
     assert reject["train"]["fpr"] <= 0.25 or not reject["reached"]
 
     # a long capture of five requests, each classified
-    pieces = [_capture(tmp_path / f"r{i}.pcap", lab_, 20 + i, start_ts=T0 + 120 * i)
-              for i, lab_ in enumerate(["music", "weather", "unintelligible", "quotes", "directions"])]
+    pieces = [write_class_captures(tmp_path / f"r{i}", 1, seed=(20 + i,), classes=[label], start_ts=T0 + 120 * i)[0]
+              for i, label in enumerate(["music", "weather", "unintelligible", "quotes", "directions"])]
     if shutil.which("mergecap") is None:
         pytest.fail("mergecap (Wireshark) is not installed; scripts/setup.sh installs tshark with it")
     day = tmp_path / "day.pcapng"
@@ -140,3 +121,12 @@ def test_training_checks_its_unmonitored_classes() -> None:
     labels, scores = trained.predict(src.records)
     assert set(labels) <= {*trained.reject["monitored"], UNKNOWN}
     assert all((lab == UNKNOWN) == (s < trained.reject["threshold"]) for lab, s in zip(labels, scores))
+
+
+def test_lab_trains_a_model_file_with_a_reject_option(lab: LabDir, tmp_path: Path) -> None:
+    with Lab(lab) as opened:
+        written = opened.train(tmp_path / "lab.joblib", features="histogram:bins=10", campaigns=["train"],
+                               grids=tmp_path / "grids.toml", unmonitored=["quotes", "music"], reject="precision=0.5")
+    header = read_header(written.path)
+    assert header["reject"] == written.model.reject and header["reject"]["unmonitored"] == ["music", "quotes"]
+    assert UNMONITORED in header["classes"] and "quotes" not in header["classes"]
