@@ -372,6 +372,7 @@ class Lab:
                 name: str | None = None, device_ip: str | None = None, campaigns: Sequence[str | int] = (),
                 synthetic: int | None = None, jobs: int | None = None, cluster: str | None = None,
                 adapt: str = "none", adapt_by: str = "campaign",
+                monitored: Sequence[str] = (), threshold_target: str = "precision=0.9",
                 progress: ProgressCallback | None = None) -> "RunResult":
         """Run (or resume) the classifier comparison on the catalog's captures.
 
@@ -389,6 +390,10 @@ class Lab:
         catalog, so a rerun costs only what changed. Without a *name*, an
         unchanged rerun (the same settings, data and library versions) is the
         newest such stored run, returned as it is (``result.unchanged``).
+        With *monitored* classes the run scores an open world too: the
+        monitored classes against every other class, the others held out by
+        class, each trial's threshold chosen on its training part for
+        *threshold_target* (``precision=P`` or ``fpr=F``; docs/open-world.md).
         Returns the stored run and its counts.
         """
         from echolab.analysis.compare import specs as asked
@@ -402,7 +407,8 @@ class Lab:
             specs += [s for s in asked.ablation_features() if s not in specs]
         settings = asked.RunSettings(features=tuple(specs), models=tuple(models), trials=trials, seed=seed,
                                      split_by=split_by, fit_features_on=fit_features_on,
-                                     grids_path=str(grids) if grids else None, adapt=adapt, adapt_by=adapt_by)
+                                     grids_path=str(grids) if grids else None, adapt=adapt, adapt_by=adapt_by,
+                                     monitored=tuple(monitored), threshold_target=threshold_target)
         if synthetic:
             from echolab.analysis.compare.synthetic import synthetic_source
 
@@ -445,16 +451,34 @@ class Lab:
 
     def train(self, out: Path | str, *, features: str = "combined", model: str = "random_forest",
               campaigns: Sequence[str | int] = (), seed: int = 0, grids: Path | str | None = None,
-              device_ip: str | None = None, adapt: str = "none",
-              progress: ProgressCallback | None = None) -> TrainResult:
+              device_ip: str | None = None, adapt: str = "none", reject: str | None = None,
+              unmonitored: Sequence[str] = (), progress: ProgressCallback | None = None) -> TrainResult:
         """Fit one model on the chosen campaigns' captures (all when none; its grid search on all of them)
         and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``).
         *adapt* (``standardize`` or ``quantile``) adapts each campaign's features within that campaign, and
-        the model then adapts the requests it classifies together, as one home."""
+        the model then adapts the requests it classifies together, as one home.
+
+        *unmonitored* classes are learned as one class, ``unmonitored``, whose
+        requests classify calls ``unknown``; *reject* (``precision=P`` or
+        ``fpr=F``) gives the model a reject option: a threshold chosen on the
+        training captures, kept in the file's header, under which a request is
+        ``unknown`` (:mod:`echolab.analysis.compare.reject`; an ``fpr=`` target
+        needs unmonitored classes)."""
         from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
 
         source = campaign_source(self.catalog, campaigns, device_ip=device_ip, progress=progress)
-        trained = train_model(source, features, model, grids_path=grids, seed=seed, adapt=adapt)
+        if reject or unmonitored:
+            if adapt != "none":
+                from echolab.analysis.compare.specs import AnalysisError
+
+                raise AnalysisError("a model with a reject option does not adapt to each home: give one of "
+                                    "--reject/--unmonitored and --adapt")
+            from echolab.analysis.compare.reject import train_with_reject
+
+            trained = train_with_reject(source, features, model, reject=reject, unmonitored=tuple(unmonitored),
+                                        grids_path=grids, seed=seed)
+        else:
+            trained = train_model(source, features, model, grids_path=grids, seed=seed, adapt=adapt)
         return TrainResult(trained, save_model(trained, out))
 
     @staticmethod

@@ -18,6 +18,8 @@ MODELS: dict[str, tuple[str, str, str]] = {
     "random_forest": ("sklearn.ensemble.RandomForestClassifier", "Random forest", "RF"),
     "knn": ("sklearn.neighbors.KNeighborsClassifier", "k-nearest neighbours", "KNN"),
     "mlp": ("sklearn.neural_network.MLPClassifier", "MLP", "MLP"),
+    "svm_linear": ("sklearn.svm.SVC", "SVM (linear kernel)", "SVM lin"),
+    "svm_rbf": ("sklearn.svm.SVC", "SVM (RBF kernel)", "SVM RBF"),
 }
 
 

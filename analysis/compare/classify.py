@@ -157,9 +157,13 @@ def hourly_counts(predictions: Sequence[Prediction], *, speed: float = 1.0) -> t
 
 
 def _class_order(predictions: Sequence[Prediction], classes: Sequence[str] = ()) -> list[str]:
+    """The classes present, in *classes*' order, then others; requests the model rejected come last."""
+    from echolab.analysis.compare.openworld import UNKNOWN
+
     present = {p.label for p in predictions}
-    ordered = [c for c in classes if c in present]
-    return ordered + sorted(present - set(ordered))
+    ordered = [c for c in classes if c in present and c != UNKNOWN]
+    rest = sorted(present - set(ordered) - {UNKNOWN})
+    return ordered + rest + ([UNKNOWN] if UNKNOWN in present else [])
 
 
 def timeline_figure(predictions: Sequence[Prediction], *, classes: Sequence[str] = (), speed: float = 1.0,
@@ -184,7 +188,7 @@ def _timeline_figure(predictions: Sequence[Prediction], classes: Sequence[str], 
     if not predictions:
         raise ClassifyError("no requests were found, so there is no timeline to draw")
     order = _class_order(predictions, classes)
-    colors = {c: f"C{i % 10}" for i, c in enumerate(order)}
+    colors = {c: f"C{i % 10}" if c != "unknown" else "0.6" for i, c in enumerate(order)}  # rejected: grey
     t0 = min(p.start for p in predictions)
 
     def when(t: float) -> datetime:

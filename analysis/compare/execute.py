@@ -40,6 +40,8 @@ class TrialTask:
     seed: int
     cv_folds: int
     names: list[str] | None = None  # the columns of a matrix built for this trial alone (features fit on train)
+    monitored: tuple[str, ...] = ()  # an open-world trial's monitored classes (openeval.py)
+    target: str = ""  # and what its threshold is chosen for
 
 
 def execute(task: TrialTask) -> tuple[str, TrialOutcome]:
@@ -47,7 +49,14 @@ def execute(task: TrialTask) -> tuple[str, TrialOutcome]:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        outcome = run_trial(task.X, task.y, task.split, task.model, task.classes, seed=task.seed, cv_folds=task.cv_folds)
+        if task.monitored:
+            from echolab.analysis.compare.openeval import run_open_trial
+
+            outcome = run_open_trial(task.X, task.y, task.split, task.model, task.monitored, seed=task.seed,
+                                     cv_folds=task.cv_folds, target=task.target)
+        else:
+            outcome = run_trial(task.X, task.y, task.split, task.model, task.classes, seed=task.seed,
+                                cv_folds=task.cv_folds)
     if task.names is not None:  # importances are aligned by these names in the summary
         outcome.feature_names = list(task.names)
     return task.key, outcome
@@ -55,8 +64,8 @@ def execute(task: TrialTask) -> tuple[str, TrialOutcome]:
 
 def _execute_args(key: str, feature_key: str, model: ModelSpec, split: Split, X: np.ndarray, y: np.ndarray,
                   classes: list[str], seed: int, cv_folds: int, names: list[str] | None = None,
-                  ) -> tuple[str, TrialOutcome]:
-    return execute(TrialTask(key, feature_key, model, split, X, y, classes, seed, cv_folds, names))
+                  monitored: tuple[str, ...] = (), target: str = "") -> tuple[str, TrialOutcome]:
+    return execute(TrialTask(key, feature_key, model, split, X, y, classes, seed, cv_folds, names, monitored, target))
 
 
 def default_jobs() -> int:
@@ -113,7 +122,8 @@ def trial_tasks(src: DataSource, settings: RunSettings, classes: list[str], todo
             from echolab.analysis.compare.adapt import adapt_matrix
 
             X = adapt_matrix(X, src.groupings.get(settings.adapt_by), settings.adapt, split.test)
-        yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds, names)
+        yield TrialTask(key, feature.key, spec, split, X, src.y, classes, settings.seed, settings.cv_folds, names,
+                        tuple(settings.monitored), settings.threshold_target)
 
 
 def compute(catalog: Any, src: DataSource, settings: RunSettings, classes: list[str], todo: Sequence[PlannedTrial],
@@ -182,7 +192,7 @@ def run_dask(tasks: Iterator[TrialTask], cluster: Any) -> Iterator[tuple[str, Tr
                     setattr(t, attr, scattered[id(arr)][1])
                 futures.append(client.submit(
                     _execute_args, t.key, t.feature_key, t.model, t.split, t.X, t.y, t.classes, t.seed,
-                    t.cv_folds, t.names, key=f"trial-{t.key}", pure=False,
+                    t.cv_folds, t.names, t.monitored, t.target, key=f"trial-{t.key}", pure=False,
                 ))
             for future in as_completed(futures):
                 yield future.result()

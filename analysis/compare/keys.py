@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any, Mapping, NamedTuple
 
 from echolab.analysis.compare.grids import ModelSpec
-from echolab.analysis.compare.sources import DataSource
+from echolab.analysis.compare.sources import DataSource, take
 from echolab.analysis.compare.specs import AnalysisError, FeatureSpec, RunSettings
 from echolab.analysis.compare.splits import plan_grouped, plural, random_splits
 from echolab.analysis.compare.trials import PROTOCOL_VERSION, Split
@@ -65,6 +66,8 @@ def trial_key(
         # Only an adapted run adds its adaptation, so the keys of every earlier run stay valid.
         **({"adapt": settings.adapt, "adapt_by": settings.adapt_by} if settings.adapt != "none" else {}),
     }
+    if settings.monitored:  # closed-world keys stay as they were
+        payload["open_world"] = {"monitored": sorted(settings.monitored), "target": settings.threshold_target}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -79,6 +82,25 @@ def numeric_versions() -> dict[str, str]:
 
 def plan_splits(src: DataSource, settings: RunSettings) -> tuple[list[Split], dict[int, str]]:
     """The run's splits, and per trial the token of its split mode that goes into the key."""
+    if settings.monitored:
+        from echolab.analysis.compare.openeval import open_splits
+
+        closed = replace(settings, monitored=())
+        rows: dict[int, str] = {}
+
+        def monitored_splits(mon_rows: Any) -> list[Split]:  # the closed world's splits of the monitored rows
+            sub = replace(src, records=take(src.records, mon_rows), y=src.y[mon_rows], groups=src.groups[mon_rows],
+                          sha256s=[src.sha256s[i] for i in mon_rows],
+                          capture_ids=[src.capture_ids[i] for i in mon_rows],
+                          groupings={k: v[mon_rows] for k, v in src.groupings.items()},
+                          extraction=[src.extraction[i] for i in mon_rows] if src.extraction else [])
+            splits, tokens = plan_splits(sub, closed)
+            rows.update(tokens)
+            return splits
+
+        splits = open_splits(src.y, settings.monitored, monitored_splits, trials_seed=settings.seed,
+                             test_size=settings.test_size, target=settings.threshold_target)
+        return splits, {s.trial: f"open:{rows[s.trial]}:held {'+'.join(s.classes or ())}" for s in splits}
     by = settings.split_by
     if by != "random":
         if by not in src.groupings:

@@ -97,6 +97,8 @@ class TrainedModel:
     learned: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     dtype: str = "float64"
+    #: The reject option (:mod:`.reject`): threshold, target, monitored classes; empty for none. The header's copy rules.
+    reject: dict[str, Any] = field(default_factory=dict)
     #: Unsupervised adaptation to each home (:mod:`.adapt`): "none", "standardize" or "quantile". An adapted
     #: model standardises (or maps to quantiles) its training campaigns' features each within its campaign, and
     #: the requests it classifies together within themselves, as one home.
@@ -128,6 +130,10 @@ class TrainedModel:
         if not len(records):
             return [], []
         X = self.matrix(records)
+        if self.reject or "unmonitored" in self.classes:  # openworld.UNMONITORED: rejected requests are "unknown"
+            from echolab.analysis.compare.reject import predict_with_reject
+
+            return predict_with_reject(self.estimator, X, self.reject)
         labels = [str(v) for v in self.estimator.predict(X)]
         if not hasattr(self.estimator, "predict_proba"):
             return labels, [None] * len(labels)
@@ -141,6 +147,7 @@ class TrainedModel:
         known = {f for f in cls.__dataclass_fields__ if f not in ("transformer", "scaler", "estimator", "extra")}
         try:
             values = {k: header[k] for k in known if k in header}
+            values["reject"] = dict(values.get("reject") or {})  # a header without a reject option says null
             return cls(**values, transformer=transformer, scaler=scaler, estimator=estimator,
                        extra={k: v for k, v in header.items() if k not in known and k not in _DERIVED})
         except TypeError as exc:
@@ -156,6 +163,7 @@ class TrainedModel:
             "n_captures": self.n_captures, "campaigns": list(self.campaigns), "counts": dict(self.counts),
             "versions": dict(self.versions), "feature_names": list(self.feature_names), "learned": self.learned,
             "created_at": self.created_at, "dtype": self.dtype, "adapt": self.adapt,
+            "reject": dict(self.reject) or None,
         }
 
 

@@ -166,9 +166,13 @@ def report_context(run: AnalysisRun) -> dict[str, Any]:
         figures.extend(f for f in imp if f is not None)
         if table1:
             figures.append(_fig_bins(table1))
-        comparison = _fig_vs_study(s, study)
+        comparison = None if s.get("open_world") else _fig_vs_study(s, study)  # the study's world was closed
         if comparison is not None:
             figures.append(comparison)
+        open_world = _open_world(s)
+        if open_world:
+            figures.append(Figure("open-world.png", "Open world: precision and recall over the threshold",
+                                  _png(open_world.pop("figure"))))
         if leak and leak.get("cross"):
             figures.append(_fig_cross(leak["cross"]))
     return {
@@ -196,7 +200,21 @@ def report_context(run: AnalysisRun) -> dict[str, Any]:
         "leakage": leak or {"verdict": "unknown", "line": "Leakage: unknown",
                             "figures": "this run was made without the leakage check", "reason": ""},
         "split": s.get("split", {"by": (run.settings or {}).get("split_by", "random")}),
+        "open_world": open_world,
     }
+
+
+def _open_world(s: dict[str, Any]) -> dict[str, Any] | None:
+    """The open-world section's rows and figure (:mod:`.openeval`), or None for a closed-world run."""
+    ow = s.get("open_world")
+    if not ow:
+        return None
+    from echolab.analysis.compare.openeval import curves_figure
+
+    short = {m["name"]: m["short"] for m in s["models"]}
+    rows = [{"feature": fkey, "model": short.get(model, model), **cell}
+            for fkey, by_model in ow["cells"].items() for model, cell in by_model.items() if cell.get("n")]
+    return {**ow, "rows": rows, "figure": curves_figure(ow)}
 
 
 def provenance_lines(settings: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
+import numpy as np
+
 from echolab.analysis.compare.grids import check_models, load_grids, select_models
 from echolab.errors import require
 from echolab.analysis.compare.keys import plan_splits, plan_trials
@@ -88,6 +90,11 @@ def run_analysis(
     settings = replace(settings, features=normalize_features(source, settings.features))
     src = source.canonical()
     classes = src.classes()
+    if settings.monitored:  # an open-world trial decides between the monitored classes and "unknown"
+        from echolab.analysis.compare.openeval import check_monitored, open_world_classes
+
+        check_monitored(classes, settings.monitored)
+        all_classes, classes = classes, open_world_classes(settings.monitored)
     fingerprint = src.fingerprint()
     record = {"settings": {**stored_settings(settings, specs, src, cluster), "extraction": src.extraction_fingerprint()},
               "fingerprint": fingerprint, "capture_ids": [c for c in src.capture_ids if c is not None],
@@ -139,8 +146,16 @@ def run_analysis(
     from echolab.analysis.compare.summary import leakage_summary, split_summary, summarize
 
     rows = catalog.trial_results([p.key for p in plan])
-    summary = summarize(plan, rows, src, classes, matrices, specs, settings, test_fraction)
+    summarized = src
+    if settings.monitored:  # the data table counts the unmonitored captures as what they should be called
+        summarized = replace(src, y=np.where(np.isin(src.y, settings.monitored), src.y, classes[-1]))
+    summary = summarize(plan, rows, summarized, classes, matrices, specs, settings, test_fraction)
     summary["split"] = split_summary(splits[0], settings)
+    if settings.monitored:
+        from echolab.analysis.compare.openeval import open_world_summary
+
+        summary["open_world"] = open_world_summary(plan, rows, settings.monitored, settings.threshold_target,
+                                                   all_classes)
     if settings.leakage_check:
         summary["leakage"] = leakage_summary(src, matrices, settings)
     summary["timing"] = {"computed": computed, "cached": len(plan) - computed,

@@ -125,6 +125,8 @@ class RunSettings:
     leakage_check: bool = True  # the report's leakage check (leakage.py); off only to keep tests of other things fast
     adapt: str = "none"  # unsupervised adaptation to each home (adapt.py): none, standardize, quantile, coral
     adapt_by: str = "campaign"  # the grouping that says which home a capture is from
+    monitored: tuple[str, ...] = ()  # the open world's monitored classes (openeval.py); empty: the closed world
+    threshold_target: str = "precision=0.9"  # what an open-world trial's threshold is chosen for, on training data
 
     def check(self) -> None:
         if self.split_by not in SPLIT_MODES:
@@ -146,3 +148,10 @@ class RunSettings:
             raise AnalysisError(f"--adapt must be one of {', '.join(ADAPTATIONS)}, not {self.adapt!r}")
         if self.adapt_by not in GROUPINGS:
             raise AnalysisError(f"--adapt-by must be one of {', '.join(GROUPINGS)}, not {self.adapt_by!r}")
+        if self.monitored:
+            from echolab.analysis.compare.openworld import OpenWorldError, ThresholdTarget
+
+            try:
+                ThresholdTarget.parse(self.threshold_target)
+            except OpenWorldError as exc:
+                raise AnalysisError(str(exc)) from exc

@@ -41,6 +41,8 @@ def stored_settings(settings: RunSettings, specs: list[ModelSpec], src: DataSour
         "provenance": src.provenance,
         "groupings": {k: len(set(v.tolist())) for k, v in src.groupings.items()},
         "cluster": None if cluster is None else str(getattr(cluster, "scheduler_address", None) or cluster),
+        **({"open_world": {"monitored": list(settings.monitored), "target": settings.threshold_target}}
+           if settings.monitored else {}),
     }
 
 

@@ -57,6 +57,8 @@ class DaySettings:
     idle_share: float = 0.1  # the share of stretches that are long idle ones
     idle_s: tuple[float, float] = (120.0, 600.0)  # a long idle stretch, uniform between these
     prompt_s: tuple[float, float] = (1.5, 3.5)  # how long a spoken prompt lasts, uniform
+    unknown_share: float = 0.0  # the share of requests drawn from the unmonitored pool (echolab.prompts.pool)
+    unknown_kinds: tuple[str, ...] = ()  # the pool's kinds those requests are drawn from
 
     def check(self) -> None:
         if self.requests < 1:
@@ -67,6 +69,13 @@ class DaySettings:
             raise DayError("quiet stretches: 0 < min_gap_s <= mean_gap_s")
         if not 0 <= self.idle_share <= 1 or not 0 < self.idle_s[0] <= self.idle_s[1]:
             raise DayError("long idle stretches: idle_share in [0, 1] and 0 < low <= high")
+        if not 0 <= self.unknown_share <= 1:
+            raise DayError("--unknown-share is a share of the requests, from 0 to 1")
+        if self.unknown_share > 0 and not self.unknown_kinds:
+            raise DayError("unmonitored requests need kinds to be drawn from (the unmonitored prompt pool)")
+        clash = sorted(set(self.unknown_kinds) & set(self.classes))
+        if clash:
+            raise DayError(f"{', '.join(clash)} cannot be both a class and an unmonitored kind")
 
 
 @dataclass(frozen=True)
@@ -75,12 +84,15 @@ class PlannedRequest:
     label: str
     gap_s: float  # household seconds of quiet before the prompt
     prompt_s: float
+    unmonitored: bool = False  # drawn from the unmonitored pool: *label* is its kind
 
 
 def plan_day(settings: DaySettings) -> list[PlannedRequest]:
     """The day's requests, a pure function of the settings (the seed included)."""
     settings.check()
     rng = np.random.default_rng([settings.seed, 0xDA7])
+    # a stream of its own, so a day without unmonitored requests is drawn as it always was
+    unknown = np.random.default_rng([settings.seed, 0x0B5])
     out = []
     for i in range(settings.requests):
         if rng.random() < settings.idle_share:
@@ -88,7 +100,11 @@ def plan_day(settings: DaySettings) -> list[PlannedRequest]:
         else:
             gap = settings.min_gap_s + float(rng.exponential(settings.mean_gap_s - settings.min_gap_s))
         label = str(settings.classes[int(rng.integers(len(settings.classes)))])
-        out.append(PlannedRequest(i + 1, label, round(gap, 3), round(float(rng.uniform(*settings.prompt_s)), 3)))
+        other = settings.unknown_share > 0 and unknown.random() < settings.unknown_share
+        if other:
+            label = str(settings.unknown_kinds[int(unknown.integers(len(settings.unknown_kinds)))])
+        out.append(PlannedRequest(i + 1, label, round(gap, 3), round(float(rng.uniform(*settings.prompt_s)), 3),
+                                  other))
     return out
 
 
@@ -102,12 +118,13 @@ class TruthRow:
     end: float
     prompt_s: float
     prompt: str = ""  # the words spoken (empty: a silent clip of drawn length)
+    unmonitored: bool = False  # a request of the unmonitored pool (*label* is its kind), in no class
 
     def to_json(self) -> dict[str, Any]:
         iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731
         return {"request": self.request, "label": self.label, "start": iso(self.start), "end": iso(self.end),
                 "start_ts": round(self.start, 6), "end_ts": round(self.end, 6), "prompt_s": self.prompt_s,
-                "prompt": self.prompt}
+                "prompt": self.prompt, "unmonitored": self.unmonitored}
 
 
 class DayPrompts:
@@ -121,12 +138,18 @@ class DayPrompts:
     """
 
     def __init__(self, lab: Any, classes: Sequence[str], *, engine: str | None = None, seed: int = 0,
-                 wake_word: str | None = None, engine_options: dict[str, Any] | None = None) -> None:
+                 wake_word: str | None = None, engine_options: dict[str, Any] | None = None,
+                 unknown_kinds: Sequence[str] = ()) -> None:
         from echolab.prompts.cache import AudioCache
         from echolab.prompts.lists import load_prompts
         from echolab.prompts.synth import engine_for_lab
 
         self.prompts = load_prompts(lab, list(classes), wake_word)
+        if unknown_kinds:  # the unmonitored pool's kinds (echolab.prompts.pool), spoken as the classes are
+            from echolab.prompts.pool import load_pool
+
+            self.prompts.update(load_pool(lab, list(unknown_kinds), wake_word))
+        classes = [*classes, *unknown_kinds]
         missing = [c for c in classes if not self.prompts.get(c)]
         if missing:
             raise DayError(f"no prompts for {', '.join(missing)}",
@@ -178,7 +201,7 @@ def read_truth(path: Path | str) -> list[TruthRow]:
     for line in filter(str.strip, lines):
         raw = json.loads(line)
         rows.append(TruthRow(raw["request"], raw["label"], raw["start_ts"], raw["end_ts"], raw.get("prompt_s", 0.0),
-                             raw.get("prompt", "")))
+                             raw.get("prompt", ""), bool(raw.get("unmonitored", False))))
     return rows
 
 
@@ -206,7 +229,8 @@ def play_day(lab: Any, out_dir: Path | str, settings: DaySettings, *, prompts: D
     speed = float(lab.speed)
     utterances = (f"the lab's prompt lists, spoken by {prompts.engine.name}" if prompts is not None else
                   f"silent clips of {settings.prompt_s[0]:g} to {settings.prompt_s[1]:g} s, the same for every class")
-    meta = {"settings": {**asdict(settings), "classes": list(settings.classes)}, "speed": speed,
+    meta = {"settings": {**asdict(settings), "classes": list(settings.classes),
+                         "unknown_kinds": list(settings.unknown_kinds)}, "speed": speed,
             "utterances": utterances,
             "device_ip": lab.echo_ip, "capture": CAPTURE_NAME, "log": LOG_NAME, "prefix": lab.prefix,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -229,7 +253,8 @@ def play_day(lab: Any, out_dir: Path | str, settings: DaySettings, *, prompts: D
                     result.failed.append(f"request {req.index} ({req.label}): {exc}")
                     continue
                 lab.wait_idle(max(120.0 / speed, 10.0), poll_s=0.02)
-                row = TruthRow(req.index, req.label, start, time.time(), round(float(clip.duration_s), 3), text)
+                row = TruthRow(req.index, req.label, start, time.time(), round(float(clip.duration_s), 3), text,
+                               req.unmonitored)
                 fh.write(json.dumps(row.to_json()) + "\n")
                 fh.flush()
                 result.truth.append(row)

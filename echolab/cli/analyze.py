@@ -95,16 +95,34 @@ def run_cmd(
              "training homes re-coloured with the test home's covariance). The report names it.")
     ] = "none",  # type: ignore[assignment]
     adapt_by: Annotated[str, typer.Option(help="The grouping that says which home a capture is from.")] = "campaign",
+    open_world: Annotated[bool, typer.Option(
+        "--open-world", help="Score an open world: the --monitored classes against every other class, "
+                             "unmonitored classes held out by class (docs/open-world.md).")] = False,
+    monitored: Annotated[Optional[str], typer.Option(
+        help="With --open-world: the monitored classes, separated by commas, e.g. weather,music,directions.")
+    ] = None,
+    target: Annotated[str, typer.Option(
+        help="With --open-world: what each trial's threshold is chosen for on its training part, "
+             "precision=P or fpr=F.")] = "precision=0.9",
+    json_: Annotated[bool, typer.Option("--json", help="Print the run's results as JSON instead of tables.")] = False,
 ) -> None:
     """Run (or resume) the comparison; finished trials are cached in the catalog."""
+    watched = tuple(c.strip() for c in (monitored or "").split(",") if c.strip())
+    if open_world != bool(watched):
+        raise typer.BadParameter("--open-world and --monitored A,B,... go together", param_hint="--monitored")
     with open_lab(ctx) as lab:
         with rich_progress() as progress:
             result = lab.compare(features=features, models=models or (), trials=trials, seed=seed,
                                  split_by=split_by.value, fit_features_on=fit_features_on.value, grids=grids,
                                  bins_sweep=_parse_bins(bins_sweep) if bins_sweep else (), ablations=ablations,
                                  name=name, device_ip=device_ip, campaigns=campaigns or (), synthetic=synthetic,
-                                 jobs=jobs, cluster=cluster,
-                                 adapt=adapt.value, adapt_by=adapt_by, progress=progress)
+                                 jobs=jobs, cluster=cluster, adapt=adapt.value, adapt_by=adapt_by,
+                                 monitored=watched, threshold_target=target, progress=progress)
+        if json_:
+            if report:
+                lab.report(result)
+            print_json(run_json(result))
+            return
         if result.unchanged:
             console.print(f"Run [bold]{result.name}[/]: unchanged (the same settings, data and library versions "
                           f"as this stored run), {result.cached} trials, {result.seconds:.1f} s")
@@ -112,6 +130,8 @@ def run_cmd(
             console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from "
                           f"cache, {result.seconds:.1f} s")
         console.print(accuracy_table(result.run))
+        if (result.run.summary or {}).get("open_world"):
+            console.print(open_world_table(result.run))
         print_leakage(result.run)
         if report:
             console.print(f"Report: {lab.report(result)}")
@@ -136,11 +156,19 @@ def train_cmd(
         help="Unsupervised adaptation to each home: standardize or quantile each campaign's features within it; "
              "'classify' then does the same to the requests it reads together (coral: comparisons only).")
     ] = "none",  # type: ignore[assignment]
+    reject: Annotated[Optional[str], typer.Option(
+        help="Give the model a reject option: a threshold chosen on the training captures for precision=P or "
+             "fpr=F, under which 'classify' says unknown (stored in the file's header).")] = None,
+    unmonitored: Annotated[Optional[str], typer.Option(
+        help="Classes (separated by commas) to learn as one class, 'unmonitored', whose requests 'classify' "
+             "calls unknown; an fpr= target needs them.")] = None,
 ) -> None:
     """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
+    others = tuple(c.strip() for c in (unmonitored or "").split(",") if c.strip())
     with open_lab(ctx) as lab, rich_progress() as progress:
         written = lab.train(out, features=features, model=model, campaigns=campaigns or (), seed=seed, grids=grids,
-                         device_ip=device_ip, adapt=adapt.value, progress=progress)
+                         device_ip=device_ip, adapt=adapt.value, reject=reject,
+                         unmonitored=others, progress=progress)
     trained = written.model
     params = ", ".join(f"{k}={v}" for k, v in trained.best_params.items()) or "none searched"
     console.print(f"Model {trained.model_name} on {trained.feature_key}: {trained.n_captures} captures of "
@@ -148,6 +176,12 @@ def train_cmd(
                   f"(cross-validated accuracy {100 * trained.cv_score:.2f}%)"
                   + (f"; adapts to each home by {trained.adapt}" if trained.adapt != "none" else "")
                   + f". Wrote {written.path}")
+    if trained.reject:
+        r, t = trained.reject, trained.reject["train"]
+        console.print(f"Reject option: unknown under {r['threshold']:.3f}, chosen for {r['target']} "
+                      f"({'reached' if r['reached'] else 'NOT reached: the best there is'}; on the training "
+                      f"captures, out of fold: precision {100 * t['precision']:.1f}%, recall {100 * t['recall']:.1f}%"
+                      + (f", FPR {100 * t['fpr']:.1f}%" if t['n_unmonitored'] else "") + ")")
 
 
 @app.command("convert-model")
@@ -264,3 +298,54 @@ def _register_defenses() -> None:
 
 
 _register_defenses()
+
+
+def print_json(value: Any) -> None:
+    """*value* as strict JSON on stdout (a rate without data, NaN, is null)."""
+    import json
+    import math
+    import sys
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    sys.stdout.write(json.dumps(clean(value), indent=1, default=str) + "\n")
+
+
+def run_json(result: Any) -> dict[str, Any]:
+    """What ``analyze run --json`` prints: the run, its accuracy cells and, for an open world, its rates."""
+    s = result.run.summary or {}
+    cells = {f: {m: {k: c.get(k) for k in ("n", "mean", "std", "median", "f1_mean")} for m, c in by.items()}
+             for f, by in s.get("cells", {}).items()}
+    out: dict[str, Any] = {"run": result.name, "computed": result.computed, "cached": result.cached,
+                           "classes": s.get("classes"), "accuracy": cells,
+                           "leakage": (s.get("leakage") or {}).get("line")}
+    if s.get("open_world"):
+        out["open_world"] = s["open_world"]
+    return out
+
+
+def open_world_table(r: Any) -> Table:
+    """The open world's rates per feature set and model (percent, mean over trials at the chosen threshold)."""
+    ow = r.summary["open_world"]
+    short = {m["name"]: m["short"] for m in r.summary.get("models", [])}
+    table = Table(title=f"open world %: {len(ow['monitored'])} monitored ({', '.join(ow['monitored'])}), "
+                        f"threshold for {ow['target']}")
+    for col in ("features", "model", "TPR", "wrong mon.", "FPR", "precision",
+                *(f"r-prec 1:{r}" for r in ow["base_rates"]), "closed acc."):
+        table.add_column(col, justify="left" if col in ("features", "model") else "right")
+    for fkey, by_model in ow["cells"].items():
+        for model, c in by_model.items():
+            if not c.get("n"):
+                continue
+            pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+            table.add_row(fkey, short.get(model, model), pct(c["tpr"]), pct(c["wpr"]), pct(c["fpr"]),
+                          pct(c["precision"]), *(pct(c[f"r_precision_1:{r}"]) for r in ow["base_rates"]),
+                          pct(c["closed_accuracy"]))
+    return table

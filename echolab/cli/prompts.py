@@ -65,13 +65,21 @@ def ls(
     samples: Annotated[int, typer.Option(min=0, help="How many sample prompts to show per class.")] = 1,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    pool: Annotated[bool, typer.Option("--pool", help="List the unmonitored pool's kinds (requests of no class, "
+                                                      "for the open world) instead of the classes.")] = False,
 ) -> None:
     """List the classes, how many prompts each has, where its list is, samples."""
     fmt = _fmt(json_, csv_)
     lab = _lab_if_any(ctx)
     wake = resolve_wake_word(wake_word, lab)
     rows = []
-    for name, plist in read_lists(lab, _classes(classes)).items():
+    if pool:
+        from echolab.prompts.pool import read_pool
+
+        lists = read_pool(lab, _classes(classes))
+    else:
+        lists = read_lists(lab, _classes(classes))
+    for name, plist in lists.items():
         shown = [p.text for p in plist.prompts(wake)[: min(samples, len(plist.lines))]]
         rows.append({
             "class": name,
@@ -81,7 +89,7 @@ def ls(
             "source": "shipped" if plist.shipped else str(plist.path),
             "samples": " | ".join(shown),
         })
-    emit_rows(rows, LS_COLUMNS, fmt=fmt, title=f"Prompt lists (wake word {wake})")
+    emit_rows(rows, LS_COLUMNS, fmt=fmt, title=f"{'Unmonitored pool' if pool else 'Prompt lists'} (wake word {wake})")
 
 
 @app.command("validate")

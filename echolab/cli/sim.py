@@ -146,6 +146,11 @@ def day(
                                          "class, instead of the lab's prompts: a day where the utterance's length "
                                          "tells nothing.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the speech progress bar.")] = True,
+    unknown_share: Annotated[float, typer.Option(
+        help="Share of the requests drawn from the unmonitored pool (requests of no class: smart home, sports, "
+             "recipes, ...), logged with their kind and unmonitored: true.", min=0, max=1)] = 0.0,
+    unknown_kinds: Annotated[Optional[str], typer.Option(
+        help="Comma-separated kinds of the unmonitored pool to draw from (default: every kind).")] = None,
 ) -> None:
     """Play a household's day on the simulated lab: requests at random times, one long capture, the truth.
 
@@ -163,10 +168,20 @@ def day(
     except ValueError:
         raise typer.BadParameter("write --idle as LOW,HIGH seconds, e.g. 120,600") from None
     chosen = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else tuple(STUDY_CLASSES)
+    kinds: tuple[str, ...] = ()
+    if unknown_share > 0:
+        from echolab.prompts.pool import pool_kinds, pool_path
+
+        kinds = (tuple(k.strip() for k in unknown_kinds.split(",") if k.strip()) if unknown_kinds
+                 else tuple(pool_kinds(get_lab(ctx, create=True))))
+        for kind in kinds:
+            pool_path(kind, get_lab(ctx, create=True))  # an unknown kind fails here, naming the known ones
     settings = DaySettings(requests=requests, classes=chosen, seed=seed, min_gap_s=min_gap, mean_gap_s=mean_gap,
-                           idle_share=idle_share, idle_s=(low, high))
+                           idle_share=idle_share, idle_s=(low, high), unknown_share=unknown_share,
+                           unknown_kinds=kinds)
     settings.check()
-    prompts = None if silent else DayPrompts(get_lab(ctx, create=True), chosen, engine=engine.value, seed=seed)
+    prompts = None if silent else DayPrompts(get_lab(ctx, create=True), chosen, engine=engine.value, seed=seed,
+                                             unknown_kinds=kinds)
     started_here = False
     try:
         lab = simlab.SimLab.load(prefix)
