@@ -162,11 +162,11 @@ def score_day(truth_dir: Path, found: list[tuple[float, float, str, float]], mon
 
 
 def set_threshold(model: Path, out: Path, threshold: float) -> None:
-    import joblib
+    from echolab.analysis.compare.modelfile import load_model, save_model
 
-    data = joblib.load(model)
-    data["header"]["reject"] = {**data["header"]["reject"], "threshold": threshold}
-    joblib.dump(data, out)
+    trained = load_model(model)
+    trained.reject = {**trained.reject, "threshold": threshold}
+    save_model(trained, out)
 
 
 def day(args: argparse.Namespace, tmp: Path) -> dict:
@@ -200,7 +200,7 @@ def day(args: argparse.Namespace, tmp: Path) -> dict:
         results["day_seconds"] = round(time.perf_counter() - t0, 1)
     finally:
         down(args.prefix)
-    model = tmp / "model.joblib"
+    model = tmp / "model.echolab-model"
     out = cli(lab, "analyze", "train", "--campaign", "train", "--campaign", "pool", "--features", args.features,
               "--model", args.model, "--unmonitored", ",".join(trained_kinds), "--reject", args.target,
               "--out", str(model))
@@ -208,7 +208,7 @@ def day(args: argparse.Namespace, tmp: Path) -> dict:
     from echolab.analysis.compare.modelfile import read_header
 
     results["reject"] = read_header(model)["reject"]
-    closed = tmp / "closed.joblib"
+    closed = tmp / "closed.echolab-model"
     set_threshold(model, closed, 0.0)
     split = ["--split", f"gap={args.gap:g}", "--attach-trailing", "16", "--speed", f"{args.speed:g}", "--json"]
     monitored = list(STUDY_CLASSES)

@@ -123,12 +123,12 @@ def seeds(target: str, folder: Path) -> list[bytes]:
 
 
 def _model_seeds(folder: Path) -> list[bytes]:
-    """Model files whose header is valid and whose payload is a small, harmless pickle."""
+    """Model files (a zip of a JSON header and a model member) whose header is valid or nearly so."""
     import io
+    import json
+    import zipfile
 
-    import joblib
-
-    from echolab.analysis.compare.modelfile import FORMAT
+    from echolab.analysis.compare.modelfile import FORMAT, HEADER_MEMBER, MODEL_MEMBER
     from echolab.analysis.features.sets import EXTRACTOR_VERSION
 
     header = {"format": FORMAT, "extractor_version": EXTRACTOR_VERSION, "feature_set": "tcptrace",
@@ -137,7 +137,9 @@ def _model_seeds(folder: Path) -> list[bytes]:
     for payload, head in ((b"", header), (b"\x80\x04K\x01.", {**header, "feature_set": "histogram"}),
                           (b"x", {"format": 0})):
         buf = io.BytesIO()
-        joblib.dump({"header": head, "payload": payload}, buf)
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr(HEADER_MEMBER, json.dumps(head))
+            zf.writestr(MODEL_MEMBER, payload)
         out.append(buf.getvalue())
     return out
 
@@ -215,7 +217,7 @@ def make_harness(target: str) -> Callable[[bytes], None]:
             Catalog.open(lab).close()
         return one
     if target == "modelfile":
-        h = Harness(target, ".joblib")
+        h = Harness(target, ".echolab-model")
 
         def one(data: bytes) -> None:
             path = h.write(data)
@@ -235,28 +237,8 @@ def make_harness(target: str) -> Callable[[bytes], None]:
 
 
 def _safe_header(modelfile, path: Path):
-    """The header of a fuzzed model file, read without letting the pickle call anything but plain types.
-
-    joblib unpickles, and a pickle can call any function it names; the fuzzer
-    must not run ``os.system`` by chance, so globals are refused here the same
-    way the library refuses a file that is not its own (ModelFileError).
-    """
-    import pickle
-
-    import joblib.numpy_pickle as jnp
-
-    class Plain(jnp.NumpyUnpickler):
-        def find_class(self, module: str, name: str):
-            if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray", "joblib.numpy_pickle"):
-                return super().find_class(module, name)
-            raise pickle.UnpicklingError(f"global {module}.{name} refused")
-
-    old = jnp.NumpyUnpickler
-    jnp.NumpyUnpickler = Plain
-    try:
-        return modelfile.read_header(path)
-    finally:
-        jnp.NumpyUnpickler = old
+    """The header of a fuzzed model file: JSON read alone, so no input can make it run code."""
+    return modelfile.read_header(path)
 
 
 # --------------------------------------------------------------------------- the child: one fuzzing run

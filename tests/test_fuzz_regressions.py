@@ -9,13 +9,14 @@ each kind of crash with a small hand-made input of the same shape.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import struct
 import tracemalloc
+import zipfile
 from pathlib import Path
 from typing import Callable
 
-import joblib
 import pytest
 
 from echolab.analysis.compare import grids, modelfile
@@ -131,13 +132,15 @@ def test_grids_that_are_not_text_or_name_a_foreign_parameter(tmp_path: Path) -> 
 
 
 def _model_file(path: Path, header: object, payload: bytes = b"") -> Path:
-    joblib.dump({"header": header, "payload": payload}, path)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(modelfile.HEADER_MEMBER, json.dumps(header))
+        zf.writestr(modelfile.MODEL_MEMBER, payload)
     return path
 
 
 def test_model_header_without_feature_set_or_with_odd_versions(tmp_path: Path) -> None:
     header = {"format": modelfile.FORMAT, "extractor_version": _extractor()}
-    path = _model_file(tmp_path / "m.joblib", header)
+    path = _model_file(tmp_path / "m.echolab-model", header)
     with pytest.raises(modelfile.ModelFileError, match="cannot extract"):
         modelfile.check_header(modelfile.read_header(path), path)
     header = {**header, "feature_set": "tcptrace", "versions": [1, 2]}
@@ -156,7 +159,7 @@ def test_model_file_declaring_gigabytes_allocates_nothing(tmp_path: Path) -> Non
     path.write_bytes(b"\x80\x04\x96" + struct.pack("<Q", 0x0196_9297F9) + b"ader.")
     tracemalloc.start()
     try:
-        with pytest.raises(modelfile.ModelFileError, match="not an echolab model file"):
+        with pytest.raises(modelfile.ModelFileError, match="older echolab.*not loaded"):
             modelfile.read_header(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:

@@ -7,11 +7,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import joblib
 import pytest
 from typer.testing import CliRunner
 
-from echolab.analysis.compare.modelfile import load_model, read_header
+from echolab.analysis.compare.modelfile import load_model, read_header, save_model
 from echolab.analysis.compare.openworld import UNKNOWN, UNMONITORED
 from echolab.analysis.compare.reject import train_with_reject
 from echolab.analysis.compare.specs import AnalysisError
@@ -47,13 +46,13 @@ def _train(lab: LabDir, out: Path, *extra: str) -> object:
 
 
 def _set_threshold(path: Path, threshold: float) -> None:
-    data = joblib.load(path)
-    data["header"]["reject"] = {**data["header"]["reject"], "threshold": threshold}
-    joblib.dump(data, path)
+    model = load_model(path)
+    model.reject = {**model.reject, "threshold": threshold}
+    save_model(model, path)
 
 
 def test_a_threshold_in_the_header_turns_doubtful_requests_into_unknown(lab: LabDir, tmp_path: Path) -> None:
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.echolab-model"
     res = _train(lab, model, "--unmonitored", "quotes,unintelligible", "--reject", "fpr=0.25")
     assert res.exit_code == 0, res.output
     assert "24 captures of 5 classes" in res.output and "Reject option: unknown under" in res.output
@@ -99,7 +98,7 @@ def test_a_threshold_in_the_header_turns_doubtful_requests_into_unknown(lab: Lab
 
 def test_without_unmonitored_classes_a_precision_target_works_and_an_fpr_target_says_why_not(
         lab: LabDir, tmp_path: Path) -> None:
-    model = tmp_path / "m.joblib"
+    model = tmp_path / "m.echolab-model"
     bad = _train(lab, model, "--reject", "fpr=0.1")
     assert bad.exit_code == 1
     assert "Error: a false-positive-rate target needs unmonitored requests in the training data" in bad.output
@@ -109,8 +108,8 @@ def test_without_unmonitored_classes_a_precision_target_works_and_an_fpr_target_
     loaded = load_model(model)
     assert loaded.reject["target"] == "precision=0.5" and loaded.reject["unmonitored"] == []
     assert hasattr(loaded.estimator, "predict_proba")  # the SVM was refit with probabilities to be able to reject
-    plain = _train(lab, tmp_path / "plain.joblib")
-    assert plain.exit_code == 0 and read_header(tmp_path / "plain.joblib")["reject"] is None
+    plain = _train(lab, tmp_path / "plain.echolab-model")
+    assert plain.exit_code == 0 and read_header(tmp_path / "plain.echolab-model")["reject"] is None
 
 
 def test_training_checks_its_unmonitored_classes() -> None:
@@ -125,7 +124,7 @@ def test_training_checks_its_unmonitored_classes() -> None:
 
 def test_lab_trains_a_model_file_with_a_reject_option(lab: LabDir, tmp_path: Path) -> None:
     with Lab(lab) as opened:
-        written = opened.train(tmp_path / "lab.joblib", features="histogram:bins=10", campaigns=["train"],
+        written = opened.train(tmp_path / "lab.echolab-model", features="histogram:bins=10", campaigns=["train"],
                                grids=tmp_path / "grids.toml", unmonitored=["quotes", "music"], reject="precision=0.5")
     header = read_header(written.path)
     assert header["reject"] == written.model.reject and header["reject"]["unmonitored"] == ["music", "quotes"]
