@@ -9,19 +9,23 @@ the sequence feature sets.
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import io
 import json
 import re
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as _with
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from echolab.captures.reader import CaptureError
+from echolab.captures.checks import CHECKS
+from echolab.captures.compressed import is_gzip_capture, plain_name, unpacked
+from echolab.captures.reader import CaptureError, CaptureSummary
 from echolab.captures.trace import is_trace_file
+from echolab.progress import ProgressCallback
 from echolab.db.catalog import Catalog, CatalogError, DuplicateCaptureError
 from echolab.db.files import is_capture_name, sha256_file
 from echolab.db.records import Backend, Campaign, CampaignStatus, Capture, CaptureStatus
@@ -45,6 +49,12 @@ class ImportItem:
     device_ip: str | None = None
     status: str = "ok"
     reason: str | None = None
+    origin: Path | None = None  # the file as given, when *path* is its unpacked copy (NAME.pcap.gz)
+
+    @property
+    def shown(self) -> Path:
+        """The file as the user named it."""
+        return self.origin or self.path
 
 
 @dataclass
@@ -56,19 +66,56 @@ class ImportReport:
     cuts: list["CutImport"] = field(default_factory=list)  # one per long capture cut into requests (--split)
     replaced: int = 0  # pieces of an earlier cut removed by --replace
     stale_runs: list[str] = field(default_factory=list)  # analysis runs marked stale by --replace
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # files of the folder not imported: (path, why)
+    cut_short: list[tuple[str, str]] = field(default_factory=list)  # imported, but the file ends early: (path, how)
+    long: list[tuple[str, float]] = field(default_factory=list)  # imported whole, lasting long: (path, seconds)
 
     @property
     def ok(self) -> bool:
         return not self.rejected
 
 
-def items_from_folder(root: Path) -> Iterable[ImportItem]:
-    """Capture files under *root*, labelled by their first-level folder name."""
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and (is_capture_name(p) or is_trace_file(p))):
+#: What echolab imports, for the reasons given about other files.
+IMPORTABLE = ("pcap, pcapng or cap captures (also gzip-compressed, NAME.pcap.gz) and .csv packet traces "
+              "with time, size and direction columns")
+
+
+def is_importable(path: Path) -> bool:
+    """A capture (plain or gzip-compressed) or a packet trace."""
+    return is_capture_name(path) or is_gzip_capture(path) or is_trace_file(path)
+
+
+def scan_folder(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The importable files under *root*, and every other file with why it is not imported."""
+    found, skipped = [], []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if is_importable(path):
+            found.append(path)
+        elif path.suffix.lower() == ".csv":
+            skipped.append((str(path), "a CSV file without time, size and direction columns (not a packet trace)"))
+        else:
+            skipped.append((str(path), f"not a capture: echolab imports {IMPORTABLE}"))
+    return found, skipped
+
+
+def _nothing_to_import(source: Path, skipped: list[tuple[str, str]]) -> CatalogError:
+    """Why a folder gives no file to import, naming what it holds."""
+    if not skipped:
+        return CatalogError(f"{source} holds no file to import", hint=f"echolab imports {IMPORTABLE}")
+    kinds = Counter(Path(p).suffix.lower() or "(no suffix)" for p, _ in skipped)
+    held = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
+    return CatalogError(f"{source} holds {len(skipped)} files ({held}) and none echolab can import; "
+                        f"the first: {skipped[0][0]}: {skipped[0][1]}", hint=f"echolab imports {IMPORTABLE}")
+
+
+def items_from_folder(root: Path, paths: Sequence[Path] | None = None) -> Iterable[ImportItem]:
+    """Capture files under *root* (or *paths*, found there), labelled by their first-level folder name."""
+    for path in (scan_folder(root)[0] if paths is None else paths):
         parts = path.relative_to(root).parts
         if len(parts) < 2:
             yield ImportItem(path, "", reason=f"{path} is not in a class folder (put it in a folder named for its "
-                                              "class, or use a manifest)")
+                                              "class, label files by their names with --label-from, or use a "
+                                              "manifest)")
         else:
             yield ImportItem(path, parts[0])
 
@@ -107,12 +154,21 @@ def import_captures(
     cut: SplitSpec | None = None,
     expect: int | None = None,
     replace: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> ImportReport:
     """Import capture files from a folder, a manifest or an exported tar.
 
     Each file is its own transaction; a file whose sha256 the catalog already
     holds is skipped and counted; a file that is not a capture is rejected
-    with its reason and the import goes on.
+    with its reason and the import goes on. Files of a folder that are not
+    captures are listed in ``report.skipped`` with why; a folder with nothing
+    to import raises :class:`CatalogError` saying what it holds. A gzip-compressed
+    capture (``NAME.pcap.gz``) is unpacked and imported as the capture inside.
+    A capture whose file ends early is imported and listed in
+    ``report.cut_short``; one imported whole that lasts longer than
+    :attr:`~echolab.captures.checks.CutChecks.long_capture_s` (a long capture
+    that wanted a cut) in ``report.long``. *progress* hears
+    ``("importing", files done, files)``.
 
     *label_from* labels files by a regular expression on their name (see
     :func:`label_from_name`) instead of their folder. With *cut*, each file
@@ -141,23 +197,36 @@ def import_captures(
                 raise CatalogError(f"{source} has no {MANIFEST_NAME}: it is not an export of an echolab catalog",
                                    hint="'echolab catalog export FILE.tar.gz' writes one")
             return import_captures(catalog, Path(tmp), manifest=inner, campaign=campaign, device_ip=device_ip,
-                                   location=location, on_item=on_item)
+                                   location=location, on_item=on_item, progress=progress)
     if source.is_file() and manifest is None and source.suffix.lower() == ".csv" and not is_trace_file(source):
         manifest = source
+    report = ImportReport()
     if manifest is not None:
         items = list(items_from_manifest(manifest, source if source.is_dir() else manifest.parent))
-    elif label_from is not None:
-        items = list(items_from_pattern(source, label_from))
     elif source.is_dir():
-        items = list(items_from_folder(source))
-    elif is_capture_name(source) or is_trace_file(source):
-        items = [ImportItem(source, source.resolve().parent.name)]
+        paths, report.skipped = scan_folder(source)
+        if not paths:
+            raise _nothing_to_import(source, report.skipped)
+        items = list(items_from_pattern(source, label_from, paths) if label_from is not None
+                     else items_from_folder(source, paths))
+    elif is_importable(source):
+        items = list(items_from_pattern(source, label_from) if label_from is not None
+                     else [ImportItem(source, source.resolve().parent.name)])
     else:
-        raise CatalogError(f"{source} is neither a folder of class folders, a CSV manifest nor an exported tar")
+        raise CatalogError(f"{source} is neither a folder of class folders, a capture, a CSV manifest nor an "
+                           "exported tar", hint=f"echolab imports {IMPORTABLE}")
     default_campaign = campaign or f"import-{source.resolve().name}"
-    report = ImportReport()
     campaigns: dict[str, Campaign] = {}
-    for item in items:
+
+    def campaign_of(item: ImportItem) -> Campaign:
+        name = campaign or item.campaign or default_campaign
+        if name not in campaigns:
+            campaigns[name] = _import_campaign(catalog, name, location)
+        return campaigns[name]
+
+    for done, item in enumerate(items):
+        if progress:
+            progress("importing", done, len(items))
         if on_item:
             on_item(item)
         if item.reason and not item.label:
@@ -166,40 +235,64 @@ def import_captures(
         if not item.path.is_file():
             report.rejected.append((str(item.path), f"{item.path} not found"))
             continue
-        if cut is not None:  # a long capture: cut into requests first
-            name = campaign or item.campaign or default_campaign
-            if name not in campaigns:
-                campaigns[name] = _import_campaign(catalog, name, location)
-            import_cut(catalog, campaigns[name], item, cut, report, device_ip=item.device_ip or device_ip,
-                         expect=expect, replace=replace)
+        if not is_gzip_capture(item.path):
+            _import_file(catalog, item, campaign_of, report, device_ip=device_ip, cut=cut, expect=expect,
+                         replace=replace)
             continue
-        sha = sha256_file(item.path)
-        if catalog.has_sha256(sha):
-            report.duplicates.append(str(item.path))
-            continue
-        name = campaign or item.campaign or default_campaign
-        if name not in campaigns:
-            campaigns[name] = _import_campaign(catalog, name, location)
         try:
-            row = catalog.add_capture(
-                campaigns[name], item.label, item.path, device_ip=item.device_ip or device_ip,
-                status=item.status, reason=item.reason, unique=True,
-            )
-        except DuplicateCaptureError:  # another importer added it since the check above
-            report.duplicates.append(str(item.path))
-            continue
+            with unpacked(item.path, catalog.lab.tmp_dir) as plain:
+                if plain.cut_short:
+                    report.cut_short.append((str(item.path), plain.cut_short))
+                _import_file(catalog, _with(item, path=plain.path, origin=item.path), campaign_of, report,
+                             device_ip=device_ip, cut=cut, expect=expect, replace=replace)
         except CaptureError as exc:
             report.rejected.append((str(item.path), str(exc)))
-            continue
-        report.imported.append(row.id)
-        if row.status == CaptureStatus.failed.value and item.status == CaptureStatus.ok.value:
-            report.failed.append((str(item.path), row.reason or ""))
+    if progress:
+        progress("importing", len(items), len(items))
     for camp in campaigns.values():
         with catalog.transaction():
             catalog.session.refresh(camp)
             labels = sorted(set(camp.classes or []) | {c.label for c in catalog.captures(campaign=camp.id, status=None)})
             camp.classes = labels
     return report
+
+
+def _import_file(catalog: Catalog, item: ImportItem, campaign_of: Callable[[ImportItem], Campaign],
+                 report: ImportReport, *, device_ip: str | None, cut: SplitSpec | None, expect: int | None,
+                 replace: bool) -> None:
+    """Import one plain file: cut into requests, or whole."""
+    shown = str(item.shown)
+    if cut is not None:  # a long capture: cut into requests first
+        import_cut(catalog, campaign_of(item), item, cut, report, device_ip=item.device_ip or device_ip,
+                   expect=expect, replace=replace)
+        return
+    sha = sha256_file(item.path)
+    if catalog.has_sha256(sha):
+        report.duplicates.append(shown)
+        return
+
+    def judge(summary: CaptureSummary) -> None:
+        if summary.truncated_file and shown not in {p for p, _ in report.cut_short}:
+            report.cut_short.append((shown, "the file ends inside a packet record; the packets before it were read"))
+        if summary.first_ts is not None and summary.last_ts is not None:
+            lasts = summary.last_ts - summary.first_ts
+            if lasts > CHECKS.long_capture_s:
+                report.long.append((shown, lasts))
+
+    try:
+        row = catalog.add_capture(
+            campaign_of(item), item.label, item.path, device_ip=item.device_ip or device_ip,
+            status=item.status, reason=item.reason, unique=True, on_summary=judge,
+        )
+    except DuplicateCaptureError:  # another importer added it since the check above
+        report.duplicates.append(shown)
+        return
+    except CaptureError as exc:
+        report.rejected.append((shown, str(exc)))
+        return
+    report.imported.append(row.id)
+    if row.status == CaptureStatus.failed.value and item.status == CaptureStatus.ok.value:
+        report.failed.append((shown, row.reason or ""))
 
 
 def label_from_name(pattern: str | re.Pattern[str], name: str) -> str | None:
@@ -218,15 +311,20 @@ def label_from_name(pattern: str | re.Pattern[str], name: str) -> str | None:
     return (found.group(1) if rx.groups else found.group(0)) or None
 
 
-def items_from_pattern(source: Path, pattern: str) -> Iterable[ImportItem]:
-    """Capture files at or under *source*, labelled by *pattern* applied to each file name."""
+def items_from_pattern(source: Path, pattern: str, paths: Sequence[Path] | None = None) -> Iterable[ImportItem]:
+    """Capture files at or under *source* (or *paths*), labelled by *pattern* applied to each file name.
+
+    The pattern sees the name of the capture inside a compressed one
+    (``a_1.pcap`` for ``a_1.pcap.gz``), so one pattern reads both.
+    """
     try:
         rx = re.compile(pattern)
     except re.error as exc:
         raise CatalogError(f"--label-from {pattern!r} is not a regular expression: {exc}") from exc
-    paths = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file() and is_capture_name(p))
+    if paths is None:
+        paths = [source] if source.is_file() else scan_folder(source)[0]
     for path in paths:
-        label = label_from_name(rx, path.name)
+        label = label_from_name(rx, plain_name(path))
         if label is None:
             yield ImportItem(path, "", reason=f"{path} is not matched by --label-from {pattern!r}")
         else:
@@ -277,25 +375,28 @@ def import_cut(
     dropped, analysis runs that used them marked stale) and the new ones come
     in, in one transaction.
     """
-    done = CutImport(str(item.path), item.label, expected=expect)
+    done = CutImport(str(item.shown), item.label, expected=expect)
     report.cuts.append(done)
     try:
         source_sha = sha256_file(item.path)
         result = split_capture(item.path, spec, device_ip, expect=expect)
     except (CaptureError, SplitError) as exc:
         done.problem = str(exc)
-        report.rejected.append((str(item.path), done.problem))
+        report.rejected.append((str(item.shown), done.problem))
         return done
     done.device, done.requests, done.ignored = result.timeline.device, len(result.segments), len(result.ignored)
     done.settings, done.why, done.attached = result.choice, result.why, result.attached
+    if result.timeline.stats.truncated_file and str(item.shown) not in {p for p, _ in report.cut_short}:
+        report.cut_short.append((str(item.shown), "the file ends inside a packet record; the packets before it "
+                                                  "were read"))
     if expect is not None and len(result.segments) != expect:
-        done.problem = (f"{item.path} splits into {len(result.segments)} requests with {spec}, expected {expect}; "
-                        f"nothing imported from it (preview the cut: echolab catalog segments {item.path})")
+        done.problem = (f"{item.shown} splits into {len(result.segments)} requests with {spec}, expected {expect}; "
+                        f"nothing imported from it (preview the cut: echolab catalog segments {item.shown})")
     elif not result.segments:
-        done.problem = (f"{item.path} holds no request with {spec} "
-                        f"(preview the cut: echolab catalog segments {item.path})")
+        done.problem = (f"{item.shown} holds no request with {spec} "
+                        f"(preview the cut: echolab catalog segments {item.shown})")
     if done.problem:
-        report.rejected.append((str(item.path), done.problem))
+        report.rejected.append((str(item.shown), done.problem))
         return done
     ranges = [(seg.start_us, seg.end_us) for seg in result.segments]
     with tempfile.TemporaryDirectory(dir=catalog.lab.tmp_dir) as tmp:
@@ -305,7 +406,7 @@ def import_cut(
                 _add_pieces(catalog, campaign, item, result, source_sha, pieces, ranges, done, report, replace)
         except _CutConflict as conflict:
             done.problem = str(conflict)
-            report.rejected.append((str(item.path), done.problem))
+            report.rejected.append((str(item.shown), done.problem))
     return done
 
 
@@ -322,11 +423,11 @@ def _add_pieces(catalog: Catalog, campaign: Campaign, item: ImportItem, result: 
              if r.source_start is not None and r.source_end is not None}
     if held and set(known) != set(ranges):
         if not replace:
-            raise _CutConflict(_conflict_message(item.path, held, result))
+            raise _CutConflict(_conflict_message(item.shown, held, result))
         stale = [r for key, r in known.items() if key not in set(ranges)]
         stale += [r for r in held if r.source_start is None or r.source_end is None]
         when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        _dropped, runs = catalog.remove_captures(stale, f"were replaced by a re-cut of {item.path} "
+        _dropped, runs = catalog.remove_captures(stale, f"were replaced by a re-cut of {item.shown} "
                                                         f"({result.choice}) on {when}")
         done.replaced = len(stale)
         report.replaced += len(stale)
@@ -335,20 +436,20 @@ def _add_pieces(catalog: Catalog, campaign: Campaign, item: ImportItem, result: 
     for seg, key, piece in zip(result.segments, ranges, pieces):
         if key in known:
             done.duplicates += 1
-            report.duplicates.append(f"{item.path} (request at {seg.start:.6f})")
+            report.duplicates.append(f"{item.shown} (request at {seg.start:.6f})")
             continue
         try:
             row = catalog.add_capture(
                 campaign, item.label, piece, move=True, device_ip=result.timeline.device.ip, unique=True,
                 started_at=datetime.fromtimestamp(seg.start, timezone.utc),
                 ended_at=datetime.fromtimestamp(seg.end, timezone.utc),
-                source={"source_path": str(item.path), "source_sha256": source_sha,
+                source={"source_path": str(item.shown), "source_sha256": source_sha,
                         "source_start": seg.start, "source_end": seg.end,
                         "source_cut": result.choice[:300], "source_cut_why": result.why or None},
             )
         except DuplicateCaptureError:  # the same content from another file
             done.duplicates += 1
-            report.duplicates.append(f"{item.path} (request at {seg.start:.6f})")
+            report.duplicates.append(f"{item.shown} (request at {seg.start:.6f})")
             continue
         done.imported.append(row.id)
         report.imported.append(row.id)

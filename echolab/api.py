@@ -224,8 +224,15 @@ class Lab:
     def import_captures(self, source: Path | str, *, manifest: Path | str | None = None, campaign: str | None = None,
                         device_ip: str | None = None, location: str | None = None, label_from: str | None = None,
                         cut: "str | SplitSpec | None" = None, expect: int | None = None, replace: bool = False,
-                        on_item: Callable[["ImportItem"], None] | None = None) -> "ImportReport":
-        """Import captures: class folders, a CSV manifest, an exported tar.
+                        on_item: Callable[["ImportItem"], None] | None = None,
+                        progress: ProgressCallback | None = None) -> "ImportReport":
+        """Import captures: class folders, a CSV manifest, an exported tar, one capture or packet trace.
+
+        The report lists what was imported and, with why, what was not: files
+        of the folder that are not captures (``skipped``), captures refused
+        (``rejected``), files cut short (``cut_short``) and files imported whole
+        that look like long captures wanting a cut (``long``). *progress* hears
+        ``("importing", files done, files)``.
 
         With *cut* (``auto``, ``gap=SECONDS``, ... or :meth:`cut_spec`), each
         file is a long capture cut into one capture per request first;
@@ -238,7 +245,7 @@ class Lab:
         return import_captures(self.catalog, Path(source), manifest=Path(manifest) if manifest else None,
                                campaign=campaign, device_ip=device_ip, location=location, on_item=on_item,
                                label_from=label_from, cut=_cut(cut) if cut is not None else None,
-                               expect=expect, replace=replace)
+                               expect=expect, replace=replace, progress=progress)
 
     def export(self, out: Path | str, *, label: str | None = None, campaign: str | None = None,
                status: str | None = "ok") -> int:
@@ -268,10 +275,18 @@ class Lab:
     @staticmethod
     def preview_cut(capture: Path | str, cut: "str | SplitSpec" = "auto", *, device_ip: str | None = None,
                     expect: int | None = None) -> "SplitResult":
-        """How one long capture would be cut into requests (nothing is imported; no catalog needed)."""
+        """How one long capture (also ``NAME.pcap.gz``) would be cut into requests (nothing is imported; no
+        catalog needed)."""
+        from echolab.captures.compressed import is_gzip_capture, unpacked
         from echolab.captures.cut import split_capture
 
-        return split_capture(Path(capture), _cut(cut), device_ip, expect=expect)
+        capture = Path(capture)
+        if not is_gzip_capture(capture):
+            return split_capture(capture, _cut(cut), device_ip, expect=expect)
+        with unpacked(capture) as plain:
+            result = split_capture(plain.path, _cut(cut), device_ip, expect=expect)
+        result.timeline.path = capture
+        return result
 
     @staticmethod
     def preview_cut_folder(folder: Path | str, cut: "str | SplitSpec" = "auto", *,
@@ -279,11 +294,12 @@ class Lab:
         """:meth:`preview_cut` on each capture of *folder*: a row a file, or why it cannot be cut."""
         from echolab.captures.reader import CaptureError
         from echolab.captures.spec import SplitError
+        from echolab.captures.compressed import is_gzip_capture
         from echolab.db.files import is_capture_name
 
         folder, spec = Path(folder), _cut(cut)
         rows: list[dict[str, object]] = []
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_capture_name(p)):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and (is_capture_name(p) or is_gzip_capture(p))):
             try:
                 row = Lab.preview_cut(path, spec, device_ip=device_ip, expect=expect).summary()
             except (CaptureError, SplitError) as exc:

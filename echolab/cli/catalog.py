@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.progress import Progress
-
 from echolab.api import Lab
+from echolab.captures.checks import CHECKS
 from echolab.captures.rules import RULES
-from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table, open_lab
+from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table, open_lab, rich_progress
 from echolab.db.catalog import CatalogError
 from echolab.db.records import CaptureStatus
 from echolab.db.transfer import MANIFEST_COLUMNS, manifest_rows
 
 if TYPE_CHECKING:
     from echolab.api import FolderCut
+    from echolab.captures.spec import SplitSpec
+    from echolab.db.transfer import ImportReport
 
 app = typer.Typer(help="Browse, check, import and export the lab's capture catalog.", no_args_is_help=True)
 
@@ -63,7 +64,7 @@ def ls(
         rows = lab.captures(label=label, campaign=campaign, status=None if status is Status.all else status.value,
                             since=since, until=until)
         emit_rows(manifest_rows(rows), LS_COLUMNS if fmt == "table" else MANIFEST_COLUMNS, fmt=fmt,
-                  title=f"{len(rows)} captures")
+                  title=f"{len(rows)} captures", whole_when_piped=True)
 
 
 @app.command("show")
@@ -176,19 +177,31 @@ def import_cmd(
     replace: Annotated[bool, typer.Option(
         help="With --split: a file already catalogued with another cut gets this one instead (its old pieces are "
              "removed with their cached features; analysis runs that used them are marked stale).")] = False,
+    create: Annotated[bool, typer.Option(
+        "--create", help="Create the lab directory if it does not exist (else a missing --lab is an error).")]
+        = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Show no progress bar.")] = False,
 ) -> None:
-    """Import pcap/pcapng files, labelled by folder name, a manifest or a file-name pattern."""
+    """Import pcap/pcapng files (also .pcap.gz) or packet traces, labelled by folder name, a manifest or a
+    file-name pattern.
+
+    Files of the folder that are not captures are listed with why; captures cut short, and captures imported
+    whole that last long enough to hold several requests, are named at the end.
+    """
     if split is None and (expect is not None or attach_trailing is not None or replace):
         raise typer.BadParameter("--expect, --attach-trailing and --replace need --split")
     spec = Lab.cut_spec(split, min_packets=min_packets, min_bytes=min_bytes,
                         attach_trailing=attach_trailing) if split else None
-    with open_lab(ctx, create=True) as lab, Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("importing", total=None)
+    with open_lab(ctx, create=create) as lab, rich_progress(enabled=not no_progress, transient=True) as progress:
         report = lab.import_captures(
             source, manifest=manifest, campaign=campaign, device_ip=device_ip, location=location,
-            on_item=lambda item: progress.update(task, advance=1, description=f"importing {item.path.name}"),
-            label_from=label_from, cut=spec, expect=expect, replace=replace,
+            label_from=label_from, cut=spec, expect=expect, replace=replace, progress=progress,
         )
+    _print_import(report, spec)
+
+
+def _print_import(report: "ImportReport", spec: "SplitSpec | None") -> None:
+    """What an import did: each cut, the counts, then every file not imported or worth a look, with why."""
     for done in report.cuts:
         if done.device is not None:
             typer.echo(f"{done.path}: label {done.label}, device {done.device.describe()}; {done.requests} requests "
@@ -197,7 +210,20 @@ def import_cmd(
             if spec is not None and spec.mode in ("auto", "gap"):
                 typer.echo(f"  cut: {done.settings}" + (f"; {done.why}" if spec.mode == "auto" else ""))
     console.print(f"Imported {len(report.imported)} captures; skipped {len(report.duplicates)} duplicates "
-                  f"(same sha256 or request); rejected {len(report.rejected)}.")
+                  f"(same sha256 or request); rejected {len(report.rejected)}"
+                  + (f"; {len(report.skipped)} files not captures" if report.skipped else "") + ".")
+    for path, why in report.skipped:
+        typer.echo(f"skipped: {path}: {why}", err=True)
+    for path, how in report.cut_short:
+        typer.echo(f"cut short: {path}: {how}", err=True)
+    if report.long:
+        longest = max(s for _, s in report.long)
+        typer.echo(f"{len(report.long)} captures imported whole last over {CHECKS.long_capture_s:g} s (longest "
+                   f"{longest:.0f} s): long captures of several requests each? Preview the cut with 'echolab catalog "
+                   "segments FOLDER --split auto', then discard these and import the files with --split auto.",
+                   err=True)
+        for path, seconds in report.long:
+            typer.echo(f"  long: {path} ({seconds:.0f} s)", err=True)
     if report.stale_runs:
         typer.echo(f"Analysis runs marked stale (they used replaced pieces): {', '.join(report.stale_runs)}")
     for path, reason in report.failed:

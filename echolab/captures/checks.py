@@ -1,0 +1,45 @@
+"""The thresholds by which an import or a cut is judged suspect, in one frozen object.
+
+The cut (:mod:`echolab.captures.cut`) decides where requests are; these
+thresholds decide when what it found deserves a second look, and when a file
+imported whole looks like a long capture that should have been cut. They live
+beside the cut, not in the traffic rules (:data:`echolab.captures.rules.RULES`),
+because they judge results rather than packets. :mod:`echolab.captures.quality`
+applies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CutChecks:
+    """When a capture or a cut is suspect; units in the names."""
+
+    #: A file imported whole (no cut) that lasts longer than this is probably a long capture of
+    #: several requests: a capture the collector makes for one request lasts well under a minute
+    #: (the answer and the Echo's own upload 8 to 15 s after it).
+    long_capture_s: float = 90.0
+    #: The device in a file is suspect when it differs from the device most of the campaign's
+    #: other files hold, and at least this many files were cut.
+    device_quorum: int = 3
+    #: A request lasting more than this many times the median request of its file, or of its
+    #: campaign, is suspect (requests merged), ...
+    duration_factor: float = 3.0
+    #: ... unless it lasts less than this (short requests vary a lot relative to each other).
+    duration_floor_s: float = 20.0
+    #: A request whose bytes to the device are less than this share of its bytes from the device
+    #: is an upload only (the Echo's own upload taken for a request): a request gets an answer.
+    upload_only_in_share: float = 0.1
+    #: ``--split auto`` chose a cut whose working gaps span less than this many seconds: the
+    #: requests are barely separated from the bursts around them.
+    narrow_gap_range_s: float = 0.5
+    #: More than this share of a file's requests got a trailing burst attached: check that the
+    #: bursts are the Echo's own upload and not requests of their own.
+    attached_share: float = 0.5
+
+
+CHECKS = CutChecks()
+
+__all__ = ["CHECKS", "CutChecks"]
