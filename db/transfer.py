@@ -9,17 +9,19 @@ the sequence feature sets.
 from __future__ import annotations
 
 import csv
-from collections import Counter
 import io
 import json
 import re
 import shutil
 import tarfile
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field, replace as _with
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+from sqlalchemy import select
 
 from echolab.captures.checks import CHECKS
 from echolab.captures.compressed import is_gzip_capture, plain_name, unpacked
@@ -33,6 +35,9 @@ from echolab.captures.cut import SplitResult, split_capture
 from echolab.captures.device import DeviceGuess
 from echolab.captures.pieces import write_pieces
 from echolab.captures.spec import SplitError, SplitSpec
+
+if TYPE_CHECKING:
+    from echolab.db.labels import LabelMap, LabelPreview
 
 MANIFEST_COLUMNS = (
     "id", "label", "status", "campaign", "path", "sha256", "size_bytes", "packet_count",
@@ -69,6 +74,9 @@ class ImportReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # files of the folder not imported: (path, why)
     cut_short: list[tuple[str, str]] = field(default_factory=list)  # imported, but the file ends early: (path, how)
     long: list[tuple[str, float]] = field(default_factory=list)  # imported whole, lasting long: (path, seconds)
+    relabelled: list[tuple[int, str, str]] = field(default_factory=list)  # --replace: (id, old label, new label)
+    other_label: list[tuple[str, str, str]] = field(default_factory=list)  # duplicates labelled otherwise: (path, held, given)
+    labels: "LabelPreview | None" = None  # with --label-from: the labels the pattern gave the files
 
     @property
     def ok(self) -> bool:
@@ -155,6 +163,7 @@ def import_captures(
     expect: int | None = None,
     replace: bool = False,
     progress: ProgressCallback | None = None,
+    aliases: "LabelMap | None" = None,
 ) -> ImportReport:
     """Import capture files from a folder, a manifest or an exported tar.
 
@@ -171,10 +180,15 @@ def import_captures(
     ``("importing", files done, files)``.
 
     *label_from* labels files by a regular expression on their name (see
-    :func:`label_from_name`) instead of their folder. With *cut*, each file
-    is a long capture cut into one capture per request first (see
-    :func:`import_cut`); *expect* is how many requests each should hold,
-    and *replace* swaps an earlier, different cut of the same source for this one.
+    :func:`label_from_name`) instead of their folder (``report.labels``
+    previews what it gave, with a warning when the labels look wrong);
+    *aliases* renames labels as they come in (campaigns that spell a class
+    differently). With *cut*, each file is a long capture cut into one capture
+    per request first (see :func:`import_cut`); *expect* is how many requests
+    each should hold. *replace* swaps an earlier, different cut of the same
+    source for this one, and gives captures already catalogued under another
+    label this import's label (``report.relabelled``); without it, they keep
+    theirs and are listed in ``report.other_label``.
 
     A capture that holds no packet (or none of the device) is kept with status
     ``failed`` and its reason (``report.failed``), never ``ok``. Several
@@ -217,6 +231,14 @@ def import_captures(
                            "exported tar", hint=f"echolab imports {IMPORTABLE}")
     default_campaign = campaign or f"import-{source.resolve().name}"
     campaigns: dict[str, Campaign] = {}
+    if label_from is not None and manifest is None:
+        from echolab.db.labels import preview_labels
+
+        report.labels = preview_labels([item.path for item in items], label_from)
+    if aliases is not None:
+        for item in items:
+            if item.label:
+                item.label = aliases.get(item.label, campaign or item.campaign or default_campaign) or item.label
 
     def campaign_of(item: ImportItem) -> Campaign:
         name = campaign or item.campaign or default_campaign
@@ -269,6 +291,9 @@ def _import_file(catalog: Catalog, item: ImportItem, campaign_of: Callable[[Impo
     sha = sha256_file(item.path)
     if catalog.has_sha256(sha):
         report.duplicates.append(shown)
+        with catalog.transaction():
+            _held_label(catalog, list(catalog.session.scalars(select(Capture).where(Capture.sha256 == sha))),
+                        item, shown, report, replace)
         return
 
     def judge(summary: CaptureSummary) -> None:
@@ -283,6 +308,7 @@ def _import_file(catalog: Catalog, item: ImportItem, campaign_of: Callable[[Impo
         row = catalog.add_capture(
             campaign_of(item), item.label, item.path, device_ip=item.device_ip or device_ip,
             status=item.status, reason=item.reason, unique=True, on_summary=judge,
+            source={"source_file": str(item.shown)[:500]},
         )
     except DuplicateCaptureError:  # another importer added it since the check above
         report.duplicates.append(shown)
@@ -414,6 +440,23 @@ class _CutConflict(CatalogError):
     pass
 
 
+def _held_label(catalog: Catalog, held: list[Capture], item: ImportItem, shown: str, report: ImportReport,
+                replace: bool) -> None:
+    """Captures of this file already catalogued under another label: relabelled with *replace*, else named."""
+    other = [row for row in held if row.label != item.label and item.label]
+    if not other:
+        return
+    if replace:
+        from echolab.db.labels import apply_labels
+
+        done = apply_labels(catalog, [(row, item.label) for row in other])
+        report.relabelled.extend(done.changed)
+        report.stale_runs.extend(r for r in done.stale_runs if r not in report.stale_runs)
+    else:
+        for label in sorted({row.label for row in other}):
+            report.other_label.append((shown, label, item.label))
+
+
 def _add_pieces(catalog: Catalog, campaign: Campaign, item: ImportItem, result: SplitResult, source_sha: str,
                 pieces: list[Path], ranges: list[tuple[int, int]], done: CutImport, report: ImportReport,
                 replace: bool) -> None:
@@ -433,6 +476,7 @@ def _add_pieces(catalog: Catalog, campaign: Campaign, item: ImportItem, result: 
         report.replaced += len(stale)
         report.stale_runs.extend(r for r in runs if r not in report.stale_runs)
         known = {key: r for key, r in known.items() if key in set(ranges)}
+    _held_label(catalog, [known[key] for key in ranges if key in known], item, str(item.shown), report, replace)
     for seg, key, piece in zip(result.segments, ranges, pieces):
         if key in known:
             done.duplicates += 1

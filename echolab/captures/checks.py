@@ -39,6 +39,12 @@ class CutChecks:
     #: bursts are the Echo's own upload and not requests of their own.
     attached_share: float = 0.5
 
+    #: A ``--label-from`` pattern looks wrong when it leaves more than this share of the files
+    #: unmatched, or gives more than this many files a label on average (long captures hold
+    #: several requests each, so a class seldom needs many files).
+    label_unmatched_share: float = 0.1
+    label_files_per_label: float = 10.0
+
 
 CHECKS = CutChecks()
 
