@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 from sqlalchemy import select
 
 from echolab.captures.checks import CHECKS
-from echolab.captures.compressed import is_gzip_capture, plain_name, unpacked
+from echolab.captures.compressed import is_gzip_capture, plain_name, unpack_to
+from echolab.captures.quality import CampaignContext, CutChecksReport, CutVerdict, check_cuts
 from echolab.captures.reader import CaptureError, CaptureSummary
 from echolab.captures.trace import is_trace_file
 from echolab.progress import ProgressCallback
@@ -77,6 +78,12 @@ class ImportReport:
     relabelled: list[tuple[int, str, str]] = field(default_factory=list)  # --replace: (id, old label, new label)
     other_label: list[tuple[str, str, str]] = field(default_factory=list)  # duplicates labelled otherwise: (path, held, given)
     labels: "LabelPreview | None" = None  # with --label-from: the labels the pattern gave the files
+    checks: list[CutChecksReport] = field(default_factory=list)  # with a cut: the checks of each campaign's files
+
+    @property
+    def suspect(self) -> list[CutVerdict]:
+        """Files whose cut the checks found suspect (their requests are catalogued with the verdict)."""
+        return [v for checked in self.checks for v in checked.suspect]
 
     @property
     def ok(self) -> bool:
@@ -246,30 +253,38 @@ def import_captures(
             campaigns[name] = _import_campaign(catalog, name, location)
         return campaigns[name]
 
-    for done, item in enumerate(items):
-        if progress:
-            progress("importing", done, len(items))
-        if on_item:
-            on_item(item)
-        if item.reason and not item.label:
-            report.rejected.append((str(item.path), item.reason))
-            continue
-        if not item.path.is_file():
-            report.rejected.append((str(item.path), f"{item.path} not found"))
-            continue
-        if not is_gzip_capture(item.path):
-            _import_file(catalog, item, campaign_of, report, device_ip=device_ip, cut=cut, expect=expect,
-                         replace=replace)
-            continue
-        try:
-            with unpacked(item.path, catalog.lab.tmp_dir) as plain:
+    pending: list[ImportItem] = []  # with a cut: the files, cut and checked together once all are read
+    with tempfile.TemporaryDirectory(dir=catalog.lab.tmp_dir) as scratch:
+        for done, item in enumerate(items):
+            if progress:
+                progress("importing" if cut is None else "reading", done, len(items))
+            if on_item:
+                on_item(item)
+            if item.reason and not item.label:
+                report.rejected.append((str(item.path), item.reason))
+                continue
+            if not item.path.is_file():
+                report.rejected.append((str(item.path), f"{item.path} not found"))
+                continue
+            if is_gzip_capture(item.path):
+                try:
+                    plain = unpack_to(item.path, Path(scratch))
+                except CaptureError as exc:
+                    report.rejected.append((str(item.path), str(exc)))
+                    continue
                 if plain.cut_short:
                     report.cut_short.append((str(item.path), plain.cut_short))
-                _import_file(catalog, _with(item, path=plain.path, origin=item.path), campaign_of, report,
-                             device_ip=device_ip, cut=cut, expect=expect, replace=replace)
-        except CaptureError as exc:
-            report.rejected.append((str(item.path), str(exc)))
-    if progress:
+                item = _with(item, path=plain.path, origin=item.path)
+            if cut is not None:
+                pending.append(item)
+                continue
+            _import_file(catalog, item, campaign_of, report, device_ip=device_ip, cut=None, expect=None,
+                         replace=replace)
+            (Path(scratch) / item.path.name).unlink(missing_ok=True)
+        if pending and cut is not None:
+            _import_cuts(catalog, pending, campaign_of, cut, report, device_ip=device_ip, expect=expect,
+                         replace=replace, progress=progress)
+    if progress and cut is None:
         progress("importing", len(items), len(items))
     for camp in campaigns.values():
         with catalog.transaction():
@@ -277,6 +292,60 @@ def import_captures(
             labels = sorted(set(camp.classes or []) | {c.label for c in catalog.captures(campaign=camp.id, status=None)})
             camp.classes = labels
     return report
+
+
+def _import_cuts(catalog: Catalog, items: Sequence[ImportItem], campaign_of: Callable[[ImportItem], Campaign],
+                 spec: SplitSpec, report: ImportReport, *, device_ip: str | None, expect: int | None,
+                 replace: bool, progress: ProgressCallback | None) -> None:
+    """Cut every long capture, judge the cuts of each campaign together (:mod:`echolab.captures.quality`), then
+    catalogue the requests of each file with its verdict."""
+    results: dict[int, SplitResult] = {}
+    for done, item in enumerate(items):
+        if progress:
+            progress("cutting", done, len(items))
+        try:
+            results[id(item)] = split_capture(item.path, spec, item.device_ip or device_ip, expect=expect)
+        except (CaptureError, SplitError) as exc:
+            cut = CutImport(str(item.shown), item.label, expected=expect, problem=str(exc))
+            report.cuts.append(cut)
+            report.rejected.append((str(item.shown), cut.problem))
+    if progress:
+        progress("cutting", len(items), len(items))
+    verdicts: dict[int, CutVerdict] = {}
+    by_campaign: dict[int, list[ImportItem]] = {}
+    for item in items:
+        if id(item) in results:
+            by_campaign.setdefault(campaign_of(item).id, []).append(item)
+    for camp_items in by_campaign.values():
+        camp = campaign_of(camp_items[0])
+        mine = [results[id(item)] for item in camp_items]
+        checked = check_cuts(mine, context=_campaign_context(catalog, camp, [sha256_file(i.path) for i in camp_items]))
+        for item, verdict in zip(camp_items, checked.verdicts):
+            verdict.file = str(item.shown)
+            verdicts[id(item)] = verdict
+        report.checks.append(checked)
+    kept = [item for item in items if id(item) in results]
+    for done, item in enumerate(kept):
+        if progress:
+            progress("importing", done, len(kept))
+        import_cut(catalog, campaign_of(item), item, spec, report, device_ip=item.device_ip or device_ip,
+                   expect=expect, replace=replace, result=results.pop(id(item)), verdict=verdicts[id(item)])
+    if progress:
+        progress("importing", len(kept), len(kept))
+
+
+def _campaign_context(catalog: Catalog, campaign: Campaign, exclude: Sequence[str]) -> CampaignContext:
+    """The devices and request durations of the files the campaign already holds, cut earlier."""
+    context = CampaignContext()
+    devices: dict[str, str | None] = {}
+    for row in catalog.captures(campaign=campaign.id, status=None):
+        if row.source_sha256 is None or row.source_sha256 in exclude:
+            continue
+        devices.setdefault(row.source_sha256, row.device_ip)
+        if row.source_start is not None and row.source_end is not None:
+            context.durations_s.append(row.source_end - row.source_start)
+    context.devices = [ip for ip in devices.values() if ip]
+    return context
 
 
 def _import_file(catalog: Catalog, item: ImportItem, campaign_of: Callable[[ImportItem], Campaign],
@@ -374,6 +443,7 @@ class CutImport:
     expected: int | None = None
     attached: int = 0  # trailing bursts attached to the request before them
     replaced: int = 0  # pieces of an earlier cut removed (--replace)
+    check: str | None = None  # the verdict of the cut's checks: ``ok`` or ``suspect: why``
 
 
 def import_cut(
@@ -386,12 +456,18 @@ def import_cut(
     device_ip: str | None = None,
     expect: int | None = None,
     replace: bool = False,
+    result: SplitResult | None = None,
+    verdict: CutVerdict | None = None,
 ) -> CutImport:
     """Cut one long capture into requests and catalogue each as its own pcapng.
 
     Each piece links back to its source (path as given, sha256, time range)
-    and keeps the cut's settings and, for ``auto``, why they were chosen. A
-    file that does not split into *expect* requests is rejected whole.
+    and keeps the cut's settings and, for ``auto``, why they were chosen, and
+    the verdict of the cut's checks (:mod:`echolab.captures.quality`; *verdict*
+    when the caller judged it with the campaign's other files, else the file
+    is judged alone). A file that does not split into *expect* requests is
+    not forced into them: its requests come in marked suspect, with why.
+    *result* is the cut when the caller has made it already.
 
     No request is catalogued twice: the source's pieces already in the
     catalog are read under the write lock, in the same transaction that adds
@@ -405,23 +481,24 @@ def import_cut(
     report.cuts.append(done)
     try:
         source_sha = sha256_file(item.path)
-        result = split_capture(item.path, spec, device_ip, expect=expect)
+        if result is None:
+            result = split_capture(item.path, spec, device_ip, expect=expect)
     except (CaptureError, SplitError) as exc:
         done.problem = str(exc)
         report.rejected.append((str(item.shown), done.problem))
         return done
+    if verdict is None:
+        verdict = check_cuts([result]).verdicts[0]
+        verdict.file = str(item.shown)
     done.device, done.requests, done.ignored = result.timeline.device, len(result.segments), len(result.ignored)
     done.settings, done.why, done.attached = result.choice, result.why, result.attached
+    done.check = verdict.text
     if result.timeline.stats.truncated_file and str(item.shown) not in {p for p, _ in report.cut_short}:
         report.cut_short.append((str(item.shown), "the file ends inside a packet record; the packets before it "
                                                   "were read"))
-    if expect is not None and len(result.segments) != expect:
-        done.problem = (f"{item.shown} splits into {len(result.segments)} requests with {spec}, expected {expect}; "
-                        f"nothing imported from it (preview the cut: echolab catalog segments {item.shown})")
-    elif not result.segments:
+    if not result.segments:
         done.problem = (f"{item.shown} holds no request with {spec} "
                         f"(preview the cut: echolab catalog segments {item.shown})")
-    if done.problem:
         report.rejected.append((str(item.shown), done.problem))
         return done
     ranges = [(seg.start_us, seg.end_us) for seg in result.segments]
@@ -479,6 +556,8 @@ def _add_pieces(catalog: Catalog, campaign: Campaign, item: ImportItem, result: 
     _held_label(catalog, [known[key] for key in ranges if key in known], item, str(item.shown), report, replace)
     for seg, key, piece in zip(result.segments, ranges, pieces):
         if key in known:
+            if replace:
+                known[key].cut_check = done.check
             done.duplicates += 1
             report.duplicates.append(f"{item.shown} (request at {seg.start:.6f})")
             continue
@@ -489,7 +568,8 @@ def _add_pieces(catalog: Catalog, campaign: Campaign, item: ImportItem, result: 
                 ended_at=datetime.fromtimestamp(seg.end, timezone.utc),
                 source={"source_path": str(item.shown), "source_sha256": source_sha,
                         "source_start": seg.start, "source_end": seg.end,
-                        "source_cut": result.choice[:300], "source_cut_why": result.why or None},
+                        "source_cut": result.choice[:300], "source_cut_why": result.why or None,
+                        "cut_check": done.check},
             )
         except DuplicateCaptureError:  # the same content from another file
             done.duplicates += 1

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     from echolab.analysis.compare.specs import FeatureSpec
     from echolab.analysis.features.store import BuildReport
     from echolab.captures.cut import SplitResult
+    from echolab.captures.quality import CutChecksReport, CutVerdict
     from echolab.captures.spec import SplitSpec
     from echolab.collector.campaign import CollectResult, CollectSettings
     from echolab.collector.collect import Display
@@ -76,6 +77,7 @@ class FolderCut:
     folder: Path
     rows: list[dict[str, object]]
     expect: int | None = None
+    checks: "CutChecksReport | None" = None  # the cut checks of the files, judged together as one campaign
 
     @property
     def as_expected(self) -> int:
@@ -362,17 +364,34 @@ class Lab:
         from echolab.captures.compressed import is_gzip_capture
         from echolab.db.files import is_capture_name
 
+        from echolab.captures.quality import check_cuts
+
         folder, spec = Path(folder), _cut(cut)
         rows: list[dict[str, object]] = []
+        results = []
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and (is_capture_name(p) or is_gzip_capture(p))):
             try:
-                row = Lab.preview_cut(path, spec, device_ip=device_ip, expect=expect).summary()
+                result = Lab.preview_cut(path, spec, device_ip=device_ip, expect=expect)
+                results.append(result)
+                row = result.summary()
             except (CaptureError, SplitError) as exc:
                 row = {"file": str(path), "requests": None, "expected": expect, "set_aside": None, "attached": None,
                        "settings": None, "why": str(exc)}
             row["file"] = str(path.relative_to(folder))
             rows.append(row)
-        return FolderCut(folder, rows, expect)
+        checks = check_cuts(results)
+        verdicts = iter(checks.verdicts)
+        for row in rows:
+            row["check"] = next(verdicts).text if row["requests"] is not None else None
+        return FolderCut(folder, rows, expect, checks)
+
+    @staticmethod
+    def check_cut(result: "SplitResult") -> "CutVerdict":
+        """The checks of one previewed cut, judged alone (:mod:`echolab.captures.quality`): ``ok`` or why it is
+        suspect."""
+        from echolab.captures.quality import check_cuts
+
+        return check_cuts([result]).verdicts[0]
 
     @staticmethod
     def plot_cut(result: "SplitResult", out: Path | str, *, bin_s: float | None = None) -> Path:

@@ -2,7 +2,8 @@
 
 The cut (:mod:`echolab.captures.cut`) decides where requests are; these
 thresholds decide when what it found deserves a second look, and when a file
-imported whole looks like a long capture that should have been cut. They live
+imported whole looks like a long capture that should have been cut, and when
+the labels a file-name pattern gives look wrong. They live
 beside the cut, not in the traffic rules (:data:`echolab.captures.rules.RULES`),
 because they judge results rather than packets. :mod:`echolab.captures.quality`
 applies them.
@@ -32,12 +33,9 @@ class CutChecks:
     #: A request whose bytes to the device are less than this share of its bytes from the device
     #: is an upload only (the Echo's own upload taken for a request): a request gets an answer.
     upload_only_in_share: float = 0.1
-    #: ``--split auto`` chose a cut whose working gaps span less than this many seconds: the
-    #: requests are barely separated from the bursts around them.
-    narrow_gap_range_s: float = 0.5
-    #: More than this share of a file's requests got a trailing burst attached: check that the
-    #: bursts are the Echo's own upload and not requests of their own.
-    attached_share: float = 0.5
+    #: ``--split auto`` found its cut for gaps whose largest is less than this many times the smallest:
+    #: the requests are barely apart from the bursts around them.
+    narrow_gap_ratio: float = 1.3
 
     #: A ``--label-from`` pattern looks wrong when it leaves more than this share of the files
     #: unmatched, or gives more than this many files a label on average (long captures hold

@@ -50,15 +50,24 @@ def unpacked(path: Path | str, scratch: Path | str | None = None) -> Iterator[Un
     Raises :class:`CaptureError` when *path* is not gzip data at all. A stream
     that ends early (a download cut short) keeps what was unpacked and says so.
     """
-    path = Path(path)
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        out = Path(tmp) / plain_name(path)
-        try:
-            with open(path, "rb") as src, open(out, "wb") as dst:
-                cut_short = _gunzip(src, dst, path)
-        except OSError as exc:
-            raise CaptureError(f"cannot unpack {path}: {exc.strerror or exc}") from exc
-        yield Unpacked(out, cut_short)
+        yield unpack_to(path, Path(tmp))
+
+
+def unpack_to(path: Path | str, folder: Path) -> Unpacked:
+    """Unpack the gzip file *path* into *folder* (a name not taken there); see :func:`unpacked`."""
+    path = Path(path)
+    out = folder / plain_name(path)
+    k = 1
+    while out.exists():
+        k += 1
+        out = folder / f"{k}-{plain_name(path)}"
+    try:
+        with open(path, "rb") as src, open(out, "wb") as dst:
+            cut_short = _gunzip(src, dst, path)
+    except OSError as exc:
+        raise CaptureError(f"cannot unpack {path}: {exc.strerror or exc}") from exc
+    return Unpacked(out, cut_short)
 
 
 def _gunzip(src: BinaryIO, dst: BinaryIO, path: Path) -> str | None:
@@ -89,4 +98,4 @@ def _gunzip(src: BinaryIO, dst: BinaryIO, path: Path) -> str | None:
     return None
 
 
-__all__ = ["GZIP_CAPTURE_SUFFIXES", "Unpacked", "is_gzip_capture", "plain_name", "unpacked"]
+__all__ = ["GZIP_CAPTURE_SUFFIXES", "Unpacked", "is_gzip_capture", "plain_name", "unpack_to", "unpacked"]

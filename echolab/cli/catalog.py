@@ -170,8 +170,9 @@ def import_cmd(
         help="With --split: fewer of the device's IP bytes than this is a keep-alive, not a request.")]
         = RULES.min_bytes,
     expect: Annotated[Optional[int], typer.Option(
-        help="With --split: requests each file should hold; a file with another count is reported, "
-             "not imported, and the command exits 1.")] = None,
+        help="With --split: requests each file should hold (--split auto looks for the cut that gives that many, "
+             "well apart). A file is never forced into them: one with another count comes in marked suspect.")]
+        = None,
     attach_trailing: Annotated[Optional[float], typer.Option(
         help="With --split auto or gap=: attach a short burst starting within SECONDS after a request (the Echo's "
              f"own upload after an answer) to that request (default with auto: {RULES.trailing_window_s:g}; 0: never).")]
@@ -215,9 +216,18 @@ def _print_import(report: "ImportReport", spec: "SplitSpec | None") -> None:
                        + (f", {done.replaced} old pieces replaced" if done.replaced else ""))
             if spec is not None and spec.mode in ("auto", "gap"):
                 typer.echo(f"  cut: {done.settings}" + (f"; {done.why}" if spec.mode == "auto" else ""))
+            if done.check and done.check != "ok":
+                typer.echo(f"  check: {done.check}")
     console.print(f"Imported {len(report.imported)} captures; skipped {len(report.duplicates)} duplicates "
                   f"(same sha256 or request); rejected {len(report.rejected)}"
                   + (f"; {len(report.skipped)} files not captures" if report.skipped else "") + ".")
+    for checked in report.checks:
+        typer.echo(checked.summary())
+    for verdict in report.suspect:
+        typer.echo(f"suspect: {verdict.file}: {'; '.join(verdict.reasons)}")
+    if report.suspect:
+        typer.echo("Suspect files are catalogued with their verdict: preview one with 'echolab catalog segments "
+                   "FILE -o cut.png'; set them aside with 'echolab catalog discard --check suspect --reason ...'.")
     for path, why in report.skipped:
         typer.echo(f"skipped: {path}: {why}", err=True)
     for path, how in report.cut_short:
@@ -305,6 +315,7 @@ def segments_cmd(
                    f"{len(result.ignored)} keep-alive bursts set aside"
                    + (f"; expected {expect}" if expect is not None else ""))
         typer.echo(f"cut: {result.choice}" + (f"; {result.why}" if spec.mode == "auto" else ""))
+        typer.echo(f"check: {Lab.check_cut(result).text}")
         emit_rows(result.rows(), columns)
     if out is not None:
         Lab.plot_cut(result, out, bin_s=bin_s)
@@ -325,7 +336,7 @@ def _segments_folder(cut: "FolderCut", mode: str, json_: bool) -> None:
     labelled = any("label" in r for r in rows)
     if json_:
         emit_rows(rows, ("file", *(("label",) if labelled else ()), "requests", "expected", "set_aside", "attached",
-                         "settings", "why"), fmt="json")
+                         "settings", "why", "check"), fmt="json")
         return
     for r in rows:
         if labelled:
@@ -336,8 +347,12 @@ def _segments_folder(cut: "FolderCut", mode: str, json_: bool) -> None:
         wanted = "" if expect is None else (" (as expected)" if r["requests"] == expect else f" (expected {expect})")
         typer.echo(f"{r['file']}: {r['requests']} requests{wanted}; {r['settings']}"
                    + (f"; {r['why']}" if mode == "auto" else ""))
+        if r.get("check") not in (None, "ok"):
+            typer.echo(f"  check: {r['check']}")
     if expect is not None:
         typer.echo(f"{cut.as_expected} of {len(rows)} captures hold the {expect} requests expected")
+    if cut.checks is not None:
+        typer.echo(cut.checks.summary())
 
 
 @app.command("export")
