@@ -53,7 +53,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
     crafted(folder / "weather_1.pcap", [10, 50, 90, 130], seed=1)
     crafted(folder / "weather_2.pcap", [10, 45, 85, 125], seed=2)
     crafted(folder / "timer_1.pcap", [12, 52, 95, 140], seed=3)
-    crafted(folder / "merged_1.pcap", [10, 50, 90, 97, 104, 111], seed=4)
+    crafted(folder / "merged_1.pcap", [10, 50, 90, 97, 104, 111, 118], seed=4)
     crafted(folder / "upload_1.pcap", [10, 50, 90], uploads=[135], seed=5)
     return folder
 
@@ -101,11 +101,13 @@ def test_expect_never_forces_a_file_that_does_not_fit(tmp_path: Path) -> None:
 
 
 def test_a_file_of_six_cut_into_the_five_expected_is_suspect(tmp_path: Path) -> None:
-    """Two requests joined by the keep-alives between them make five, for a narrow range of gaps only."""
+    """Two requests joined by the keep-alives between them make five: their piece sends two utterances, and the
+    cut holds for a narrow range of gaps only."""
     six = echo_long_capture(tmp_path / "six.pcap", np.random.default_rng(11), requests=6, trailing=0, stray=0)
     result = Lab.preview_cut(six.path, "auto", expect=5)
     assert len(result.segments) == 5 and result.fits
-    assert Lab.check_cut(result).text.startswith("suspect: the cut holds only for gaps from 16.45 to 19.49 s")
+    assert Lab.check_cut(result).reasons == ["request 4 sends 154 kB, 1.9 times the file's median (82 kB): two requests?",
+                                             "the cut holds only for gaps from 16.45 to 19.49 s"]
     assert Lab.check_cut(Lab.preview_cut(six.path, "auto", expect=6)).ok
 
 
@@ -137,7 +139,7 @@ def test_import_keeps_the_verdicts_and_lists_suspect_files(sqlite_lab: LabDir, c
         checks = {(c.label, (c.cut_check or "").split(":")[0]) for c in lab.captures()}
         assert checks == {("weather", "ok"), ("timer", "ok"), ("merged", "suspect"), ("upload", "suspect")}
         set_aside = lab.discard_many("cut looks wrong", check="suspect")
-        assert len(set_aside.changed) == 3 + 4  # merged: 2 requests and 4 merged into one; upload: 3 and the upload
+        assert len(set_aside.changed) == 3 + 4  # merged: 2 requests and 5 merged into one; upload: 3 and the upload
         assert {c.label for c in lab.captures()} == {"weather", "timer"}
 
 

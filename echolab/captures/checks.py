@@ -28,8 +28,13 @@ class CutChecks:
     #: A request lasting more than this many times the median request of its file, or of its
     #: campaign, is suspect (requests merged), ...
     duration_factor: float = 3.0
-    #: ... unless it lasts less than this (short requests vary a lot relative to each other).
-    duration_floor_s: float = 20.0
+    #: ... unless it lasts less than this: a request with the Echo's own upload attached lasts up to
+    #: about 25 s (an answer of 5 to 9 s, the upload 8 to 15 s after it), while two requests merged
+    #: last 35 s or more (they come 30 s or more apart, start to start).
+    duration_floor_s: float = 30.0
+    #: A request sending more than this many times the median request's bytes (of its file or
+    #: campaign) is suspect: two utterances uploaded, two requests merged whatever their duration.
+    upload_factor: float = 1.8
     #: A request whose bytes to the device are less than this share of its bytes from the device
     #: is an upload only (the Echo's own upload taken for a request): a request gets an answer.
     upload_only_in_share: float = 0.1

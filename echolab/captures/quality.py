@@ -9,6 +9,8 @@ same campaign usually finds, and says in words why a file is suspect:
 * **device**: the file's device is not the one most of the campaign's files hold;
 * **duration**: a request lasts several times the median request of its file or
   of its campaign (requests merged, or a stray burst taken in);
+* **upload**: a request sends nearly twice the bytes of the median request (two
+  utterances: requests merged, however short the quiet between them);
 * **upload only**: a request gets (almost) nothing back: a request gets an
   answer, the Echo's own upload after one does not;
 * **narrow gaps**: ``--split auto`` found its cut for a narrow range of gaps only,
@@ -60,6 +62,7 @@ class CampaignContext:
 
     devices: list[str] = field(default_factory=list)  # one entry a file
     durations_s: list[float] = field(default_factory=list)  # one entry a request
+    uploads: list[int] = field(default_factory=list)  # IP bytes the device sent, one entry a request
 
 
 @dataclass
@@ -93,16 +96,18 @@ def check_cuts(results: Sequence["SplitResult"], *, context: CampaignContext | N
     context = context or CampaignContext()
     devices = context.devices + [r.timeline.device.ip for r in results]
     durations = context.durations_s + [s.duration_s for r in results for s in r.segments]
+    uploads = context.uploads + [s.bytes_out for r in results for s in r.segments]
     device, held = Counter(devices).most_common(1)[0] if devices else (None, 0)
     if len(devices) < checks.device_quorum or held * 2 <= len(devices):
         device = None  # too few files, or no majority: nothing to compare with
     campaign_median = median(durations) if durations else None
-    verdicts = [_verdict(r, device, held, len(devices), campaign_median, checks) for r in results]
+    campaign_upload = median(uploads) if uploads else None
+    verdicts = [_verdict(r, device, held, len(devices), campaign_median, campaign_upload, checks) for r in results]
     return CutChecksReport(verdicts, device, campaign_median)
 
 
 def _verdict(result: "SplitResult", device: str | None, held: int, files: int, campaign_median: float | None,
-             checks: CutChecks) -> CutVerdict:
+             campaign_upload: float | None, checks: CutChecks) -> CutVerdict:
     segments = result.segments
     verdict = CutVerdict(str(result.timeline.path), requests=len(segments), attached=result.attached)
     why = verdict.reasons
@@ -114,11 +119,16 @@ def _verdict(result: "SplitResult", device: str | None, held: int, files: int, c
     if result.expect is not None and len(segments) != result.expect:
         why.append(f"holds {len(segments)} requests, expected {result.expect}")
     own_median = median(s.duration_s for s in segments) if segments else None
+    own_upload = median(s.bytes_out for s in segments) if segments else None
     for i, seg in enumerate(segments, 1):
         longer = _longer(seg.duration_s, own_median, "the file's", checks) or \
             _longer(seg.duration_s, campaign_median, "the campaign's", checks)
         if longer:
             why.append(f"request {i} lasts {seg.duration_s:.0f} s, {longer}")
+        bigger = _bigger(seg.bytes_out, own_upload, "the file's", checks) or \
+            _bigger(seg.bytes_out, campaign_upload, "the campaign's", checks)
+        if bigger and not longer:
+            why.append(f"request {i} sends {seg.bytes_out / 1000:.0f} kB, {bigger}")
         if seg.bytes_in < checks.upload_only_in_share * seg.bytes_out:
             why.append(f"request {i} is upload only ({seg.bytes_out / 1000:.1f} kB up, "
                        f"{seg.bytes_in / 1000:.1f} kB down)")
@@ -127,6 +137,12 @@ def _verdict(result: "SplitResult", device: str | None, held: int, files: int, c
         if lo > 0 and hi / lo < checks.narrow_gap_ratio:
             why.append(f"the cut holds only for gaps from {lo:.2f} to {hi:.2f} s")
     return verdict
+
+
+def _bigger(sent: int, median_sent: float | None, whose: str, checks: CutChecks) -> str | None:
+    if not median_sent or sent <= checks.upload_factor * median_sent:
+        return None
+    return f"{sent / median_sent:.1f} times {whose} median ({median_sent / 1000:.0f} kB): two requests?"
 
 
 def _longer(duration_s: float, median_s: float | None, whose: str, checks: CutChecks) -> str | None:
