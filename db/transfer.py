@@ -334,6 +334,14 @@ def _import_cuts(catalog: Catalog, items: Sequence[ImportItem], campaign_of: Cal
         progress("importing", len(kept), len(kept))
 
 
+def _source_file(catalog: Catalog, item: ImportItem) -> str | None:
+    """The file as given, for a capture imported whole (none for one unpacked from an exported tar)."""
+    shown = item.shown.resolve()
+    if shown.is_relative_to(catalog.lab.tmp_dir.resolve()):
+        return None
+    return str(item.shown)[:500]
+
+
 def _campaign_context(catalog: Catalog, campaign: Campaign, exclude: Sequence[str]) -> CampaignContext:
     """The devices and request durations of the files the campaign already holds, cut earlier."""
     context = CampaignContext()
@@ -377,7 +385,7 @@ def _import_file(catalog: Catalog, item: ImportItem, campaign_of: Callable[[Impo
         row = catalog.add_capture(
             campaign_of(item), item.label, item.path, device_ip=item.device_ip or device_ip,
             status=item.status, reason=item.reason, unique=True, on_summary=judge,
-            source={"source_file": str(item.shown)[:500]},
+            source={"source_file": _source_file(catalog, item)},
         )
     except DuplicateCaptureError:  # another importer added it since the check above
         report.duplicates.append(shown)

@@ -48,8 +48,8 @@ def _labels(lab: Lab, status: str | None = None, **kw) -> list[str]:
     return sorted(c.label for c in lab.captures(status=status, **kw))
 
 
-def test_relabel_every_way(sqlite_lab: LabDir, homes: Path, tmp_path: Path) -> None:
-    with Lab(sqlite_lab) as lab:
+def test_relabel_every_way(lab: LabDir, homes: Path, tmp_path: Path) -> None:  # SQLite and PostgreSQL
+    with Lab(lab) as lab:
         for home in ("home1", "home2"):
             lab.import_captures(homes / home, campaign=home, label_from=r"_(\d+)\.pcap")  # a wrong pattern
         assert _labels(lab) == ["1", "1", "1", "1", "2", "2"]
@@ -105,8 +105,9 @@ def test_aliases_rename_labels_as_they_come_in(sqlite_lab: LabDir, homes: Path, 
         assert _labels(lab) == ["days_until_christmas", "weather", "weather"]
 
 
-def test_bulk_discard_and_restore(sqlite_lab: LabDir, homes: Path) -> None:
-    with Lab(sqlite_lab) as lab:
+def test_bulk_discard_and_restore(lab: LabDir, homes: Path) -> None:  # SQLite and PostgreSQL
+    sqlite_lab = lab
+    with Lab(lab) as lab:
         for home in ("home1", "home2"):
             lab.import_captures(homes / home, campaign=home, label_from=LABEL_RX)
         done = lab.discard_many("second home's Echo was moved", campaign="home2")
