@@ -4,6 +4,7 @@ at the end of the import and shown by catalog segments before anything is writte
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -138,6 +139,13 @@ def test_import_keeps_the_verdicts_and_lists_suspect_files(sqlite_lab: LabDir, c
     with Lab(sqlite_lab) as lab:
         checks = {(c.label, (c.cut_check or "").split(":")[0]) for c in lab.captures()}
         assert checks == {("weather", "ok"), ("timer", "ok"), ("merged", "suspect"), ("upload", "suspect")}
+    listed = cli(sqlite_lab, "catalog", "ls", "--check", "suspect")
+    lines = listed.output.splitlines()[3:]  # title, header, rule
+    assert listed.exit_code == 0 and len(lines) == 7 and all(line.endswith("  suspect") for line in lines)
+    as_json = json.loads(cli(sqlite_lab, "catalog", "ls", "--check", "suspect", "--json").output)
+    assert {row["label"] for row in as_json} == {"merged", "upload"}
+    assert all(row["check"].startswith("suspect: request ") for row in as_json)
+    with Lab(sqlite_lab) as lab:
         set_aside = lab.discard_many("cut looks wrong", check="suspect")
         assert len(set_aside.changed) == 3 + 4  # merged: 2 requests and 5 merged into one; upload: 3 and the upload
         assert {c.label for c in lab.captures()} == {"weather", "timer"}

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Browse, check, import and export the lab's capture catalog.", no_args_is_help=True)
 
-LS_COLUMNS = ("id", "label", "status", "campaign", "path", "sha256", "packet_count", "started_at")
+LS_COLUMNS = ("id", "label", "status", "campaign", "path", "sha256", "packet_count", "started_at", "check")
 
 
 class Status(str, Enum):
@@ -33,6 +33,11 @@ class Status(str, Enum):
     failed = "failed"
     discarded = "discarded"
     all = "all"
+
+
+class Check(str, Enum):
+    ok = "ok"
+    suspect = "suspect"
 
 
 def _fmt(json_: bool, csv_: bool) -> str:
@@ -59,13 +64,21 @@ def ls(
     until: Annotated[Optional[datetime], typer.Option(help="Started at or before (ISO time; local unless it has an offset).")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    check: Annotated[Optional[Check], typer.Option(
+        help="Only captures whose cut's checks gave this verdict (see 'catalog import --split').")] = None,
 ) -> None:
-    """List captures."""
+    """List captures (a table printed to a pipe or a file keeps every cell whole)."""
     fmt = _fmt(json_, csv_)
     with open_lab(ctx) as lab:
         rows = lab.captures(label=label, campaign=campaign, status=None if status is Status.all else status.value,
                             since=since, until=until)
-        emit_rows(manifest_rows(rows), LS_COLUMNS if fmt == "table" else MANIFEST_COLUMNS, fmt=fmt,
+        if check is not None:
+            chosen = {c.id for c in lab.select(check=check.value)}
+            rows = [r for r in rows if r.id in chosen]
+        table = manifest_rows(rows)
+        for row, capture in zip(table, rows):  # the table names the verdict; JSON and CSV give why
+            row["check"] = capture.cut_check if fmt != "table" else (capture.cut_check or "").split(":")[0] or None
+        emit_rows(table, LS_COLUMNS if fmt == "table" else (*MANIFEST_COLUMNS, "check"), fmt=fmt,
                   title=f"{len(rows)} captures", whole_when_piped=True)
 
 
@@ -375,11 +388,6 @@ LabelsOpt = Annotated[Optional[list[str]], typer.Option("--label", "--class", he
                                                         "(repeat for several).", show_default=False)]
 SourceOpt = Annotated[Optional[str], typer.Option(
     help="Only captures imported or cut from files matching this shell pattern (e.g. '*home2*').")]
-
-
-class Check(str, Enum):
-    ok = "ok"
-    suspect = "suspect"
 
 
 CheckOpt = Annotated[Optional[Check], typer.Option(help="Only captures whose cut's checks gave this verdict.")]
