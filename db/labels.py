@@ -229,16 +229,16 @@ class LabelPreview:
         """Why the labels look wrong, if they do: many files in few labels, or many files not matched."""
         matched = self.files - len(self.unmatched)
         if self.files and len(self.unmatched) > CHECKS.label_unmatched_share * self.files:
-            return (f"{len(self.unmatched)} of {self.files} files are not matched by {self.pattern!r} "
+            return (f"{len(self.unmatched)} of {self.files} files are not matched by '{self.pattern}' "
                     f"(the first: {self.unmatched[0]})")
         numbers = sorted(k for k in self.labels if re.fullmatch(r"[\d_.:-]+", k))
         if numbers:
-            return (f"{len(numbers)} labels are numbers ({', '.join(numbers[:3])}): does {self.pattern!r} take "
+            return (f"{len(numbers)} labels are numbers ({', '.join(numbers[:3])}): does '{self.pattern}' take "
                     "a count or a date instead of the command's name?")
         if self.labels and matched / len(self.labels) > CHECKS.label_files_per_label:
             label, biggest = max(((k, len(v)) for k, v in self.labels.items()), key=lambda kv: kv[1])
             return (f"{matched} files fall into only {len(self.labels)} labels ({biggest} into {label!r}): "
-                    f"does {self.pattern!r} take the whole command's name?")
+                    f"does '{self.pattern}' take the whole command's name?")
         return None
 
     def rows(self) -> list[dict[str, object]]:

@@ -16,6 +16,7 @@ from echolab.cli.common import console, emit_rows, err_console, get_lab, key_val
 from echolab.db.catalog import CatalogError
 from echolab.db.records import CaptureStatus
 from echolab.db.transfer import MANIFEST_COLUMNS, manifest_rows
+from echolab.errors import LabError
 
 if TYPE_CHECKING:
     from echolab.api import FolderCut
@@ -212,7 +213,11 @@ def import_cmd(
         raise typer.BadParameter("--expect and --attach-trailing need --split")
     spec = Lab.cut_spec(split, min_packets=min_packets, min_bytes=min_bytes,
                         attach_trailing=attach_trailing) if split else None
-    with open_lab(ctx, create=create) as lab, rich_progress(enabled=not no_progress, transient=True) as progress:
+    try:
+        opened = open_lab(ctx, create=create)
+    except LabError as exc:
+        raise LabError(str(exc), hint="or add --create to make a new lab there") from exc
+    with opened as lab, rich_progress(enabled=not no_progress, transient=True) as progress:
         report = lab.import_captures(
             source, manifest=manifest, campaign=campaign, device_ip=device_ip, location=location,
             label_from=label_from, cut=spec, expect=expect, replace=replace, progress=progress, aliases=aliases,
