@@ -91,6 +91,7 @@ def test_import_refuses_a_missing_lab_unless_asked_to_create_it(tmp_path: Path, 
     missing = tmp_path / "typo-lab"
     refused = cli(missing, "catalog", "import", str(mixed_folder))
     assert refused.exit_code == 1 and "does not exist" in refused.output and not missing.exists()
+    assert "Hint: or add --create to make a new lab there" in refused.output
     made = cli(missing, "catalog", "import", str(mixed_folder), "--create")
     assert made.exit_code == 0, made.output and missing.is_dir()
 

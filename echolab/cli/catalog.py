@@ -334,7 +334,7 @@ def segments_cmd(
                    + (f"; expected {expect}" if expect is not None else ""))
         typer.echo(f"cut: {result.choice}" + (f"; {result.why}" if spec.mode == "auto" else ""))
         typer.echo(f"check: {Lab.check_cut(result).text}")
-        emit_rows(result.rows(), columns)
+        emit_rows(result.rows(), columns, whole_when_piped=True)
     if out is not None:
         Lab.plot_cut(result, out, bin_s=bin_s)
         err_console.print(f"Timeline written to {out}")
