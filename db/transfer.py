@@ -184,7 +184,8 @@ def import_captures(
     ``report.cut_short``; one imported whole that lasts longer than
     :attr:`~echolab.captures.checks.CutChecks.long_capture_s` (a long capture
     that wanted a cut) in ``report.long``. *progress* hears
-    ``("importing", files done, files)``.
+    ``("importing", files done, files)`` (with a cut, ``"reading"`` and
+    ``"cutting"`` first).
 
     *label_from* labels files by a regular expression on their name (see
     :func:`label_from_name`) instead of their folder (``report.labels``
@@ -281,6 +282,8 @@ def import_captures(
             _import_file(catalog, item, campaign_of, report, device_ip=device_ip, cut=None, expect=None,
                          replace=replace)
             (Path(scratch) / item.path.name).unlink(missing_ok=True)
+        if progress and cut is not None:
+            progress("reading", len(items), len(items))
         if pending and cut is not None:
             _import_cuts(catalog, pending, campaign_of, cut, report, device_ip=device_ip, expect=expect,
                          replace=replace, progress=progress)

@@ -296,7 +296,8 @@ class Lab:
         of the folder that are not captures (``skipped``), captures refused
         (``rejected``), files cut short (``cut_short``) and files imported whole
         that look like long captures wanting a cut (``long``). *progress* hears
-        ``("importing", files done, files)``. *aliases* (a label map, see
+        ``("importing", files done, files)`` (with a cut, ``"reading"`` and
+        ``"cutting"`` first). *aliases* (a label map, see
         :meth:`relabel`) renames labels as they come in.
 
         With *cut* (``auto``, ``gap=SECONDS``, ... or :meth:`cut_spec`), each
