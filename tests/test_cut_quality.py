@@ -158,3 +158,12 @@ def test_a_file_cut_later_is_judged_against_the_campaign_in_the_catalog(sqlite_l
                    "--campaign", "home").exit_code == 0
     late = cli(sqlite_lab, "catalog", "import", str(other_device), "--split", "gap=4", "--campaign", "home")
     assert late.exit_code == 0 and "device 192.168.1.77" in late.output and "(3 of 4 files)" in late.output
+
+
+def test_a_cut_import_reports_progress_for_each_step(sqlite_lab: LabDir, campaign: Path) -> None:
+    heard: dict[str, list[tuple[int, int | None]]] = {}
+    with Lab(sqlite_lab) as lab:
+        lab.import_captures(campaign, cut="gap=4", label_from=r"^([a-z]+)_",
+                            progress=lambda task, done, total: heard.setdefault(task, []).append((done, total)))
+    assert list(heard) == ["reading", "cutting", "importing"]
+    assert all(steps[0] == (0, 5) and steps[-1] == (5, 5) for steps in heard.values())

@@ -131,7 +131,7 @@ def test_bulk_discard_and_restore(lab: LabDir, homes: Path) -> None:  # SQLite a
 
 def test_replace_really_replaces_labels(sqlite_lab: LabDir, homes: Path) -> None:
     wrong = cli(sqlite_lab, "catalog", "import", str(homes / "home1"), "--label-from", r"_(\d+)\.pcap")
-    assert wrong.exit_code == 0
+    assert wrong.exit_code == 0 and "labels: 2 labels are numbers (1, 2)" in wrong.output
     kept = cli(sqlite_lab, "catalog", "import", str(homes / "home1"), "--label-from", LABEL_RX)
     assert "kept label:" in kept.output and "--replace relabels it" in kept.output
     with Lab(sqlite_lab) as lab:
