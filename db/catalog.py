@@ -12,13 +12,13 @@ import math
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from echolab.captures.reader import CaptureError, summarize
+from echolab.captures.reader import CaptureError, CaptureSummary, summarize
 from echolab.captures.trace import TRACE_SUFFIX, is_trace_file, summarize_trace
 from echolab.db.engine import DEFAULT_LOCK_TIMEOUT_S, MAX_LOCK_TIMEOUT_S, MIGRATIONS, make_engine, migrate, short_error
 from echolab.db.errors import (
@@ -263,6 +263,7 @@ class Catalog:
         server_addresses: Sequence[str] | None = None,
         source: dict[str, Any] | None = None,
         unique: bool = False,
+        on_summary: Callable[[CaptureSummary], None] | None = None,
     ) -> Capture:
         """Record one capture and place its file in the lab, in one transaction.
 
@@ -272,7 +273,8 @@ class Catalog:
         over TCP or UDP when no device is given), is kept as ``failed`` with the
         reason. With *unique*, a capture whose sha256 the catalog holds raises
         :class:`DuplicateCaptureError` (checked under the write lock, so two
-        importers of the same file never both add it).
+        importers of the same file never both add it). *on_summary* hears what
+        the one read of the file found (its span, whether it was cut short).
         """
         CaptureStatus(status)
         fields: dict[str, Any] = {}
@@ -281,6 +283,8 @@ class Catalog:
             pcap = Path(pcap)
             trace = is_trace_file(pcap)  # a time,size,direction packet trace (no headers, no addresses)
             summary = summarize_trace(pcap) if trace else summarize(pcap)
+            if on_summary is not None:
+                on_summary(summary)
             sha = sha256_file(pcap)
             suffix = TRACE_SUFFIX if trace else ".pcapng" if _is_pcapng(pcap) else ".pcap"
             dest = self.capture_path(campaign, label, sha, suffix)

@@ -22,7 +22,7 @@ def utcnow() -> datetime:
 
 #: The newest schema revision (the head of db/migrations/versions). A catalog at this
 #: revision opens without loading Alembic; a test checks that it is Alembic's head.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 
 class Base(DeclarativeBase):
@@ -130,6 +130,11 @@ class Capture(Base):
     # A packet trace made by a defense from another capture: that capture, and the defense's spec.
     defended_from: Mapped[int | None] = mapped_column(ForeignKey("captures.id"), index=True)
     defense: Mapped[str | None] = mapped_column(String(300))
+    # the file it was imported from, as given (a whole file; a piece's is source_path), whose name
+    # ``catalog relabel --label-from`` reads labels from again
+    source_file: Mapped[str | None] = mapped_column(String(500))
+    # the checks of the cut that gave it (echolab.captures.quality): ``ok`` or ``suspect: why``
+    cut_check: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     campaign: Mapped[Campaign] = relationship()

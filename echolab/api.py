@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     from echolab.analysis.defenses.dataset import DefendReport
     from echolab.analysis.features.store import BuildReport
     from echolab.captures.cut import SplitResult
+    from echolab.captures.quality import CutChecksReport, CutVerdict
     from echolab.captures.spec import SplitSpec
     from echolab.collector.campaign import CollectResult, CollectSettings
     from echolab.collector.collect import Display
@@ -52,6 +53,8 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     from echolab.db.catalog import Catalog
     from echolab.db.checks import CatalogStats, VerifyReport
     from echolab.db.records import AnalysisRun, Campaign, Capture
+    from echolab.db.labels import LabelMap, LabelPreview, Relabelled
+    from echolab.db.selection import BulkChange, Selection
     from echolab.db.transfer import ImportItem, ImportReport
 
 @dataclass
@@ -76,6 +79,7 @@ class FolderCut:
     folder: Path
     rows: list[dict[str, object]]
     expect: int | None = None
+    checks: "CutChecksReport | None" = None  # the cut checks of the files, judged together as one campaign
 
     @property
     def as_expected(self) -> int:
@@ -201,6 +205,65 @@ class Lab:
         """Exclude a capture from analysis, keeping it and *reason* for the audit trail."""
         return self.catalog.discard(capture_id, reason)
 
+    def select(self, ids: Sequence[int] = (), *, campaign: str | None = None, labels: Sequence[str] = (),
+               source: str | None = None, status: str | None = None, check: str | None = None) -> list["Capture"]:
+        """Captures chosen in bulk: by id, campaign, label, source file (a shell pattern such as
+        ``*home2*``), status, or cut check (``ok``/``suspect``); every filter given must hold."""
+        from echolab.db.selection import select, selection
+
+        return select(self.catalog, selection(ids, campaign=campaign, labels=labels, source=source, status=status,
+                                              check=check))
+
+    def discard_many(self, reason: str, ids: Sequence[int] = (), *, campaign: str | None = None,
+                     labels: Sequence[str] = (), source: str | None = None, status: str | None = None,
+                     check: str | None = None) -> "BulkChange":
+        """Discard every capture :meth:`select` gives (kept with *reason*, left out of analysis), at once."""
+        from echolab.db.selection import discard_selected, selection
+
+        return discard_selected(self.catalog, selection(ids, campaign=campaign, labels=labels, source=source,
+                                                        status=status, check=check), reason)
+
+    def restore(self, ids: Sequence[int] = (), *, campaign: str | None = None, labels: Sequence[str] = (),
+                source: str | None = None, check: str | None = None) -> "BulkChange":
+        """Make discarded captures :meth:`select` gives ``ok`` again."""
+        from echolab.db.selection import restore_selected, selection
+
+        return restore_selected(self.catalog, selection(ids, campaign=campaign, labels=labels, source=source,
+                                                        check=check))
+
+    def relabel(self, ids: Sequence[int] = (), *, campaign: str | None = None, labels: Sequence[str] = (),
+                source: str | None = None, to: str | None = None, match: str | None = None,
+                label_map: "Path | str | LabelMap | None" = None, label_from: str | None = None,
+                dry_run: bool = False) -> "Relabelled":
+        """New labels for catalogued captures, one way at a time (see :func:`echolab.db.labels.relabel`).
+
+        ``lab.relabel([3, 4], to="weather")``; ``lab.relabel(labels=["wether"], to="weather")``;
+        ``lab.relabel(match="untill", to="until")`` (a regular expression on labels);
+        ``lab.relabel(label_map="aliases.csv")`` (``from,to[,campaign]`` rows);
+        ``lab.relabel(label_from=r"^(?P<label>.+?)_\d+\.pcap")`` (the file names read again). Runs that
+        used a relabelled capture are marked stale; *dry_run* writes nothing.
+        """
+        from echolab.db.labels import LabelMap, read_label_map, relabel
+        from echolab.db.selection import selection
+
+        mapping = label_map if isinstance(label_map, LabelMap) or label_map is None else read_label_map(label_map)
+        return relabel(self.catalog, selection(ids, campaign=campaign, labels=labels, source=source), to=to,
+                       match=match, label_map=mapping, label_from=label_from, dry_run=dry_run)
+
+    @staticmethod
+    def preview_labels(source: Path | str | Sequence[Path], pattern: str) -> "LabelPreview":
+        """The labels *pattern* gives the file names of a folder (or of the files given), and a warning when
+        they look wrong (many files unmatched, labels that are numbers, many files in few labels)."""
+        from echolab.db.labels import preview_labels
+        from echolab.db.transfer import scan_folder
+
+        if isinstance(source, (str, Path)):
+            source = Path(source)
+            paths = scan_folder(source)[0] if source.is_dir() else [source]
+        else:
+            paths = list(source)
+        return preview_labels(paths, pattern)
+
     def verify(self, *, hash_files: bool = True) -> "VerifyReport":
         """Check every catalogued file exists (and, with *hash_files*, matches its sha256), and find
         files the catalog does not know or that an interrupted write left."""
@@ -226,8 +289,18 @@ class Lab:
     def import_captures(self, source: Path | str, *, manifest: Path | str | None = None, campaign: str | None = None,
                         device_ip: str | None = None, location: str | None = None, label_from: str | None = None,
                         cut: "str | SplitSpec | None" = None, expect: int | None = None, replace: bool = False,
-                        on_item: Callable[["ImportItem"], None] | None = None) -> "ImportReport":
-        """Import captures: class folders, a CSV manifest, an exported tar.
+                        on_item: Callable[["ImportItem"], None] | None = None,
+                        progress: ProgressCallback | None = None,
+                        aliases: "Path | str | LabelMap | None" = None) -> "ImportReport":
+        """Import captures: class folders, a CSV manifest, an exported tar, one capture or packet trace.
+
+        The report lists what was imported and, with why, what was not: files
+        of the folder that are not captures (``skipped``), captures refused
+        (``rejected``), files cut short (``cut_short``) and files imported whole
+        that look like long captures wanting a cut (``long``). *progress* hears
+        ``("importing", files done, files)`` (with a cut, ``"reading"`` and
+        ``"cutting"`` first). *aliases* (a label map, see
+        :meth:`relabel`) renames labels as they come in.
 
         With *cut* (``auto``, ``gap=SECONDS``, ... or :meth:`cut_spec`), each
         file is a long capture cut into one capture per request first;
@@ -235,12 +308,14 @@ class Lab:
         earlier, different cut of the same source for this one. See
         :func:`echolab.db.transfer.import_captures`.
         """
+        from echolab.db.labels import LabelMap, read_label_map
         from echolab.db.transfer import import_captures
 
+        mapping = aliases if isinstance(aliases, LabelMap) or aliases is None else read_label_map(aliases)
         return import_captures(self.catalog, Path(source), manifest=Path(manifest) if manifest else None,
                                campaign=campaign, device_ip=device_ip, location=location, on_item=on_item,
                                label_from=label_from, cut=_cut(cut) if cut is not None else None,
-                               expect=expect, replace=replace)
+                               expect=expect, replace=replace, progress=progress, aliases=mapping)
 
     def export(self, out: Path | str, *, label: str | None = None, campaign: str | None = None,
                status: str | None = "ok") -> int:
@@ -270,10 +345,18 @@ class Lab:
     @staticmethod
     def preview_cut(capture: Path | str, cut: "str | SplitSpec" = "auto", *, device_ip: str | None = None,
                     expect: int | None = None) -> "SplitResult":
-        """How one long capture would be cut into requests (nothing is imported; no catalog needed)."""
+        """How one long capture (also ``NAME.pcap.gz``) would be cut into requests (nothing is imported; no
+        catalog needed)."""
+        from echolab.captures.compressed import is_gzip_capture, unpacked
         from echolab.captures.cut import split_capture
 
-        return split_capture(Path(capture), _cut(cut), device_ip, expect=expect)
+        capture = Path(capture)
+        if not is_gzip_capture(capture):
+            return split_capture(capture, _cut(cut), device_ip, expect=expect)
+        with unpacked(capture) as plain:
+            result = split_capture(plain.path, _cut(cut), device_ip, expect=expect)
+        result.timeline.path = capture
+        return result
 
     @staticmethod
     def preview_cut_folder(folder: Path | str, cut: "str | SplitSpec" = "auto", *,
@@ -281,19 +364,37 @@ class Lab:
         """:meth:`preview_cut` on each capture of *folder*: a row a file, or why it cannot be cut."""
         from echolab.captures.reader import CaptureError
         from echolab.captures.spec import SplitError
+        from echolab.captures.compressed import is_gzip_capture
         from echolab.db.files import is_capture_name
+
+        from echolab.captures.quality import check_cuts
 
         folder, spec = Path(folder), _cut(cut)
         rows: list[dict[str, object]] = []
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_capture_name(p)):
+        results = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and (is_capture_name(p) or is_gzip_capture(p))):
             try:
-                row = Lab.preview_cut(path, spec, device_ip=device_ip, expect=expect).summary()
+                result = Lab.preview_cut(path, spec, device_ip=device_ip, expect=expect)
+                results.append(result)
+                row = result.summary()
             except (CaptureError, SplitError) as exc:
                 row = {"file": str(path), "requests": None, "expected": expect, "set_aside": None, "attached": None,
                        "settings": None, "why": str(exc)}
             row["file"] = str(path.relative_to(folder))
             rows.append(row)
-        return FolderCut(folder, rows, expect)
+        checks = check_cuts(results)
+        verdicts = iter(checks.verdicts)
+        for row in rows:
+            row["check"] = next(verdicts).text if row["requests"] is not None else None
+        return FolderCut(folder, rows, expect, checks)
+
+    @staticmethod
+    def check_cut(result: "SplitResult") -> "CutVerdict":
+        """The checks of one previewed cut, judged alone (:mod:`echolab.captures.quality`): ``ok`` or why it is
+        suspect."""
+        from echolab.captures.quality import check_cuts
+
+        return check_cuts([result]).verdicts[0]
 
     @staticmethod
     def plot_cut(result: "SplitResult", out: Path | str, *, bin_s: float | None = None) -> Path:

@@ -80,7 +80,7 @@ def test_export_tar_round_trip(lab: LabDir, class_folders: Path, tmp_path: Path)
     tar = tmp_path / "out.tar.gz"
     assert cli(lab, "catalog", "export", str(tar)).exit_code == 0
     other = tmp_path / "other-lab"
-    result = runner.invoke(app, ["--lab", str(other), "catalog", "import", str(tar)],
+    result = runner.invoke(app, ["--lab", str(other), "catalog", "import", str(tar), "--create"],
                            env={"ECHOLAB_CATALOG_URL": f"sqlite:///{tmp_path / 'other.sqlite'}"})
     assert result.exit_code == 0, result.output
     assert "Imported 4 captures" in result.output

@@ -291,23 +291,25 @@ def test_import_split_labels_links_and_is_idempotent(lab: LabDir, weather: LongC
         assert not list(cat.lab.tmp_dir.iterdir())
 
 
-def test_expect_mismatch_is_reported_and_others_imported(sqlite_lab: LabDir, weather: LongCapture,
-                                                          music: LongCapture, tmp_path: Path) -> None:
+def test_expect_mismatch_is_marked_suspect_not_forced(sqlite_lab: LabDir, weather: LongCapture,
+                                                      music: LongCapture, tmp_path: Path) -> None:
     folder = tmp_path / "long"
     folder.mkdir()
     for cap in (weather, music):
         shutil.copy(cap.path, folder / cap.path.name)
     result = cli(sqlite_lab, "catalog", "import", str(folder), "--split", "gap=11", "--label-from", LABEL_RX,
                  "--expect", "4")
-    assert result.exit_code == 1
-    assert "Imported 4 captures" in result.output and "rejected 1" in result.output
-    assert "play_music_3_60s.pcap splits into 3 requests with gap=11, expected 4; nothing imported" in result.output
+    assert result.exit_code == 0, result.output
+    assert "Imported 7 captures" in result.output and "rejected 0" in result.output
+    assert f"suspect: {folder / 'play_music_3_60s.pcap'}: holds 3 requests, expected 4" in result.output
+    assert "cut checks: 1 of 2 files suspect" in result.output
     with Catalog.open(sqlite_lab) as cat:
-        assert {r.label for r in cat.captures()} == {"what_is_the_weather"}
+        checks = {(r.label, r.cut_check) for r in cat.captures()}
+    assert checks == {("what_is_the_weather", "ok"), ("play_music", "suspect: holds 3 requests, expected 4")}
     unmatched = cli(sqlite_lab, "catalog", "import", str(folder), "--split", "gap=11", "--label-from", r"^xyz_(\w+)")
     assert unmatched.exit_code == 1 and "is not matched by --label-from" in unmatched.output
     no_split = cli(sqlite_lab, "catalog", "import", str(folder), "--expect", "4")
-    assert no_split.exit_code != 0 and "--expect, --attach-trailing and --replace need --split" in no_split.output
+    assert no_split.exit_code != 0 and "--expect and --attach-trailing need --split" in no_split.output
 
 
 def test_segments_preview_writes_png_and_table(weather: LongCapture, tmp_path: Path) -> None:

@@ -121,8 +121,10 @@ def test_trace_files_read_back_and_bad_ones_say_why(record, tmp_path: Path) -> N
     console.print(packet_summary(path))  # what 'catalog show' prints for a trace
     shown = console.export_text()
     assert "6 packets" in shown and "3.000 s" in shown and "server to device (-1) │ 3       │ 3300" in shown
-    path.write_text("time,size,direction\n0.0,200,-1\n")
-    with pytest.raises(TraceError, match=r"t.csv line 2: size 200 and direction -1 disagree"):
+    path.write_text("time,size,direction\n0.0,200,-1\n")  # an unsigned size: the direction gives its sign
+    assert list(read_trace(path)[1]) == [-200]
+    path.write_text("time,size,direction\n0.0,-200,1\n")
+    with pytest.raises(TraceError, match=r"t.csv line 2: size -200 and direction 1 disagree"):
         read_trace(path)
 
 

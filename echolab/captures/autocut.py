@@ -110,6 +110,15 @@ def choose_cut(timeline: Timeline, spec: SplitSpec, expect: int | None = None) -
         lo, hi = bounds(run)
         return (hi / max(lo, 1), min(t.separation for t in candidates[run[0]:run[1] + 1]))
 
+    if not runs and expect is not None:
+        # nothing gives the count asked: never force it; the cut chosen without it, marked as not fitting
+        counts = sorted({t.count for t in candidates})
+        result = choose_cut(timeline, spec, None)
+        result.expect, result.fits = expect, False
+        result.why = (f"no gap from {RULES.auto_min_gap_s:g} to {RULES.auto_max_gap_s:g} s gives {expect} "
+                      f"well-separated requests (the gaps tried give {', '.join(map(str, counts))}); without "
+                      f"--expect: {result.why}")
+        return result
     if not runs:
         # nothing gives the count asked: report the cut closest to it, so the user sees what is there
         best = min(range(len(candidates)), key=lambda k: (abs(candidates[k].count - (expect or 1)), -candidates[k].separation))
@@ -138,6 +147,7 @@ def choose_cut(timeline: Timeline, spec: SplitSpec, expect: int | None = None) -
     aside = f"{t.min_bytes / t.separation / 1000:.1f} kB" if t.separation != float("inf") else "none"
     counted = f"{expect} expected" if expect is not None else "the count that holds over the widest range of gaps"
     result.asked = spec
+    result.gap_range_s = (lo * spec.speed / 1e6, hi * spec.speed / 1e6)
     result.why = (f"{len(result.segments)} requests ({counted}) for any gap from {lo * spec.speed / 1e6:.2f} to "
                   f"{hi * spec.speed / 1e6:.2f} s: gap {result.spec.seconds:g} s in the middle; keep-alive threshold "
                   f"{result.spec.min_bytes} bytes (smallest request {min(s.bytes_out + s.bytes_in for s in result.segments) / 1000:.1f} kB, "

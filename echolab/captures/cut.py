@@ -49,6 +49,11 @@ class SplitResult:
     asked: SplitSpec | None = None
     why: str = ""
     expect: int | None = None
+    #: False when ``--split auto --expect N`` found no cut of N well-separated requests (the cut is then the
+    #: one auto chooses without N, not one forced to N; :mod:`echolab.captures.quality` marks the file suspect)
+    fits: bool = True
+    #: ``--split auto``: the range of gaps (household seconds) that all give this cut
+    gap_range_s: tuple[float, float] | None = None
 
     @property
     def choice(self) -> str:

@@ -10,7 +10,9 @@ can be taken from a trace.
 
 ``echolab features export --set sequence`` writes traces; ``echolab catalog
 import`` reads them back as captures (a file ending in ``.csv`` whose first
-line is :data:`TRACE_HEADER`).
+line names the columns of :data:`TRACE_HEADER`). Public data sets write the same
+rows in other ways, which are read too: a leading index column, numbers as
+floats, and unsigned sizes whose sign is the direction column's.
 """
 
 from __future__ import annotations
@@ -37,17 +39,48 @@ class TraceError(CaptureError):
     """A trace file cannot be read (not ``time,size,direction`` rows, or inconsistent signs)."""
 
 
+#: The names a trace's columns may go by (lower case): public data sets call the size ``length``.
+TRACE_COLUMN_NAMES = {
+    "time": ("time", "timestamp", "time_s"),
+    "size": ("size", "length", "len", "bytes"),
+    "direction": ("direction", "dir"),
+}
+
+
+def trace_columns(header: list[str] | tuple[str, ...]) -> tuple[int, int, int] | None:
+    """The positions of the time, size and direction columns in a CSV header (None: not a trace).
+
+    Other columns (a leading index column that pandas writes, say) are allowed
+    and ignored; each of the three must be there once.
+    """
+    names = [c.strip().strip('"').lower() for c in header]
+    found: list[int] = []
+    for aliases in TRACE_COLUMN_NAMES.values():
+        at = [i for i, name in enumerate(names) if name in aliases]
+        if len(at) != 1:
+            return None
+        found.append(at[0])
+    return found[0], found[1], found[2]
+
+
 def is_trace_file(path: Path | str) -> bool:
-    """Whether *path* is a ``.csv`` file whose first line is ``time,size,direction``."""
+    """Whether *path* is a ``.csv`` file whose first line names time, size and direction columns."""
     path = Path(path)
     if path.suffix.lower() != TRACE_SUFFIX or not path.is_file():
         return False
     try:
         with open(path, newline="") as fh:
-            first = fh.readline()
+            first = next(csv.reader([fh.readline()]), [])
     except (OSError, UnicodeDecodeError):
         return False
-    return tuple(c.strip().lower() for c in first.strip().split(",")) == TRACE_HEADER
+    return trace_columns(first) is not None
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(text)
+    return value
 
 
 #: Bounds of a trace's values: times within about 300 years of 1970 (the microseconds fit in 64 bits),
@@ -59,9 +92,13 @@ MAX_TRACE_SIZE = 1 << 32
 def read_trace(path: Path | str) -> tuple[array, array]:
     """(times in microseconds since the first packet, signed sizes in bytes) of a trace file.
 
-    Raises :class:`TraceError` naming the first bad line: a missing or wrong
-    header, a value that is not a number, a zero size, or a direction that
-    disagrees with the size's sign.
+    The public forms are read as well as echolab's own: extra columns (a
+    leading index column) are ignored, numbers may be written as floats
+    (``1500.0``; a size must still be a whole number), and a size may be
+    unsigned with the direction column giving its sign (``1500,-1`` is 1500
+    bytes to the device). Raises :class:`TraceError` naming the first bad
+    line: a missing header, a value that is not a number, a zero or fractional
+    size, a direction other than 1 or -1, or a negative size with direction 1.
     """
     path = Path(path)
     times, sizes = array("q"), array("l")
@@ -69,25 +106,34 @@ def read_trace(path: Path | str) -> tuple[array, array]:
         with open(path, newline="") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            if header is None or tuple(c.strip().lower() for c in header) != TRACE_HEADER:
-                raise TraceError(f"{path} is not a packet trace: its first line must be {','.join(TRACE_HEADER)}")
+            columns = trace_columns(header) if header is not None else None
+            if columns is None:
+                raise TraceError(f"{path} is not a packet trace: its first line must name the columns "
+                                 f"{','.join(TRACE_HEADER)} (other columns, such as an index, are ignored)")
+            ti, si, di = columns
             t0: float | None = None
             for line, row in enumerate(reader, start=2):
-                if not row:
+                if not row or not any(cell.strip() for cell in row):
                     continue
                 try:
-                    t, size, direction = float(row[0]), int(row[1]), int(row[2])
+                    t, raw_size, raw_dir = _number(row[ti]), _number(row[si]), _number(row[di])
                 except (ValueError, IndexError) as exc:
                     raise TraceError(f"{path} line {line}: expected time,size,direction numbers, got {row!r}") from exc
                 if not math.isfinite(t) or abs(t) > MAX_TRACE_TIME_S:
-                    raise TraceError(f"{path} line {line}: time {row[0][:40]!r} is not a number of seconds "
+                    raise TraceError(f"{path} line {line}: time {row[ti][:40]!r} is not a number of seconds "
                                      f"within {MAX_TRACE_TIME_S:g}")
-                if abs(size) > MAX_TRACE_SIZE:
-                    raise TraceError(f"{path} line {line}: size {row[1][:40]} is over {MAX_TRACE_SIZE} bytes, "
+                if not (math.isfinite(raw_size) and math.isfinite(raw_dir)) or abs(raw_size) > MAX_TRACE_SIZE:
+                    raise TraceError(f"{path} line {line}: size {row[si][:40]} is over {MAX_TRACE_SIZE} bytes, "
                                      "more than any packet")
-                if size == 0 or direction not in (1, -1) or (size > 0) != (direction > 0):
+                size, direction = round(raw_size), round(raw_dir)
+                if size != raw_size or direction != raw_dir or size == 0 or direction not in (1, -1):
+                    raise TraceError(f"{path} line {line}: a size must be a whole number of bytes other than 0 and "
+                                     f"a direction 1 (device to server) or -1 (server to device), got {row!r}")
+                if size > 0 and direction < 0:
+                    size = -size  # an unsigned size: the direction column gives its sign
+                elif size < 0 and direction > 0:
                     raise TraceError(f"{path} line {line}: size {size} and direction {direction} disagree "
-                                     "(positive size with direction 1, negative with -1)")
+                                     "(a negative size is a packet to the device, direction -1)")
                 t0 = t if t0 is None else t0
                 try:
                     times.append(round((t - t0) * 1e6))

@@ -66,8 +66,13 @@ def emit_rows(
     *,
     fmt: str = "table",
     title: str | None = None,
+    whole_when_piped: bool = False,
 ) -> None:
-    """Print *rows* as a rich table, JSON (a list of objects) or CSV."""
+    """Print *rows* as a rich table, JSON (a list of objects) or CSV.
+
+    With *whole_when_piped*, a table printed to a pipe or a file is written as
+    plain aligned columns, whole: rich would fit it to 80 columns and cut its
+    cells short."""
     if fmt == "json":
         sys.stdout.write(json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2, default=str) + "\n")
     elif fmt == "csv":
@@ -76,7 +81,7 @@ def emit_rows(
         writer.writeheader()
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
-    elif len(rows) > RICH_TABLE_MAX_ROWS:
+    elif len(rows) > RICH_TABLE_MAX_ROWS or (whole_when_piped and not console.is_terminal):
         _plain_table(rows, columns, title)
     else:
         table = Table(title=title)
