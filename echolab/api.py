@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     from echolab.db.catalog import Catalog
     from echolab.db.checks import CatalogStats, VerifyReport
     from echolab.db.records import AnalysisRun, Campaign, Capture
+    from echolab.db.selection import Selected, Selection
     from echolab.db.transfer import ImportItem, ImportReport
 
 @dataclass
@@ -191,6 +192,24 @@ class Lab:
         ``status=None``: all); *since*/*until* bound their start time."""
         return self.catalog.captures(label, campaign, status, since, until)
 
+    @staticmethod
+    def selection(*, campaigns: str | int | Iterable[str | int] | None = None,
+                  labels: str | Iterable[str] | None = None, exclude_labels: str | Iterable[str] | None = None,
+                  min_per_class: int | None = None, kind: str | None = None,
+                  status: str | None = "ok") -> "Selection":
+        """The captures a job reads (:class:`echolab.db.selection.Selection`), which :meth:`compare`,
+        :meth:`train`, :meth:`export`, :meth:`features` and :meth:`select` take."""
+        from echolab.db.selection import Selection
+
+        return Selection.of(campaigns=campaigns, labels=labels, exclude_labels=exclude_labels,
+                            min_per_class=min_per_class, kind=kind, status=status)
+
+    def select(self, selection: "Selection | None" = None) -> "Selected":
+        """The captures *selection* names, and the classes its ``min_per_class`` left out."""
+        from echolab.db.selection import EVERYTHING, select
+
+        return select(self.catalog, selection or EVERYTHING)
+
     def capture(self, capture_id: int) -> "Capture":
         """One catalogued capture by id."""
         return self.catalog.get_capture(capture_id)
@@ -241,12 +260,15 @@ class Lab:
                                expect=expect, replace=replace)
 
     def export(self, out: Path | str, *, label: str | None = None, campaign: str | None = None,
-               status: str | None = "ok") -> int:
-        """Write a manifest (``.csv``/``.json``) or a tar of captures plus manifest; returns the count."""
+               status: str | None = "ok", selection: "Selection | None" = None) -> int:
+        """Write a manifest (``.csv``/``.json``) or a tar of captures plus manifest; returns the count.
+
+        *selection* (:meth:`selection`) chooses the captures; *label*, *campaign* and *status* narrow it."""
+        from echolab.db.selection import EVERYTHING, Selection, select
         from echolab.db.transfer import export_catalog
 
-        rows = self.catalog.captures(label, campaign, status)
-        return export_catalog(self.catalog, Path(out), rows)
+        chosen = (selection or EVERYTHING).narrowed(Selection.of(campaigns=campaign, labels=label, status=status))
+        return export_catalog(self.catalog, Path(out), select(self.catalog, chosen).captures)
 
     # -- cutting long captures into requests -----------------------------------------------
 
@@ -310,18 +332,19 @@ class Lab:
         return build_features(self.catalog, device_ip=device_ip, n_jobs=jobs, rebuild=rebuild, progress=progress)
 
     def features(self, set_name: "str | FeatureSpec" = "combined", *, device_ip: str | None = None,
-                 progress: ProgressCallback | None = None) -> FeatureTable:
+                 progress: ProgressCallback | None = None, selection: "Selection | None" = None) -> FeatureTable:
         """One feature set as arrays: ``X, y, names = lab.features("tcptrace")``.
 
         *set_name* is a set with its options as ``analyze run -f`` takes it
         (``histogram:bins=25,include_acks=true``). The set's transformer
         (histogram edges, constant columns) is fitted on every usable capture,
-        as the study does.
+        as the study does. *selection* (:meth:`selection`) chooses the captures.
         """
         from echolab.analysis.features.sets import FeatureError, load_dataset, make_transformer
 
         name, options = _feature(set_name)
-        data = load_dataset(self.catalog, device_ip=device_ip, progress=progress)
+        captures = self.select(selection).captures if selection is not None else None
+        data = load_dataset(self.catalog, device_ip=device_ip, progress=progress, captures=captures)
         if not len(data):
             raise FeatureError("no usable captures in the catalog: collect or import some, then build features")
         transformer = make_transformer(name, **options).fit(data.records)
@@ -365,40 +388,49 @@ class Lab:
     # -- the comparison and its report -------------------------------------------------------
 
     def compare(self, *, features: Sequence["str | FeatureSpec"] | None = None, models: Sequence[str] = (),
-                trials: int = 100, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
+                trials: int | None = None, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
                 grids: Path | str | None = None, bins_sweep: Sequence[int] = (), ablations: bool = False,
                 name: str | None = None, device_ip: str | None = None, synthetic: int | None = None,
-                jobs: int | None = None, cluster: str | None = None,
-                progress: ProgressCallback | None = None) -> "RunResult":
+                jobs: int | None = None, cluster: str | None = None, selection: "Selection | None" = None,
+                drop_unsplittable: bool = False, progress: ProgressCallback | None = None) -> "RunResult":
         """Run (or resume) the classifier comparison on the catalog's captures.
 
         *features* are feature sets as ``analyze run -f`` takes them (default:
         the study's three); *bins_sweep* adds the histogram set at these bin
         counts with and without ACKs (Table I), *ablations* the study's
         feature-group ablations. *models* are names from the grids file
-        (default: the study's six). *synthetic* uses N synthetic captures per
-        class instead of the catalog. Finished trials are cached in the
-        catalog, so a rerun costs only what changed. Returns the stored run
-        and its counts.
+        (default: the study's six). *trials* random (or grouped) splits, 100
+        by default; a split mode that leaves one group out per trial (``day``,
+        ``campaign``, ``device``, ``location``) makes one trial per group and
+        refuses *trials*. *selection* (:meth:`selection`) chooses the captures;
+        *drop_unsplittable* leaves out classes that lie in only one group of
+        *split_by* (the run's notes say which). *synthetic* uses N synthetic
+        captures per class instead of the catalog. Finished trials are cached
+        in the catalog, so a rerun costs only what changed. Returns the stored
+        run and its counts.
         """
         from echolab.analysis.compare import specs as asked
         from echolab.analysis.compare.runner import run_analysis
         from echolab.analysis.compare.sources import catalog_source
+        from echolab.analysis.compare.splits import check_trials_option
+
+        check_trials_option(split_by, trials)
 
         specs = [_spec(f) for f in features] if features else list(asked.study_features())
         if bins_sweep:
             specs += [s for s in asked.bins_sweep(bins_sweep) if s not in specs]
         if ablations:
             specs += [s for s in asked.ablation_features() if s not in specs]
-        settings = asked.RunSettings(features=tuple(specs), models=tuple(models), trials=trials, seed=seed,
+        settings = asked.RunSettings(features=tuple(specs), models=tuple(models),
+                                     trials=trials if trials is not None else asked.RunSettings.trials, seed=seed,
                                      split_by=split_by, fit_features_on=fit_features_on,
-                                     grids_path=str(grids) if grids else None)
+                                     grids_path=str(grids) if grids else None, drop_unsplittable=drop_unsplittable)
         if synthetic:
             from echolab.analysis.compare.synthetic import synthetic_source
 
             source = synthetic_source(synthetic, seed=seed)
         else:
-            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress)
+            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress, selection=selection)
         return run_analysis(self.catalog, source, settings, name=name, jobs=jobs, cluster=cluster, progress=progress)
 
     def runs(self) -> list["AnalysisRun"]:
@@ -435,12 +467,21 @@ class Lab:
 
     def train(self, out: Path | str, *, features: str = "combined", model: str = "random_forest",
               campaigns: Sequence[str | int] = (), seed: int = 0, grids: Path | str | None = None,
-              device_ip: str | None = None, progress: ProgressCallback | None = None) -> TrainResult:
+              device_ip: str | None = None, selection: "Selection | None" = None,
+              progress: ProgressCallback | None = None) -> TrainResult:
         """Fit one model on the chosen campaigns' captures (all when none; its grid search on all of them)
-        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``)."""
+        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``);
+        *selection* (:meth:`selection`) chooses the captures, *campaigns* narrow it."""
         from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
 
-        source = campaign_source(self.catalog, campaigns, device_ip=device_ip, progress=progress)
+        if selection is not None:
+            from echolab.analysis.compare.sources import catalog_source
+            from echolab.db.selection import Selection
+
+            chosen = selection.narrowed(Selection.of(campaigns=campaigns))
+            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress, selection=chosen)
+        else:
+            source = campaign_source(self.catalog, campaigns, device_ip=device_ip, progress=progress)
         trained = train_model(source, features, model, grids_path=grids, seed=seed)
         return TrainResult(trained, save_model(trained, out))
 

@@ -96,6 +96,21 @@ class DataSource:
             h.update(f"{sha}\t{how}\n".encode())
         return h.hexdigest()
 
+    def subset(self, keep: np.ndarray, note: str | None = None) -> "DataSource":
+        """The rows where *keep* is true (a boolean mask), with *note* added to the notes."""
+        idx = np.flatnonzero(np.asarray(keep, dtype=bool))
+        return replace(
+            self,
+            records=take(self.records, idx),
+            y=self.y[idx],
+            groups=self.groups[idx],
+            sha256s=[self.sha256s[i] for i in idx],
+            capture_ids=[self.capture_ids[i] for i in idx],
+            groupings={k: v[idx] for k, v in self.groupings.items()},
+            extraction=[self.extraction[i] for i in idx] if self.extraction else [],
+            notes=[*self.notes, note] if note else list(self.notes),
+        )
+
     def classes(self) -> list[str]:
         present = set(self.y.tolist())
         ordered = [c for c in STUDY_CLASSES if c in present]
@@ -109,23 +124,27 @@ def take(records: Sequence[Any], idx: np.ndarray) -> Sequence[Any]:
     return [records[int(i)] for i in idx]
 
 
-def catalog_source(catalog: Any, *, device_ip: str | None = None,
-                   progress: ProgressCallback | None = None) -> DataSource:
+def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: ProgressCallback | None = None,
+                   selection: Any = None) -> DataSource:
     """The catalog's good captures, through the feature extraction of ``echolab.analysis.features.sets``.
 
-    *progress* is called as captures not yet in the feature cache are read
-    (``echolab.progress``).
+    *selection* (an ``echolab.db.selection.Selection``) narrows them; its
+    ``min_per_class`` counts the captures that give features, and the notes
+    say what it left out. *progress* is called as captures not yet in the
+    feature cache are read (``echolab.progress``).
     """
     from echolab.analysis.compare import provenance
     from echolab.analysis.compare.splits import capture_groups
     from echolab.analysis.features import sets as features
+    from echolab.db.selection import EVERYTHING, select, small_classes, small_note
 
-    ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress)
+    chosen = select(catalog, selection or EVERYTHING)
+    ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress, captures=chosen.captures)
     if len(ds.y) == 0:
         raise AnalysisError("the catalog has no usable captures to analyse; collect or import some first")
-    by_id = {c.id: c for c in catalog.captures()}
+    by_id = {c.id: c for c in chosen.captures}
     used = [by_id[i] for i in ds.capture_ids]
-    return DataSource(
+    source = DataSource(
         records=ds.records,
         y=np.asarray(ds.y),
         groups=np.asarray(ds.campaigns),
@@ -138,6 +157,14 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None,
         provenance=provenance.of_captures(used),
         extraction=[f"{r.version}@{r.device_ip}" for r in ds.records],
     )
+    source.notes[:0] = chosen.notes()
+    minimum = chosen.selection.min_per_class
+    small = small_classes(source.y.tolist(), minimum)
+    if small:  # classes that had enough captures but not enough that give features
+        source = source.subset(~np.isin(source.y, list(small)), small_note(small, minimum or 0) + " (usable)")
+    if not len(source.y):
+        raise AnalysisError(f"no usable captures left to analyse ({chosen.selection.describe()})")
+    return source
 
 
 def _skipped_notes(skipped: Sequence[tuple[int, str]]) -> list[str]:

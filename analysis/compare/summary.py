@@ -18,6 +18,7 @@ from echolab.analysis.compare.keys import PlannedTrial
 from echolab.analysis.compare.matrices import FeatureMatrix
 from echolab.analysis.compare.sources import DataSource
 from echolab.analysis.compare.specs import AnalysisError, RunSettings
+from echolab.analysis.compare.splits import ONE_OUT, plural
 from echolab.analysis.compare.trials import Split
 from echolab.db.records import TrialResult
 
@@ -137,6 +138,9 @@ def split_summary(splits: Sequence[Split], settings: RunSettings) -> dict[str, A
     """How the trials split the data, and the classes grouped trials were evaluated on."""
     out: dict[str, Any] = {"by": settings.split_by, "trials": len(splits),
                            "leave_one_out": any(s.test_group is not None for s in splits)}
+    if out["leave_one_out"] and settings.split_by not in ONE_OUT:
+        out["note"] = (f"too few {plural(settings.split_by)} for repeated grouped splits: one left out per trial "
+                       f"({len(splits)} trials, not --trials {settings.trials})")
     dropped = sorted({c for s in splits for c in s.dropped})
     if dropped:
         out["dropped"] = dropped

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from echolab.cli import selecting as choose
 from echolab.cli.common import console, emit_rows, key_value_table, open_lab, rich_progress
 
 app = typer.Typer(help="Compare classifiers on the catalog's captures (the study's six by default), report, "
@@ -52,7 +53,10 @@ def run_cmd(
     models: Annotated[Optional[list[str]], typer.Option(
         "--models", "-m", help="Model name from the grids file, repeatable (kfp_forest, kfp_knn, cumul_svm and "
                                "deep_cnn run only when named). Default: the study's six.")] = None,
-    trials: Annotated[int, typer.Option(help="Random 80/20 trials per feature set and model.", min=1)] = 100,
+    trials: Annotated[Optional[int], typer.Option(
+        help="Random (or grouped by source or session) 80/20 trials per feature set and model; default 100. "
+             "Split modes that leave one group out per trial (day, campaign, device, location) refuse it.",
+        min=1)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the trial splits and the models.")] = 0,
     jobs: Annotated[Optional[int], typer.Option(help="Local worker processes (default: every core).", min=1)] = None,
     cluster: Annotated[Optional[str], typer.Option(
@@ -78,17 +82,33 @@ def run_cmd(
     synthetic: Annotated[Optional[int], typer.Option(
         help="Use N synthetic captures per class instead of the catalog (to try the toolkit).", min=5)] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when done.")] = True,
+    campaigns: choose.Campaigns = None,
+    labels: choose.Labels = None,
+    exclude_labels: choose.ExcludeLabels = None,
+    min_per_class: choose.MinPerClass = None,
+    kind: choose.Kinds = None,
+    drop_unsplittable: Annotated[bool, typer.Option(
+        "--drop-unsplittable", help="With --split-by other than random: leave out classes whose captures lie in "
+                                    "only one group (the run's notes name them) instead of failing.")] = False,
 ) -> None:
     """Run (or resume) the comparison; finished trials are cached in the catalog."""
+    if drop_unsplittable and split_by is SplitBy.random:
+        raise typer.BadParameter("--drop-unsplittable applies to grouped splits: add --split-by source (or "
+                                 "session, day, campaign, device, location)")
+    chosen = choose.selection(campaigns, labels, exclude_labels, min_per_class, kind)
+    if synthetic and not chosen.everything:
+        raise typer.BadParameter("--synthetic makes its own captures: leave out --campaign, --label, "
+                                 "--exclude-label, --min-per-class and --kind")
     with open_lab(ctx) as lab:
         with rich_progress() as progress:
             result = lab.compare(features=features, models=models or (), trials=trials, seed=seed,
                                  split_by=split_by.value, fit_features_on=fit_features_on.value, grids=grids,
                                  bins_sweep=_parse_bins(bins_sweep) if bins_sweep else (), ablations=ablations,
                                  name=name, device_ip=device_ip, synthetic=synthetic, jobs=jobs, cluster=cluster,
-                                 progress=progress)
+                                 selection=chosen, drop_unsplittable=drop_unsplittable, progress=progress)
         console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from cache, "
                       f"{result.seconds:.1f} s")
+        print_notes(result.run)
         console.print(accuracy_table(result.run))
         print_leakage(result.run)
         if report:
@@ -104,17 +124,21 @@ def train_cmd(
         "--features", "-f", help="Feature set, with options as in 'analyze run', e.g. histogram:bins=25.")
     ] = "combined",
     model: Annotated[str, typer.Option("--model", "-m", help="Model name from the grids file.")] = "random_forest",
-    campaigns: Annotated[Optional[list[str]], typer.Option(
-        "--campaign", "-c", help="Train on this campaign (name or id), repeatable. Default: every capture.")] = None,
+    campaigns: choose.Campaigns = None,
+    labels: choose.Labels = None,
+    exclude_labels: choose.ExcludeLabels = None,
+    min_per_class: choose.MinPerClass = None,
+    kind: choose.Kinds = None,
     seed: Annotated[int, typer.Option(help="Seed of the model (random forests, MLP).")] = 0,
     grids: Annotated[Optional[Path], typer.Option(
         help="Grids file (default: analysis/compare/grids.toml).", exists=True, dir_okay=False)] = None,
     device_ip: Annotated[Optional[str], typer.Option(help="The Echo's address, when the catalog does not say.")] = None,
 ) -> None:
     """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
+    chosen = choose.selection(campaigns, labels, exclude_labels, min_per_class, kind)
     with open_lab(ctx) as lab, rich_progress() as progress:
-        written = lab.train(out, features=features, model=model, campaigns=campaigns or (), seed=seed, grids=grids,
-                         device_ip=device_ip, progress=progress)
+        written = lab.train(out, features=features, model=model, seed=seed, grids=grids, selection=chosen,
+                            device_ip=device_ip, progress=progress)
     trained = written.model
     params = ", ".join(f"{k}={v}" for k, v in trained.best_params.items()) or "none searched"
     console.print(f"Model {trained.model_name} on {trained.feature_key}: {trained.n_captures} captures of "
@@ -155,6 +179,15 @@ def show_cmd(
         if r.summary:
             console.print(accuracy_table(r))
             print_leakage(r)
+
+
+def print_notes(r: Any) -> None:
+    """What the run's data left out or how its split differs from what was asked, one line each."""
+    for note in (r.settings or {}).get("data_notes", []):
+        console.print(f"Note: {note}", markup=False)
+    split_note = ((r.summary or {}).get("split") or {}).get("note")
+    if split_note:
+        console.print(f"Note: {split_note}", markup=False)
 
 
 def print_leakage(r: Any) -> None:
