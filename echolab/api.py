@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
 
     from echolab.analysis.compare.classify import CaptureOutcome, Prediction
     from echolab.analysis.compare.modelfile import TrainedModel
+    from echolab.analysis.compare.scoring import Score
     from echolab.analysis.compare.runner import RunResult
     from echolab.analysis.compare.specs import FeatureSpec
     from echolab.analysis.features.store import BuildReport
@@ -97,6 +98,20 @@ class Classification:
     model: "TrainedModel"
     outcomes: list["CaptureOutcome"]
     speed: float = 1.0
+    expect: int | None = None
+
+    @property
+    def not_as_expected(self) -> list["CaptureOutcome"]:
+        """Captures whose cut did not find the requests expected (``expect``), as import reports them."""
+        return [o for o in self.outcomes if o.as_expected is False]
+
+    def score(self, *, truth: Path | str | None = None, label_from: str | None = None) -> "Score":
+        """The predictions scored against each file's label: from a manifest CSV (*truth*: ``file,label``
+        rows) or the file names (*label_from*, a regular expression as ``catalog import --label-from``)."""
+        from echolab.analysis.compare.scoring import score, truth_of
+
+        found = truth_of([o.source for o in self.outcomes], manifest=truth, label_from=label_from)
+        return score(self.outcomes, found, expect=self.expect)
 
     @property
     def predictions(self) -> list["Prediction"]:
@@ -494,21 +509,31 @@ class Lab:
 
     @staticmethod
     def classify(captures: Iterable[Path | str], model: "TrainedModel | Path | str",
-                 cut: "str | SplitSpec" = "auto", *, device_ip: str | None = None,
+                 cut: "str | SplitSpec" = "auto", *, device_ip: str | None = None, expect: int | None = None,
                  on_capture: Callable[["CaptureOutcome"], None] | None = None) -> Classification:
         """Cut long captures into requests and classify each with a trained model.
 
-        *on_capture* sees each capture's outcome as it is done. The result
-        counts the requests per class and draws them on a timeline. It needs
-        no catalog: ``Lab.classify(...)`` works without a lab.
+        The cut is import's (:meth:`cut_spec`, :meth:`import_captures`): *expect*
+        requests per capture guide ``auto`` and the result lists the captures
+        cut otherwise (:attr:`Classification.not_as_expected`). *on_capture*
+        sees each capture's outcome as it is done. The result counts the
+        requests per class, draws them on a timeline and scores them against
+        known labels (:meth:`Classification.score`). It needs no catalog:
+        ``Lab.classify(...)`` works without a lab.
         """
         from echolab.analysis.compare.classify import classify_captures
 
+        from echolab.db.files import is_capture_name
+
         trained = model if not isinstance(model, (str, Path)) else Lab.load_model(model)
         spec = _cut(cut)
-        outcomes = classify_captures([Path(c) for c in captures], trained, spec, device_ip=device_ip,
-                                     on_capture=on_capture)
-        return Classification(trained, outcomes, speed=spec.speed)
+        files: list[Path] = []
+        for given in map(Path, captures):  # a folder: its capture files, as import reads a folder
+            files += sorted(p for p in given.rglob("*") if p.is_file() and is_capture_name(p)) if given.is_dir() \
+                else [given]
+        outcomes = classify_captures(files, trained, spec, device_ip=device_ip,
+                                     on_capture=on_capture, expect=expect)
+        return Classification(trained, outcomes, speed=spec.speed, expect=expect)
 
     @staticmethod
     def classify_live(model: "TrainedModel | Path | str", *, interface: str | None = None,

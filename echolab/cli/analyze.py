@@ -196,6 +196,10 @@ def print_leakage(r: Any) -> None:
     if leak:
         console.print(leak["line"], markup=False)
         console.print(leak["figures"], markup=False)
+        by_feature = leak.get("by_feature") or {}
+        if len(by_feature) > 1:
+            console.print("Leakage per feature set: " + ", ".join(f"{k} {v['verdict']}" for k, v in by_feature.items()),
+                          markup=False)
 
 
 @app.command("report")
