@@ -46,14 +46,15 @@ def write_long_capture(path: Path, label: str, requests: int, *, start_ts: float
 
 
 def write_homes(root: Path, *, classes: Sequence[str] = ("weather", "music", "quotes"), files: int = 2,
-                requests: int = 3) -> dict[str, Path]:
-    """``ROOT/home-a`` and ``ROOT/home-b``: *files* long captures of each class, *requests* requests each."""
+                requests: int = 3, only_b: Sequence[str] = ()) -> dict[str, Path]:
+    """``ROOT/home-a`` and ``ROOT/home-b``: *files* long captures of each class, *requests* requests each;
+    the classes of *only_b* in home b only."""
     out = {}
     for h, home in enumerate(("home-a", "home-b")):
         folder = root / home
         folder.mkdir(parents=True, exist_ok=True)
         start = T0 + h * 2 * 86400
-        for label in classes:
+        for label in [*classes, *(only_b if h else ())]:
             for n in range(files):
                 write_long_capture(folder / f"{label}_{n + 1}.pcap", label, requests, start_ts=start,
                                    seed=[h, STUDY_CLASSES.index(label), n])

@@ -184,10 +184,10 @@ def show_cmd(
 def print_notes(r: Any) -> None:
     """What the run's data left out or how its split differs from what was asked, one line each."""
     for note in (r.settings or {}).get("data_notes", []):
-        console.print(f"Note: {note}", markup=False)
+        console.print(f"Note: {note}", markup=False, soft_wrap=True)
     split_note = ((r.summary or {}).get("split") or {}).get("note")
     if split_note:
-        console.print(f"Note: {split_note}", markup=False)
+        console.print(f"Note: {split_note}", markup=False, soft_wrap=True)
 
 
 def print_leakage(r: Any) -> None:
@@ -199,7 +199,7 @@ def print_leakage(r: Any) -> None:
         by_feature = leak.get("by_feature") or {}
         if len(by_feature) > 1:
             console.print("Leakage per feature set: " + ", ".join(f"{k} {v['verdict']}" for k, v in by_feature.items()),
-                          markup=False)
+                          markup=False, soft_wrap=True)
 
 
 @app.command("report")
