@@ -12,7 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from echolab import Lab
-from echolab.analysis.compare.splits import grouped_splits
+from echolab.analysis.compare.specs import RunSettings
+from echolab.analysis.compare.splits import grouped_splits, plan_grouped
+from echolab.analysis.compare.summary import split_summary
 from echolab.analysis.compare.trials import ProtocolError
 from echolab.captures.trace import write_trace
 from echolab.cli import app
@@ -157,3 +159,15 @@ def test_cli_filters_and_the_options_that_do_not_apply(lab: Lab, grids: Path, tm
     exported = runner.invoke(app, ["--lab", str(lab.root), "catalog", "export", str(tmp_path / "t.csv"),
                                    "--kind", "trace"])
     assert exported.exit_code == 0 and "Exported 1 captures" in exported.output
+
+
+def test_too_few_sources_for_repeated_splits_says_trials_were_not_used() -> None:
+    y = np.array(["a", "b"] * 8)
+    sources = np.array(["s1"] * 8 + ["s2"] * 8)
+    splits = plan_grouped(y, sources, "source", trials=3, seed=0)
+    split = split_summary(splits, RunSettings(split_by="source", trials=3))
+    assert split["leave_one_out"] and split["trials"] == 2
+    assert split["note"] == ("too few sources for repeated grouped splits: one left out per trial (2 trials, not "
+                             "--trials 3)")
+    assert "note" not in split_summary(plan_grouped(y, sources, "campaign", trials=1, seed=0),
+                                       RunSettings(split_by="campaign"))

@@ -230,7 +230,7 @@ def timeline_figure(predictions: Sequence[Prediction], *, classes: Sequence[str]
     for row, label in enumerate(order):
         spans = [(mdates.date2num(when(p.start)), max((p.end - p.start) * speed / 86400, min_width))
                  for p in predictions if row_of[p.label] == label]
-        top.broken_barh(spans, (row - 0.4, 0.8), facecolors=colors[label])
+        top.broken_barh(spans, (row - 0.4, 0.8), facecolors=colors[label], edgecolors=colors[label], linewidth=0.8)
     top.set_yticks(range(len(order)), [f"{c} ({sum(row_of[p.label] == c for p in predictions)})" for c in order],
                    fontsize=8 if len(order) > 10 else None)
     top.invert_yaxis()
@@ -255,7 +255,10 @@ def timeline_figure(predictions: Sequence[Prediction], *, classes: Sequence[str]
     bottom.set_xlim(span)
     bottom.set_ylabel("requests per hour")
     bottom.set_xlabel("time (UTC" + (f", household clock: capture played {speed:g}x faster)" if speed != 1 else ")"))
-    bottom.legend(fontsize=7 if len(order) > 10 else 8, ncols=min(len(order), 6), loc="upper left")
+    if len(order) > 6:  # beside the bars, not over them
+        bottom.legend(fontsize=7, ncols=1 if len(order) <= 12 else 2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        bottom.legend(fontsize=8, ncols=len(order), loc="upper left")
     fig.tight_layout()
     return fig
 
