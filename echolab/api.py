@@ -443,6 +443,10 @@ class Lab:
         if synthetic:
             from echolab.analysis.compare.synthetic import synthetic_source
 
+            if selection is not None and not selection.everything:
+                raise asked.AnalysisError("synthetic captures are made for the run: a selection does not apply to "
+                                          "them (leave out the campaigns, labels, kind and minimum per class)")
+
             source = synthetic_source(synthetic, seed=seed)
         else:
             source = catalog_source(self.catalog, device_ip=device_ip, progress=progress, selection=selection)
