@@ -378,7 +378,8 @@ class Lab:
         return list(transformer.get_feature_names_out()), list(dropped)
 
     def feature_frame(self, set_name: "str | FeatureSpec" = "combined", *, device_ip: str | None = None,
-                      progress: ProgressCallback | None = None) -> "pd.DataFrame":
+                      progress: ProgressCallback | None = None,
+                      selection: "Selection | None" = None) -> "pd.DataFrame":
         """One feature set as a pandas DataFrame (capture_id, sha256, campaign, label, features).
 
         Needs pandas (the ``parquet`` extra)."""
@@ -388,17 +389,21 @@ class Lab:
         from echolab.analysis.features.store import feature_table
 
         name, options = _feature(set_name)
-        return feature_table(self.catalog, set_name=name, device_ip=device_ip, progress=progress, **options)
+        captures = self.select(selection).captures if selection is not None else None
+        return feature_table(self.catalog, set_name=name, device_ip=device_ip, progress=progress, captures=captures,
+                             **options)
 
     def export_features(self, out: Path | str, set_name: "str | FeatureSpec" = "combined", *, fmt: str = "csv",
-                        device_ip: str | None = None, progress: ProgressCallback | None = None) -> int:
+                        device_ip: str | None = None, progress: ProgressCallback | None = None,
+                        selection: "Selection | None" = None) -> int:
         """Write the feature table as CSV or Parquet (rows written); the ``sequence`` set as a folder of
-        time,size,direction files (files written)."""
+        time,size,direction files (files written). *selection* (:meth:`selection`) chooses the captures."""
         from echolab.analysis.features.store import export_features
 
         name, options = _feature(set_name)
+        captures = self.select(selection).captures if selection is not None else None
         return export_features(self.catalog, out, fmt=fmt, set_name=name, device_ip=device_ip, progress=progress,
-                               **options)
+                               captures=captures, **options)
 
     # -- the comparison and its report -------------------------------------------------------
 

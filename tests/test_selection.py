@@ -171,3 +171,15 @@ def test_too_few_sources_for_repeated_splits_says_trials_were_not_used() -> None
                              "--trials 3)")
     assert "note" not in split_summary(plan_grouped(y, sources, "campaign", trials=1, seed=0),
                                        RunSettings(split_by="campaign"))
+
+
+def test_feature_export_takes_the_selection(lab: Lab, tmp_path: Path) -> None:
+    out = tmp_path / "f.csv"
+    result = CliRunner().invoke(app, ["--lab", str(lab.root), "features", "export", "-o", str(out), "--set", "tcptrace",
+                                      "--campaign", "home-b", "--label", "directions"])
+    assert result.exit_code == 0, result.output
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and {r["label"] for r in rows} == {"directions"} and {r["campaign"] for r in rows} == {"home-b"}
+    traces = tmp_path / "traces"
+    assert lab.export_features(traces, "sequence", selection=Lab.selection(kind="trace")) == 1

@@ -14,7 +14,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from echolab.analysis.features.sets import EXTRACTOR_VERSION, CaptureRecord, FeatureError, extract_record
 from echolab.captures.trace import TRACE_DEVICE, TRACE_SUFFIX
@@ -155,14 +155,14 @@ def _extract_all(catalog: "Catalog", todo: dict[tuple[str, str], str], n_jobs: i
 
 
 def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: str | None = None,
-                  progress: ProgressCallback | None = None, n_jobs: int = 2, **options):
+                  progress: ProgressCallback | None = None, n_jobs: int = 2, captures: Any = None, **options):
     """The data set as a pandas DataFrame: capture_id, sha256, campaign, label, then the set's features
-    (the transformer fitted on every usable capture)."""
+    (the transformer fitted on every usable capture; of *captures* when given)."""
     import pandas as pd
 
     from echolab.analysis.features.sets import load_dataset, make_transformer
 
-    data = load_dataset(catalog, device_ip=device_ip, progress=progress, n_jobs=n_jobs)
+    data = load_dataset(catalog, device_ip=device_ip, progress=progress, n_jobs=n_jobs, captures=captures)
     if not len(data):
         raise FeatureError("no usable captures in the catalog",
                            hint="'echolab features build' says why each capture is unusable")
@@ -176,19 +176,22 @@ def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: 
 
 
 def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", set_name: str = "combined",
-                    device_ip: str | None = None, progress: ProgressCallback | None = None, **options) -> int:
+                    device_ip: str | None = None, progress: ProgressCallback | None = None, captures: Any = None,
+                    **options) -> int:
     """Write :func:`feature_table` to *path* as CSV or Parquet; return the number of rows.
 
+    *captures*: these catalogued captures only (default: every good one).
     The ``sequence`` set is written as packet traces instead: *path* is a
     folder (see :func:`export_traces`) and the number returned is of files.
     """
     if set_name == "sequence":
         if fmt != "csv":
             raise FeatureError("the sequence set is exported as time,size,direction CSV files only (--format csv)")
-        return export_traces(catalog, path, device_ip=device_ip, progress=progress)
+        return export_traces(catalog, path, device_ip=device_ip, progress=progress, captures=captures)
     if fmt not in ("csv", "parquet"):
         raise FeatureError(f"unknown export format {fmt!r}; choose csv or parquet")
-    frame = feature_table(catalog, set_name=set_name, device_ip=device_ip, progress=progress, **options)
+    frame = feature_table(catalog, set_name=set_name, device_ip=device_ip, progress=progress, captures=captures,
+                          **options)
     path = Path(path)
     try:
         if fmt == "csv":
@@ -201,7 +204,7 @@ def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", s
 
 
 def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | None = None,
-                  progress: "ProgressCallback | None" = None) -> int:
+                  progress: "ProgressCallback | None" = None, captures: Any = None) -> int:
     """Write each usable capture's packet sequence as ``FOLDER/LABEL/SHA16.csv`` (``time,size,direction``).
 
     The folder of class folders is what ``echolab catalog import FOLDER`` reads
@@ -212,7 +215,7 @@ def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | No
     from echolab.captures.trace import write_trace
     from echolab.db.catalog import safe_name
 
-    data = load_dataset(catalog, device_ip=device_ip, progress=progress)
+    data = load_dataset(catalog, device_ip=device_ip, progress=progress, captures=captures)
     if not len(data):
         raise FeatureError("no usable captures in the catalog",
                            hint="'echolab features build' says why each capture is unusable")
