@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -379,6 +379,28 @@ class Catalog:
         if until is not None:
             stmt = stmt.where(Capture.started_at <= self._db_time(until))
         return list(self.session.scalars(stmt))
+
+    def selected_captures(self, selection: Any) -> list[Capture]:
+        """Captures of an ``echolab.db.selection.Selection`` (its campaigns, labels, kind and status; its
+        ``min_per_class`` is :func:`echolab.db.selection.select`'s), oldest first."""
+        stmt = select(Capture).order_by(Capture.id)
+        if selection.campaigns:
+            stmt = stmt.where(Capture.campaign_id.in_([self.campaign(c).id for c in selection.campaigns]))
+        if selection.labels:
+            stmt = stmt.where(Capture.label.in_(selection.labels))
+        if selection.exclude_labels:
+            stmt = stmt.where(Capture.label.not_in(selection.exclude_labels))
+        if selection.status is not None:
+            CaptureStatus(selection.status)
+            stmt = stmt.where(Capture.status == selection.status)
+        if selection.kind is not None:
+            trace = Capture.path.like(f"%{TRACE_SUFFIX}")
+            stmt = stmt.where(trace if selection.kind == "trace" else or_(Capture.path.is_(None), ~trace))
+        return list(self.session.scalars(stmt))
+
+    def labels(self) -> list[str]:
+        """Every label the catalog's captures carry (whatever their status), sorted."""
+        return sorted(self.session.scalars(select(Capture.label).distinct()))
 
     def _db_time(self, when: datetime) -> datetime:
         """*when* in UTC as the database compares it (a time without offset is local time)."""

@@ -27,7 +27,7 @@ from echolab.captures.checks import CHECKS
 from echolab.captures.compressed import plain_name
 from echolab.db.catalog import Catalog, CatalogError
 from echolab.db.records import AnalysisRun, Capture
-from echolab.db.selection import Selection, select, source_of
+from echolab.db.bulk import BulkFilter, select_bulk, source_of
 
 LABEL_MAX = 100  # the catalog's label column
 
@@ -92,7 +92,7 @@ class Relabelled:
         return Counter((old, new) for _id, old, new in self.changed)
 
 
-def relabel(catalog: Catalog, selection: Selection | None = None, *, to: str | None = None,
+def relabel(catalog: Catalog, selection: BulkFilter | None = None, *, to: str | None = None,
             match: str | None = None, label_map: LabelMap | None = None, label_from: str | None = None,
             dry_run: bool = False) -> Relabelled:
     """Give the selected captures (all, for a map, a match or a pattern without a selection) new labels.
@@ -116,7 +116,7 @@ def relabel(catalog: Catalog, selection: Selection | None = None, *, to: str | N
             raise CatalogError("--to alone needs the captures to relabel: ids, --label, --campaign or --source")
     done = Relabelled(dry_run=dry_run)
     with catalog.transaction():
-        rows = select(catalog, selection) if selection is not None and not selection.empty else \
+        rows = select_bulk(catalog, selection) if selection is not None and not selection.empty else \
             catalog.captures(status=None)
         for row in rows:
             new = _new_label(row, to, rx, label_map, name_rx, done)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     from echolab.analysis.compare.classify import CaptureOutcome, Prediction
     from echolab.analysis.compare.defenses import DefenseComparison
     from echolab.analysis.compare.modelfile import TrainedModel
+    from echolab.analysis.compare.scoring import Score
     from echolab.analysis.compare.runner import RunResult
     from echolab.analysis.compare.specs import FeatureSpec
     from echolab.analysis.defenses.dataset import DefendReport
@@ -53,8 +54,9 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     from echolab.db.catalog import Catalog
     from echolab.db.checks import CatalogStats, VerifyReport
     from echolab.db.records import AnalysisRun, Campaign, Capture
+    from echolab.db.bulk import BulkChange, BulkFilter
     from echolab.db.labels import LabelMap, LabelPreview, Relabelled
-    from echolab.db.selection import BulkChange, Selection
+    from echolab.db.selection import Selected, Selection
     from echolab.db.transfer import ImportItem, ImportReport
 
 @dataclass
@@ -102,6 +104,20 @@ class Classification:
     model: "TrainedModel"
     outcomes: list["CaptureOutcome"]
     speed: float = 1.0
+    expect: int | None = None
+
+    @property
+    def not_as_expected(self) -> list["CaptureOutcome"]:
+        """Captures whose cut did not find the requests expected (``expect``), as import reports them."""
+        return [o for o in self.outcomes if o.as_expected is False]
+
+    def score(self, *, truth: Path | str | None = None, label_from: str | None = None) -> "Score":
+        """The predictions scored against each file's label: from a manifest CSV (*truth*: ``file,label``
+        rows) or the file names (*label_from*, a regular expression as ``catalog import --label-from``)."""
+        from echolab.analysis.compare.scoring import score, truth_of
+
+        found = truth_of([o.source for o in self.outcomes], manifest=truth, label_from=label_from)
+        return score(self.outcomes, found, expect=self.expect)
 
     @property
     def predictions(self) -> list["Prediction"]:
@@ -197,6 +213,24 @@ class Lab:
         ``status=None``: all); *since*/*until* bound their start time."""
         return self.catalog.captures(label, campaign, status, since, until)
 
+    @staticmethod
+    def selection(*, campaigns: str | int | Iterable[str | int] | None = None,
+                  labels: str | Iterable[str] | None = None, exclude_labels: str | Iterable[str] | None = None,
+                  min_per_class: int | None = None, kind: str | None = None,
+                  status: str | None = "ok") -> "Selection":
+        """The captures a job reads (:class:`echolab.db.selection.Selection`), which :meth:`compare`,
+        :meth:`train`, :meth:`export`, :meth:`features` and :meth:`select` take."""
+        from echolab.db.selection import Selection
+
+        return Selection.of(campaigns=campaigns, labels=labels, exclude_labels=exclude_labels,
+                            min_per_class=min_per_class, kind=kind, status=status)
+
+    def select(self, selection: "Selection | None" = None) -> "Selected":
+        """The captures *selection* names, and the classes its ``min_per_class`` left out."""
+        from echolab.db.selection import EVERYTHING, select
+
+        return select(self.catalog, selection or EVERYTHING)
+
     def capture(self, capture_id: int) -> "Capture":
         """One catalogued capture by id."""
         return self.catalog.get_capture(capture_id)
@@ -205,30 +239,30 @@ class Lab:
         """Exclude a capture from analysis, keeping it and *reason* for the audit trail."""
         return self.catalog.discard(capture_id, reason)
 
-    def select(self, ids: Sequence[int] = (), *, campaign: str | None = None, labels: Sequence[str] = (),
+    def select_bulk(self, ids: Sequence[int] = (), *, campaign: str | None = None, labels: Sequence[str] = (),
                source: str | None = None, status: str | None = None, check: str | None = None) -> list["Capture"]:
         """Captures chosen in bulk: by id, campaign, label, source file (a shell pattern such as
         ``*home2*``), status, or cut check (``ok``/``suspect``); every filter given must hold."""
-        from echolab.db.selection import select, selection
+        from echolab.db.bulk import bulk_filter, select_bulk
 
-        return select(self.catalog, selection(ids, campaign=campaign, labels=labels, source=source, status=status,
-                                              check=check))
+        return select_bulk(self.catalog, bulk_filter(ids, campaign=campaign, labels=labels, source=source,
+                                                     status=status, check=check))
 
     def discard_many(self, reason: str, ids: Sequence[int] = (), *, campaign: str | None = None,
                      labels: Sequence[str] = (), source: str | None = None, status: str | None = None,
                      check: str | None = None) -> "BulkChange":
-        """Discard every capture :meth:`select` gives (kept with *reason*, left out of analysis), at once."""
-        from echolab.db.selection import discard_selected, selection
+        """Discard every capture :meth:`select_bulk` gives (kept with *reason*, left out of analysis), at once."""
+        from echolab.db.bulk import bulk_filter, discard_selected
 
-        return discard_selected(self.catalog, selection(ids, campaign=campaign, labels=labels, source=source,
+        return discard_selected(self.catalog, bulk_filter(ids, campaign=campaign, labels=labels, source=source,
                                                         status=status, check=check), reason)
 
     def restore(self, ids: Sequence[int] = (), *, campaign: str | None = None, labels: Sequence[str] = (),
                 source: str | None = None, check: str | None = None) -> "BulkChange":
-        """Make discarded captures :meth:`select` gives ``ok`` again."""
-        from echolab.db.selection import restore_selected, selection
+        """Make discarded captures :meth:`select_bulk` gives ``ok`` again."""
+        from echolab.db.bulk import bulk_filter, restore_selected
 
-        return restore_selected(self.catalog, selection(ids, campaign=campaign, labels=labels, source=source,
+        return restore_selected(self.catalog, bulk_filter(ids, campaign=campaign, labels=labels, source=source,
                                                         check=check))
 
     def relabel(self, ids: Sequence[int] = (), *, campaign: str | None = None, labels: Sequence[str] = (),
@@ -244,10 +278,10 @@ class Lab:
         used a relabelled capture are marked stale; *dry_run* writes nothing.
         """
         from echolab.db.labels import LabelMap, read_label_map, relabel
-        from echolab.db.selection import selection
+        from echolab.db.bulk import bulk_filter
 
         mapping = label_map if isinstance(label_map, LabelMap) or label_map is None else read_label_map(label_map)
-        return relabel(self.catalog, selection(ids, campaign=campaign, labels=labels, source=source), to=to,
+        return relabel(self.catalog, bulk_filter(ids, campaign=campaign, labels=labels, source=source), to=to,
                        match=match, label_map=mapping, label_from=label_from, dry_run=dry_run)
 
     @staticmethod
@@ -318,12 +352,15 @@ class Lab:
                                expect=expect, replace=replace, progress=progress, aliases=mapping)
 
     def export(self, out: Path | str, *, label: str | None = None, campaign: str | None = None,
-               status: str | None = "ok") -> int:
-        """Write a manifest (``.csv``/``.json``) or a tar of captures plus manifest; returns the count."""
+               status: str | None = "ok", selection: "Selection | None" = None) -> int:
+        """Write a manifest (``.csv``/``.json``) or a tar of captures plus manifest; returns the count.
+
+        *selection* (:meth:`selection`) chooses the captures; *label*, *campaign* and *status* narrow it."""
+        from echolab.db.selection import EVERYTHING, Selection, select
         from echolab.db.transfer import export_catalog
 
-        rows = self.catalog.captures(label, campaign, status)
-        return export_catalog(self.catalog, Path(out), rows)
+        chosen = (selection or EVERYTHING).narrowed(Selection.of(campaigns=campaign, labels=label, status=status))
+        return export_catalog(self.catalog, Path(out), select(self.catalog, chosen).captures)
 
     # -- cutting long captures into requests -----------------------------------------------
 
@@ -413,18 +450,19 @@ class Lab:
         return build_features(self.catalog, device_ip=device_ip, n_jobs=jobs, rebuild=rebuild, progress=progress)
 
     def features(self, set_name: "str | FeatureSpec" = "combined", *, device_ip: str | None = None,
-                 progress: ProgressCallback | None = None) -> FeatureTable:
+                 progress: ProgressCallback | None = None, selection: "Selection | None" = None) -> FeatureTable:
         """One feature set as arrays: ``X, y, names = lab.features("tcptrace")``.
 
         *set_name* is a set with its options as ``analyze run -f`` takes it
         (``histogram:bins=25,include_acks=true``). The set's transformer
         (histogram edges, constant columns) is fitted on every usable capture,
-        as the study does.
+        as the study does. *selection* (:meth:`selection`) chooses the captures.
         """
         from echolab.analysis.features.sets import FeatureError, load_dataset, make_transformer
 
         name, options = _feature(set_name)
-        data = load_dataset(self.catalog, device_ip=device_ip, progress=progress)
+        captures = self.select(selection).captures if selection is not None else None
+        data = load_dataset(self.catalog, device_ip=device_ip, progress=progress, captures=captures)
         if not len(data):
             raise FeatureError("no usable captures in the catalog: collect or import some, then build features")
         transformer = make_transformer(name, **options).fit(data.records)
@@ -443,7 +481,8 @@ class Lab:
         return list(transformer.get_feature_names_out()), list(dropped)
 
     def feature_frame(self, set_name: "str | FeatureSpec" = "combined", *, device_ip: str | None = None,
-                      progress: ProgressCallback | None = None) -> "pd.DataFrame":
+                      progress: ProgressCallback | None = None,
+                      selection: "Selection | None" = None) -> "pd.DataFrame":
         """One feature set as a pandas DataFrame (capture_id, sha256, campaign, label, features).
 
         Needs pandas (the ``parquet`` extra)."""
@@ -453,27 +492,32 @@ class Lab:
         from echolab.analysis.features.store import feature_table
 
         name, options = _feature(set_name)
-        return feature_table(self.catalog, set_name=name, device_ip=device_ip, progress=progress, **options)
+        captures = self.select(selection).captures if selection is not None else None
+        return feature_table(self.catalog, set_name=name, device_ip=device_ip, progress=progress, captures=captures,
+                             **options)
 
     def export_features(self, out: Path | str, set_name: "str | FeatureSpec" = "combined", *, fmt: str = "csv",
-                        device_ip: str | None = None, progress: ProgressCallback | None = None) -> int:
+                        device_ip: str | None = None, progress: ProgressCallback | None = None,
+                        selection: "Selection | None" = None) -> int:
         """Write the feature table as CSV or Parquet (rows written); the ``sequence`` set as a folder of
-        time,size,direction files (files written)."""
+        time,size,direction files (files written). *selection* (:meth:`selection`) chooses the captures."""
         from echolab.analysis.features.store import export_features
 
         name, options = _feature(set_name)
+        captures = self.select(selection).captures if selection is not None else None
         return export_features(self.catalog, out, fmt=fmt, set_name=name, device_ip=device_ip, progress=progress,
-                               **options)
+                               captures=captures, **options)
 
     # -- the comparison and its report -------------------------------------------------------
 
     def compare(self, *, features: Sequence["str | FeatureSpec"] | None = None, models: Sequence[str] = (),
-                trials: int = 100, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
+                trials: int | None = None, seed: int = 0, split_by: str = "random", fit_features_on: str = "all",
                 grids: Path | str | None = None, bins_sweep: Sequence[int] = (), ablations: bool = False,
                 name: str | None = None, device_ip: str | None = None, campaigns: Sequence[str | int] = (),
                 synthetic: int | None = None, jobs: int | None = None, cluster: str | None = None,
                 adapt: str = "none", adapt_by: str = "campaign",
                 monitored: Sequence[str] = (), threshold_target: str = "precision=0.9",
+                selection: "Selection | None" = None, drop_unsplittable: bool = False,
                 progress: ProgressCallback | None = None) -> "RunResult":
         """Run (or resume) the classifier comparison on the catalog's captures.
 
@@ -481,41 +525,56 @@ class Lab:
         the study's three); *bins_sweep* adds the histogram set at these bin
         counts with and without ACKs (Table I), *ablations* the study's
         feature-group ablations. *models* are names from the grids file
-        (default: the study's six). *campaigns* names the campaigns to analyse
-        (names or ids, e.g. a defended one); without them, every capture but
-        the defended ones. *synthetic* uses N synthetic captures per class
-        instead of the catalog. *adapt* adapts the features to each
+        (default: the study's six). *trials* random (or grouped) splits, 100
+        by default; a split mode that leaves one group out per trial (``day``,
+        ``campaign``, ``device``, ``location``) makes one trial per group and
+        refuses *trials*. *selection* (:meth:`selection`) chooses the captures,
+        *campaigns* (names or ids, e.g. a defended one) narrow it; unless
+        campaigns are named, the defended captures are left out.
+        *drop_unsplittable* leaves out classes that lie in only one group of
+        *split_by* (the run's notes say which). *synthetic* uses N synthetic
+        captures per class instead of the catalog. *adapt* adapts the features to each
         home without labels (``standardize``, ``quantile`` or ``coral``, see
         :mod:`echolab.analysis.compare.adapt`), the homes being the groups of
-        *adapt_by* (campaigns by default); the report names it. Finished trials are cached in the
+        *adapt_by* (campaigns by default); the report names it. With *monitored*
+        classes the run scores an open world too: the monitored classes against
+        every other class, the others held out by class, each trial's threshold
+        chosen on its training part for *threshold_target* (``precision=P`` or
+        ``fpr=F``; docs/open-world.md). Finished trials are cached in the
         catalog, so a rerun costs only what changed. Without a *name*, an
         unchanged rerun (the same settings, data and library versions) is the
         newest such stored run, returned as it is (``result.unchanged``).
-        With *monitored* classes the run scores an open world too: the
-        monitored classes against every other class, the others held out by
-        class, each trial's threshold chosen on its training part for
-        *threshold_target* (``precision=P`` or ``fpr=F``; docs/open-world.md).
         Returns the stored run and its counts.
         """
         from echolab.analysis.compare import specs as asked
         from echolab.analysis.compare.runner import run_analysis
         from echolab.analysis.compare.sources import catalog_source
+        from echolab.analysis.compare.splits import check_trials_option
+
+        check_trials_option(split_by, trials)
 
         specs = [_spec(f) for f in features] if features else list(asked.study_features())
         if bins_sweep:
             specs += [s for s in asked.bins_sweep(bins_sweep) if s not in specs]
         if ablations:
             specs += [s for s in asked.ablation_features() if s not in specs]
-        settings = asked.RunSettings(features=tuple(specs), models=tuple(models), trials=trials, seed=seed,
+        settings = asked.RunSettings(features=tuple(specs), models=tuple(models),
+                                     trials=trials if trials is not None else asked.RunSettings.trials, seed=seed,
                                      split_by=split_by, fit_features_on=fit_features_on,
                                      grids_path=str(grids) if grids else None, adapt=adapt, adapt_by=adapt_by,
-                                     monitored=tuple(monitored), threshold_target=threshold_target)
+                                     monitored=tuple(monitored), threshold_target=threshold_target,
+                                     drop_unsplittable=drop_unsplittable)
         if synthetic:
             from echolab.analysis.compare.synthetic import synthetic_source
 
+            if selection is not None and not selection.everything:
+                raise asked.AnalysisError("synthetic captures are made for the run: a selection does not apply to "
+                                          "them (leave out the campaigns, labels, kind and minimum per class)")
+
             source = synthetic_source(synthetic, seed=seed)
         else:
-            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress, campaigns=campaigns)
+            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress, campaigns=campaigns,
+                                    selection=selection)
         return run_analysis(self.catalog, source, settings, name=name, jobs=jobs, cluster=cluster, progress=progress)
 
     def runs(self) -> list["AnalysisRun"]:
@@ -553,9 +612,11 @@ class Lab:
     def train(self, out: Path | str, *, features: str = "combined", model: str = "random_forest",
               campaigns: Sequence[str | int] = (), seed: int = 0, grids: Path | str | None = None,
               device_ip: str | None = None, adapt: str = "none", reject: str | None = None,
-              unmonitored: Sequence[str] = (), progress: ProgressCallback | None = None) -> TrainResult:
+              unmonitored: Sequence[str] = (), selection: "Selection | None" = None,
+              progress: ProgressCallback | None = None) -> TrainResult:
         """Fit one model on the chosen campaigns' captures (all when none; its grid search on all of them)
-        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``).
+        and write it to the model file *out*. *features* is a set with its options (``histogram:bins=25``);
+        *selection* (:meth:`selection`) chooses the captures, *campaigns* narrow it.
         *adapt* (``standardize`` or ``quantile``) adapts each campaign's features within that campaign, and
         the model then adapts the requests it classifies together, as one home.
 
@@ -567,7 +628,14 @@ class Lab:
         needs unmonitored classes)."""
         from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
 
-        source = campaign_source(self.catalog, campaigns, device_ip=device_ip, progress=progress)
+        if selection is not None:
+            from echolab.analysis.compare.sources import catalog_source
+            from echolab.db.selection import Selection
+
+            chosen = selection.narrowed(Selection.of(campaigns=campaigns))
+            source = catalog_source(self.catalog, device_ip=device_ip, progress=progress, selection=chosen)
+        else:
+            source = campaign_source(self.catalog, campaigns, device_ip=device_ip, progress=progress)
         if reject or unmonitored:
             if adapt != "none":
                 from echolab.analysis.compare.specs import AnalysisError
@@ -600,21 +668,31 @@ class Lab:
 
     @staticmethod
     def classify(captures: Iterable[Path | str], model: "TrainedModel | Path | str",
-                 cut: "str | SplitSpec" = "auto", *, device_ip: str | None = None,
+                 cut: "str | SplitSpec" = "auto", *, device_ip: str | None = None, expect: int | None = None,
                  on_capture: Callable[["CaptureOutcome"], None] | None = None) -> Classification:
         """Cut long captures into requests and classify each with a trained model.
 
-        *on_capture* sees each capture's outcome as it is done. The result
-        counts the requests per class and draws them on a timeline. It needs
-        no catalog: ``Lab.classify(...)`` works without a lab.
+        The cut is import's (:meth:`cut_spec`, :meth:`import_captures`): *expect*
+        requests per capture guide ``auto`` and the result lists the captures
+        cut otherwise (:attr:`Classification.not_as_expected`). *on_capture*
+        sees each capture's outcome as it is done. The result counts the
+        requests per class, draws them on a timeline and scores them against
+        known labels (:meth:`Classification.score`). It needs no catalog:
+        ``Lab.classify(...)`` works without a lab.
         """
         from echolab.analysis.compare.classify import classify_captures
 
+        from echolab.db.files import is_capture_name
+
         trained = model if not isinstance(model, (str, Path)) else Lab.load_model(model)
         spec = _cut(cut)
-        outcomes = classify_captures([Path(c) for c in captures], trained, spec, device_ip=device_ip,
-                                     on_capture=on_capture)
-        return Classification(trained, outcomes, speed=spec.speed)
+        files: list[Path] = []
+        for given in map(Path, captures):  # a folder: its capture files, as import reads a folder
+            files += sorted(p for p in given.rglob("*") if p.is_file() and is_capture_name(p)) if given.is_dir() \
+                else [given]
+        outcomes = classify_captures(files, trained, spec, device_ip=device_ip,
+                                     on_capture=on_capture, expect=expect)
+        return Classification(trained, outcomes, speed=spec.speed, expect=expect)
 
     @staticmethod
     def classify_live(model: "TrainedModel | Path | str", *, interface: str | None = None,

@@ -107,7 +107,7 @@ def test_report_on_confounded_catalog_warns_and_grouped_splits_run(sqlite_lab: L
             # Two campaigns: one left out per trial; 36 sources: grouped 80/20 splits, not one source out.
             assert cell.get("test_groups") == (["north", "south"] if by == "campaign" else None)
     cli = CliRunner().invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "run", "-f", "tcptrace", "-m", "knn",
-                                   "--grids", str(grids), "--split-by", "location", "--trials", "2", "--jobs", "1",
+                                   "--grids", str(grids), "--split-by", "location", "--jobs", "1",
                                    "--name", "loc", "--no-report"], terminal_width=200)
     assert cli.exit_code == 1
     assert "Error: --split-by location needs captures from at least 2 locations; the data has 1" in cli.output

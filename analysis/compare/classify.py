@@ -62,6 +62,12 @@ class CaptureOutcome:
     predictions: list[Prediction] = field(default_factory=list)
     unreadable: list[tuple[float, str]] = field(default_factory=list)  # (start, reason)
     set_aside: int = 0  # bursts too small to be requests (keep-alives)
+    expected: int | None = None  # requests the file should hold (``--expect``), as import checks it
+
+    @property
+    def as_expected(self) -> bool | None:
+        """Whether the cut found the requests expected (``None`` when nothing was expected)."""
+        return None if self.expected is None else len(self.predictions) + len(self.unreadable) == self.expected
 
 
 def request_records(source: Path | str, segments: Sequence[Any], device_ip: str) -> list[tuple[Any, str | None]]:
@@ -92,21 +98,23 @@ def trim_keepalives(timeline: Any, segment: Any, spec: Any, edge_gap_s: float) -
 
 
 def classify_capture(path: Path | str, model: Any, split: str | SplitSpec = "auto", *, device_ip: str | None = None,
-                     trim: bool = True) -> CaptureOutcome:
+                     trim: bool = True, expect: int | None = None) -> CaptureOutcome:
     """Cut the capture at *path* into requests (*split*: ``auto``, ``gap=S`` or a ``SplitSpec``) and classify each.
 
     With *trim*, keep-alive exchanges joined to a request's edges are left out
     (:func:`trim_keepalives`, runs apart by
     :attr:`~echolab.captures.rules.TrafficRules.edge_gap_share` of the gap).
+    *expect*: requests the capture should hold; it guides ``auto`` as it does
+    ``catalog import --expect``, and the outcome says whether the cut found them.
     """
     from echolab.captures.cut import split_capture
 
     path = Path(path)
     spec = SplitSpec.parse(split) if isinstance(split, str) else split
-    result = split_capture(path, spec, device_ip)
+    result = split_capture(path, spec, device_ip, expect=expect)
     device = result.timeline.device.ip
     outcome = CaptureOutcome(path, device, result.spec.settings() if hasattr(result.spec, "settings") else str(spec),
-                             set_aside=len(result.ignored))
+                             set_aside=len(result.ignored), expected=expect)
     segments = result.segments
     if trim and result.spec.seconds > 0:
         edge_gap_s = result.spec.seconds * RULES.edge_gap_share / result.spec.speed  # on the capture's clock
@@ -122,11 +130,12 @@ def classify_capture(path: Path | str, model: Any, split: str | SplitSpec = "aut
 
 
 def classify_captures(paths: Iterable[Path | str], model: Any, split: str | SplitSpec = "auto", *, device_ip: str | None = None,
-                      on_capture: Callable[[CaptureOutcome], None] | None = None) -> list[CaptureOutcome]:
+                      on_capture: Callable[[CaptureOutcome], None] | None = None,
+                      expect: int | None = None) -> list[CaptureOutcome]:
     """:func:`classify_capture` for each path, in order; *on_capture* sees each outcome as it is done."""
     outcomes = []
     for path in paths:
-        outcome = classify_capture(path, model, split, device_ip=device_ip)
+        outcome = classify_capture(path, model, split, device_ip=device_ip, expect=expect)
         if on_capture is not None:
             on_capture(outcome)
         outcomes.append(outcome)
@@ -156,6 +165,33 @@ def hourly_counts(predictions: Sequence[Prediction], *, speed: float = 1.0) -> t
     return hours, counts
 
 
+#: The timeline draws at most this many rows of classes; the least frequent beyond them share one row.
+TIMELINE_MAX_ROWS = 20
+
+
+def timeline_rows(predictions: Sequence[Prediction], classes: Sequence[str] = (),
+                  max_rows: int = TIMELINE_MAX_ROWS) -> tuple[list[str], dict[str, str]]:
+    """The rows the timeline draws and each class's row: every class up to *max_rows*; beyond, the most
+    frequent ``max_rows - 1`` and one row ``other (N classes)`` for the rest."""
+    order = _class_order(predictions, classes)
+    if len(order) <= max_rows:
+        return order, {c: c for c in order}
+    counts = Counter(p.label for p in predictions)
+    kept = sorted(order, key=lambda c: (-counts[c], order.index(c)))[:max_rows - 1]
+    other = f"other ({len(order) - len(kept)} classes)"
+    rows = [c for c in order if c in kept] + [other]
+    return rows, {c: (c if c in kept else other) for c in order}
+
+
+def _time_axis(ax: Any, span_days: float) -> None:
+    """Ticks that say the date when the timeline spans days (not "00:00" on every tick), the time otherwise."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %d\n%H:%M" if span_days >= 1 else "%H:%M"))
+
+
 def _class_order(predictions: Sequence[Prediction], classes: Sequence[str] = ()) -> list[str]:
     """The classes present, in *classes*' order, then others; requests the model rejected come last."""
     from echolab.analysis.compare.openworld import UNKNOWN
@@ -173,6 +209,8 @@ def timeline_figure(predictions: Sequence[Prediction], *, classes: Sequence[str]
     *speed*: the capture was played this many times faster than the household's
     clock (a simulated day); times are drawn as ``first + (t - first) * speed``.
     Class labels are drawn as given (a ``$`` in one is not matplotlib math).
+    A timeline over days has dates on its ticks; above :data:`TIMELINE_MAX_ROWS`
+    classes the least frequent share one row (:func:`timeline_rows`).
     """
     import matplotlib
 
@@ -187,27 +225,37 @@ def _timeline_figure(predictions: Sequence[Prediction], classes: Sequence[str], 
 
     if not predictions:
         raise ClassifyError("no requests were found, so there is no timeline to draw")
-    order = _class_order(predictions, classes)
-    colors = {c: f"C{i % 10}" if c != "unknown" else "0.6" for i, c in enumerate(order)}  # rejected: grey
+    order, row_of = timeline_rows(predictions, classes)
+    colors = {c: (f"C{i % 10}" if len(order) <= 10 else _tab20(i)) for i, c in enumerate(order)}
+    if any(row != label for label, row in row_of.items()):  # the shared row of the least frequent classes
+        colors[order[-1]] = "#9a9a9a"
+    if "unknown" in colors:  # rejected by the model's reject option: grey
+        colors["unknown"] = "0.6"
     t0 = min(p.start for p in predictions)
+    span_days = (max(p.end for p in predictions) - t0) * speed / 86400
 
     def when(t: float) -> datetime:
         return datetime.fromtimestamp(t0 + (t - t0) * speed, timezone.utc)
 
-    fig = Figure(figsize=(12, 6.5), dpi=100)
+    fig = Figure(figsize=(12, max(6.5, 3.0 + 0.24 * len(order))), dpi=100)
     FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, gridspec_kw={"height_ratios": [1.2, 1]})
+    top, bottom = fig.subplots(2, 1, gridspec_kw={"height_ratios": [1.2 + 0.04 * len(order), 1]})
     min_width = max((predictions[-1].end - t0) * speed / 1500, 1.0) / 86400  # visible at any span (days)
     for row, label in enumerate(order):
         spans = [(mdates.date2num(when(p.start)), max((p.end - p.start) * speed / 86400, min_width))
-                 for p in predictions if p.label == label]
-        top.broken_barh(spans, (row - 0.4, 0.8), facecolors=colors[label])
-    top.set_yticks(range(len(order)), [f"{c} ({sum(p.label == c for p in predictions)})" for c in order])
+                 for p in predictions if row_of[p.label] == label]
+        top.broken_barh(spans, (row - 0.4, 0.8), facecolors=colors[label], edgecolors=colors[label], linewidth=0.8)
+    top.set_yticks(range(len(order)), [f"{c} ({sum(row_of[p.label] == c for p in predictions)})" for c in order],
+                   fontsize=8 if len(order) > 10 else None)
     top.invert_yaxis()
     top.xaxis_date()
-    top.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    _time_axis(top, span_days)
     top.set_title(title or f"{len(predictions)} requests, coloured by predicted class", fontsize=10)
-    hours, counts = hourly_counts(predictions, speed=speed)
+    hours, by_class = hourly_counts(predictions, speed=speed)
+    counts: dict[str, list[int]] = {}
+    for label, values in by_class.items():
+        merged = counts.setdefault(row_of[label], [0] * len(hours))
+        counts[row_of[label]] = [a + b for a, b in zip(merged, values)]
     x = mdates.date2num(hours)
     base = [0] * len(hours)
     for label in order:
@@ -215,15 +263,24 @@ def _timeline_figure(predictions: Sequence[Prediction], classes: Sequence[str], 
         bottom.bar(x, values, width=1 / 24 * 0.9, bottom=base, align="edge", color=colors[label], label=label)
         base = [a + b for a, b in zip(base, values)]
     bottom.xaxis_date()
-    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    _time_axis(bottom, span_days)
     span = (min(x[0], top.get_xlim()[0]), max(x[-1] + 1 / 24, top.get_xlim()[1]))
     top.set_xlim(span)
     bottom.set_xlim(span)
     bottom.set_ylabel("requests per hour")
     bottom.set_xlabel("time (UTC" + (f", household clock: capture played {speed:g}x faster)" if speed != 1 else ")"))
-    bottom.legend(fontsize=8, ncols=min(len(order), 6), loc="upper left")
+    if len(order) > 6:  # beside the bars, not over them
+        bottom.legend(fontsize=7, ncols=1 if len(order) <= 12 else 2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        bottom.legend(fontsize=8, ncols=len(order), loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def _tab20(i: int) -> Any:
+    from matplotlib import colormaps
+
+    return colormaps["tab20"](i % 20)
 
 
 def plot_timeline(predictions: Sequence[Prediction], out: Path | str, *, classes: Sequence[str] = (),

@@ -3,7 +3,12 @@
 Everything comes from the run's stored summary (``AnalysisRun.summary``), so a
 report can be written again at any time without recomputing. The study's own
 numbers (``analysis/compare/study_results.toml``) are shown beside ours, labelled as
-the study's. Plots are drawn on :class:`matplotlib.figure.Figure` objects of
+the study's, when the run's classes are the study's (beside any other classes
+they would compare different tasks). Above
+:data:`~echolab.analysis.compare.perclass.MATRIX_MAX_CLASSES` classes the
+report shows per-class accuracy and the top confusions instead of confusion
+matrices (:mod:`echolab.analysis.compare.perclass`), so that a 150-class run's
+report is written in seconds and can be read. Plots are drawn on :class:`matplotlib.figure.Figure` objects of
 their own (no pyplot, no backend switch), so importing or using this module
 changes no global matplotlib state.
 """
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
 
 TEMPLATES = Path(__file__).with_name("templates")
 STUDY_RESULTS = Path(__file__).with_name("study_results.toml")
+#: Paired tests over fewer trials than this come with a caveat: their p-values rest on too few differences.
+FEW_TRIALS = 10
 #: What ``histogram`` without options means when its transformer does not say (the study's choice).
 HISTOGRAM_DEFAULTS = {"bins": 15, "include_acks": False}
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
@@ -152,16 +159,26 @@ def _pct(v: Any, digits: int = 2) -> str:
 
 def report_context(run: AnalysisRun) -> dict[str, Any]:
     """Everything the templates show, computed from the run's summary."""
+    from echolab.analysis.compare.perclass import MATRIX_MAX_CLASSES, class_views, per_class_figure
+
     s = run.summary or {}
-    study = study_results()
+    study_shown = study_classes(s["classes"])
+    study = study_results() if study_shown else {}
     models = s["models"]
     features = s["features"]
+    many = len(s["classes"]) > MATRIX_MAX_CLASSES
+    views = class_views(s)
     figures: list[Figure] = []
     table1 = _table1(s, study)
     leak = s.get("leakage")
     with plain_text():  # class labels and names are data: a '$' in one is not matplotlib math
         figures.append(_fig_distributions(s))
-        figures.extend(_fig_confusions(s, f["key"]) for f in features)
+        if many:
+            short = {m["name"]: m["short"] for m in models}
+            if views:
+                figures.append(Figure("per-class.png", "Per-class accuracy", _png(per_class_figure(views, short))))
+        else:
+            figures.extend(_fig_confusions(s, f["key"]) for f in features)
         imp = [_fig_importances(s, f) for f in features]
         figures.extend(f for f in imp if f is not None)
         if table1:
@@ -193,12 +210,17 @@ def report_context(run: AnalysisRun) -> dict[str, Any]:
         "timing": _timing(s),
         "figures": figures,
         "figure": {f.name: f for f in figures},
+        "many_classes": many,
+        "matrix_max": MATRIX_MAX_CLASSES,
+        "class_views": views,
+        "study_shown": study_shown,
         "study_source": study.get("source", "the study"),
         "study_tests": study.get("tests", {}),
         "ablations_study": study.get("ablations", {}),
         "provenance": provenance_lines(run.settings or {}),
         "leakage": leak or {"verdict": "unknown", "line": "Leakage: unknown",
                             "figures": "this run was made without the leakage check", "reason": ""},
+        "leakage_by_feature": (leak or {}).get("by_feature") or {},
         "split": s.get("split", {"by": (run.settings or {}).get("split_by", "random")}),
         "open_world": open_world,
     }
@@ -215,6 +237,13 @@ def _open_world(s: dict[str, Any]) -> dict[str, Any] | None:
     rows = [{"feature": fkey, "model": short.get(model, model), **cell}
             for fkey, by_model in ow["cells"].items() for model, cell in by_model.items() if cell.get("n")]
     return {**ow, "rows": rows, "figure": curves_figure(ow)}
+
+
+def study_classes(classes: Any) -> bool:
+    """Whether a run's classes are the study's (only then are its published numbers shown beside the run's)."""
+    from echolab.prompts.classes import STUDY_CLASSES
+
+    return set(classes) == set(STUDY_CLASSES)
 
 
 def provenance_lines(settings: dict[str, Any]) -> dict[str, Any]:
@@ -303,7 +332,17 @@ def _params(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _tests(s: dict[str, Any]) -> dict[str, Any]:
     t = s.get("tests", {})
+    counts = [c["n"] for by_model in s["cells"].values() for c in by_model.values() if c.get("n")]
+    fewest = min(counts, default=0)
+    caveat = None
+    if fewest and fewest < FEW_TRIALS:
+        caveat = (f"These tests rest on {fewest} paired trial{'s' if fewest != 1 else ''}: too few for their "
+                  f"p-values to carry weight (a t-test on so few differences has little power and leans on an "
+                  f"assumption of normality it cannot check; a Wilcoxon test cannot reach p < 0.05 below 6). "
+                  f"Read them as a sketch; rerun with --trials {max(30, FEW_TRIALS)} or more before calling a "
+                  f"difference significant")
     return {
+        "caveat": caveat,
         "best_model": t.get("best_model", {}),
         "between_models": t.get("between_models", {}),
         "between_features": t.get("between_features", {}),

@@ -88,6 +88,10 @@ def run_analysis(
     grids = load_grids(settings.grids_path, check=False)  # checked below, unless nothing is to be done
     specs = select_models(grids, list(settings.models))
     settings = replace(settings, features=normalize_features(source, settings.features))
+    if settings.drop_unsplittable and settings.split_by != "random":
+        from echolab.analysis.compare.splits import drop_unsplittable
+
+        source = drop_unsplittable(source, settings.split_by)
     src = source.canonical()
     classes = src.classes()
     if settings.monitored:  # an open-world trial decides between the monitored classes and "unknown"

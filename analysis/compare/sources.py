@@ -101,6 +101,21 @@ class DataSource:
             h.update(f"{sha}\t{how}\n".encode())
         return h.hexdigest()
 
+    def subset(self, keep: np.ndarray, note: str | None = None) -> "DataSource":
+        """The rows where *keep* is true (a boolean mask), with *note* added to the notes."""
+        idx = np.flatnonzero(np.asarray(keep, dtype=bool))
+        return replace(
+            self,
+            records=take(self.records, idx),
+            y=self.y[idx],
+            groups=self.groups[idx],
+            sha256s=[self.sha256s[i] for i in idx],
+            capture_ids=[self.capture_ids[i] for i in idx],
+            groupings={k: v[idx] for k, v in self.groupings.items()},
+            extraction=[self.extraction[i] for i in idx] if self.extraction else [],
+            notes=[*self.notes, note] if note else list(self.notes),
+        )
+
     def classes(self) -> list[str]:
         present = set(self.y.tolist())
         ordered = [c for c in STUDY_CLASSES if c in present]
@@ -115,31 +130,32 @@ def take(records: Sequence[Any], idx: np.ndarray) -> Sequence[Any]:
 
 
 def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: ProgressCallback | None = None,
-                   campaigns: Sequence[str | int] = ()) -> DataSource:
+                   campaigns: Sequence[str | int] = (), selection: Any = None) -> DataSource:
     """The catalog's good captures, through the feature extraction of ``echolab.analysis.features.sets``.
 
-    With *campaigns*, those campaigns' captures only; without, every capture
-    but the defended ones (``echolab defend`` writes those; name their
-    campaign to analyse them). *progress* is called as captures not yet in the
+    *selection* (an ``echolab.db.selection.Selection``) narrows them; its
+    ``min_per_class`` counts the captures that give features, and the notes
+    say what it left out. *campaigns* narrow it further. Unless campaigns are
+    named, the defended captures are left out (``echolab defend`` writes
+    those; name their campaign to analyse them). *progress* is called as captures not yet in the
     feature cache are read (``echolab.progress``).
     """
     from echolab.analysis.compare import provenance
     from echolab.analysis.compare.splits import capture_groups
     from echolab.analysis.features import sets as features
+    from echolab.db.selection import EVERYTHING, Selection, select, small_classes, small_note
 
-    ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress)
-    by_id = {c.id: c for c in catalog.captures()}
+    chosen_by = selection or EVERYTHING
     if campaigns:
-        wanted = {catalog.campaign(c).id for c in campaigns}
-        keep = [i for i, cid in enumerate(ds.capture_ids) if by_id[cid].campaign_id in wanted]
-    else:
-        keep = [i for i, cid in enumerate(ds.capture_ids) if getattr(by_id[cid], "defended_from", None) is None]
-    if len(keep) < len(ds.capture_ids):
-        ds = _subset(ds, keep)
+        chosen_by = chosen_by.narrowed(Selection.of(campaigns=campaigns))
+    chosen = select(catalog, chosen_by)
+    rows = chosen.captures if chosen_by.campaigns else [c for c in chosen.captures if c.defended_from is None]
+    ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress, captures=rows)
     if len(ds.y) == 0:
         raise AnalysisError("the catalog has no usable captures to analyse; collect or import some first")
+    by_id = {c.id: c for c in rows}
     used = [by_id[i] for i in ds.capture_ids]
-    return DataSource(
+    source = DataSource(
         records=ds.records,
         y=np.asarray(ds.y),
         groups=np.asarray(ds.campaigns),
@@ -153,6 +169,14 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: Prog
         extraction=[f"{r.version}@{r.device_ip}" for r in ds.records],
         order_keys=[(getattr(c, "original", None) or c).sha256 or "" for c in used],
     )
+    source.notes[:0] = chosen.notes()
+    minimum = chosen.selection.min_per_class
+    small = small_classes(source.y.tolist(), minimum)
+    if small:  # classes that had enough captures but not enough that give features
+        source = source.subset(~np.isin(source.y, list(small)), small_note(small, minimum or 0) + " (usable)")
+    if not len(source.y):
+        raise AnalysisError(f"no usable captures left to analyse ({chosen.selection.describe()})")
+    return source
 
 
 def _subset(ds: Any, keep: Sequence[int]) -> Any:

@@ -122,6 +122,7 @@ class RunSettings:
     split_by: str = "random"  # or a grouping of splits.GROUPINGS
     fit_features_on: str = "all"
     grids_path: str | None = None
+    drop_unsplittable: bool = False  # grouped splits: leave out classes in only one group (the notes say which)
     leakage_check: bool = True  # the report's leakage check (leakage.py); off only to keep tests of other things fast
     adapt: str = "none"  # unsupervised adaptation to each home (adapt.py): none, standardize, quantile, coral
     adapt_by: str = "campaign"  # the grouping that says which home a capture is from

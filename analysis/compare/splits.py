@@ -41,6 +41,8 @@ GROUPINGS = ("source", "session", "day", "campaign", "device", "location")
 SPLIT_MODES = ("random", *GROUPINGS)
 #: Groupings whose groups are many and small: repeated grouped 80/20 splits, not one group out per trial.
 MANY_GROUPS = ("source", "session")
+#: Groupings that leave one group out per trial whatever their count: ``--trials`` does not apply to them.
+ONE_OUT = tuple(g for g in GROUPINGS if g not in MANY_GROUPS)
 #: A quiet gap longer than this (seconds) between two captures of a campaign starts a new session.
 SESSION_GAP_S = 30 * 60
 
@@ -133,6 +135,35 @@ def check_captures(y: np.ndarray, *, test_size: float = 0.2, cv_folds: int = 3) 
         raise ProtocolError(f"the data holds {len(counts)} class; a classifier needs at least 2")
 
 
+def check_trials_option(split_by: str, trials: int | None) -> None:
+    """Refuse ``--trials`` with a split mode that makes one trial per group (it would be ignored)."""
+    if trials is not None and split_by in ONE_OUT:
+        raise ProtocolError(
+            f"--trials does not apply to --split-by {split_by}: it makes one trial per {split_by}, leaving "
+            f"each out in turn", hint="leave out --trials, or split by source or session for repeated splits")
+
+
+def unsplittable(y: Sequence[str], groups: Sequence[str]) -> dict[str, int]:
+    """Classes whose captures lie in fewer than 2 groups (``{class: groups}``): no grouped split can
+    train on one of their groups and test on another."""
+    per_class: dict[str, set[str]] = {}
+    for label, group in zip(y, groups):
+        per_class.setdefault(str(label), set()).add(str(group))
+    return {c: len(g) for c, g in sorted(per_class.items()) if len(g) < 2}
+
+
+def drop_unsplittable(src: Any, grouping: str) -> Any:
+    """*src* (a ``DataSource``) without the classes that cannot be split by *grouping*; its notes say which."""
+    if grouping not in src.groupings:
+        return src
+    short = unsplittable(src.y.tolist(), src.groupings[grouping].tolist())
+    if not short:
+        return src
+    note = (f"{len(short)} classes in only one {grouping} left out (--split-by {grouping} cannot test them on "
+            f"unseen {plural(grouping)}): {', '.join(short)}")
+    return src.subset(~np.isin(src.y, list(short)), note)
+
+
 def _pct(fraction: float) -> str:
     return f"{round(100 * fraction):d}"
 
@@ -191,7 +222,8 @@ def grouped_splits(y: np.ndarray, groups: np.ndarray, grouping: str, *, trials: 
         listed = ", ".join(f"{c} ({per_class[c]} {grouping if per_class[c] == 1 else plural(grouping)})"
                            for c in short)
         raise ProtocolError(f"--split-by {grouping} needs every class in at least 2 {plural(grouping)} (one to train "
-                            f"on, one to test on); too few: {listed}")
+                            f"on, one to test on); too few: {listed}",
+                            hint="--drop-unsplittable leaves such classes out (and says which)")
     folds = max(2, round(1 / test_size))
     splits = []
     for t in range(trials):

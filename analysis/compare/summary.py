@@ -18,6 +18,7 @@ from echolab.analysis.compare.keys import PlannedTrial
 from echolab.analysis.compare.matrices import FeatureMatrix
 from echolab.analysis.compare.sources import DataSource
 from echolab.analysis.compare.specs import AnalysisError, RunSettings
+from echolab.analysis.compare.splits import ONE_OUT, plural
 from echolab.analysis.compare.trials import Split
 from echolab.db.records import TrialResult
 
@@ -123,20 +124,51 @@ def aligned_importances(rows: Sequence[TrialResult], names: Sequence[str]) -> np
     return np.asarray(out) if out else None
 
 
+#: How grave each leakage verdict is: the run's headline is its gravest feature set's.
+SEVERITY = {"likely": 2, "unlikely": 1, "unknown": 0}
+
+
+def leakage_features(settings: RunSettings) -> list[str]:
+    """The feature sets the leakage check runs on: the first configuration of each set the run names
+    (``histogram`` once however many bin counts a sweep adds); ablation groups only when nothing else."""
+    from echolab.analysis.features.sets import ALL_SETS
+
+    keys: dict[str, str] = {}
+    for f in settings.features:
+        if f.set_name in ALL_SETS:
+            keys.setdefault(f.set_name, f.key)
+    return list(keys.values()) or [settings.features[0].key]
+
+
 def leakage_summary(src: DataSource, matrices: dict[str, FeatureMatrix], settings: RunSettings) -> dict[str, Any]:
-    """The leakage check (:mod:`.leakage`) on the combined set (else the first), for the report."""
+    """The leakage check (:mod:`.leakage`) on each feature set of :func:`leakage_features`, for the report.
+
+    Every set gets its own verdict (``by_feature``): one set's captures can carry
+    a session signature another's do not. The headline is the gravest verdict
+    (ties: the combined set, then the run's order), so a run never says
+    "unlikely" while one of its sets says "likely".
+    """
     from echolab.analysis.compare import leakage
 
-    key = "combined" if "combined" in matrices else next(iter(matrices))
-    result = leakage.check(matrices[key].X, src.y, src.groupings, feature=key, seed=settings.seed,
-                           test_size=settings.test_size, cv_folds=settings.cv_folds)
-    return {**result.to_json(), "line": result.line(), "figures": result.figures()}
+    results = {}
+    for key in leakage_features(settings):
+        results[key] = leakage.check(matrices[key].X, src.y, src.groupings, feature=key, seed=settings.seed,
+                                     test_size=settings.test_size, cv_folds=settings.cv_folds)
+    order = list(results)
+    head = max(order, key=lambda k: (SEVERITY.get(results[k].verdict, 0), k == "combined", -order.index(k)))
+    result = results[head]
+    return {**result.to_json(), "line": result.line(), "figures": result.figures(),
+            "by_feature": {k: {"verdict": r.verdict, "line": r.line(), "figures": r.figures(), "reason": r.reason}
+                           for k, r in results.items()}}
 
 
 def split_summary(splits: Sequence[Split], settings: RunSettings) -> dict[str, Any]:
     """How the trials split the data, and the classes grouped trials were evaluated on."""
     out: dict[str, Any] = {"by": settings.split_by, "trials": len(splits),
                            "leave_one_out": any(s.test_group is not None for s in splits)}
+    if out["leave_one_out"] and settings.split_by not in ONE_OUT:
+        out["note"] = (f"too few {plural(settings.split_by)} for repeated grouped splits: one left out per trial "
+                       f"({len(splits)} trials, not --trials {settings.trials})")
     dropped = sorted({c for s in splits for c in s.dropped})
     if dropped:
         out["dropped"] = dropped

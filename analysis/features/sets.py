@@ -473,8 +473,11 @@ class Dataset:
 
 
 def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: ProgressCallback | None = None,
-                 label: str | None = None, campaign: str | int | None = None, n_jobs: int = 2) -> Dataset:
+                 label: str | None = None, campaign: str | int | None = None, n_jobs: int = 2,
+                 captures: Sequence[Any] | None = None) -> Dataset:
     """Every good capture of *catalog* as a :class:`Dataset`, extracting (in parallel) what is not cached.
+
+    *captures*: these catalogued captures instead (an ``echolab.db.selection.select``'s).
 
     The device IP of a capture comes from *device_ip* when given, else the
     capture's own ``device_ip``, else its campaign's device. Unusable captures
@@ -483,7 +486,7 @@ def load_dataset(catalog: "Catalog", *, device_ip: str | None = None, progress: 
     """
     from echolab.analysis.features.store import build_features
 
-    captures = catalog.captures(label=label, campaign=campaign)
+    captures = list(captures) if captures is not None else catalog.captures(label=label, campaign=campaign)
     report = build_features(catalog, captures=captures, device_ip=device_ip, progress=progress, n_jobs=n_jobs)
     records, y, ids, campaigns, shas = [], [], [], [], []
     for cap in captures:

@@ -158,13 +158,13 @@ def _extract_all(catalog: "Catalog", todo: dict[tuple[str, str], str], n_jobs: i
 
 
 def feature_rows(catalog: "Catalog", *, set_name: str = "combined", device_ip: str | None = None,
-                 progress: ProgressCallback | None = None, n_jobs: int = 2,
+                 progress: ProgressCallback | None = None, n_jobs: int = 2, captures: Any = None,
                  **options) -> tuple[list[str], list[list[Any]]]:
     """(column names, rows) of the data set: capture_id, sha256, campaign, label, then the set's features
-    (the transformer fitted on every usable capture). Needs no pandas."""
+    (the transformer fitted on every usable capture; of *captures* when given). Needs no pandas."""
     from echolab.analysis.features.sets import load_dataset, make_transformer
 
-    data = load_dataset(catalog, device_ip=device_ip, progress=progress, n_jobs=n_jobs)
+    data = load_dataset(catalog, device_ip=device_ip, progress=progress, n_jobs=n_jobs, captures=captures)
     if not len(data):
         raise FeatureError("no usable captures in the catalog",
                            hint="'echolab features build' says why each capture is unusable")
@@ -177,13 +177,13 @@ def feature_rows(catalog: "Catalog", *, set_name: str = "combined", device_ip: s
 
 
 def feature_table(catalog: "Catalog", *, set_name: str = "combined", device_ip: str | None = None,
-                  progress: ProgressCallback | None = None, n_jobs: int = 2, **options):
+                  progress: ProgressCallback | None = None, n_jobs: int = 2, captures: Any = None, **options):
     """The data set as a pandas DataFrame: capture_id, sha256, campaign, label, then the set's features
-    (the transformer fitted on every usable capture)."""
+    (the transformer fitted on every usable capture; of *captures* when given)."""
     import pandas as pd
 
     columns, rows = feature_rows(catalog, set_name=set_name, device_ip=device_ip, progress=progress,
-                                 n_jobs=n_jobs, **options)
+                                 n_jobs=n_jobs, captures=captures, **options)
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({c: float for c in columns[4:]})
 
@@ -193,16 +193,18 @@ def _csv_value(value: Any) -> Any:
 
 
 def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", set_name: str = "combined",
-                    device_ip: str | None = None, progress: ProgressCallback | None = None, **options) -> int:
+                    device_ip: str | None = None, progress: ProgressCallback | None = None, captures: Any = None,
+                    **options) -> int:
     """Write the set's features to *path* as CSV (no pandas needed) or Parquet; return the number of rows.
 
+    *captures*: these catalogued captures only (default: every good one).
     The ``sequence`` set is written as packet traces instead: *path* is a
     folder (see :func:`export_traces`) and the number returned is of files.
     """
     if set_name == "sequence":
         if fmt != "csv":
             raise FeatureError("the sequence set is exported as time,size,direction CSV files only (--format csv)")
-        return export_traces(catalog, path, device_ip=device_ip, progress=progress)
+        return export_traces(catalog, path, device_ip=device_ip, progress=progress, captures=captures)
     if fmt not in ("csv", "parquet"):
         raise FeatureError(f"unknown export format {fmt!r}; choose csv or parquet")
     if fmt == "parquet":
@@ -210,7 +212,8 @@ def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", s
         require("pandas", "parquet", "Parquet export")
     path = Path(path)
     if fmt == "csv":
-        columns, rows = feature_rows(catalog, set_name=set_name, device_ip=device_ip, progress=progress, **options)
+        columns, rows = feature_rows(catalog, set_name=set_name, device_ip=device_ip, progress=progress,
+                                     captures=captures, **options)
         try:
             with open(path, "w", newline="", encoding="utf-8") as fh:
                 writer = csv.writer(fh, lineterminator="\n")
@@ -219,7 +222,8 @@ def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", s
         except OSError as exc:
             raise FeatureError(f"cannot write {path}: {exc.strerror or exc}") from exc
         return len(rows)
-    frame = feature_table(catalog, set_name=set_name, device_ip=device_ip, progress=progress, **options)
+    frame = feature_table(catalog, set_name=set_name, device_ip=device_ip, progress=progress, captures=captures,
+                          **options)
     try:
         frame.to_parquet(path, index=False)
     except OSError as exc:
@@ -228,7 +232,7 @@ def export_features(catalog: "Catalog", path: Path | str, *, fmt: str = "csv", s
 
 
 def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | None = None,
-                  progress: "ProgressCallback | None" = None) -> int:
+                  progress: "ProgressCallback | None" = None, captures: Any = None) -> int:
     """Write each usable capture's packet sequence as ``FOLDER/LABEL/SHA16.csv`` (``time,size,direction``).
 
     The folder of class folders is what ``echolab catalog import FOLDER`` reads
@@ -239,7 +243,7 @@ def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | No
     from echolab.captures.trace import write_trace
     from echolab.db.catalog import safe_name
 
-    data = load_dataset(catalog, device_ip=device_ip, progress=progress)
+    data = load_dataset(catalog, device_ip=device_ip, progress=progress, captures=captures)
     if not len(data):
         raise FeatureError("no usable captures in the catalog",
                            hint="'echolab features build' says why each capture is unusable")

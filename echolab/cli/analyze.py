@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from echolab.cli import selecting as choose
 from echolab.cli.common import console, emit_rows, key_value_table, open_lab, rich_progress
 
 app = typer.Typer(help="Compare classifiers on the catalog's captures (the study's six by default), report, "
@@ -60,7 +61,10 @@ def run_cmd(
     models: Annotated[Optional[list[str]], typer.Option(
         "--models", "-m", help="Model name from the grids file, repeatable (kfp_forest, kfp_knn, cumul_svm and "
                                "deep_cnn run only when named). Default: the study's six.")] = None,
-    trials: Annotated[int, typer.Option(help="Random 80/20 trials per feature set and model.", min=1)] = 100,
+    trials: Annotated[Optional[int], typer.Option(
+        help="Random (or grouped by source or session) 80/20 trials per feature set and model; default 100. "
+             "Split modes that leave one group out per trial (day, campaign, device, location) refuse it.",
+        min=1)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the trial splits and the models.")] = 0,
     jobs: Annotated[Optional[int], typer.Option(help="Local worker processes (default: every core).", min=1)] = None,
     cluster: Annotated[Optional[str], typer.Option(
@@ -105,19 +109,33 @@ def run_cmd(
         help="With --open-world: what each trial's threshold is chosen for on its training part, "
              "precision=P or fpr=F.")] = "precision=0.9",
     json_: Annotated[bool, typer.Option("--json", help="Print the run's results as JSON instead of tables.")] = False,
+    labels: choose.Labels = None,
+    exclude_labels: choose.ExcludeLabels = None,
+    min_per_class: choose.MinPerClass = None,
+    kind: choose.Kinds = None,
+    drop_unsplittable: Annotated[bool, typer.Option(
+        "--drop-unsplittable", help="With --split-by other than random: leave out classes whose captures lie in "
+                                    "only one group (the run's notes name them) instead of failing.")] = False,
 ) -> None:
     """Run (or resume) the comparison; finished trials are cached in the catalog."""
     watched = tuple(c.strip() for c in (monitored or "").split(",") if c.strip())
     if open_world != bool(watched):
         raise typer.BadParameter("--open-world and --monitored A,B,... go together", param_hint="--monitored")
+    if drop_unsplittable and split_by is SplitBy.random:
+        raise typer.BadParameter("--drop-unsplittable applies to grouped splits: add --split-by source (or "
+                                 "session, day, campaign, device, location)")
+    chosen = choose.selection(campaigns, labels, exclude_labels, min_per_class, kind)
+    if synthetic and not chosen.everything:
+        raise typer.BadParameter("--synthetic makes its own captures: leave out --campaign, --label, "
+                                 "--exclude-label, --min-per-class and --kind")
     with open_lab(ctx) as lab:
         with rich_progress() as progress:
             result = lab.compare(features=features, models=models or (), trials=trials, seed=seed,
                                  split_by=split_by.value, fit_features_on=fit_features_on.value, grids=grids,
                                  bins_sweep=_parse_bins(bins_sweep) if bins_sweep else (), ablations=ablations,
-                                 name=name, device_ip=device_ip, campaigns=campaigns or (), synthetic=synthetic,
-                                 jobs=jobs, cluster=cluster, adapt=adapt.value, adapt_by=adapt_by,
-                                 monitored=watched, threshold_target=target, progress=progress)
+                                 name=name, device_ip=device_ip, synthetic=synthetic, jobs=jobs, cluster=cluster,
+                                 adapt=adapt.value, adapt_by=adapt_by, monitored=watched, threshold_target=target,
+                                 selection=chosen, drop_unsplittable=drop_unsplittable, progress=progress)
         if json_:
             if report:
                 lab.report(result)
@@ -129,6 +147,7 @@ def run_cmd(
         else:
             console.print(f"Run [bold]{result.name}[/]: {result.computed} trials computed, {result.cached} from "
                           f"cache, {result.seconds:.1f} s")
+        print_notes(result.run)
         console.print(accuracy_table(result.run))
         if (result.run.summary or {}).get("open_world"):
             console.print(open_world_table(result.run))
@@ -146,8 +165,11 @@ def train_cmd(
         "--features", "-f", help="Feature set, with options as in 'analyze run', e.g. histogram:bins=25.")
     ] = "combined",
     model: Annotated[str, typer.Option("--model", "-m", help="Model name from the grids file.")] = "random_forest",
-    campaigns: Annotated[Optional[list[str]], typer.Option(
-        "--campaign", "-c", help="Train on this campaign (name or id), repeatable. Default: every capture.")] = None,
+    campaigns: choose.Campaigns = None,
+    labels: choose.Labels = None,
+    exclude_labels: choose.ExcludeLabels = None,
+    min_per_class: choose.MinPerClass = None,
+    kind: choose.Kinds = None,
     seed: Annotated[int, typer.Option(help="Seed of the model (random forests, MLP).")] = 0,
     grids: Annotated[Optional[Path], typer.Option(
         help="Grids file (default: analysis/compare/grids.toml).", exists=True, dir_okay=False)] = None,
@@ -165,10 +187,11 @@ def train_cmd(
 ) -> None:
     """Fit one model on the chosen captures (its grid search on all of them) and write it to a file."""
     others = tuple(c.strip() for c in (unmonitored or "").split(",") if c.strip())
+    chosen = choose.selection(campaigns, labels, exclude_labels, min_per_class, kind)
     with open_lab(ctx) as lab, rich_progress() as progress:
-        written = lab.train(out, features=features, model=model, campaigns=campaigns or (), seed=seed, grids=grids,
-                         device_ip=device_ip, adapt=adapt.value, reject=reject,
-                         unmonitored=others, progress=progress)
+        written = lab.train(out, features=features, model=model, seed=seed, grids=grids, selection=chosen,
+                            device_ip=device_ip, adapt=adapt.value, reject=reject, unmonitored=others,
+                            progress=progress)
     trained = written.model
     params = ", ".join(f"{k}={v}" for k, v in trained.best_params.items()) or "none searched"
     console.print(f"Model {trained.model_name} on {trained.feature_key}: {trained.n_captures} captures of "
@@ -234,12 +257,25 @@ def show_cmd(
             print_leakage(r)
 
 
+def print_notes(r: Any) -> None:
+    """What the run's data left out or how its split differs from what was asked, one line each."""
+    for note in (r.settings or {}).get("data_notes", []):
+        console.print(f"Note: {note}", markup=False, soft_wrap=True)
+    split_note = ((r.summary or {}).get("split") or {}).get("note")
+    if split_note:
+        console.print(f"Note: {split_note}", markup=False, soft_wrap=True)
+
+
 def print_leakage(r: Any) -> None:
     """The run's ``Leakage: ...`` line and the figures it rests on (as summary.md has them)."""
     leak = (r.summary or {}).get("leakage")
     if leak:
         console.print(leak["line"], markup=False)
         console.print(leak["figures"], markup=False)
+        by_feature = leak.get("by_feature") or {}
+        if len(by_feature) > 1:
+            console.print("Leakage per feature set: " + ", ".join(f"{k} {v['verdict']}" for k, v in by_feature.items()),
+                          markup=False, soft_wrap=True)
 
 
 @app.command("report")

@@ -12,6 +12,7 @@ import typer
 from echolab.api import Lab
 from echolab.captures.checks import CHECKS
 from echolab.captures.rules import RULES
+from echolab.cli import selecting as choose
 from echolab.cli.common import console, emit_rows, err_console, get_lab, key_value_table, open_lab, rich_progress
 from echolab.db.catalog import CatalogError
 from echolab.db.records import CaptureStatus
@@ -74,7 +75,7 @@ def ls(
         rows = lab.captures(label=label, campaign=campaign, status=None if status is Status.all else status.value,
                             since=since, until=until)
         if check is not None:
-            chosen = {c.id for c in lab.select(check=check.value)}
+            chosen = {c.id for c in lab.select_bulk(check=check.value)}
             rows = [r for r in rows if r.id in chosen]
         table = manifest_rows(rows)
         for row, capture in zip(table, rows):  # the table names the verdict; JSON and CSV give why
@@ -377,13 +378,18 @@ def _segments_folder(cut: "FolderCut", mode: str, json_: bool) -> None:
 def export_cmd(
     ctx: typer.Context,
     out: Annotated[Path, typer.Argument(help="FILE.csv or FILE.json (manifest) or FILE.tar[.gz] (captures + manifest).")],
-    label: Annotated[Optional[str], typer.Option("--class", "--label", help="Only this class.")] = None,
-    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign.")] = None,
+    labels: choose.Labels = None,
+    campaigns: choose.Campaigns = None,
+    exclude_labels: choose.ExcludeLabels = None,
+    min_per_class: choose.MinPerClass = None,
+    kind: choose.Kinds = None,
     status: Annotated[Status, typer.Option(help="Only captures with this status.")] = Status.ok,
 ) -> None:
     """Write a manifest, or a tar of captures plus manifest that 'import' reads back."""
+    chosen = choose.selection(campaigns, labels, exclude_labels, min_per_class, kind,
+                              status=None if status is Status.all else status.value)
     with open_lab(ctx) as lab:
-        count = lab.export(out, label=label, campaign=campaign, status=None if status is Status.all else status.value)
+        count = lab.export(out, selection=chosen)
     console.print(f"Exported {count} captures to {out}")
 
 

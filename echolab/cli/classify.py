@@ -26,7 +26,8 @@ def classify(
     model: Annotated[Path, typer.Option(help="Model file written by 'echolab analyze train'.", exists=True,
                                         dir_okay=False)],
     captures: Annotated[Optional[list[Path]], typer.Argument(
-        help="Long captures (pcap or pcapng) to cut into requests and classify.", exists=True, dir_okay=False)] = None,
+        help="Long captures (pcap or pcapng), or folders of them, to cut into requests and classify.",
+        exists=True)] = None,
     split: Annotated[str, typer.Option(
         help="How to cut captures into requests (the cut, not a train/test split), as 'catalog import --split': "
              f"auto, or gap=SECONDS of quiet. Live: gap=SECONDS (auto means gap={RULES.gap_s:g}).")] = "auto",
@@ -40,6 +41,21 @@ def classify(
     attach_trailing: Annotated[Optional[float], typer.Option(
         help="Attach a short burst that starts within SECONDS after a request to it, as 'catalog import' "
              f"(default: {RULES.trailing_window_s:g} with auto, none with gap=).")] = None,
+    min_packets: Annotated[int, typer.Option(
+        help="Fewer of the device's TCP packets than this is a keep-alive, not a request (as 'catalog import').")]
+        = RULES.min_packets,
+    min_bytes: Annotated[int, typer.Option(
+        help="Fewer of the device's IP bytes than this is a keep-alive, not a request (as 'catalog import').")]
+        = RULES.min_bytes,
+    expect: Annotated[Optional[int], typer.Option(
+        help="Requests each capture should hold, as 'catalog import --expect': it guides --split auto, and "
+             "captures cut otherwise are listed.", min=1)] = None,
+    truth: Annotated[Optional[Path], typer.Option(
+        help="Score the predictions against a manifest CSV of file,label rows (each request of a file has the "
+             "file's label): accuracy, per-class accuracy and confusions.", exists=True, dir_okay=False)] = None,
+    label_from: Annotated[Optional[str], typer.Option(
+        help="Score against the labels this regular expression finds in the file names, as 'catalog import "
+             "--label-from'.")] = None,
     speed: Annotated[float, typer.Option(
         help="The captures were played this many times faster than the household's clock (a simulated day): "
              "the cut's seconds (gap=, auto's range, --attach-trailing) and the timeline's hours are the "
@@ -66,16 +82,23 @@ def classify(
         if trained.adapt != "none":
             raise typer.BadParameter(f"the model adapts to each home ({trained.adapt}) from many requests at once, "
                                      "so it cannot classify live one request at a time; classify capture files")
+        if expect is not None or truth is not None or label_from is not None:
+            raise typer.BadParameter("--expect, --truth and --label-from apply to capture files, not live traffic")
         _live(trained, interface, device_ip, split, sim_prefix, json_, speed)
         return
     if not captures:
         raise typer.BadParameter("give one or more capture files, or --interface to classify live")
-    spec = Lab.cut_spec(split, attach_trailing=attach_trailing, speed=speed)
-    _files(trained, captures, spec, device_ip, json_, timeline)
+    if truth is not None and label_from is not None:
+        raise typer.BadParameter("score against --truth or --label-from, not both")
+    spec = Lab.cut_spec(split, attach_trailing=attach_trailing, speed=speed, min_packets=min_packets,
+                        min_bytes=min_bytes)
+    done = _files(trained, captures, spec, device_ip, json_, timeline, expect)
+    if truth is not None or label_from is not None:
+        _score(done.score(truth=truth, label_from=label_from), trained.classes, err=json_)
 
 
 def _files(trained: "TrainedModel", captures: list[Path], spec: "SplitSpec", device_ip: Optional[str], json_: bool,
-           timeline: Optional[Path]) -> None:
+           timeline: Optional[Path], expect: Optional[int] = None) -> Any:
     from echolab.analysis.compare.classify import iso
     from echolab.api import Lab
 
@@ -89,16 +112,48 @@ def _files(trained: "TrainedModel", captures: list[Path], spec: "SplitSpec", dev
         note = (f"{outcome.source}: {len(outcome.predictions)} requests (device {outcome.device_ip}, cut "
                 f"{outcome.cut}; {outcome.set_aside} small bursts set aside")
         note += f"; {len(outcome.unreadable)} without features)" if outcome.unreadable else ")"
+        if outcome.as_expected is False:
+            note += f"; expected {outcome.expected}"
         typer.echo(note, err=True)
 
     if trained.adapt != "none":
         typer.echo(f"The model adapts to each home ({trained.adapt}): each capture's requests are adapted together.",
                    err=True)
-    done = Lab.classify(captures, trained, spec, device_ip=device_ip, on_capture=show)
+    done = Lab.classify(captures, trained, spec, device_ip=device_ip, expect=expect, on_capture=show)
     typer.echo(f"{len(done.predictions)} requests: " + ", ".join(f"{k} {v}" for k, v in done.counts().items()),
                err=json_)
+    if done.not_as_expected:
+        typer.echo(f"{len(done.not_as_expected)} of {len(done.outcomes)} captures not cut into {expect} requests: "
+                   + ", ".join(f"{o.source.name} ({len(o.predictions) + len(o.unreadable)})"
+                               for o in done.not_as_expected), err=True)
     if timeline is not None:
         typer.echo(f"Timeline: {done.timeline(timeline)}", err=json_)
+    return done
+
+
+def _score(result: Any, classes: list[str], *, err: bool) -> None:
+    """The score's lines: accuracy, the worst classes, the top confusions (and the matrix when small)."""
+    from echolab.analysis.compare.scoring import confusion_table
+
+    acc = result.accuracy
+    typer.echo(f"Scored against {result.truth}: accuracy {acc:.1f}% ({result.right} of {result.scored} requests)"
+               if acc is not None else f"Scored against {result.truth}: no request to score", err=err)
+    if result.unlabelled:
+        typer.echo(f"  not in the truth ({len(result.unlabelled)} files, not scored): "
+                   + ", ".join(Path(f).name for f in result.unlabelled[:10])
+                   + (" ..." if len(result.unlabelled) > 10 else ""), err=err)
+    worst = list(result.per_class().items())[:10]
+    typer.echo("  per class (worst first): " + ", ".join(f"{c} {a:.0f}% of {n}" for c, (n, a) in worst), err=err)
+    confusions = result.top_confusions()
+    if confusions:
+        typer.echo("  top confusions: " + ", ".join(f"{t} as {p} ({n})" for t, p, n in confusions), err=err)
+    order, table = confusion_table(result, classes)
+    if len(order) <= 12:
+        width = max(len(c) for c in order)
+        typer.echo("  confusion (rows: true, columns: predicted):", err=err)
+        typer.echo("  " + " " * width + " " + " ".join(f"{i:>4}" for i in range(1, len(order) + 1)), err=err)
+        for i, (label, row) in enumerate(zip(order, table), 1):
+            typer.echo(f"  {label:>{width}} " + " ".join(f"{v:>4}" for v in row) + f"   ({i})", err=err)
 
 
 def _live(trained: "TrainedModel", interface: Optional[str], device_ip: Optional[str], split: str,

@@ -13,6 +13,7 @@ import typer
 from echolab.analysis.compare.specs import FeatureSpec
 from echolab.analysis.features.sets import ALL_SETS, FLOW_SETS, SEQUENCE_SETS, describe_capture
 from echolab.analysis.features.tcptrace import connection_rows
+from echolab.cli import selecting as choose
 from echolab.cli.common import console, emit_rows, key_value_table, open_lab, rich_progress
 
 app = typer.Typer(help="Extract the feature sets: the study's (tcptrace, histogram, combined), the packet "
@@ -76,14 +77,21 @@ def export(
     device_ip: DeviceIp = None,
     bins: Bins = 15,
     include_acks: IncludeAcks = False,
+    campaigns: choose.Campaigns = None,
+    labels: choose.Labels = None,
+    exclude_labels: choose.ExcludeLabels = None,
+    min_per_class: choose.MinPerClass = None,
+    kind: choose.Kinds = None,
 ) -> None:
     """Write the feature table (capture id, sha256, campaign, label, features) as CSV or Parquet.
 
     With --set sequence, write each capture's packet sequence as a time,size,direction CSV file instead.
     """
+    chosen = choose.selection(campaigns, labels, exclude_labels, min_per_class, kind)
     with open_lab(ctx) as lab, rich_progress() as progress:
         rows = lab.export_features(output, _feature(set_.value, bins, include_acks), fmt=fmt.value,
-                                   device_ip=device_ip, progress=progress)
+                                   device_ip=device_ip, progress=progress,
+                                   selection=None if chosen.everything else chosen)
     if set_.value == "sequence":
         console.print(f"wrote {rows} packet traces into {output}")
     else:
