@@ -102,7 +102,7 @@ def test_found_input_ends_in_an_echolab_error_or_reads(found: Path, tmp_path: Pa
 def test_manifest_that_is_not_text(tmp_path: Path, sqlite_lab: LabDir) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_bytes(b"path,label\n\xff\xfe.pcap,weather\n")
-    with Catalog.open(sqlite_lab) as catalog, pytest.raises(CatalogError, match="is not a CSV text file"):
+    with Catalog.open(sqlite_lab) as catalog, pytest.raises(CatalogError, match="is not UTF-8 text"):
         transfer.import_captures(catalog, tmp_path, manifest=manifest)
 
 
@@ -117,14 +117,15 @@ def test_settings_that_are_not_text(tmp_path: Path) -> None:
 def test_trace_values_out_of_range(tmp_path: Path, row: bytes) -> None:
     path = tmp_path / "t.csv"
     path.write_bytes(b"time,size,direction\n" + row + b"\n")
-    with pytest.raises(trace.TraceError, match="out of range"):
+    refused = r"line \d+: (.*out of range|expected time,size,direction numbers|size \d+ is over|time .* is not a number)"
+    with pytest.raises(trace.TraceError, match=refused):
         trace.read_trace(path)
 
 
 def test_grids_that_are_not_text_or_name_a_foreign_parameter(tmp_path: Path) -> None:
     path = tmp_path / "g.toml"
     path.write_bytes(b'[models.x]\nestimator = "\xff"\n')
-    with pytest.raises(grids.GridError, match="not valid TOML"):
+    with pytest.raises(grids.GridError, match="not valid TOML|not UTF-8 text"):
         grids.load_grids(path)
     path.write_text('[models.svm]\nestimator = "sklearn.svm.SVC"\nparams = {n_estimators = 3}\n')
     with pytest.raises(grids.GridError, match="n_estimators"):

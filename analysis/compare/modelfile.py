@@ -368,11 +368,13 @@ def check_header(header: dict[str, Any], path: Path | str = "model") -> list[str
             f"{path} was trained on features of extractor {header.get('extractor_version')!r}; this echolab "
             f"extracts {EXTRACTOR_VERSION!r}, so its features would not match: train the model again")
     try:
-        make_transformer(header["feature_set"], **header.get("feature_options", {}))
-    except (FeatureError, TypeError, ValueError) as exc:
+        make_transformer(header.get("feature_set"), **header.get("feature_options", {}))
+    except (FeatureError, TypeError, ValueError, KeyError) as exc:
         raise ModelFileError(f"{path} uses feature set {header.get('feature_key')!r}, which this echolab "
                              f"cannot extract ({exc}): train the model again") from exc
     now = library_versions()
+    if not isinstance(header.get("versions", {}), dict):
+        raise ModelFileError(f"{path} is not an echolab model file (its header's versions are not a table)")
     return [f"{name} {was} (now {now.get(name, 'absent')})"
             for name, was in sorted(header.get("versions", {}).items()) if now.get(name) != was]
 

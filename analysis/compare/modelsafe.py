@@ -43,6 +43,10 @@ INTERNALS = (
     "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    # the reject option's probability calibration (analysis.compare.openeval: CalibratedClassifierCV, sigmoid)
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
     *(f"sklearn.metrics._dist_metrics.{name}Distance{bits}"
       for name in ("Euclidean", "Manhattan", "Chebyshev", "Minkowski", "Hamming") for bits in (32, 64)),
 )
