@@ -107,6 +107,18 @@ class Classification:
     expect: int | None = None
 
     @property
+    def suspect(self) -> list["CaptureOutcome"]:
+        """Captures whose cut the checks find suspect (each outcome's ``check`` says why), as import lists them."""
+        return [o for o in self.outcomes if o.check != "ok"]
+
+    def checks_summary(self) -> str:
+        """One line, as import's: suspect files, and the trailing bursts attached."""
+        from echolab.analysis.compare.classify import check_outcomes
+
+        report = check_outcomes(self.outcomes)
+        return report.summary() if report is not None else "cut checks: no capture cut"
+
+    @property
     def not_as_expected(self) -> list["CaptureOutcome"]:
         """Captures whose cut did not find the requests expected (``expect``), as import reports them."""
         return [o for o in self.outcomes if o.as_expected is False]

@@ -47,6 +47,10 @@ def test_classify_takes_imports_cut_and_says_which_files_are_not_as_expected(hom
     four = Lab.classify([homes["home-b"] / "music_1.pcap"], model, Lab.cut_spec("gap=15"), device_ip=DEVICE_IP,
                         expect=4)
     assert [o.source.name for o in four.not_as_expected] == ["music_1.pcap"]
+    # the cut's checks are import's: the files judged together, a count that does not fit --expect is suspect
+    assert done.suspect == [] and {o.check for o in done.outcomes} == {"ok"}
+    assert "0 of 6 files suspect" in done.checks_summary()
+    assert [o.source.name for o in four.suspect] == ["music_1.pcap"] and "expect" in four.suspect[0].check
     big = Lab.cut_spec("gap=15", min_bytes=10**9)  # every burst is a keep-alive: the same sizes as import's
     assert Lab.classify([homes["home-b"] / "music_1.pcap"], model, big, device_ip=DEVICE_IP).predictions == []
 
@@ -79,7 +83,7 @@ def test_cli_classify_with_expect_and_truth(homes: dict[str, Path], model: Path,
     result = CliRunner().invoke(app, ["classify", "--model", str(model), "--device-ip", DEVICE_IP, "--expect", "3",
                                       "--label-from", LABEL_FROM, str(homes["home-b"])])
     assert result.exit_code == 0, result.output
-    assert "18 requests: " in result.output
+    assert "18 requests: " in result.output and "cut checks: 0 of 6 files suspect" in result.output
     assert "Scored against file names by" in result.output and "of 18 requests)" in result.output
     assert "confusion (rows: true, columns: predicted):" in result.output
     bad = tmp_path / "bad.csv"

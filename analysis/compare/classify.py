@@ -63,6 +63,10 @@ class CaptureOutcome:
     unreadable: list[tuple[float, str]] = field(default_factory=list)  # (start, reason)
     set_aside: int = 0  # bursts too small to be requests (keep-alives)
     expected: int | None = None  # requests the file should hold (``--expect``), as import checks it
+    #: the verdict of the cut's checks (:mod:`echolab.captures.quality`), as import keeps it: ``ok`` or
+    #: ``suspect: why``; judged once every capture classified together is cut (:func:`classify_captures`)
+    check: str = "ok"
+    result: Any = field(default=None, repr=False)  # the cut itself (a SplitResult), for the checks
 
     @property
     def as_expected(self) -> bool | None:
@@ -120,6 +124,7 @@ def classify_capture(path: Path | str, model: Any, split: str | SplitSpec = "aut
         edge_gap_s = result.spec.seconds * RULES.edge_gap_share / result.spec.speed  # on the capture's clock
         segments = [trim_keepalives(result.timeline, seg, result.spec, edge_gap_s) for seg in segments]
     result.segments = segments
+    outcome.result = result
     records = request_records(path, result.segments, device)
     good = [(seg, rec) for seg, (rec, _) in zip(result.segments, records) if rec is not None]
     outcome.unreadable = [(seg.start, why or "") for seg, (rec, why) in zip(result.segments, records) if rec is None]
@@ -132,14 +137,37 @@ def classify_capture(path: Path | str, model: Any, split: str | SplitSpec = "aut
 def classify_captures(paths: Iterable[Path | str], model: Any, split: str | SplitSpec = "auto", *, device_ip: str | None = None,
                       on_capture: Callable[[CaptureOutcome], None] | None = None,
                       expect: int | None = None) -> list[CaptureOutcome]:
-    """:func:`classify_capture` for each path, in order; *on_capture* sees each outcome as it is done."""
+    """:func:`classify_capture` for each path, in order; *on_capture* sees each outcome as it is done.
+
+    Once all are cut, the cuts are judged together as import judges a
+    campaign's files (:func:`check_outcomes`), so each outcome's ``check`` says
+    ``ok`` or why its cut is suspect.
+    """
     outcomes = []
     for path in paths:
         outcome = classify_capture(path, model, split, device_ip=device_ip, expect=expect)
         if on_capture is not None:
             on_capture(outcome)
         outcomes.append(outcome)
+    check_outcomes(outcomes)
     return outcomes
+
+
+def check_outcomes(outcomes: Sequence[CaptureOutcome]) -> Any:
+    """Judge the cuts of *outcomes* together, with the checks of ``catalog import``
+    (:func:`echolab.captures.quality.check_cuts`: device, request durations and uploads against the
+    others', working gaps, ``--expect``); set each outcome's ``check`` and return the report (None when
+    no outcome holds its cut)."""
+    from echolab.captures.quality import check_cuts
+
+    judged = [o for o in outcomes if o.result is not None]
+    if not judged:
+        return None
+    report = check_cuts([o.result for o in judged])
+    for outcome, verdict in zip(judged, report.verdicts):
+        verdict.file = str(outcome.source)
+        outcome.check = verdict.text
+    return report
 
 
 def summary(predictions: Sequence[Prediction]) -> dict[str, int]:

@@ -122,6 +122,9 @@ def _files(trained: "TrainedModel", captures: list[Path], spec: "SplitSpec", dev
     done = Lab.classify(captures, trained, spec, device_ip=device_ip, expect=expect, on_capture=show)
     typer.echo(f"{len(done.predictions)} requests: " + ", ".join(f"{k} {v}" for k, v in done.counts().items()),
                err=json_)
+    typer.echo(done.checks_summary(), err=json_)
+    for o in done.suspect:
+        typer.echo(f"  suspect: {o.source.name}: {o.check.removeprefix('suspect: ')}", err=True)
     if done.not_as_expected:
         typer.echo(f"{len(done.not_as_expected)} of {len(done.outcomes)} captures not cut into {expect} requests: "
                    + ", ".join(f"{o.source.name} ({len(o.predictions) + len(o.unreadable)})"
