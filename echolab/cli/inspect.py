@@ -45,9 +45,14 @@ def packet_summary(path: Path, *, limit: int = 20, device_ip: str | None = None)
 def _tshark_lines(path: Path, limit: int) -> Text:
     if shutil.which("tshark") is None:
         return Text("(install tshark for a per-packet dissection)", style="dim")
+    import asyncio
+
     import pyshark
 
-    cap = pyshark.FileCapture(str(path), only_summaries=True)
+    # pyshark runs tshark from an asyncio loop; its own loop, so that a caller that already ran (and closed)
+    # one with asyncio.run, as the web view does, does not leave it without a current loop
+    loop = asyncio.new_event_loop()
+    cap = pyshark.FileCapture(str(path), only_summaries=True, eventloop=loop)
     lines = []
     try:
         for i, pkt in enumerate(cap):
@@ -57,6 +62,7 @@ def _tshark_lines(path: Path, limit: int) -> Text:
                          f"{pkt.protocol:<6} {pkt.length:>5} {pkt.info}")
     finally:
         cap.close()
+        loop.close()
     return Text("\n".join(lines) if lines else "(no packets)")
 
 
