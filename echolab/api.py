@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # imported for type checkers only; the real imports happen wh
     from echolab.analysis.compare.defenses import DefenseComparison
     from echolab.analysis.compare.modelfile import TrainedModel
     from echolab.analysis.compare.scoring import Score
+    from echolab.captures.quality import CutChecksReport
     from echolab.analysis.compare.runner import RunResult
     from echolab.analysis.compare.specs import FeatureSpec
     from echolab.analysis.defenses.dataset import DefendReport
@@ -105,6 +106,7 @@ class Classification:
     outcomes: list["CaptureOutcome"]
     speed: float = 1.0
     expect: int | None = None
+    checks: "CutChecksReport | None" = None  # the cuts judged together (None: no capture was cut)
 
     @property
     def suspect(self) -> list["CaptureOutcome"]:
@@ -113,10 +115,7 @@ class Classification:
 
     def checks_summary(self) -> str:
         """One line, as import's: suspect files, and the trailing bursts attached."""
-        from echolab.analysis.compare.classify import check_outcomes
-
-        report = check_outcomes(self.outcomes)
-        return report.summary() if report is not None else "cut checks: no capture cut"
+        return self.checks.summary() if self.checks is not None else "cut checks: no capture cut"
 
     @property
     def not_as_expected(self) -> list["CaptureOutcome"]:
@@ -692,7 +691,7 @@ class Lab:
         known labels (:meth:`Classification.score`). It needs no catalog:
         ``Lab.classify(...)`` works without a lab.
         """
-        from echolab.analysis.compare.classify import classify_captures
+        from echolab.analysis.compare.classify import check_outcomes, classify_captures
 
         from echolab.db.files import is_capture_name
 
@@ -703,8 +702,8 @@ class Lab:
             files += sorted(p for p in given.rglob("*") if p.is_file() and is_capture_name(p)) if given.is_dir() \
                 else [given]
         outcomes = classify_captures(files, trained, spec, device_ip=device_ip,
-                                     on_capture=on_capture, expect=expect)
-        return Classification(trained, outcomes, speed=spec.speed, expect=expect)
+                                     on_capture=on_capture, expect=expect, check=False)
+        return Classification(trained, outcomes, speed=spec.speed, expect=expect, checks=check_outcomes(outcomes))
 
     @staticmethod
     def classify_live(model: "TrainedModel | Path | str", *, interface: str | None = None,

@@ -136,12 +136,13 @@ def classify_capture(path: Path | str, model: Any, split: str | SplitSpec = "aut
 
 def classify_captures(paths: Iterable[Path | str], model: Any, split: str | SplitSpec = "auto", *, device_ip: str | None = None,
                       on_capture: Callable[[CaptureOutcome], None] | None = None,
-                      expect: int | None = None) -> list[CaptureOutcome]:
+                      expect: int | None = None, check: bool = True) -> list[CaptureOutcome]:
     """:func:`classify_capture` for each path, in order; *on_capture* sees each outcome as it is done.
 
     Once all are cut, the cuts are judged together as import judges a
     campaign's files (:func:`check_outcomes`), so each outcome's ``check`` says
-    ``ok`` or why its cut is suspect.
+    ``ok`` or why its cut is suspect; without *check*, the caller judges them
+    (and keeps the report).
     """
     outcomes = []
     for path in paths:
@@ -149,7 +150,8 @@ def classify_captures(paths: Iterable[Path | str], model: Any, split: str | Spli
         if on_capture is not None:
             on_capture(outcome)
         outcomes.append(outcome)
-    check_outcomes(outcomes)
+    if check:
+        check_outcomes(outcomes)
     return outcomes
 
 
