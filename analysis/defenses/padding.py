@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from echolab.analysis.defenses.registry import Defense, Param
-from echolab.analysis.defenses.trace import Defended, direction
+from echolab.analysis.defenses.trace import Defended, directions
 
 
 class MtuPadding(Defense):
@@ -96,10 +96,7 @@ class SizeNoise(Defense):
 
     def _apply(self, times: np.ndarray, sizes: np.ndarray, rng: np.random.Generator) -> Defended:
         parts = []
-        for sign in (1, -1):
-            t, b = direction(times, sizes, sign)
-            if not len(b):
-                continue
+        for sign, t, b in directions(times, sizes):
             n = len(b)
             noisy = np.cumsum(b) + tree_noise(n, max(1.0, math.log2(n + 1)) / self.eps, rng)
             target = np.clip(np.diff(np.concatenate([[0.0], noisy])), 0, self.mtu).round().astype(np.int64)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from echolab.analysis.defenses.registry import Defense, Param
-from echolab.analysis.defenses.trace import Defended, constant_rate, direction
+from echolab.analysis.defenses.trace import Defended, constant_rate, direction, directions
 
 
 def _schedule(times: np.ndarray, sizes: np.ndarray, sign: int, interval: float, size: int):
@@ -102,10 +102,7 @@ class CsBuflo(Defense):
 
     def _apply(self, times: np.ndarray, sizes: np.ndarray, rng: np.random.Generator) -> Defended:
         parts = []
-        for sign in (1, -1):
-            t, b = direction(times, sizes, sign)
-            if not len(b):
-                continue
+        for sign, t, b in directions(times, sizes):
             cum = np.concatenate([[0], np.cumsum(b)])
             total = int(cum[-1])
             now, rho, sent = 0.0, self.rho, 0

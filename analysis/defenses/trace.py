@@ -14,6 +14,7 @@ undefended capture did (:func:`check_real_bytes` holds every defense to that).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -82,6 +83,14 @@ def direction(times: np.ndarray, sizes: np.ndarray, sign: int) -> tuple[np.ndarr
     """(times, unsigned sizes) of one direction (``1`` from the device, ``-1`` to it)."""
     keep = sizes > 0 if sign > 0 else sizes < 0
     return times[keep], np.abs(sizes[keep])
+
+
+def directions(times: np.ndarray, sizes: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(sign, times, unsigned sizes)`` of each direction that has packets, from the device (1) first."""
+    for sign in (1, -1):
+        t, b = direction(times, sizes, sign)
+        if len(b):
+            yield sign, t, b
 
 
 def constant_rate(arrivals: np.ndarray, nbytes: np.ndarray, *, start: float, interval: float,
