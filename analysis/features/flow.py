@@ -46,7 +46,7 @@ speaker, the codec and the cloud's thinking (seconds), not by the network's
 round trip (tens of milliseconds), so a duration divided by the round trip
 reads the network: trained on one simulated household and tested on another
 with the same speaker, ``timing`` with three such columns
-(``*_rtts_count``) scored 82% and 98% without them (bench/README.md,
+(``*_rtts_count``) scored 91.7% and 97.9% without them (bench/README.md,
 "Attacks that travel"). :func:`timing_values` still computes them, for model
 files written before.
 
