@@ -31,8 +31,8 @@ from echolab.collector.sim.params import SimParams, load_params
 from echolab.collector.sim.topology import Topology
 
 TLS_OVERHEAD = p.TLS_RECORD_OVERHEAD  # TLS 1.3 AES-GCM record: 5-byte header + content type + 16-byte tag
-TS_OPTION_LEN = 12
-REPORT_RECORD = 500  # bytes a record of the report after an answer carries  # NOP NOP timestamp
+TS_OPTION_LEN = 12  # NOP NOP timestamp
+REPORT_RECORD = 500  # bytes a record of the report after an answer carries
 ECHO_MAC = b"\x02\xec\x40\x00\x00\x02"
 GW_MAC = b"\x02\xec\x40\x00\x00\x01"
 
@@ -275,8 +275,12 @@ def generate(label: str, duration_s: float, rng: np.random.Generator, params: Si
     chunks = upload_chunks(duration_s, params)
     framed = bool(sp.get("upload_record_bytes", 0))  # a household's framing; otherwise one record a chunk
     coalesce = bool(sp.get("upload_coalesce", 1))
-    for offset, sizes in (framed_upload(chunks, sp, rng) if framed else [(o, [_frame_size(n)]) for o, n in chunks]):
-        t = voice.records(max(t, t0 + offset / speed), True, sizes, coalesce)
+    if framed:
+        for offset, sizes in framed_upload(chunks, sp, rng):
+            t = voice.records(max(t, t0 + offset / speed), True, sizes, coalesce)
+    else:
+        for offset, size in chunks:
+            t = voice.record(max(t, t0 + offset / speed), True, _frame_size(size))
     # Control records (a household's lengths, header length fields): the end of speech, the cloud's acknowledgement.
     end_of_speech = int(sp.get("control_up_bytes", 0)) or _frame_size(0)
     ack = int(sp.get("control_down_bytes", 0)) or _frame_size(int(params.keepalive["pong_bytes"]))
