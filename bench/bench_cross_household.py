@@ -215,7 +215,8 @@ def main() -> None:
             print(f"{title}, adaptation {method}: best framing-free {fb} {100 * fa:.1f}% vs best packet-based "
                   f"{pb} {100 * pa:.1f}%: {fa / pa if pa else float('nan'):.2f}x")
     out = {"households": [h.name for h in HOUSEHOLDS], "classes": list(CLASSES), "per_class": args.per_class,
-           "same_speaker": args.same_speaker, "trees": args.trees, "splits": args.splits, "seed": args.seed, "captures": len(records),
+           "same_speaker": args.same_speaker, "trees": args.trees, "splits": args.splits, "seed": args.seed,
+           "captures": len(records),
            "chance": 1 / len(CLASSES), "write_s": write_s, "extract_s": extract_s, "packets_per_capture": packets,
            "gateway": gateway,
            "sets": results, "ratios": ratios, "cpus": os.cpu_count(), "load": os.getloadavg(),

@@ -3,9 +3,9 @@
 An eavesdropper trains on traffic of homes of its own and classifies a home it
 never saw. Real captures of two homes differ in ways that have nothing to do
 with the command (REAL-ECHO-TRAFFIC.md): how the Echo frames its upload
-(113-byte TLS records, one a segment, in one home; 432-byte records, several a
-segment, in the other), the size of the answer's records (about 16 KB vs
-4 KB), whether it uploads a report 8 to 15 s after the answer (63% of one
+(72% of its records 113 bytes long, one a segment, in one home; 87% 432 bytes
+long, several a segment, in the other), the size of the answer's records
+(about 16 KB vs 4 KB) and of the small control records, whether it uploads a report 8 to 15 s after the answer (63% of one
 home's requests, 10% of the other's), the network (round trip, MSS, jitter,
 bandwidth, offloads at the capture point), the person speaking (pace) and the
 server addresses. A :class:`Household` holds these; :data:`HOUSEHOLDS` are the
@@ -16,7 +16,9 @@ writer (:mod:`echolab.collector.sim.synthetic`: no namespaces needed), and
 :func:`collect_households` imports each household as one campaign, so that a
 comparison split by campaign (``analyze run --split-by campaign``) trains on
 some homes and tests on an unseen one. What the synthetic writer does not
-model: loss and retransmissions, congestion control.
+model: congestion control, keep-alives, and the other connections and local
+traffic a real request's window holds. docs/simulation.md ("Simulated
+households") gives each default's values and where they come from.
 """
 
 from __future__ import annotations
