@@ -139,12 +139,34 @@ def _bytes(seqs) -> dict[str, float]:
 
 
 def _exchange_delays(exchanges: list[dict]) -> list[float]:
-    """Per request (an Echo exchange): the longest queueing of a last real byte among the exchanges inside it."""
+    """Per request (an Echo exchange and those inside it: the cloud's, the music stream's), how much later its
+    last real byte went out than the last real byte was written: the live twin of the trace's delay."""
     delays = []
     for ex in (e for e in exchanges if e["side"] == "echo"):
-        inside = [e for e in exchanges if ex["start"] - 0.5 <= e["start"] <= ex["end"]]
-        delays.append(max(e["last_real_delay_s"] for e in inside))
+        inside = [e for e in exchanges if ex["start"] - 0.5 <= e["start"] <= ex["end"] and e["last_write"]]
+        sent = max(e["last_real_sent"] or e["last_write"] for e in inside)
+        delays.append(max(0.0, sent - max(e["last_write"] for e in inside)))
     return delays
+
+
+def without(spec: str, base, live, base_labels, live_labels, exclude: str, seed: int) -> dict:
+    """Bandwidth each way, live and trace, counting neither pure ACKs nor captures of class *exclude*."""
+    from echolab.analysis.defenses.dataset import defended_sequences, fitted_defense
+
+    def pick(seqs, labels):
+        return [(t[np.abs(s) != PURE_ACK], s[np.abs(s) != PURE_ACK]) for (t, s), y in zip(seqs, labels)
+                if y != exclude]
+
+    b, lv = _bytes(pick(base, base_labels)), _bytes(pick(live, live_labels))
+    data = {i: seq for i, seq in enumerate(pick(base, base_labels)) if len(seq[1]) >= 2}
+    out, _ = defended_sequences(fitted_defense(spec, list(data.values())), data, seed=seed)
+    tr = {"out": sum(int(d.sizes[d.sizes > 0].sum()) for d in out.values()),
+          "in": sum(int(-d.sizes[d.sizes < 0].sum()) for d in out.values())}
+    res = {}
+    for name, w in (("live", lv), ("trace", tr)):
+        res[name] = {"bandwidth_out": w["out"] / b["out"] - 1, "bandwidth_in": w["in"] / b["in"] - 1,
+                     "bandwidth": (w["out"] + w["in"]) / (b["out"] + b["in"]) - 1}
+    return res
 
 
 def trace_acks_kept(spec: str, seqs, seed: int) -> dict[str, float]:
@@ -169,7 +191,7 @@ def trace_acks_kept(spec: str, seqs, seed: int) -> dict[str, float]:
 
 def live_vs_trace(args: argparse.Namespace) -> dict:
     """Steps 4 to 6 of the module's docstring."""
-    from echolab.analysis.compare.defenses import compare_defenses
+    from echolab.analysis.compare.defenses import attack_accuracy, compare_defenses
     from echolab.analysis.compare.sources import catalog_source
     from echolab.db.catalog import Catalog
     from echolab.labdir import LabDir
@@ -191,7 +213,9 @@ def live_vs_trace(args: argparse.Namespace) -> dict:
 
             base_src, base_seqs = seqs_of(campaigns[None]["campaign"])
             base = _bytes(base_seqs)
-            out["undefended"] = {"captures": len(base_seqs), "collect_s": campaigns[None]["collect_s"], **base}
+            out["undefended"] = {"captures": len(base_seqs), "collect_s": campaigns[None]["collect_s"], **base,
+                                 "captures_with_times_out_of_order": sum(1 for t, _ in base_seqs
+                                                                         if np.any(np.diff(t) < 0))}
             start = time.perf_counter()
             trace = compare_defenses(cat, specs, campaigns=[campaigns[None]["campaign"]], trials=args.trials,
                                      seed=args.seed, grids_path=str(args.grids) if args.grids else None)
@@ -209,16 +233,19 @@ def live_vs_trace(args: argparse.Namespace) -> dict:
                         "duration_ratio": lb["duration"] / base["duration"] if base["duration"] else None,
                         "exchanges": len(delays),
                         "dummies": sum(e["dummies"] for e in campaigns[spec]["exchanges"])}
-                # The same attacks, trained and tested on the live captures (a cheap defense rides along:
-                # compare_defenses needs one; its baseline is the live campaign's own accuracy).
-                live_cmp = compare_defenses(cat, ("mtu",), campaigns=[campaigns[spec]["campaign"]], trials=args.trials,
-                                            seed=args.seed, grids_path=str(args.grids) if args.grids else None)
-                live["accuracy"] = {a: float(np.mean(v)) for a, v in live_cmp.baseline.items()}
+                # The same attacks on the same protocol, trained and tested on the live captures.
+                acc = attack_accuracy(cat, campaigns=[campaigns[spec]["campaign"]], trials=args.trials,
+                                      seed=args.seed, grids_path=str(args.grids) if args.grids else None)
+                live["accuracy"] = {a: float(np.mean(v)) for a, v in acc.items()}
+                live["captures_with_times_out_of_order"] = sum(1 for t, _ in live_seqs if np.any(np.diff(t) < 0))
                 tr = dict(trace.overheads[parsed])
                 tr["accuracy"] = {a: float(np.mean(m["trained_defended"])) for a, m in trace.accuracy[parsed].items()}
                 tr["acks_kept"] = trace_acks_kept(spec, base_seqs, args.seed)
+                no_music = without(spec, base_seqs, live_seqs, base_src.y.tolist(), live_src.y.tolist(), "music",
+                                   args.seed)
                 out["defenses"][parsed] = {"live": live, "trace": tr, "live_over_trace": _ratios(live, tr),
-                                           "within_10pct": _within(live, tr)}
+                                           "within_10pct": _within(live, tr),
+                                           "no_music_no_pure_acks": no_music}
                 print(f"{parsed:28s} live bw {100 * live['bandwidth']:7.1f}% (out {100 * live['bandwidth_out']:7.1f}%,"
                       f" in {100 * live['bandwidth_in']:7.1f}%) delay {100 * live['delay']:5.1f}% | trace bw "
                       f"{100 * tr['bandwidth']:7.1f}% (out {100 * tr['bandwidth_out']:7.1f}%, in "

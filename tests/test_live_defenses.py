@@ -165,3 +165,20 @@ def test_a_live_defended_capture_has_the_defenses_shape(spec: str, tmp_path: Pat
             assert sum(1 for r in records if r.direction == sign and r.length + 5 + PACKET_HEADERS == 1500) > 0
     cloud = next(e for e in log if e["side"] == "cloud")
     assert cloud["real_bytes"] > 20000  # the spoken answer went through the shaper whole
+
+
+def test_live_defended_captures_stay_out_of_the_undefended_data(sqlite_lab, tmp_path: Path) -> None:
+    """A capture collected under a live defense (its ``defense`` column set, no ``defended_from``)."""
+    from echolab.analysis.defenses.dataset import undefended_captures
+    from echolab.collector.sim import synthetic
+    from echolab.db.catalog import Catalog
+
+    with Catalog.open(sqlite_lab) as cat:
+        plain = cat.create_campaign("plain", backend="sim", classes=["weather"])
+        shaped = cat.create_campaign("shaped", backend="sim", classes=["weather"], settings={"defense": "mtu"})
+        for i, (camp, source) in enumerate([(plain, None), (shaped, {"defense": "mtu"})]):
+            path = tmp_path / f"{i}.pcap"
+            synthetic.write_capture(path, "weather", 2.0, np.random.default_rng(i))
+            cat.add_capture(camp, "weather", path, move=True, device_ip="10.77.0.2", source=source)
+        assert [c.campaign.name for c in undefended_captures(cat)] == ["plain"]
+        assert [c.defense for c in cat.captures(campaign="shaped")] == ["mtu"]
