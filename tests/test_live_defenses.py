@@ -116,6 +116,9 @@ def test_front_adds_dummy_cells_and_buflo_sends_at_a_constant_rate() -> None:
     assert received and len(received) == 4000
     assert all(wire_bytes(*c) == 1500 for c in cells)
     assert 30 <= len(cells) <= 33 and time.monotonic() - start >= 0.3  # a cell every 10 ms for tau
+    cells, received = asyncio.run(_shaped_exchange("tamaraw:rho_out=0.005,L=20", [os.urandom(3000)]))
+    assert len(received) == 3000 and len(cells) % 20 == 0  # the Echo's cell count: a multiple of L
+    assert all(wire_bytes(*c) == 750 for c in cells)
 
 
 # --- the simulated lab, end to end -------------------------------------------------------------
