@@ -3,8 +3,8 @@
 
 Every file echolab reads from a stranger has a harness here: the pcap/pcapng
 reader, the long-capture cut and its piece writer, the trace-CSV importer, the
-import manifest, the lab's settings file, the model-file reader and the grids
-file. A harness writes the fuzzer's bytes to a file, hands it to the library as
+import manifest, the lab's settings file, the model-file reader, the grids
+file and the TLS record layer. A harness writes the fuzzer's bytes to a file, hands it to the library as
 a user would, and accepts only two endings: success, or an error of echolab's
 own family (:class:`echolab.errors.EcholabError`). Anything else is a crash.
 
@@ -85,6 +85,37 @@ def _captures(folder: Path) -> list[Path]:
     return out + [long] + pieces
 
 
+def _tls_captures(folder: Path) -> list[Path]:
+    """TLS records of both directions cut into segments every which way: split over segments, several in one,
+    a retransmitted segment, a capture that starts mid-record (as tests/test_records.py crafts them)."""
+    import random
+
+    from pcaps import tcp_packet, write_pcap
+
+    rng = random.Random(28)
+    dev, srv = "192.168.1.50", "52.94.1.10"
+
+    def rec(n: int, ctype: int = 23) -> bytes:
+        return bytes([ctype, 3, 3, n >> 8, n & 0xFF]) + rng.randbytes(n)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    up = rec(40, 22) + rec(113) * 3 + rec(432) + rec(1, 21)
+    down = rec(60, 22) + rec(4000) + rec(30)
+    out = []
+    for name, cuts, skip in (("split", 97, 0), ("merged", 1400, 0), ("mid", 300, 150)):
+        frames, t = [], 1.0
+        for payload, (src, dst, sp, dp) in ((up, (dev, srv, 50123, 443)), (down, (srv, dev, 443, 50123))):
+            for off in range(skip, len(payload), cuts):
+                chunk = payload[off:off + cuts]
+                frames.append((t, tcp_packet(src, dst, sp, dp, seq=1000 + off, ack=1, flags="PA", payload=chunk)))
+                if name == "split" and off == cuts:  # the same segment again: a retransmission
+                    frames.append((t + 0.001, tcp_packet(src, dst, sp, dp, seq=1000 + off, ack=1, flags="PA",
+                                                         payload=chunk)))
+                t += 0.01
+        out.append(write_pcap(folder / f"{name}.pcap", frames))
+    return out
+
+
 def seeds(target: str, folder: Path) -> list[bytes]:
     """The seed inputs of *target*, from the test captures and the shipped files."""
     from echolab.analysis.compare.grids import DEFAULT_GRIDS
@@ -115,6 +146,8 @@ def seeds(target: str, folder: Path) -> list[bytes]:
                 b'catalog_url = "sqlite:///catalog.sqlite"\n', b"\n"]
     if target == "modelfile":
         return _model_seeds(folder)
+    if target == "records":
+        return [p.read_bytes() for p in _tls_captures(folder / "tls")] + [p.read_bytes() for p in caps[:2]]
     if target == "grids":
         text = DEFAULT_GRIDS.read_text()
         blocks = re.split(r"(?m)^(?=\[models\.)", text)
@@ -122,25 +155,96 @@ def seeds(target: str, folder: Path) -> list[bytes]:
     raise SystemExit(f"unknown target {target}")
 
 
-def _model_seeds(folder: Path) -> list[bytes]:
-    """Model files (a zip of a JSON header and a model member) whose header is valid or nearly so."""
+#: How the modelfile target reads its input's first byte (low two bits): the whole file as given, or a valid
+#: model file with one member replaced by the rest of the input and zipped again with true checksums, so the
+#: fuzzer reaches the header's and skops' parsing instead of stopping at the zip's CRCs.
+MODEL_MODES = ("file", "header", "schema")
+
+
+def trained_models(folder: Path) -> list[bytes]:
+    """Two small real model files (a forest on histograms, k-NN on the flow set), trained on test captures once
+    and kept in ``bench/fuzz_corpus/modelfile-bases/``."""
+    from grids import write_grids
+    from pcaps import SIM_DEVICE_IP, write_class_captures
+
+    from echolab.analysis.compare.modelfile import campaign_source, save_model, train_model
+    from echolab.db.catalog import Catalog
+    from echolab.db.transfer import import_captures
+    from echolab.labdir import LabDir
+
+    cached = sorted(CORPUS.glob("modelfile-bases/*.echolab-model"))
+    if cached:  # the same files every run: the corpus' repacked inputs name the parts of these
+        return [p.read_bytes() for p in cached]
+    lab = LabDir.open(folder / "modellab", create=True)
+    write_class_captures(folder / "train", 3, start_ts=1_700_000_000.0)
+    grids = write_grids(folder, {"random_forest": {"params": {"n_estimators": 3}, "grid": {"max_depth": [2]}},
+                                 "knn": {"params": {}, "grid": {"n_neighbors": [1]}}}, labels=False)
+    out: list[Path] = []
+    with Catalog.open(lab) as cat:
+        import_captures(cat, folder / "train", campaign="train", device_ip=SIM_DEVICE_IP)
+        source = campaign_source(cat, ["train"], device_ip=SIM_DEVICE_IP)
+        for feature, model in (("histogram:bins=6", "random_forest"), ("flow", "knn")):
+            path = save_model(train_model(source, feature, model, grids_path=grids),
+                              CORPUS / "modelfile-bases" / f"{model}.echolab-model")
+            out.append(path)
+    return [p.read_bytes() for p in sorted(out)]
+
+
+def _members(blob: bytes) -> dict[str, bytes]:
     import io
-    import json
     import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def repack_model(bases: list[bytes], data: bytes) -> bytes:
+    """The model file an input of the modelfile target stands for (see :data:`MODEL_MODES`)."""
+    from echolab.analysis.compare.modelfile import HEADER_MEMBER, MODEL_MEMBER
+
+    if not data:
+        return b""
+    mode, body = MODEL_MODES[data[0] % 4 % 3], data[1:]
+    if mode == "file":
+        return body
+    outer = _members(bases[(data[0] >> 2) % len(bases)])
+    if mode == "header":
+        outer[HEADER_MEMBER] = body
+    else:
+        inner = _members(outer[MODEL_MEMBER])
+        inner["schema.json"] = body
+        outer[MODEL_MEMBER] = _zipped(inner)
+    return _zipped(outer)
+
+
+def _model_seeds(folder: Path) -> list[bytes]:
+    """Real model files whole, their headers and skops schemas (to be repacked), and headers nearly valid."""
+    import json
 
     from echolab.analysis.compare.modelfile import FORMAT, HEADER_MEMBER, MODEL_MEMBER
     from echolab.analysis.features.sets import EXTRACTOR_VERSION
 
+    bases = trained_models(folder)
+    out = [bytes([0]) + b for b in bases]
+    for i, base in enumerate(bases):
+        outer = _members(base)
+        out.append(bytes([1 | i << 2]) + outer[HEADER_MEMBER])
+        out.append(bytes([2 | i << 2]) + _members(outer[MODEL_MEMBER])["schema.json"])
     header = {"format": FORMAT, "extractor_version": EXTRACTOR_VERSION, "feature_set": "tcptrace",
               "feature_key": "tcptrace", "feature_options": {}, "versions": {"numpy": "0"}}
-    out = []
-    for payload, head in ((b"", header), (b"\x80\x04K\x01.", {**header, "feature_set": "histogram"}),
-                          (b"x", {"format": 0})):
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            zf.writestr(HEADER_MEMBER, json.dumps(head))
-            zf.writestr(MODEL_MEMBER, payload)
-        out.append(buf.getvalue())
+    for head in (header, {**header, "feature_set": "histogram"}, {"format": 0}):
+        out.append(bytes([1]) + json.dumps(head).encode())
     return out
 
 
@@ -153,7 +257,7 @@ def make_harness(target: str) -> Callable[[bytes], None]:
 
     with atheris.instrument_imports(include=["echolab"]):
         from echolab.analysis.compare import grids, modelfile
-        from echolab.captures import cut, device, pieces, reader, spec, trace
+        from echolab.captures import cut, device, pieces, reader, records, spec, trace
         from echolab.db import transfer
         from echolab.db.catalog import Catalog
         from echolab.labdir import LabDir
@@ -217,13 +321,26 @@ def make_harness(target: str) -> Callable[[bytes], None]:
             Catalog.open(lab).close()
         return one
     if target == "modelfile":
+        import warnings
+
         h = Harness(target, ".echolab-model")
+        bases = trained_models(h.work / "seeds")
+
+        def one(data: bytes) -> None:
+            path = h.write(repack_model(bases, data))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a header naming other library versions warns; that is not a crash
+                model = modelfile.load_model(path)
+            model.header()
+        return one
+    if target == "records":
+        h = Harness(target, ".pcap")
 
         def one(data: bytes) -> None:
             path = h.write(data)
-            header = _safe_header(modelfile, path)
-            if header is not None:
-                modelfile.check_header(header, path)
+            stats = records.RecordStats()
+            got = list(records.tls_records(path, "192.168.1.50", stats))
+            records.record_rows(got)
         return one
     if target == "grids":
         h = Harness(target, ".toml")
@@ -234,11 +351,6 @@ def make_harness(target: str) -> Callable[[bytes], None]:
             grids.select_models(specs, None)
         return one
     raise SystemExit(f"unknown target {target}")
-
-
-def _safe_header(modelfile, path: Path):
-    """The header of a fuzzed model file: JSON read alone, so no input can make it run code."""
-    return modelfile.read_header(path)
 
 
 # --------------------------------------------------------------------------- the child: one fuzzing run
@@ -281,7 +393,7 @@ def child(target: str, seconds: int, corpus: Path, crashes: Path, log: Path) -> 
 # --------------------------------------------------------------------------- the parent: seeds, run, figures
 
 
-TARGETS = ("pcap", "cut", "trace", "manifest", "settings", "modelfile", "grids")
+TARGETS = ("pcap", "cut", "trace", "manifest", "settings", "modelfile", "grids", "records")
 
 
 def run(target: str, minutes: float) -> dict:

@@ -16,6 +16,13 @@ follow within the trailing window is kept in the request's capture
 prompt waits until it has passed. Only the parametric simulated lab, whose
 Echo says when it is done, skips the trailing window.
 
+When the capture interface's link goes down or up (its ``carrier_changes``),
+the capture in progress fails (``truncated``) and the next prompt waits until
+the link is up and the Echo's traffic has paused for as long as the link may
+have been down, so what TCP retransmits late (an earlier attempt's request and
+its answer) never falls into the next capture; a link down for longer than the
+idle timeout fails the attempt as ``link-down``.
+
 State lives only in the catalog and the lab directory: a rerun (or
 ``--resume NAME``) counts the good captures per class and carries on. A
 capture in progress lives in ``LAB/tmp`` and is never catalogued until it is
@@ -37,7 +44,7 @@ from typing import Any, Callable
 from echolab.captures.rules import RULES
 from echolab.collector.backends import Backend
 from echolab.collector.live import LiveCapture
-from echolab.collector.recorder import CaptureProcess, CaptureToolError, kill_stale
+from echolab.collector.recorder import CaptureProcess, CaptureToolError, carrier_changes, kill_stale, link_up
 from echolab.collector.schedule import next_class, pick_prompt
 from echolab.collector.timing import TRAILING_CHOICES
 from echolab.collector.checks import check_capture, cut_after
@@ -165,6 +172,9 @@ class CampaignRunner:
         self._quiet: tuple[float, float] | None = None  # (last traffic, when a capture last watched) if idle then
         self._ending: Ending | None = None  # how the current live capture ended
         self._play_start = 0.0  # when the current prompt began to play (wall clock)
+        #: The capture interface's link changes (carrier_changes) when last seen settled, and when that was.
+        self._link_changes: int | None = None
+        self._link_seen_at = time.time()
 
     # -- state from the catalog ---------------------------------------------------------
 
@@ -201,6 +211,9 @@ class CampaignRunner:
         self.catalog.set_campaign_status(self.campaign, CampaignStatus.running.value)
         log.info("campaign %s: %s backend, %d per class, classes %s", self.campaign.name, s.backend, s.per_class,
                  ", ".join(s.classes))
+        if self.backend.live:
+            self._link_changes = carrier_changes(self.backend.interface, self.backend.prefix)
+            self._link_seen_at = time.time()
         with self.stop.installed():
             try:
                 while not self.stop.requested:
@@ -288,7 +301,7 @@ class CampaignRunner:
         timing.prepare = time.monotonic() - t
         started_at = datetime.now(timezone.utc)
         if self.backend.live:
-            self._live_capture(tmp, label, text, clip, timing)
+            started_at = self._live_capture(tmp, label, text, clip, timing)
         else:
             t = time.monotonic()
             self.backend.write(tmp, label, float(clip.duration_s), _stable_key(self.campaign.name, label, attempt, text))
@@ -339,6 +352,11 @@ class CampaignRunner:
         now = time.time()
         if self._quiet and now - self._quiet[1] < window and now - self._quiet[0] >= window:
             return  # the last capture watched the Echo quiet for the window a moment ago
+        self._watch_quiet(window, s.idle_timeout_s)
+
+    def _watch_quiet(self, window: float, timeout_s: float) -> None:
+        """Capture the Echo's traffic until it pauses for *window* seconds (echo-busy after *timeout_s*)."""
+        s, b = self.settings, self.backend
         path = self.lab.tmp_dir / f"capture-watch-{time.time_ns()}.pcapng"
         cap = self._start_capture(path)
         try:
@@ -351,20 +369,56 @@ class CampaignRunner:
                 now = time.time()
                 if now - max(live.last_traffic, start) >= window + RULES.collector_file_delay_s:
                     return
-                if now - start > s.idle_timeout_s:
+                if now - start > timeout_s:
                     raise Failure("echo-busy", f"the Echo's traffic did not pause for {window:.1f} s within "
-                                               f"{s.idle_timeout_s:.0f} s")
+                                               f"{timeout_s:.0f} s")
                 time.sleep(POLL_S)
         finally:
             cap.abort()
 
-    def _live_capture(self, tmp: Path, label: str, text: str, clip: Any, timing: CaptureTiming) -> None:
+    def _settle_link(self) -> None:
+        """After the capture interface's link went down or up: wait until it is up and the Echo's traffic settles.
+
+        An outage holds back what the Echo and the cloud sent; TCP retransmits it
+        after the link is back, with a back-off that roughly doubles, so an
+        earlier attempt's request may still reach the cloud and be answered.
+        A capture started then would hold two requests. So the next prompt waits
+        for the Echo's traffic to pause (by the traffic, even where the
+        backend knows when its Echo is done) for as long as the link may have been
+        down (:attr:`~echolab.captures.rules.TrafficRules.link_settle_min_s` to ``link_settle_max_s``).
+        """
+        s, b = self.settings, self.backend
+        count = carrier_changes(b.interface, b.prefix)
+        if count is None or count == self._link_changes:
+            self._link_seen_at = time.time()
+            return
+        log.warning("link: %s went down or up since %s; waiting for it to be up and for the Echo's traffic "
+                    "to settle before the next prompt", b.interface,
+                    datetime.fromtimestamp(self._link_seen_at).strftime("%H:%M:%S"))
+        give_up = time.monotonic() + s.idle_timeout_s
+        while link_up(b.interface, b.prefix) is False:
+            if self.stop.requested:
+                return
+            if time.monotonic() > give_up:
+                raise Failure("link-down", f"{b.interface} has been down for over {s.idle_timeout_s:.0f} s")
+            time.sleep(4 * POLL_S)
+        window = min(max(RULES.link_settle_min_s, time.time() - self._link_seen_at), RULES.link_settle_max_s)
+        self._watch_quiet(window, s.idle_timeout_s + window)
+        self._quiet = None
+        self._link_changes = carrier_changes(b.interface, b.prefix)
+        self._link_seen_at = time.time()
+        log.info("link: %s is up and the Echo's traffic paused %.1f s", b.interface, window)
+
+    def _live_capture(self, tmp: Path, label: str, text: str, clip: Any, timing: CaptureTiming) -> datetime:
+        """Capture one request into *tmp* (the Echo idle first); returns when the capture began."""
         s, b = self.settings, self.backend
         t = time.monotonic()
         self._ending = None
+        self._settle_link()
         self._wait_idle()
         timing.idle = time.monotonic() - t
         t = time.monotonic()
+        started_at = datetime.now(timezone.utc)
         cap = self._start_capture(tmp)
         timing.start = time.monotonic() - t
         try:
@@ -399,6 +453,7 @@ class CampaignRunner:
         if s.trailing == "exclude" and ending.trailing_start is not None:
             cut_after(tmp, ending.trailing_start)
             ending.reason += "; post-answer upload cut out"
+        return started_at
 
     def _wait_response(self, cap: CaptureProcess, live: LiveCapture, label: str) -> Ending:
         """Return when the answer (and the post-answer upload, if one comes) is over; Failure when none comes.

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from echolab.errors import EcholabError
 
-FAILURE_KINDS = ("no-traffic", "no-response", "capture-error", "audio-error", "echo-busy", "truncated")
+FAILURE_KINDS = ("no-traffic", "no-response", "capture-error", "audio-error", "echo-busy", "truncated",
+                 "link-down")
 
 
 class CollectError(EcholabError):
@@ -35,6 +36,7 @@ HINTS = {
     "audio-error": "the prompt could not be played or synthesized: run 'echolab doctor'",
     "echo-busy": "the Echo stayed busy: is someone else talking to it, or is it playing music?",
     "truncated": "captures were cut short or dropped packets: check disk space and system load",
+    "link-down": "the capture interface's link is down: check the gateway's cable or the Echo's Wi-Fi access point",
 }
 
 

@@ -102,6 +102,26 @@ def carrier_changes(interface: str, prefix: Sequence[str] = ()) -> int | None:
         return None
 
 
+def link_up(interface: str, prefix: Sequence[str] = ()) -> bool | None:
+    """Whether the interface's link is up (Linux's ``operstate``); None when it cannot be read.
+
+    An interface whose driver does not report its state (``unknown``, as a
+    loopback or a tunnel does) counts as up.
+    """
+    path = f"/sys/class/net/{interface}/operstate"
+    try:
+        if prefix:
+            out = subprocess.run([*prefix, "cat", path], capture_output=True, text=True, timeout=5)
+            if out.returncode != 0:
+                return None
+            state = out.stdout.strip()
+        else:
+            state = Path(path).read_text().strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return state not in ("down", "lowerlayerdown", "notpresent")
+
+
 class CaptureProcess:
     """One running capture writing pcapng to *path*."""
 

@@ -3,13 +3,10 @@ server (started here on loopback), and real captures made with tcpdump."""
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,42 +20,15 @@ from echolab.labdir import CATALOG_URL_ENV, LabDir
 pytest_plugins = ("ci_guard", "pytester")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throw-away PostgreSQL server on 127.0.0.1; yields its base URL."""
-    bindir = _pg_bin()
-    if bindir is None:
+def postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1 (tests/pgserver.py); yields its base URL."""
+    import pgserver
+
+    if pgserver.bindir() is None:
         pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
-    # Not under pytest's tmp folder: that one is private to root, and the server runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="echolab-pg-"))
-    data, port = root / "data", _free_port()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        pg = pwd.getpwnam("postgres")
-        os.chown(root, pg.pw_uid, pg.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "echolab"],
-                   check=True, capture_output=True)
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"),
-                    "-w", "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://echolab@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with pgserver.running() as url:
+        yield url
 
 
 _db_counter = iter(range(1_000_000))
@@ -70,14 +40,9 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'catalog.sqlite'}"
         return
-    base = request.getfixturevalue("postgres_server")
-    import psycopg
+    import pgserver
 
-    name = f"t{os.getpid()}_{next(_db_counter)}"
-    dsn = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{base}/{name}"
+    yield pgserver.create_database(request.getfixturevalue("postgres_server"), f"t{os.getpid()}_{next(_db_counter)}")
 
 
 @pytest.fixture

@@ -48,27 +48,55 @@ def test_coral_gives_the_training_homes_the_test_homes_covariance() -> None:
 
 
 def test_the_two_real_homes_framing(tmp_path: Path) -> None:
-    """home-a: small upload records, one a segment, 16 KB answer records; home-b: larger ones, several a segment."""
+    """home-a and home-b frame the same upload as the two real homes do (REAL-ECHO-TRAFFIC.md), read back at the
+    gateway by the record layer: usual upload record lengths and their shares, segments per upload, answer and
+    control records, round trip."""
     out = {}
     for name in ("home-a", "home-b"):
         h = household(name)
         path = write_household(tmp_path / name, h, ["weather"], 1, seed=3)[0]
         stats = RecordStats()
         recs = list(tls_records(path, SIM_DEVICE_IP, stats))
-        up = Counter(r.length for r in recs if r.direction == 1).most_common(1)[0][0]
+        answer_from = min(r.ts_us for r in recs if r.direction == -1)
+        upload = Counter(r.length for r in recs if r.direction == 1 and r.ts_us < answer_from)
+        up, n = upload.most_common(1)[0]
         down = max(r.length for r in recs if r.direction == -1)
+        control = ({r.length for r in recs if r.direction == 1} & set(h.control_record_bytes),
+                   {r.length for r in recs if r.direction == -1} & set(h.control_record_bytes))
         record = extract_record(path, SIM_DEVICE_IP)
         flow = dict(zip(make_transformer("timing").fit([record]).feature_names_,
                         make_transformer("timing").fit([record]).transform([record])[0]))
         up_pkts = sum(1 for s in record.seq_sizes if s > 100)
-        out[name] = (up, down, up_pkts, flow["d2s_upload_bytes"], flow["bi_rtt_ms"])
+        out[name] = (up, n / sum(upload.values()), down, control, up_pkts, flow["d2s_upload_bytes"], flow["bi_rtt_ms"])
         assert stats.holes == 0 and stats.partial <= 1
-    (up_a, down_a, pkts_a, bytes_a, rtt_a), (up_b, down_b, pkts_b, bytes_b, rtt_b) = out["home-a"], out["home-b"]
+    (up_a, share_a, down_a, control_a, pkts_a, bytes_a, rtt_a) = out["home-a"]
+    (up_b, share_b, down_b, control_b, pkts_b, bytes_b, rtt_b) = out["home-b"]
     assert (up_a, up_b) == (113, 432)  # the record lengths seen in the two real homes
+    assert share_a == pytest.approx(0.72, abs=0.08) and share_b == pytest.approx(0.87, abs=0.08)  # of upload records
     assert (down_a, down_b) == (16408, 4128)
-    assert pkts_a > 2 * pkts_b  # the same kind of upload takes more than twice the packets in home-a
+    assert control_a == ({33}, {87}) and control_b == ({32}, {40})
+    assert 1.8 < pkts_a / pkts_b < 3.2  # the same kind of upload takes about 2.3 times the packets in home-a
     assert rtt_a == pytest.approx(25.0, abs=0.5) and rtt_b == pytest.approx(45.0, abs=1.5)
     assert 0.5 < bytes_a / bytes_b < 2
+
+
+def test_the_report_after_the_answer_follows_most_of_home_as_requests_and_few_of_home_bs(tmp_path: Path) -> None:
+    """The Echo's upload 8 to 15 s after an answer (about 14.5 KB in well under a second) follows 63% of one real
+    home's requests and 10% of the other's."""
+    shares = {}
+    for name in ("home-a", "home-b"):
+        paths = write_household(tmp_path / name, household(name), ["unintelligible"], 40, seed=5)
+        reports = 0
+        for path in paths:
+            recs = list(tls_records(path, SIM_DEVICE_IP))
+            answer_end = max(r.end_us for r in recs if r.direction == -1 and r.length > 2000)
+            late = [r for r in recs if r.direction == 1 and r.ts_us > answer_end + 7_000_000]
+            if late:
+                assert 13_000 < sum(r.length for r in late) < 16_000
+                assert (late[-1].end_us - late[0].ts_us) < 1_000_000
+                reports += 1
+        shares[name] = reports / len(paths)
+    assert shares["home-a"] == pytest.approx(0.63, abs=0.2) and shares["home-b"] == pytest.approx(0.10, abs=0.12)
 
 
 def test_household_params_and_bad_profiles() -> None:

@@ -271,6 +271,39 @@ def test_a_model_file_with_an_untrusted_type_is_refused(tmp_path: Path) -> None:
     assert _intact(marker)
 
 
+def test_a_model_that_would_unpack_to_gigabytes_is_refused_before_it_is_inflated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deflate bomb inside the skops part: a small file whose members declare far more than the limit."""
+    import io
+
+    from sklearn.preprocessing import StandardScaler
+
+    from echolab.analysis.compare import modelsafe
+    from echolab.analysis.compare.modelfile import ModelFileError, load_model
+
+    honest = _model_zip(tmp_path / "ok.echolab-model", {"transformer": None, "scaler": StandardScaler(),
+                                                        "estimator": None})
+    with zipfile.ZipFile(honest) as zf:
+        header, blob = zf.read("header.json"), zf.read("model.skops")
+    inner = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(blob)) as src, zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        dst.writestr("0.npy", b"\0" * (4 << 20))  # 4 MiB of zeros: a few KB deflated
+    evil = tmp_path / "bomb.echolab-model"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("header.json", header)
+        zf.writestr("model.skops", inner.getvalue())
+    assert evil.stat().st_size < 64 << 10
+    monkeypatch.setattr(modelsafe, "MAX_UNPACKED_BYTES", 1 << 20)
+    with pytest.raises(ModelFileError, match=r"would unpack to 4,19\d,\d{3} bytes, over the limit of 1,048,576"):
+        load_model(evil)
+    monkeypatch.setattr(modelsafe, "MAX_UNPACKED_BYTES", 64 << 20)  # under the limit it is unpacked and read on
+    with pytest.raises(ModelFileError) as err:
+        load_model(evil)  # (a crafted header: refused for what it lacks, after unpacking)
+    assert "would unpack" not in str(err.value)
+
+
 # -- grids files ----------------------------------------------------------------------------------
 
 

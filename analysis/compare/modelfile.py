@@ -50,7 +50,7 @@ FORMAT = "echolab-model-2"
 #: The members of the file (a zip) and the suffix ``convert-model`` gives.
 HEADER_MEMBER, MODEL_MEMBER, MODEL_SUFFIX = "header.json", "model.skops", ".echolab-model"
 MAX_HEADER_BYTES = 16 * 1024 * 1024
-MAX_MODEL_BYTES = 4 * 1024**3
+MAX_MODEL_BYTES = 1024**3  # the model member as stored (skops' own zip); unpacked, modelsafe.MAX_UNPACKED_BYTES
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18", b"ZF")  # joblib's compressors
 DEFAULT_MODEL = "random_forest"
 

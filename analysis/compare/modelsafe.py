@@ -88,12 +88,42 @@ def dump_objects(objects: dict[str, Any]) -> bytes:
     return blob
 
 
+#: The most a model's parts may take once unpacked (skops' members, as its zip declares them), and the most
+#: members: a model file is inflated in memory, so a small file that would unpack to gigabytes (a deflate
+#: bomb) is refused before anything is read. Echolab's largest models (400-tree forests) unpack to tens of MB.
+MAX_UNPACKED_BYTES = 1024**3
+MAX_MEMBERS = 200_000
+
+
+def check_unpacked_size(blob: bytes, where: str = "the model file", limit: int | None = None) -> None:
+    """Refuse a skops blob whose members would unpack past *limit* bytes (:data:`MAX_UNPACKED_BYTES`)."""
+    import io
+
+    limit = MAX_UNPACKED_BYTES if limit is None else limit
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+        raise ModelSafetyError(f"{where}: its model is damaged ({type(exc).__name__}: {exc})") from None
+    if len(infos) > MAX_MEMBERS:
+        raise ModelSafetyError(f"{where}: its model has {len(infos)} parts, over the limit of {MAX_MEMBERS}")
+    total = sum(i.file_size for i in infos)
+    if total > limit:
+        raise ModelSafetyError(f"{where}: its model would unpack to {total:,} bytes, over the limit of {limit:,} "
+                               f"(from {len(blob):,} bytes in the file)")
+
+
 def load_objects(blob: bytes, where: str = "the model file") -> dict[str, Any]:
-    """The parts written by :func:`dump_objects`, rebuilt from data only (trusted types, no pickle)."""
+    """The parts written by :func:`dump_objects`, rebuilt from data only (trusted types, no pickle).
+
+    The blob's declared unpacked size is checked first (:func:`check_unpacked_size`); zip's reader never
+    inflates a member past its declared size, so that bounds the memory a file can make echolab take.
+    """
     import warnings
 
     import skops.io as sio
 
+    check_unpacked_size(blob, where)
     trusted = trusted_types()
     try:
         untrusted = sorted(set(sio.get_untrusted_types(data=blob)) - set(trusted))

@@ -3,9 +3,9 @@
 An eavesdropper trains on traffic of homes of its own and classifies a home it
 never saw. Real captures of two homes differ in ways that have nothing to do
 with the command (REAL-ECHO-TRAFFIC.md): how the Echo frames its upload
-(113-byte TLS records, one a segment, in one home; 432-byte records, several a
-segment, in the other), the size of the answer's records (about 16 KB vs
-4 KB), whether it uploads a report 8 to 15 s after the answer (63% of one
+(72% of its records 113 bytes long, one a segment, in one home; 87% 432 bytes
+long, several a segment, in the other), the size of the answer's records
+(about 16 KB vs 4 KB) and of the small control records, whether it uploads a report 8 to 15 s after the answer (63% of one
 home's requests, 10% of the other's), the network (round trip, MSS, jitter,
 bandwidth, offloads at the capture point), the person speaking (pace) and the
 server addresses. A :class:`Household` holds these; :data:`HOUSEHOLDS` are the
@@ -16,7 +16,9 @@ writer (:mod:`echolab.collector.sim.synthetic`: no namespaces needed), and
 :func:`collect_households` imports each household as one campaign, so that a
 comparison split by campaign (``analyze run --split-by campaign``) trains on
 some homes and tests on an unseen one. What the synthetic writer does not
-model: loss and retransmissions, congestion control.
+model: congestion control, keep-alives, and the other connections and local
+traffic a real request's window holds. docs/simulation.md ("Simulated
+households") gives each default's values and where they come from.
 """
 
 from __future__ import annotations
@@ -50,12 +52,20 @@ class HouseholdError(EcholabError):
 
 @dataclass(frozen=True)
 class Household:
-    """One simulated home: its Echo's framing, its network and its speaker."""
+    """One simulated home: its Echo's framing, its network and its speaker.
+
+    Record sizes are the lengths a capture shows in a TLS record's header. The
+    defaults' values and where each comes from are in docs/simulation.md
+    ("Simulated households").
+    """
 
     name: str
-    upload_record_bytes: int  # length of an upload TLS record (its header's length field, as a capture shows it)
-    upload_coalesce: bool  # records of one write share segments (True) or each goes in its own (False)
-    answer_record_bytes: int  # length of a full answer record (header's length field)
+    upload_record_bytes: int  # the usual length of an upload record
+    upload_coalesce: bool  # records written together share segments (True) or each goes in its own (False)
+    answer_record_bytes: int  # length of a full answer record
+    upload_record_share: float = 1.0  # share of upload records of the usual length
+    upload_other_record_bytes: int = 940  # mean length of the other upload records (+-25%)
+    control_record_bytes: tuple[int, int] = (22, 62)  # the Echo's end-of-speech record, the cloud's acknowledgement
     mss: int = 1460  # MSS the path allows (bytes of TCP payload + 12 of timestamps)
     rtt_s: float = 0.03  # round trip from the gateway to the cloud
     jitter_s: float = 0.0  # mean extra delay per segment (exponential)
@@ -69,34 +79,44 @@ class Household:
 
     def check(self) -> None:
         low, high = RECORD_EXPANSION + 16, (1 << 14) + 256
-        if not low <= self.upload_record_bytes <= high or not low <= self.answer_record_bytes <= high:
+        lengths = (self.upload_record_bytes, self.answer_record_bytes, self.upload_other_record_bytes)
+        if not all(low <= n <= high for n in lengths):
             raise HouseholdError(f"household {self.name}: record lengths must be {low} to {high} bytes")
+        if not all(RECORD_EXPANSION < n <= 1024 for n in self.control_record_bytes):
+            raise HouseholdError(f"household {self.name}: control record lengths must be {RECORD_EXPANSION + 1} "
+                                 "to 1024 bytes")
         if not 536 <= self.mss <= 9000:
             raise HouseholdError(f"household {self.name}: mss must be 536 to 9000, not {self.mss}")
         if self.rtt_s < 0 or self.jitter_s < 0 or self.bandwidth_mbps <= 0 or self.voice_pace <= 0:
             raise HouseholdError(f"household {self.name}: times, bandwidth and pace must be positive")
-        if not 0 <= self.report_prob <= 1 or not 0 <= self.loss < 0.5 or self.capture_coalesce < 1:
-            raise HouseholdError(f"household {self.name}: report_prob and loss are shares (loss under 0.5), "
-                                 "capture_coalesce at least 1")
+        if not 0 <= self.report_prob <= 1 or not 0 <= self.loss < 0.5 or self.capture_coalesce < 1 \
+                or not 0 < self.upload_record_share <= 1:
+            raise HouseholdError(f"household {self.name}: report_prob, upload_record_share and loss are shares "
+                                 "(loss under 0.5, upload_record_share above 0), capture_coalesce at least 1")
 
 
-#: The default households; ``home-a`` and ``home-b`` are shaped like the two real homes.
+#: The default households; ``home-a`` and ``home-b`` are shaped like the two real homes
+#: (REAL-ECHO-TRAFFIC.md), the other three are assumed and span a range of networks and speakers.
 HOUSEHOLDS: tuple[Household, ...] = (
-    Household("home-a", 113, False, 16408, mss=1460, rtt_s=0.025, jitter_s=0.0005, bandwidth_mbps=40,
+    Household("home-a", 113, False, 16408, upload_record_share=0.72, upload_other_record_bytes=940,
+              control_record_bytes=(33, 87), mss=1460, rtt_s=0.025, jitter_s=0.0005, bandwidth_mbps=40,
               voice_pace=1.0, voice_server="10.77.1.2", report_prob=0.63,
-              description="113-byte upload records, one a segment; 16 KB answer records; report after 63%"),
-    Household("home-b", 432, True, 4128, mss=1400, rtt_s=0.045, jitter_s=0.001, bandwidth_mbps=100,
+              description="upload records 113 bytes (72%), one a segment; 16 KB answer records; report after 63%"),
+    Household("home-b", 432, True, 4128, upload_record_share=0.87, upload_other_record_bytes=940,
+              control_record_bytes=(32, 40), mss=1400, rtt_s=0.045, jitter_s=0.001, bandwidth_mbps=100,
               voice_pace=1.15, voice_server="10.77.1.12", report_prob=0.10,
-              description="432-byte upload records, several a segment; 4 KB answer records; report after 10%"),
-    Household("home-c", 256, True, 8192, mss=1360, rtt_s=0.080, jitter_s=0.003, bandwidth_mbps=12, loss=0.01,
-              capture_coalesce=2, voice_pace=0.9, voice_server="10.77.1.22", report_prob=0.3,
+              description="upload records 432 bytes (87%), several a segment; 4 KB answer records; report after 10%"),
+    Household("home-c", 256, True, 8192, upload_record_share=0.8, control_record_bytes=(36, 64), mss=1360,
+              rtt_s=0.080, jitter_s=0.003, bandwidth_mbps=12, loss=0.01, capture_coalesce=2, voice_pace=0.9,
+              voice_server="10.77.1.22", report_prob=0.3,
               description="256-byte records; a slow, far DSL line losing 1% of segments; offloads merge segment pairs "
                           "at the capture"),
-    Household("home-d", 640, False, 16408, mss=1460, rtt_s=0.012, jitter_s=0.0002, bandwidth_mbps=300,
-              voice_pace=1.25, voice_server="10.77.1.32", report_prob=0.0,
-              description="640-byte records, one a write; a fast fibre line; a slow speaker"),
-    Household("home-e", 180, True, 2048, mss=1220, rtt_s=0.060, jitter_s=0.002, bandwidth_mbps=20, loss=0.005,
-              voice_pace=0.8, voice_server="10.77.1.42", report_prob=0.5,
+    Household("home-d", 640, False, 16408, upload_record_share=0.9, control_record_bytes=(33, 40), mss=1460,
+              rtt_s=0.012, jitter_s=0.0002, bandwidth_mbps=300, voice_pace=1.25, voice_server="10.77.1.32",
+              report_prob=0.0, description="640-byte records, one a segment; a fast fibre line; a slow speaker"),
+    Household("home-e", 180, True, 2048, upload_record_share=0.75, control_record_bytes=(29, 52), mss=1220,
+              rtt_s=0.060, jitter_s=0.002, bandwidth_mbps=20, loss=0.005, voice_pace=0.8, voice_server="10.77.1.42",
+              report_prob=0.5,
               description="180-byte records coalesced; 2 KB answer records; a tunnel's small MSS; a fast speaker"),
 )
 
@@ -116,7 +136,11 @@ def household_params(h: Household, base: SimParams | None = None) -> SimParams:
     synthetic = {**base.synthetic, "mss": h.mss, "rtt_s": h.rtt_s, "jitter_s": h.jitter_s,
                  "segment_gap_s": h.mss * 8 / (h.bandwidth_mbps * 1e6), "capture_coalesce": h.capture_coalesce,
                  "upload_record_bytes": h.upload_record_bytes - RECORD_EXPANSION,
+                 "upload_record_share": h.upload_record_share,
+                 "upload_other_record_bytes": h.upload_other_record_bytes - RECORD_EXPANSION,
                  "upload_coalesce": int(h.upload_coalesce),
+                 "control_up_bytes": h.control_record_bytes[0] - RECORD_EXPANSION,
+                 "control_down_bytes": h.control_record_bytes[1] - RECORD_EXPANSION,
                  "report_prob": h.report_prob, "loss": h.loss}
     # An answer record carries one frame of the simulated protocol: its header, then record_bytes of audio.
     speech = {**base.speech, "record_bytes": h.answer_record_bytes - RECORD_EXPANSION - FRAME_HEADER.size}

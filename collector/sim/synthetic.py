@@ -32,6 +32,7 @@ from echolab.collector.sim.topology import Topology
 
 TLS_OVERHEAD = p.TLS_RECORD_OVERHEAD  # TLS 1.3 AES-GCM record: 5-byte header + content type + 16-byte tag
 TS_OPTION_LEN = 12  # NOP NOP timestamp
+REPORT_RECORD = 500  # bytes a record of the report after an answer carries
 ECHO_MAC = b"\x02\xec\x40\x00\x00\x02"
 GW_MAC = b"\x02\xec\x40\x00\x00\x01"
 
@@ -144,10 +145,9 @@ class _Sender:
         data = b"\x17\x03\x03" + struct.pack("!H", size + TLS_OVERHEAD - 5) + data[5:]
         return self.send(t, from_echo, data)
 
-    def records(self, t: float, from_echo: bool, size: int, record_bytes: int, coalesce: bool) -> float:
-        """Send *size* bytes of frames as records of *record_bytes* (a household's framing, see households.py):
-        in one write whose segments carry several records (*coalesce*), or one write, so one segment, a record."""
-        sizes = [min(record_bytes, size - i) for i in range(0, size, record_bytes)] or [0]
+    def records(self, t: float, from_echo: bool, sizes: list[int], coalesce: bool) -> float:
+        """Send records of *sizes* bytes each (a household's framing, see households.py): in one write whose
+        segments carry several records (*coalesce*), or one write, so one segment, a record."""
         if not coalesce:
             for n in sizes:
                 t = self.record(t, from_echo, n)
@@ -226,6 +226,40 @@ def _music(out: list, rng: np.random.Generator, params: SimParams, t: float, ech
     return conn.close(t + sp["rtt_s"] + sp["delack_s"], server_first=True)
 
 
+def framed_upload(chunks: list[tuple[float, int]], sp: Any, rng: np.random.Generator) -> list[tuple[float, list[int]]]:
+    """The utterance's records as a household's Echo cuts them: (offset, sizes of the records written then).
+
+    The Echo's audio is a byte stream cut into records independently of the
+    100 ms chunks it arrives in: a record leaves when it is full, the end of
+    speech flushes the rest. A record carries ``upload_record_bytes`` with
+    probability ``upload_record_share``, otherwise ``upload_other_record_bytes``
+    (+-25%); sizes are the bytes a record carries (its header's length less
+    the record's expansion).
+    """
+    usual = int(sp["upload_record_bytes"])
+    share = float(sp.get("upload_record_share", 1.0))
+    other = int(sp.get("upload_other_record_bytes", 0)) or usual
+
+    def draw() -> int:
+        if share >= 1.0 or rng.random() < share:
+            return usual
+        return int(rng.integers(other * 3 // 4, other * 5 // 4 + 1))
+
+    out: list[tuple[float, list[int]]] = []
+    pending, wanted = 0, draw()
+    for offset, size in chunks:
+        pending += size
+        sizes = []
+        while pending >= wanted:
+            sizes.append(wanted)
+            pending -= wanted
+            wanted = draw()
+        out.append((offset, sizes))
+    if pending and out:
+        out[-1][1].append(pending)
+    return [(offset, sizes) for offset, sizes in out if sizes]
+
+
 def generate(label: str, duration_s: float, rng: np.random.Generator, params: SimParams, *,
              start_ts: float = 1_700_000_000.0, speed: float = 1.0, topo: Topology | None = None,
              ) -> tuple[list[tuple[float, bytes]], ResponsePlan]:
@@ -238,14 +272,19 @@ def generate(label: str, duration_s: float, rng: np.random.Generator, params: Si
                           int(sp["echo_window"]), int(sp["voice_server_window"]), sp))
     t0 = start_ts
     t = voice.record(t0, True, _frame_size(int(params.upload["header_bytes"])))
-    upload_record = int(sp.get("upload_record_bytes", 0))  # 0: one record a chunk
-    for offset, size in upload_chunks(duration_s, params):
-        if upload_record:
-            t = voice.records(max(t, t0 + offset / speed), True, _frame_size(size), upload_record,
-                              bool(sp.get("upload_coalesce", 1)))
-        else:
+    chunks = upload_chunks(duration_s, params)
+    framed = bool(sp.get("upload_record_bytes", 0))  # a household's framing; otherwise one record a chunk
+    coalesce = bool(sp.get("upload_coalesce", 1))
+    if framed:
+        for offset, sizes in framed_upload(chunks, sp, rng):
+            t = voice.records(max(t, t0 + offset / speed), True, sizes, coalesce)
+    else:
+        for offset, size in chunks:
             t = voice.record(max(t, t0 + offset / speed), True, _frame_size(size))
-    t = voice.record(max(t, t0 + upload_s(duration_s, params) / speed), True, _frame_size(0))
+    # Control records (a household's lengths, header length fields): the end of speech, the cloud's acknowledgement.
+    end_of_speech = int(sp.get("control_up_bytes", 0)) or _frame_size(0)
+    ack = int(sp.get("control_down_bytes", 0)) or _frame_size(int(params.keepalive["pong_bytes"]))
+    t = voice.record(max(t, t0 + upload_s(duration_s, params) / speed), True, end_of_speech)
     t += sp["rtt_s"] + plan.think_s / speed
     speech_start = t
     for offset, size in paced_records(plan.speech_bytes, params.speech):
@@ -257,11 +296,14 @@ def generate(label: str, duration_s: float, rng: np.random.Generator, params: Si
         t = _music(out, rng, params, stream_start, topo.echo_ip, topo.music_ip, plan, speed)
         play_end = max(play_end, stream_start + plan.music_s / speed)
     t = voice.record(max(t, play_end), True, _frame_size(int(params.speech["event_bytes"])))
-    t = voice.record(t + sp["rtt_s"], False, _frame_size(int(params.keepalive["pong_bytes"])))
+    t = voice.record(t + sp["rtt_s"], False, ack)
     report_prob = float(sp.get("report_prob", 0.0))
     if report_prob and rng.random() < report_prob:  # the report some Echos upload 8 to 15 s after an answer
+        # REAL-ECHO-TRAFFIC.md: about 40 packets, ~14.5 KB up and ~1.2 KB down, in well under a second:
+        # records of about 500 bytes, one a segment (29 segments up, their ACKs, one answer).
         t += float(rng.uniform(8.0, 15.0)) / speed
-        t = voice.records(t, True, int(sp.get("report_bytes", 14500)), max(upload_record, 512), True)
+        report = int(sp.get("report_bytes", 14500))
+        t = voice.records(t, True, [min(REPORT_RECORD, report - i) for i in range(0, report, REPORT_RECORD)], False)
         voice.record(t + sp["rtt_s"], False, _frame_size(1200))
     return _assemble(out), plan
 

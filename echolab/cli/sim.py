@@ -222,8 +222,8 @@ def households(
 ) -> None:
     """Collect one campaign per simulated household (synthetic captures, no namespaces needed).
 
-    Each household frames and sends the same requests its own way (upload and answer record sizes, segmentation,
-    MSS, offloads at the capture point, round trip, jitter, bandwidth, the speaker's pace, the servers' addresses,
+    Each household frames and sends the same requests its own way (upload, answer and control record sizes,
+    segmentation, MSS, offloads at the capture point, round trip, jitter, bandwidth, the speaker's pace, the servers' addresses,
     the report after an answer); its captures go into the catalog as campaign household-NAME, so that
     'analyze run --split-by campaign' trains on some homes and tests on an unseen one.
     """
