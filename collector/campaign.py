@@ -99,6 +99,7 @@ class CollectSettings:
     backoff_max_s: float = 60.0
     speed: float = 1.0
     sim_prefix: str = "echolab"  # which simulated lab (namespaces PREFIX-echo, -gw, -cloud)
+    defense: str | None = None  # the simulated lab applies this defense live (a spec; echolab.collector.sim.shaping)
 
     def __post_init__(self) -> None:
         if self.trailing not in TRAILING_CHOICES:
@@ -320,6 +321,7 @@ class CampaignRunner:
                 self.campaign, label, tmp, move=True, prompt=prompt_row, started_at=started_at,
                 ended_at=ended_at, device_ip=self.backend.device_ip, synthetic=not self.backend.live,
                 attempts=attempt, server_addresses=servers,
+                source={"defense": s.defense} if s.defense else None,
             )
         timing.store = time.monotonic() - t
         ending = self._ending if self.backend.live and self._ending else Ending("written by the backend")

@@ -38,10 +38,11 @@ HARDWARE = ("device_ip", "interface", "audio_device", "capture_tool", "location"
 
 
 def find_resumable(catalog: Catalog, settings: CollectSettings) -> Campaign | None:
-    """The newest unfinished campaign with the same backend, classes and target."""
+    """The newest unfinished campaign with the same backend, classes, target and live defense."""
     for camp in reversed(catalog.campaigns()):
         if (camp.status in RESUMABLE and camp.backend == settings.backend
-                and camp.target_per_class == settings.per_class and list(camp.classes or []) == settings.classes):
+                and camp.target_per_class == settings.per_class and list(camp.classes or []) == settings.classes
+                and (camp.settings or {}).get("defense") == settings.defense):
             return camp
     return None
 
@@ -101,8 +102,25 @@ def replay_classes(settings: CollectSettings) -> list[str]:
         return []
 
 
+def check_defense(settings: CollectSettings) -> None:
+    """A live defense is the simulated lab's: its spec made canonical, or one CollectError line for another backend."""
+    if not settings.defense:
+        settings.defense = None
+        return
+    if settings.backend == "echo":
+        raise CollectError("a real Echo cannot be made to pad or shape its traffic: --defense works on the simulated "
+                           "lab (--backend sim); 'echolab defend' defends the captures of a real Echo")
+    if settings.backend != "sim":
+        raise CollectError(f"--defense works on the simulated lab (--backend sim), not {settings.backend}; "
+                           "'echolab defend' defends stored captures")
+    from echolab.collector.sim.shaping import live_defense
+
+    settings.defense = live_defense(settings.defense).spec
+
+
 def make_backend(settings: CollectSettings, stack: ExitStack) -> Backend:
-    """The backend the settings name; brings the simulated lab up when it is not running."""
+    """The backend the settings name; brings the simulated lab up (with the live defense) when it is not running."""
+    check_defense(settings)
     if settings.backend == "echo":
         if not settings.device_ip or not settings.interface:
             raise CollectError("the echo backend needs --device-ip (the Echo's address) and --interface "
@@ -115,8 +133,14 @@ def make_backend(settings: CollectSettings, stack: ExitStack) -> Backend:
             lab = SimLab.load(settings.sim_prefix)
             if settings.speed != lab.speed:
                 log.info("the simulated lab runs at speed %s; using it", lab.speed)
+            if lab.defense != (settings.defense or ""):
+                raise CollectError(f"the simulated lab {settings.sim_prefix!r} is up with "
+                                   f"{'defense ' + lab.defense if lab.defense else 'no defense'}, not "
+                                   f"{settings.defense or 'none'}; stop it ('echolab sim down') or pass another "
+                                   "--sim-prefix, and collect starts a lab of its own")
         except SimNotRunning:
-            lab = SimLab.up(prefix=settings.sim_prefix, speed=settings.speed, seed=settings.seed)
+            lab = SimLab.up(prefix=settings.sim_prefix, speed=settings.speed, seed=settings.seed,
+                            defense=settings.defense)
             stack.callback(down, settings.sim_prefix)
         settings.speed = lab.speed
         settings.device_ip = lab.echo_ip
@@ -221,6 +245,7 @@ def collect(
     *display* shows progress (see :data:`Display`; :func:`plain_display` prints
     plain lines); by default nothing is shown and the campaign log is the trail.
     """
+    check_defense(settings)  # a bad spec, or a defense on a real Echo: one line before anything starts
     replayed = replay_classes(settings)
     if not settings.classes:
         settings.classes = replayed or list(STUDY_CLASSES)

@@ -755,6 +755,8 @@ class Lab:
                 name: str | None = None, display: "Display | None" = None) -> "CollectResult":
         """Run (or resume) a campaign until every class has its target of good captures.
 
+        ``settings.defense`` (a spec, ``collect --defense``) makes the simulated lab's Echo and cloud
+        apply that defense live (``echolab.collector.sim.shaping``); other backends refuse it.
         *display* shows the collection as it goes (``echolab.collector.collect.Display``;
         ``plain_display()`` prints plain lines); by default the campaign log is the trail.
         """

@@ -87,6 +87,29 @@ def test_balanced_campaign_on_the_simulated_lab(lab: LabDir, sim_prefix: str) ->
     assert (lab.logs_dir / f"{camp.name}.log").read_text().count("campaign") >= 2
 
 
+def test_collect_with_a_live_defense_records_it_and_refuses_a_lab_shaped_otherwise(lab: LabDir,
+                                                                                   sim_prefix: str) -> None:
+    from echolab.collector.sim import SimLab
+
+    base = ["--lab", str(lab.root), "collect", "--backend", "sim", "--per-class", "1", "--classes", "weather",
+            "--speed", str(SPEED), "--no-progress", "--sim-prefix", sim_prefix]
+    result = CliRunner().invoke(app, [*base, "--defense", "mtu", "--name", "shaped"])
+    assert result.exit_code == 0, result.output
+    with Catalog.open(lab) as cat:
+        camp = cat.campaign("shaped")
+        assert camp.settings["defense"] == "mtu"
+        (cap,) = cat.captures(campaign="shaped")
+        assert (cap.defense, cap.defended_from) == ("mtu", None)
+        sizes = {p.ip_len for p in read_packets(lab.root / cap.path) if p.payload_len}
+        assert sizes == {1500}, sizes  # every packet with data is a padded record: the MTU
+    SimLab.up(prefix=sim_prefix, speed=SPEED, seed=1)  # a lab running undefended
+    result = CliRunner().invoke(app, [*base, "--defense", "front"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: the simulated lab '{sim_prefix}' is up with no defense, not front; stop it ('echolab sim down') "
+        "or pass another --sim-prefix, and collect starts a lab of its own"]
+
+
 def _run_cli(lab: LabDir, prefix: str, per_class: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop(CATALOG_URL_ENV, None)

@@ -250,6 +250,29 @@ def compare_defenses(catalog: Any, defenses: Sequence[str], *, features: Sequenc
                              accuracy=accuracy, baseline=baseline, seconds=seconds)
 
 
+def attack_accuracy(catalog: Any, *, features: Sequence[str] = (), models: Sequence[str] = (),
+                    campaigns: Sequence[str | int] = (), trials: int = 5, split_by: str = "random", seed: int = 0,
+                    device_ip: str | None = None, grids_path: str | None = None) -> dict[str, list[float]]:
+    """Each attack's per-trial accuracy trained and tested on the captures as they are (attack -> accuracies).
+
+    :func:`compare_defenses`' undefended baseline, on the same protocol, for data a defense already
+    shaped on the wire: a campaign collected under a live defense (``collect --defense``) names its
+    campaign here, and is compared with the trace simulation of that defense on an undefended one.
+    """
+    from echolab.analysis.compare.sources import catalog_source
+
+    attacks = parse_attacks(features, models)
+    src = catalog_source(catalog, device_ip=device_ip, campaigns=campaigns).canonical()
+    splits = _splits(src, split_by, trials, seed)
+    specs = _models(attacks, grids_path)
+    classes = src.classes()
+    out = {}
+    for f, m in attacks:
+        x = _matrix(src.records, f)
+        out[f"{f}/{m}"] = _trials(x, x, src.y, splits, specs[m], classes, seed)
+    return out
+
+
 def _splits(src: Any, split_by: str, trials: int, seed: int) -> list[Any]:
     from echolab.analysis.compare.splits import SPLIT_MODES, plan_grouped, random_splits
 

@@ -41,7 +41,7 @@ def of_captures(captures: Sequence[Any]) -> dict[str, Any]:
         if camp is not None:
             entry = campaigns.setdefault(camp.name, {"backend": backend, "captures": 0, "speed": speed,
                                                      "location": camp.location})
-            if backend == "defended":
+            if backend == "defended" or (camp.settings or {}).get("defense"):  # trace-defended or defended live
                 entry["defense"] = (camp.settings or {}).get("defense")
             entry["captures"] += 1
     return _summary(kinds, speeds, campaigns)

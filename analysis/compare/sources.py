@@ -137,7 +137,7 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: Prog
     ``min_per_class`` counts the captures that give features, and the notes
     say what it left out. *campaigns* narrow it further. Unless campaigns are
     named, the defended captures are left out (``echolab defend`` writes
-    those; name their campaign to analyse them). *progress* is called as captures not yet in the
+    those, ``collect --defense`` collects them live; name their campaign to analyse them). *progress* is called as captures not yet in the
     feature cache are read (``echolab.progress``).
     """
     from echolab.analysis.compare import provenance
@@ -149,7 +149,7 @@ def catalog_source(catalog: Any, *, device_ip: str | None = None, progress: Prog
     if campaigns:
         chosen_by = chosen_by.narrowed(Selection.of(campaigns=campaigns))
     chosen = select(catalog, chosen_by)
-    rows = chosen.captures if chosen_by.campaigns else [c for c in chosen.captures if c.defended_from is None]
+    rows = chosen.captures if chosen_by.campaigns else [c for c in chosen.captures if c.defense is None]
     ds = features.load_dataset(catalog, device_ip=device_ip, progress=progress, captures=rows)
     if len(ds.y) == 0:
         raise AnalysisError("the catalog has no usable captures to analyse; collect or import some first")

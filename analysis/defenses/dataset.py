@@ -56,8 +56,13 @@ class DefendReport:
 
 
 def undefended_captures(catalog: "Catalog", campaign: str | int | None = None) -> list["Capture"]:
-    """The good captures of *campaign* (default: the catalog) that no defense made."""
-    return [c for c in catalog.captures(campaign=campaign) if c.defended_from is None]
+    """The good captures of *campaign* (default: the catalog) that no defense made or shaped.
+
+    ``Capture.defense`` names the defense of a trace a defense made (with
+    ``defended_from``) and of a capture the simulated lab collected under a live
+    defense (``collect --defense``, without ``defended_from``).
+    """
+    return [c for c in catalog.captures(campaign=campaign) if c.defense is None]
 
 
 def sequences_of(catalog: "Catalog", captures: Sequence["Capture"], *, device_ip: str | None = None,

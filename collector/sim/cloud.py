@@ -29,6 +29,7 @@ import numpy as np
 from echolab.collector.sim import protocol as p
 from echolab.collector.sim.model import ResponsePlan, draw_plan, paced_records
 from echolab.collector.sim.params import SimParams, load_params
+from echolab.collector.sim.shaping import Shaper, cells_reader, shaper
 
 
 class Cloud:
@@ -41,6 +42,15 @@ class Cloud:
         self.rng = np.random.default_rng(args.seed)
         self.pending: dict[str, ResponsePlan] = {}
         self.plans_log = Path(args.run_dir) / "plans.jsonl"
+        self.defense: str | None = getattr(args, "defense", None)  # a live defense's spec (shaping)
+        self.readers: set[asyncio.Task] = set()
+
+    def shaped(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+               side: str) -> tuple[asyncio.StreamReader, Any]:
+        """The connection as the services use it: under a live defense, its cells' real bytes and a Shaper."""
+        return (cells_reader(reader, self.defense, self.readers),
+                shaper(writer, self.defense, sign=-1, side=side, seed=int(self.rng.integers(1 << 32)),
+                       run_dir=self.args.run_dir))
 
     def _log_plan(self, meta: dict[str, Any], plan: ResponsePlan) -> None:
         record = {"t": time.time(), "request_id": meta.get("request_id"), "audio_bytes": meta.get("audio_bytes"),
@@ -73,6 +83,7 @@ class Cloud:
             await writer.drain()
 
     async def voice(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reader, writer = self.shaped(reader, writer, "cloud")
         lock = asyncio.Lock()
         meta: dict[str, Any] = {}
         tasks: set[asyncio.Task] = set()
@@ -84,6 +95,8 @@ class Cloud:
                         writer.write(p.sized_frame(p.PONG, int(self.params.keepalive["pong_bytes"])))
                         await writer.drain()
                 elif kind == p.REQUEST:
+                    if isinstance(writer, Shaper):
+                        writer.begin()
                     meta = p.parse_json(payload)
                     meta["audio_bytes"] = 0
                 elif kind == p.AUDIO:
@@ -96,6 +109,8 @@ class Cloud:
                     async with lock:
                         writer.write(p.sized_frame(p.EVENT_ACK, int(self.params.keepalive["pong_bytes"])))
                         await writer.drain()
+                    if isinstance(writer, Shaper):
+                        writer.end()
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, ValueError):
             pass
         finally:
@@ -104,11 +119,16 @@ class Cloud:
             writer.close()
 
     async def music(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reader, writer = self.shaped(reader, writer, "cloud-music")
         try:
             kind, payload = await p.read_frame(reader)
             plan = self.pending.pop(str(p.parse_json(payload).get("token")), None) if kind == p.STREAM_REQUEST else None
             if plan is not None:
+                if isinstance(writer, Shaper) and writer.paces:
+                    writer.begin()  # the stream goes out at the constant rate too (FRONT's dummies: voice only)
                 await self._paced(writer, p.STREAM, plan.music_bytes, self.params.music)
+                if isinstance(writer, Shaper):
+                    await writer.finish()
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, ValueError):
             pass
         finally:
@@ -172,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--replay", default=None, help="recordings to replay (replay mode)")
+    parser.add_argument("--defense", default=None, help="a live defense's spec (echolab.collector.sim.shaping)")
     args = parser.parse_args(argv)
     try:
         asyncio.run(serve(args))

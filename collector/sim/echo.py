@@ -29,6 +29,7 @@ from typing import Any
 from echolab.collector.sim import protocol as p
 from echolab.collector.sim.model import upload_bytes, upload_chunks, upload_s
 from echolab.collector.sim.params import SimParams, load_params
+from echolab.collector.sim.shaping import Shaper, cells_reader, shaper
 
 #: A request with no answer after this many real seconds (scaled) is given up.
 REQUEST_TIMEOUT_S = 180.0
@@ -58,6 +59,7 @@ class EchoBase:
         self.connections = 0
         self.last_error: str | None = None
         self.rng = random.Random(args.seed)
+        self.defense: str | None = getattr(args, "defense", None)  # a live defense's spec (shaping)
         self.tasks: set[asyncio.Task] = set()
 
     def spawn(self, coro: Any) -> None:
@@ -78,6 +80,9 @@ class EchoBase:
                 reader, writer = await asyncio.open_connection(
                     self.args.voice_ip, self.args.port, ssl=self.ctx, server_hostname="voice.echolab.test")
                 writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                reader = cells_reader(reader, self.defense, self.tasks)
+                writer = shaper(writer, self.defense, sign=1, side="echo", seed=self.rng.getrandbits(32),
+                                run_dir=getattr(self.args, "run_dir", None))
                 self.writer = writer
                 self.connections += 1
                 await self.on_connected()
@@ -86,12 +91,19 @@ class EchoBase:
                 await self.read_loop(reader)
             except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError) as exc:
                 self.last_error = f"voice connection: {exc!r}"
+            if isinstance(self.writer, Shaper):
+                self.writer.stop()
             self.connected.clear()
             self.writer = None
             await asyncio.sleep(1.0)
 
     async def on_connected(self) -> None:
         """Called once a connection is made, before the Echo counts as connected."""
+
+    def exchange(self, starts: bool) -> None:
+        """A request's exchange starts (or is over): a live defense shapes it (``shaping.Shaper``)."""
+        if isinstance(self.writer, Shaper):
+            self.writer.begin() if starts else self.writer.end()
 
     async def read_loop(self, reader: asyncio.StreamReader) -> None:
         """Read what the voice service sends until the connection ends (default: drop it)."""
@@ -177,6 +189,7 @@ class Echo(EchoBase):
         rid = self.request_id
         start = time.monotonic()
         try:
+            self.exchange(True)
             await self.send(p.json_frame(p.REQUEST, {"request_id": rid, "label": label},
                                          int(self.params.upload["header_bytes"])))
             for offset, size in upload_chunks(duration_s, self.params):
@@ -188,18 +201,22 @@ class Echo(EchoBase):
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.send(p.frame(p.REQUEST_END, b""))
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
             self.last_error = f"request {rid}: {exc!r}"
+            self.exchange(False)
             self.busy = False
             return
         await asyncio.sleep(REQUEST_TIMEOUT_S / self.speed)
         if self.busy and self.request_id == rid:
             self.last_error = f"request {rid}: no answer from the voice service"
+            self.exchange(False)
             self.busy = False
 
     async def fetch_music(self, music: dict[str, Any]) -> None:
         reader, writer = await asyncio.open_connection(
             music["host"], int(music["port"]), ssl=self.ctx, server_hostname=music.get("server_name"))
+        reader = cells_reader(reader, self.defense, self.tasks)
+        writer = shaper(writer, self.defense, sign=1, side="echo-music", seed=self.rng.getrandbits(32), run_dir=None)
         try:
             writer.write(p.json_frame(p.STREAM_REQUEST, {"token": music["token"]},
                                       int(self.params.music["request_bytes"])))
@@ -235,6 +252,7 @@ class Echo(EchoBase):
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             self.last_error = f"request {rid} playback: {exc!r}"
         finally:
+            self.exchange(False)
             if self.request_id == rid:
                 self.requests_done += 1
                 self.busy = False
@@ -274,7 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--replay", default=None, help="recordings to replay (replay mode)")
-    parser.add_argument("--run-dir", default=None, help="where replay mode logs each replayed request")
+    parser.add_argument("--run-dir", default=None, help="where replay mode logs each replayed request "
+                                                        "(and a live defense each exchange)")
+    parser.add_argument("--defense", default=None, help="a live defense's spec (echolab.collector.sim.shaping)")
     args = parser.parse_args(argv)
     try:
         if args.replay:

@@ -76,14 +76,15 @@ class SimLab:
     started_at: str = ""
     replay: str = ""  # replay mode: where the recorded requests came from ("" = parametric)
     replay_digest: str = ""  # which recordings (up compares it)
+    defense: str = ""  # the live defense both ends apply (a spec, echolab.collector.sim.shaping; "" = none)
 
     # --- finding a lab ------------------------------------------------------------------
     @classmethod
     def up(cls, *, prefix: str = DEFAULT_PREFIX, speed: float = 1.0, seed: int | None = None,
            params_path: Path | str | None = None, root: Path | str | None = None,
-           replay: Sequence[Recording] | None = None, replay_source: str = "") -> "SimLab":
+           replay: Sequence[Recording] | None = None, replay_source: str = "", defense: str | None = None) -> "SimLab":
         return up(prefix=prefix, speed=speed, seed=seed, params_path=params_path, root=root, replay=replay,
-                  replay_source=replay_source)
+                  replay_source=replay_source, defense=defense)
 
     @classmethod
     def load(cls, prefix: str = DEFAULT_PREFIX, root: Path | str | None = None) -> "SimLab":
@@ -158,6 +159,12 @@ class SimLab:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def defense_log(self) -> list[dict[str, Any]]:
+        """One line per exchange each end shaped under the live defense (none without one)."""
+        from echolab.collector.sim.shaping import read_log
+
+        return read_log(self.run_dir)
 
     def plans(self) -> list[dict[str, Any]]:
         """Every response the cloud drew so far (ground truth for tests and docs)."""
@@ -320,8 +327,13 @@ def _cleanup(prefix: str, root: Path | str | None) -> list[str]:
 
 def up(*, prefix: str = DEFAULT_PREFIX, speed: float = 1.0, seed: int | None = None,
        params_path: Path | str | None = None, root: Path | str | None = None,
-       replay: Sequence[Recording] | None = None, replay_source: str = "") -> SimLab:
+       replay: Sequence[Recording] | None = None, replay_source: str = "", defense: str | None = None) -> SimLab:
     """Start the simulated lab *prefix* (idempotent) and return it.
+
+    With *defense* (a spec such as ``front:n=300,w=0.5-3``) the Echo and the
+    cloud apply that defense live on their connections
+    (:mod:`echolab.collector.sim.shaping`); a spec it cannot apply live raises
+    ``DefenseError`` before anything starts.
 
     With *replay* (recorded requests, :mod:`echolab.collector.sim.recordings`)
     the Echo and the cloud replay them instead of drawing answers
@@ -335,22 +347,32 @@ def up(*, prefix: str = DEFAULT_PREFIX, speed: float = 1.0, seed: int | None = N
     topology.check_privileges()
     params_file = str(Path(params_path).resolve()) if params_path else str(DEFAULT_PARAMS)
     load_params(params_file)  # fail on bad parameters before touching the network
+    if defense:
+        from echolab.collector.sim.shaping import live_defense
+
+        defense = live_defense(defense).spec  # bad or not live: one line, before touching the network
+        if replay:
+            raise SimError("a live defense shapes the parametric simulated lab's traffic, not replayed recordings; "
+                           "drop --replay or --defense")
+    defense = defense or ""
     digest = recordings.digest(replay) if replay else ""
     with _lock(prefix, root):
         current = status(prefix, root)
         if current.running and current.lab and (current.lab.speed, current.lab.seed, current.lab.params_path,
-                                                current.lab.replay_digest) == (float(speed), seed, params_file, digest):
+                                                current.lab.replay_digest, current.lab.defense) == \
+                (float(speed), seed, params_file, digest, defense):
             return current.lab
         _cleanup(prefix, root)
         try:
-            return _start(prefix, float(speed), seed, params_file, root, replay, replay_source or "recordings")
+            return _start(prefix, float(speed), seed, params_file, root, replay, replay_source or "recordings",
+                          defense)
         except BaseException:
             _cleanup(prefix, root)
             raise
 
 
 def _start(prefix: str, speed: float, seed: int | None, params_file: str, root: Path | str | None,
-           replay: Sequence[Recording] | None = None, replay_source: str = "") -> SimLab:
+           replay: Sequence[Recording] | None = None, replay_source: str = "", defense: str = "") -> SimLab:
     topo = Topology(prefix)
     run_dir = _run_dir(prefix, root)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -362,6 +384,8 @@ def _start(prefix: str, speed: float, seed: int | None, params_file: str, root: 
     if replay:
         digest = recordings.save(replay, run_dir / "recordings.json")
         common += ["--replay", str(run_dir / "recordings.json")]
+    if defense:
+        common += ["--defense", defense]
     cloud_seed = ["--seed", str(seed)] if seed is not None else []
     echo_seed = ["--seed", str(seed + 1)] if seed is not None else []
     pids = {"cloud": _spawn(topo.cloud_ns, "echolab.collector.sim.cloud",
@@ -374,7 +398,7 @@ def _start(prefix: str, speed: float, seed: int | None, params_file: str, root: 
                  voice_ip=topo.voice_ip, music_ip=topo.music_ip, port=PORT, speed=speed, seed=seed,
                  params_path=params_file, control_socket=control, pids=pids,
                  started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 replay=replay_source if replay else "", replay_digest=digest)
+                 replay=replay_source if replay else "", replay_digest=digest, defense=defense)
     _write_state(lab)
     _wait_log(run_dir / "cloud.log", "cloud: voice", pids["cloud"], run_dir)
     pids["echo"] = _spawn(topo.echo_ns, "echolab.collector.sim.echo",

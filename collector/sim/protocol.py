@@ -3,6 +3,13 @@
 A frame is a 1-byte type, a 4-byte big-endian length and a payload. Control
 frames carry JSON; audio frames carry filler bytes of the planned size. None
 of it is visible on the wire (TLS encrypts it); only its sizes and timing are.
+
+With a live defense on (:mod:`echolab.collector.sim.shaping`), the frame
+stream travels in *cells*, one a TLS record: a :data:`CELL` header (real
+bytes, padding bytes), that many bytes of the frame stream, then padding the
+receiver drops. A dummy cell carries no real byte. Both ends of every
+connection of a defended lab speak cells; an undefended lab writes frames
+straight into TLS, as before.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ HEADER = struct.Struct("!BI")
 MAX_RECORD = 16384
 TLS_RECORD_OVERHEAD = 22
 MAX_FRAME = 1 << 24
+#: A cell's header: bytes of the frame stream it carries, then bytes of padding after them.
+CELL = struct.Struct("!HH")
+#: The most a cell (header, real bytes and padding) may hold: one TLS record's plaintext.
+MAX_CELL = MAX_RECORD
 
 
 def frame(kind: int, payload: bytes) -> bytes:
@@ -63,6 +74,25 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     if length > MAX_FRAME:
         raise ValueError(f"frame of {length} bytes is too large")
     return kind, await reader.readexactly(length)
+
+
+def cell(real: bytes, pad: int) -> bytes:
+    """One cell: *real* bytes of the frame stream, then *pad* bytes the receiver drops."""
+    return CELL.pack(len(real), pad) + real + bytes(pad)
+
+
+async def read_cells(raw: asyncio.StreamReader, out: asyncio.StreamReader) -> None:
+    """Feed the real bytes of the cells read from *raw* into *out* (padding and dummies dropped) until it ends."""
+    try:
+        while True:
+            real, pad = CELL.unpack(await raw.readexactly(CELL.size))
+            data = await raw.readexactly(real + pad)
+            if real:
+                out.feed_data(data[:real])
+    except asyncio.IncompleteReadError:
+        out.feed_eof()
+    except Exception as exc:  # the connection broke: the reader of *out* hears it
+        out.set_exception(exc)
 
 
 def parse_json(payload: bytes) -> dict[str, Any]:

@@ -70,6 +70,9 @@ def collect(
     wake_word: Annotated[Optional[str], typer.Option(help="Alexa, Echo, Computer or Amazon.")] = None,
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
     sim_prefix: Annotated[str, typer.Option(help="Which simulated lab (its namespaces' prefix).")] = "echolab",
+    defense: Annotated[Optional[str], typer.Option(
+        help="The simulated lab's Echo and cloud apply this defense live on their TLS connections (a spec as in "
+             "'echolab defend', e.g. mtu, front:n=300,w=0.5-3, buflo:rho=0.005,tau=2; sim backend only).")] = None,
 ) -> None:
     """Collect until every chosen class has the target of good captures; a rerun resumes."""
     if list_audio_devices:
@@ -86,6 +89,7 @@ def collect(
         wake_word=wake_word, device_ip=device_ip, interface=interface, audio_device=audio_device,
         location=location, capture_tool=capture_tool, quiet_s=quiet, idle_gap_s=idle_gap, speed=speed,
         sim_prefix=sim_prefix, trailing=trailing.value, trailing_s=trailing_window, keepalive_bytes=keepalive_bytes,
+        defense=defense,
     )
     result = lab.collect(settings, resume=resume, new=new, name=name,
                          display=collect_display(console) if progress else None)

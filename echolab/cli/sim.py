@@ -34,6 +34,9 @@ def up(
              "(name or id), or a folder of one-request captures in one sub-folder per class.")] = None,
     device_ip: Annotated[Optional[str], typer.Option(
         help="The Echo's address in the replayed folder's captures (default: guessed per capture).")] = None,
+    defense: Annotated[Optional[str], typer.Option(
+        help="The Echo and the cloud apply this defense live on their TLS connections (a spec as in "
+             "'echolab defend': mtu, buckets, buflo, tamaraw or front).")] = None,
 ) -> None:
     """Start the simulated lab (needs root); cleans up what a crashed run left first."""
     recorded = None
@@ -43,10 +46,11 @@ def up(
         lab_dir = None if Path(replay).is_dir() else get_lab(ctx)
         recorded = recordings.from_source(replay, lab=lab_dir, device_ip=device_ip)
     lab = simlab.up(prefix=prefix, speed=speed, seed=seed, params_path=params, replay=recorded,
-                    replay_source=replay or "")
+                    replay_source=replay or "", defense=defense)
     console.print(f"Simulated lab '{lab.prefix}' is up: capture on {lab.interface} in namespace {lab.netns} "
                   f"(ip netns exec {lab.netns} tshark -i {lab.interface}); Echo {lab.echo_ip}, "
-                  f"voice {lab.voice_ip}, music {lab.music_ip}, speed {lab.speed:g}")
+                  f"voice {lab.voice_ip}, music {lab.music_ip}, speed {lab.speed:g}"
+                  + (f", defense {lab.defense} (live)" if lab.defense else ""))
     if recorded:
         from echolab.collector.sim.recordings import classes
 
@@ -74,6 +78,8 @@ def status(
                       ("speed", f"{lab.speed:g}"), ("state", str(lab.run_dir / "state.json"))]
             if lab.replay:
                 pairs += [("replays", lab.replay), ("replayed so far", str(len(lab.replayed())))]
+            if lab.defense:
+                pairs += [("defense (live)", lab.defense)]
             pairs += [(f"process {name}", f"{lab.pids[name]} {'running' if ok else 'gone'}")
                       for name, ok in st.processes.items()]
         if st.echo:
