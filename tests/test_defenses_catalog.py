@@ -52,6 +52,34 @@ def lab(sqlite_lab: LabDir, tmp_path: Path) -> LabDir:
     return sqlite_lab
 
 
+def _swap_two_times(path: Path) -> None:
+    """Rewrite the pcap at *path* with its 5th and 6th packets' times swapped (the file's order kept)."""
+    import dpkt
+
+    with open(path, "rb") as fh:
+        frames = list(dpkt.pcap.Reader(fh))
+    (t4, b4), (t5, b5) = frames[4], frames[5]
+    frames[4], frames[5] = (t5, b4), (t4, b5)
+    with open(path, "wb") as fh:
+        writer = dpkt.pcap.Writer(fh)
+        for ts, buf in frames:
+            writer.writepkt(buf, ts=ts)
+
+
+def test_a_capture_whose_times_go_back_is_defended_in_time_order(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    folder = tmp_path / "sim"
+    with Catalog.open(sqlite_lab) as cat:
+        (folder / "weather").mkdir(parents=True)
+        rng = np.random.default_rng(5)
+        synthetic.write_capture(folder / "weather" / "0.pcap", "weather", 2.0, rng)
+        _swap_two_times(folder / "weather" / "0.pcap")
+        import_captures(cat, folder, campaign="sim", device_ip="10.77.0.2")
+        report = defend_campaign(cat, "mtu", campaign="sim", seed=1)
+        assert report.written == 1 and not report.skipped
+        cost = next(iter(report.overheads.values()))
+        assert cost.defended_last_real_s == cost.last_real_s and cost.wire_bytes_out > cost.real_bytes_out
+
+
 def test_defend_writes_trace_captures_linked_to_their_originals(lab: LabDir) -> None:
     with Catalog.open(lab) as cat:
         report = defend_campaign(cat, "buflo:tau=1", campaign="sim", seed=3)

@@ -68,12 +68,20 @@ def undefended_captures(catalog: "Catalog", campaign: str | int | None = None) -
 def sequences_of(catalog: "Catalog", captures: Sequence["Capture"], *, device_ip: str | None = None,
                  progress: ProgressCallback | None = None) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]],
                                                                   dict[int, str]]:
-    """(capture id -> (times in seconds, signed sizes), capture id -> why unusable), through the feature cache."""
+    """(capture id -> (times in seconds, signed sizes), capture id -> why unusable), through the feature cache.
+
+    Each sequence is in time order: a capture engine with several queues may write a packet a little
+    before one it followed on the wire, and a defense schedules packets by their time (stable, so packets
+    of one time keep the file's order).
+    """
     from echolab.analysis.features.store import build_features
 
     report = build_features(catalog, captures=list(captures), device_ip=device_ip, progress=progress)
-    seqs = {cid: (np.asarray(r.seq_times_us, dtype=np.int64) / 1e6, np.asarray(r.seq_sizes, dtype=np.int64))
-            for cid, r in report.records.items()}
+    seqs = {}
+    for cid, r in report.records.items():
+        times, sizes = np.asarray(r.seq_times_us, dtype=np.int64), np.asarray(r.seq_sizes, dtype=np.int64)
+        order = np.argsort(times, kind="stable")
+        seqs[cid] = (times[order] / 1e6, sizes[order])
     return seqs, dict(report.errors)
 
 
