@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/pcaps.py; echolab itself is the installed package
 
 from echolab.captures.reader import iter_tcp  # noqa: E402
 from echolab.analysis.features.sets import FEATURE_SETS, make_transformer  # noqa: E402
@@ -54,7 +54,7 @@ DEVICE = "192.168.1.50"
 
 def make_corpus(folder: Path, count: int, seed: int = 7) -> list[Path]:
     """*count* Echo-like captures: a request, then 40-400 server segments, device ACKs, 1-2 servers."""
-    from tests.pcaps import synthetic_session
+    from pcaps import synthetic_session
 
     rng = random.Random(seed)
     shapes = [  # (segments, typical size, gap s, window) - loosely one per study class
@@ -75,7 +75,7 @@ def make_corpus(folder: Path, count: int, seed: int = 7) -> list[Path]:
 
 def make_big(path: Path, megabytes: int) -> Path:
     """A large two-direction capture written record by record (bulk server data, device ACKs)."""
-    from tests.pcaps import tcp_packet
+    from pcaps import tcp_packet
 
     import struct
 
@@ -151,11 +151,11 @@ def pyshark_one(path: Path) -> int:
 
 def peak_rss_mb(code: str) -> float:
     """Peak RSS (MB) of a fresh interpreter running *code* (after imports)."""
-    script = ("import resource, sys; sys.path.insert(0, %r)\n"
+    script = ("import resource\n"
               "from echolab.captures.reader import iter_tcp\nfrom echolab.analysis.features.sets import extract_record\n"
               "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n%s\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base)") % (str(ROOT), code)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base)") % code
+    out = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, check=True).stdout.split()
     return int(out[0]) / 1024
 
 
