@@ -40,14 +40,16 @@ import re
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, TCP_ACK, TCP_FIN, TCP_RST,
                                      TCP_SYN, CaptureError, ReadStats, format_addr, iter_tcp, parse_addr)
+from echolab.captures.columns import tcp_columns
 from echolab.captures.flow import FlowMeter
 from echolab.captures.trace import read_trace
+from echolab.analysis.features.columnar import columnar_record
 from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats
 from echolab.errors import EcholabError
 from echolab.progress import ProgressCallback
@@ -348,6 +350,32 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     except ValueError as exc:
         raise FeatureError(f"device IP {device_ip!r} is not an IP address") from exc
     stats = ReadStats()
+    try:
+        columns = tcp_columns(path, stats)
+    except CaptureError as exc:
+        raise FeatureError(str(exc)) from exc
+    if columns is not None:  # the common frames: their headers decoded with numpy
+        _check_read(stats)
+        record = columnar_record(columns, stats, device, device_ip)
+        if record is not None:
+            return record
+        return _packet_record(columns.tuples(), stats, device, device_ip)
+    return _packet_record(iter_tcp(path, stats), stats, device, device_ip)
+
+
+def _check_read(stats: ReadStats) -> None:
+    """Raise :class:`FeatureError` for a capture that was damaged, empty or without TCP."""
+    if stats.truncated_file:
+        why = f" ({stats.damaged})" if stats.damaged else ""
+        raise FeatureError(f"capture is damaged or cut short after {stats.records} records{why}")
+    if stats.records == 0:
+        raise FeatureError("capture holds no packets")
+    if stats.tcp_packets == 0:
+        raise FeatureError(f"capture holds no TCP packets ({stats.records} records)")
+
+
+def _packet_record(source: Iterable[tuple], stats: ReadStats, device: bytes, device_ip: str) -> CaptureRecord:
+    """The record from the capture's packets (``iter_tcp`` tuples), one at a time; *stats* complete after them."""
     tracer = Tracer()
     add = tracer.add
     sizes = array("l")  # compact: a long capture keeps 17 bytes per server packet, not ~90
@@ -363,7 +391,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     meter = FlowMeter(device)
     flow = meter.add
     try:
-        for pkt in iter_tcp(path, stats):
+        for pkt in source:
             add(pkt)
             if pkt[i_dst] == device:
                 packets += 1
@@ -381,13 +409,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
                 add_seq_size(pkt[i_len])
     except CaptureError as exc:
         raise FeatureError(str(exc)) from exc
-    if stats.truncated_file:
-        why = f" ({stats.damaged})" if stats.damaged else ""
-        raise FeatureError(f"capture is damaged or cut short after {stats.records} records{why}")
-    if stats.records == 0:
-        raise FeatureError("capture holds no packets")
-    if stats.tcp_packets == 0:
-        raise FeatureError(f"capture holds no TCP packets ({stats.records} records)")
+    _check_read(stats)
     connections = tracer.finish(stats.last_ts_us)
     directions = server_directions(connections, device)
     if not directions or not sizes:
