@@ -51,10 +51,14 @@ def _connections(cols: TcpColumns) -> list[np.ndarray] | None:
 
     None when a connection idles longer than tcptrace's re-use limit (it would start a new one).
     """
-    a = (cols.src.astype(np.uint64) << np.uint64(16)) | cols.sport.astype(np.uint64)
-    b = (cols.dst.astype(np.uint64) << np.uint64(16)) | cols.dport.astype(np.uint64)
+    a = (cols.src.astype(np.int64) << 16) | cols.sport
+    b = (cols.dst.astype(np.int64) << 16) | cols.dport
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    ulo, ilo = np.unique(lo, return_inverse=True)
+    if (lo == lo[0]).all() and (hi == hi[0]).all():  # one connection, the common capture
+        if len(a) > 1 and ((cols.ts[1:] - cols.ts[:-1]) > REUSE_IDLE_US).any():
+            return None
+        return [np.arange(len(a))]
+    _, ilo = np.unique(lo, return_inverse=True)
     _, ihi = np.unique(hi, return_inverse=True)
     key = ilo.astype(np.int64) * (int(ihi.max()) + 1) + ihi
     _, first, conn = np.unique(key, return_index=True, return_inverse=True)
@@ -62,7 +66,8 @@ def _connections(cols: TcpColumns) -> list[np.ndarray] | None:
     out = []
     for c in order.tolist():
         idx = np.flatnonzero(conn == c)
-        if len(idx) > 1 and (np.diff(cols.ts[idx]) > REUSE_IDLE_US).any():
+        ts = cols.ts[idx]
+        if len(idx) > 1 and ((ts[1:] - ts[:-1]) > REUSE_IDLE_US).any():
             return None
         out.append(idx)
     return out
@@ -106,15 +111,14 @@ def _handshake(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray) -> tuple[_
     return sides
 
 
-def _server_direction(cols: TcpColumns, idx: np.ndarray, device: int, end_time: int) -> dict[str, Any] | None:
+def _server_direction(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray, end_time: int) -> dict[str, Any] | None:
     """tcptrace's statistics of the server-to-device direction of the connection at *idx* (packet indices).
 
     None when the connection is outside what the columns follow: not a plain
     handshake, more than one FIN a direction, a segment that is not new and in
     order (the segment database would count it retransmitted or out of order),
-    or sequence numbers that may wrap.
+    or sequence numbers that may wrap. *to_dev*: which of the packets go to the device.
     """
-    to_dev = cols.dst[idx] == device
     sides = _handshake(cols, idx, to_dev)
     if sides is None:
         return None
@@ -167,7 +171,7 @@ def _server_direction(cols: TcpColumns, idx: np.ndarray, device: int, end_time: 
     idle = 0
     last_time = int(ts_d[-1]) if n else 0
     if n > 1:
-        idle = max(int(np.diff(ts_d).max()), 0)
+        idle = max(int((ts_d[1:] - ts_d[:-1]).max()), 0)
     if last_time and not (fins_me and fins_peer):
         idle = max(idle, end_time - last_time)  # tcptrace adds the tail of a connection not closed
     length = None
@@ -213,46 +217,44 @@ def _signed(delta: np.ndarray) -> np.ndarray:
     return np.where(delta >= 1 << 31, delta - (1 << 32), delta)
 
 
-def _flow(cols: TcpColumns, dev: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """The flow meter's (times, signed new bytes, round trip) over the device's packets *dev*.
+def _flow(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray) -> tuple[bool, int]:
+    """The flow meter over one connection of the device (packet indices *idx*): (every data segment is new,
+    smallest round trip or 0).
 
-    None when a data segment overlaps or falls behind earlier bytes of its direction, or a connection has
-    more device segments than the meter keeps.
+    False when a data segment overlaps or falls behind earlier bytes of its direction (the meter would
+    count only part of it) or the device sent more segments than the meter keeps.
     """
-    d = dev
-    dlen = cols.data_len[d]
+    dlen = cols.data_len[idx]
     data = dlen > 0
-    keys = ((cols.src[d].astype(np.uint64) << np.uint64(16)) | cols.sport[d].astype(np.uint64),
-            (cols.dst[d].astype(np.uint64) << np.uint64(16)) | cols.dport[d].astype(np.uint64))
     rtt = 0
-    for src_key, dst_key in set(zip(keys[0][data].tolist(), keys[1][data].tolist())):
-        mine = np.flatnonzero((keys[0] == src_key) & (keys[1] == dst_key) & data)
-        seq = cols.seq[d][mine]
+    for side in (~to_dev, to_dev):  # from the device, to it
+        mine = np.flatnonzero(side & data)  # positions within the connection
+        if not len(mine):
+            continue
+        seq = cols.seq[idx[mine]]
         start = _signed(seq - seq[0])
         end = start + dlen[mine]
         if len(mine) > 1 and (start[1:] < np.maximum.accumulate(end)[:-1]).any():
-            return None
-        if not up[mine[0]]:
+            return False, 0
+        if side is to_dev:
             continue
         if len(mine) > _MAX_OUTSTANDING:
-            return None
-        # the server's ACKs of this connection, and which device segments each one acknowledges first
-        acks = np.flatnonzero((keys[0] == dst_key) & (keys[1] == src_key)
-                              & ((cols.flags[d] & TCP_ACK) != 0) & (np.arange(len(d)) > mine[0]))
+            return False, 0
+        # the server's ACKs after the device's first segment, and which device segments each acknowledges
+        acks = np.flatnonzero(to_dev & ((cols.flags[idx] & TCP_ACK) != 0))
+        acks = acks[acks > mine[0]]
         if not len(acks):
             continue
-        acked = _signed(cols.ack[d][acks] - seq[0])
+        acked = _signed(cols.ack[idx[acks]] - seq[0])
         sent_before = np.searchsorted(mine, acks)
         popped = np.maximum.accumulate(np.minimum(sent_before, np.searchsorted(end, acked, side="right")))
-        grew = np.flatnonzero(np.diff(popped, prepend=0) > 0)
+        grew = np.flatnonzero(popped > np.concatenate(([0], popped[:-1])))
         if len(grew):
-            samples = cols.ts[d][acks[grew]] - cols.ts[d][mine[popped[grew] - 1]]
+            samples = cols.ts[idx[acks[grew]]] - cols.ts[idx[mine[popped[grew] - 1]]]
             samples = samples[samples > 0]
             if len(samples):
-                best = int(samples.min())
-                rtt = best if rtt == 0 else min(rtt, best)
-    signed = np.where(up, dlen, -dlen)[data]
-    return cols.ts[d][data], signed, rtt
+                rtt = int(samples.min())
+    return True, rtt
 
 
 def _bursts(sizes: np.ndarray) -> tuple[list[int], list[int]]:
@@ -260,8 +262,8 @@ def _bursts(sizes: np.ndarray) -> tuple[list[int], list[int]]:
     if not len(sizes):
         return [], []
     pos = sizes > 0
-    starts = np.flatnonzero(np.diff(pos.astype(np.int8), prepend=np.int8(2)))
-    counts = np.diff(starts, append=len(sizes))
+    starts = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1])))
+    counts = np.concatenate((starts[1:], [len(sizes)])) - starts
     return np.where(pos[starts], counts, -counts).tolist(), np.add.reduceat(sizes, starts).tolist()
 
 
@@ -283,22 +285,28 @@ def columnar_record(cols: TcpColumns, stats: ReadStats, device: bytes, device_ip
         return None
     end_time = stats.last_ts_us if stats.last_ts_us is not None else max(int(cols.ts[i[-1]]) for i in conns)
     directions = []
+    rtt = 0
     for idx in conns:
         if not ((cols.src[idx[0]] == dev_ip) or (cols.dst[idx[0]] == dev_ip)):
             continue  # not the device's
-        stats_d = _server_direction(cols, idx, dev_ip, end_time)
+        to_dev_c = cols.dst[idx] == dev_ip
+        stats_d = _server_direction(cols, idx, to_dev_c, end_time)
         if stats_d is None:
             return None
         directions.append(stats_d)
+        new_only, conn_rtt = _flow(cols, idx, to_dev_c)
+        if not new_only:
+            return None
+        if conn_rtt and (rtt == 0 or conn_rtt < rtt):
+            rtt = conn_rtt
     from_dev = cols.src == dev_ip
     to_dev = cols.dst == dev_ip
     if not directions or not to_dev.any():
         return None  # the per-packet path says what is missing
     dev = np.flatnonzero(from_dev | to_dev)
-    flow = _flow(cols, dev, from_dev[dev])
-    if flow is None:
-        return None
-    flow_times, flow_bytes, rtt = flow
+    dev_data = dev[cols.data_len[dev] > 0]
+    flow_times = cols.ts[dev_data]
+    flow_bytes = np.where(from_dev[dev_data], cols.data_len[dev_data], -cols.data_len[dev_data])
     times = cols.ts[to_dev]
     sizes = cols.ip_len[to_dev]
     pure = ((cols.flags[to_dev] & _PURE_MASK) == TCP_ACK) & (cols.data_len[to_dev] == 0)

@@ -246,7 +246,7 @@ class PcapngWalker:
 
         self.packets += len(run)
         at = np.asarray(run, dtype=np.int64)
-        blen = np.diff(at, append=end)
+        blen = np.concatenate((at[1:], [end])) - at
         fields = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + np.arange(8, 24)]
         iface, hi, lo, caplen = np.ascontiguousarray(fields).view(self.endian + "u4").astype(np.int64).T
         first = int(iface[0])
