@@ -95,14 +95,10 @@ _FIELDS = np.dtype({
 _TS_OPTIONS = np.array([1, 1, 8, 10], dtype=np.uint8)  # NOP NOP timestamps
 
 
-def _decode(buf: bytes, times: list[int], links: list[int], offsets: list[int],
-            lengths: list[int]) -> dict[str, np.ndarray] | None:
+def _decode(buf: bytes, times: np.ndarray, links: np.ndarray, off: np.ndarray,
+            caplen: np.ndarray) -> dict[str, np.ndarray] | None:
     """One batch's headers, or None when a record is not Ethernet + IPv4 (no options) + TCP."""
-    if links.count(DLT_EN10MB) != len(links):
-        return None
-    off = np.asarray(offsets, dtype=np.int64)
-    caplen = np.asarray(lengths, dtype=np.int64)
-    if caplen.min() < _HEADER:
+    if (links != DLT_EN10MB).any() or caplen.min() < _HEADER:
         return None
     raw = np.frombuffer(buf, dtype=np.uint8)
     h = raw[off[:, None] + _SPAN].view(_FIELDS)[:, 0]
@@ -126,7 +122,7 @@ def _decode(buf: bytes, times: list[int], links: list[int], offsets: list[int],
         blob = raw[np.repeat(off[with_opts] + _HEADER - (ends - lens), lens) + np.arange(int(ends[-1]))]
         head = blob[np.minimum(opt_at[with_opts, None] + np.arange(4), len(blob) - 1)]  # first 4 bytes (or fewer)
         ts_only[with_opts] = (lens == 12) & (head == _TS_OPTIONS).all(axis=1)
-    return {"ts": np.asarray(times, dtype=np.int64), "src": h["src"].astype(np.uint32),
+    return {"ts": times, "src": h["src"].astype(np.uint32),
             "dst": h["dst"].astype(np.uint32), "sport": h["sport"].astype(np.int64),
             "dport": h["dport"].astype(np.int64), "flags": h["flags"].astype(np.int64),
             "seq": h["seq"].astype(np.int64), "ack": h["ack"].astype(np.int64), "win": h["win"].astype(np.int64),

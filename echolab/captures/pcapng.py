@@ -78,6 +78,50 @@ def parse_interface(buf: bytes, pos: int, blen: int, endian: str) -> Interface:
     return Interface(linktype, units, offset)
 
 
+class _Records:
+    """The packet records of one chunk, in order: added one at a time, or a decoded run at once."""
+
+    __slots__ = ("parts", "times", "links", "offsets", "lengths")
+
+    def __init__(self) -> None:
+        self.parts: list[tuple] = []
+        self.times: list[int] = []
+        self.links: list[int] = []
+        self.offsets: list[int] = []
+        self.lengths: list[int] = []
+
+    def add(self, ts_us: int, linktype: int, offset: int, caplen: int) -> None:
+        self.times.append(ts_us)
+        self.links.append(linktype)
+        self.offsets.append(offset)
+        self.lengths.append(caplen)
+
+    def add_run(self, times: Any, links: Any, offsets: Any, lengths: Any) -> None:
+        self._close()
+        self.parts.append((times, links, offsets, lengths))
+
+    def _close(self) -> None:
+        if self.times:
+            import numpy as np
+
+            self.parts.append(tuple(np.asarray(c, dtype=np.int64)
+                                    for c in (self.times, self.links, self.offsets, self.lengths)))
+            self.times, self.links, self.offsets, self.lengths = [], [], [], []
+
+    def __bool__(self) -> bool:
+        return bool(self.parts or self.times)
+
+    def take(self) -> tuple:
+        """``(times_us, linktypes, offsets, caplens)`` as int64 arrays, and start afresh."""
+        import numpy as np
+
+        self._close()
+        parts, self.parts = self.parts, []
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate(column) for column in zip(*parts))
+
+
 @dataclass
 class PcapngWalker:
     """Walks the blocks of one pcapng file, in one read or (``growing``) in several as it grows.
@@ -114,15 +158,11 @@ class PcapngWalker:
         buf = fh.read(CHUNK)
         pos, size = 0, len(buf)
         head = _HEAD[self.endian]
-        times: list[int] = []
-        links: list[int] = []
-        offsets: list[int] = []
-        lengths: list[int] = []
+        pending = _Records()
         while True:
             if pos + 12 > size:
-                if times:  # the records point into buf: hand them out before it is replaced
-                    yield buf, times, links, offsets, lengths
-                    times, links, offsets, lengths = [], [], [], []
+                if pending:  # the records point into buf: hand them out before it is replaced
+                    yield (buf, *pending.take())
                 buf = buf[pos:] + fh.read(CHUNK)
                 pos, size = 0, len(buf)
                 if size < 12:
@@ -137,7 +177,7 @@ class PcapngWalker:
                 if len(run):
                     self.offset += end - pos
                     pos = end
-                    self._packet_run(buf, run, end, times, links, offsets, lengths)
+                    self._packet_run(buf, run, end, pending)
                     continue
             if btype == SHB:
                 endian = BYTE_ORDER.get(bytes(buf[pos + 8:pos + 12]))
@@ -145,8 +185,8 @@ class PcapngWalker:
                     if self.offset == 0:
                         raise CaptureError(f"{self.path} has a damaged capture header: bad pcapng byte-order magic")
                     self.truncated, self.damaged = True, "pcapng section with a bad byte-order magic"
-                    if times:
-                        yield buf, times, links, offsets, lengths
+                    if pending:
+                        yield (buf, *pending.take())
                     return
                 self.endian, self.interfaces = endian, []
                 head = _HEAD[endian]
@@ -155,13 +195,12 @@ class PcapngWalker:
                 raise CaptureError(f"{self.path} has a damaged capture header")
             if blen < 12 or blen % 4 or blen > MAX_BLOCK:
                 self.truncated, self.damaged = True, f"pcapng block of length {blen}"
-                if times:
-                    yield buf, times, links, offsets, lengths
+                if pending:
+                    yield (buf, *pending.take())
                 return
             if pos + blen > size:
-                if times:
-                    yield buf, times, links, offsets, lengths
-                    times, links, offsets, lengths = [], [], [], []
+                if pending:
+                    yield (buf, *pending.take())
                 buf = buf[pos:] + fh.read(max(CHUNK, blen))
                 pos, size = 0, len(buf)
                 if blen > size:
@@ -192,10 +231,7 @@ class PcapngWalker:
                         self.malformed += 1
                     else:
                         self.last_ts_us = ts_us
-                        times.append(ts_us)
-                        links.append(interface.linktype)
-                        offsets.append(pos + 28)
-                        lengths.append(caplen)
+                        pending.add(ts_us, interface.linktype, pos + 28, caplen)
             elif btype == SPB:
                 if not self.interfaces:
                     self.malformed += 1
@@ -203,10 +239,7 @@ class PcapngWalker:
                     self.packets += 1
                     self.last_ts_us = 0
                     origlen = struct.unpack_from(self.endian + "I", buf, pos + 8)[0]
-                    times.append(0)
-                    links.append(self.interfaces[0].linktype)
-                    offsets.append(pos + 12)
-                    lengths.append(min(origlen, blen - 12))
+                    pending.add(0, self.interfaces[0].linktype, pos + 12, min(origlen, blen - 12))
             pos += blen
 
     def _packet_blocks(self, buf: bytes, pos: int, size: int) -> tuple[Any, int]:
@@ -234,9 +267,8 @@ class PcapngWalker:
             return (), pos
         return pos + 4 * cand[:last + 1], pos + 4 * int(nxt[last])
 
-    def _packet_run(self, buf: bytes, run: Any, end: int, times: list[int], links: list[int],
-                    offsets: list[int], lengths: list[int]) -> None:
-        """Decode the enhanced packet blocks starting at *run* (the last one ends at *end*) into the lists.
+    def _packet_run(self, buf: bytes, run: Any, end: int, pending: _Records) -> None:
+        """Decode the enhanced packet blocks starting at *run* (the last one ends at *end*) into *pending*.
 
         The common run (one interface counting micro- or nanoseconds from the epoch, every block sound) is
         decoded with numpy; any other goes block by block through :meth:`packet`, the one decoder of a
@@ -247,8 +279,12 @@ class PcapngWalker:
         self.packets += len(run)
         at = np.asarray(run, dtype=np.int64)
         blen = np.concatenate((at[1:], [end])) - at
-        fields = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + np.arange(8, 24)]
-        iface, hi, lo, caplen = np.ascontiguousarray(fields).view(self.endian + "u4").astype(np.int64).T
+        words = np.frombuffer(buf, dtype=self.endian + "u4", count=len(buf) // 4)
+        first_word = at >> 2  # blocks start on 4-byte boundaries of the chunk
+        iface = words[first_word + 2].astype(np.int64)
+        hi = words[first_word + 3].astype(np.int64)
+        lo = words[first_word + 4].astype(np.int64)
+        caplen = words[first_word + 5].astype(np.int64)
         first = int(iface[0])
         interface = self.interfaces[first] if first < len(self.interfaces) else None
         if (interface is not None and interface.units_per_s % 1_000_000 == 0 and interface.offset_s == 0
@@ -256,11 +292,8 @@ class PcapngWalker:
             # Interface.ts_us: raw * 10^6 // units is raw // (units / 10^6) when units is a multiple of 10^6
             ts = ((hi << 32) | lo) // (interface.units_per_s // 1_000_000)  # below 2^63: hi < 2^31, next
             if (hi < 1 << 31).all() and (ts <= MAX_TS_US).all():
-                times += ts.tolist()
-                links += [interface.linktype] * len(run)
-                offsets += (at + 28).tolist()
-                lengths += caplen.tolist()
-                self.last_ts_us = times[-1]
+                pending.add_run(ts, np.full(len(at), interface.linktype, dtype=np.int64), at + 28, caplen)
+                self.last_ts_us = int(ts[-1])
                 return
         for pos, size in zip(at.tolist(), blen.tolist()):
             record = self.packet(EPB, buf, pos, size)
@@ -269,18 +302,16 @@ class PcapngWalker:
                 continue
             interface, ts_us, off, cap = record
             self.last_ts_us = ts_us
-            times.append(ts_us)
-            links.append(interface.linktype)
-            offsets.append(off)
-            lengths.append(cap)
+            pending.add(ts_us, interface.linktype, off, cap)
 
-    def batches(self, fh: BinaryIO) -> Iterator[tuple[bytes, list[int], list[int], list[int], list[int]]]:
+    def batches(self, fh: BinaryIO) -> Iterator[tuple]:
         """The packet records of each chunk read, as ``(buf, times_us, linktypes, offsets, caplens)``.
 
-        Record *i* of a batch is ``buf[offsets[i]:offsets[i] + caplens[i]]``, taken at ``times_us[i]`` on
-        an interface of link type ``linktypes[i]``. A batch is handed out before the walk reads past the
-        chunk its records lie in, so a consumer decodes a whole chunk's headers at once (the columnar
-        reader, :mod:`echolab.captures.columns`); :meth:`records` gives the same records one by one.
+        The last four are int64 numpy arrays: record *i* of a batch is
+        ``buf[offsets[i]:offsets[i] + caplens[i]]``, taken at ``times_us[i]`` on an interface of link type
+        ``linktypes[i]``. A batch is handed out before the walk reads past the chunk its records lie in,
+        so a consumer decodes a whole chunk's headers at once (the columnar reader,
+        :mod:`echolab.captures.columns`); :meth:`records` gives the same records one by one.
         """
         return self._walk(fh, True)
 
@@ -292,7 +323,7 @@ class PcapngWalker:
         blocks have no time (``ts_us`` 0).
         """
         for buf, times, links, offsets, lengths in self._walk(fh, True):
-            yield from zip(times, links, repeat(buf), offsets, lengths)
+            yield from zip(times.tolist(), links.tolist(), repeat(buf), offsets.tolist(), lengths.tolist())
 
     def packet(self, btype: int, buf: bytes, pos: int, blen: int) -> tuple[Interface, int, int, int] | None:
         """``(interface, ts_us, frame offset, captured length)`` of an enhanced or obsolete packet block.

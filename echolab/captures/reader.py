@@ -26,7 +26,7 @@ import struct
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import Any, BinaryIO, Iterator, NamedTuple
 
 from echolab.captures.pcapng import MAGIC as PCAPNG_MAGIC, CaptureError, PcapngWalker
 
@@ -47,8 +47,9 @@ SUPPORTED_LINKTYPES = {DLT_NULL, DLT_EN10MB, DLT_RAW_ALT, DLT_LOOP, DLT_RAW, DLT
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
 CHUNK = 1 << 20
-#: The records of one chunk read: ``(buf, times_us, linktypes, offsets, caplens)`` (see :func:`iter_record_batches`).
-Batch = tuple[bytes, list[int], list[int], list[int], list[int]]
+#: The records of one chunk read: ``(buf, times_us, linktypes, offsets, caplens)``, the last four int64 numpy
+#: arrays (see :func:`iter_record_batches`).
+Batch = tuple[bytes, Any, Any, Any, Any]
 MAX_RECORD = 1 << 24  # a record longer than this means the file is damaged
 
 # Indices into the tuples that iter_tcp yields (TcpTuple).
@@ -183,6 +184,13 @@ def pcap_ts_us(sec: int, frac: int, nano: bool) -> int:
     return sec * 1_000_000 + (frac // 1000 if nano else frac)
 
 
+def _pcap_batch(buf: bytes, times: list[int], linktype: int, offsets: list[int], lengths: list[int]) -> Batch:
+    import numpy as np
+
+    return (buf, np.asarray(times, dtype=np.int64), np.full(len(times), linktype, dtype=np.int64),
+            np.asarray(offsets, dtype=np.int64), np.asarray(lengths, dtype=np.int64))
+
+
 def _pcap_batches(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[Batch]:
     """The records of each chunk read, as :data:`Batch` (see :func:`iter_record_batches`)."""
     header = read_pcap_header(fh, path)
@@ -200,7 +208,7 @@ def _pcap_batches(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[Batch]
             if times:  # the records point into buf: hand them out before it is replaced
                 stats.records += len(times)
                 stats.last_ts_us = times[-1]
-                yield buf, times, [linktype] * len(times), offsets, lengths
+                yield _pcap_batch(buf, times, linktype, offsets, lengths)
                 times, offsets, lengths = [], [], []
             buf = buf[pos:] + fh.read(CHUNK)
             pos, size = 0, len(buf)
@@ -219,7 +227,7 @@ def _pcap_batches(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[Batch]
             if times:
                 stats.records += len(times)
                 stats.last_ts_us = times[-1]
-                yield buf, times, [linktype] * len(times), offsets, lengths
+                yield _pcap_batch(buf, times, linktype, offsets, lengths)
                 times, offsets, lengths = [], [], []
             buf = buf[pos:] + fh.read(max(CHUNK, caplen + 16))
             pos, size = 0, len(buf)
@@ -234,7 +242,7 @@ def _pcap_batches(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[Batch]
     if times:
         stats.records += len(times)
         stats.last_ts_us = times[-1]
-        yield buf, times, [linktype] * len(times), offsets, lengths
+        yield _pcap_batch(buf, times, linktype, offsets, lengths)
 
 
 def _pcapng_batches(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[Batch]:
@@ -255,7 +263,8 @@ def _pcapng_batches(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[Batc
 def iter_record_batches(path: Path | str, stats: ReadStats | None = None) -> Iterator[Batch]:
     """Yield the records of a pcap/pcapng file a chunk at a time: ``(buf, times_us, linktypes, offsets, caplens)``.
 
-    Record *i* of a batch is the frame ``buf[offsets[i]:offsets[i] + caplens[i]]``; *buf* is replaced
+    The four are int64 numpy arrays; record *i* of a batch is the frame
+    ``buf[offsets[i]:offsets[i] + caplens[i]]``; *buf* is replaced
     between batches. The records are :func:`iter_records`' (which flattens these batches), for readers
     that decode a chunk's headers at once (:mod:`echolab.captures.columns`). Raises
     :class:`CaptureError` for a file that is not a capture at all; *stats* is complete when the
@@ -277,7 +286,7 @@ def iter_record_batches(path: Path | str, stats: ReadStats | None = None) -> Ite
         first = True
         for batch in batches:
             if first:
-                stats.first_ts = batch[1][0] / 1e6
+                stats.first_ts = int(batch[1][0]) / 1e6
                 first = False
             yield batch
         if stats.last_ts_us is not None:
@@ -292,7 +301,7 @@ def iter_records(path: Path | str, stats: ReadStats | None = None) -> Iterator[t
     capture at all.
     """
     for buf, times, links, offsets, lengths in iter_record_batches(path, stats):
-        yield from zip(times, links, repeat(buf), offsets, lengths)
+        yield from zip(times.tolist(), links.tolist(), repeat(buf), offsets.tolist(), lengths.tolist())
 
 
 # --------------------------------------------------------------------------- frame decoding
