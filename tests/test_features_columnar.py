@@ -215,3 +215,16 @@ def test_a_packet_that_holds_block_type_words_is_not_taken_for_a_block(tmp_path:
     assert records == blocks and len(records) == 40
     batches = list(iter_record_batches(path))
     assert sum(len(b[1]) for b in batches) == 40
+
+
+def test_histograms_of_many_records_at_once_equal_one_at_a_time() -> None:
+    import numpy as np
+
+    from echolab.analysis.features.histogram import learn_edges, normalized_histogram, normalized_histograms
+
+    rng = np.random.default_rng(5)
+    arrays = [rng.integers(40, 1500, size=n).astype(float) for n in (0, 1, 7, 300, 0, 52)] + [np.array([9e9, -1.0])]
+    edges = learn_edges(arrays[:-1], 15)
+    together = normalized_histograms(arrays, edges)
+    assert np.array_equal(together, np.array([normalized_histogram(a, edges) for a in arrays]))
+    assert np.array_equal(normalized_histograms([np.zeros(0)] * 3, edges), np.zeros((3, 15)))
