@@ -21,7 +21,6 @@ import numpy as np
 from echolab.captures.reader import DLT_EN10MB, ReadStats, iter_record_batches
 
 _HEADER = 54  # Ethernet (14) + IPv4 without options (20) + TCP without options (20)
-_SPAN = np.arange(_HEADER, dtype=np.int64)
 
 
 @dataclass
@@ -101,7 +100,8 @@ def _decode(buf: bytes, times: np.ndarray, links: np.ndarray, off: np.ndarray,
     if (links != DLT_EN10MB).any() or caplen.min() < _HEADER:
         return None
     raw = np.frombuffer(buf, dtype=np.uint8)
-    h = raw[off[:, None] + _SPAN].view(_FIELDS)[:, 0]
+    windows = np.ndarray((len(raw) - _HEADER + 1, _HEADER), np.uint8, raw, 0, (1, 1))  # every 54 bytes, a row
+    h = windows[off].view(_FIELDS)[:, 0]
     ip_len = h["ip_len"].astype(np.int64)
     thl = (h["off"] >> 4).astype(np.int64) << 2
     cend = np.where(ip_len < caplen - 14, off + 14 + ip_len, off + caplen)
