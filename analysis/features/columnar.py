@@ -9,12 +9,13 @@ trip, and the packet sequence follow from whole-column numpy operations over
 :class:`echolab.captures.columns.TcpColumns`.
 
 :func:`columnar_record` checks, on the columns, every condition under which
-this is exactly what the per-packet algorithm gives (tcptrace's
+this is exactly what the per-packet algorithms give (tcptrace's
 :class:`~echolab.analysis.features.tcptrace.Tracer` and
-:class:`~echolab.captures.flow.FlowMeter`) and returns None for any capture
-that breaks one (a handshake, a close, a retransmission, an out-of-order or
-overlapping segment, other options, a 4-tuple idle past tcptrace's re-use
-limit, ...), which then goes through the per-packet path.
+:class:`~echolab.captures.flow.FlowMeter`). A capture that breaks one (a
+retransmission, an out-of-order or overlapping segment, a handshake other than
+SYN then SYN+ACK, a second FIN, RST, SACK or other options, a 4-tuple idle past
+tcptrace's re-use limit, ...) has those two run packet by packet over the
+columns instead; its packet sequence still comes from the columns.
 tests/test_features_columnar.py compares both paths field by field.
 """
 
@@ -27,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from echolab.captures.columns import TcpColumns
-from echolab.captures.reader import TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, ReadStats
-from echolab.analysis.features.tcptrace import M32, M64, REUSE_IDLE_US, TWO32, _options
+from echolab.captures.flow import FlowMeter
+from echolab.captures.reader import T_DST, T_SRC, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, ReadStats
+from echolab.analysis.features.tcptrace import M32, M64, REUSE_IDLE_US, TWO32, Tracer, _options
 
 _PURE_MASK = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK
 _MAX_OUTSTANDING = 4096  # the flow meter's limit of device segments awaiting an acknowledgement
@@ -273,13 +275,11 @@ def _array(typecode: str, values: np.ndarray) -> array:
     return out
 
 
-def columnar_record(cols: TcpColumns, stats: ReadStats, device: bytes, device_ip: str) -> Any:
-    """The capture's :class:`~echolab.analysis.features.sets.CaptureRecord`, or None (see the module's doc)."""
-    from echolab.analysis.features.sets import CaptureRecord, combine_connections
-
-    if len(device) != 4 or not _in_domain(cols):
+def _column_trace(cols: TcpColumns, stats: ReadStats, dev_ip: int) -> tuple | None:
+    """(server-to-device statistics of each connection, flow times, flow bytes, round trip) from whole
+    columns; None when a packet is outside the domain (see the module's doc)."""
+    if not _in_domain(cols):
         return None
-    dev_ip = int.from_bytes(device, "big")
     conns = _connections(cols)
     if conns is None:
         return None
@@ -289,33 +289,70 @@ def columnar_record(cols: TcpColumns, stats: ReadStats, device: bytes, device_ip
     for idx in conns:
         if not ((cols.src[idx[0]] == dev_ip) or (cols.dst[idx[0]] == dev_ip)):
             continue  # not the device's
-        to_dev_c = cols.dst[idx] == dev_ip
-        stats_d = _server_direction(cols, idx, to_dev_c, end_time)
+        to_dev = cols.dst[idx] == dev_ip
+        stats_d = _server_direction(cols, idx, to_dev, end_time)
         if stats_d is None:
             return None
         directions.append(stats_d)
-        new_only, conn_rtt = _flow(cols, idx, to_dev_c)
+        new_only, conn_rtt = _flow(cols, idx, to_dev)
         if not new_only:
             return None
         if conn_rtt and (rtt == 0 or conn_rtt < rtt):
             rtt = conn_rtt
+    data = np.flatnonzero(((cols.src == dev_ip) | (cols.dst == dev_ip)) & (cols.data_len > 0))
+    nbytes = np.where(cols.src[data] == dev_ip, cols.data_len[data], -cols.data_len[data])
+    return directions, cols.ts[data], nbytes.tolist(), rtt
+
+
+def _packet_trace(cols: TcpColumns, stats: ReadStats, device: bytes) -> tuple:
+    """What :func:`_column_trace` gives, from tcptrace's and the flow meter's per-packet algorithms."""
+    from echolab.analysis.features.sets import server_directions
+
+    tracer = Tracer()
+    add = tracer.add
+    meter = FlowMeter(device)
+    flow = meter.add
+    for pkt in cols.tuples():
+        add(pkt)
+        if pkt[T_DST] == device or pkt[T_SRC] == device:
+            flow(pkt)
+    directions = server_directions(tracer.finish(stats.last_ts_us), device)
+    return directions, np.asarray(meter.times_us, dtype=np.int64), meter.nbytes, meter.rtt_us
+
+
+def columnar_record(cols: TcpColumns, stats: ReadStats, device: bytes, device_ip: str) -> Any:
+    """The capture's :class:`~echolab.analysis.features.sets.CaptureRecord` from its columns.
+
+    The packet sequence always comes from whole columns; tcptrace's statistics
+    and the flow meter too for a capture inside the domain (see the module's
+    doc), else packet by packet. None when the capture has no packets from a
+    server to the device or no connection of the device (the per-packet path
+    says what is missing).
+    """
+    from echolab.analysis.features.sets import CaptureRecord, combine_connections
+
+    if len(device) != 4:
+        return None
+    dev_ip = int.from_bytes(device, "big")
     from_dev = cols.src == dev_ip
     to_dev = cols.dst == dev_ip
-    if not directions or not to_dev.any():
-        return None  # the per-packet path says what is missing
-    dev = np.flatnonzero(from_dev | to_dev)
-    dev_data = dev[cols.data_len[dev] > 0]
-    flow_times = cols.ts[dev_data]
-    flow_bytes = np.where(from_dev[dev_data], cols.data_len[dev_data], -cols.data_len[dev_data])
-    times = cols.ts[to_dev]
-    sizes = cols.ip_len[to_dev]
-    pure = ((cols.flags[to_dev] & _PURE_MASK) == TCP_ACK) & (cols.data_len[to_dev] == 0)
-    seq_times = cols.ts[dev]
-    seq_sizes = np.where(from_dev[dev], cols.ip_len[dev], -cols.ip_len[dev])
+    s2d = to_dev & ~from_dev
+    if not s2d.any():
+        return None
+    traced = _column_trace(cols, stats, dev_ip) or _packet_trace(cols, stats, device)
+    directions, flow_times, flow_bytes, rtt = traced
+    if not directions:
+        return None
+    times = cols.ts[s2d]
+    pure = ((cols.flags[s2d] & _PURE_MASK) == TCP_ACK) & (cols.data_len[s2d] == 0)
+    in_sequence = from_dev ^ to_dev  # a packet between the device and a server
+    seq_times = cols.ts[in_sequence]
+    seq_sizes = np.where(from_dev, cols.ip_len, -cols.ip_len)[in_sequence]
     burst_pkts, burst_bytes = _bursts(seq_sizes)
     s0 = int(seq_times[0])
     return CaptureRecord(device_ip=device_ip, connections=len(directions), tcptrace=combine_connections(directions),
-                         sizes=_array("l", sizes), times_us=_array("q", times - times[0]),
-                         pure_ack=_array("b", pure), packets=len(dev), seq_times_us=_array("q", seq_times - s0),
-                         seq_sizes=_array("l", seq_sizes), burst_pkts=burst_pkts, burst_bytes=burst_bytes,
-                         flow_times_us=_array("q", flow_times - s0), flow_bytes=flow_bytes.tolist(), rtt_us=rtt)
+                         sizes=_array("l", cols.ip_len[s2d]), times_us=_array("q", times - times[0]),
+                         pure_ack=_array("b", pure), packets=int((from_dev | to_dev).sum()),
+                         seq_times_us=_array("q", seq_times - s0), seq_sizes=_array("l", seq_sizes),
+                         burst_pkts=burst_pkts, burst_bytes=burst_bytes,
+                         flow_times_us=_array("q", flow_times - s0), flow_bytes=flow_bytes, rtt_us=rtt)
