@@ -156,11 +156,15 @@ def pyshark_one(path: Path) -> int:
 
 
 def peak_rss_mb(code: str) -> float:
-    """Peak RSS (MB) of a fresh interpreter running *code* (after imports)."""
-    script = ("import resource\n"
-              "from echolab.captures.reader import iter_tcp\nfrom echolab.analysis.features.sets import extract_record\n"
-              "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n%s\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base)") % code
+    """Peak RSS (MB) of a fresh interpreter running *code* (after imports).
+
+    Read from the kernel's high-water mark of the new process image (VmHWM):
+    ``getrusage``'s ``ru_maxrss`` carries the parent's peak across fork and exec,
+    so it would report this benchmark's own size.
+    """
+    script = ("from echolab.captures.reader import iter_tcp\n"
+              "from echolab.analysis.features.sets import extract_record\n%s\n"
+              "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))") % code
     out = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, check=True).stdout.split()
     return int(out[0]) / 1024
 

@@ -238,3 +238,11 @@ def test_a_packet_from_the_device_to_itself_counts_like_the_per_packet_path(tmp_
         frames += [(ts, bytes(buf)) for ts, buf in dpkt.pcap.Reader(fh)]
     mixed = write_pcap(tmp_path / "mixed.pcap", sorted(frames, key=lambda f: f[0]))
     assert extracted(mixed) == per_packet(mixed) and isinstance(extracted(mixed), dict)
+
+
+def test_a_capture_past_the_column_limit_is_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = random_capture(8, tmp_path / "c.pcap")
+    expected = extracted(path)
+    monkeypatch.setattr(sets, "COLUMNS_MAX_BYTES", 100)
+    monkeypatch.setattr(sets, "tcp_columns", lambda *a, **k: pytest.fail("a large capture was decoded in columns"))
+    assert extracted(path) == expected == per_packet(path)

@@ -62,6 +62,10 @@ if TYPE_CHECKING:
 #: Bump when extraction changes what a record holds; cached rows of other versions are ignored.
 EXTRACTOR_VERSION = "echolab-features-3"  # 2: the device's packet sequence and bursts; 3: its byte flow, round trip
 
+#: Captures up to this size are decoded into numpy columns (about 130 bytes a packet held at once);
+#: larger ones are streamed packet by packet, so memory stays flat however long a capture is.
+COLUMNS_MAX_BYTES = 32 << 20
+
 UNITS = ("pkts", "bytes", "count", "blocks", "s", "ms", "bytes_per_s", "pkts_per_s", "frac")
 FEATURE_NAME_RE = re.compile(
     r"^(?P<direction>s2d|d2s|bi)_(?P<quantity>[a-z][a-z0-9]*(?:_[a-z0-9]+)*?)_(?P<unit>"
@@ -351,7 +355,11 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
         raise FeatureError(f"device IP {device_ip!r} is not an IP address") from exc
     stats = ReadStats()
     try:
-        columns = tcp_columns(path, stats)
+        small = Path(path).stat().st_size <= COLUMNS_MAX_BYTES
+    except OSError:
+        small = False  # the reader says why it cannot be read
+    try:
+        columns = tcp_columns(path, stats) if small else None
     except CaptureError as exc:
         raise FeatureError(str(exc)) from exc
     if columns is not None:  # the common frames: their headers decoded with numpy
