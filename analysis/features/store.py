@@ -71,31 +71,24 @@ def _extract(path: str, device_ip: str) -> tuple[dict | None, str | None]:
         return None, f"internal error while reading the capture: {type(exc).__name__}: {exc}"
 
 
-def _extract_block(jobs: list[tuple[str, str]]) -> list[tuple[dict | None, str | None]]:
-    return [_extract(path, ip) for path, ip in jobs]
+def _extract_pair(job: tuple[str, str]) -> tuple[dict | None, str | None]:
+    return _extract(*job)
 
 
 def _run(jobs: list[tuple[str, str]], n_jobs: int) -> Iterator[tuple[dict | None, str | None]]:
-    """Results in job order, from this process and ``n_jobs - 1`` workers.
-
-    The jobs are cut into blocks taken in turn by the workers and by this
-    process, which works on its own blocks while the workers do theirs instead
-    of waiting for them (one process less to start, its results not copied).
-    Workers are forked (on Linux) so they start in milliseconds with every
-    module already imported; elsewhere they are spawned.
-    """
+    """Results in job order. Workers are forked (on Linux) so they start in milliseconds with every module
+    already imported; elsewhere they are spawned."""
     if n_jobs == 1 or len(jobs) < 8:
         for path, ip in jobs:
             yield _extract(path, ip)
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    size = max(1, min(16, len(jobs) // (n_jobs * 8)))
-    blocks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-    with ProcessPoolExecutor(max_workers=n_jobs - 1, mp_context=context) as pool:
-        futures = {i: pool.submit(_extract_block, block) for i, block in enumerate(blocks) if i % n_jobs}
-        for i, block in enumerate(blocks):
-            yield from futures.pop(i).result() if i % n_jobs else _extract_block(block)
+    chunk = max(1, min(16, len(jobs) // (n_jobs * 8)))
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+        yield from pool.map(_extract_pair, jobs, chunksize=chunk)
+
+
 def build_features(catalog: "Catalog", *, captures: Sequence[Capture] | None = None, device_ip: str | None = None,
                    progress: ProgressCallback | None = None, n_jobs: int = 2, rebuild: bool = False) -> BuildReport:
     """Make sure every capture in *captures* (default: all good ones) has a cached record.
