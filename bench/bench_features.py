@@ -165,7 +165,8 @@ def peak_rss_mb(code: str) -> float:
     script = ("from echolab.captures.reader import iter_tcp\n"
               "from echolab.analysis.features.sets import extract_record\n%s\n"
               "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))") % code
-    out = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
     return int(out[0]) / 1024
 
 

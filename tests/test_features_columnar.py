@@ -22,7 +22,7 @@ import pytest
 
 from echolab.analysis.features import sets
 from echolab.analysis.features.columnar import _column_trace, _connections, _server_direction
-from echolab.analysis.features.tcptrace import Tracer, direction_stats
+from echolab.analysis.features.tcptrace import Tracer
 from echolab.captures.columns import tcp_columns
 from echolab.captures.pcapng import EPB, PcapngWalker
 from echolab.captures.reader import ReadStats, iter_record_batches, iter_records, iter_tcp, parse_addr
