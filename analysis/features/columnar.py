@@ -1,21 +1,28 @@
 """A capture's record computed over numpy columns, for captures of established traffic.
 
 Most captures of a smart speaker start in the middle of its long-lived
-connections and hold nothing but ACK and PSH+ACK segments with timestamp
-options, sent in order. For such a capture every one of tcptrace's per-packet
-branches is known in advance (no SYN, FIN or RST, no window scaling, no SACK,
-no retransmission), so the statistics, the flow meter's new bytes and round
-trip, and the packet sequence follow from whole-column numpy operations over
-:class:`echolab.captures.columns.TcpColumns`.
+connections, or with a plain handshake, and hold ACK and PSH+ACK segments with
+timestamp options, maybe a FIN a side. For such a capture nearly every one of
+tcptrace's per-packet branches is known in advance (no RST, no window scale
+switched on late, no SACK from the server), so the statistics, the flow
+meter's new bytes and round trip, and the packet sequence follow from
+whole-column numpy operations over
+:class:`echolab.captures.columns.TcpColumns`. What does depend on the order
+of events is left to the per-packet code it must equal: when a server segment
+is not new and in order (a retransmission, a hole filled late), tcptrace's
+segment database (:class:`~echolab.analysis.features.tcptrace._SeqSpace`) is
+fed that direction's segments and the device's ACKs in packet order; when a
+segment overlaps earlier bytes, the flow meter runs packet by packet.
 
 :func:`columnar_record` checks, on the columns, every condition under which
 this is exactly what the per-packet algorithms give (tcptrace's
 :class:`~echolab.analysis.features.tcptrace.Tracer` and
-:class:`~echolab.captures.flow.FlowMeter`). A capture that breaks one (a
-retransmission, an out-of-order or overlapping segment, a handshake other than
-SYN then SYN+ACK, a second FIN, RST, SACK or other options, a 4-tuple idle past
-tcptrace's re-use limit, ...) has those two run packet by packet over the
-columns instead; its packet sequence still comes from the columns.
+:class:`~echolab.captures.flow.FlowMeter`). A capture that breaks one (RST or
+URG, a handshake other than SYN then SYN+ACK, a second FIN or SYN, options
+other than timestamps outside a SYN except the device's SACK blocks, a
+4-tuple idle past tcptrace's re-use limit, a stream that may wrap, ...) has
+the statistics and the flow meter run packet by packet over the columns
+instead; its packet sequence still comes from the columns.
 tests/test_features_columnar.py compares both paths field by field.
 """
 
@@ -30,22 +37,49 @@ import numpy as np
 from echolab.captures.columns import TcpColumns
 from echolab.captures.flow import FlowMeter
 from echolab.captures.reader import T_DST, T_SRC, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, ReadStats
-from echolab.analysis.features.tcptrace import M32, M64, REUSE_IDLE_US, TWO32, Tracer, _options
+from echolab.analysis.features.tcptrace import M32, M64, REUSE_IDLE_US, TWO32, Tracer, _options, _SeqSpace
 
 _PURE_MASK = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK
 _MAX_OUTSTANDING = 4096  # the flow meter's limit of device segments awaiting an acknowledgement
 
 
-def _in_domain(cols: TcpColumns) -> bool:
+def _in_domain(cols: TcpColumns, device: int) -> bool:
     """No packet takes a branch of tcptrace's algorithm that the columns do not follow.
 
     ACK on every packet but a SYN, no RST or URG, no data on a SYN, options
-    only timestamps outside a SYN, a time on every packet, two different addresses.
+    only timestamps outside a SYN (the device's may add SACK blocks, which count
+    only for its own direction), a time on every packet, two different addresses.
     """
     syn = (cols.flags & TCP_SYN) != 0
-    return bool(((cols.flags & (TCP_RST | TCP_URG)) == 0).all() and (((cols.flags & TCP_ACK) != 0) | syn).all()
-                and (cols.data_len >= 0).all() and ((cols.opt_len == 0) | cols.ts_only | syn).all()
-                and (cols.data_len[syn] == 0).all() and (cols.ts > 0).all() and (cols.src != cols.dst).all())
+    if not (((cols.flags & (TCP_RST | TCP_URG)) == 0).all() and (((cols.flags & TCP_ACK) != 0) | syn).all()
+            and (cols.data_len >= 0).all() and (cols.data_len[syn] == 0).all() and (cols.ts > 0).all()
+            and (cols.src != cols.dst).all()):
+        return False
+    other = np.flatnonzero((cols.opt_len > 0) & ~cols.ts_only & ~syn)
+    if not len(other):
+        return True
+    if (cols.src[other] != device).any():
+        return False
+    blob = cols.options
+    return all(set(_option_kinds(blob[a:a + n])) <= {1, 5, 8}  # NOP, SACK, timestamps
+               for a, n in zip(cols.opt_at[other].tolist(), cols.opt_len[other].tolist()))
+
+
+def _option_kinds(options: bytes) -> list[int]:
+    """The kinds of TCP options as tcptrace's option walk (``tcptrace._options``) meets them; -1 for a cut one."""
+    kinds, p, n = [], 0, len(options)
+    while p < n:
+        kind = options[p]
+        if kind <= 1:
+            kinds.append(kind)
+            p += 1
+            continue
+        if p + 1 >= n or options[p + 1] == 0 or p + options[p + 1] > n:
+            kinds.append(-1)
+            break
+        kinds.append(kind)
+        p += options[p + 1]
+    return kinds
 
 
 def _connections(cols: TcpColumns) -> list[np.ndarray] | None:
@@ -146,15 +180,22 @@ def _server_direction(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray, end
     segs = (syn | fin | data) & ~probe
     first = seq_d[segs]
     last = first + dlen[segs] + syn[segs] + fin[segs] - 1
-    if len(first):
-        if (last > M32).any() or ((first >> 30) != (last >> 30)).any():
-            return None  # crosses a quadrant of the sequence space
-        if len(first) > 1 and (first[1:] <= np.maximum.accumulate(last)[:-1]).any():
-            return None  # not beyond every earlier segment
+    rexmit = out_order = None  # per packet of this direction, when not every segment is new and in order
+    if len(first) and ((last > M32).any() or ((first >> 30) != (last >> 30)).any() or (
+            len(first) > 1 and (first[1:] <= np.maximum.accumulate(last)[:-1]).any())):
+        rexmit, out_order = _segment_database(cols, idx, to_dev, segs, syn, fin)
     # initial window: data before the other side first ACKs something else than this side's SYN
     threshold = (me.seq + 1) & M32 if me.syn else 1
     acked_at = np.flatnonzero(~to_dev & ack_c & (cols.ack[idx] != threshold))
     before = local[to_dev] < (acked_at[0] if len(acked_at) else len(idx))
+    if rexmit is None:
+        unique, rexmit_pkts, rexmit_bytes, out_order_pkts, initial = int(dlen[segs].sum()), 0, 0, 0, data & before
+    else:
+        fresh = segs & (rexmit < dlen)
+        unique = int((dlen - rexmit)[fresh].sum())
+        rexmit_pkts, rexmit_bytes = int((rexmit > 0).sum()), int(rexmit.sum())
+        out_order_pkts = int(out_order.sum())
+        initial = data & before & (rexmit <= 0)
     # window statistics restart at the first scaled advertisement when both sides scale
     scaled_at = np.flatnonzero(~syn & (eff > 0)) if both_ws else np.zeros(0, dtype=np.int64)
     peer_scaled = both_ws and bool((~syn_c[~to_dev] & (win_c[~to_dev] > 0)).any())
@@ -166,7 +207,6 @@ def _server_direction(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray, end
     conn_first, conn_last = int(cols.ts[idx[0]]), int(cols.ts[idx[-1]])
     data_bytes = int(dlen.sum())
     data_pkts = int(data.sum())
-    unique = int(dlen[segs].sum())
     data_ts = ts_d[data]
     first_data = int(data_ts[0]) if len(data_ts) else 0
     last_data = int(data_ts[-1]) if len(data_ts) else 0
@@ -191,8 +231,9 @@ def _server_direction(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray, end
         "total_packets": n, "resets_sent": 0, "ack_pkts_sent": int(ackf.sum()),
         "pure_acks_sent": int((ackf & (dlen == 0) & ~syn & ~fin).sum()), "sack_pkts_sent": 0, "dsack_pkts_sent": 0,
         "max_sack_blks/ack": 0, "unique_bytes_sent": unique, "actual_data_pkts": data_pkts,
-        "actual_data_bytes": data_bytes, "rexmt_data_pkts": 0, "rexmt_data_bytes": 0,
-        "zwnd_probe_pkts": int(probe.sum()), "zwnd_probe_bytes": int(dlen[probe].sum()), "outoforder_pkts": 0,
+        "actual_data_bytes": data_bytes, "rexmt_data_pkts": rexmit_pkts, "rexmt_data_bytes": rexmit_bytes,
+        "zwnd_probe_pkts": int(probe.sum()), "zwnd_probe_bytes": int(dlen[probe].sum()),
+        "outoforder_pkts": out_order_pkts,
         "pushed_data_pkts": int((data & ((flags_d & TCP_PSH) != 0)).sum()), "syn_pkts_sent": int(me.syn),
         "fin_pkts_sent": fins_me, "req_1323_ws": me.ws != -1,
         "req_1323_ts": me.ts or bool((cols.opt_len[d][~syn] > 0).any()),
@@ -202,8 +243,8 @@ def _server_direction(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray, end
         "min_segm_size": int(dlen[data].min()) if data_pkts else 0,
         "avg_segm_size": int(data_bytes / (data_pkts + 0.001)), "max_win_adv": int(counted.max()) if n else 0,
         "min_win_adv": int(positive.min()) if len(positive) else 0, "zero_win_adv": int((ackf & (eff == 0)).sum()),
-        "avg_win_adv": win_tot // win_div if win_div else 0, "initial_window_bytes": int(dlen[data & before].sum()),
-        "initial_window_pkts": int((data & before).sum()), "ttl_stream_length": length,
+        "avg_win_adv": win_tot // win_div if win_div else 0, "initial_window_bytes": int(dlen[initial].sum()),
+        "initial_window_pkts": int(initial.sum()), "ttl_stream_length": length,
         "missed_data": None if length is None else (length - unique) & M64,
         "truncated_data": int((dlen - cols.captured[d])[trunc].sum()), "truncated_packets": int(trunc.sum()),
         "data_xmit_time": max(last_data - first_data, 0) / 1_000_000.0,
@@ -214,6 +255,31 @@ def _server_direction(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray, end
     }
 
 
+def _segment_database(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray, segs: np.ndarray, syn: np.ndarray,
+                      fin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(retransmitted count, out of order) of each packet of the server's direction, from tcptrace's segment
+    database (:class:`~echolab.analysis.features.tcptrace._SeqSpace`) fed in packet order: the direction's
+    segments (*segs*, SYN and FIN counting one number each) and the device's ACKs, which merge what they
+    acknowledge. The rest of the statistics do not depend on it."""
+    n = int(to_dev.sum())
+    rexmit = np.zeros(n, dtype=np.int64)
+    out_order = np.zeros(n, dtype=bool)
+    space = _SeqSpace()
+    mine = np.cumsum(to_dev) - 1  # index among the direction's packets
+    seq = cols.seq[idx].tolist()
+    ack = cols.ack[idx].tolist()
+    acks = ((cols.flags[idx] & TCP_ACK) != 0).tolist()
+    lengths = (cols.data_len[idx][to_dev] + syn + fin).tolist()
+    segs_l = segs.tolist()
+    for i, (server, j) in enumerate(zip(to_dev.tolist(), mine.tolist())):
+        if server:
+            if segs_l[j]:
+                rexmit[j], out_order[j] = space.add(seq[i], lengths[j])
+        elif acks[i]:
+            space.ack(ack[i])
+    return rexmit, out_order
+
+
 def _signed(delta: np.ndarray) -> np.ndarray:
     delta = delta & M32
     return np.where(delta >= 1 << 31, delta - (1 << 32), delta)
@@ -221,7 +287,7 @@ def _signed(delta: np.ndarray) -> np.ndarray:
 
 def _flow(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray) -> tuple[bool, int]:
     """The flow meter over one connection of the device (packet indices *idx*): (every data segment is new,
-    smallest round trip or 0).
+    smallest round trip or 0; 0 when not every one is).
 
     False when a data segment overlaps or falls behind earlier bytes of its direction (the meter would
     count only part of it) or the device sent more segments than the meter keeps.
@@ -277,8 +343,9 @@ def _array(typecode: str, values: np.ndarray) -> array:
 
 def _column_trace(cols: TcpColumns, stats: ReadStats, dev_ip: int) -> tuple | None:
     """(server-to-device statistics of each connection, flow times, flow bytes, round trip) from whole
-    columns; None when a packet is outside the domain (see the module's doc)."""
-    if not _in_domain(cols):
+    columns; None when a packet is outside the domain (see the module's doc). The flow meter runs packet
+    by packet when a device segment is not new and in order."""
+    if not _in_domain(cols, dev_ip):
         return None
     conns = _connections(cols)
     if conns is None:
@@ -286,6 +353,7 @@ def _column_trace(cols: TcpColumns, stats: ReadStats, dev_ip: int) -> tuple | No
     end_time = stats.last_ts_us if stats.last_ts_us is not None else max(int(cols.ts[i[-1]]) for i in conns)
     directions = []
     rtt = 0
+    new_only = True
     for idx in conns:
         if not ((cols.src[idx[0]] == dev_ip) or (cols.dst[idx[0]] == dev_ip)):
             continue  # not the device's
@@ -294,11 +362,17 @@ def _column_trace(cols: TcpColumns, stats: ReadStats, dev_ip: int) -> tuple | No
         if stats_d is None:
             return None
         directions.append(stats_d)
-        new_only, conn_rtt = _flow(cols, idx, to_dev)
-        if not new_only:
-            return None
-        if conn_rtt and (rtt == 0 or conn_rtt < rtt):
-            rtt = conn_rtt
+        if new_only:
+            new_only, conn_rtt = _flow(cols, idx, to_dev)
+            if conn_rtt and (rtt == 0 or conn_rtt < rtt):
+                rtt = conn_rtt
+    if not new_only:
+        device = dev_ip.to_bytes(4, "big")
+        meter = FlowMeter(device)
+        for pkt in cols.tuples():
+            if pkt[T_DST] == device or pkt[T_SRC] == device:
+                meter.add(pkt)
+        return directions, np.asarray(meter.times_us, dtype=np.int64), meter.nbytes, meter.rtt_us
     data = np.flatnonzero(((cols.src == dev_ip) | (cols.dst == dev_ip)) & (cols.data_len > 0))
     nbytes = np.where(cols.src[data] == dev_ip, cols.data_len[data], -cols.data_len[data])
     return directions, cols.ts[data], nbytes.tolist(), rtt
