@@ -287,8 +287,8 @@ class PcapngWalker:
         caplen = words[first_word + 5].astype(np.int64)
         first = int(iface[0])
         interface = self.interfaces[first] if first < len(self.interfaces) else None
-        if (interface is not None and interface.units_per_s % 1_000_000 == 0 and interface.offset_s == 0
-                and (iface == first).all() and (28 + caplen <= blen).all()):
+        if (interface is not None and interface.units_per_s % 1_000_000 == 0 and interface.units_per_s <= 10**18
+                and interface.offset_s == 0 and (iface == first).all() and (28 + caplen <= blen).all()):
             # Interface.ts_us: raw * 10^6 // units is raw // (units / 10^6) when units is a multiple of 10^6
             ts = ((hi << 32) | lo) // (interface.units_per_s // 1_000_000)  # below 2^63: hi < 2^31, next
             if (hi < 1 << 31).all() and (ts <= MAX_TS_US).all():
