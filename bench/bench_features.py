@@ -8,7 +8,8 @@ generated into a temporary folder) it measures, in one run:
 
 * echolab: one streaming pass per file (tcptrace statistics + histogram
   inputs), on 1 and on ``--jobs`` worker processes, then fitting and applying
-  the tcptrace, histogram and combined transformers;
+  the tcptrace, histogram and combined transformers; each set alone is the
+  records' time plus its own transformer's (``per_set_s``, ``ratio_*``);
 * (a) the tcptrace binary: ``tcptrace -l -n --csv`` per file, its CSV parsed,
   sequentially and ``--jobs`` at a time (still only tcptrace's statistics: no
   histogram inputs);
@@ -40,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/pcaps.py; echolab itself is the installed package
 
 from echolab.captures.reader import iter_tcp  # noqa: E402
 from echolab.analysis.features.sets import FEATURE_SETS, make_transformer  # noqa: E402
@@ -54,7 +55,7 @@ DEVICE = "192.168.1.50"
 
 def make_corpus(folder: Path, count: int, seed: int = 7) -> list[Path]:
     """*count* Echo-like captures: a request, then 40-400 server segments, device ACKs, 1-2 servers."""
-    from tests.pcaps import synthetic_session
+    from pcaps import synthetic_session
 
     rng = random.Random(seed)
     shapes = [  # (segments, typical size, gap s, window) - loosely one per study class
@@ -75,7 +76,7 @@ def make_corpus(folder: Path, count: int, seed: int = 7) -> list[Path]:
 
 def make_big(path: Path, megabytes: int) -> Path:
     """A large two-direction capture written record by record (bulk server data, device ACKs)."""
-    from tests.pcaps import tcp_packet
+    from pcaps import tcp_packet
 
     import struct
 
@@ -104,13 +105,18 @@ def make_big(path: Path, megabytes: int) -> Path:
 # --------------------------------------------------------------------------- the contenders
 
 
-def run_echolab(paths: list[Path], jobs: int) -> tuple[float, list]:
+def run_echolab(paths: list[Path], jobs: int) -> tuple[float, list, dict[str, float]]:
+    """(seconds for the records and all three sets, the records, seconds for the records and each one set)."""
     start = time.perf_counter()
     results = list(_run([(str(p), DEVICE) for p in paths], jobs))
     records = [values for values, error in results if values is not None]
+    extracted = time.perf_counter()
+    per_set = {}
     for name in FEATURE_SETS:
+        began = time.perf_counter()
         make_transformer(name).fit_transform(records)
-    return time.perf_counter() - start, records
+        per_set[name] = extracted - start + time.perf_counter() - began
+    return time.perf_counter() - start, records, per_set
 
 
 def tcptrace_one(path: Path) -> list[dict[str, str]]:
@@ -150,12 +156,17 @@ def pyshark_one(path: Path) -> int:
 
 
 def peak_rss_mb(code: str) -> float:
-    """Peak RSS (MB) of a fresh interpreter running *code* (after imports)."""
-    script = ("import resource, sys; sys.path.insert(0, %r)\n"
-              "from echolab.captures.reader import iter_tcp\nfrom echolab.analysis.features.sets import extract_record\n"
-              "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n%s\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base)") % (str(ROOT), code)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    """Peak RSS (MB) of a fresh interpreter running *code* (after imports).
+
+    Read from the kernel's high-water mark of the new process image (VmHWM):
+    ``getrusage``'s ``ru_maxrss`` carries the parent's peak across fork and exec,
+    so it would report this benchmark's own size.
+    """
+    script = ("from echolab.captures.reader import iter_tcp\n"
+              "from echolab.analysis.features.sets import extract_record\n%s\n"
+              "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))") % code
+    out = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
     return int(out[0]) / 1024
 
 
@@ -194,11 +205,16 @@ def main() -> None:
         sub_packets = sum(1 for p in subset for _ in iter_tcp(p))
         times: dict[str, list[float]] = {"echolab_1": [], "echolab_n": [], "tcptrace_1": [], "tcptrace_n": [],
                                          "pyshark_subset_s": []}
+        set_times: dict[str, list[float]] = {f"{name}_{n}": [] for name in FEATURE_SETS for n in ("1", "n")}
         load_before = os.getloadavg()
         for rep in range(args.repeat):  # interleaved, so a change in the machine's load hits every method
-            ours1, records = run_echolab(paths, 1)
+            ours1, records, sets1 = run_echolab(paths, 1)
             times["echolab_1"].append(ours1)
-            times["echolab_n"].append(run_echolab(paths, args.jobs)[0])
+            oursN, _, setsN = run_echolab(paths, args.jobs)
+            times["echolab_n"].append(oursN)
+            for name in FEATURE_SETS:
+                set_times[f"{name}_1"].append(sets1[name])
+                set_times[f"{name}_n"].append(setsN[name])
             times["tcptrace_1"].append(run_tcptrace(paths, 1))
             times["tcptrace_n"].append(run_tcptrace(paths, args.jobs))
             start = time.perf_counter()
@@ -214,7 +230,9 @@ def main() -> None:
         shark_all = shark_per_packet * packets
         results.update(best, usable=len(records), pyshark_subset_files=len(subset),
                        pyshark_subset_packets=shark_packets, pyshark_extrapolated_s=shark_all, repeat=args.repeat,
-                       all_runs_s=times, load_before=load_before, load_after=os.getloadavg())
+                       all_runs_s=times, load_before=load_before, load_after=os.getloadavg(),
+                       per_set_s={k: min(v) for k, v in set_times.items()}, per_set_runs_s=set_times,
+                       jobs=args.jobs)
 
         rows = [
             ("echolab, all 3 sets, 1 process", ours1, 1.0),
@@ -231,8 +249,15 @@ def main() -> None:
         for name, secs, ratio in rows:
             print(f"{name:62s} {secs:9.2f} {secs / packets * 1e6:8.1f} {ratio:13.1f}")
         print()
-        print(f"echolab ({args.jobs} proc) vs tcptrace ({args.jobs} at a time): {ttN / oursN:.1f}x faster; "
-              f"sequential: {tt1 / ours1:.1f}x faster")
+        print(f"echolab ({args.jobs} proc) vs tcptrace ({args.jobs} at a time): {ttN / oursN:.2f}x faster; "
+              f"sequential: {tt1 / ours1:.2f}x faster")
+        print("each set alone (reading the captures, then fitting and applying that set's transformer):")
+        for name in FEATURE_SETS:
+            one, many = min(set_times[f"{name}_1"]), min(set_times[f"{name}_n"])
+            results[f"ratio_{name}_1"], results[f"ratio_{name}_n"] = tt1 / one, ttN / many
+            print(f"  {name:10s} 1 process {one:6.2f}s ({tt1 / one:.2f}x tcptrace sequential); "
+                  f"{args.jobs} processes {many:6.2f}s ({ttN / many:.2f}x tcptrace {args.jobs} at a time)")
+        results["ratio_all_1"], results["ratio_all_n"] = tt1 / ours1, ttN / oursN
         print(f"echolab (1 proc) vs pyshark (extrapolated): {shark_all / ours1:.0f}x faster; "
               f"({args.jobs} proc): {shark_all / oursN:.0f}x")
 

@@ -9,7 +9,7 @@ them is :func:`normalized_histogram` (its ``transform``).
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -24,10 +24,10 @@ def learn_edges(arrays: Iterable[np.ndarray], bins: int) -> np.ndarray:
     if not isinstance(bins, (int, np.integer)) or bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins!r}")
     lo, hi = np.inf, -np.inf
-    for arr in arrays:
-        if len(arr):
-            lo = min(lo, float(np.min(arr)))
-            hi = max(hi, float(np.max(arr)))
+    filled = [arr for arr in arrays if len(arr)]
+    if filled:
+        values = np.concatenate(filled) if len(filled) > 1 else np.asarray(filled[0])
+        lo, hi = float(np.min(values)), float(np.max(values))
     if lo == np.inf:
         lo, hi = 0.0, 1.0
     if hi <= lo:
@@ -48,3 +48,19 @@ def normalized_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     np.clip(idx, 0, bins - 1, out=idx)
     counts = np.bincount(idx, minlength=bins).astype(float)
     return counts / counts.sum()
+
+
+def normalized_histograms(arrays: Sequence[np.ndarray], edges: np.ndarray) -> np.ndarray:
+    """:func:`normalized_histogram` of each of *arrays*, as the rows of one matrix, computed at once."""
+    bins = len(edges) - 1
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    out = np.zeros((len(arrays), bins))
+    if not lengths.sum():
+        return out
+    idx = np.searchsorted(edges, np.concatenate(arrays), side="right") - 1
+    np.clip(idx, 0, bins - 1, out=idx)
+    cells = np.repeat(np.arange(len(arrays)) * bins, lengths) + idx
+    counts = np.bincount(cells, minlength=len(arrays) * bins).reshape(len(arrays), bins).astype(float)
+    filled = lengths > 0
+    out[filled] = counts[filled] / counts[filled].sum(axis=1, keepdims=True)
+    return out

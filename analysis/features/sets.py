@@ -40,14 +40,16 @@ import re
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from echolab.captures.reader import (T_DATA_LEN, T_DST, T_FLAGS, T_IP_LEN, T_SRC, T_TS, TCP_ACK, TCP_FIN, TCP_RST,
                                      TCP_SYN, CaptureError, ReadStats, format_addr, iter_tcp, parse_addr)
+from echolab.captures.columns import tcp_columns
 from echolab.captures.flow import FlowMeter
 from echolab.captures.trace import read_trace
+from echolab.analysis.features.columnar import columnar_record
 from echolab.analysis.features.tcptrace import Connection, Tracer, direction_stats
 from echolab.errors import EcholabError
 from echolab.progress import ProgressCallback
@@ -59,6 +61,10 @@ if TYPE_CHECKING:
 
 #: Bump when extraction changes what a record holds; cached rows of other versions are ignored.
 EXTRACTOR_VERSION = "echolab-features-3"  # 2: the device's packet sequence and bursts; 3: its byte flow, round trip
+
+#: Captures up to this size are decoded into numpy columns (about 130 bytes a packet held at once);
+#: larger ones are streamed packet by packet, so memory stays flat however long a capture is.
+COLUMNS_MAX_BYTES = 32 << 20
 
 UNITS = ("pkts", "bytes", "count", "blocks", "s", "ms", "bytes_per_s", "pkts_per_s", "frac")
 FEATURE_NAME_RE = re.compile(
@@ -348,6 +354,36 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     except ValueError as exc:
         raise FeatureError(f"device IP {device_ip!r} is not an IP address") from exc
     stats = ReadStats()
+    try:
+        small = Path(path).stat().st_size <= COLUMNS_MAX_BYTES
+    except OSError:
+        small = False  # the reader says why it cannot be read
+    try:
+        columns = tcp_columns(path, stats) if small else None
+    except CaptureError as exc:
+        raise FeatureError(str(exc)) from exc
+    if columns is not None:  # the common frames: their headers decoded with numpy
+        _check_read(stats)
+        record = columnar_record(columns, stats, device, device_ip)
+        if record is not None:
+            return record
+        return _packet_record(columns.tuples(), stats, device, device_ip)
+    return _packet_record(iter_tcp(path, stats), stats, device, device_ip)
+
+
+def _check_read(stats: ReadStats) -> None:
+    """Raise :class:`FeatureError` for a capture that was damaged, empty or without TCP."""
+    if stats.truncated_file:
+        why = f" ({stats.damaged})" if stats.damaged else ""
+        raise FeatureError(f"capture is damaged or cut short after {stats.records} records{why}")
+    if stats.records == 0:
+        raise FeatureError("capture holds no packets")
+    if stats.tcp_packets == 0:
+        raise FeatureError(f"capture holds no TCP packets ({stats.records} records)")
+
+
+def _packet_record(source: Iterable[tuple], stats: ReadStats, device: bytes, device_ip: str) -> CaptureRecord:
+    """The record from the capture's packets (``iter_tcp`` tuples), one at a time; *stats* complete after them."""
     tracer = Tracer()
     add = tracer.add
     sizes = array("l")  # compact: a long capture keeps 17 bytes per server packet, not ~90
@@ -363,7 +399,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
     meter = FlowMeter(device)
     flow = meter.add
     try:
-        for pkt in iter_tcp(path, stats):
+        for pkt in source:
             add(pkt)
             if pkt[i_dst] == device:
                 packets += 1
@@ -381,13 +417,7 @@ def extract_record(path: Path | str, device_ip: str) -> CaptureRecord:
                 add_seq_size(pkt[i_len])
     except CaptureError as exc:
         raise FeatureError(str(exc)) from exc
-    if stats.truncated_file:
-        why = f" ({stats.damaged})" if stats.damaged else ""
-        raise FeatureError(f"capture is damaged or cut short after {stats.records} records{why}")
-    if stats.records == 0:
-        raise FeatureError("capture holds no packets")
-    if stats.tcp_packets == 0:
-        raise FeatureError(f"capture holds no TCP packets ({stats.records} records)")
+    _check_read(stats)
     connections = tracer.finish(stats.last_ts_us)
     directions = server_directions(connections, device)
     if not directions or not sizes:

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from echolab.analysis.features.histogram import learn_edges, normalized_histogram
+from echolab.analysis.features.histogram import learn_edges, normalized_histograms
 from echolab.analysis.features.sets import (HISTOGRAM_PARTS, TCPTRACE_FEATURE_NAMES, TCPTRACE_GROUPS, as_record,
                                             histogram_feature_names, require_headers)
 
@@ -127,15 +127,12 @@ class HistogramFeatures(TransformerMixin, BaseEstimator):
         return self._rows([r.histogram_values(self.include_acks) for r in records])
 
     def _rows(self, values: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        rows = []
-        for sizes, iat in values:
-            row = []
-            if "size" in self.parts_:
-                row.append(normalized_histogram(sizes, self.size_edges_))
-            if "iat" in self.parts_:
-                row.append(normalized_histogram(iat, self.iat_edges_))
-            rows.append(np.concatenate(row))
-        return np.array(rows, dtype=float).reshape(len(rows), len(self.feature_names_))
+        parts = []
+        if "size" in self.parts_:
+            parts.append(normalized_histograms([v[0] for v in values], self.size_edges_))
+        if "iat" in self.parts_:
+            parts.append(normalized_histograms([v[1] for v in values], self.iat_edges_))
+        return np.hstack(parts).reshape(len(values), len(self.feature_names_))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_")

@@ -21,7 +21,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from itertools import repeat
+from typing import Any, BinaryIO, Iterator
 
 from echolab.errors import EcholabError
 
@@ -30,6 +31,7 @@ MAGIC = b"\x0a\x0d\x0d\x0a"
 BYTE_ORDER = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 CHUNK = 1 << 20
 MAX_BLOCK = 1 << 24  # a block longer than this means the file is damaged
+RUN_WINDOW = 1 << 18  # bytes searched at once for a run of packet blocks (:meth:`PcapngWalker.batches`)
 #: The latest packet time a capture may hold (the end of year 9999, in microseconds): pcapng's 64-bit
 #: timestamps reach far past what a date can show; such packets are counted as malformed and skipped.
 MAX_TS_US = 253_402_300_799 * 1_000_000
@@ -76,6 +78,50 @@ def parse_interface(buf: bytes, pos: int, blen: int, endian: str) -> Interface:
     return Interface(linktype, units, offset)
 
 
+class _Records:
+    """The packet records of one chunk, in order: added one at a time, or a decoded run at once."""
+
+    __slots__ = ("parts", "times", "links", "offsets", "lengths")
+
+    def __init__(self) -> None:
+        self.parts: list[tuple] = []
+        self.times: list[int] = []
+        self.links: list[int] = []
+        self.offsets: list[int] = []
+        self.lengths: list[int] = []
+
+    def add(self, ts_us: int, linktype: int, offset: int, caplen: int) -> None:
+        self.times.append(ts_us)
+        self.links.append(linktype)
+        self.offsets.append(offset)
+        self.lengths.append(caplen)
+
+    def add_run(self, times: Any, links: Any, offsets: Any, lengths: Any) -> None:
+        self._close()
+        self.parts.append((times, links, offsets, lengths))
+
+    def _close(self) -> None:
+        if self.times:
+            import numpy as np
+
+            self.parts.append(tuple(np.asarray(c, dtype=np.int64)
+                                    for c in (self.times, self.links, self.offsets, self.lengths)))
+            self.times, self.links, self.offsets, self.lengths = [], [], [], []
+
+    def __bool__(self) -> bool:
+        return bool(self.parts or self.times)
+
+    def take(self) -> tuple:
+        """``(times_us, linktypes, offsets, caplens)`` as int64 arrays, and start afresh."""
+        import numpy as np
+
+        self._close()
+        parts, self.parts = self.parts, []
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate(column) for column in zip(*parts))
+
+
 @dataclass
 class PcapngWalker:
     """Walks the blocks of one pcapng file, in one read or (``growing``) in several as it grows.
@@ -102,12 +148,21 @@ class PcapngWalker:
 
         With *records*, packet records instead, as :meth:`records` describes.
         """
+        if records:
+            return self.records(fh)
+        return self._walk(fh, False)
+
+    def _walk(self, fh: BinaryIO, batches: bool) -> Iterator[tuple]:  # noqa: C901 - one loop, two outputs
+        """Blocks one by one, or (*batches*) the packet records of each chunk read, as :meth:`batches` says."""
         fh.seek(self.offset)
         buf = fh.read(CHUNK)
         pos, size = 0, len(buf)
         head = _HEAD[self.endian]
+        pending = _Records()
         while True:
             if pos + 12 > size:
+                if pending:  # the records point into buf: hand them out before it is replaced
+                    yield (buf, *pending.take())
                 buf = buf[pos:] + fh.read(CHUNK)
                 pos, size = 0, len(buf)
                 if size < 12:
@@ -117,12 +172,21 @@ class PcapngWalker:
                         self.truncated = True
                     return
             btype, blen = head(buf, pos)
+            if batches and btype == EPB and self.interfaces:  # a run of packet blocks, found and decoded at once
+                run, end = self._packet_blocks(buf, pos, size)
+                if len(run):
+                    self.offset += end - pos
+                    pos = end
+                    self._packet_run(buf, run, end, pending)
+                    continue
             if btype == SHB:
                 endian = BYTE_ORDER.get(bytes(buf[pos + 8:pos + 12]))
                 if endian is None:
                     if self.offset == 0:
                         raise CaptureError(f"{self.path} has a damaged capture header: bad pcapng byte-order magic")
                     self.truncated, self.damaged = True, "pcapng section with a bad byte-order magic"
+                    if pending:
+                        yield (buf, *pending.take())
                     return
                 self.endian, self.interfaces = endian, []
                 head = _HEAD[endian]
@@ -131,8 +195,12 @@ class PcapngWalker:
                 raise CaptureError(f"{self.path} has a damaged capture header")
             if blen < 12 or blen % 4 or blen > MAX_BLOCK:
                 self.truncated, self.damaged = True, f"pcapng block of length {blen}"
+                if pending:
+                    yield (buf, *pending.take())
                 return
             if pos + blen > size:
+                if pending:
+                    yield (buf, *pending.take())
                 buf = buf[pos:] + fh.read(max(CHUNK, blen))
                 pos, size = 0, len(buf)
                 if blen > size:
@@ -142,7 +210,7 @@ class PcapngWalker:
             if btype == IDB:
                 self.interfaces.append(parse_interface(buf, pos, blen, self.endian))
                 self.linktypes.add(self.interfaces[-1].linktype)
-            if not records:
+            if not batches:
                 yield btype, buf, pos, blen
             elif btype == EPB or btype == OPB:
                 self.packets += 1
@@ -163,7 +231,7 @@ class PcapngWalker:
                         self.malformed += 1
                     else:
                         self.last_ts_us = ts_us
-                        yield ts_us, interface.linktype, buf, pos + 28, caplen
+                        pending.add(ts_us, interface.linktype, pos + 28, caplen)
             elif btype == SPB:
                 if not self.interfaces:
                     self.malformed += 1
@@ -171,8 +239,81 @@ class PcapngWalker:
                     self.packets += 1
                     self.last_ts_us = 0
                     origlen = struct.unpack_from(self.endian + "I", buf, pos + 8)[0]
-                    yield 0, self.interfaces[0].linktype, buf, pos + 12, min(origlen, blen - 12)
+                    pending.add(0, self.interfaces[0].linktype, pos + 12, min(origlen, blen - 12))
             pos += blen
+
+    def _packet_blocks(self, buf: bytes, pos: int, size: int) -> tuple[Any, int]:
+        """The starts of the enhanced packet blocks that follow each other from *pos* on, and where they end.
+
+        Only complete, sound blocks (length 28 to :data:`MAX_BLOCK`, a multiple of 4) within
+        :data:`RUN_WINDOW` bytes count. Every 4-byte word holding the packet block type is a candidate
+        start; a run is the candidates from *pos* on each of which starts where the one before ends, so
+        a word inside a packet that looks like a block type is never taken for one.
+        """
+        import numpy as np
+
+        words = np.frombuffer(buf, dtype=self.endian + "u4", count=min(size - pos, RUN_WINDOW) // 4, offset=pos)
+        cand = np.flatnonzero(words == EPB)
+        if not len(cand) or cand[0] != 0 or len(words) < 2:
+            return (), pos
+        lens = words[np.minimum(cand + 1, len(words) - 1)].astype(np.int64)
+        nxt = cand + lens // 4
+        fits = (cand + 1 < len(words)) & (lens >= 28) & (lens <= MAX_BLOCK) & ((lens & 3) == 0) & (nxt <= len(words))
+        broken = np.flatnonzero(~fits[:-1] | (nxt[:-1] != cand[1:]))
+        last = int(broken[0]) if len(broken) else len(cand) - 1
+        if not fits[last]:
+            last -= 1
+        if last < 0:
+            return (), pos
+        return pos + 4 * cand[:last + 1], pos + 4 * int(nxt[last])
+
+    def _packet_run(self, buf: bytes, run: Any, end: int, pending: _Records) -> None:
+        """Decode the enhanced packet blocks starting at *run* (the last one ends at *end*) into *pending*.
+
+        The common run (one interface counting micro- or nanoseconds from the epoch, every block sound) is
+        decoded with numpy; any other goes block by block through :meth:`packet`, the one decoder of a
+        packet block.
+        """
+        import numpy as np
+
+        self.packets += len(run)
+        at = np.asarray(run, dtype=np.int64)
+        blen = np.concatenate((at[1:], [end])) - at
+        words = np.frombuffer(buf, dtype=self.endian + "u4", count=len(buf) // 4)
+        first_word = at >> 2  # blocks start on 4-byte boundaries of the chunk
+        iface = words[first_word + 2].astype(np.int64)
+        hi = words[first_word + 3].astype(np.int64)
+        lo = words[first_word + 4].astype(np.int64)
+        caplen = words[first_word + 5].astype(np.int64)
+        first = int(iface[0])
+        interface = self.interfaces[first] if first < len(self.interfaces) else None
+        if (interface is not None and interface.units_per_s % 1_000_000 == 0 and interface.units_per_s <= 10**18
+                and interface.offset_s == 0 and (iface == first).all() and (28 + caplen <= blen).all()):
+            # Interface.ts_us: raw * 10^6 // units is raw // (units / 10^6) when units is a multiple of 10^6
+            ts = ((hi << 32) | lo) // (interface.units_per_s // 1_000_000)  # below 2^63: hi < 2^31, next
+            if (hi < 1 << 31).all() and (ts <= MAX_TS_US).all():
+                pending.add_run(ts, np.full(len(at), interface.linktype, dtype=np.int64), at + 28, caplen)
+                self.last_ts_us = int(ts[-1])
+                return
+        for pos, size in zip(at.tolist(), blen.tolist()):
+            record = self.packet(EPB, buf, pos, size)
+            if record is None:
+                self.malformed += 1
+                continue
+            interface, ts_us, off, cap = record
+            self.last_ts_us = ts_us
+            pending.add(ts_us, interface.linktype, off, cap)
+
+    def batches(self, fh: BinaryIO) -> Iterator[tuple]:
+        """The packet records of each chunk read, as ``(buf, times_us, linktypes, offsets, caplens)``.
+
+        The last four are int64 numpy arrays: record *i* of a batch is
+        ``buf[offsets[i]:offsets[i] + caplens[i]]``, taken at ``times_us[i]`` on an interface of link type
+        ``linktypes[i]``. A batch is handed out before the walk reads past the chunk its records lie in,
+        so a consumer decodes a whole chunk's headers at once (the columnar reader,
+        :mod:`echolab.captures.columns`); :meth:`records` gives the same records one by one.
+        """
+        return self._walk(fh, True)
 
     def records(self, fh: BinaryIO) -> Iterator[tuple[int, int, bytes, int, int]]:
         """``(ts_us, linktype, buf, offset, caplen)`` per packet record (the reader's hot path).
@@ -181,7 +322,8 @@ class PcapngWalker:
         unknown interface or a bad length counts in :attr:`malformed`; simple packet
         blocks have no time (``ts_us`` 0).
         """
-        return self.walk(fh, records=True)  # type: ignore[return-value]
+        for buf, times, links, offsets, lengths in self._walk(fh, True):
+            yield from zip(times.tolist(), links.tolist(), repeat(buf), offsets.tolist(), lengths.tolist())
 
     def packet(self, btype: int, buf: bytes, pos: int, blen: int) -> tuple[Interface, int, int, int] | None:
         """``(interface, ts_us, frame offset, captured length)`` of an enhanced or obsolete packet block.

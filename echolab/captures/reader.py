@@ -20,11 +20,13 @@ can be compared with the real tool to the microsecond.
 
 from __future__ import annotations
 
+import io
 import socket
 import struct
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import Any, BinaryIO, Iterator, NamedTuple
 
 from echolab.captures.pcapng import MAGIC as PCAPNG_MAGIC, CaptureError, PcapngWalker
 
@@ -45,6 +47,9 @@ SUPPORTED_LINKTYPES = {DLT_NULL, DLT_EN10MB, DLT_RAW_ALT, DLT_LOOP, DLT_RAW, DLT
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
 CHUNK = 1 << 20
+#: The records of one chunk read: ``(buf, times_us, linktypes, offsets, caplens)``, the last four int64 numpy
+#: arrays (see :func:`iter_record_batches`).
+Batch = tuple[bytes, Any, Any, Any, Any]
 MAX_RECORD = 1 << 24  # a record longer than this means the file is damaged
 
 # Indices into the tuples that iter_tcp yields (TcpTuple).
@@ -99,9 +104,51 @@ class ReadStats:
     damaged: str | None = None  # why the rest of the file was skipped, if it was
 
 
+class _WholeReads(io.RawIOBase):
+    """An unbuffered file whose ``read(n)`` returns *n* bytes unless the file ends first.
+
+    The readers read 1 MiB chunks; through a buffered file each read also
+    allocates and fills a buffer of its own, which costs more than the read
+    itself on the small captures of a study.
+    """
+
+    def __init__(self, raw: io.FileIO):
+        self.raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if size < 0 or len(data) >= size or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size:
+            more = self.raw.read(size - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
 def _open(path: Path) -> BinaryIO:
     try:
-        return open(path, "rb")
+        return _WholeReads(io.FileIO(path, "rb"))  # type: ignore[return-value]
     except OSError as exc:
         raise CaptureError(f"cannot open {path}: {exc.strerror}") from exc
 
@@ -137,7 +184,15 @@ def pcap_ts_us(sec: int, frac: int, nano: bool) -> int:
     return sec * 1_000_000 + (frac // 1000 if nano else frac)
 
 
-def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
+def _pcap_batch(buf: bytes, times: list[int], linktype: int, offsets: list[int], lengths: list[int]) -> Batch:
+    import numpy as np
+
+    return (buf, np.asarray(times, dtype=np.int64), np.full(len(times), linktype, dtype=np.int64),
+            np.asarray(offsets, dtype=np.int64), np.asarray(lengths, dtype=np.int64))
+
+
+def _pcap_batches(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[Batch]:
+    """The records of each chunk read, as :data:`Batch` (see :func:`iter_record_batches`)."""
     header = read_pcap_header(fh, path)
     endian, nano, linktype = header.endian, header.nano, header.linktype
     stats.linktypes.add(linktype)
@@ -145,10 +200,17 @@ def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[
     buf = fh.read(CHUNK)
     pos = 0
     size = len(buf)
+    times: list[int] = []
+    offsets: list[int] = []
+    lengths: list[int] = []
     while True:
         if pos + 16 > size:
-            more = fh.read(CHUNK)
-            buf = buf[pos:] + more
+            if times:  # the records point into buf: hand them out before it is replaced
+                stats.records += len(times)
+                stats.last_ts_us = times[-1]
+                yield _pcap_batch(buf, times, linktype, offsets, lengths)
+                times, offsets, lengths = [], [], []
+            buf = buf[pos:] + fh.read(CHUNK)
             pos, size = 0, len(buf)
             if size == 0:
                 return
@@ -158,29 +220,36 @@ def _pcap_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[
         sec, frac, caplen, _origlen = rec(buf, pos)
         if caplen > MAX_RECORD:
             stats.truncated_file = True
-            stats.damaged = f"record {stats.records + 1} claims {caplen} bytes"
-            return
+            stats.damaged = f"record {stats.records + len(times) + 1} claims {caplen} bytes"
+            break
         end = pos + 16 + caplen
         if end > size:
-            more = fh.read(max(CHUNK, caplen + 16))
-            buf = buf[pos:] + more
+            if times:
+                stats.records += len(times)
+                stats.last_ts_us = times[-1]
+                yield _pcap_batch(buf, times, linktype, offsets, lengths)
+                times, offsets, lengths = [], [], []
+            buf = buf[pos:] + fh.read(max(CHUNK, caplen + 16))
             pos, size = 0, len(buf)
             end = 16 + caplen
             if end > size:
                 stats.truncated_file = True
                 return
-        ts = pcap_ts_us(sec, frac, nano)
-        stats.records += 1
-        stats.last_ts_us = ts
-        yield ts, linktype, buf, pos + 16, caplen
+        times.append(sec * 1_000_000 + (frac // 1000 if nano else frac))  # pcap_ts_us, inline
+        offsets.append(pos + 16)
+        lengths.append(caplen)
         pos = end
+    if times:
+        stats.records += len(times)
+        stats.last_ts_us = times[-1]
+        yield _pcap_batch(buf, times, linktype, offsets, lengths)
 
 
-def _pcapng_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tuple[int, int, bytes, int, int]]:
+def _pcapng_batches(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[Batch]:
     """Blocks are walked in place inside 1 MiB chunks by the one pcapng walker."""
     walker = PcapngWalker(path)
     try:
-        yield from walker.records(fh)
+        yield from walker.batches(fh)
     finally:
         stats.records += walker.packets
         stats.malformed += walker.malformed
@@ -191,12 +260,15 @@ def _pcapng_records(fh: BinaryIO, path: Path, stats: ReadStats) -> Iterator[tupl
         stats.damaged = walker.damaged or stats.damaged
 
 
-def iter_records(path: Path | str, stats: ReadStats | None = None) -> Iterator[tuple[int, int, bytes, int, int]]:
-    """Yield ``(ts_us, linktype, buf, offset, caplen)`` per record of a pcap/pcapng file.
+def iter_record_batches(path: Path | str, stats: ReadStats | None = None) -> Iterator[Batch]:
+    """Yield the records of a pcap/pcapng file a chunk at a time: ``(buf, times_us, linktypes, offsets, caplens)``.
 
-    ``buf[offset:offset+caplen]`` is the frame; *buf* is reused between records,
-    so copy what you keep. Raises :class:`CaptureError` for a file that is not a
-    capture at all.
+    The four are int64 numpy arrays; record *i* of a batch is the frame
+    ``buf[offsets[i]:offsets[i] + caplens[i]]``; *buf* is replaced
+    between batches. The records are :func:`iter_records`' (which flattens these batches), for readers
+    that decode a chunk's headers at once (:mod:`echolab.captures.columns`). Raises
+    :class:`CaptureError` for a file that is not a capture at all; *stats* is complete when the
+    iteration ends.
     """
     path = Path(path)
     stats = stats if stats is not None else ReadStats()
@@ -206,18 +278,30 @@ def iter_records(path: Path | str, stats: ReadStats | None = None) -> Iterator[t
         if len(magic) < 4:
             raise CaptureError(f"{path} is empty or too short to be a capture")
         if magic in PCAP_MAGICS:
-            records = _pcap_records(fh, path, stats)
+            batches = _pcap_batches(fh, path, stats)
         elif magic == PCAPNG_MAGIC:
-            records = _pcapng_records(fh, path, stats)
+            batches = _pcapng_batches(fh, path, stats)
         else:
             raise CaptureError(f"{path} is not a pcap or pcapng capture")
-        first = next(records, None)
-        if first is not None:
-            stats.first_ts = first[0] / 1e6
-            yield first
-            yield from records
+        first = True
+        for batch in batches:
+            if first:
+                stats.first_ts = int(batch[1][0]) / 1e6
+                first = False
+            yield batch
         if stats.last_ts_us is not None:
             stats.last_ts = stats.last_ts_us / 1e6
+
+
+def iter_records(path: Path | str, stats: ReadStats | None = None) -> Iterator[tuple[int, int, bytes, int, int]]:
+    """Yield ``(ts_us, linktype, buf, offset, caplen)`` per record of a pcap/pcapng file.
+
+    ``buf[offset:offset+caplen]`` is the frame; *buf* is reused between records,
+    so copy what you keep. Raises :class:`CaptureError` for a file that is not a
+    capture at all.
+    """
+    for buf, times, links, offsets, lengths in iter_record_batches(path, stats):
+        yield from zip(times.tolist(), links.tolist(), repeat(buf), offsets.tolist(), lengths.tolist())
 
 
 # --------------------------------------------------------------------------- frame decoding
