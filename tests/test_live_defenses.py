@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,10 +21,10 @@ from typer.testing import CliRunner
 from echolab.analysis.defenses.trace import DefenseError
 from echolab.captures.records import tls_records
 from echolab.cli import app
-from echolab.collector.audio import DurationClip
 from echolab.collector.sim import SimLab, down
 from echolab.collector.sim import protocol as p
 from echolab.collector.sim.shaping import PACKET_HEADERS, Shaper, cells_reader, live_defense, wire_bytes
+from pcaps import sim_capture
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
                                 reason="needs root and iproute2 (network namespaces)")
@@ -41,6 +39,9 @@ def test_only_live_defenses_are_taken_and_a_bad_spec_is_one_line() -> None:
         live_defense("front:q=1")
     with pytest.raises(DefenseError, match="a live packet must be at least 79 bytes"):
         live_defense("buckets:sizes=64+1500")
+    for spec in ("mtu:mtu=70000", "buckets:sizes=128+9000", "buflo:d=1501", "front:size=70000"):
+        with pytest.raises(DefenseError, match=r"a live packet can be at most 1500 bytes \(the simulated lab's MTU\)"):
+            live_defense(spec)
 
 
 def test_collect_refuses_a_defense_on_a_real_echo_in_one_line(tmp_path: Path) -> None:
@@ -55,8 +56,12 @@ def test_collect_refuses_a_defense_on_a_real_echo_in_one_line(tmp_path: Path) ->
     assert "cannot apply dstar live" in result.output
 
 
-async def _shaped_exchange(spec: str, writes: list[bytes], *, hold_s: float = 0.0) -> tuple[list[tuple[int, int]], bytes]:
-    """Write *writes* through a Shaper over a local TCP connection; (cells as (real, pad), real bytes received)."""
+async def _shaped_exchange(spec: str, writes: list[bytes], *, hold_s: float = 0.0,
+                           cut: bool = False) -> tuple[list[tuple[int, int]], bytes]:
+    """Write *writes* through a Shaper over a local TCP connection; (cells as (real, pad), real bytes received).
+
+    *cut*: the exchange is cut short after *hold_s* (its schedule cancelled, as when the connection closes).
+    """
     cells: list[tuple[int, int]] = []
     received = bytearray()
     done = asyncio.Event()
@@ -91,6 +96,9 @@ async def _shaped_exchange(spec: str, writes: list[bytes], *, hold_s: float = 0.
         shaper.write(data)
         await shaper.drain()
     await asyncio.sleep(hold_s)
+    if cut:
+        shaper.stop()
+        await asyncio.gather(shaper.task, return_exceptions=True)
     await shaper.finish()
     raw.close()
     await asyncio.wait_for(done.wait(), 10)
@@ -121,25 +129,15 @@ def test_front_adds_dummy_cells_and_buflo_sends_at_a_constant_rate() -> None:
     assert all(wire_bytes(*c) == 750 for c in cells)
 
 
+def test_a_constant_rate_exchange_cut_short_sends_its_whole_queue() -> None:
+    """More queued than one cell can hold (65,535 bytes) goes out in several cells, nothing lost."""
+    data = os.urandom(200_000)
+    cells, received = asyncio.run(_shaped_exchange("buflo:rho=0.05,tau=0", [data], hold_s=0.2, cut=True))
+    assert received == data
+    assert len(cells) < 20 and max(real for real, _pad in cells) > 1500  # a few paced cells, then the rest at once
+
+
 # --- the simulated lab, end to end -------------------------------------------------------------
-def _capture_one(lab: SimLab, path: Path, label: str) -> Path:
-    proc = subprocess.Popen(lab.capture_command(path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if "Capturing on" in line or proc.poll() is not None:
-            break
-    try:
-        lab.sink().play(DurationClip(1.5), label=label, prompt_text=f"a {label} prompt")
-        assert lab.wait_idle(60), "the Echo stayed busy"
-        time.sleep(0.5)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
-    return path
-
-
 @pytest.mark.netns
 @needs_root
 @pytest.mark.parametrize("spec", ["buckets", "front:n=100,w=0.1-0.3"])
@@ -149,7 +147,7 @@ def test_a_live_defended_capture_has_the_defenses_shape(spec: str, tmp_path: Pat
     lab = SimLab.up(prefix=prefix, speed=8.0, seed=5, root=root, defense=spec)
     try:
         assert lab.defense == spec
-        path = _capture_one(lab, tmp_path / "defended.pcapng", "weather")
+        path = sim_capture(lab, tmp_path / "defended.pcapng", "weather", duration_s=1.5, settle_s=0.5)
         status = lab.echo_status()
         assert status["requests_done"] == 1 and status["last_error"] is None  # the answer arrived, played, acked
         log = lab.defense_log()

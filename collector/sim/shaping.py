@@ -55,6 +55,7 @@ import numpy as np
 from echolab.analysis.defenses.registry import Defense, parse_defense
 from echolab.analysis.defenses.trace import DefenseError
 from echolab.collector.sim import protocol as p
+from echolab.collector.sim.topology import MTU
 
 #: The defenses the simulated lab can apply live, in the registry's order.
 LIVE_DEFENSES = ("mtu", "buckets", "buflo", "tamaraw", "front")
@@ -62,8 +63,10 @@ LIVE_DEFENSES = ("mtu", "buckets", "buflo", "tamaraw", "front")
 PACKET_HEADERS = 52
 #: Bytes a cell adds to its real bytes on the wire: its header and the TLS record's (5 + type + 16-byte tag).
 CELL_OVERHEAD = p.CELL.size + p.TLS_RECORD_OVERHEAD
-#: The smallest packet a cell can fill (one real byte).
+#: The smallest packet a cell can fill (one real byte), and the largest: the lab's links carry packets of at most
+#: their MTU, and a larger record would be cut into several segments (no longer one packet a cell).
 MIN_PACKET = PACKET_HEADERS + CELL_OVERHEAD + 1
+MAX_PACKET = MTU
 #: An exchange that never ends (a request given up) stops being shaped after this many seconds.
 MAX_EXCHANGE_S = 300.0
 DEFENSE_LOG = "defense.jsonl"
@@ -79,6 +82,9 @@ def live_defense(spec: str) -> Defense:
         if size < MIN_PACKET:
             raise DefenseError(f"{defense.name}: a live packet must be at least {MIN_PACKET} bytes (IP, TCP, TLS and "
                                f"cell headers and one byte), got {size}")
+        if size > MAX_PACKET:
+            raise DefenseError(f"{defense.name}: a live packet can be at most {MAX_PACKET} bytes (the simulated "
+                               f"lab's MTU), got {size}")
     return defense
 
 
@@ -141,7 +147,11 @@ class Shaper:
                 piece = data[i:i + top]
                 self._send(piece, self._packet_for(len(piece)))
             return
-        for i in range(0, len(data), p.MAX_CELL - p.CELL.size):  # as it is, in cells
+        self._send_plain(data)
+
+    def _send_plain(self, data: bytes) -> None:
+        """*data* as it is, in cells of at most the largest cell's real bytes, without padding."""
+        for i in range(0, len(data), p.MAX_CELL - p.CELL.size):
             piece = data[i:i + p.MAX_CELL - p.CELL.size]
             self._send(piece, wire_bytes(len(piece), 0))
 
@@ -241,8 +251,9 @@ class Shaper:
                     await asyncio.sleep(delay)
         finally:
             if self.queue:  # cut short (the connection closes): what is left goes out as it is
-                self.writer.write(p.cell(bytes(self.queue), 0))
+                left = bytes(self.queue)
                 self.queue.clear()
+                self._send_plain(left)
             self._log()
 
     def _log(self) -> None:
