@@ -410,3 +410,27 @@ def write_class_captures(folder: Path, per_class: int, *, seed: Sequence[int] = 
             synthetic.write_capture(path, label, float(rng.uniform(1.5, 3.0)), rng, start_ts=start_ts)
             paths.append(path)
     return paths
+
+
+def sim_capture(lab: Any, path: Path, label: str, duration_s: float = 2.5, settle_s: float = 0.3) -> Path:
+    """One request of class *label* on the simulated lab *lab* (a SimLab), captured by tshark in its gateway namespace."""
+    import signal
+
+    from echolab.collector.audio import DurationClip
+
+    proc = subprocess.Popen(lab.capture_command(path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # tshark says so on stderr once the capture runs
+        line = proc.stderr.readline()
+        if "Capturing on" in line or proc.poll() is not None:
+            break
+    assert proc.poll() is None, f"tshark did not start: {proc.stderr.read()}"
+    try:
+        lab.sink().play(DurationClip(duration_s), label=label, prompt_text=f"a {label} prompt")
+        assert lab.wait_idle(60), "the Echo stayed busy"
+        time.sleep(settle_s)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    return path

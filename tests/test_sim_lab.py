@@ -22,12 +22,12 @@ import pytest
 from typer.testing import CliRunner
 
 from echolab.captures.reader import read_packets
-from echolab.collector.audio import AudioOutput, DurationClip
+from echolab.collector.audio import AudioOutput
 from echolab.collector.sim import SimLab, down, status
 from echolab.collector.sim.topology import Topology
 from echolab.cli import app
 from echolab.prompts.classes import STUDY_CLASSES
-from pcaps import SIM_DEVICE_IP
+from pcaps import SIM_DEVICE_IP, sim_capture
 
 pytestmark = pytest.mark.netns
 
@@ -49,26 +49,6 @@ def lab(run_root: Path) -> Iterator[SimLab]:
         yield lab
     finally:
         down(PREFIX, run_root)
-
-
-def capture(lab: SimLab, path: Path, label: str, duration_s: float = 2.5) -> Path:
-    """One request of class *label* captured by tshark in the gateway namespace."""
-    proc = subprocess.Popen(lab.capture_command(path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # tshark says so on stderr once the capture runs
-        line = proc.stderr.readline()
-        if "Capturing on" in line or proc.poll() is not None:
-            break
-    assert proc.poll() is None, f"tshark did not start: {proc.stderr.read()}"
-    try:
-        lab.sink().play(DurationClip(duration_s), label=label, prompt_text=f"a {label} prompt")
-        assert lab.wait_idle(60), "the Echo stayed busy"
-        time.sleep(0.3)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
-    return path
 
 
 def tcptrace_blocks(path: Path) -> list[dict[str, object]]:
@@ -122,7 +102,7 @@ def test_up_is_idempotent_and_the_state_tells_where_to_capture(lab: SimLab, run_
 
 @needs_root
 def test_one_request_per_class_captured_at_the_gateway(lab: SimLab, tmp_path: Path) -> None:
-    pcaps = {label: capture(lab, tmp_path / f"{label}.pcapng", label) for label in STUDY_CLASSES}
+    pcaps = {label: sim_capture(lab, tmp_path / f"{label}.pcapng", label) for label in STUDY_CLASSES}
     plans = {plan["label"]: plan for plan in lab.plans()}
     sizes = {}
     for label, path in pcaps.items():
