@@ -304,6 +304,39 @@ def test_a_model_that_would_unpack_to_gigabytes_is_refused_before_it_is_inflated
     assert "would unpack" not in str(err.value)
 
 
+def test_a_model_file_listing_too_many_members_is_refused_before_its_list_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's zip reader makes an object of each listed member first: a list of millions would take gigabytes."""
+    import io
+
+    from sklearn.preprocessing import StandardScaler
+
+    from echolab.analysis.compare import modelsafe
+    from echolab.analysis.compare.modelfile import ModelFileError, load_model, read_header
+
+    monkeypatch.setattr(modelsafe, "MAX_DIRECTORY_BYTES", 20_000)
+    outer = tmp_path / "many.echolab-model"
+    with zipfile.ZipFile(outer, "w") as zf:
+        for i in range(500):
+            zf.writestr(f"{i}", b"")
+    with pytest.raises(ModelFileError, match=r"many.echolab-model lists 2\d,\d{3} bytes of members, over the limit"):
+        read_header(outer)
+    honest = _model_zip(tmp_path / "ok.echolab-model", {"transformer": None, "scaler": StandardScaler(),
+                                                        "estimator": None})
+    with zipfile.ZipFile(honest) as zf:
+        header = zf.read("header.json")
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        for i in range(500):
+            zf.writestr(f"{i}.npy", b"")
+    crafted = tmp_path / "inner.echolab-model"
+    with zipfile.ZipFile(crafted, "w") as zf:
+        zf.writestr("header.json", header)
+        zf.writestr("model.skops", inner.getvalue())
+    with pytest.raises(ModelFileError, match=r"its model lists 2\d,\d{3} bytes of members, over the limit"):
+        load_model(crafted)
+
+
 # -- grids files ----------------------------------------------------------------------------------
 
 

@@ -41,7 +41,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from echolab.analysis.compare.modelsafe import ModelSafetyError, dump_objects, load_objects
+from echolab.analysis.compare.modelsafe import (ModelSafetyError, check_zip_directory, dump_objects, file_tail,
+                                                load_objects)
 from echolab.errors import EcholabError
 from echolab.progress import ProgressCallback
 
@@ -298,6 +299,12 @@ def read_header(path: Path | str) -> dict[str, Any]:
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        check_zip_directory(file_tail(path), str(path))
+    except ModelSafetyError as exc:
+        raise ModelFileError(str(exc)) from None
+    except OSError:
+        pass  # the zip reader below says what is wrong with the file
     try:
         return zipfile.ZipFile(path)
     except FileNotFoundError as exc:

@@ -19,7 +19,9 @@ and arrays, which it rebuilds as data. See docs/security.md.
 
 from __future__ import annotations
 
+import struct
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from echolab.errors import EcholabError
@@ -92,14 +94,48 @@ def dump_objects(objects: dict[str, Any]) -> bytes:
 #: members: a model file is inflated in memory, so a small file that would unpack to gigabytes (a deflate
 #: bomb) is refused before anything is read. Echolab's largest models (400-tree forests) unpack to tens of MB.
 MAX_UNPACKED_BYTES = 1024**3
-MAX_MEMBERS = 200_000
+MAX_MEMBERS = 65_535
+#: The most bytes of a zip's central directory (the list of its members) read: Python's zip reader makes an
+#: object of every entry there (about 570 bytes of memory for a 46-byte entry) before anything else can be
+#: checked. A real model's directory is a few hundred KB.
+MAX_DIRECTORY_BYTES = 8 * 1024 * 1024
+_END = b"PK\x05\x06"  # the end of central directory record
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_END_SEARCH = 22 + 65_535  # the end record and the longest comment after it
 
 
-def check_unpacked_size(blob: bytes, where: str = "the model file", limit: int | None = None) -> None:
-    """Refuse a skops blob whose members would unpack past *limit* bytes (:data:`MAX_UNPACKED_BYTES`)."""
+def check_zip_directory(tail: bytes, where: str) -> None:
+    """Refuse a zip whose end record (in *tail*, its last bytes) lists more than a model's members.
+
+    Read before the zip is opened, so a crafted directory of millions of tiny
+    entries costs nothing; a zip64 archive (which no model file needs) is refused
+    too, since its directory's size would be read from elsewhere. Nothing is
+    said of bytes without an end record: the zip reader refuses those itself.
+    """
+    at = tail.rfind(_END)
+    if at < 0 or len(tail) - at < 22:
+        return
+    entries, size = struct.unpack_from("<HI", tail, at + 10)  # total entries, directory size
+    if tail[max(at - 20, 0):at - 16] == _ZIP64_LOCATOR or entries == 0xFFFF or size == 0xFFFFFFFF:
+        raise ModelSafetyError(f"{where} is a zip64 archive, which no echolab model file is")
+    if size > MAX_DIRECTORY_BYTES:
+        raise ModelSafetyError(f"{where} lists {size:,} bytes of members, over the limit of "
+                               f"{MAX_DIRECTORY_BYTES:,}")
+
+
+def file_tail(path: Path | str) -> bytes:
+    """The last bytes of the file at *path* where a zip's end record may be."""
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        fh.seek(max(fh.tell() - _END_SEARCH, 0))
+        return fh.read()
+
+
+def check_unpacked_size(blob: bytes, where: str = "the model file") -> None:
+    """Refuse a skops blob whose members would unpack past :data:`MAX_UNPACKED_BYTES` bytes."""
     import io
 
-    limit = MAX_UNPACKED_BYTES if limit is None else limit
+    check_zip_directory(blob[-_END_SEARCH:], f"{where}: its model")
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as zf:
             infos = zf.infolist()
@@ -108,9 +144,9 @@ def check_unpacked_size(blob: bytes, where: str = "the model file", limit: int |
     if len(infos) > MAX_MEMBERS:
         raise ModelSafetyError(f"{where}: its model has {len(infos)} parts, over the limit of {MAX_MEMBERS}")
     total = sum(i.file_size for i in infos)
-    if total > limit:
-        raise ModelSafetyError(f"{where}: its model would unpack to {total:,} bytes, over the limit of {limit:,} "
-                               f"(from {len(blob):,} bytes in the file)")
+    if total > MAX_UNPACKED_BYTES:
+        raise ModelSafetyError(f"{where}: its model would unpack to {total:,} bytes, over the limit of "
+                               f"{MAX_UNPACKED_BYTES:,} (from {len(blob):,} bytes in the file)")
 
 
 def load_objects(blob: bytes, where: str = "the model file") -> dict[str, Any]:
