@@ -119,8 +119,10 @@ def check_defense(settings: CollectSettings) -> None:
 
 
 def make_backend(settings: CollectSettings, stack: ExitStack) -> Backend:
-    """The backend the settings name; brings the simulated lab up (with the live defense) when it is not running."""
-    check_defense(settings)
+    """The backend the settings name; brings the simulated lab up (with the live defense) when it is not running.
+
+    The settings' defense has been checked by :func:`check_defense` (as :func:`collect` does first).
+    """
     if settings.backend == "echo":
         if not settings.device_ip or not settings.interface:
             raise CollectError("the echo backend needs --device-ip (the Echo's address) and --interface "

@@ -85,6 +85,18 @@ class StopInfo:
     link_changed: bool = False  # the interface lost its link (went down) while the capture ran
 
 
+def _net_attribute(interface: str, name: str, prefix: Sequence[str] = ()) -> str | None:
+    """``/sys/class/net/INTERFACE/NAME`` (read in the namespace *prefix* runs in); None when it cannot be read."""
+    path = f"/sys/class/net/{interface}/{name}"
+    try:
+        if prefix:  # another network namespace: read it there
+            out = subprocess.run([*prefix, "cat", path], capture_output=True, text=True, timeout=5)
+            return out.stdout.strip() if out.returncode == 0 else None
+        return Path(path).read_text().strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def carrier_changes(interface: str, prefix: Sequence[str] = ()) -> int | None:
     """How often the interface's link went down or up since it was made (Linux's ``carrier_changes``).
 
@@ -92,13 +104,10 @@ def carrier_changes(interface: str, prefix: Sequence[str] = ()) -> int | None:
     down for a while and packets crossing it then are missing from the file.
     None when it cannot be read (an interface such as ``any``, another system).
     """
-    path = f"/sys/class/net/{interface}/carrier_changes"
+    value = _net_attribute(interface, "carrier_changes", prefix)
     try:
-        if prefix:  # another network namespace: read it there
-            out = subprocess.run([*prefix, "cat", path], capture_output=True, text=True, timeout=5)
-            return int(out.stdout) if out.returncode == 0 else None
-        return int(Path(path).read_text())
-    except (OSError, ValueError, subprocess.SubprocessError):
+        return int(value) if value is not None else None
+    except ValueError:
         return None
 
 
@@ -108,18 +117,8 @@ def link_up(interface: str, prefix: Sequence[str] = ()) -> bool | None:
     An interface whose driver does not report its state (``unknown``, as a
     loopback or a tunnel does) counts as up.
     """
-    path = f"/sys/class/net/{interface}/operstate"
-    try:
-        if prefix:
-            out = subprocess.run([*prefix, "cat", path], capture_output=True, text=True, timeout=5)
-            if out.returncode != 0:
-                return None
-            state = out.stdout.strip()
-        else:
-            state = Path(path).read_text().strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return state not in ("down", "lowerlayerdown", "notpresent")
+    state = _net_attribute(interface, "operstate", prefix)
+    return None if state is None else state not in ("down", "lowerlayerdown", "notpresent")
 
 
 class CaptureProcess:

@@ -127,7 +127,8 @@ class Capture(Base):
     # --split auto, why they were chosen for this source
     source_cut: Mapped[str | None] = mapped_column(String(300))
     source_cut_why: Mapped[str | None] = mapped_column(Text)
-    # A packet trace made by a defense from another capture: that capture, and the defense's spec.
+    # A defended capture: a packet trace a defense made from another capture (defended_from, that capture)
+    # or a capture collected under a live defense in the simulated lab (no defended_from); the defense's spec.
     defended_from: Mapped[int | None] = mapped_column(ForeignKey("captures.id"), index=True)
     defense: Mapped[str | None] = mapped_column(String(300))
     # the file it was imported from, as given (a whole file; a piece's is source_path), whose name

@@ -35,6 +35,10 @@ def _as_postgres() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
+#: The data folder of each server :func:`running` started in this process, by port.
+_SERVERS: dict[str, Path] = {}
+
+
 @contextmanager
 def running() -> Iterator[str]:
     """A fresh server on 127.0.0.1 for the block; yields ``postgresql+psycopg://echolab@127.0.0.1:PORT``."""
@@ -43,35 +47,35 @@ def running() -> Iterator[str]:
         raise RuntimeError("PostgreSQL is not installed (scripts/setup.sh installs it)")
     # Not under pytest's tmp folder: that one is private to root, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="echolab-pg-"))
-    data, port = root / "data", free_port()
-    if os.geteuid() == 0:
-        pg = pwd.getpwnam("postgres")
-        os.chown(root, pg.pw_uid, pg.pw_gid)
-    subprocess.run([*_as_postgres(), str(programs / "initdb"), "-D", str(data), "-A", "trust", "-U", "echolab"],
-                   check=True, capture_output=True)
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*_as_postgres(), str(programs / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"),
-                    "-w", "start"], check=True, capture_output=True)
+    data, port = root / "data", str(free_port())
     try:
+        if os.geteuid() == 0:
+            pg = pwd.getpwnam("postgres")
+            os.chown(root, pg.pw_uid, pg.pw_gid)
+        subprocess.run([*_as_postgres(), str(programs / "initdb"), "-D", str(data), "-A", "trust", "-U", "echolab"],
+                       check=True, capture_output=True)
+        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        _SERVERS[port] = data
+        subprocess.run([*_as_postgres(), str(programs / "pg_ctl"), "-D", str(data), "-o", opts, "-l",
+                        str(root / "log"), "-w", "start"], check=True, capture_output=True)
         yield f"postgresql+psycopg://echolab@127.0.0.1:{port}"
     finally:
-        subprocess.run([*_as_postgres(), str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        if data.exists():
+            subprocess.run([*_as_postgres(), str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                           capture_output=True)
+        _SERVERS.pop(port, None)
         shutil.rmtree(root, ignore_errors=True)
 
 
 def restart(url: str) -> None:
     """Restart the server of :func:`running` that listens on *url*'s port (fast shutdown: sessions are cut)."""
     port = url.rsplit(":", 1)[1].split("/")[0]
-    for pidfile in glob.glob("/tmp/echolab-pg-*/data/postmaster.pid"):
-        lines = Path(pidfile).read_text().splitlines()
-        if len(lines) > 3 and lines[3].strip() == port:
-            data = Path(pidfile).parent
-            subprocess.run([*_as_postgres(), f"{bindir()}/pg_ctl", "-D", str(data), "-m", "fast", "-w", "-l",
-                            str(data.parent / "log"), "restart"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-            return
-    raise RuntimeError(f"no PostgreSQL server started by tests/pgserver.py on port {port}")
+    data = _SERVERS.get(port)
+    if data is None:
+        raise RuntimeError(f"no PostgreSQL server started by tests/pgserver.py on port {port}")
+    subprocess.run([*_as_postgres(), f"{bindir()}/pg_ctl", "-D", str(data), "-m", "fast", "-w", "-l",
+                    str(data.parent / "log"), "restart"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
 
 
 def create_database(url: str, name: str) -> str:

@@ -35,12 +35,11 @@ from typing import Any
 import numpy as np
 
 from echolab.captures.columns import TcpColumns
-from echolab.captures.flow import FlowMeter
+from echolab.captures.flow import MAX_OUTSTANDING, FlowMeter
 from echolab.captures.reader import T_DST, T_SRC, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, ReadStats
 from echolab.analysis.features.tcptrace import M32, M64, REUSE_IDLE_US, TWO32, Tracer, _options, _SeqSpace
 
 _PURE_MASK = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK
-_MAX_OUTSTANDING = 4096  # the flow meter's limit of device segments awaiting an acknowledgement
 
 
 def _in_domain(cols: TcpColumns, device: int) -> bool:
@@ -306,7 +305,7 @@ def _flow(cols: TcpColumns, idx: np.ndarray, to_dev: np.ndarray) -> tuple[bool, 
             return False, 0
         if side is to_dev:
             continue
-        if len(mine) > _MAX_OUTSTANDING:
+        if len(mine) > MAX_OUTSTANDING:  # the flow meter keeps no more
             return False, 0
         # the server's ACKs after the device's first segment, and which device segments each acknowledges
         acks = np.flatnonzero(to_dev & ((cols.flags[idx] & TCP_ACK) != 0))

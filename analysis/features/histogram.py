@@ -4,7 +4,9 @@ The study's histogram features divide the interval between the smallest and
 the largest value *of the whole data set* into equal bins, then normalize each
 capture's counts to fractions (so the number of packets drops out). Learning
 the edges is :func:`learn_edges` (what a transformer's ``fit`` does); applying
-them is :func:`normalized_histogram` (its ``transform``).
+them is :func:`normalized_histograms` (its ``transform``: every capture at once),
+which gives row by row what :func:`normalized_histogram` gives for one capture
+(the definition, kept as the test's reference).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from echolab.captures.reader import T_ACK, T_DATA_LEN, T_DPORT, T_DST, T_FLAGS, 
     TCP_SYN
 
 _MOD = 1 << 32
-_MAX_OUTSTANDING = 4096  # device segments awaiting their acknowledgement, per connection
+MAX_OUTSTANDING = 4096  # device segments awaiting their acknowledgement, per connection
 
 
 def _signed(delta: int) -> int:
@@ -85,7 +85,7 @@ class FlowMeter:
                 self.nbytes.append(new if up else -new)
             if up and new == n:
                 sent = self._sent.setdefault(key, deque())
-                if len(sent) < _MAX_OUTSTANDING:
+                if len(sent) < MAX_OUTSTANDING:
                     sent.append((start + n, pkt[T_TS]))
         if not up and pkt[T_FLAGS] & TCP_ACK:
             self._acked((dst, dport, src, sport), pkt[T_ACK], pkt[T_TS])

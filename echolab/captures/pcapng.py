@@ -214,24 +214,7 @@ class PcapngWalker:
                 yield btype, buf, pos, blen
             elif btype == EPB or btype == OPB:
                 self.packets += 1
-                if blen < 28:  # too short for its own header: its fields would be read from the next block
-                    self.malformed += 1
-                    pos += blen
-                    continue
-                if btype == EPB:
-                    iface, hi, lo, caplen = _EPB[self.endian](buf, pos)
-                else:
-                    iface, _drops, hi, lo, caplen = _OPB[self.endian](buf, pos)
-                if iface >= len(self.interfaces) or 28 + caplen > blen:
-                    self.malformed += 1
-                else:
-                    interface = self.interfaces[iface]
-                    ts_us = interface.ts_us((hi << 32) | lo)
-                    if not 0 <= ts_us <= MAX_TS_US:  # before 1970 or past year 9999: no calendar date, skipped
-                        self.malformed += 1
-                    else:
-                        self.last_ts_us = ts_us
-                        pending.add(ts_us, interface.linktype, pos + 28, caplen)
+                self._add_block(btype, buf, pos, blen, pending)
             elif btype == SPB:
                 if not self.interfaces:
                     self.malformed += 1
@@ -296,13 +279,17 @@ class PcapngWalker:
                 self.last_ts_us = int(ts[-1])
                 return
         for pos, size in zip(at.tolist(), blen.tolist()):
-            record = self.packet(EPB, buf, pos, size)
-            if record is None:
-                self.malformed += 1
-                continue
-            interface, ts_us, off, cap = record
-            self.last_ts_us = ts_us
-            pending.add(ts_us, interface.linktype, off, cap)
+            self._add_block(EPB, buf, pos, size, pending)
+
+    def _add_block(self, btype: int, buf: bytes, pos: int, blen: int, pending: _Records) -> None:
+        """One packet block's record into *pending* (:meth:`packet` decodes it), or one more malformed."""
+        record = self.packet(btype, buf, pos, blen)
+        if record is None:
+            self.malformed += 1
+            return
+        interface, ts_us, offset, caplen = record
+        self.last_ts_us = ts_us
+        pending.add(ts_us, interface.linktype, offset, caplen)
 
     def batches(self, fh: BinaryIO) -> Iterator[tuple]:
         """The packet records of each chunk read, as ``(buf, times_us, linktypes, offsets, caplens)``.

@@ -88,8 +88,8 @@ class TrafficRules:
     engine_file_delay_max_s: float = 2.0
     #: After the capture interface's link went down or up, the collector waits (real seconds, never
     #: scaled by the simulated lab's speed: TCP's clock is real) for the Echo's traffic to pause at
-    #: least this long, and at least as long as the time since its last good capture, before the
-    #: next prompt: TCP retransmits what the outage held back with a back-off that roughly doubles,
+    #: least this long, and at least as long as the link may have been down (since the collector last
+    #: saw its link counter unchanged, at the start of an attempt), before the next prompt: TCP retransmits what the outage held back with a back-off that roughly doubles,
     #: so a request of an earlier attempt may reach the cloud, and be answered, that much later.
     link_settle_min_s: float = 2.0
     #: ... and at most this long (TCP's own retransmission timer stops growing at 120 s).
