@@ -56,7 +56,7 @@ def test_collect_refuses_a_defense_on_a_real_echo_in_one_line(tmp_path: Path) ->
     assert "cannot apply dstar live" in result.output
 
 
-async def _shaped_exchange(spec: str, writes: list[bytes], *, hold_s: float = 0.0,
+async def _shaped_exchange(spec: str, writes: list[bytes | float | None], *, hold_s: float = 0.0,
                            cut: bool = False) -> tuple[list[tuple[int, int]], bytes]:
     """Write *writes* through a Shaper over a local TCP connection; (cells as (real, pad), real bytes received).
 
@@ -93,6 +93,13 @@ async def _shaped_exchange(spec: str, writes: list[bytes], *, hold_s: float = 0.
     shaper = Shaper(raw, live_defense(spec), sign=1, side="test", rng=np.random.default_rng(1))
     shaper.begin()
     for data in writes:
+        if data is None:  # this request's exchange ends, the next one begins
+            shaper.end()
+            shaper.begin()
+            continue
+        if isinstance(data, float):  # a pause in the writes
+            await asyncio.sleep(data)
+            continue
         shaper.write(data)
         await shaper.drain()
     await asyncio.sleep(hold_s)
@@ -135,6 +142,14 @@ def test_a_constant_rate_exchange_cut_short_sends_its_whole_queue() -> None:
     cells, received = asyncio.run(_shaped_exchange("buflo:rho=0.05,tau=0", [data], hold_s=0.2, cut=True))
     assert received == data
     assert len(cells) < 20 and max(real for real, _pad in cells) > 1500  # a few paced cells, then the rest at once
+
+
+def test_a_request_begun_in_the_last_ones_constant_rate_tail_is_shaped_too() -> None:
+    first, second, third = os.urandom(3000), os.urandom(3000), os.urandom(3000)
+    cells, received = asyncio.run(_shaped_exchange("buflo:rho=0.002,tau=0.05", [first, None, second, 0.2, third]))
+    assert received == first + second + third
+    assert all(wire_bytes(*c) == 1500 for c in cells)  # the second request's bytes, after the first one's tail
+    # would have ended (0.05 s), went out in the same fixed cells
 
 
 # --- the simulated lab, end to end -------------------------------------------------------------

@@ -162,8 +162,14 @@ class Shaper:
 
     # --- exchanges ---------------------------------------------------------------------
     def begin(self) -> None:
-        """A request's exchange starts now (nothing happens if one is under way)."""
+        """A request's exchange starts now.
+
+        One under way (a constant-rate side still sending its tail after the last request ended)
+        carries the new request too: its schedule goes on until this exchange ends, so no byte of the
+        new request leaves unshaped once the old schedule would have stopped. Its log line then counts both.
+        """
         if self.stats is not None:
+            self.ending.clear()
             return
         now = time.monotonic()
         self.stats = {"side": self.side, "defense": self.defense.spec, "start": now, "real_bytes": 0,
