@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # System packages, and what each is for:
 APT_PACKAGES=(
   python3 python3-venv python3-dev  # Python 3.11 and venv for the project's virtual environment
-  tshark        # captures the Echo's traffic at the gateway (and pyshark's dissector for `catalog show`)
+  tshark        # captures the Echo's traffic at the gateway (and dissects packets for `catalog show`)
   tcpdump       # makes test captures on loopback and in the simulated lab
   tcptrace      # the reference tool whose statistics the tcptrace feature set reproduces (test oracle)
   nftables      # drops packets after capture in the tcptrace oracle tests, so captures hold retransmissions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -119,6 +120,8 @@ def test_show_prints_fields_and_packets(lab: LabDir, class_folders: Path) -> Non
     assert result.exit_code == 0, result.output
     assert "sha256" in result.output and "packet_count" in result.output
     assert "127.0.0.1" in result.output
+    dissected = re.findall(r"^\s*(\d+)\s+\d+\.\d{6}\s+127\.0\.0\.1 -> 127\.0\.0\.1\s+TCP\s+\d+ ", result.output, re.M)
+    assert dissected == ["1", "2", "3"], result.output  # tshark's summary of the first three packets
 
 
 def test_manifest_import_labels_from_csv(lab: LabDir, class_folders: Path, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
-"""A human view of one capture: conversations (fast reader) and packets (tshark via pyshark)."""
+"""A human view of one capture: conversations (fast reader) and packets (tshark's dissectors)."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -42,27 +43,43 @@ def packet_summary(path: Path, *, limit: int = 20, device_ip: str | None = None)
     return Group(*parts)
 
 
+#: tshark's summary columns of a packet, in the order the lines show them.
+_TSHARK_FIELDS = ("frame.number", "frame.time_relative", "_ws.col.Source", "_ws.col.Destination", "_ws.col.Protocol",
+                  "frame.len", "_ws.col.Info")
+TSHARK_TIMEOUT_S = 60
+
+
 def _tshark_lines(path: Path, limit: int) -> Text:
-    if shutil.which("tshark") is None:
+    """tshark's one-line summary of the first *limit* packets (its dissectors name the protocols).
+
+    tshark is run directly (``-T fields``), not through pyshark: pyshark's
+    asyncio child process could lose its exit status to another part of a
+    long-lived process and report a crash of a tshark that had finished.
+    """
+    tshark = shutil.which("tshark")
+    if tshark is None:
         return Text("(install tshark for a per-packet dissection)", style="dim")
-    import asyncio
-
-    import pyshark
-
-    # pyshark runs tshark from an asyncio loop; its own loop, so that a caller that already ran (and closed)
-    # one with asyncio.run, as the web view does, does not leave it without a current loop
-    loop = asyncio.new_event_loop()
-    cap = pyshark.FileCapture(str(path), only_summaries=True, eventloop=loop)
-    lines = []
+    cmd = [tshark, "-n", "-r", str(path), "-c", str(limit), "-T", "fields", "-E", "separator=/t"]
+    for field in _TSHARK_FIELDS:
+        cmd += ["-e", field]
     try:
-        for i, pkt in enumerate(cap):
-            if i >= limit:
-                break
-            lines.append(f"{pkt.no:>5} {float(pkt.time):10.6f} {pkt.source:>15} -> {pkt.destination:<15} "
-                         f"{pkt.protocol:<6} {pkt.length:>5} {pkt.info}")
-    finally:
-        cap.close()
-        loop.close()
+        done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=TSHARK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return Text(f"(tshark took over {TSHARK_TIMEOUT_S} s to dissect it)", style="dim")
+    lines = []
+    for row in done.stdout.splitlines():
+        cols = row.split("\t")
+        if len(cols) != len(_TSHARK_FIELDS):
+            continue
+        no, t, src, dst, proto, length, info = cols
+        try:
+            t = f"{float(t):10.6f}"
+        except ValueError:
+            pass
+        lines.append(f"{no:>5} {t} {src:>15} -> {dst:<15} {proto:<6} {length:>5} {info}")
+    if not lines and done.returncode != 0:
+        why = next((x for x in reversed(done.stderr.splitlines()) if x.strip() and "Running as user" not in x), "")
+        return Text(f"(tshark could not dissect it{': ' + why if why else ''})", style="dim")
     return Text("\n".join(lines) if lines else "(no packets)")
 
 
