@@ -98,6 +98,9 @@ def test_up_is_idempotent_and_the_state_tells_where_to_capture(lab: SimLab, run_
         assert re.search(rf"^{feature}: off", offloads, re.M), offloads
     assert isinstance(lab.sink(), AudioOutput)
     assert status(PREFIX, run_root).running
+    for name in ("echo.log", "cloud.log"):  # started cleanly: no Python warning (runpy's double import once)
+        text = (lab.run_dir / name).read_text()
+        assert "Warning" not in text, text
 
 
 @needs_root

@@ -258,9 +258,11 @@ def _reap(pids: list[int]) -> None:
 
 def _spawn(ns: str, module: str, args: list[str], log: Path) -> int:
     # -P and cwd=/: the installed echolab runs, never a folder that happens to be the cwd.
+    # The module's main() is called rather than run with -m: the package's __init__ already imports
+    # the Echo's module (through the replay), and runpy would warn that it runs it a second time.
     with log.open("ab") as fh:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-P", "-m", module, *args],
+            ["ip", "netns", "exec", ns, sys.executable, "-P", "-c", f"from {module} import main; main()", *args],
             stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
             cwd="/", start_new_session=True)
     return proc.pid
