@@ -345,3 +345,19 @@ def test_a_wait_that_runs_out_names_the_process_holding_the_lab(lab: LabDir) -> 
         assert "the catalog stayed locked for 1 s:" in str(caught.value)
         waiter.create_campaign("second", backend="sim")  # once the holder is done, the waiter goes on
         assert [c.name for c in waiter.campaigns()] == ["first", "second"]
+
+
+def test_two_captures_of_the_same_content_each_keep_a_file(lab: LabDir, tmp_path: Path) -> None:
+    from echolab.captures.trace import write_trace
+
+    trace = write_trace(tmp_path / "same.csv", [0, 1000, 2000], [1500, -1500, -1500])
+    with Catalog.open(lab) as cat:
+        camp = cat.create_campaign("traces", backend="imported")
+        first = cat.add_capture(camp, "weather", trace)
+        second = cat.add_capture(camp, "weather", trace)  # two identical requests (a defense can make them so)
+        assert first.sha256 == second.sha256 and first.path != second.path
+        assert second.path.endswith("-2.csv")
+        assert all((lab.root / c.path).exists() for c in (first, second))
+        cat.remove_captures([first], "test")
+        assert (lab.root / second.path).exists() and not (lab.root / first.path).exists()
+        assert verify(cat).ok
