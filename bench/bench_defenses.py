@@ -316,11 +316,12 @@ def main() -> None:
         with Catalog.open(LabDir.open(Path(tmp) / "lab")) as cat:
             src = catalog_source(cat)
             seqs = {i: (np.asarray(r.seq_times_us) / 1e6, np.asarray(r.seq_sizes)) for i, r in enumerate(src.records)}
+            labels = {i: str(label) for i, label in enumerate(src.y)}  # what anonymity sets read
             per_setting = {}
             for spec in settings:
                 start = time.perf_counter()
-                defense = fitted_defense(spec, list(seqs.values()))
-                _, cost = defended_sequences(defense, seqs, seed=args.seed)
+                defense = fitted_defense(spec, list(seqs.values()), list(labels.values()))
+                _, cost = defended_sequences(defense, seqs, seed=args.seed, labels=labels)
                 secs = time.perf_counter() - start
                 tot = total_overhead(list(cost.values()))
                 per_setting[defense.spec] = {"defend_s": secs, "defend_over_read": secs / read_s, "overhead": tot}

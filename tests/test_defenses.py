@@ -150,18 +150,19 @@ def test_every_defense_keeps_each_directions_real_bytes_in_order_and_is_seeded(n
     rng = np.random.default_rng(11)
     caps = [random_capture(rng) for _ in range(3)]
     spec = {"front": "front:n=200", "regulator": "regulator:N=200", "buflo": "buflo:tau=2"}.get(name, name)
-    d = parse_defense(spec).fit(caps)
+    labels = ["a", "b", "a"]  # only a labelled defense (anonymity sets) reads them
+    d = parse_defense(spec).fit(caps, labels)
     for seed, (t, s) in enumerate(caps):
-        a = d.apply(t, s, seed=seed)
+        a = d.apply(t, s, seed=seed, label=labels[seed])
         check_real_bytes(t, s, a)  # raises when a real byte is lost, early or reordered
-        b = d.apply(t, s, seed=seed)
+        b = d.apply(t, s, seed=seed, label=labels[seed])
         assert a.times.tolist() == b.times.tolist() and a.sizes.tolist() == b.sizes.tolist()
         o = overhead(t, s, a)
         assert o.real_bytes_out + o.real_bytes_in == int(np.abs(s).sum())
         assert o.bandwidth >= -1e-12 and o.delay_s >= 0
     edges = [([0.0], [100]), ([0.0], [-100]), ([0.0, 0.0, 0.0], [100, -5000, 100]), ([1.0, 2.0], [-1500, -1500])]
     for t, s in edges:  # one packet, one direction, simultaneous packets, a capture not starting at 0
-        check_real_bytes(np.asarray(t), np.asarray(s), d.apply(np.asarray(t), np.asarray(s), seed=1))
+        check_real_bytes(np.asarray(t), np.asarray(s), d.apply(np.asarray(t), np.asarray(s), seed=1, label="b"))
 
 
 def test_the_real_bytes_check_catches_a_reordered_or_lost_byte():
@@ -174,7 +175,9 @@ def test_the_real_bytes_check_catches_a_reordered_or_lost_byte():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("nope", "unknown defense 'nope'; choose from mtu, buckets, dstar, buflo, csbuflo, tamaraw, regulator, wtfpad, front"),
+    ("nope", "unknown defense 'nope'; choose from mtu, buckets, dstar, buflo, csbuflo, tamaraw, regulator, wtfpad, "
+             "front, anonsets"),
+    ("anonsets:q=0.2", "anonsets: q must be at least 0.5, got 0.2"),
     ("front:q=1", "the front defense has no parameter 'q' (it takes n, w, size)"),
     ("front:w=8", "front: w='8' is not a range LOW-HIGH"),
     ("front:w=8-1", "front: the range w=8-1 must be LOW-HIGH"),
@@ -207,3 +210,55 @@ def test_total_overhead_sums_bytes_over_captures():
     o = [overhead(t, s, parse_defense("mtu:mtu=1000").apply(t, s)) for t, s in ((t1, s1), (t2, s2))]
     tot = total_overhead(o)
     assert tot["bandwidth"] == pytest.approx(4000 / 1000 - 1) and tot["captures"] == 2 and tot["delay"] == 0
+
+
+# Two requests of two commands, cells of 1000 bytes, bins of 0.5 s: A's answer comes in bin 0, B's in bin 1.
+ANSWER_NOW = (np.array([0.0, 0.2, 0.3]), np.array([200, -1000, -1000]))
+ANSWER_LATER = (np.array([0.0, 0.6, 0.7]), np.array([200, -1000, -2000]))
+
+
+def test_anonymity_sets_send_every_request_of_a_set_as_the_same_cells():
+    d = parse_defense("anonsets:sets=1,size=1000").fit([ANSWER_NOW, ANSWER_LATER], ["x", "y"])
+    assert d.groups_ == [["x", "y"]]
+    # Cells per bin: none in bin 0 (a bin's bytes go out in the next), then the larger class's need of the bin
+    # before: bin 0 needed 2 cells (x), bin 1 needed 3 (y). The device's side: 200 bytes, 1 cell, in bin 1.
+    assert d.down_[0].tolist() == [0, 2, 5] and d.up_.tolist() == [0, 1]
+    a = d.apply(*ANSWER_NOW, label="x")
+    b = d.apply(*ANSWER_LATER, label="y")
+    check_real_bytes(*ANSWER_NOW, a)
+    check_real_bytes(*ANSWER_LATER, b)
+    # Both are the same packets at the same times: what tells x from y is gone.
+    assert a.times.round(4).tolist() == b.times.round(4).tolist() == [0.625, 0.75, 0.875, 1.0833, 1.25, 1.4167]
+    assert a.sizes.tolist() == b.sizes.tolist() == [-1000, 1000, -1000, -1000, -1000, -1000]
+    assert a.real.tolist() == [1000, 200, 1000, 0, 0, 0] and b.real.tolist() == [1000, 200, 1000, 1000, 0, 0]
+    o = overhead(*ANSWER_NOW, a)
+    assert (o.wire_bytes_out, o.wire_bytes_in, o.dummies) == (1000, 5000, 3)
+    assert o.delay_s == pytest.approx(0.875 - 0.3)
+
+
+def test_anonymity_sets_split_the_classes_where_padding_costs_least():
+    caps = [(np.array([0.0, 0.1]), np.array([100, -1500 * cells])) for cells in (1, 2, 20)]
+    labels = ["small", "mid", "big"]
+    # Two sets, contiguous in answer size: {small} | {mid, big} sends 1 + 2 * 20 = 41 answer cells,
+    # {small, mid} | {big} 2 * 2 + 20 = 24: the second.
+    assert parse_defense("anonsets").fit(caps, labels).groups_ == [["small", "mid"], ["big"]]
+    assert parse_defense("anonsets:sets=3").fit(caps, labels).groups_ == [["small"], ["mid"], ["big"]]
+    assert parse_defense("anonsets:sets=9").fit(caps, labels).groups_ == [["small"], ["mid"], ["big"]]
+    assert parse_defense("anonsets:sets=1").fit(caps, labels).groups_ == [["small", "mid", "big"]]
+
+
+def test_anonymity_sets_carry_a_larger_request_after_the_schedule_and_need_labels():
+    d = parse_defense("anonsets:size=1000").fit([ANSWER_NOW, ANSWER_LATER], ["x", "y"])
+    assert d.groups_ == [["x"], ["y"]]
+    larger = (np.array([0.0, 0.2, 3.0]), np.array([200, -4000, -3000]))  # more, and later, than x's schedule
+    out = d.apply(*larger, label="x")
+    check_real_bytes(*larger, out)  # every byte sent, none before it arrived
+    assert int(out.real.sum()) == 7200 and out.times[-1] >= 3.0
+    # A class the schedules never saw takes the largest set's.
+    assert d.apply(*ANSWER_NOW, label="unseen").sizes.tolist() == d.apply(*ANSWER_LATER, label="y").sizes.tolist()
+    with pytest.raises(DefenseError, match="it needs the capture's label"):
+        d.apply(*ANSWER_NOW)
+    with pytest.raises(DefenseError, match="it needs every capture's label"):
+        parse_defense("anonsets").fit([ANSWER_NOW, ANSWER_LATER])
+    with pytest.raises(DefenseError, match="fit it before applying it"):
+        parse_defense("anonsets").apply(*ANSWER_NOW, label="x")

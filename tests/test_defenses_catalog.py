@@ -215,3 +215,29 @@ def test_cli_analyze_defenses_json_and_plot(lab: LabDir, tmp_path: Path) -> None
     bad = CliRunner().invoke(app, ["--lab", str(lab.root), "analyze", "defenses", "-d", "mtu", "-f", "histogram"])
     assert bad.exit_code == 1 and bad.output.strip().splitlines()[0].startswith(
         "Error: the histogram set needs TCP headers, which a defended packet trace does not have")
+
+
+def test_a_learning_defense_learns_each_trial_from_its_training_captures_only(lab: LabDir, tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    from echolab.analysis.defenses.anonymity import AnonymitySets
+
+    learned_from: list[int] = []
+    fit = AnonymitySets.fit
+
+    def spy(self, sequences, labels=None):
+        learned_from.append(len(sequences))
+        return fit(self, sequences, labels)
+
+    monkeypatch.setattr(AnonymitySets, "fit", spy)
+    grids = tmp_path / "grids.toml"
+    grids.write_text(GRIDS)
+    with Catalog.open(lab) as cat:
+        res = compare_defenses(cat, ["anonsets:sets=1"], features=["cumul"], trials=2, grids_path=str(grids))
+    assert learned_from == [14, 14]  # once per trial, from its training captures (18 less its 4 test captures)
+    modes = res.accuracy["anonsets:sets=1"]["cumul/cumul_svm"]
+    assert len(modes["trained_defended"]) == len(modes["trained_undefended"]) == 2
+    assert res.overheads["anonsets:sets=1"]["bandwidth"] > 0 and res.overheads["anonsets:sets=1"]["captures"] == 18
+    # Written to the catalog, a labelled defense reads each capture's label.
+    out = CliRunner().invoke(app, ["--lab", str(lab.root), "defend", "-d", "anonsets", "-c", "sim", "--no-progress"])
+    assert out.exit_code == 0, out.output
+    assert "18 defended captures in campaign 'sim+anonsets' (anonsets)" in out.output

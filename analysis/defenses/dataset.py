@@ -85,10 +85,12 @@ def sequences_of(catalog: "Catalog", captures: Sequence["Capture"], *, device_ip
     return seqs, dict(report.errors)
 
 
-def fitted_defense(spec: str | Defense, sequences: Sequence[tuple[np.ndarray, np.ndarray]]) -> Defense:
-    """The defense of *spec*, fitted on *sequences* (what WTF-PAD learns its histograms from)."""
+def fitted_defense(spec: str | Defense, sequences: Sequence[tuple[np.ndarray, np.ndarray]],
+                   labels: Sequence[str] | None = None) -> Defense:
+    """The defense of *spec*, fitted on *sequences* and their *labels* (what WTF-PAD learns its histograms from,
+    and anonymity sets their schedules)."""
     defense = parse_defense(spec) if isinstance(spec, str) else spec
-    return defense.fit(list(sequences)) if defense.learns else defense
+    return defense.fit(list(sequences), None if labels is None else list(labels)) if defense.learns else defense
 
 
 def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | int | None = None,
@@ -114,7 +116,7 @@ def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | 
                            hint="pass --name, or remove the old defended campaign")
     seqs, errors = sequences_of(catalog, captures, device_ip=device_ip, progress=progress)
     usable = [c for c in captures if c.id in seqs]
-    defense = fitted_defense(defense, [seqs[c.id] for c in usable])
+    defense = fitted_defense(defense, [seqs[c.id] for c in usable], [c.label for c in usable])
     report = DefendReport(campaign=name, defense=defense.spec, skipped=sorted(errors.items()))
     classes = sorted({c.label for c in usable})
     target = catalog.create_campaign(
@@ -127,7 +129,7 @@ def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | 
         with catalog.transaction():
             for done, cap in enumerate(usable, start=1):
                 times, sizes = seqs[cap.id]
-                out = defense.apply(times, sizes, seed=capture_seed(seed, cap.id))
+                out = defense.apply(times, sizes, seed=capture_seed(seed, cap.id), label=cap.label)
                 report.overheads[cap.id] = overhead(times, sizes, out)
                 path = write_trace(Path(tmp) / f"{cap.id}.csv", out.times_us(), out.sizes.tolist())
                 catalog.add_capture(target, cap.label, path, move=True, prompt=cap.prompt,
@@ -143,11 +145,16 @@ def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | 
 
 
 def defended_sequences(defense: Defense, sequences: dict[int, tuple[np.ndarray, np.ndarray]], *,
-                       seed: int = 0) -> tuple[dict[int, Defended], dict[int, Overhead]]:
-    """The defended sequence and overhead of each (capture id -> sequence), in memory (nothing is written)."""
+                       seed: int = 0, labels: dict[int, str] | None = None
+                       ) -> tuple[dict[int, Defended], dict[int, Overhead]]:
+    """The defended sequence and overhead of each (capture id -> sequence), in memory (nothing is written).
+
+    *labels* (capture id -> class) is what a labelled defense (anonymity sets) reads.
+    """
     out, cost = {}, {}
     for cid, (times, sizes) in sequences.items():
-        out[cid] = defense.apply(times, sizes, seed=capture_seed(seed, cid))
+        out[cid] = defense.apply(times, sizes, seed=capture_seed(seed, cid),
+                                 label=None if labels is None else labels.get(cid))
         cost[cid] = overhead(times, sizes, out[cid])
     return out, cost
 

@@ -31,7 +31,7 @@ class WtfPad(Defense):
     cite = ("Juarez, Imani, Perry, Diaz & Wright, Toward an efficient website fingerprinting defense, ESORICS "
             "2016; on smart speakers, Wang et al., WiSec 2020 (adaptive padding learned from the lab's traffic)")
 
-    def fit(self, sequences: Sequence[tuple[Any, Any]]) -> "WtfPad":
+    def fit(self, sequences: Sequence[tuple[Any, Any]], labels: Sequence[str] | None = None) -> "WtfPad":
         """Learn each direction's within-burst and between-burst inter-arrival times, sizes and burst length."""
         self.histograms_: dict[int, dict[str, np.ndarray | float]] = {}
         for sign in (1, -1):

@@ -20,7 +20,8 @@ import numpy as np
 from echolab.analysis.defenses.trace import Defended, DefenseError, as_arrays
 
 #: Every defense, in the order ``defend --list`` shows them (modules register their classes).
-DEFENSE_NAMES = ("mtu", "buckets", "dstar", "buflo", "csbuflo", "tamaraw", "regulator", "wtfpad", "front")
+DEFENSE_NAMES = ("mtu", "buckets", "dstar", "buflo", "csbuflo", "tamaraw", "regulator", "wtfpad", "front",
+                 "anonsets")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Defense:
     models: ClassVar[str] = ""
     cite: ClassVar[str] = ""
     learns: ClassVar[bool] = False  # fit learns from the lab's captures (WTF-PAD's histograms)
+    labelled: ClassVar[bool] = False  # fit and apply need each capture's label (anonymity sets)
 
     def __init__(self, **values: Any) -> None:
         known = {p.name: p for p in self.params}
@@ -115,12 +117,15 @@ class Defense:
     def settings(self) -> dict[str, Any]:
         return {p.name: getattr(self, p.name) for p in self.params}
 
-    def fit(self, sequences: Sequence[tuple[Any, Any]]) -> "Defense":
-        """Learn what the defense needs from (times, signed sizes) sequences; most need nothing."""
+    def fit(self, sequences: Sequence[tuple[Any, Any]], labels: Sequence[str] | None = None) -> "Defense":
+        """Learn what the defense needs from (times, signed sizes) sequences (and their labels); most need nothing."""
         return self
 
-    def apply(self, times: Any, sizes: Any, seed: int = 0) -> Defended:
-        """The defended sequence of one capture's (times in seconds, signed sizes), reproducible under *seed*."""
+    def apply(self, times: Any, sizes: Any, seed: int = 0, label: str | None = None) -> Defended:
+        """The defended sequence of one capture's (times in seconds, signed sizes), reproducible under *seed*.
+
+        *label* is the capture's class, which only a :attr:`labelled` defense reads.
+        """
         t, s = as_arrays(times, sizes)
         if not len(s):
             return Defended.unchanged(t, s)
@@ -136,9 +141,9 @@ class Defense:
 
 def defense_classes() -> dict[str, type[Defense]]:
     """Name -> class of every defense (in :data:`DEFENSE_NAMES` order)."""
-    from echolab.analysis.defenses import dummies, padding, rate
+    from echolab.analysis.defenses import anonymity, dummies, padding, rate
 
-    found = {cls.name: cls for mod in (padding, rate, dummies) for cls in vars(mod).values()
+    found = {cls.name: cls for mod in (padding, rate, dummies, anonymity) for cls in vars(mod).values()
              if isinstance(cls, type) and issubclass(cls, Defense) and cls.name}
     return {name: found[name] for name in DEFENSE_NAMES}
 
