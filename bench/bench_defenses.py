@@ -68,6 +68,7 @@ SETTINGS = (
     "regulator", "regulator:N=300", "regulator:R=1000,D=0.5,N=200",
     "wtfpad", "wtfpad:idle=0.2",
     "front", "front:n=300,w=0.5-3", "front:n=60,w=0.5-2",
+    "anonsets", "anonsets:bin=2", "anonsets:q=0.9,bin=2", "anonsets:sets=3,bin=2",
 )
 
 

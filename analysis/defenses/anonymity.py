@@ -110,8 +110,9 @@ class AnonymitySets(Defense):
         Param("size", "int", 1500, "every packet on the wire, bytes", 64),
     )
     models = ("the cloud sends each answer on its command's set schedule (it knows the command once recognised); "
-              "the device sends on one schedule shared by all requests; every packet is a cell of `size` bytes; "
-              "real bytes wait for the next cell (at most about one bin), bytes beyond the schedule go after it")
+              "the device sends on one schedule shared by all requests; every packet is a cell of size bytes; "
+              "real bytes wait for a cell (one bin on average, at most about two), bytes beyond the schedule go "
+              "after it")
     cite = ("Wang et al., Effective attacks and provable defenses for website fingerprinting, USENIX Security 2014 "
             "(anonymity sets, supersequences); Nithyanand et al., Glove, WPES 2014; grouping voice commands: "
             "Ahmed et al., USENIX Security 2023 (future work)")
