@@ -45,3 +45,27 @@ def test_analysis_of_catalog_captures(sqlite_lab: LabDir, tmp_path: Path) -> Non
         by_campaign = run_analysis(cat, source, RunSettings(features=features[:1], split_by="campaign",
                                    grids_path=str(grids)), name="loco", jobs=1)
         assert by_campaign.run.summary["cells"]["tcptrace"]["knn"]["test_groups"] == ["sim-1", "sim-2"]
+
+
+def test_an_unchanged_rerun_does_not_load_the_models_library(sqlite_lab: LabDir, tmp_path: Path) -> None:
+    """The fast path of an unchanged ``analyze run``: nothing to fit, so scikit-learn (about 2 s of imports
+    on the 2-core build machine) is never imported. A fresh process, as a user's second run is."""
+    import json
+    import subprocess
+    import sys
+
+    grids = write_grids(tmp_path, {"knn": {"grid": {"n_neighbors": [1, 3]}}}, labels=False)
+    with Catalog.open(sqlite_lab) as cat:
+        _import_campaign(cat, tmp_path / "c1", 1, 5)
+    args = ["--lab", str(sqlite_lab.root), "analyze", "run", "-f", "tcptrace", "-m", "knn", "--trials", "2",
+            "--grids", str(grids)]
+    script = ("import json, sys\nfrom echolab.cli import app\n"
+              "try:\n    app(sys.argv[1:], standalone_mode=False)\n"
+              "finally:\n    print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn')[:3]))\n")
+    runs = [subprocess.run([sys.executable, "-P", "-c", script, *args], capture_output=True, text=True, cwd=tmp_path)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0 and "Error" not in run.stdout + run.stderr, (run.stdout + run.stderr)[-2000:]
+    first, again = (json.loads(run.stdout.strip().splitlines()[-1]) for run in runs)
+    assert first, "the first run fits models: scikit-learn is loaded"
+    assert again == [], f"an unchanged rerun imported {again}"

@@ -138,12 +138,18 @@ def _native(key: str, value: Any) -> Any:
     return value
 
 
+def check_allowed(path: str, model: str | None = None) -> None:
+    """:class:`GridError` unless *path* is on :data:`ALLOWED_ESTIMATORS` (nothing is imported)."""
+    if path not in ALLOWED_ESTIMATORS:
+        which = f"model {model!r}: " if model else ""
+        raise GridError(f"{which}estimator {path!r} is not one of the classifiers a grids file may name: "
+                        f"{', '.join(sorted(ALLOWED_ESTIMATORS))} (docs/security.md)")
+
+
 def estimator_class(path: str, model: str | None = None) -> type:
     """The classifier class *path* names, when it is on :data:`ALLOWED_ESTIMATORS`; else :class:`GridError`."""
     which = f"model {model!r}: " if model else ""
-    if path not in ALLOWED_ESTIMATORS:
-        raise GridError(f"{which}estimator {path!r} is not one of the classifiers a grids file may name: "
-                        f"{', '.join(sorted(ALLOWED_ESTIMATORS))} (docs/security.md)")
+    check_allowed(path, model)
     module_name, _, cls_name = path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), cls_name)
@@ -157,21 +163,28 @@ def estimator_class(path: str, model: str | None = None) -> type:
 _import_estimator = estimator_class
 
 
+def check_values(path: str, model: str, values: Mapping[str, Any], where: str) -> None:
+    """The estimator is on the allow-list and the parameters are plain data (text, numbers, booleans; lists of
+    numbers for a tuple parameter), checked without importing anything."""
+    check_allowed(path, model)
+    for key, value in values.items():
+        if not _plain_value(value, key in _TUPLE_PARAMS):
+            raise GridError(f"{where}: model {model!r}: parameter {key!r} must be text, a number, a boolean"
+                            f"{' or a list of numbers' if key in _TUPLE_PARAMS else ''}, not {value!r}")
+
+
 def check_params(path: str, model: str, values: Mapping[str, Any], where: str) -> None:
-    """Parameters are plain data (text, numbers, booleans; lists of them for a grid) named by the class.
+    """Parameters are plain data (:func:`check_values`) named by the class.
 
     Checked against the class's ``__init__`` signature (scikit-learn's
     ``_get_param_names``) before anything is built, so nothing runs for a file that is refused.
     """
+    check_values(path, model, values, where)
     cls = estimator_class(path, model)
     names = set(cls._get_param_names()) if hasattr(cls, "_get_param_names") else set()
     unknown = sorted(set(values) - names)
     if unknown:
         raise GridError(f"{where}: model {model!r}: {path} has no parameter(s) {', '.join(unknown)}")
-    for key, value in values.items():
-        if not _plain_value(value, key in _TUPLE_PARAMS):
-            raise GridError(f"{where}: model {model!r}: parameter {key!r} must be text, a number, a boolean"
-                            f"{' or a list of numbers' if key in _TUPLE_PARAMS else ''}, not {value!r}")
 
 
 def _plain_value(value: Any, listy: bool) -> bool:
@@ -185,9 +198,10 @@ def load_grids(path: Path | str | None = None, *, check: bool = True) -> dict[st
 
     Raises :class:`GridError` for an unreadable file, a missing key, an
     estimator outside scikit-learn, or a grid value the estimator rejects.
-    With ``check=False`` the estimators are not imported and their parameters
-    not checked (:func:`check_models` does it later): a rerun whose trials are
-    all cached needs only the models' canonical form.
+    With ``check=False`` the estimators are not imported and their parameter
+    names not checked (:func:`check_models` does it later, before anything is
+    built): a rerun whose trials are all cached needs only the models'
+    canonical form. The allow-list and the plain-data rule hold either way.
     """
     path = Path(path) if path is not None else DEFAULT_GRIDS
     try:
@@ -214,6 +228,8 @@ def check_models(specs: Iterable[ModelSpec], path: Path | str | None = None) -> 
     parameter it does not have."""
     path = Path(path) if path is not None else DEFAULT_GRIDS
     for spec in specs:
+        for values in (spec.params, *({key: value} for key, values in spec.grid.items() for value in values)):
+            check_params(spec.estimator, spec.name, values, f"grids file {path}")
         est = spec.build()
         unknown = sorted((set(spec.grid) | set(spec.params)) - set(est.get_params()))
         if unknown:
@@ -234,10 +250,10 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
     dtype = str(table.get("dtype", "float64"))
     if dtype not in DTYPES:
         raise GridError(f"grids file {path}: model {name!r}: dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    check_params(str(table["estimator"]), name, table.get("params", {}), f"grids file {path}")
+    check_values(str(table["estimator"]), name, table.get("params", {}), f"grids file {path}")
     for key, values in grid.items():
         for value in values:
-            check_params(str(table["estimator"]), name, {key: value}, f"grids file {path}")
+            check_values(str(table["estimator"]), name, {key: value}, f"grids file {path}")
     spec = ModelSpec(
         name=name,
         label=str(table.get("label", name)),
