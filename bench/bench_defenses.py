@@ -305,8 +305,9 @@ def main() -> None:
         return
     from echolab.analysis.compare.defenses import compare_defenses
     from echolab.analysis.compare.sources import catalog_source
-    from echolab.analysis.defenses.dataset import defended_sequences, fitted_defense
+    from echolab.analysis.defenses.dataset import cross_fitted
     from echolab.analysis.defenses.overhead import total_overhead
+    from echolab.analysis.defenses.registry import parse_defense
     from echolab.db.catalog import Catalog
     from echolab.labdir import LabDir
 
@@ -321,11 +322,14 @@ def main() -> None:
             per_setting = {}
             for spec in settings:
                 start = time.perf_counter()
-                defense = fitted_defense(spec, list(seqs.values()), list(labels.values()))
-                _, cost = defended_sequences(defense, seqs, seed=args.seed, labels=labels)
+                defense = parse_defense(spec)
+                _, cost = cross_fitted(defense, seqs, seed=args.seed, labels=labels)
                 secs = time.perf_counter() - start
                 tot = total_overhead(list(cost.values()))
                 per_setting[defense.spec] = {"defend_s": secs, "defend_over_read": secs / read_s, "overhead": tot}
+                if defense.labelled:  # the anonymity sets, as learned from every capture
+                    learned = defense.fit(list(seqs.values()), list(labels.values()))
+                    per_setting[defense.spec]["sets"] = learned.groups_
                 print(f"{defense.spec:36s} defend {secs:6.2f} s ({secs / read_s:5.2f}x reading)  bandwidth "
                       f"{100 * tot['bandwidth']:8.1f}%  delay {100 * tot['delay']:7.1f}%", flush=True)
             start = time.perf_counter()

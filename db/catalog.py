@@ -240,14 +240,14 @@ class Catalog:
 
     # -- captures -----------------------------------------------------------------
 
-    def capture_path(self, campaign: Campaign, label: str, sha256: str, suffix: str, copy: int = 1) -> Path:
+    def capture_path(self, campaign: Campaign, label: str, sha256: str, suffix: str, nth: int = 1) -> Path:
         """Where a capture lives in the lab: captures/CAMPAIGN/CLASS/SHA16.pcapng.
 
-        A second capture of the same content in the same campaign and class (two
-        identical traces: a public data set's, or requests a defense made alike)
-        gets a file of its own, ``SHA16-2.csv`` (*copy* 2), and so on.
+        The *nth* capture of the same content in the same campaign and class (traces
+        a defense made alike: the anonymity sets send every request of a set as the
+        same cells) gets a file of its own, ``SHA16-2.csv`` for the second, and so on.
         """
-        name = f"{sha256[:16]}{suffix}" if copy == 1 else f"{sha256[:16]}-{copy}{suffix}"
+        name = f"{sha256[:16]}{suffix}" if nth == 1 else f"{sha256[:16]}-{nth}{suffix}"
         return self.lab.captures_dir / safe_name(campaign.name, "campaign") / safe_name(label, "label") / name
 
     def add_capture(
@@ -304,12 +304,14 @@ class Catalog:
             if unique and pcap is not None and s.scalar(
                     select(Capture.id).where(Capture.sha256 == fields["sha256"]).limit(1)) is not None:
                 raise DuplicateCaptureError(f"{pcap} is already in the catalog (same sha256)")
-            copy = 1
-            while dest is not None and s.scalar(
-                    select(Capture.id).where(Capture.path == fields["path"]).limit(1)) is not None:
-                copy += 1  # the same content, already a capture of this campaign and class: a file of its own
-                dest = self.capture_path(campaign, label, fields["sha256"], suffix, copy)
-                fields["path"] = self.lab.relative(dest)
+            if dest is not None:  # the same content already a capture of this campaign and class: a file of its own
+                taken = set(s.scalars(select(Capture.path).where(
+                    Capture.campaign_id == campaign.id, Capture.label == label, Capture.sha256 == fields["sha256"])))
+                nth = 1
+                while fields["path"] in taken:
+                    nth += 1
+                    dest = self.capture_path(campaign, label, fields["sha256"], suffix, nth)
+                    fields["path"] = self.lab.relative(dest)
             if dest is not None and not (dest.exists() and sha256_file(dest) == fields["sha256"]):
                 place_file(pcap, dest)  # else: placed by a run that crashed, or the same content elsewhere
                 self._placed.append(dest)

@@ -17,9 +17,10 @@ The splits are made once, on the undefended captures (random, or grouped by
 ``split_by``), and used for every defense: a defended capture is always on
 its original's side, so no request is trained on in one form and tested on in
 another. A defense that learns from the lab's captures (WTF-PAD's histograms,
-the anonymity sets' schedules) learns in each trial from that trial's
-training captures only, so it meets the test captures as new traffic, as a
-deployed defense would; its overhead is then the mean over the trials. The result holds each defense's overhead (bandwidth and delay over
+the anonymity sets' schedules) defends each capture with what it learned from
+other captures (:func:`echolab.analysis.defenses.dataset.cross_fitted`), so
+every capture, the attacker's training captures as much as its test ones, is
+new traffic to it, as to a deployed defense. The result holds each defense's overhead (bandwidth and delay over
 the data set, :mod:`echolab.analysis.defenses.overhead`), the table, the
 Pareto front (defenses no other beats on bandwidth, delay and accuracy at
 once), the best defense per overhead budget and published anchors, marked as
@@ -212,7 +213,7 @@ def compare_defenses(catalog: Any, defenses: Sequence[str], *, features: Sequenc
                      grids_path: str | None = None, progress: ProgressCallback | None = None) -> DefenseComparison:
     """Run the attacks on each defense both ways (see the module's docstring); nothing is written to *catalog*."""
     from echolab.analysis.compare.sources import catalog_source
-    from echolab.analysis.defenses.dataset import defended_sequences, fitted_defense
+    from echolab.analysis.defenses.dataset import cross_fitted
     from echolab.analysis.defenses.overhead import total_overhead
     from echolab.analysis.defenses.registry import parse_defense
 
@@ -232,35 +233,20 @@ def compare_defenses(catalog: Any, defenses: Sequence[str], *, features: Sequenc
                 for f, m in attacks}
     seconds = {"undefended": time.perf_counter() - started}
     overheads, accuracy, names = {}, {}, []
-    labels = [str(label) for label in src.y]  # what a labelled defense (anonymity sets) reads
-
-    def defend(defense: Any, rows: Sequence[int]) -> tuple[list[Any], dict[str, float]]:
-        """Every capture defended by *defense*, learned (if it learns) from the captures *rows* only."""
-        fitted = fitted_defense(defense, [seqs[i] for i in rows], [labels[i] for i in rows])
-        defended, cost = defended_sequences(fitted, seqs, seed=seed, labels=dict(enumerate(labels)))
-        n = len(src.records)
-        return [_trace_record(defended[i]) for i in range(n)], total_overhead([cost[i] for i in range(n)])
-
+    labels = {i: str(label) for i, label in enumerate(src.y)}  # what a labelled defense (anonymity sets) reads
     for k, defense in enumerate(parsed, start=1):
         t0 = time.perf_counter()
-        result: dict[str, dict[str, list[float]]] = {f"{f}/{m}": {"trained_undefended": [], "trained_defended": []}
-                                                      for f, m in attacks}
-        # A defense that learns does so in each trial from that trial's training captures alone: the test
-        # captures are new traffic to it, as they are to the attacker.
-        plans = ([(split, split.train) for split in splits] if defense.learns
-                 else [(None, range(len(src.records)))])
-        costs = []
-        for split, rows in plans:
-            records, cost = defend(defense, [int(i) for i in rows])
-            costs.append(cost)
-            chosen = splits if split is None else [split]
-            for f, m in attacks:
-                dx = _matrix(records, f)
-                result[f"{f}/{m}"]["trained_undefended"] += _trials(base_x[f], dx, src.y, chosen, specs[m],
-                                                                    classes, seed)
-                result[f"{f}/{m}"]["trained_defended"] += _trials(dx, dx, src.y, chosen, specs[m], classes, seed)
-        overheads[defense.spec] = {key: costs[0][key] if key == "captures" else float(np.mean([c[key] for c in costs]))
-                                   for key in costs[0]}
+        # A defense that learns defends each capture with what it learned from other captures (cross-fitting):
+        # every capture, the attacker's training ones included, is new traffic to it, as to a deployed defense.
+        defended, cost = cross_fitted(defense, seqs, seed=seed, labels=labels)
+        records = [_trace_record(defended[i]) for i in range(len(src.records))]
+        overheads[defense.spec] = total_overhead([cost[i] for i in range(len(src.records))])
+        result = {}
+        for f, m in attacks:
+            dx = _matrix(records, f)
+            result[f"{f}/{m}"] = {
+                "trained_undefended": _trials(base_x[f], dx, src.y, splits, specs[m], classes, seed),
+                "trained_defended": _trials(dx, dx, src.y, splits, specs[m], classes, seed)}
         accuracy[defense.spec] = result
         names.append(defense.spec)
         seconds[defense.spec] = time.perf_counter() - t0

@@ -228,8 +228,8 @@ def check_models(specs: Iterable[ModelSpec], path: Path | str | None = None) -> 
     parameter it does not have."""
     path = Path(path) if path is not None else DEFAULT_GRIDS
     for spec in specs:
-        for values in (spec.params, *({key: value} for key, values in spec.grid.items() for value in values)):
-            check_params(spec.estimator, spec.name, values, f"grids file {path}")
+        for candidate in (spec.params, *({key: value} for key, values in spec.grid.items() for value in values)):
+            check_params(spec.estimator, spec.name, candidate, f"grids file {path}")
         est = spec.build()
         unknown = sorted((set(spec.grid) | set(spec.params)) - set(est.get_params()))
         if unknown:

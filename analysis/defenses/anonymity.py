@@ -15,8 +15,8 @@ fingerprinting. ``anonsets`` is that defense for a voice assistant's traffic:
   bytes fill, per direction. It splits the classes into ``sets`` anonymity
   sets of classes next to each other in answer size, choosing the split
   (contiguous in that order, by dynamic programming) that sends the fewest
-  cells. A set's schedule sends, in each bin, as many cells as its largest
-  class's envelope needed in the bin before: the bytes of one bin go out in
+  cells. A set's schedule sends, in each bin, as many cells as any of its
+  classes' envelopes needed in the bin before: the bytes of one bin go out in
   the next, so a request the envelope covers is carried whole, each byte at
   most about two bins late.
 * **apply** sends a request's answer (cloud to device) on its set's schedule
@@ -25,14 +25,19 @@ fingerprinting. ``anonsets`` is that defense for a voice assistant's traffic:
   packet on the wire is a ``size``-byte cell, spread evenly over its bin,
   carrying the real bytes that have arrived by then (never earlier) or none (a
   dummy). Bytes beyond the schedule, from a request larger or later than its
-  set's envelope, go out after it, when they arrive: they cost delay and are
-  the only part that can tell commands of a set apart.
+  set's envelope, go out after it, as soon as they have arrived: they cost
+  delay and are the only part that can tell commands of a set apart. A class
+  the schedules were not learned from is sent on the schedule of the set with
+  the largest answers.
 
 With ``q = 1`` every request the schedules were learned from fits its set's
-schedule, so within a set the defended requests are the same sequence of
-cells: an attacker learns the set and nothing more, which for C equally
-frequent classes in S sets is an accuracy of S / C (two sets: twice chance).
-The price is the padding of every request to its set's largest envelope.
+schedule, so within a set those requests are the same sequence of cells: an
+attacker learns the set and nothing more, which for C equally frequent
+classes in S sets is an accuracy of S / C (two sets: twice chance). That is
+the ideal case; a new request may overflow. echolab defends each capture with
+what the defense learned from other captures
+(:func:`echolab.analysis.defenses.dataset.cross_fitted`). The price is the
+padding of every request to its set's envelope.
 """
 
 from __future__ import annotations
@@ -74,27 +79,27 @@ def send_on_schedule(times: np.ndarray, nbytes: np.ndarray, slots: np.ndarray, s
 
     A cell carries what has arrived by its time and is not yet sent, at most
     *size*: the sent total follows S_k = min(S_{k-1} + size, A(t_k)), which is
-    S_k = k*size + min(0, min_{j<=k}(A(t_j) - j*size)). Bytes left after the
-    last slot go out in further cells, each when its last byte has arrived (and
-    not before the last slot). Returns (cell times, real bytes of each cell).
+    S_k = k*size + min(0, min_{j<=k}(A(t_j) - j*size)). The bytes of each
+    packet the slots did not carry go out after the last slot, in as many cells
+    as they fill, as soon as the packet has arrived (at the last slot's time
+    for bytes already waiting). Returns (cell times, real bytes of each cell).
     """
-    total = int(nbytes.sum())
     cum = np.concatenate([[0], np.cumsum(nbytes, dtype=np.int64)])
     k = np.arange(1, len(slots) + 1, dtype=np.int64)
     arrived = cum[np.searchsorted(times, slots + 1e-12, side="right")]
     sent = k * size + np.minimum(0, np.minimum.accumulate(arrived - k * size))
     real = np.diff(np.concatenate([[0], sent]))
-    left = total - (int(sent[-1]) if len(sent) else 0)
-    if left <= 0:
+    done = int(sent[-1]) if len(sent) else 0
+    left = np.clip(cum[1:] - np.maximum(cum[:-1], done), 0, None)  # each packet's bytes not yet carried
+    if not left.any():
         return slots, real
-    done = total - left
-    ends = np.minimum(done + size * np.arange(1, -(-left // size) + 1, dtype=np.int64), total)
-    # the cell carrying bytes up to ends[i] leaves when the packet holding byte ends[i] has arrived
-    when = times[np.searchsorted(cum[1:], ends, side="left")]
+    cells = -(-left // size)
+    packet = np.repeat(np.arange(len(left)), cells)
+    first = np.repeat(np.concatenate([[0], np.cumsum(cells)[:-1]]), cells)
+    nth = np.arange(len(packet)) - first
+    extra_real = np.minimum(size, left[packet] - nth * size)
     start = float(slots[-1]) if len(slots) else 0.0
-    extra_times = np.maximum(when, start)
-    extra_real = np.diff(np.concatenate([[done], ends]))
-    return np.concatenate([slots, extra_times]), np.concatenate([real, extra_real])
+    return np.concatenate([slots, np.maximum(times[packet], start)]), np.concatenate([real, extra_real])
 
 
 class AnonymitySets(Defense):
@@ -103,10 +108,11 @@ class AnonymitySets(Defense):
     name = "anonsets"
     params = (
         Param("sets", "int", 2, "anonymity sets the classes are split into (an attacker learns the set: "
-                                "sets / classes of accuracy for equally frequent classes)", 1),
+                                "sets / classes of accuracy for equally frequent classes; no more sets than "
+                                "classes: each class its own)", 1),
         Param("q", "float", 1.0, "quantile of each class's cells per bin its set's schedule carries on time "
                                  "(1: every request the schedule was learned from)", 0.5, 1.0),
-        Param("bin", "float", 0.5, "schedule resolution, seconds", 0.01),
+        Param("bin", "float", 0.5, "schedule resolution, seconds", 0.1),
         Param("size", "int", 1500, "every packet on the wire, bytes", 64),
     )
     models = ("the cloud sends each answer on its command's set schedule (it knows the command once recognised); "
@@ -147,7 +153,8 @@ class AnonymitySets(Defense):
         return self
 
     def set_for(self, label: str | None) -> int:
-        """The anonymity set of *label*; a class the schedules were not learned from takes the largest set."""
+        """The anonymity set of *label*; a class the schedules were not learned from takes the set of the largest
+        answers (the last)."""
         if not hasattr(self, "set_of_"):
             raise DefenseError("anonsets learns its schedules from labelled captures: fit it before applying it")
         if label is None:

@@ -93,6 +93,54 @@ def fitted_defense(spec: str | Defense, sequences: Sequence[tuple[np.ndarray, np
     return defense.fit(list(sequences), None if labels is None else list(labels)) if defense.learns else defense
 
 
+#: Folds of the cross-fitting by which a learning defense defends each capture (:func:`cross_fitted`).
+CROSS_FOLDS = 5
+
+
+def cross_fitted(defense: Defense, sequences: dict[int, tuple[np.ndarray, np.ndarray]], *, seed: int = 0,
+                 labels: dict[int, str] | None = None) -> tuple[dict[int, Defended], dict[int, Overhead]]:
+    """Each capture defended by *defense*, learned (if it learns) from other captures than itself.
+
+    A deployed defense meets every request as new traffic: it learned from the
+    ones before. A defense that learns from the lab's captures (WTF-PAD's
+    histograms, the anonymity sets' schedules) would otherwise fit the very
+    captures it defends, the ideal case: with the anonymity sets, every one of
+    them would fit its schedule and none would show what sets it apart. So the
+    captures are cut into :data:`CROSS_FOLDS` folds (each class spread over
+    them, seeded by *seed*), and each fold is defended by the defense learned
+    from the other folds. A defense that learns nothing is applied as it is.
+    """
+    if not defense.learns:
+        return defended_sequences(defense, sequences, seed=seed, labels=labels)
+    if defense.labelled and labels is None:
+        raise DefenseError(f"{defense.name} learns from labelled captures: it needs every capture's label")
+    rng = np.random.default_rng(seed)
+    fold_of: dict[int, int] = {}
+    by_label: dict[str, list[int]] = {}
+    for cid in sequences:
+        by_label.setdefault(labels[cid] if labels is not None else "", []).append(cid)
+    start = 0
+    for _, ids in sorted(by_label.items()):
+        for k, cid in enumerate(rng.permutation(ids).tolist()):
+            fold_of[int(cid)] = (start + k) % CROSS_FOLDS
+        start += len(ids)  # the next class starts where this one stopped: folds stay the same size
+    out: dict[int, Defended] = {}
+    cost: dict[int, Overhead] = {}
+    for fold in range(CROSS_FOLDS):
+        held = {cid: seq for cid, seq in sequences.items() if fold_of[cid] == fold}
+        rest = [cid for cid in sequences if fold_of[cid] != fold]
+        if not held:
+            continue
+        if not rest:  # a single capture: nothing else to learn from, so it learns from itself
+            rest = list(held)
+        learned = fitted_defense(parse_defense(defense.spec), [sequences[cid] for cid in rest],
+                                 None if labels is None else [labels[cid] for cid in rest])
+        part, part_cost = defended_sequences(learned, held, seed=seed, labels=labels)
+        out.update(part)
+        cost.update(part_cost)
+    return {cid: out[cid] for cid in sequences}, {cid: cost[cid] for cid in sequences}
+
+
 def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | int | None = None,
                     name: str | None = None, seed: int = 0, device_ip: str | None = None,
                     progress: ProgressCallback | None = None) -> DefendReport:
@@ -116,7 +164,8 @@ def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | 
                            hint="pass --name, or remove the old defended campaign")
     seqs, errors = sequences_of(catalog, captures, device_ip=device_ip, progress=progress)
     usable = [c for c in captures if c.id in seqs]
-    defense = fitted_defense(defense, [seqs[c.id] for c in usable], [c.label for c in usable])
+    defended, costs = cross_fitted(defense, {c.id: seqs[c.id] for c in usable}, seed=seed,
+                                   labels={c.id: c.label for c in usable})
     report = DefendReport(campaign=name, defense=defense.spec, skipped=sorted(errors.items()))
     classes = sorted({c.label for c in usable})
     target = catalog.create_campaign(
@@ -128,9 +177,8 @@ def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | 
     with tempfile.TemporaryDirectory(prefix="echolab-defend-") as tmp:
         with catalog.transaction():
             for done, cap in enumerate(usable, start=1):
-                times, sizes = seqs[cap.id]
-                out = defense.apply(times, sizes, seed=capture_seed(seed, cap.id), label=cap.label)
-                report.overheads[cap.id] = overhead(times, sizes, out)
+                out = defended[cap.id]
+                report.overheads[cap.id] = costs[cap.id]
                 path = write_trace(Path(tmp) / f"{cap.id}.csv", out.times_us(), out.sizes.tolist())
                 catalog.add_capture(target, cap.label, path, move=True, prompt=cap.prompt,
                                     started_at=cap.started_at, ended_at=cap.ended_at, synthetic=cap.synthetic,

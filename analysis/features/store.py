@@ -236,8 +236,11 @@ def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | No
     """Write each usable capture's packet sequence as ``FOLDER/LABEL/SHA16.csv`` (``time,size,direction``).
 
     The folder of class folders is what ``echolab catalog import FOLDER`` reads
-    back (as packet traces, which give the sequence sets only). Returns the
-    number of files written; an existing file of the same name is replaced.
+    back (as packet traces, which give the sequence sets only). Captures of the
+    same sequence and class (a defense can make them so) each get a file,
+    ``SHA16-2.csv`` for the second; an import keeps one capture per content, as
+    it does for any file it has seen. Returns the number of files written; an
+    existing file of the same name is replaced.
     """
     from echolab.analysis.features.sets import load_dataset
     from echolab.captures.trace import write_trace
@@ -248,11 +251,14 @@ def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | No
         raise FeatureError("no usable captures in the catalog",
                            hint="'echolab features build' says why each capture is unusable")
     folder = Path(folder)
+    written: dict[tuple[str, str], int] = {}
     try:
         for record, label, sha in zip(data.records, data.y.tolist(), data.sha256s):
             target = folder / safe_name(label)
             target.mkdir(parents=True, exist_ok=True)
-            write_trace(target / f"{sha[:16]}{TRACE_SUFFIX}", record.seq_times_us, record.seq_sizes)
+            nth = written[(label, sha)] = written.get((label, sha), 0) + 1
+            name = f"{sha[:16]}{TRACE_SUFFIX}" if nth == 1 else f"{sha[:16]}-{nth}{TRACE_SUFFIX}"
+            write_trace(target / name, record.seq_times_us, record.seq_sizes)
     except OSError as exc:
         raise FeatureError(f"cannot write traces into {folder}: {exc.strerror or exc}") from exc
     return len(data)

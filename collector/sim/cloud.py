@@ -181,7 +181,8 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="The simulated Alexa cloud (run inside the cloud namespace).")
+    parser = argparse.ArgumentParser(prog="python -m echolab.collector.sim.cloud",
+                                     description="The simulated Alexa cloud (run inside the cloud namespace).")
     parser.add_argument("--voice-ip", required=True)
     parser.add_argument("--music-ip", required=True)
     parser.add_argument("--port", type=int, default=443)

@@ -283,7 +283,8 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="The simulated Echo (run inside the echo namespace).")
+    parser = argparse.ArgumentParser(prog="python -m echolab.collector.sim.echo",
+                                     description="The simulated Echo (run inside the echo namespace).")
     parser.add_argument("--control", required=True, help="unix socket path for SimulatedSink")
     parser.add_argument("--voice-ip", required=True)
     parser.add_argument("--port", type=int, default=443)
