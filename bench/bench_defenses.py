@@ -305,9 +305,8 @@ def main() -> None:
         return
     from echolab.analysis.compare.defenses import compare_defenses
     from echolab.analysis.compare.sources import catalog_source
-    from echolab.analysis.defenses.dataset import cross_fitted
+    from echolab.analysis.defenses.dataset import defended_sequences, learned_defense
     from echolab.analysis.defenses.overhead import total_overhead
-    from echolab.analysis.defenses.registry import parse_defense
     from echolab.db.catalog import Catalog
     from echolab.labdir import LabDir
 
@@ -316,20 +315,22 @@ def main() -> None:
         read_s, n = build_lab(Path(tmp), args.per_class, args.seed)
         print(f"{n} captures; reading them once: {read_s:.2f} s", flush=True)
         with Catalog.open(LabDir.open(Path(tmp) / "lab")) as cat:
-            src = catalog_source(cat)
+            src = catalog_source(cat).canonical()  # the order compare_defenses reads them in: the same history
             seqs = {i: (np.asarray(r.seq_times_us) / 1e6, np.asarray(r.seq_sizes)) for i, r in enumerate(src.records)}
             labels = {i: str(label) for i, label in enumerate(src.y)}  # what anonymity sets read
             per_setting = {}
             for spec in settings:
                 start = time.perf_counter()
-                defense = parse_defense(spec)
-                _, cost = cross_fitted(defense, seqs, seed=args.seed, labels=labels)
+                learned = learned_defense(spec, seqs, seed=args.seed, labels=labels)
+                new = {cid: seq for cid, seq in seqs.items() if cid not in set(learned.history)}
+                _, cost = defended_sequences(learned.defense, new, seed=args.seed, labels=labels)
                 secs = time.perf_counter() - start
                 tot = total_overhead(list(cost.values()))
-                per_setting[defense.spec] = {"defend_s": secs, "defend_over_read": secs / read_s, "overhead": tot}
-                if defense.labelled:  # the anonymity sets, as learned from every capture
-                    learned = defense.fit(list(seqs.values()), list(labels.values()))
-                    per_setting[defense.spec]["sets"] = learned.groups_
+                defense = learned.defense
+                per_setting[defense.spec] = {"defend_s": secs, "defend_over_read": secs / read_s, "overhead": tot,
+                                             "history": len(learned.history)}
+                if hasattr(defense, "groups_"):  # the anonymity sets it learned
+                    per_setting[defense.spec]["sets"] = defense.groups_
                 print(f"{defense.spec:36s} defend {secs:6.2f} s ({secs / read_s:5.2f}x reading)  bandwidth "
                       f"{100 * tot['bandwidth']:8.1f}%  delay {100 * tot['delay']:7.1f}%", flush=True)
             start = time.perf_counter()

@@ -305,8 +305,8 @@ class Catalog:
                     select(Capture.id).where(Capture.sha256 == fields["sha256"]).limit(1)) is not None:
                 raise DuplicateCaptureError(f"{pcap} is already in the catalog (same sha256)")
             if dest is not None:  # the same content already a capture of this campaign and class: a file of its own
-                taken = set(s.scalars(select(Capture.path).where(
-                    Capture.campaign_id == campaign.id, Capture.label == label, Capture.sha256 == fields["sha256"])))
+                # by content, not by campaign and label: two labels (or campaigns) may share a folder name
+                taken = set(s.scalars(select(Capture.path).where(Capture.sha256 == fields["sha256"])))
                 nth = 1
                 while fields["path"] in taken:
                     nth += 1

@@ -358,6 +358,9 @@ def test_two_captures_of_the_same_content_each_keep_a_file(lab: LabDir, tmp_path
         assert first.sha256 == second.sha256 and first.path != second.path
         assert second.path.endswith("-2.csv")
         assert all((lab.root / c.path).exists() for c in (first, second))
+        # two labels whose folder names are the same ("a b" and "a-b" both live in captures/traces/a-b/)
+        spaced, dashed = cat.add_capture(camp, "a b", trace), cat.add_capture(camp, "a-b", trace)
+        assert spaced.path != dashed.path and dashed.path.endswith("-2.csv")
         cat.remove_captures([first], "test")
         assert (lab.root / second.path).exists() and not (lab.root / first.path).exists()
         assert verify(cat).ok

@@ -264,39 +264,32 @@ def test_anonymity_sets_carry_a_larger_request_after_the_schedule_and_need_label
         parse_defense("anonsets").apply(*ANSWER_NOW, label="x")
 
 
-def test_cross_fitting_never_defends_a_capture_with_a_defense_that_learned_from_it(monkeypatch):
-    from echolab.analysis.defenses.anonymity import AnonymitySets
-    from echolab.analysis.defenses.dataset import CROSS_FOLDS, cross_fitted, defended_sequences
+def test_a_learning_defense_learns_from_a_history_it_does_not_defend():
+    from echolab.analysis.defenses.dataset import defended_sequences, learned_defense
 
-    fit, apply = AnonymitySets.fit, AnonymitySets.apply
-    applied: list[int] = []
-
-    def spy_fit(self, sequences, labels=None):
-        self.seen_ = {id(times) for times, _ in sequences}
-        return fit(self, sequences, labels)
-
-    def spy_apply(self, times, sizes, seed=0, label=None):
-        assert id(times) not in self.seen_, "a capture defended by a defense that learned from it"
-        applied.append(id(times))
-        return apply(self, times, sizes, seed=seed, label=label)
-
-    monkeypatch.setattr(AnonymitySets, "fit", spy_fit)
-    monkeypatch.setattr(AnonymitySets, "apply", spy_apply)
     # ten requests of two commands, each answer 1000 bytes larger than the one before
     seqs = {i: (np.array([0.0, 0.1]), np.array([100, -1000 * (i + 1)])) for i in range(10)}
     labels = {i: "ab"[i % 2] for i in range(10)}
-    out, cost = cross_fitted(parse_defense("anonsets:size=1000"), seqs, labels=labels)
-    assert sorted(applied) == sorted(id(t) for t, _ in seqs.values()) and len(out) == len(cost) == 10 >= CROSS_FOLDS
-    for cid, (t, s) in seqs.items():
+    learned = learned_defense("anonsets:size=1000", seqs, labels=labels, seed=3)
+    assert len(learned.history) == 2 and {labels[i] for i in learned.history} == {"a", "b"}  # a fifth of each class
+    assert learned_defense("anonsets:size=1000", seqs, labels=labels, seed=3).history == learned.history
+    rest = {i: seqs[i] for i in seqs if i not in learned.history}
+    out, _ = defended_sequences(learned.defense, rest, labels=labels)
+    for cid, (t, s) in rest.items():
         check_real_bytes(t, s, out[cid])
-    # Each class's largest request was new to its defense: it goes beyond its schedule (cells after it), which
-    # the same defense learned from every capture, itself included, never shows.
-    everything = fit(parse_defense("anonsets:size=1000"), list(seqs.values()), [labels[i] for i in seqs])
-    everything.seen_ = set()
-    ideal, _ = defended_sequences(everything, {8: seqs[8]}, labels=labels)
 
     def last_burst(defended) -> int:  # answer cells sent at the answer's last instant
         t = defended.times[defended.sizes < 0]
         return int(np.sum(t == t.max()))
 
-    assert last_burst(ideal[8]) == 1 and last_burst(out[8]) > 1
+    # Each class's schedule is its history's: a larger request of the class is new to it and goes beyond it,
+    # its leftover bytes in cells at once; one the schedule covers does not.
+    for label in "ab":
+        known = next(i for i in learned.history if labels[i] == label)
+        larger = [i for i in rest if labels[i] == label and i > known]
+        smaller = [i for i in rest if labels[i] == label and i < known]
+        assert all(last_burst(out[i]) > 1 for i in larger) and all(last_burst(out[i]) == 1 for i in smaller)
+    assert learned_defense("wtfpad", {i: random_capture(np.random.default_rng(i)) for i in range(10)}).history
+    assert learned_defense("front", seqs).history == []  # a defense that learns nothing has no history
+    with pytest.raises(DefenseError, match="needs every capture's label"):
+        learned_defense("anonsets", seqs, labels={0: "a"})

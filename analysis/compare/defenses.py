@@ -17,10 +17,11 @@ The splits are made once, on the undefended captures (random, or grouped by
 ``split_by``), and used for every defense: a defended capture is always on
 its original's side, so no request is trained on in one form and tested on in
 another. A defense that learns from the lab's captures (WTF-PAD's histograms,
-the anonymity sets' schedules) defends each capture with what it learned from
-other captures (:func:`echolab.analysis.defenses.dataset.cross_fitted`), so
-every capture, the attacker's training captures as much as its test ones, is
-new traffic to it, as to a deployed defense. The result holds each defense's overhead (bandwidth and delay over
+the anonymity sets' schedules) learns from a history of them
+(:func:`echolab.analysis.defenses.dataset.learned_defense`), which its trials
+then leave out, on both sides: every capture the attacker trains or is tested
+on is new traffic to it, as to a deployed defense, and its overhead is that of
+new traffic. The result holds each defense's overhead (bandwidth and delay over
 the data set, :mod:`echolab.analysis.defenses.overhead`), the table, the
 Pareto front (defenses no other beats on bandwidth, delay and accuracy at
 once), the best defense per overhead budget and published anchors, marked as
@@ -213,7 +214,7 @@ def compare_defenses(catalog: Any, defenses: Sequence[str], *, features: Sequenc
                      grids_path: str | None = None, progress: ProgressCallback | None = None) -> DefenseComparison:
     """Run the attacks on each defense both ways (see the module's docstring); nothing is written to *catalog*."""
     from echolab.analysis.compare.sources import catalog_source
-    from echolab.analysis.defenses.dataset import cross_fitted
+    from echolab.analysis.defenses.dataset import defended_sequences, learned_defense
     from echolab.analysis.defenses.overhead import total_overhead
     from echolab.analysis.defenses.registry import parse_defense
 
@@ -236,17 +237,20 @@ def compare_defenses(catalog: Any, defenses: Sequence[str], *, features: Sequenc
     labels = {i: str(label) for i, label in enumerate(src.y)}  # what a labelled defense (anonymity sets) reads
     for k, defense in enumerate(parsed, start=1):
         t0 = time.perf_counter()
-        # A defense that learns defends each capture with what it learned from other captures (cross-fitting):
-        # every capture, the attacker's training ones included, is new traffic to it, as to a deployed defense.
-        defended, cost = cross_fitted(defense, seqs, seed=seed, labels=labels)
+        # A defense that learns does so from a history of the captures, which the trials then leave out:
+        # every capture an attacker trains or is tested on is new traffic to it, as to a deployed defense.
+        learned = learned_defense(defense, seqs, seed=seed, labels=labels)
+        defended, cost = defended_sequences(learned.defense, seqs, seed=seed, labels=labels)
         records = [_trace_record(defended[i]) for i in range(len(src.records))]
-        overheads[defense.spec] = total_overhead([cost[i] for i in range(len(src.records))])
+        history = set(learned.history)
+        overheads[defense.spec] = total_overhead([cost[i] for i in range(len(src.records)) if i not in history])
+        chosen = _without(splits, history)
         result = {}
         for f, m in attacks:
             dx = _matrix(records, f)
             result[f"{f}/{m}"] = {
-                "trained_undefended": _trials(base_x[f], dx, src.y, splits, specs[m], classes, seed),
-                "trained_defended": _trials(dx, dx, src.y, splits, specs[m], classes, seed)}
+                "trained_undefended": _trials(base_x[f], dx, src.y, chosen, specs[m], classes, seed),
+                "trained_defended": _trials(dx, dx, src.y, chosen, specs[m], classes, seed)}
         accuracy[defense.spec] = result
         names.append(defense.spec)
         seconds[defense.spec] = time.perf_counter() - t0
@@ -312,6 +316,17 @@ def _trace_record(defended: Any) -> Any:
     from echolab.captures.trace import TRACE_DEVICE
 
     return sequence_record(defended.times_us(), defended.sizes.tolist(), TRACE_DEVICE)
+
+
+def _without(splits: Sequence[Any], rows: set[int]) -> list[Any]:
+    """*splits* with *rows* (a learning defense's history) left out of both sides."""
+    if not rows:
+        return list(splits)
+    from dataclasses import replace
+
+    drop = np.asarray(sorted(rows))
+    return [replace(s, train=np.setdiff1d(np.asarray(s.train), drop), test=np.setdiff1d(np.asarray(s.test), drop))
+            for s in splits]
 
 
 def _trials(train_x: np.ndarray, test_x: np.ndarray, y: np.ndarray, splits: Sequence[Any], spec: Any,

@@ -34,9 +34,9 @@ With ``q = 1`` every request the schedules were learned from fits its set's
 schedule, so within a set those requests are the same sequence of cells: an
 attacker learns the set and nothing more, which for C equally frequent
 classes in S sets is an accuracy of S / C (two sets: twice chance). That is
-the ideal case; a new request may overflow. echolab defends each capture with
-what the defense learned from other captures
-(:func:`echolab.analysis.defenses.dataset.cross_fitted`). The price is the
+the ideal case; a new request may overflow. echolab learns the schedules from
+a history of the captures and defends only the others
+(:func:`echolab.analysis.defenses.dataset.learned_defense`). The price is the
 padding of every request to its set's envelope.
 """
 
@@ -79,10 +79,11 @@ def send_on_schedule(times: np.ndarray, nbytes: np.ndarray, slots: np.ndarray, s
 
     A cell carries what has arrived by its time and is not yet sent, at most
     *size*: the sent total follows S_k = min(S_{k-1} + size, A(t_k)), which is
-    S_k = k*size + min(0, min_{j<=k}(A(t_j) - j*size)). The bytes of each
-    packet the slots did not carry go out after the last slot, in as many cells
-    as they fill, as soon as the packet has arrived (at the last slot's time
-    for bytes already waiting). Returns (cell times, real bytes of each cell).
+    S_k = k*size + min(0, min_{j<=k}(A(t_j) - j*size)). The bytes the slots
+    did not carry go out after the last slot as soon as they have arrived:
+    those waiting at the last slot at once, each later packet's when it
+    arrives, in as many cells as they fill. Returns (cell times, real bytes of
+    each cell).
     """
     cum = np.concatenate([[0], np.cumsum(nbytes, dtype=np.int64)])
     k = np.arange(1, len(slots) + 1, dtype=np.int64)
@@ -93,13 +94,15 @@ def send_on_schedule(times: np.ndarray, nbytes: np.ndarray, slots: np.ndarray, s
     left = np.clip(cum[1:] - np.maximum(cum[:-1], done), 0, None)  # each packet's bytes not yet carried
     if not left.any():
         return slots, real
-    cells = -(-left // size)
-    packet = np.repeat(np.arange(len(left)), cells)
-    first = np.repeat(np.concatenate([[0], np.cumsum(cells)[:-1]]), cells)
-    nth = np.arange(len(packet)) - first
-    extra_real = np.minimum(size, left[packet] - nth * size)
     start = float(slots[-1]) if len(slots) else 0.0
-    return np.concatenate([slots, np.maximum(times[packet], start)]), np.concatenate([real, extra_real])
+    when = np.maximum(times, start)  # packets that arrived by the last slot all leave then, together
+    moments, group = np.unique(when[left > 0], return_inverse=True)
+    owed = np.bincount(group, weights=left[left > 0]).astype(np.int64)  # bytes to send at each moment
+    cells = -(-owed // size)
+    moment = np.repeat(np.arange(len(owed)), cells)
+    first = np.repeat(np.concatenate([[0], np.cumsum(cells)[:-1]]), cells)
+    extra_real = np.minimum(size, owed[moment] - (np.arange(len(moment)) - first) * size)
+    return np.concatenate([slots, moments[moment]]), np.concatenate([real, extra_real])
 
 
 class AnonymitySets(Defense):

@@ -14,6 +14,13 @@ and its undefended twin always fall on the same side.
 
 Each capture's defense is seeded from (seed, original capture id): the same
 command gives the same traces.
+
+A defense that learns from the lab's captures (WTF-PAD's histograms, the
+anonymity sets' schedules) learns from a history: a share of the captures
+(:data:`HISTORY_SHARE` of each class, drawn under the seed) that it then does
+not defend. Every capture it defends is new traffic to it, as every request is
+to a deployed defense; a capture it had learned from would be the ideal case
+(with the anonymity sets, exactly its set's schedule).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class DefendReport:
 
     campaign: str
     defense: str
+    history: list[int] = field(default_factory=list)  # captures a learning defense learned from (not defended)
     written: int = 0
     overheads: dict[int, Overhead] = field(default_factory=dict)  # original capture id -> its overhead
     skipped: list[tuple[int, str]] = field(default_factory=list)
@@ -93,52 +101,43 @@ def fitted_defense(spec: str | Defense, sequences: Sequence[tuple[np.ndarray, np
     return defense.fit(list(sequences), None if labels is None else list(labels)) if defense.learns else defense
 
 
-#: Folds of the cross-fitting by which a learning defense defends each capture (:func:`cross_fitted`).
-CROSS_FOLDS = 5
+#: The share of each class's captures a learning defense learns from (its history) and then does not defend.
+HISTORY_SHARE = 0.2
 
 
-def cross_fitted(defense: Defense, sequences: dict[int, tuple[np.ndarray, np.ndarray]], *, seed: int = 0,
-                 labels: dict[int, str] | None = None) -> tuple[dict[int, Defended], dict[int, Overhead]]:
-    """Each capture defended by *defense*, learned (if it learns) from other captures than itself.
+@dataclass
+class Learned:
+    """A defense ready to apply, and the captures it learned from (none for a defense that learns nothing)."""
 
-    A deployed defense meets every request as new traffic: it learned from the
-    ones before. A defense that learns from the lab's captures (WTF-PAD's
-    histograms, the anonymity sets' schedules) would otherwise fit the very
-    captures it defends, the ideal case: with the anonymity sets, every one of
-    them would fit its schedule and none would show what sets it apart. So the
-    captures are cut into :data:`CROSS_FOLDS` folds (each class spread over
-    them, seeded by *seed*), and each fold is defended by the defense learned
-    from the other folds. A defense that learns nothing is applied as it is.
+    defense: Defense
+    history: list[int] = field(default_factory=list)
+
+
+def learned_defense(spec: str | Defense, sequences: dict[int, tuple[np.ndarray, np.ndarray]], *, seed: int = 0,
+                    labels: dict[int, str] | None = None) -> Learned:
+    """The defense of *spec*, learned (if it learns) from a history of the captures, and that history.
+
+    The history is :data:`HISTORY_SHARE` of each class's captures (at least
+    one, and never all of a class with more than one), drawn under *seed*; a
+    defense that needs labels (:attr:`Defense.labelled`) needs every capture's.
     """
+    defense = parse_defense(spec) if isinstance(spec, str) else type(spec)(**spec.settings)
     if not defense.learns:
-        return defended_sequences(defense, sequences, seed=seed, labels=labels)
-    if defense.labelled and labels is None:
+        return Learned(defense)
+    if defense.labelled and (labels is None or any(cid not in labels for cid in sequences)):
         raise DefenseError(f"{defense.name} learns from labelled captures: it needs every capture's label")
     rng = np.random.default_rng(seed)
-    fold_of: dict[int, int] = {}
     by_label: dict[str, list[int]] = {}
-    for cid in sequences:
-        by_label.setdefault(labels[cid] if labels is not None else "", []).append(cid)
-    start = 0
+    for cid in sorted(sequences):
+        by_label.setdefault(labels.get(cid, "") if labels is not None else "", []).append(cid)
+    history: list[int] = []
     for _, ids in sorted(by_label.items()):
-        for k, cid in enumerate(rng.permutation(ids).tolist()):
-            fold_of[int(cid)] = (start + k) % CROSS_FOLDS
-        start += len(ids)  # the next class starts where this one stopped: folds stay the same size
-    out: dict[int, Defended] = {}
-    cost: dict[int, Overhead] = {}
-    for fold in range(CROSS_FOLDS):
-        held = {cid: seq for cid, seq in sequences.items() if fold_of[cid] == fold}
-        rest = [cid for cid in sequences if fold_of[cid] != fold]
-        if not held:
-            continue
-        if not rest:  # a single capture: nothing else to learn from, so it learns from itself
-            rest = list(held)
-        learned = fitted_defense(parse_defense(defense.spec), [sequences[cid] for cid in rest],
-                                 None if labels is None else [labels[cid] for cid in rest])
-        part, part_cost = defended_sequences(learned, held, seed=seed, labels=labels)
-        out.update(part)
-        cost.update(part_cost)
-    return {cid: out[cid] for cid in sequences}, {cid: cost[cid] for cid in sequences}
+        take = max(1, round(HISTORY_SHARE * len(ids))) if len(ids) > 1 else len(ids)
+        history += sorted(int(cid) for cid in rng.permutation(ids)[:take])
+    history.sort()
+    fitted = fitted_defense(defense, [sequences[cid] for cid in history],
+                            None if labels is None else [labels.get(cid, "") for cid in history])
+    return Learned(fitted, history)
 
 
 def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | int | None = None,
@@ -164,21 +163,29 @@ def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | 
                            hint="pass --name, or remove the old defended campaign")
     seqs, errors = sequences_of(catalog, captures, device_ip=device_ip, progress=progress)
     usable = [c for c in captures if c.id in seqs]
-    defended, costs = cross_fitted(defense, {c.id: seqs[c.id] for c in usable}, seed=seed,
-                                   labels={c.id: c.label for c in usable})
-    report = DefendReport(campaign=name, defense=defense.spec, skipped=sorted(errors.items()))
+    learned = learned_defense(defense, {c.id: seqs[c.id] for c in usable}, seed=seed,
+                              labels={c.id: c.label for c in usable})
+    defense, history = learned.defense, set(learned.history)
+    report = DefendReport(campaign=name, defense=defense.spec, skipped=sorted(errors.items()),
+                          history=sorted(history))
+    usable = [c for c in usable if c.id not in history]  # what it learned from would be the ideal case
+    if not usable:
+        raise DefenseError(f"{defense.name} learns from a history of the captures and would have none left to defend",
+                           hint="defend a campaign of more captures per class")
     classes = sorted({c.label for c in usable})
     target = catalog.create_campaign(
         name, backend=Backend.defended.value, classes=classes, status=CampaignStatus.running.value,
         location=source.location if source is not None else None,
         device=source.device if source is not None else None,
         settings={"defense": defense.spec, "defense_settings": _jsonable(defense.settings), "seed": seed,
-                  "defended_campaign": source.name if source is not None else None})
+                  "defended_campaign": source.name if source is not None else None,
+                  "history": sorted(history)})  # the captures a learning defense learned from, not defended
     with tempfile.TemporaryDirectory(prefix="echolab-defend-") as tmp:
         with catalog.transaction():
             for done, cap in enumerate(usable, start=1):
-                out = defended[cap.id]
-                report.overheads[cap.id] = costs[cap.id]
+                times, sizes = seqs[cap.id]
+                out = defense.apply(times, sizes, seed=capture_seed(seed, cap.id), label=cap.label)
+                report.overheads[cap.id] = overhead(times, sizes, out)
                 path = write_trace(Path(tmp) / f"{cap.id}.csv", out.times_us(), out.sizes.tolist())
                 catalog.add_capture(target, cap.label, path, move=True, prompt=cap.prompt,
                                     started_at=cap.started_at, ended_at=cap.ended_at, synthetic=cap.synthetic,

@@ -251,14 +251,15 @@ def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | No
         raise FeatureError("no usable captures in the catalog",
                            hint="'echolab features build' says why each capture is unusable")
     folder = Path(folder)
-    written: dict[tuple[str, str], int] = {}
+    written: dict[Path, int] = {}
     try:
         for record, label, sha in zip(data.records, data.y.tolist(), data.sha256s):
             target = folder / safe_name(label)
             target.mkdir(parents=True, exist_ok=True)
-            nth = written[(label, sha)] = written.get((label, sha), 0) + 1
-            name = f"{sha[:16]}{TRACE_SUFFIX}" if nth == 1 else f"{sha[:16]}-{nth}{TRACE_SUFFIX}"
-            write_trace(target / name, record.seq_times_us, record.seq_sizes)
+            first = target / f"{sha[:16]}{TRACE_SUFFIX}"  # two labels may share a folder name: count by file
+            nth = written[first] = written.get(first, 0) + 1
+            write_trace(first if nth == 1 else target / f"{sha[:16]}-{nth}{TRACE_SUFFIX}", record.seq_times_us,
+                        record.seq_sizes)
     except OSError as exc:
         raise FeatureError(f"cannot write traces into {folder}: {exc.strerror or exc}") from exc
     return len(data)

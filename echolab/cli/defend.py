@@ -52,10 +52,13 @@ def defend(
     if as_json:
         sys.stdout.write(json.dumps({"campaign": report.campaign, "defense": report.defense,
                                      "written": report.written, "skipped": report.skipped,
-                                     "overhead": totals}, indent=2) + "\n")
+                                     "history": report.history, "overhead": totals}, indent=2) + "\n")
         return
     console.print(f"{report.written} defended captures in campaign {report.campaign!r} ({report.defense})",
                   markup=False)
+    if report.history:
+        console.print(f"the defense learned from {len(report.history)} other captures, which it does not defend "
+                      "(they would be the ideal case)", markup=False)
     console.print(f"overhead: bandwidth {100 * totals['bandwidth']:.1f}% (from the device "
                   f"{100 * totals['bandwidth_out']:.1f}%, to it {100 * totals['bandwidth_in']:.1f}%), packets "
                   f"{100 * totals['extra_packets']:.1f}%, delay {100 * totals['delay']:.1f}% "
