@@ -39,6 +39,11 @@ def safe_name(text: str, what: str = "name") -> str:
     return safe_component(text, what)
 
 
+def capture_file_name(sha256: str, suffix: str, nth: int = 1) -> str:
+    """A capture's file name in its class folder: ``SHA16.pcapng``; the *nth* of the same content ``SHA16-N``."""
+    return f"{sha256[:16]}{suffix}" if nth == 1 else f"{sha256[:16]}-{nth}{suffix}"
+
+
 class Catalog:
     """One lab's catalog. Use as a context manager; it closes its session."""
 
@@ -247,8 +252,8 @@ class Catalog:
         a defense made alike: the anonymity sets send every request of a set as the
         same cells) gets a file of its own, ``SHA16-2.csv`` for the second, and so on.
         """
-        name = f"{sha256[:16]}{suffix}" if nth == 1 else f"{sha256[:16]}-{nth}{suffix}"
-        return self.lab.captures_dir / safe_name(campaign.name, "campaign") / safe_name(label, "label") / name
+        return (self.lab.captures_dir / safe_name(campaign.name, "campaign") / safe_name(label, "label")
+                / capture_file_name(sha256, suffix, nth))
 
     def add_capture(
         self,

@@ -173,16 +173,12 @@ def check_values(path: str, model: str, values: Mapping[str, Any], where: str) -
                             f"{' or a list of numbers' if key in _TUPLE_PARAMS else ''}, not {value!r}")
 
 
-def check_params(path: str, model: str, values: Mapping[str, Any], where: str) -> None:
-    """Parameters are plain data (:func:`check_values`) named by the class.
-
-    Checked against the class's ``__init__`` signature (scikit-learn's
-    ``_get_param_names``) before anything is built, so nothing runs for a file that is refused.
-    """
-    check_values(path, model, values, where)
+def check_names(path: str, model: str, names: Iterable[str], where: str) -> None:
+    """The parameters *names* are the class's, checked against its ``__init__`` signature (scikit-learn's
+    ``_get_param_names``) before anything is built, so nothing runs for a file that is refused."""
     cls = estimator_class(path, model)
-    names = set(cls._get_param_names()) if hasattr(cls, "_get_param_names") else set()
-    unknown = sorted(set(values) - names)
+    known = set(cls._get_param_names()) if hasattr(cls, "_get_param_names") else set()
+    unknown = sorted(set(names) - known)
     if unknown:
         raise GridError(f"{where}: model {model!r}: {path} has no parameter(s) {', '.join(unknown)}")
 
@@ -227,14 +223,9 @@ def check_models(specs: Iterable[ModelSpec], path: Path | str | None = None) -> 
     """Build each model once: :class:`GridError` for an estimator that cannot be imported or a
     parameter it does not have."""
     path = Path(path) if path is not None else DEFAULT_GRIDS
-    for spec in specs:
-        for candidate in (spec.params, *({key: value} for key, values in spec.grid.items() for value in values)):
-            check_params(spec.estimator, spec.name, candidate, f"grids file {path}")
-        est = spec.build()
-        unknown = sorted((set(spec.grid) | set(spec.params)) - set(est.get_params()))
-        if unknown:
-            raise GridError(f"grids file {path}: model {spec.name!r}: {spec.estimator} has no parameter(s) "
-                            f"{', '.join(unknown)}")
+    for spec in specs:  # the values are plain data already (load_grids checks them without importing)
+        check_names(spec.estimator, spec.name, set(spec.params) | set(spec.grid), f"grids file {path}")
+        spec.build()
 
 
 def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:

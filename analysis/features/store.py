@@ -244,7 +244,7 @@ def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | No
     """
     from echolab.analysis.features.sets import load_dataset
     from echolab.captures.trace import write_trace
-    from echolab.db.catalog import safe_name
+    from echolab.db.catalog import capture_file_name, safe_name
 
     data = load_dataset(catalog, device_ip=device_ip, progress=progress, captures=captures)
     if not len(data):
@@ -256,10 +256,9 @@ def export_traces(catalog: "Catalog", folder: Path | str, *, device_ip: str | No
         for record, label, sha in zip(data.records, data.y.tolist(), data.sha256s):
             target = folder / safe_name(label)
             target.mkdir(parents=True, exist_ok=True)
-            first = target / f"{sha[:16]}{TRACE_SUFFIX}"  # two labels may share a folder name: count by file
+            first = target / capture_file_name(sha, TRACE_SUFFIX)  # labels may share a folder name: count by file
             nth = written[first] = written.get(first, 0) + 1
-            write_trace(first if nth == 1 else target / f"{sha[:16]}-{nth}{TRACE_SUFFIX}", record.seq_times_us,
-                        record.seq_sizes)
+            write_trace(target / capture_file_name(sha, TRACE_SUFFIX, nth), record.seq_times_us, record.seq_sizes)
     except OSError as exc:
         raise FeatureError(f"cannot write traces into {folder}: {exc.strerror or exc}") from exc
     return len(data)
