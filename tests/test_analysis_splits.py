@@ -63,6 +63,23 @@ def test_groups_holding_different_classes_are_evaluated_on_the_classes_both_side
         leave_one_group_out(np.array(["a"] * 6 + ["b"] * 6), np.array(["A"] * 6 + ["B"] * 6))
 
 
+def test_one_campaign_out_evaluates_every_trial_on_the_classes_all_campaigns_hold() -> None:
+    # Homes A and B recorded a, b, c; home C recorded a, b, d: only a and b are common to all three.
+    y = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 4 + ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+                 + ["a"] * 4 + ["b"] * 4 + ["d"] * 4)
+    groups = np.repeat(np.array(["A", "B", "C"]), 12)
+    splits = leave_one_group_out(y, groups)
+    assert [s.test_group for s in splits] == ["A", "B", "C"]
+    for s in splits:  # the same task in every trial, though A and B share c with each other
+        assert s.classes == ("a", "b") and s.dropped == ("c", "d")
+        assert set(y[s.train]) == set(y[s.test]) == {"a", "b"}
+        assert set(groups[s.test]) == {s.test_group} and s.test_group not in set(groups[s.train])
+    # A class of every home that too few captures outside one home would train on is not common.
+    y2 = y.copy()
+    y2[(groups != "A") & (y == "a")] = "e"  # a: only in A now
+    assert [s.classes for s in leave_one_group_out(y2, groups)] == [("b", "c"), ("b", "c", "e"), ("b", "e")]
+
+
 def _cap(i: int, campaign: str, minute: float | None, source: str | None = None) -> SimpleNamespace:
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     start = None if minute is None else t0 + timedelta(minutes=minute)

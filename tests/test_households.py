@@ -127,6 +127,9 @@ def test_cli_collects_one_campaign_per_household_and_adapts(sqlite_lab, tmp_path
     assert res.exit_code == 0, res.output
     report = next((sqlite_lab.root / "reports" / "adapted").rglob("summary.md")).read_text()
     assert "unsupervised adaptation to each campaign: quantile" in report
+    assert "the leakage check reads the features as extracted, without it" in " ".join(report.split())
+    html = next((sqlite_lab.root / "reports" / "adapted").rglob("index.html")).read_text()
+    assert "applies to the accuracy figures only" in " ".join(html.split())
     assert "leave-one-campaign-out (2 trials)" in report
     bad = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "run", "-f", "timing", "--adapt", "magic"])
     assert bad.exit_code == 2
@@ -153,6 +156,18 @@ def test_cli_collects_one_campaign_per_household_and_adapts(sqlite_lab, tmp_path
         Lab.classify_live(model, interface="lo", device_ip=SIM_DEVICE_IP)
     live = runner.invoke(app, ["classify", "--model", str(model), "--interface", "lo", "--device-ip", SIM_DEVICE_IP])
     assert live.exit_code == 2 and "adapts to each home" in " ".join(live.output.split())
+    # A third home that recorded music instead of nothing new: every trial is on the two classes all three hold.
+    res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "sim", "households", str(tmp_path / "homes"),
+                              "--household", "home-c", "--classes", "weather,quotes,music", "--per-class", "4"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "analyze", "run", "-f", "timing", "-m", "knn",
+                              "--grids", str(grids), "--split-by", "campaign", "--jobs", "1", "--name", "three"],
+                        terminal_width=200)
+    assert res.exit_code == 0, res.output
+    report = " ".join(next((sqlite_lab.root / "reports" / "three").rglob("summary.md")).read_text().split())
+    assert "leave-one-campaign-out (3 trials)" in report
+    assert "Every trial is evaluated on the classes every campaign holds; left out: music." in report
+    assert "accuracy figures below used unsupervised adaptation" not in report
 
 
 def test_cli_adaptation_choices_are_the_librarys() -> None:

@@ -17,9 +17,10 @@ Groupings with many groups (sources, sessions) get repeated grouped,
 stratified 80/20 splits (:func:`grouped_splits`); groupings with few (days,
 campaigns, devices, locations, or fewer than five groups of any kind) leave
 one group out per trial (:func:`leave_one_group_out`). Groups may hold
-different classes (a campaign may collect only some): every grouped trial is
-evaluated on the classes both its sides hold, and the split says which
-(:attr:`Split.classes`).
+different classes (a campaign may collect only some): one-group-out trials
+are evaluated on the classes every group holds (so each trial measures the
+same task), repeated grouped splits on the classes both sides of the trial
+hold, and the split says which (:attr:`Split.classes`).
 
 :func:`check_captures` says, before anything runs, which classes have too few
 captures (or groups) for the protocol, in one line.
@@ -242,8 +243,11 @@ def leave_one_group_out(y: np.ndarray, groups: np.ndarray, grouping: str = "camp
                         cv_folds: int = 3) -> list[Split]:
     """One trial per group, in sorted order: train on every other group, test on it.
 
-    Each trial is restricted to the classes both sides hold (with at least
-    *cv_folds* training captures); a group that shares fewer than 2 such
+    Every trial is evaluated on the classes *all* groups hold (each with at
+    least *cv_folds* training captures whichever group is left out), so every
+    trial measures the same task and the per-group figures compare. When fewer
+    than 2 classes are common to all groups, each trial falls back to the
+    classes both of its sides hold; a group that shares fewer than 2 such
     classes with the others gives no trial, and the error names the classes
     when none does.
     """
@@ -253,6 +257,12 @@ def leave_one_group_out(y: np.ndarray, groups: np.ndarray, grouping: str = "camp
         raise ProtocolError(f"--split-by {grouping} needs captures from at least 2 {plural(grouping)}; "
                             f"the data has {len(names)}")
     idx = np.arange(len(groups))
+    common = common_classes(y, groups, cv_folds)
+    if len(common) >= 2:
+        keep = np.isin(y, common)
+        dropped = tuple(sorted(set(y.tolist()) - set(common)))
+        return [Split(t, idx[keep & (groups != name)], idx[keep & (groups == name)], name, common, dropped=dropped)
+                for t, name in enumerate(names)]
     splits = []
     for name in names:
         split = restrict_to_shared(Split(len(splits), idx[groups != name], idx[groups == name], name), y, cv_folds)
@@ -265,6 +275,20 @@ def leave_one_group_out(y: np.ndarray, groups: np.ndarray, grouping: str = "camp
         raise ProtocolError(f"--split-by {grouping}: no {grouping} shares 2 classes with the others; classes "
                             f"need captures in at least 2 {plural(grouping)}; too few: {listed or 'none'}")
     return splits
+
+
+def common_classes(y: np.ndarray, groups: np.ndarray, cv_folds: int) -> tuple[str, ...]:
+    """The classes every group holds, with at least *cv_folds* captures outside each group (sorted)."""
+    y, groups = np.asarray(y).astype(str), np.asarray(groups).astype(str)
+    names = sorted(set(groups.tolist()))
+    out = []
+    for c in sorted(set(y.tolist())):
+        in_class = y == c
+        per_group = Counter(groups[in_class].tolist())
+        total = int(in_class.sum())
+        if all(per_group.get(g, 0) >= 1 and total - per_group[g] >= cv_folds for g in names):
+            out.append(c)
+    return tuple(out)
 
 
 def restrict_to_shared(split: Split, y: np.ndarray, cv_folds: int) -> Split | None:

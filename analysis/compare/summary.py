@@ -172,6 +172,8 @@ def split_summary(splits: Sequence[Split], settings: RunSettings) -> dict[str, A
     dropped = sorted({c for s in splits for c in s.dropped})
     if dropped:
         out["dropped"] = dropped
+        # one group out per trial on the classes every group holds: the same task in every trial
+        out["common"] = out["leave_one_out"] and all(s.dropped == splits[0].dropped for s in splits)
         out["per_trial"] = [{"trial": s.trial, "test_group": s.test_group, "classes": list(s.classes or ()),
                              "dropped": list(s.dropped)} for s in splits]
     return out

@@ -72,7 +72,7 @@ def run_cmd(
     split_by: Annotated[SplitBy, typer.Option(
         help="random: the study's stratified 80/20 splits. source, session: grouped stratified 80/20 splits that "
              "keep each long capture (source) or collection session on one side. day, campaign, device, location: "
-             "train on all but one, test on it, on the classes both sides hold.")
+             "train on all but one, test on it, on the classes every group holds.")
     ] = SplitBy.random,
     grids: Annotated[Optional[Path], typer.Option(
         help="Grids file (default: analysis/compare/grids.toml).", exists=True, dir_okay=False)] = None,
