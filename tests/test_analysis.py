@@ -324,3 +324,44 @@ def test_library_modules_import_no_cli_and_draw_no_plots_on_import() -> None:
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
     # Planning a run and finding it cached needs no scikit-learn, SciPy or pandas (they take seconds to load).
     assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout
+
+
+def test_an_adapted_run_trains_and_tests_every_trial_on_features_adapted_to_its_held_out_home(
+        cat: Catalog, tmp_path: Path) -> None:
+    """``--adapt coral`` end to end: each leave-one-campaign-out trial's 1-NN sees the matrix that CORAL made with
+    that trial's held-out campaign as the target, and no trial is served from the unadapted run's cache."""
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    from echolab.analysis.compare.adapt import adapt_matrix
+    from echolab.analysis.compare.keys import plan_splits
+    from echolab.analysis.compare.matrices import build_matrix
+
+    # the campaigns' features shifted and scaled apart, as homes' framing would
+    from dataclasses import replace
+
+    src = synthetic_source(12, campaigns=3, seed=4, separation=1.5)
+    home = {g: k + 1.0 for k, g in enumerate(sorted(set(src.groups.tolist())))}
+    factor = np.array([home[g] for g in src.groups])[:, None]
+    src = replace(src, records=np.asarray(src.records, dtype=float) * factor + 3 * factor)
+    one_nn = write_grids(tmp_path, {"knn": {"grid": {"n_neighbors": [1]}}})
+    spec = FeatureSpec.of("tcptrace")
+    runs = {}
+    for method in ("none", "coral"):
+        settings = _settings(one_nn, models=("knn",), features=(spec,), split_by="campaign", adapt=method)
+        runs[method] = run_analysis(cat, src, settings, name=f"adapt-{method}", jobs=1)
+    assert runs["coral"].computed == runs["none"].computed == 3  # three held-out campaigns, none reused
+    X = build_matrix(src, spec).X
+    splits, _ = plan_splits(src, settings)
+    for method, res in runs.items():
+        cell = res.run.summary["cells"]["tcptrace"]["knn"]
+        assert cell["test_groups"] == [s.test_group for s in splits]
+        expected = []
+        for s in splits:
+            Xa = adapt_matrix(X, src.groupings["campaign"], method, s.test)
+            scaler = StandardScaler().fit(Xa[s.train])
+            knn = KNeighborsClassifier(1).fit(scaler.transform(Xa[s.train]), src.y[s.train])
+            expected.append(knn.score(scaler.transform(Xa[s.test]), src.y[s.test]))
+        assert cell["accuracies"] == pytest.approx(expected)
+    assert runs["coral"].run.summary["cells"]["tcptrace"]["knn"]["accuracies"] != \
+        runs["none"].run.summary["cells"]["tcptrace"]["knn"]["accuracies"]
