@@ -689,7 +689,8 @@ class Lab:
         sees each capture's outcome as it is done. The result counts the
         requests per class, draws them on a timeline and scores them against
         known labels (:meth:`Classification.score`). It needs no catalog:
-        ``Lab.classify(...)`` works without a lab.
+        ``Lab.classify(...)`` works without a lab. A model that adapts to each
+        home classifies the requests of all *captures* together, as one home's.
         """
         from echolab.analysis.compare.classify import check_outcomes, classify_captures
 

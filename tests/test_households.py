@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from echolab.analysis.compare.adapt import ADAPTATIONS, AdaptationError, adapt_matrix, coral
+from echolab.analysis.compare.classify import request_records
 from echolab.analysis.features.sets import extract_record, make_transformer
 from echolab.captures.records import RecordStats, tls_records
 from echolab.cli import app
@@ -149,6 +151,22 @@ def test_cli_collects_one_campaign_per_household_and_adapts(sqlite_lab, tmp_path
     assert len(labels) == 8 and set(labels) <= {"weather", "quotes"}
     with pytest.raises(ModelFileError, match="at least 5 requests at once, not 2"):
         trained.predict(records[:2])
+    # classify: a home's folder of one-request captures is adapted together, as one home's requests
+    res = runner.invoke(app, ["classify", "--model", str(model), "--split", "gap=4", "--device-ip", SIM_DEVICE_IP,
+                              "--json", str(tmp_path / "homes" / "home-b")])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 8 and all(r["label"] in {"weather", "quotes"} for r in rows)
+    from echolab.api import Lab as _Lab
+
+    done = _Lab.classify(paths, trained, "gap=4", device_ip=SIM_DEVICE_IP)
+    cut_records = [rec for o in done.outcomes
+                   for rec, _why in request_records(o.source, o.result.segments, o.device_ip) if rec is not None]
+    assert len(cut_records) == 8
+    assert [p.label for p in done.predictions] == trained.predict(cut_records)[0]  # one call, not one per file
+    res = runner.invoke(app, ["classify", "--model", str(model), "--split", "gap=4", "--device-ip", SIM_DEVICE_IP,
+                              str(paths[0]), str(paths[1])])
+    assert res.exit_code != 0 and "at least 5 requests at once, not 2" in " ".join(res.output.split())
     from echolab.analysis.compare.classify import ClassifyError
     from echolab.api import Lab
 

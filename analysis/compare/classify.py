@@ -111,6 +111,14 @@ def classify_capture(path: Path | str, model: Any, split: str | SplitSpec = "aut
     *expect*: requests the capture should hold; it guides ``auto`` as it does
     ``catalog import --expect``, and the outcome says whether the cut found them.
     """
+    outcome, good = _cut(path, split, device_ip=device_ip, trim=trim, expect=expect)
+    _predict([(outcome, good)], model)
+    return outcome
+
+
+def _cut(path: Path | str, split: str | SplitSpec, *, device_ip: str | None, trim: bool,
+         expect: int | None) -> tuple[CaptureOutcome, list[tuple[Any, Any]]]:
+    """The outcome of cutting *path* (no predictions yet) and its requests that have features: (segment, record)."""
     from echolab.captures.cut import split_capture
 
     path = Path(path)
@@ -128,10 +136,17 @@ def classify_capture(path: Path | str, model: Any, split: str | SplitSpec = "aut
     records = request_records(path, result.segments, device)
     good = [(seg, rec) for seg, (rec, _) in zip(result.segments, records) if rec is not None]
     outcome.unreadable = [(seg.start, why or "") for seg, (rec, why) in zip(result.segments, records) if rec is None]
-    labels, probs = model.predict([rec for _, rec in good])
-    outcome.predictions = [Prediction(str(path), seg.start, seg.end, lab, p, seg.packets)
-                           for (seg, _), lab, p in zip(good, labels, probs)]
-    return outcome
+    return outcome, good
+
+
+def _predict(cut: Sequence[tuple[CaptureOutcome, list[tuple[Any, Any]]]], model: Any) -> None:
+    """Classify the requests of every outcome in *cut* in one call (an adapted model adapts them together)."""
+    labels, probs = model.predict([rec for _, good in cut for _, rec in good])
+    k = 0
+    for outcome, good in cut:
+        outcome.predictions = [Prediction(str(outcome.source), seg.start, seg.end, labels[k + i], probs[k + i],
+                                          seg.packets) for i, (seg, _) in enumerate(good)]
+        k += len(good)
 
 
 def classify_captures(paths: Iterable[Path | str], model: Any, split: str | SplitSpec = "auto", *, device_ip: str | None = None,
@@ -139,17 +154,29 @@ def classify_captures(paths: Iterable[Path | str], model: Any, split: str | Spli
                       expect: int | None = None, check: bool = True) -> list[CaptureOutcome]:
     """:func:`classify_capture` for each path, in order; *on_capture* sees each outcome as it is done.
 
-    Once all are cut, the cuts are judged together as import judges a
-    campaign's files (:func:`check_outcomes`), so each outcome's ``check`` says
-    ``ok`` or why its cut is suspect; without *check*, the caller judges them
-    (and keeps the report).
+    A model that adapts to each home (``model.adapt``) gets the requests of
+    every path at once, as one home's: the paths are cut first, then classified
+    together, and *on_capture* sees the outcomes after that. Once all are cut,
+    the cuts are judged together as import judges a campaign's files
+    (:func:`check_outcomes`), so each outcome's ``check`` says ``ok`` or why its
+    cut is suspect; without *check*, the caller judges them (and keeps the
+    report).
     """
-    outcomes = []
+    together = getattr(model, "adapt", "none") != "none"
+    cut = []
     for path in paths:
-        outcome = classify_capture(path, model, split, device_ip=device_ip, expect=expect)
+        done = _cut(path, split, device_ip=device_ip, trim=True, expect=expect)
+        if not together:
+            _predict([done], model)
+            if on_capture is not None:
+                on_capture(done[0])
+        cut.append(done)
+    if together:
+        _predict(cut, model)
         if on_capture is not None:
-            on_capture(outcome)
-        outcomes.append(outcome)
+            for outcome, _ in cut:
+                on_capture(outcome)
+    outcomes = [outcome for outcome, _ in cut]
     if check:
         check_outcomes(outcomes)
     return outcomes

@@ -117,8 +117,8 @@ def _files(trained: "TrainedModel", captures: list[Path], spec: "SplitSpec", dev
         typer.echo(note, err=True)
 
     if trained.adapt != "none":
-        typer.echo(f"The model adapts to each home ({trained.adapt}): each capture's requests are adapted together.",
-                   err=True)
+        typer.echo(f"The model adapts to each home ({trained.adapt}): the requests of all the captures given are "
+                   "adapted together, as one home's.", err=True)
     done = Lab.classify(captures, trained, spec, device_ip=device_ip, expect=expect, on_capture=show)
     typer.echo(f"{len(done.predictions)} requests: " + ", ".join(f"{k} {v}" for k, v in done.counts().items()),
                err=json_)
