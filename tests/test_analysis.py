@@ -365,3 +365,21 @@ def test_an_adapted_run_trains_and_tests_every_trial_on_features_adapted_to_its_
         assert cell["accuracies"] == pytest.approx(expected)
     assert runs["coral"].run.summary["cells"]["tcptrace"]["knn"]["accuracies"] != \
         runs["none"].run.summary["cells"]["tcptrace"]["knn"]["accuracies"]
+
+
+def test_a_held_out_campaigns_trial_key_names_its_classes_when_some_are_left_out() -> None:
+    """The same held-out campaign evaluated on other classes is another task: its split token says which."""
+    from dataclasses import replace
+
+    from echolab.analysis.compare.keys import plan_splits
+
+    src = synthetic_source(6, campaigns=3, seed=2)
+    settings = RunSettings(split_by="campaign", leakage_check=False)
+    _, tokens = plan_splits(src, settings)
+    assert all(":on " not in t for t in tokens.values())  # every class in every campaign: the keys as before
+    one = sorted(set(src.groups.tolist()))[0]
+    y = np.where((src.groups == one) & (src.y == src.y[0]), "only-here", src.y)
+    splits, tokens = plan_splits(replace(src, y=y), settings)
+    common = "+".join(sorted(set(src.y.tolist()) - {src.y[0]}))
+    assert all(s.dropped == tuple(sorted({"only-here", src.y[0]})) for s in splits)
+    assert all(t.endswith(f":on {common}") for t in tokens.values())

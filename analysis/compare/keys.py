@@ -109,7 +109,10 @@ def plan_splits(src: DataSource, settings: RunSettings) -> tuple[list[Split], di
         splits = plan_grouped(src.y, src.groupings[by], by, trials=settings.trials, seed=settings.seed,
                               test_size=settings.test_size, cv_folds=settings.cv_folds)
         token = src.groups_fingerprint(by)
-        return splits, {s.trial: f"{by}:{token}:{s.test_group or f'shuffled {settings.test_size}'}" for s in splits}
+        # A trial evaluated on fewer classes than the data holds names them: the same held-out group on
+        # another set of classes is another task (and a result cached before the rule changed is not reused).
+        return splits, {s.trial: f"{by}:{token}:{s.test_group or f'shuffled {settings.test_size}'}"
+                        + (f":on {'+'.join(s.classes or ())}" if s.dropped else "") for s in splits}
     splits = random_splits(src.y, settings.trials, settings.seed, settings.test_size, settings.cv_folds)
     return splits, {s.trial: "random" for s in splits}
 
