@@ -686,7 +686,8 @@ class Lab:
         The cut is import's (:meth:`cut_spec`, :meth:`import_captures`): *expect*
         requests per capture guide ``auto`` and the result lists the captures
         cut otherwise (:attr:`Classification.not_as_expected`). *on_capture*
-        sees each capture's outcome as it is done. The result counts the
+        sees each capture's outcome as it is done (for a model that adapts to
+        each home, once every capture is cut and all are classified together). The result counts the
         requests per class, draws them on a timeline and scores them against
         known labels (:meth:`Classification.score`). It needs no catalog:
         ``Lab.classify(...)`` works without a lab. A model that adapts to each

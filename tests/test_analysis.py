@@ -61,7 +61,7 @@ def test_default_grids_hold_the_studys_six_models() -> None:
     specs = load_grids()
     # The study's six run by default; the sequence attacks' classifiers only when named.
     assert tuple(s.name for s in select_models(specs, None)) == STUDY_MODELS
-    assert tuple(specs)[len(STUDY_MODELS):] == ("kfp_forest", "kfp_knn", "cumul_svm", "deep_cnn")
+    assert tuple(specs)[len(STUDY_MODELS):] == ("kfp_forest", "kfp_knn", "cumul_svm", "deep_cnn", "mlp_jax")
     rf = specs["random_forest"]
     assert rf.build().get_params()["n_estimators"] == 400
     assert rf.param_grid() == {"criterion": ["gini", "entropy"], "max_features": ["sqrt", "log2"]}

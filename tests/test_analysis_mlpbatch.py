@@ -118,8 +118,50 @@ for i, c in enumerate(candidates):
         for a, b in zip(ours[i][j].coefs_, ref.coefs_):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-3)  # XLA rounds differently; see mlpjax
         assert (ours[i][j].predict(X) == ref.predict(X)).mean() >= 0.95
+# engine = "jax" in a grids file: the grid search and the trial train with it, within rounding of NumPy's
+from echolab.analysis.compare.grids import load_grids
+from echolab.analysis.compare.search import grid_search
+from echolab.analysis.compare.trials import Split, run_trial
+grid = {"hidden_layer_sizes": [(7,)], "activation": ["relu", "logistic"]}
+cv = list(StratifiedKFold(3).split(X, y))
+jx = grid_search(est, grid, X, y, cv, engine="jax")
+np_ = grid_search(est, grid, X, y, cv, engine="numpy")
+np.testing.assert_allclose(jx.mean_scores, np_.mean_scores, rtol=0, atol=0.05)
+assert (jx.best_estimator.predict(X) == np_.best_estimator.predict(X)).mean() >= 0.9
+spec = load_grids()["mlp_jax"]
+assert spec.engine == "jax" and spec.canonical()["engine"] == "jax"
+split = Split(0, np.flatnonzero(np.arange(91) % 4 != 0), np.flatnonzero(np.arange(91) % 4 == 0))
+small = type(spec)(**{**spec.__dict__, "params": {"max_iter": 15}, "grid": {"hidden_layer_sizes": [[7]]}})
+out = run_trial(X, y, split, small, sorted(set(y)), seed=3)
+assert out.best_params == {"hidden_layer_sizes": [7]} and 0.0 <= out.accuracy <= 1.0 and out.n_test == 23
 print("agree")
 """
+
+
+def test_a_grids_engine_must_be_known_and_train_an_mlp(tmp_path) -> None:
+    from echolab.analysis.compare.grids import GridError, load_grids
+
+    specs = load_grids()
+    assert specs["mlp"].engine == "numpy" and "engine" not in specs["mlp"].canonical()  # the keys stay as they were
+    assert specs["mlp_jax"].canonical() == {**specs["mlp"].canonical(), "engine": "jax"}
+    bad = tmp_path / "g.toml"
+    bad.write_text('[models.x]\nestimator = "sklearn.svm.SVC"\nengine = "jax"\n')
+    with pytest.raises(GridError, match="engine = 'jax' trains sklearn.neural_network.MLPClassifier only"):
+        load_grids(bad)
+    bad.write_text('[models.x]\nestimator = "sklearn.neural_network.MLPClassifier"\nengine = "torch"\n')
+    with pytest.raises(GridError, match="engine must be one of numpy, jax, not 'torch'"):
+        load_grids(bad)
+
+
+def test_the_jax_engine_without_jax_names_the_extra(monkeypatch) -> None:
+    import importlib.util
+
+    from echolab.analysis.compare.grids import GridError, load_grids, select_models
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
+    with pytest.raises(GridError, match=r"model 'mlp_jax' trains with JAX .*pip install 'echolab-toolkit\[deep\]'"):
+        select_models(load_grids(), ["mlp_jax"])
 
 
 def test_the_jax_engine_agrees_with_scikit_learn_within_rounding() -> None:

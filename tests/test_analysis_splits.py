@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from echolab.analysis.compare.splits import (check_captures, grouped_splits, leave_one_group_out, plan_grouped,
-                                             random_splits, sessions_of)
+from echolab.analysis.compare.splits import (check_captures, common_classes, grouped_splits, leave_one_group_out,
+                                             plan_grouped, random_splits, sessions_of)
 from echolab.analysis.compare.trials import ProtocolError
 from echolab.cli import app
 from echolab.collector.sim import synthetic
@@ -74,10 +74,18 @@ def test_one_campaign_out_evaluates_every_trial_on_the_classes_all_campaigns_hol
         assert s.classes == ("a", "b") and s.dropped == ("c", "d")
         assert set(y[s.train]) == set(y[s.test]) == {"a", "b"}
         assert set(groups[s.test]) == {s.test_group} and s.test_group not in set(groups[s.train])
-    # A class of every home that too few captures outside one home would train on is not common.
+    assert all(s.common for s in splits)
+    # Fewer than two classes common to all: each trial falls back to the classes both its sides hold.
     y2 = y.copy()
-    y2[(groups != "A") & (y == "a")] = "e"  # a: only in A now
-    assert [s.classes for s in leave_one_group_out(y2, groups)] == [("b", "c"), ("b", "c", "e"), ("b", "e")]
+    y2[(groups != "A") & (y == "a")] = "e"  # a: only in A now; e: in B and C
+    fallback = leave_one_group_out(y2, groups)
+    assert [s.classes for s in fallback] == [("b", "c"), ("b", "c", "e"), ("b", "e")]
+    assert not any(s.common for s in fallback)
+    # A class in every home, but with too few captures outside one of them to train on, is not common.
+    y3 = np.array(["b"] * 4 + ["c"] * 4 + ["a"] * 5 + ["b"] * 4 + ["c"] * 4 + ["a"] + ["b"] * 4 + ["c"] * 4 + ["a"])
+    groups3 = np.repeat(np.array(["A", "B", "C"]), [13, 9, 9])
+    assert common_classes(y3, groups3, 3) == ("b", "c")
+    assert all(s.classes == ("b", "c") and s.dropped == ("a",) for s in leave_one_group_out(y3, groups3))
 
 
 def _cap(i: int, campaign: str, minute: float | None, source: str | None = None) -> SimpleNamespace:

@@ -185,6 +185,8 @@ def test_cli_collects_one_campaign_per_household_and_adapts(sqlite_lab, tmp_path
     report = " ".join(next((sqlite_lab.root / "reports" / "three").rglob("summary.md")).read_text().split())
     assert "leave-one-campaign-out (3 trials)" in report
     assert "Every trial is evaluated on the classes every campaign holds; left out: music." in report
+    html = " ".join(next((sqlite_lab.root / "reports" / "three").rglob("index.html")).read_text().split())
+    assert "on the classes every campaign holds (left out: music)" in html
     assert "accuracy figures below used unsupervised adaptation" not in report
 
 

@@ -141,7 +141,10 @@ def _cut(path: Path | str, split: str | SplitSpec, *, device_ip: str | None, tri
 
 def _predict(cut: Sequence[tuple[CaptureOutcome, list[tuple[Any, Any]]]], model: Any) -> None:
     """Classify the requests of every outcome in *cut* in one call (an adapted model adapts them together)."""
-    labels, probs = model.predict([rec for _, good in cut for _, rec in good])
+    records = [rec for _, good in cut for _, rec in good]
+    labels, probs = model.predict(records)
+    if len(labels) != len(records) or len(probs) != len(records):
+        raise ClassifyError(f"the model gave {len(labels)} predictions for {len(records)} requests")
     k = 0
     for outcome, good in cut:
         outcome.predictions = [Prediction(str(outcome.source), seg.start, seg.end, labels[k + i], probs[k + i],

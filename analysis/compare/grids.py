@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ STUDY_MODELS: tuple[str, ...] = ("decision_tree", "random_forest", "svm_linear",
 
 #: The float types a model may be trained in (``dtype`` in its table).
 DTYPES = ("float64", "float32")
+
+#: What trains a model's MLPs (``engine`` in its table): NumPy's lockstep trainer, or the same compiled by JAX
+#: (the ``deep`` extra; on a GPU where jaxlib has one). Only scikit-learn's MLPClassifier takes ``jax``.
+ENGINES = ("numpy", "jax")
+MLP_ESTIMATOR = "sklearn.neural_network.MLPClassifier"
 
 #: Parameters whose TOML lists stand for tuples.
 _TUPLE_PARAMS = frozenset({"hidden_layer_sizes"})
@@ -84,6 +90,8 @@ class ModelSpec:
     scale: bool = True
     #: The optional install the estimator needs (``pip install 'echolab-toolkit[EXTRA]'``), or None.
     extra: str | None = None
+    #: What trains its MLPs (:data:`ENGINES`): ``jax`` gives results equal to NumPy's within rounding, not bit for bit.
+    engine: str = "numpy"
 
     def build(self, random_state: int | None = None) -> ClassifierMixin:
         """A fresh, unfitted estimator with the fixed params (and the trial's seed)."""
@@ -115,10 +123,15 @@ class ModelSpec:
             out["dtype"] = self.dtype
         if not self.scale:
             out["scale"] = False
+        if self.engine != "numpy":  # JAX rounds differently: its trials are its own
+            out["engine"] = self.engine
         return out
 
     def check_available(self) -> None:
         """Raise :class:`GridError` (one line naming the install) when the estimator's extra is missing."""
+        if self.engine == "jax" and importlib.util.find_spec("jax") is None:
+            raise GridError(f"model {self.name!r} trains with JAX (engine = \"jax\"), which is not installed: "
+                            "pip install 'echolab-toolkit[deep]'")
         if self.extra is None:
             return
         cls = _import_estimator(self.estimator, self.name)
@@ -241,6 +254,12 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
     dtype = str(table.get("dtype", "float64"))
     if dtype not in DTYPES:
         raise GridError(f"grids file {path}: model {name!r}: dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    engine = str(table.get("engine", "numpy"))
+    if engine not in ENGINES:
+        raise GridError(f"grids file {path}: model {name!r}: engine must be one of {', '.join(ENGINES)}, "
+                        f"not {engine!r}")
+    if engine != "numpy" and str(table["estimator"]) != MLP_ESTIMATOR:
+        raise GridError(f"grids file {path}: model {name!r}: engine = {engine!r} trains {MLP_ESTIMATOR} only")
     check_values(str(table["estimator"]), name, table.get("params", {}), f"grids file {path}")
     for key, values in grid.items():
         for value in values:
@@ -256,6 +275,7 @@ def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:
         default=bool(table.get("default", True)),
         scale=bool(table.get("scale", True)),
         extra=str(table["extra"]) if table.get("extra") else None,
+        engine=engine,
     )
     return spec
 

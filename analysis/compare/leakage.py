@@ -81,7 +81,8 @@ class LeakageCheck:
                  f"{plural(self.grouping)} {self.unseen_accuracy:.1f}% (chance {self.unseen_chance:.1f}%), "
                  f"{self.model}, {self.feature}, {self.n_random} random and {self.n_unseen} grouped trials"]
         if self.classes_dropped:
-            parts.append(f"grouped trials evaluated on the classes both sides hold ({', '.join(self.classes_evaluated)})")
+            parts.append(f"grouped trials evaluated on the classes {', '.join(self.classes_evaluated)} "
+                         f"(left out: {', '.join(self.classes_dropped)})")
         if self.group_accuracy is not None:
             parts.append(f"within a class the features tell the {self.grouping} apart {self.group_accuracy:.1f}% "
                          f"of the time (chance {self.group_chance:.1f}%)")

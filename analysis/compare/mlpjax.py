@@ -12,9 +12,11 @@ Where it differs from scikit-learn: XLA's matrix products, exponentials and
 sums round differently from NumPy's, so the weights differ from the first step
 in the last bits, and the differences grow over the epochs of a non-convex
 fit: predictions agree on most rows, not all, and a fit ending on the ``tol``
-test can stop a few epochs apart. Not used by the comparison unless asked
-for (:func:`fit_many` here); ``tests/test_analysis_mlpbatch.py`` measures the
-agreement, ``bench/bench_mlp_lockstep.py --jax`` the speed.
+test can stop a few epochs apart. The comparison uses it only for a model
+whose grids table says ``engine = "jax"`` (``mlp_jax`` in the shipped grids
+file; :func:`echolab.analysis.compare.search.grid_search`'s *engine*);
+``tests/test_analysis_mlpbatch.py`` measures the agreement,
+``bench/bench_mlp_lockstep.py --jax`` the speed.
 """
 
 from __future__ import annotations

@@ -251,7 +251,7 @@ def train_model(source: Any, feature: str = "combined", model: str = DEFAULT_MOD
     folds = list(StratifiedKFold(n_splits=cv_folds).split(X, src.y))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # as a trial: the MLP may stop at max_iter
-        search = grid_search(spec.build(random_state=seed), spec.param_grid(), X, src.y, folds)
+        search = grid_search(spec.build(random_state=seed), spec.param_grid(), X, src.y, folds, engine=spec.engine)
     return TrainedModel(
         feature_set=fspec.set_name, feature_options=fspec.option_dict, extractor_version=EXTRACTOR_VERSION,
         model_name=spec.name, model=spec.canonical(),

@@ -132,7 +132,8 @@ def run_open_trial(X: np.ndarray, y: np.ndarray, split: Split, spec: ModelSpec, 
     folds = list(StratifiedKFold(n_splits=cv_folds).split(x_train, y_train))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        search = grid_search(spec.build(random_state=rs), spec.param_grid(), x_train, y_train, folds)
+        search = grid_search(spec.build(random_state=rs), spec.param_grid(), x_train, y_train, folds,
+                             engine=spec.engine)
         model = _with_probabilities(search.best_estimator, x_train, y_train)
         oof = cross_val_predict(clone(model), x_train, y_train, cv=threshold_folds(y[split.train], mon, cv_folds),
                                 method="predict_proba")

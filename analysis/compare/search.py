@@ -102,20 +102,24 @@ def _text(value: Any) -> str:
 
 
 def grid_search(
-    estimator: ClassifierMixin, grid: Mapping[str, list[Any]], X: np.ndarray, y: np.ndarray, folds: Folds
+    estimator: ClassifierMixin, grid: Mapping[str, list[Any]], X: np.ndarray, y: np.ndarray, folds: Folds,
+    *, engine: str = "numpy",
 ) -> SearchResult:
     """Score every candidate of *grid* by mean fold accuracy, then refit the best on all of *X*.
 
     An empty grid has nothing to choose: the model is fitted once on all of
     *X*, without cross-validation (``best_score`` is None). The sequence
     models use this: a deep model validates on its own held-out part.
+    *engine* trains the MLPs the lockstep trainer reproduces: ``numpy``
+    (:mod:`.mlpbatch`) or ``jax`` (:mod:`.mlpjax`, the ``deep`` extra: equal
+    within rounding grown over the epochs, not step for step).
     """
     if not grid:
-        return SearchResult(0, {}, None, _refit_one(estimator, {}, X, y), [], 1)
+        return SearchResult(0, {}, None, _refit_one(estimator, {}, X, y, engine), [], 1)
     candidates = list(ParameterGrid(dict(grid)))
     if mlpbatch.applies(estimator, grid):
         try:
-            return _lockstep_search(estimator, candidates, X, y, folds)
+            return _lockstep_search(estimator, candidates, X, y, folds, engine)
         except mlpbatch.NotLockstep:
             pass
     scores = np.empty((len(candidates), len(folds)), dtype=np.float64)
@@ -139,20 +143,20 @@ def grid_search(
                 model = _fit(estimator, params, X[train], y[train])
                 n_fits += 1
             scores[i, j] = accuracy_score(y[test], model.predict(X[test]))
-    return _result(estimator, candidates, scores, X, y, n_fits)
+    return _result(estimator, candidates, scores, X, y, n_fits, engine)
 
 
 def _lockstep_search(estimator: ClassifierMixin, candidates: list[dict[str, Any]], X: np.ndarray, y: np.ndarray,
-                     folds: Folds) -> SearchResult:
-    """The grid's candidates x folds trained together (mlpbatch), scored as GridSearchCV scores them."""
-    models = mlpbatch.fit_many(estimator, candidates, X, y, [train for train, _ in folds])
+                     folds: Folds, engine: str = "numpy") -> SearchResult:
+    """The grid's candidates x folds trained together (mlpbatch or mlpjax), scored as GridSearchCV scores them."""
+    models = _trainer(engine)(estimator, candidates, X, y, [train for train, _ in folds])
     scores = np.array([[accuracy_score(y[test], models[i][j].predict(X[test])) for j, (_, test) in enumerate(folds)]
                        for i in range(len(candidates))], dtype=np.float64)
-    return _result(estimator, candidates, scores, X, y, len(candidates) * len(folds))
+    return _result(estimator, candidates, scores, X, y, len(candidates) * len(folds), engine)
 
 
 def _result(estimator: ClassifierMixin, candidates: list[dict[str, Any]], scores: np.ndarray, X: np.ndarray,
-            y: np.ndarray, n_fits: int) -> SearchResult:
+            y: np.ndarray, n_fits: int, engine: str = "numpy") -> SearchResult:
     """GridSearchCV's choice from a (candidates x folds) score table, and the refit of the best."""
     means = np.average(scores, axis=1)  # as GridSearchCV: row means of a (candidates x folds) array
     best = int(rankdata(-means, method="min").argmin())
@@ -160,7 +164,7 @@ def _result(estimator: ClassifierMixin, candidates: list[dict[str, Any]], scores
     identity = model_identity(estimator, best_params, X.shape[1])
     tied = [i for i in range(len(candidates)) if means[i] == means[best]]
     same = [i for i in range(len(candidates)) if model_identity(estimator, candidates[i], X.shape[1]) == identity]
-    return SearchResult(best, best_params, float(means[best]), _refit_one(estimator, best_params, X, y),
+    return SearchResult(best, best_params, float(means[best]), _refit_one(estimator, best_params, X, y, engine),
                         [float(m) for m in means], n_fits + 1, candidates, tied, same)
 
 
@@ -213,12 +217,23 @@ def model_identity(estimator: ClassifierMixin, params: Mapping[str, Any], n_feat
     return tuple(sorted((k, repr(v)) for k, v in resolved.items()))
 
 
-def _refit_one(estimator: ClassifierMixin, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray
-               ) -> ClassifierMixin:
+def _refit_one(estimator: ClassifierMixin, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray,
+               engine: str = "numpy") -> ClassifierMixin:
     """The fit on all of *X*: by the lockstep trainer where it applies (one network), else :func:`_fit`."""
     if mlpbatch.applies(estimator, {k: [v] for k, v in params.items()}):
-        return mlpbatch.fit_many(estimator, [params], X, y, [np.arange(len(y))])[0][0]
+        return _trainer(engine)(estimator, [params], X, y, [np.arange(len(y))])[0][0]
     return _fit(estimator, params, X, y)
+
+
+def _trainer(engine: str) -> Any:
+    """The lockstep trainer of *engine*: ``fit_many`` of :mod:`.mlpbatch` (numpy) or :mod:`.mlpjax` (jax)."""
+    if engine == "jax":
+        from echolab.analysis.compare import mlpjax
+
+        return mlpjax.fit_many
+    if engine != "numpy":
+        raise ValueError(f"unknown MLP engine {engine!r}")
+    return mlpbatch.fit_many
 
 
 def _fit(estimator: ClassifierMixin, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray) -> ClassifierMixin:

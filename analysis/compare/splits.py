@@ -261,8 +261,8 @@ def leave_one_group_out(y: np.ndarray, groups: np.ndarray, grouping: str = "camp
     if len(common) >= 2:
         keep = np.isin(y, common)
         dropped = tuple(sorted(set(y.tolist()) - set(common)))
-        return [Split(t, idx[keep & (groups != name)], idx[keep & (groups == name)], name, common, dropped=dropped)
-                for t, name in enumerate(names)]
+        return [Split(t, idx[keep & (groups != name)], idx[keep & (groups == name)], name, common, dropped=dropped,
+                      common=True) for t, name in enumerate(names)]
     splits = []
     for name in names:
         split = restrict_to_shared(Split(len(splits), idx[groups != name], idx[groups == name], name), y, cv_folds)

@@ -33,6 +33,8 @@ def stored_settings(settings: RunSettings, specs: list[ModelSpec], src: DataSour
         "test_size": settings.test_size,
         "cv_folds": settings.cv_folds,
         "split_by": settings.split_by,
+        # one-group-out trials on the classes every group holds (a grouped run stored before says nothing)
+        **({"grouped_classes": "common"} if settings.split_by != "random" else {}),
         "fit_features_on": settings.fit_features_on,
         "adapt": settings.adapt,
         "adapt_by": settings.adapt_by,

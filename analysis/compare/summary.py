@@ -173,7 +173,7 @@ def split_summary(splits: Sequence[Split], settings: RunSettings) -> dict[str, A
     if dropped:
         out["dropped"] = dropped
         # one group out per trial on the classes every group holds: the same task in every trial
-        out["common"] = out["leave_one_out"] and all(s.dropped == splits[0].dropped for s in splits)
+        out["common"] = all(s.common for s in splits)
         out["per_trial"] = [{"trial": s.trial, "test_group": s.test_group, "classes": list(s.classes or ()),
                              "dropped": list(s.dropped)} for s in splits]
     return out

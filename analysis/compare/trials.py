@@ -43,6 +43,7 @@ class Split:
     test_group: str | None = None  # the held-out group when one group is left out
     classes: tuple[str, ...] | None = None  # the classes evaluated when a grouped split holds fewer than all
     dropped: tuple[str, ...] = ()  # classes left out of this trial because one side does not hold them
+    common: bool = False  # evaluated on the classes every group holds (one group out per trial)
 
 
 @dataclass
@@ -109,7 +110,8 @@ def run_trial(
     x_train, x_test = x_train.astype(spec.dtype, copy=False), x_test.astype(spec.dtype, copy=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        search = grid_search(spec.build(random_state=rs), spec.param_grid(), x_train, y_train, folds)
+        search = grid_search(spec.build(random_state=rs), spec.param_grid(), x_train, y_train, folds,
+                             engine=spec.engine)
     n_conv = sum(1 for w in caught if issubclass(w.category, ConvergenceWarning))
     best = search.best_estimator
     pred = best.predict(x_test)

@@ -118,7 +118,7 @@ def _files(trained: "TrainedModel", captures: list[Path], spec: "SplitSpec", dev
 
     if trained.adapt != "none":
         typer.echo(f"The model adapts to each home ({trained.adapt}): the requests of all the captures given are "
-                   "adapted together, as one home's.", err=True)
+                   f"adapted together, as one home's; cutting {len(captures)} capture(s) or folder(s) first.", err=True)
     done = Lab.classify(captures, trained, spec, device_ip=device_ip, expect=expect, on_capture=show)
     typer.echo(f"{len(done.predictions)} requests: " + ", ".join(f"{k} {v}" for k, v in done.counts().items()),
                err=json_)
