@@ -77,37 +77,27 @@ def accuracy(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, 
     return float((model.predict(scaler.transform(X[test])) == y[test]).mean()), fit_s
 
 
-def gateway_profile(paths: list[Path], records: list, device: str, voice: str) -> dict[str, float]:
-    """What the gateway shows of one household, read back with the record layer (REAL-ECHO-TRAFFIC.md's terms).
-
-    Records are those of the voice connection (to and from *voice*). The upload is the device's records before the
-    first answer record; a report is more than 10 KB from the
-    device later than 7 s after the last answer record of at least 2,000 bytes.
-    """
-    from collections import Counter
-
+def gateway_profile(paths: list[Path], device: str, voice: str) -> dict[str, float]:
+    """What the gateway shows of one household: the profile ``sim measure-household`` reads from its captures
+    (:func:`echolab.collector.sim.households.measure_household`), plus the upload's bytes and data packets (the
+    Echo's records and segments before the first answer record on the voice connection)."""
     from echolab.captures.reader import T_DATA_LEN, T_SRC, T_TS, iter_tcp, parse_addr
     from echolab.captures.records import tls_records
+    from echolab.collector.sim.households import measure_household
 
+    measured = measure_household(paths, device).household
     echo = parse_addr(device)
-    lengths: Counter = Counter()
-    upload_packets, upload_bytes, answer_max, reports = [], [], 0, 0
+    upload_packets, upload_bytes = [], []
     for path in paths:
         recs = [r for r in tls_records(path, device) if r.content_type == 23 and voice in (r.src, r.dst)]
         answer_from = min(r.ts_us for r in recs if r.direction == -1)
-        upload = [r for r in recs if r.direction == 1 and r.ts_us < answer_from]
-        lengths.update(r.length for r in upload)
-        upload_bytes.append(sum(r.length + 5 for r in upload))
+        upload_bytes.append(sum(r.length + 5 for r in recs if r.direction == 1 and r.ts_us < answer_from))
         upload_packets.append(sum(1 for p in iter_tcp(path) if p[T_SRC] == echo and p[T_DATA_LEN] > 0
                                   and p[T_TS] < answer_from))
-        answer_max = max(answer_max, max(r.length for r in recs if r.direction == -1))
-        answer_end = max(r.end_us for r in recs if r.direction == -1 and r.length >= 2000)
-        reports += sum(r.length for r in recs if r.direction == 1 and r.ts_us > answer_end + 7_000_000) > 10_000
-    usual, n = lengths.most_common(1)[0]
-    return {"upload_record_length": usual, "upload_record_share": n / sum(lengths.values()),
+    return {"upload_record_length": measured.upload_record_bytes, "upload_record_share": measured.upload_record_share,
             "upload_bytes": float(np.mean(upload_bytes)), "upload_data_packets": float(np.mean(upload_packets)),
-            "answer_record_max": answer_max, "report_share": reports / len(paths),
-            "rtt_ms": float(np.mean([r.rtt_us for r in records])) / 1e3}
+            "answer_record_max": measured.answer_record_bytes, "report_share": measured.report_prob,
+            "rtt_ms": measured.rtt_s * 1e3}
 
 
 def features(set_name: str, records: list) -> np.ndarray:
@@ -144,8 +134,7 @@ def main() -> None:
         start = time.perf_counter()
         records = [extract_record(p, device) for p in paths]
         extract_s = time.perf_counter() - start
-        gateway = {h.name: gateway_profile([p for p, g in zip(paths, homes) if g == h.name],
-                                           [r for r, g in zip(records, homes) if g == h.name], device, h.voice_server)
+        gateway = {h.name: gateway_profile([p for p, g in zip(paths, homes) if g == h.name], device, h.voice_server)
                    for h in households}
     y = np.asarray([p.parent.name for p in paths])
     homes_arr = np.asarray(homes)

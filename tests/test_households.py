@@ -213,3 +213,87 @@ def test_a_lossy_household_resends_segments_that_the_flow_counts_once(tmp_path: 
     payload = sum(p[T_DATA_LEN] for p in iter_tcp(path) if echo in (p[T_SRC], p[T_DST]))
     # The record layer's reassembly and the flow meter's byte ranges agree on the bytes sent once.
     assert sum(abs(b) for b in record.flow_bytes) == payload - stats.duplicate_bytes
+
+
+def test_a_profile_measured_from_a_homes_captures_is_that_homes(tmp_path: Path) -> None:
+    """measure_household reads a home's framing and network back from its captures; home-c's capture point
+    merges segment pairs and loses 1% of them, home-b's Echo puts several upload records in a segment."""
+    from echolab.collector.sim.households import household_toml, load_households, measure_household
+
+    for name in ("home-b", "home-c"):
+        h = household(name)
+        paths = write_household(tmp_path / name, h, ["weather", "quotes"], 5, seed=2)
+        measured = measure_household(paths, SIM_DEVICE_IP, name)
+        got = measured.household
+        assert measured.used == measured.captures == 10 and not measured.notes
+        for field in ("upload_record_bytes", "upload_coalesce", "answer_record_bytes", "control_record_bytes",
+                      "mss", "capture_coalesce", "voice_server"):
+            assert getattr(got, field) == getattr(h, field), field
+        assert got.rtt_s == pytest.approx(h.rtt_s, rel=0.1)
+        assert got.upload_record_share == pytest.approx(h.upload_record_share, abs=0.08)
+        assert got.voice_pace == 1.0  # not in the captures: the default
+        (tmp_path / "p.toml").write_text(household_toml([got]))
+        assert load_households(tmp_path / "p.toml") == (got,)
+    with pytest.raises(HouseholdError, match="no capture of 10.99.0.1 held an upload and an answer"):
+        measure_household(paths[:2], "10.99.0.1")
+
+
+@pytest.mark.parametrize("body,message", [
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\n", "household x: missing answer_record_bytes"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\nshell = 'rm'\n",
+     r"household x: unknown field\(s\) shell"),
+    ("[households.x]\nupload_record_bytes = '113'\nupload_coalesce = false\nanswer_record_bytes = 4128\n",
+     "household x: upload_record_bytes must be a whole number, not '113'"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = 1\nanswer_record_bytes = 4128\n",
+     "household x: upload_coalesce must be true or false"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\n"
+     "control_record_bytes = [33]\n", r"control_record_bytes must be a pair of whole numbers"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 99999\n",
+     "household x: record lengths must be"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\nmss = 100\n",
+     "household x: mss must be 536 to 9000"),
+    ("[households]\n", r"has no \[households.NAME\] tables"),
+    ("households = [", "is not valid TOML"),
+])
+def test_a_profiles_file_is_data_checked_field_by_field(tmp_path: Path, body: str, message: str) -> None:
+    from echolab.collector.sim.households import load_households
+
+    path = tmp_path / "p.toml"
+    path.write_text(body)
+    with pytest.raises(HouseholdError, match=message):
+        load_households(path)
+    path.write_bytes(b"\xff\xfe[households.x]")
+    with pytest.raises(HouseholdError, match="is not UTF-8 text"):
+        load_households(path)
+
+
+def test_cli_measures_a_home_and_simulates_homes_like_it(sqlite_lab, tmp_path: Path) -> None:
+    paths = write_household(tmp_path / "real", household("home-b"), ["weather", "quotes"], 3, seed=5)
+    del paths
+    runner = CliRunner()
+    profile = tmp_path / "mine.toml"
+    res = runner.invoke(app, ["sim", "measure-household", str(tmp_path / "real"), "--device-ip", SIM_DEVICE_IP,
+                              "--name", "my-home", "-o", str(profile)], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "measured on 6 of 6 captures" in res.output and profile.exists()
+    listed = runner.invoke(app, ["sim", "households", str(tmp_path / "x"), "--profiles", str(profile), "--list"],
+                           terminal_width=200)
+    assert listed.exit_code == 0 and "my-home" in listed.output and "home-a" in listed.output
+    res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "sim", "households", str(tmp_path / "sim"),
+                              "--profiles", str(profile), "--household", "my-home", "--household", "home-a",
+                              "--classes", "weather", "--per-class", "2"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "household-my-home: 2 captures imported" in res.output and "household-home-a: 2" in res.output
+    again = measure_household_of(sorted((tmp_path / "sim" / "my-home").rglob("*.pcap")))
+    assert again.upload_record_bytes == 432 and again.answer_record_bytes == 4128
+    bad = runner.invoke(app, ["sim", "measure-household", str(tmp_path / "nothing-here"), "--device-ip", "10.0.0.1"])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
+    (tmp_path / "bad.toml").write_text("[households.x]\nupload_record_bytes = 113\n")
+    bad = runner.invoke(app, ["sim", "households", str(tmp_path / "y"), "--profiles", str(tmp_path / "bad.toml")])
+    assert bad.exit_code == 2 and "missing" in bad.output
+
+
+def measure_household_of(paths: list[Path]):
+    from echolab.collector.sim.households import measure_household
+
+    return measure_household(paths, SIM_DEVICE_IP).household

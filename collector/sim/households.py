@@ -27,7 +27,7 @@ import dataclasses
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 #: Bytes a TLS 1.3 record's length field counts beyond the data it carries (content type and tag).
 RECORD_EXPANSION = TLS_OVERHEAD - 5
+
+
+#: The most TCP payload an Ethernet frame carries with the timestamp option (1500 - 20 - 20 - 12).
+ETHERNET_PAYLOAD = 1448
 
 
 class HouseholdError(EcholabError):
@@ -127,6 +131,225 @@ def household(name: str) -> Household:
         if h.name == name:
             return h
     raise HouseholdError(f"unknown household {name!r}; choose from {', '.join(h.name for h in HOUSEHOLDS)}")
+
+
+#: The fields a profiles file may give, and their types (``voice_server`` a string, ``control_record_bytes`` a pair).
+PROFILE_FIELDS = {f.name: f.type for f in dataclasses.fields(Household) if f.name != "name"}
+
+
+def load_households(path: Path | str) -> tuple[Household, ...]:
+    """The profiles of a TOML file: one ``[households.NAME]`` table each, fields as :class:`Household`'s.
+
+    A profiles file is data: unknown fields, values of the wrong type and
+    values out of range are refused with one line naming the household and the
+    field, and nothing it says is run. Fields left out take the defaults of
+    :class:`Household`; ``upload_record_bytes``, ``upload_coalesce`` and
+    ``answer_record_bytes`` are required.
+    """
+    import tomllib
+
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise HouseholdError(f"profiles file {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise HouseholdError(f"cannot read profiles file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise HouseholdError(f"profiles file {path} is not valid TOML: {exc}") from None
+    tables = doc.get("households")
+    if not isinstance(tables, dict) or not tables:
+        raise HouseholdError(f"profiles file {path} has no [households.NAME] tables")
+    out = []
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise HouseholdError(f"profiles file {path}: households.{name} must be a table")
+        unknown = sorted(set(table) - set(PROFILE_FIELDS))
+        if unknown:
+            raise HouseholdError(f"profiles file {path}: household {name}: unknown field(s) {', '.join(unknown)} "
+                                 f"(known: {', '.join(PROFILE_FIELDS)})")
+        missing = [f for f in ("upload_record_bytes", "upload_coalesce", "answer_record_bytes") if f not in table]
+        if missing:
+            raise HouseholdError(f"profiles file {path}: household {name}: missing {', '.join(missing)}")
+        values = {k: _profile_value(path, name, k, v) for k, v in table.items()}
+        h = Household(str(name), **values)
+        h.check()
+        out.append(h)
+    return tuple(out)
+
+
+def _profile_value(path: Path, name: str, key: str, value: Any) -> Any:
+    kind = PROFILE_FIELDS[key]
+    where = f"profiles file {path}: household {name}: {key}"
+    if kind in ("int", int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise HouseholdError(f"{where} must be a whole number, not {value!r}")
+        return value
+    if kind in ("float", float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise HouseholdError(f"{where} must be a number, not {value!r}")
+        return float(value)
+    if kind in ("bool", bool):
+        if not isinstance(value, bool):
+            raise HouseholdError(f"{where} must be true or false, not {value!r}")
+        return value
+    if kind in ("str", str):
+        if not isinstance(value, str) or len(value) > 200:
+            raise HouseholdError(f"{where} must be a short string, not {value!r}")
+        return value
+    # control_record_bytes: a pair of whole numbers
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                for v in value)):
+        raise HouseholdError(f"{where} must be a pair of whole numbers [device, cloud], not {value!r}")
+    return (value[0], value[1])
+
+
+def household_toml(households: Sequence[Household]) -> str:
+    """*households* as a profiles file (:func:`load_households` reads it back)."""
+    import json
+
+    lines = ["# Simulated household profiles (echolab sim households --profiles FILE); fields: docs/simulation.md"]
+    for h in households:
+        lines += ["", f"[households.{json.dumps(h.name)}]"]
+        for key in PROFILE_FIELDS:
+            value = getattr(h, key)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, (int, float)):
+                text = repr(value)
+            elif isinstance(value, tuple):
+                text = "[" + ", ".join(str(int(v)) for v in value) + "]"
+            else:
+                text = json.dumps(str(value))  # a TOML basic string
+            lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class MeasuredHousehold:
+    """A profile measured from a home's captures, and what it was measured on."""
+
+    household: Household
+    captures: int  # captures read
+    used: int  # captures with a voice connection's upload and answer
+    upload_records: int
+    notes: list[str]
+
+
+def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "measured") -> MeasuredHousehold:
+    """A household profile shaped like the home of *paths* (captures of one request each, at its gateway).
+
+    Read with the TLS record layer (:mod:`echolab.captures.records`) on the
+    voice connection (the server the device exchanges most application data
+    with) and the byte flow (:mod:`echolab.captures.flow`):
+
+    * the upload: the device's application-data records before the first
+      answer record; the most common length and its share, the mean of the
+      others, and whether records share segments (fewer data segments than
+      records) or go one a segment;
+    * the answer's longest record, and the most common short (under 100 bytes)
+      record of each side (the control records);
+    * the MSS: the cloud's most common data segment of at least 500 bytes (a
+      full one: an answer fills its segments), plus the 12 bytes of the
+      timestamp option; one longer than an Ethernet frame holds (1,448 bytes)
+      is k segments merged at the capture point (``capture_coalesce`` k);
+    * the round trip (median of the captures' smallest samples), the share of
+      data bytes sent twice (``loss``), and the share of requests followed by
+      the report upload (more than 10 KB from the device later than 7 s after
+      the last answer record of at least 2,000 bytes).
+
+    What captures do not show stays at :class:`Household`'s defaults: the
+    speaker's pace (``voice_pace`` 1.0), jitter and bandwidth.
+    """
+    from collections import Counter
+
+    from echolab.captures.flow import FlowMeter
+    from echolab.captures.reader import T_DATA_LEN, T_SRC, T_TS, iter_tcp, parse_addr
+    from echolab.captures.records import RecordStats, tls_records
+    from echolab.collector.sim.synthetic import TS_OPTION_LEN
+
+    echo = parse_addr(device_ip)
+    lengths: Counter = Counter()
+    up_small: Counter = Counter()
+    down_small: Counter = Counter()
+    down_sizes: Counter = Counter()
+    servers: Counter = Counter()
+    answer_max = 0
+    records_up = segments_up = reports = used = 0
+    dup = total = 0
+    rtts = []
+    notes: list[str] = []
+    for path in paths:
+        stats = RecordStats()
+        try:
+            recs = [r for r in tls_records(path, device_ip, stats) if r.content_type == 23]
+        except EcholabError as exc:
+            notes.append(f"{Path(path).name}: {exc}")
+            continue
+        dup += stats.duplicate_bytes
+        by_server: Counter = Counter()
+        for r in recs:
+            by_server[r.src if r.direction == -1 else r.dst] += r.length
+        if not by_server:
+            notes.append(f"{Path(path).name}: no TLS application data of {device_ip}")
+            continue
+        voice = by_server.most_common(1)[0][0]
+        recs = [r for r in recs if voice in (r.src, r.dst)]
+        down = [r for r in recs if r.direction == -1]
+        if not down or not any(r.direction == 1 for r in recs):
+            notes.append(f"{Path(path).name}: no upload and answer on the voice connection")
+            continue
+        used += 1
+        servers[voice] += 1
+        answer_from = min(r.ts_us for r in down)
+        upload = [r for r in recs if r.direction == 1 and r.ts_us < answer_from]
+        lengths.update(r.length for r in upload)
+        records_up += len(upload)
+        up_small.update(r.length for r in recs if r.direction == 1 and r.length < 100)
+        down_small.update(r.length for r in down if r.length < 100)
+        answer_max = max(answer_max, max(r.length for r in down))
+        big = [r.end_us for r in down if r.length >= 2000]
+        if big:
+            reports += sum(r.length for r in recs if r.direction == 1 and r.ts_us > max(big) + 7_000_000) > 10_000
+        meter = FlowMeter(echo)
+        for pkt in iter_tcp(path):
+            meter.add(pkt)
+            n = pkt[T_DATA_LEN]
+            if n <= 0:
+                continue
+            total += n
+            if pkt[T_SRC] == echo:
+                segments_up += pkt[T_TS] < answer_from
+            elif n >= 500:
+                down_sizes[n] += 1
+        if meter.rtt_us:
+            rtts.append(meter.rtt_us / 1e6)
+    if not used:
+        raise HouseholdError(f"no capture of {device_ip} held an upload and an answer on a TLS connection "
+                             f"({len(paths)} read)" + (f"; first problem: {notes[0]}" if notes else ""))
+    default = Household(name, 113, False, 16408)
+    usual, n_usual = lengths.most_common(1)[0] if lengths else (default.upload_record_bytes, 0)
+    others = [(length, k) for length, k in lengths.items() if length != usual]
+    low, high = RECORD_EXPANSION + 16, (1 << 14) + 256
+    clamp = lambda v: int(min(max(v, low), high))  # noqa: E731
+    other_mean = sum(length * k for length, k in others) / sum(k for _, k in others) if others else \
+        default.upload_other_record_bytes
+    full = down_sizes.most_common(1)[0][0] if down_sizes else default.mss - TS_OPTION_LEN
+    coalesce = max(1, -(-full // ETHERNET_PAYLOAD))
+    mss = min(max(full // coalesce + TS_OPTION_LEN, 536), 9000)
+    control = (up_small.most_common(1)[0][0] if up_small else default.control_record_bytes[0],
+               down_small.most_common(1)[0][0] if down_small else default.control_record_bytes[1])
+    control = tuple(min(max(c, RECORD_EXPANSION + 1), 1024) for c in control)
+    h = Household(
+        name, clamp(usual), segments_up < 0.8 * records_up, clamp(answer_max),
+        upload_record_share=max(n_usual / max(sum(lengths.values()), 1), 0.01),
+        upload_other_record_bytes=clamp(other_mean), control_record_bytes=control,  # type: ignore[arg-type]
+        mss=int(mss), rtt_s=float(np.median(rtts)) if rtts else default.rtt_s,
+        loss=min(dup / total, 0.49) if total else 0.0, capture_coalesce=int(coalesce),
+        voice_server=servers.most_common(1)[0][0], report_prob=reports / used,
+        description=f"measured on {used} captures of {device_ip}")
+    h.check()
+    return MeasuredHousehold(h, len(paths), used, records_up, notes)
 
 
 def household_params(h: Household, base: SimParams | None = None) -> SimParams:

@@ -214,7 +214,11 @@ def households(
     out: Annotated[Path, typer.Argument(help="Folder for the captures: one folder per household, one per class.",
                                         file_okay=False)],
     household: Annotated[Optional[list[str]], typer.Option(
-        "--household", help="A household profile (repeat; default: every one, see --list).")] = None,
+        "--household", help="A household profile (repeat; default: every one of --profiles, else every built-in "
+                            "one; see --list).")] = None,
+    profiles: Annotated[Optional[Path], typer.Option(
+        help="A profiles file ([households.NAME] tables, e.g. from 'sim measure-household'); its profiles come "
+             "before the built-in ones of the same name.", exists=True, dir_okay=False)] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes (default: the study's six).")] = None,
     per_class: Annotated[int, typer.Option(help="Captures of each class in each household.", min=1)] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
@@ -229,17 +233,75 @@ def households(
     """
     from dataclasses import asdict
 
-    from echolab.collector.sim.households import HOUSEHOLDS, collect_households
-    from echolab.collector.sim.households import household as find_household
+    from echolab.collector.sim.households import HOUSEHOLDS, HouseholdError, collect_households, load_households
     from echolab.prompts.classes import STUDY_CLASSES
 
+    try:
+        given = load_households(profiles) if profiles else ()
+    except HouseholdError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--profiles") from None
+    known = {h.name: h for h in (*HOUSEHOLDS, *given)}  # a file's profile replaces a built-in one of its name
     if list_:
-        for h in HOUSEHOLDS:
+        for h in (*given, *(h for h in HOUSEHOLDS if h.name not in {g.name for g in given})):
             console.print(key_value_table(asdict(h).items(), title=h.name))
         return
-    chosen = [find_household(name) for name in household] if household else list(HOUSEHOLDS)
+    if household:
+        unknown = [name for name in household if name not in known]
+        if unknown:
+            raise typer.BadParameter(f"unknown household(s) {', '.join(unknown)}; choose from {', '.join(known)}",
+                                     param_hint="--household")
+        chosen = [known[name] for name in household]
+    else:
+        chosen = list(given) if given else list(HOUSEHOLDS)
     labels = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else tuple(STUDY_CLASSES)
     with open_lab(ctx, create=True) as lab, rich_progress() as progress:
         done = collect_households(lab.catalog, out, chosen, labels, per_class, seed=seed, progress=progress)
     for name, n in done.items():
         console.print(f"household-{name}: {n} captures imported")
+
+
+@app.command("measure-household")
+def measure_household(
+    captures: Annotated[list[Path], typer.Argument(
+        help="A home's captures of one request each (files, or folders of them), taken at its gateway.")],
+    device_ip: Annotated[str, typer.Option(help="The Echo's address in the captures.")],
+    name: Annotated[str, typer.Option(help="The profile's name.")] = "measured",
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the profile to this profiles file (for 'sim households --profiles').",
+        dir_okay=False)] = None,
+) -> None:
+    """Measure a household profile from a home's own captures: its Echo's framing and its network.
+
+    The profile says how the home's Echo cuts its upload into TLS records and segments, how long its answer
+    and control records are, its MSS, offloads at the capture point, round trip, resent share, the voice
+    server's address and how often a report follows an answer; 'sim households --profiles FILE' then
+    simulates homes like it. The speaker's pace, jitter and bandwidth stay at their defaults.
+    """
+    from dataclasses import asdict
+
+    from echolab.collector.sim.households import HouseholdError, household_toml
+    from echolab.collector.sim.households import measure_household as measure
+    from echolab.db.files import is_capture_name
+
+    files: list[Path] = []
+    for given in captures:
+        if given.is_dir():
+            files += sorted(p for p in given.rglob("*") if p.is_file() and is_capture_name(p))
+        elif given.exists():
+            files.append(given)
+        else:
+            raise typer.BadParameter(f"{given} does not exist", param_hint="CAPTURES")
+    if not files:
+        raise typer.BadParameter("no capture files in what was given", param_hint="CAPTURES")
+    try:
+        measured = measure(files, device_ip, name)
+    except HouseholdError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CAPTURES") from None
+    console.print(key_value_table(asdict(measured.household).items(), title=name))
+    console.print(f"measured on {measured.used} of {measured.captures} captures "
+                  f"({measured.upload_records} upload records)")
+    for note in measured.notes[:5]:
+        console.print(f"  skipped: {note}")
+    if output is not None:
+        output.write_text(household_toml([measured.household]), encoding="utf-8")
+        console.print(f"profile written to {output}")
