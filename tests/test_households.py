@@ -236,6 +236,10 @@ def test_a_profile_measured_from_a_homes_captures_is_that_homes(tmp_path: Path) 
         assert load_households(tmp_path / "p.toml") == (got,)
     with pytest.raises(HouseholdError, match="no capture of 10.99.0.1 held an upload and an answer"):
         measure_household(paths[:2], "10.99.0.1")
+    broken = tmp_path / "broken.pcap"  # a file shared with the others that is no capture: skipped, named
+    broken.write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(range(40)))
+    measured = measure_household([broken, *paths], SIM_DEVICE_IP, "home-c")
+    assert measured.used == 10 and measured.captures == 11 and measured.notes[0].startswith("broken.pcap: ")
 
 
 @pytest.mark.parametrize("body,message", [
