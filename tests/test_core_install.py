@@ -58,6 +58,8 @@ run("--lab", lab, "features", "export", "-o", str(work / "f.parquet"), "--format
 run("--lab", lab, "catalog", "export", str(work / "x.tar.gz"))
 run("--lab", lab, "catalog", "serve", "--no-open")
 run("--lab", lab, "analyze", "run", "--synthetic", "5", "-m", "deep_cnn", "-f", "sequence")
+run("--lab", lab, "analyze", "run", "--synthetic", "5", "-m", "mlp_jax")
+run("sim", "measure-household", str(work / "in"), "--device-ip", SIM_DEVICE_IP)
 run("--lab", lab, "analyze", "run", "--synthetic", "5", "--cluster", "tcp://127.0.0.1:1", "-m", "knn")
 print(json.dumps(out))
 '''
@@ -78,6 +80,11 @@ def core_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def _run(core_runs: dict, *args: str) -> dict:
     return next(r for r in core_runs["runs"] if r["args"][-len(args):] == list(args) or r["args"][2:] == list(args))
+
+
+def test_a_home_is_measured_in_a_core_install(core_runs: dict) -> None:
+    r = next(r for r in core_runs["runs"] if r["args"][:2] == ["sim", "measure-household"] and "--help" not in r["args"])
+    assert r["code"] == 0 and "measured on 6 of 6 captures" in r["output"], r
 
 
 def test_the_core_install_has_no_extra(core_runs: dict) -> None:
@@ -104,6 +111,6 @@ def test_commands_work_or_name_their_extra_in_one_line(core_runs: dict) -> None:
     csv_export = next(r for k, r in by_args.items() if "--set kfp" in k)
     assert csv_export["code"] == 0 and "wrote 6 rows" in csv_export["output"], csv_export
     for needle, extra in (("parquet", "parquet"), ("catalog serve", "web"), ("deep_cnn", "deep"),
-                          ("--cluster", "cluster")):
+                          ("mlp_jax", "deep"), ("--cluster", "cluster")):
         r = next(r for k, r in by_args.items() if needle in k)
         assert r["code"] == 1 and f"echolab-toolkit[{extra}]" in r["output"], r
