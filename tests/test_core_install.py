@@ -83,7 +83,8 @@ def _run(core_runs: dict, *args: str) -> dict:
 
 
 def test_a_home_is_measured_in_a_core_install(core_runs: dict) -> None:
-    r = next(r for r in core_runs["runs"] if r["args"][:2] == ["sim", "measure-household"] and "--help" not in r["args"])
+    r = next(r for r in core_runs["runs"]
+             if r["args"][:2] == ["sim", "measure-household"] and "--help" not in r["args"])
     assert r["code"] == 0 and "measured on 6 of 6 captures" in r["output"], r
 
 
