@@ -28,6 +28,12 @@ network, report and servers still differ), to tell what the speaker costs
 from what the framing and the network do (write it to another file with
 ``--json``).
 
+``--commands N`` replaces the six study classes by N fixed commands, each one
+utterance and one answer asked again and again
+(``echolab.collector.sim.households.command_params``): the design of the
+real-homes measurement (52 commands recorded in both homes, chance 1.9%),
+where a class is one command, not a kind of prompt.
+
 The ratio it reports is the best framing-free set's leave-one-out accuracy
 over the best packet-based set's, on the same captures in the same run, for
 both protocols.
@@ -50,7 +56,7 @@ import numpy as np
 
 from echolab.analysis.compare.adapt import ADAPTATIONS, adapt_matrix
 from echolab.analysis.features.sets import FEATURE_SETS, FLOW_SETS, SEQUENCE_SETS, extract_record, make_transformer
-from echolab.collector.sim.households import HOUSEHOLDS, write_household
+from echolab.collector.sim.households import HOUSEHOLDS, command_labels, command_params, write_household
 from echolab.collector.sim.topology import Topology
 
 CLASSES = ("information", "weather", "directions", "quotes", "unintelligible", "music")
@@ -117,17 +123,20 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--same-speaker", action="store_true", help="every household's speaker of pace 1")
+    ap.add_argument("--commands", type=int, help="N fixed commands instead of the six study classes")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "cross_household.json")
     args = ap.parse_args()
     from sklearn.model_selection import StratifiedShuffleSplit
 
     device = Topology().echo_ip
     households = [dataclasses.replace(h, voice_pace=1.0) if args.same_speaker else h for h in HOUSEHOLDS]
+    labels = tuple(command_labels(args.commands)) if args.commands else CLASSES
+    base = command_params(labels) if args.commands else None
     with tempfile.TemporaryDirectory(prefix="echolab-households-") as tmp:
         start = time.perf_counter()
         paths, homes = [], []
         for h in households:
-            written = write_household(Path(tmp) / h.name, h, CLASSES, args.per_class, seed=args.seed)
+            written = write_household(Path(tmp) / h.name, h, labels, args.per_class, seed=args.seed, base=base)
             paths += written
             homes += [h.name] * len(written)
         write_s = time.perf_counter() - start
@@ -140,7 +149,7 @@ def main() -> None:
     homes_arr = np.asarray(homes)
     packets = {h.name: float(np.mean([len(r.seq_sizes) for r, g in zip(records, homes) if g == h.name]))
                for h in HOUSEHOLDS}
-    print(f"{len(records)} captures ({len(HOUSEHOLDS)} households x {len(CLASSES)} classes x {args.per_class}); "
+    print(f"{len(records)} captures ({len(HOUSEHOLDS)} households x {len(labels)} classes x {args.per_class}); "
           f"written in {write_s:.1f} s, read in {extract_s:.1f} s ({1e3 * extract_s / len(records):.1f} ms each)")
     print("mean packets per capture: " + ", ".join(f"{k} {v:.0f}" for k, v in packets.items()))
     for name, g in gateway.items():
@@ -203,10 +212,11 @@ def main() -> None:
                                         "packet_accuracy": pa, "ratio": fa / pa if pa else None}
             print(f"{title}, adaptation {method}: best framing-free {fb} {100 * fa:.1f}% vs best packet-based "
                   f"{pb} {100 * pa:.1f}%: {fa / pa if pa else float('nan'):.2f}x")
-    out = {"households": [h.name for h in HOUSEHOLDS], "classes": list(CLASSES), "per_class": args.per_class,
+    out = {"households": [h.name for h in HOUSEHOLDS], "classes": list(labels), "per_class": args.per_class,
+           "commands": args.commands,
            "same_speaker": args.same_speaker, "trees": args.trees, "splits": args.splits, "seed": args.seed,
            "captures": len(records),
-           "chance": 1 / len(CLASSES), "write_s": write_s, "extract_s": extract_s, "packets_per_capture": packets,
+           "chance": 1 / len(labels), "write_s": write_s, "extract_s": extract_s, "packets_per_capture": packets,
            "gateway": gateway,
            "sets": results, "ratios": ratios, "cpus": os.cpu_count(), "load": os.getloadavg(),
            "python": sys.version.split()[0], "machine": platform.machine()}

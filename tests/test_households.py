@@ -301,3 +301,30 @@ def measure_household_of(paths: list[Path]):
     from echolab.collector.sim.households import measure_household
 
     return measure_household(paths, SIM_DEVICE_IP).household
+
+
+def test_fixed_commands_give_one_answer_each_asked_again_and_again(sqlite_lab, tmp_path: Path) -> None:
+    from echolab.collector.sim.households import command_labels, command_params
+    from echolab.collector.sim.model import draw_plan
+
+    labels = command_labels(4)
+    assert labels == ["command-01", "command-02", "command-03", "command-04"] and len(command_labels(120)[0]) == 11
+    with pytest.raises(HouseholdError, match="at least 2"):
+        command_labels(1)
+    params = command_params(labels)
+    rng = np.random.default_rng(0)
+    answers = {c: [draw_plan(c, params, rng).speech_s for _ in range(30)] for c in labels}
+    for c, drawn in answers.items():  # one command: one answer, 5% spread
+        assert np.std(drawn) / np.mean(drawn) == pytest.approx(0.05, abs=0.025) and 2.0 <= np.mean(drawn) <= 14.5
+    means = sorted(np.mean(v) for v in answers.values())
+    assert min(np.diff(means)) > 0  # four commands, four answers
+    assert command_params(labels).classes["command-02"] == params.classes["command-02"]  # the same in every run
+    runner = CliRunner()
+    res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "sim", "households", str(tmp_path / "homes"),
+                              "--household", "home-a", "--commands", "3", "--per-class", "2"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.parent.name for p in (tmp_path / "homes" / "home-a").rglob("*.pcap")) == \
+        ["command-01"] * 2 + ["command-02"] * 2 + ["command-03"] * 2
+    bad = runner.invoke(app, ["--lab", str(sqlite_lab.root), "sim", "households", str(tmp_path / "x"),
+                              "--commands", "3", "--classes", "weather,quotes"])
+    assert bad.exit_code == 2 and "not both" in bad.output

@@ -375,10 +375,47 @@ def prompt_s(label: str) -> float:
     return 1.2 + (zlib.crc32(label.encode()) % 1000) / 1000 * 2.3
 
 
+def _unit(label: str, salt: str) -> float:
+    """A number in [0, 1) fixed by *label* (the same in every home and run)."""
+    return (zlib.crc32(f"{salt}:{label}".encode()) % 10_000) / 10_000
+
+
+def command_labels(n: int) -> list[str]:
+    """*n* command labels, ``command-01`` ... (the real-home study's design: fixed commands asked again and again)."""
+    if n < 2:
+        raise HouseholdError(f"commands: at least 2, not {n}")
+    width = max(2, len(str(n)))
+    return [f"command-{i:0{width}d}" for i in range(1, n + 1)]
+
+
+def command_params(labels: Sequence[str], base: SimParams | None = None) -> SimParams:
+    """The simulation's parameters with each of *labels* a fixed command: one utterance, one answer.
+
+    A class of the study is many different prompts of one kind (names, cities,
+    ...); a real two-home study asks a fixed set of commands again and again
+    (REAL-ECHO-TRAFFIC.md: one file per command, asked five times). Asked
+    again, a command gives the same answer, so here each label's answer lasts
+    2 to 14 s (fixed by the label, 5% spread per request) after 0.5 to 1.5 s of
+    thinking (fixed median, lognormal sigma 0.2); its utterance is
+    :func:`prompt_s`, as for any label. Assumed values, not fitted to anything.
+    """
+    from echolab.collector.sim.params import ClassModel, Distribution
+
+    base = base or load_params()
+    classes = {}
+    for label in labels:
+        think, speech = 0.5 + _unit(label, "think"), 2.0 + 12.0 * _unit(label, "answer")
+        classes[label] = ClassModel(
+            label, Distribution("lognormal", {"median": think, "sigma": 0.2, "min": 0.2, "max": 4.0}),
+            Distribution("normal", {"mean": speech, "sd": 0.05 * speech, "min": 1.0, "max": 30.0}))
+    return dataclasses.replace(base, classes=classes)
+
+
 def write_household(folder: Path | str, h: Household, labels: Sequence[str], per_class: int, *, seed: int = 0,
+                    base: SimParams | None = None,
                     start_ts: float = 1_700_000_000.0) -> list[Path]:
     """Write *per_class* captures of each label as household *h* sends them, in ``folder/label/N.pcap``."""
-    params = household_params(h)
+    params = household_params(h, base)
     topo = Topology(voice_ip=h.voice_server)
     folder = Path(folder)
     paths = []
@@ -395,9 +432,11 @@ def write_household(folder: Path | str, h: Household, labels: Sequence[str], per
 
 
 def collect_households(catalog: "Catalog", root: Path | str, households: Sequence[Household], labels: Sequence[str],
-                       per_class: int, *, seed: int = 0, progress: ProgressCallback | None = None) -> dict[str, int]:
+                       per_class: int, *, seed: int = 0, progress: ProgressCallback | None = None,
+                       base: SimParams | None = None) -> dict[str, int]:
     """Write each household's captures under *root* and import them as campaign ``household-NAME``.
 
+    *base*: the simulation's parameters (:func:`command_params` for fixed commands; default params.toml).
     Returns the captures imported per household.
     """
     from echolab.db.transfer import import_captures
@@ -407,7 +446,7 @@ def collect_households(catalog: "Catalog", root: Path | str, households: Sequenc
         if progress:
             progress("households", n, len(households))
         folder = Path(root) / h.name
-        write_household(folder, h, labels, per_class, seed=seed)
+        write_household(folder, h, labels, per_class, seed=seed, base=base)
         report = import_captures(catalog, folder, campaign=f"household-{h.name}", device_ip=Topology().echo_ip)
         done[h.name] = len(report.imported)
     if progress:

@@ -220,6 +220,9 @@ def households(
         help="A profiles file ([households.NAME] tables, e.g. from 'sim measure-household'); its profiles come "
              "before the built-in ones of the same name.", exists=True, dir_okay=False)] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes (default: the study's six).")] = None,
+    commands: Annotated[Optional[int], typer.Option(
+        help="Instead of classes: this many fixed commands (command-01 ...), each one utterance and one answer, "
+             "asked again and again, as a real two-home study records them.", min=2)] = None,
     per_class: Annotated[int, typer.Option(help="Captures of each class in each household.", min=1)] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
     list_: Annotated[bool, typer.Option("--list", help="Only list the household profiles.")] = False,
@@ -233,7 +236,8 @@ def households(
     """
     from dataclasses import asdict
 
-    from echolab.collector.sim.households import HOUSEHOLDS, HouseholdError, collect_households, load_households
+    from echolab.collector.sim.households import (HOUSEHOLDS, HouseholdError, collect_households, command_labels,
+                                                  command_params, load_households)
     from echolab.prompts.classes import STUDY_CLASSES
 
     try:
@@ -253,9 +257,17 @@ def households(
         chosen = [known[name] for name in household]
     else:
         chosen = list(given) if given else list(HOUSEHOLDS)
-    labels = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else tuple(STUDY_CLASSES)
+    if commands is not None and classes:
+        raise typer.BadParameter("give --classes or --commands, not both", param_hint="--commands")
+    base = None
+    if commands is not None:
+        labels: tuple[str, ...] = tuple(command_labels(commands))
+        base = command_params(labels)
+    else:
+        labels = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else tuple(STUDY_CLASSES)
     with open_lab(ctx, create=True) as lab, rich_progress() as progress:
-        done = collect_households(lab.catalog, out, chosen, labels, per_class, seed=seed, progress=progress)
+        done = collect_households(lab.catalog, out, chosen, labels, per_class, seed=seed, progress=progress,
+                                  base=base)
     for name, n in done.items():
         console.print(f"household-{name}: {n} captures imported")
 
