@@ -256,6 +256,18 @@ def test_a_profile_measured_from_a_homes_captures_is_that_homes(tmp_path: Path) 
      "household x: record lengths must be"),
     ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\nmss = 100\n",
      "household x: mss must be 536 to 9000"),
+    ('[households."../../escape"]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\n',
+     "holds a path separator"),
+    ('[households."my home"]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\n',
+     "may hold only letters, digits"),
+    ('[households.".."]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\n',
+     "would name a folder above"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\nrtt_s = inf\n",
+     "rtt_s must be a finite number"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\nloss = nan\n",
+     "loss must be a finite number"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\n"
+     "voice_server = '$(reboot)'\n", "voice_server must be an IPv4 address"),
     ("[households]\n", r"has no \[households.NAME\] tables"),
     ("households = [", "is not valid TOML"),
 ])

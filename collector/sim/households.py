@@ -24,6 +24,8 @@ households") gives each default's values and where they come from.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +84,14 @@ class Household:
     description: str = ""
 
     def check(self) -> None:
+        from echolab.safepaths import UnsafePathError, safe_component
+
+        try:  # the name becomes a folder and a campaign: it must be one safe path component as it is
+            safe = safe_component(self.name, "household")
+        except UnsafePathError as exc:
+            raise HouseholdError(str(exc)) from None
+        if safe != self.name:
+            raise HouseholdError(f"household name {self.name[:60]!r} may hold only letters, digits, '.', '_' and '-'")
         low, high = RECORD_EXPANSION + 16, (1 << 14) + 256
         lengths = (self.upload_record_bytes, self.answer_record_bytes, self.upload_other_record_bytes)
         if not all(low <= n <= high for n in lengths):
@@ -89,6 +99,11 @@ class Household:
         if not all(RECORD_EXPANSION < n <= 1024 for n in self.control_record_bytes):
             raise HouseholdError(f"household {self.name}: control record lengths must be {RECORD_EXPANSION + 1} "
                                  "to 1024 bytes")
+        try:
+            ipaddress.IPv4Address(self.voice_server)
+        except ValueError:
+            raise HouseholdError(f"household {self.name}: voice_server must be an IPv4 address, "
+                                 f"not {self.voice_server[:60]!r}") from None
         if not 536 <= self.mss <= 9000:
             raise HouseholdError(f"household {self.name}: mss must be 536 to 9000, not {self.mss}")
         if self.rtt_s < 0 or self.jitter_s < 0 or self.bandwidth_mbps <= 0 or self.voice_pace <= 0:
@@ -186,8 +201,8 @@ def _profile_value(path: Path, name: str, key: str, value: Any) -> Any:
             raise HouseholdError(f"{where} must be a whole number, not {value!r}")
         return value
     if kind in ("float", float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise HouseholdError(f"{where} must be a number, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise HouseholdError(f"{where} must be a finite number, not {value!r}")
         return float(value)
     if kind in ("bool", bool):
         if not isinstance(value, bool):
@@ -328,6 +343,12 @@ def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "
         raise HouseholdError(f"no capture of {device_ip} held an upload and an answer on a TLS connection "
                              f"({len(paths)} read)" + (f"; first problem: {notes[0]}" if notes else ""))
     default = Household(name, 113, False, 16408)
+    voice_server = servers.most_common(1)[0][0]
+    try:
+        ipaddress.IPv4Address(voice_server)
+    except ValueError:  # the simulation writes IPv4
+        notes.append(f"the voice server {voice_server} is not IPv4: the profile keeps {default.voice_server}")
+        voice_server = default.voice_server
     usual, n_usual = lengths.most_common(1)[0] if lengths else (default.upload_record_bytes, 0)
     others = [(length, k) for length, k in lengths.items() if length != usual]
     low, high = RECORD_EXPANSION + 16, (1 << 14) + 256
@@ -346,7 +367,7 @@ def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "
         upload_other_record_bytes=clamp(other_mean), control_record_bytes=control,  # type: ignore[arg-type]
         mss=int(mss), rtt_s=float(np.median(rtts)) if rtts else default.rtt_s,
         loss=min(dup / total, 0.49) if total else 0.0, capture_coalesce=int(coalesce),
-        voice_server=servers.most_common(1)[0][0], report_prob=reports / used,
+        voice_server=voice_server, report_prob=reports / used,
         description=f"measured on {used} captures of {device_ip}")
     h.check()
     return MeasuredHousehold(h, len(paths), used, records_up, notes)
@@ -415,10 +436,17 @@ def write_household(folder: Path | str, h: Household, labels: Sequence[str], per
                     base: SimParams | None = None,
                     start_ts: float = 1_700_000_000.0) -> list[Path]:
     """Write *per_class* captures of each label as household *h* sends them, in ``folder/label/N.pcap``."""
+    from echolab.safepaths import UnsafePathError, check_component
+
     params = household_params(h, base)
     topo = Topology(voice_ip=h.voice_server)
     folder = Path(folder)
     paths = []
+    for label in labels:  # each becomes a folder
+        try:
+            check_component(label, "class")
+        except UnsafePathError as exc:
+            raise HouseholdError(str(exc)) from None
     for k, label in enumerate(labels):
         (folder / label).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
