@@ -220,8 +220,8 @@ def test_a_profile_measured_from_a_homes_captures_is_that_homes(tmp_path: Path) 
     merges segment pairs and loses 1% of them, home-b's Echo puts several upload records in a segment."""
     from echolab.collector.sim.households import household_toml, load_households, measure_household
 
-    for name in ("home-b", "home-c"):
-        h = household(name)
+    for h in HOUSEHOLDS:
+        name = h.name
         paths = write_household(tmp_path / name, h, ["weather", "quotes"], 5, seed=2)
         measured = measure_household(paths, SIM_DEVICE_IP, name)
         got = measured.household
@@ -268,6 +268,11 @@ def test_a_profile_measured_from_a_homes_captures_is_that_homes(tmp_path: Path) 
      "loss must be a finite number"),
     ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\n"
      "voice_server = '$(reboot)'\n", "voice_server must be an IPv4 address"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\n"
+     "voice_pace = 20000.0\n", "voice_pace must be 0.25 to 4"),
+    ("[households.x]\nupload_record_bytes = 113\nupload_coalesce = false\nanswer_record_bytes = 4128\n"
+     "capture_coalesce = 1000\n", "capture_coalesce 1 to 64"),
+    ("a = " + "[" * 2000 + "]" * 2000 + "\n", "is not valid TOML"),
     ("[households]\n", r"has no \[households.NAME\] tables"),
     ("households = [", "is not valid TOML"),
 ])
@@ -304,6 +309,11 @@ def test_cli_measures_a_home_and_simulates_homes_like_it(sqlite_lab, tmp_path: P
     assert again.upload_record_bytes == 432 and again.answer_record_bytes == 4128
     bad = runner.invoke(app, ["sim", "measure-household", str(tmp_path / "nothing-here"), "--device-ip", "10.0.0.1"])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+    bad = runner.invoke(app, ["sim", "measure-household", str(tmp_path / "real"), "--device-ip", "not-an-ip"])
+    assert bad.exit_code == 2 and "is not an IP address" in bad.output
+    bad = runner.invoke(app, ["sim", "measure-household", str(tmp_path / "real"), "--device-ip", SIM_DEVICE_IP,
+                              "-o", str(tmp_path / "no-such-folder" / "p.toml")])
+    assert bad.exit_code == 2 and "cannot write" in bad.output
     (tmp_path / "bad.toml").write_text("[households.x]\nupload_record_bytes = 113\n")
     bad = runner.invoke(app, ["sim", "households", str(tmp_path / "y"), "--profiles", str(tmp_path / "bad.toml")])
     assert bad.exit_code == 2 and "missing" in bad.output
@@ -329,7 +339,7 @@ def test_fixed_commands_give_one_answer_each_asked_again_and_again(sqlite_lab, t
     for c, drawn in answers.items():  # one command: one answer, 5% spread
         assert np.std(drawn) / np.mean(drawn) == pytest.approx(0.05, abs=0.025) and 2.0 <= np.mean(drawn) <= 14.5
     means = sorted(np.mean(v) for v in answers.values())
-    assert min(np.diff(means)) > 0  # four commands, four answers
+    assert min(np.diff(means)) > 0.3  # four commands, four answers, further apart than a request's spread
     assert command_params(labels).classes["command-02"] == params.classes["command-02"]  # the same in every run
     runner = CliRunner()
     res = runner.invoke(app, ["--lab", str(sqlite_lab.root), "sim", "households", str(tmp_path / "homes"),

@@ -84,14 +84,7 @@ class Household:
     description: str = ""
 
     def check(self) -> None:
-        from echolab.safepaths import UnsafePathError, safe_component
-
-        try:  # the name becomes a folder and a campaign: it must be one safe path component as it is
-            safe = safe_component(self.name, "household")
-        except UnsafePathError as exc:
-            raise HouseholdError(str(exc)) from None
-        if safe != self.name:
-            raise HouseholdError(f"household name {self.name[:60]!r} may hold only letters, digits, '.', '_' and '-'")
+        check_name(self.name)
         low, high = RECORD_EXPANSION + 16, (1 << 14) + 256
         lengths = (self.upload_record_bytes, self.answer_record_bytes, self.upload_other_record_bytes)
         if not all(low <= n <= high for n in lengths):
@@ -106,12 +99,29 @@ class Household:
                                  f"not {self.voice_server[:60]!r}") from None
         if not 536 <= self.mss <= 9000:
             raise HouseholdError(f"household {self.name}: mss must be 536 to 9000, not {self.mss}")
-        if self.rtt_s < 0 or self.jitter_s < 0 or self.bandwidth_mbps <= 0 or self.voice_pace <= 0:
-            raise HouseholdError(f"household {self.name}: times, bandwidth and pace must be positive")
-        if not 0 <= self.report_prob <= 1 or not 0 <= self.loss < 0.5 or self.capture_coalesce < 1 \
+        bounds = (("rtt_s", 0.0, 10.0), ("jitter_s", 0.0, 1.0), ("bandwidth_mbps", 0.01, 100_000.0),
+                  ("voice_pace", 0.25, 4.0))
+        for field_name, lo, hi in bounds:
+            value = getattr(self, field_name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
+                raise HouseholdError(f"household {self.name}: {field_name} must be {lo:g} to {hi:g}, not {value!r}")
+        if not 0 <= self.report_prob <= 1 or not 0 <= self.loss < 0.5 or not 1 <= self.capture_coalesce <= 64 \
                 or not 0 < self.upload_record_share <= 1:
             raise HouseholdError(f"household {self.name}: report_prob, upload_record_share and loss are shares "
-                                 "(loss under 0.5, upload_record_share above 0), capture_coalesce at least 1")
+                                 "(loss under 0.5, upload_record_share above 0), capture_coalesce 1 to 64")
+
+
+def check_name(name: str) -> str:
+    """*name* when it is one plain file name (it names a folder and a campaign), else :class:`HouseholdError`."""
+    from echolab.safepaths import UnsafePathError, safe_component
+
+    try:
+        safe = safe_component(name, "household")
+    except UnsafePathError as exc:
+        raise HouseholdError(str(exc)) from None
+    if safe != name:
+        raise HouseholdError(f"household name {name[:60]!r} may hold only letters, digits, '.', '_' and '-'")
+    return name
 
 
 #: The default households; ``home-a`` and ``home-b`` are shaped like the two real homes
@@ -148,6 +158,9 @@ def household(name: str) -> Household:
     raise HouseholdError(f"unknown household {name!r}; choose from {', '.join(h.name for h in HOUSEHOLDS)}")
 
 
+#: The largest profiles file read (a file of a few profiles is a few KB).
+MAX_PROFILES_BYTES = 1 << 20
+
 #: The fields a profiles file may give, and their types (``voice_server`` a string, ``control_record_bytes`` a pair).
 PROFILE_FIELDS = {f.name: f.type for f in dataclasses.fields(Household) if f.name != "name"}
 
@@ -165,18 +178,25 @@ def load_households(path: Path | str) -> tuple[Household, ...]:
 
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_PROFILES_BYTES:
+            raise HouseholdError(f"profiles file {path} is over {MAX_PROFILES_BYTES // 1024} KB: not a profiles file")
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise HouseholdError(f"profiles file {path} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise HouseholdError(f"cannot read profiles file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise HouseholdError(f"profiles file {path} is not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise HouseholdError(f"profiles file {path} is not valid TOML: {str(exc)[:200] or 'nested too deep'}") \
+            from None
     tables = doc.get("households")
     if not isinstance(tables, dict) or not tables:
         raise HouseholdError(f"profiles file {path} has no [households.NAME] tables")
     out = []
     for name, table in tables.items():
+        try:
+            check_name(name)
+        except HouseholdError as exc:
+            raise HouseholdError(f"profiles file {path}: {exc}") from None
         if not isinstance(table, dict):
             raise HouseholdError(f"profiles file {path}: households.{name} must be a table")
         unknown = sorted(set(table) - set(PROFILE_FIELDS))
@@ -188,7 +208,10 @@ def load_households(path: Path | str) -> tuple[Household, ...]:
             raise HouseholdError(f"profiles file {path}: household {name}: missing {', '.join(missing)}")
         values = {k: _profile_value(path, name, k, v) for k, v in table.items()}
         h = Household(str(name), **values)
-        h.check()
+        try:
+            h.check()
+        except HouseholdError as exc:
+            raise HouseholdError(f"profiles file {path}: {exc}") from None
         out.append(h)
     return tuple(out)
 
@@ -196,26 +219,27 @@ def load_households(path: Path | str) -> tuple[Household, ...]:
 def _profile_value(path: Path, name: str, key: str, value: Any) -> Any:
     kind = PROFILE_FIELDS[key]
     where = f"profiles file {path}: household {name}: {key}"
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     if kind in ("int", int):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise HouseholdError(f"{where} must be a whole number, not {value!r}")
+            raise HouseholdError(f"{where} must be a whole number, not {shown}")
         return value
     if kind in ("float", float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise HouseholdError(f"{where} must be a finite number, not {value!r}")
+            raise HouseholdError(f"{where} must be a finite number, not {shown}")
         return float(value)
     if kind in ("bool", bool):
         if not isinstance(value, bool):
-            raise HouseholdError(f"{where} must be true or false, not {value!r}")
+            raise HouseholdError(f"{where} must be true or false, not {shown}")
         return value
     if kind in ("str", str):
         if not isinstance(value, str) or len(value) > 200:
-            raise HouseholdError(f"{where} must be a short string, not {value!r}")
+            raise HouseholdError(f"{where} must be a short string, not {shown}")
         return value
     # control_record_bytes: a pair of whole numbers
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
                                                                 for v in value)):
-        raise HouseholdError(f"{where} must be a pair of whole numbers [device, cloud], not {value!r}")
+        raise HouseholdError(f"{where} must be a pair of whole numbers [device, cloud], not {shown}")
     return (value[0], value[1])
 
 
@@ -251,6 +275,24 @@ class MeasuredHousehold:
     notes: list[str]
 
 
+def _options(raw: bytes) -> dict[int, bytes]:
+    """A TCP header's options by kind (the value bytes of each; NOP and end-of-list left out)."""
+    out: dict[int, bytes] = {}
+    i = 0
+    while i < len(raw):
+        kind = raw[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(raw) or raw[i + 1] < 2:
+            break
+        out[kind] = bytes(raw[i + 2:i + raw[i + 1]])
+        i += raw[i + 1]
+    return out
+
+
 def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "measured") -> MeasuredHousehold:
     """A household profile shaped like the home of *paths* (captures of one request each, at its gateway).
 
@@ -260,18 +302,22 @@ def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "
 
     * the upload: the device's application-data records before the first
       answer record; the most common length and its share, the mean of the
-      others, and whether records share segments (fewer data segments than
-      records) or go one a segment;
+      others (control records under 100 bytes left out), and whether records
+      share segments (fewer of the device's data segments to the voice server
+      than records) or go one a segment;
     * the answer's longest record, and the most common short (under 100 bytes)
       record of each side (the control records);
-    * the MSS: the cloud's most common data segment of at least 500 bytes (a
-      full one: an answer fills its segments), plus the 12 bytes of the
-      timestamp option; one longer than an Ethernet frame holds (1,448 bytes)
-      is k segments merged at the capture point (``capture_coalesce`` k);
+    * the MSS: the smaller MSS option of a connection's handshake when a
+      capture holds one; else the cloud's most common data segment of at
+      least 500 bytes (an answer fills its segments) plus the timestamp
+      option's 12 bytes when the segments carry it. A segment longer than the
+      MSS allows is k segments merged at the capture point (``capture_coalesce``
+      k); without a handshake, one longer than an Ethernet frame holds (1,448
+      bytes with timestamps, 1,460 without) is taken as merged;
     * the round trip (median of the captures' smallest samples), the share of
-      data bytes sent twice (``loss``), and the share of requests followed by
-      the report upload (more than 10 KB from the device later than 7 s after
-      the last answer record of at least 2,000 bytes).
+      data bytes that were copies (``loss``: copies over bytes sent once), and
+      the share of requests followed by the report upload (more than 10 KB
+      from the device later than 7 s after the last full answer record).
 
     What captures do not show stays at :class:`Household`'s defaults: the
     speaker's pace (``voice_pace`` 1.0), jitter and bandwidth.
@@ -279,16 +325,23 @@ def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "
     from collections import Counter
 
     from echolab.captures.flow import FlowMeter
-    from echolab.captures.reader import T_DATA_LEN, T_SRC, T_TS, iter_tcp, parse_addr
+    from echolab.captures.reader import T_DATA_LEN, T_DST, T_FLAGS, T_OPTS, T_SRC, T_TS, TCP_SYN, iter_tcp, \
+        parse_addr
     from echolab.captures.records import RecordStats, tls_records
     from echolab.collector.sim.synthetic import TS_OPTION_LEN
 
+    try:
+        ipaddress.ip_address(device_ip)
+    except ValueError:
+        raise HouseholdError(f"device address {device_ip[:60]!r} is not an IP address") from None
     echo = parse_addr(device_ip)
     lengths: Counter = Counter()
     up_small: Counter = Counter()
     down_small: Counter = Counter()
     down_sizes: Counter = Counter()
     servers: Counter = Counter()
+    syn_mss: list[int] = []
+    timestamps = plain = 0
     answer_max = 0
     records_up = segments_up = reports = used = 0
     dup = total = 0
@@ -301,7 +354,6 @@ def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "
         except EcholabError as exc:
             notes.append(f"{Path(path).name}: {exc}")
             continue
-        dup += stats.duplicate_bytes
         by_server: Counter = Counter()
         for r in recs:
             by_server[r.src if r.direction == -1 else r.dst] += r.length
@@ -315,26 +367,36 @@ def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "
             notes.append(f"{Path(path).name}: no upload and answer on the voice connection")
             continue
         used += 1
+        dup += stats.duplicate_bytes
         servers[voice] += 1
         answer_from = min(r.ts_us for r in down)
         upload = [r for r in recs if r.direction == 1 and r.ts_us < answer_from]
-        lengths.update(r.length for r in upload)
+        lengths.update(r.length for r in upload if r.length >= 100)
         records_up += len(upload)
         up_small.update(r.length for r in recs if r.direction == 1 and r.length < 100)
         down_small.update(r.length for r in down if r.length < 100)
-        answer_max = max(answer_max, max(r.length for r in down))
-        big = [r.end_us for r in down if r.length >= 2000]
-        if big:
-            reports += sum(r.length for r in recs if r.direction == 1 and r.ts_us > max(big) + 7_000_000) > 10_000
+        longest = max(r.length for r in down)
+        answer_max = max(answer_max, longest)
+        full = [r.end_us for r in down if r.length >= min(2000, longest)]
+        reports += sum(r.length for r in recs if r.direction == 1 and r.ts_us > max(full) + 7_000_000) > 10_000
+        voice_addr = parse_addr(voice)
         meter = FlowMeter(echo)
         for pkt in iter_tcp(path):
             meter.add(pkt)
+            if pkt[T_FLAGS] & TCP_SYN:
+                mss_option = _options(pkt[T_OPTS]).get(2)
+                if mss_option is not None and len(mss_option) == 2:
+                    syn_mss.append(int.from_bytes(mss_option, "big"))
             n = pkt[T_DATA_LEN]
             if n <= 0:
                 continue
             total += n
+            if 8 in _options(pkt[T_OPTS]):
+                timestamps += 1
+            else:
+                plain += 1
             if pkt[T_SRC] == echo:
-                segments_up += pkt[T_TS] < answer_from
+                segments_up += pkt[T_DST] == voice_addr and pkt[T_TS] < answer_from
             elif n >= 500:
                 down_sizes[n] += 1
         if meter.rtt_us:
@@ -355,9 +417,15 @@ def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "
     clamp = lambda v: int(min(max(v, low), high))  # noqa: E731
     other_mean = sum(length * k for length, k in others) / sum(k for _, k in others) if others else \
         default.upload_other_record_bytes
-    full = down_sizes.most_common(1)[0][0] if down_sizes else default.mss - TS_OPTION_LEN
-    coalesce = max(1, -(-full // ETHERNET_PAYLOAD))
-    mss = min(max(full // coalesce + TS_OPTION_LEN, 536), 9000)
+    ts_len = TS_OPTION_LEN if timestamps >= plain else 0
+    common = down_sizes.most_common(1)[0][0] if down_sizes else default.mss - ts_len
+    if syn_mss:  # the handshake says what a segment may carry
+        mss = min(syn_mss)
+        coalesce = max(1, round(common / max(mss - ts_len, 1)))
+    else:
+        coalesce = max(1, -(-common // (ETHERNET_PAYLOAD + TS_OPTION_LEN - ts_len)))
+        mss = common // coalesce + ts_len
+    mss = min(max(mss, 536), 9000)
     control = (up_small.most_common(1)[0][0] if up_small else default.control_record_bytes[0],
                down_small.most_common(1)[0][0] if down_small else default.control_record_bytes[1])
     control = tuple(min(max(c, RECORD_EXPANSION + 1), 1024) for c in control)
@@ -366,7 +434,7 @@ def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "
         upload_record_share=max(n_usual / max(sum(lengths.values()), 1), 0.01),
         upload_other_record_bytes=clamp(other_mean), control_record_bytes=control,  # type: ignore[arg-type]
         mss=int(mss), rtt_s=float(np.median(rtts)) if rtts else default.rtt_s,
-        loss=min(dup / total, 0.49) if total else 0.0, capture_coalesce=int(coalesce),
+        loss=min(dup / (total - dup), 0.49) if total > dup else 0.0, capture_coalesce=int(min(coalesce, 64)),
         voice_server=voice_server, report_prob=reports / used,
         description=f"measured on {used} captures of {device_ip}")
     h.check()

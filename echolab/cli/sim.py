@@ -245,6 +245,10 @@ def households(
     except HouseholdError as exc:
         raise typer.BadParameter(str(exc), param_hint="--profiles") from None
     known = {h.name: h for h in (*HOUSEHOLDS, *given)}  # a file's profile replaces a built-in one of its name
+    for h in given:
+        if h.name in {b.name for b in HOUSEHOLDS}:
+            console.print(f"note: {profiles} redefines the built-in household {h.name}; its captures go to campaign "
+                          f"household-{h.name}, with any the built-in profile made there before")
     if list_:
         for h in (*given, *(h for h in HOUSEHOLDS if h.name not in {g.name for g in given})):
             console.print(key_value_table(asdict(h).items(), title=h.name))
@@ -315,5 +319,8 @@ def measure_household(
     for note in measured.notes[:5]:
         console.print(f"  skipped: {note}")
     if output is not None:
-        output.write_text(household_toml([measured.household]), encoding="utf-8")
+        try:
+            output.write_text(household_toml([measured.household]), encoding="utf-8")
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot write {output}: {exc.strerror or exc}", param_hint="--output") from None
         console.print(f"profile written to {output}")
