@@ -20,12 +20,12 @@ variable; the default is ``./lab``.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from echolab.errors import LabError
+from echolab.tomlfiles import read_toml
 from echolab.safepaths import is_inside, safe_component
 
 LAB_ENV = "ECHOLAB_LAB"
@@ -66,13 +66,7 @@ class LabDir:
         settings: dict[str, Any] = {}
         settings_file = path / SETTINGS_FILE
         if settings_file.exists():
-            try:
-                settings = tomllib.loads(settings_file.read_text(encoding="utf-8"))
-            except UnicodeDecodeError as exc:
-                raise LabError(f"cannot read lab settings {settings_file}: it is not UTF-8 text "
-                               f"(byte {exc.start})") from exc
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise LabError(f"cannot read lab settings {settings_file}: {exc}") from exc
+            settings = read_toml(settings_file, "lab settings", LabError)
         lab = cls(path, settings)
         if create or os.access(path, os.W_OK):
             try:

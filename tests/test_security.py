@@ -583,3 +583,30 @@ def test_feature_csv_export_is_the_same_with_and_without_pandas(sqlite_lab: LabD
         rows = list(csv.reader(fh))
     assert rows[0] == list(frame.columns)
     assert [[float(v) for v in r[4:]] for r in rows[1:]] == frame.iloc[:, 4:].to_numpy().tolist()
+
+
+@pytest.mark.parametrize("what", ["grids", "settings", "params", "profiles"])
+def test_a_toml_file_nested_too_deep_or_too_large_is_refused_in_one_line(tmp_path: Path, what: str) -> None:
+    """A few thousand '[' exhaust tomllib's recursion: every shared TOML file says so in one line, no traceback."""
+    from echolab.analysis.compare.grids import GridError, load_grids
+    from echolab.collector.sim.errors import ParamsError
+    from echolab.collector.sim.households import HouseholdError, load_households
+    from echolab.collector.sim.params import load_params
+    from echolab.errors import LabError
+    from echolab.labdir import SETTINGS_FILE, LabDir
+    from echolab.tomlfiles import MAX_TOML_BYTES
+
+    deep = "a = " + "[" * 5000 + "]" * 5000 + "\n"
+    lab = tmp_path / "lab"
+    LabDir.open(lab, create=True)
+    target = lab / SETTINGS_FILE if what == "settings" else tmp_path / f"{what}.toml"
+    load = {"grids": (load_grids, GridError), "params": (load_params, ParamsError),
+            "profiles": (load_households, HouseholdError),
+            "settings": (lambda _p: LabDir.open(lab), LabError)}[what]
+    target.write_text(deep)
+    with pytest.raises(load[1], match="is not valid TOML: it nests too deep"):
+        load[0](target)
+    with open(target, "wb") as f:
+        f.truncate(MAX_TOML_BYTES + 1)
+    with pytest.raises(load[1], match="over the 4 MB"):
+        load[0](target)

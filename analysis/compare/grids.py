@@ -23,12 +23,12 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from echolab.errors import EcholabError
+from echolab.tomlfiles import read_toml
 
 if TYPE_CHECKING:
     from sklearn.base import ClassifierMixin
@@ -213,14 +213,7 @@ def load_grids(path: Path | str | None = None, *, check: bool = True) -> dict[st
     canonical form. The allow-list and the plain-data rule hold either way.
     """
     path = Path(path) if path is not None else DEFAULT_GRIDS
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise GridError(f"grids file {path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise GridError(f"cannot read grids file {path}: {exc.strerror or exc}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise GridError(f"grids file {path} is not valid TOML: {exc}") from exc
+    doc = read_toml(path, "grids file", GridError)
     models = doc.get("models")
     if not isinstance(models, dict) or not models:
         raise GridError(f"grids file {path} has no [models.NAME] tables; see analysis/compare/grids.toml")

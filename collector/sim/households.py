@@ -39,6 +39,7 @@ from echolab.collector.sim.synthetic import TLS_OVERHEAD, write_capture
 from echolab.collector.sim.topology import Topology
 from echolab.errors import EcholabError
 from echolab.progress import ProgressCallback
+from echolab.tomlfiles import read_toml
 
 if TYPE_CHECKING:
     from echolab.db.catalog import Catalog
@@ -158,9 +159,6 @@ def household(name: str) -> Household:
     raise HouseholdError(f"unknown household {name!r}; choose from {', '.join(h.name for h in HOUSEHOLDS)}")
 
 
-#: The largest profiles file read (a file of a few profiles is a few KB).
-MAX_PROFILES_BYTES = 1 << 20
-
 #: The fields a profiles file may give, and their types (``voice_server`` a string, ``control_record_bytes`` a pair).
 PROFILE_FIELDS = {f.name: f.type for f in dataclasses.fields(Household) if f.name != "name"}
 
@@ -174,20 +172,8 @@ def load_households(path: Path | str) -> tuple[Household, ...]:
     :class:`Household`; ``upload_record_bytes``, ``upload_coalesce`` and
     ``answer_record_bytes`` are required.
     """
-    import tomllib
-
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_PROFILES_BYTES:
-            raise HouseholdError(f"profiles file {path} is over {MAX_PROFILES_BYTES // 1024} KB: not a profiles file")
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise HouseholdError(f"profiles file {path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise HouseholdError(f"cannot read profiles file {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:
-        raise HouseholdError(f"profiles file {path} is not valid TOML: {str(exc)[:200] or 'nested too deep'}") \
-            from None
+    doc = read_toml(path, "profiles file", HouseholdError)
     tables = doc.get("households")
     if not isinstance(tables, dict) or not tables:
         raise HouseholdError(f"profiles file {path} has no [households.NAME] tables")

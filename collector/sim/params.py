@@ -9,7 +9,6 @@ where each value comes from.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from echolab.collector.sim.errors import ParamsError
+from echolab.tomlfiles import read_toml
 
 DEFAULT_PARAMS = Path(__file__).with_name("params.toml")
 _DIST_KEYS = {
@@ -147,12 +147,7 @@ def _class_model(label: str, raw: Any) -> ClassModel:
 def load_params(path: Path | str | None = None) -> SimParams:
     """Read and validate the parameter file (the packaged default when None)."""
     path = Path(path) if path is not None else DEFAULT_PARAMS
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ParamsError(f"cannot read simulation parameters {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ParamsError(f"simulation parameters {path} are not valid TOML: {exc}") from exc
+    raw = read_toml(path, "simulation parameters", ParamsError)
     classes_raw = raw.get("classes")
     if not isinstance(classes_raw, Mapping) or not classes_raw:
         raise ParamsError(f"{path} has no [classes.*] tables")
