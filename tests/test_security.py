@@ -610,3 +610,21 @@ def test_a_toml_file_nested_too_deep_or_too_large_is_refused_in_one_line(tmp_pat
         f.truncate(MAX_TOML_BYTES + 1)
     with pytest.raises(load[1], match="over the 4 MB"):
         load[0](target)
+
+
+def test_a_model_file_whose_header_nests_too_deep_is_refused_in_one_line(tmp_path: Path) -> None:
+    from echolab.analysis.compare.modelfile import HEADER_MEMBER, MODEL_MEMBER, ModelFileError, load_model
+    from echolab.cli import app
+    from typer.testing import CliRunner
+
+    model = tmp_path / "deep.echolab-model"
+    with zipfile.ZipFile(model, "w") as z:
+        z.writestr(HEADER_MEMBER, "[" * 200_000 + "]" * 200_000)
+        z.writestr(MODEL_MEMBER, b"x")
+    with pytest.raises(ModelFileError, match="its header is not JSON \\(it nests too deep\\)"):
+        load_model(model)
+    capture = tmp_path / "c.pcap"
+    capture.write_bytes(b"")
+    res = CliRunner().invoke(app, ["classify", "--model", str(model), str(capture)])
+    assert res.exit_code != 0 and "nests too deep" in " ".join(res.output.split()), res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)

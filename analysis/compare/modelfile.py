@@ -293,6 +293,8 @@ def read_header(path: Path | str) -> dict[str, Any]:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ModelFileError(f"{path}: its header is not JSON ({exc})") from None
+    except RecursionError:  # a few hundred thousand '[' exhaust the JSON decoder's recursion
+        raise ModelFileError(f"{path}: its header is not JSON (it nests too deep)") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: its header is not a JSON object")
     return header
