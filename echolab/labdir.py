@@ -116,13 +116,51 @@ class LabDir:
         from_env = os.environ.get(CATALOG_URL_ENV)
         url = from_env or self.settings.get("catalog_url")
         if not from_env and url is not None:
-            if not isinstance(url, str):
-                raise LabError(f"catalog_url in {self.root / SETTINGS_FILE} must be a URL (text), not {url!r}")
-            file = url.partition("?")[0].removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
-            if file and file != ":memory:" and not is_inside(self.root / file, self.root):
-                raise LabError(f"catalog_url in {self.root / SETTINGS_FILE} names a SQLite file outside the lab "
-                               f"({file}); a lab's settings keep its catalog inside it (or set {CATALOG_URL_ENV})")
+            url = self._checked_catalog_url(url)
         return url or f"sqlite:///{self.root / 'catalog.sqlite'}"
+
+    def _checked_catalog_url(self, url: Any) -> str:
+        """*url* from the lab's settings, when it keeps a SQLite catalog inside the lab.
+
+        Any SQLite driver (``sqlite://``, ``sqlite+pysqlite://``...) must name a
+        plain file inside the lab (a relative one is taken from the lab root)
+        or an in-memory database; SQLite URI filenames (``file:...``,
+        ``?uri=true``) are refused, since they can name any file. A PostgreSQL
+        URL (a shared lab server) is kept as it is; other databases are refused.
+        """
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        where = f"catalog_url in {self.root / SETTINGS_FILE}"
+        if not isinstance(url, str):
+            raise LabError(f"{where} must be a URL (text), not {url!r}")
+        try:
+            parsed = make_url(url)
+            backend = parsed.get_backend_name()
+        except (ArgumentError, ValueError, TypeError) as exc:
+            raise LabError(f"{where} is not a database URL ({url!r}: {exc})") from None
+        if backend == "postgresql":
+            return url
+        if backend != "sqlite":
+            raise LabError(f"{where} names a {backend} database; a lab's settings may name a SQLite file inside "
+                           f"the lab or a PostgreSQL server (set {CATALOG_URL_ENV} for anything else)")
+        if "uri" in parsed.query:
+            raise LabError(f"{where} asks SQLite for a URI filename (uri=...); a lab's settings name a plain "
+                           f"SQLite file inside the lab (or set {CATALOG_URL_ENV})")
+        database = parsed.database
+        if not database or database == ":memory:":
+            return url
+        if database.startswith("file:"):
+            raise LabError(f"{where} names a SQLite URI filename ({database}); a lab's settings name a plain "
+                           f"SQLite file inside the lab (or set {CATALOG_URL_ENV})")
+        file = Path(database)
+        if not is_inside(self.root / file, self.root):  # an absolute file replaces the root
+            raise LabError(f"{where} names a SQLite file outside the lab ({database}); a lab's settings keep "
+                           f"its catalog inside it (or set {CATALOG_URL_ENV})")
+        if file.is_absolute():
+            return url
+        # SQLite would take a relative file from the working directory: take it from the lab root instead
+        return parsed.set(database=str(self.root / file)).render_as_string(hide_password=False)
 
     def relative(self, path: Path) -> str:
         """*path* relative to the lab root, as stored in the catalog.

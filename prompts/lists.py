@@ -45,6 +45,9 @@ DEFAULT_WAKE_WORD = WAKE_WORDS[0]
 MAX_PROMPT_CHARS = 150
 #: Most times a list may ask each prompt (``# repeat: N``; the study asked 130 of each class).
 MAX_REPEAT = 10_000
+#: Longest ``# template:`` accepted: every line of the list becomes a copy of it, and a prompt is at most
+#: MAX_PROMPT_CHARS long anyway.
+MAX_TEMPLATE_CHARS = 300
 #: Largest prompt list file read (a list holds hundreds of lines, not millions).
 MAX_LIST_BYTES = 1024 * 1024
 #: Shortest request after the wake word.
@@ -331,9 +334,11 @@ def _repeat_directive(path: Path, found: tuple[int, str] | None, problems: list[
     if found is None:
         return 1
     number, value = found
-    if value.isdigit() and 1 <= int(value) <= MAX_REPEAT:
+    # ASCII digits only (str.isdigit takes '²' and other digits int() refuses), and few of them before int()
+    digits = len(value) <= 30 and re.fullmatch(r"[0-9]+", value) is not None
+    if digits and 1 <= int(value) <= MAX_REPEAT:
         return int(value)
-    if value.isdigit() and len(value) < 30 and int(value) > MAX_REPEAT:
+    if digits and int(value) > MAX_REPEAT:
         problems.append(Problem(path, number, f"'# repeat: {value}' asks each prompt more than {MAX_REPEAT} times"))
     else:
         problems.append(Problem(path, number, f"'# repeat:' needs a whole number from 1 to {MAX_REPEAT}, "
@@ -345,6 +350,10 @@ def _template_directive(path: Path, found: tuple[int, str] | None, problems: lis
     if found is None:
         return None
     number, value = found
+    if len(value) > MAX_TEMPLATE_CHARS:  # every line becomes a copy of it: a huge one would fill the memory
+        problems.append(Problem(path, number, f"'# template:' is {len(value)} characters long; the limit is "
+                                              f"{MAX_TEMPLATE_CHARS} (a prompt is at most {MAX_PROMPT_CHARS})"))
+        return None
     if ITEM not in value:
         problems.append(Problem(path, number, f"'# template:' must contain {ITEM}, where each line's text goes"))
         return None

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import csv
 import inspect
+import math
+import numbers
 import re
 import subprocess
 import unicodedata
@@ -33,6 +35,7 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 
 from echolab.prompts.audio import decode, sha256_file
+from echolab.safepaths import UnsafePathError, contained
 from echolab.prompts.errors import SpeechError, SpeechUnavailableError
 
 ENGINES: tuple[str, ...] = ("espeak", "gtts", "recorded")
@@ -40,6 +43,8 @@ DEFAULT_ENGINE = "espeak"
 #: File types a recordings folder may hold (libsndfile reads them all).
 RECORDING_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
 MANIFEST = "manifest.csv"
+#: The longest an engine may be given for one prompt (its ``timeout`` option), in seconds.
+MAX_TIMEOUT_S = 600.0
 
 
 class SpeechEngine(ABC):
@@ -79,16 +84,12 @@ class EspeakEngine(SpeechEngine):
     binary = "espeak-ng"
 
     def __init__(self, voice: str = "en-us", speed: int = 160, pitch: int = 50, timeout: float = 30.0) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_+\-/.]+", voice):
+        if not isinstance(voice, str) or not re.fullmatch(r"[A-Za-z0-9_+\-/.]+", voice):
             raise SpeechError(f"espeak-ng voice {voice!r} is not a voice name; list voices with 'espeak-ng --voices'")
-        if not 80 <= int(speed) <= 450:
-            raise SpeechError(f"espeak-ng speed {speed} is outside 80..450 words per minute")
-        if not 0 <= int(pitch) <= 99:
-            raise SpeechError(f"espeak-ng pitch {pitch} is outside 0..99")
         self.espeak_voice = voice
-        self.speed = int(speed)
-        self.pitch = int(pitch)
-        self.timeout = timeout
+        self.speed = int(_number(speed, "espeak-ng speed", 80, 450, "words per minute"))
+        self.pitch = int(_number(pitch, "espeak-ng pitch", 0, 99))
+        self.timeout = _number(timeout, "espeak-ng timeout", 0.1, MAX_TIMEOUT_S, "seconds")
 
     @property
     def voice(self) -> str:
@@ -125,14 +126,16 @@ class GttsEngine(SpeechEngine):
     def __init__(self, lang: str = "en", tld: str = "com", slow: bool = False, timeout: float = 10.0) -> None:
         from gtts.lang import tts_langs
 
-        if lang not in tts_langs():
+        if not isinstance(lang, str) or lang not in tts_langs():
             raise SpeechError(f"gTTS has no language {lang!r}; choose one of: {', '.join(sorted(tts_langs()))}")
-        if not re.fullmatch(r"[a-z]{2,3}(\.[a-z]{2,3})?", tld):
+        if not isinstance(tld, str) or not re.fullmatch(r"[a-z]{2,3}(\.[a-z]{2,3})?", tld):
             raise SpeechError(f"gTTS tld {tld!r} is not a top-level domain such as com, co.uk or com.au")
+        if not isinstance(slow, bool):
+            raise SpeechError(f"gTTS slow must be true or false, not {slow!r}")
         self.lang = lang
         self.tld = tld
-        self.slow = bool(slow)
-        self.timeout = timeout
+        self.slow = slow
+        self.timeout = _number(timeout, "gTTS timeout", 0.1, MAX_TIMEOUT_S, "seconds")
 
     @property
     def voice(self) -> str:
@@ -172,6 +175,8 @@ class RecordedEngine(SpeechEngine):
     name = "recorded"
 
     def __init__(self, folder: Path | str) -> None:
+        if not isinstance(folder, (str, Path)) or not str(folder):
+            raise SpeechError(f"the recordings folder must be a path (text), not {folder!r}")
         self.folder = Path(folder).expanduser()
         if not self.folder.is_dir():
             raise SpeechUnavailableError(
@@ -190,12 +195,22 @@ class RecordedEngine(SpeechEngine):
             return {}
         try:
             with path.open(newline="", encoding="utf-8") as fh:
-                rows = list(csv.DictReader(fh))
+                reader = csv.DictReader(fh)
+                rows = [(reader.line_num, row) for row in reader]
         except (OSError, csv.Error, UnicodeDecodeError) as exc:
             raise SpeechError(f"cannot read {path}: {exc}") from exc
-        if rows and not {"text", "file"} <= set(rows[0]):
+        if rows and not {"text", "file"} <= set(rows[0][1]):
             raise SpeechError(f"{path} needs the columns text,file")
-        return {_text_key(r["text"]): self.folder / r["file"] for r in rows if r.get("text") and r.get("file")}
+        found: dict[str, Path] = {}
+        for line, row in rows:
+            text, file = row.get("text"), row.get("file")
+            if not (text and file):
+                continue
+            try:  # a shared manifest names files in its own folder only (no absolute path, no ../, no link out)
+                found[_text_key(text)] = contained(file, self.folder, f"{path} line {line}: file")
+            except UnsafePathError as exc:
+                raise SpeechError(str(exc)) from None
+        return found
 
     def recording(self, text: str) -> Path:
         """The file that holds *text*, by the manifest or by slug."""
@@ -221,6 +236,20 @@ class RecordedEngine(SpeechEngine):
             return decode(path.read_bytes())
         except (OSError, RuntimeError) as exc:
             raise SpeechError(f"cannot read recording {path}: {exc}") from exc
+
+
+def _number(value: Any, name: str, low: float, high: float, unit: str = "") -> float:
+    """*value* when it is a finite number from *low* to *high*; else :class:`SpeechError` in one line.
+
+    Settings come from a lab's echolab.toml, which may come from another lab:
+    text, ``inf``, ``nan`` and huge numbers are refused before they are used.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or not low <= value <= high:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise SpeechError(f"{name} must be a number from {low:g} to {high:g}{' ' + unit if unit else ''}, "
+                          f"not {shown}")
+    return float(value)
 
 
 def slugify(text: str, limit: int = 100) -> str:

@@ -64,6 +64,10 @@ def engine_for_lab(lab: LabDir | None, name: str | None = None, **overrides: Any
                           f"{DEFAULT_ENGINE!r}, not {name!r}")
     options = _settings_table(table.get(name), f"{SPEECH_SETTINGS}.{name}", lab)
     from_settings = "folder" in options
+    if from_settings and not isinstance(options["folder"], str):
+        raise SpeechError(f"[{SPEECH_SETTINGS}.recorded] folder in {_settings_file(lab)} must be a path (text), "
+                          f"not {repr(options['folder'])[:60]}")
+    settings_keys = set(options) - {k for k, v in overrides.items() if v is not None}
     options.update({k: v for k, v in overrides.items() if v is not None})
     if name == "recorded":
         folder = Path(options.get("folder") or (lab.prompts_dir / "recordings" if lab else "recordings"))
@@ -75,7 +79,14 @@ def engine_for_lab(lab: LabDir | None, name: str | None = None, **overrides: Any
             except UnsafePathError as exc:
                 raise SpeechError(str(exc)) from None
         options["folder"] = folder
-    return get_engine(name, **options)
+    try:
+        return get_engine(name, **options)
+    except SpeechUnavailableError:
+        raise
+    except SpeechError as exc:
+        if not settings_keys or lab is None:
+            raise
+        raise SpeechError(f"{exc} (settings: [{SPEECH_SETTINGS}.{name}] in {_settings_file(lab)})") from None
 
 
 def _settings_file(lab: LabDir | None) -> str:

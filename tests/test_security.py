@@ -561,6 +561,101 @@ def test_lab_settings_that_cannot_be_used_are_one_line(tmp_path: Path, monkeypat
         engine_for_lab(LabDir.open(lab.root), "recorded")
 
 
+@pytest.mark.parametrize("url", ["sqlite+pysqlite:////{out}/outside1.sqlite", "sqlite:///file:/{out}/outside2.sqlite?uri=true",
+                                 "sqlite:///file:outside3.sqlite?mode=rwc&uri=true", "sqlite:///{out}/x.sqlite?uri=1",
+                                 "sqlite+pysqlite:///../outside4.sqlite", "mysql://u@localhost/x", "not a url"])
+def test_a_catalog_url_in_lab_settings_cannot_put_the_catalog_outside_the_lab(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    from echolab.labdir import CATALOG_URL_ENV
+
+    monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "outside"
+    out.mkdir()
+    lab = LabDir.open(tmp_path / "lab", create=True)
+    (lab.root / "echolab.toml").write_text(f"catalog_url = {json.dumps(url.format(out=str(out).lstrip('/')))}\n")
+    code, out_text = _cli(lab, "catalog", "ls")
+    assert code == 1 and f"catalog_url in {lab.root / 'echolab.toml'}" in _one_error(out_text)
+    assert not list(out.iterdir()) and not list(tmp_path.glob("*.sqlite")) and not list(tmp_path.glob("file*"))
+
+
+@pytest.mark.parametrize("url", ["sqlite+pysqlite:///{lab}/inside.sqlite", "sqlite:///inside.sqlite"])
+def test_a_catalog_url_in_lab_settings_may_name_a_file_inside_the_lab(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    from echolab.labdir import CATALOG_URL_ENV
+
+    monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # a relative file is the lab's, not the working directory's
+    lab = LabDir.open(tmp_path / "lab", create=True)
+    (lab.root / "echolab.toml").write_text(f"catalog_url = {json.dumps(url.format(lab=lab.root))}\n")
+    code, out = _cli(lab, "catalog", "ls")
+    assert code == 0, out
+    assert (lab.root / "inside.sqlite").is_file() and not (tmp_path / "inside.sqlite").exists()
+    (lab.root / "echolab.toml").write_text('catalog_url = "postgresql+psycopg://echolab@dbhost/echolab"\n')
+    assert LabDir.open(lab.root).catalog_url == "postgresql+psycopg://echolab@dbhost/echolab"
+
+
+@pytest.mark.parametrize("file", ["../../../outside_secret.wav", "{abs}"])
+def test_a_recordings_manifest_cannot_name_audio_outside_its_folder(
+        sqlite_lab: LabDir, tmp_path: Path, file: str) -> None:
+    import soundfile as sf
+
+    secret = tmp_path / "outside_secret.wav"
+    sf.write(secret, np.sin(np.arange(8000) / 5.0).astype(np.float32) * 0.1, 16000)
+    recordings = sqlite_lab.prompts_dir / "recordings"
+    recordings.mkdir(parents=True)
+    from echolab.prompts.lists import read_list
+
+    texts = {p.text for p in read_list("weather", sqlite_lab).prompts()}
+    rows = "".join(f"{json.dumps(t)},{file.format(abs=secret)}\n" for t in sorted(texts))
+    (recordings / "manifest.csv").write_text("text,file\n" + rows)
+    code, out = _cli(sqlite_lab, "prompts", "synth", "--class", "weather", "--engine", "recorded")
+    line = _one_error(out)
+    assert code == 1 and "manifest.csv line 2: file" in line and "leads outside" in line, out
+    assert not [p for p in sqlite_lab.audio_dir.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("settings, problem", [
+    ("[audio]\nlead_in_s = inf\n", "lead_in_s inf must be a number from 0 to 10 s"),
+    ("[audio]\nlead_in_s = 1e12\n", "lead_in_s 1000000000000.0 must be a number from 0 to 10 s"),
+    ("[audio]\ntail_s = nan\n", "tail_s nan must be a number"),
+    ("[audio]\ntarget_dbfs = -inf\n", "target_dbfs -inf must be a number"),
+    ("[audio]\nsample_rate = 16000.5\n", "sample_rate 16000.5 must be a whole number"),
+    ("[audio]\nlead_in_s = \"x\"\n", "lead_in_s 'x' must be a number"),
+    ("[speech.espeak]\nspeed = \"x\"\n", "espeak-ng speed must be a number from 80 to 450"),
+    ("[speech.espeak]\npitch = inf\n", "espeak-ng pitch must be a number from 0 to 99"),
+    ("[speech.espeak]\nvoice = 5\n", "espeak-ng voice 5 is not a voice name"),
+    ("[speech.espeak]\ntimeout = 1e300\n", "espeak-ng timeout must be a number"),
+    ("[speech]\nengine = \"gtts\"\n[speech.gtts]\ntld = []\n", "gTTS tld [] is not a top-level domain"),
+    ("[speech]\nengine = \"recorded\"\n[speech.recorded]\nfolder = 5\n", "folder in"),
+])
+def test_lab_settings_of_the_wrong_type_or_size_are_one_line(
+        sqlite_lab: LabDir, settings: str, problem: str) -> None:
+    (sqlite_lab.root / "echolab.toml").write_text(settings)
+    code, out = _cli(sqlite_lab, "prompts", "synth", "--class", "weather")
+    line = _one_error(out)
+    assert code == 1 and problem in line and "echolab.toml" in line, out
+
+
+@pytest.mark.parametrize("repeat", ["\u00b2", "9" * 5000, "\u0663", "1\u00b9"])
+def test_a_repeat_that_is_not_ascii_digits_or_far_too_long_is_a_validation_error(
+        sqlite_lab: LabDir, repeat: str) -> None:
+    (sqlite_lab.prompts_dir / "weather.txt").write_text(f"# repeat: {repeat}\n{{wake}}, what is the weather\n")
+    code, out = _cli(sqlite_lab, "prompts", "validate")
+    assert code == 1 and ("needs a whole number from 1 to 10000" in out or "more than 10000 times" in out), out
+
+
+def test_a_huge_template_is_a_validation_error_not_a_memory_error(sqlite_lab: LabDir) -> None:
+    from echolab.prompts.lists import MAX_TEMPLATE_CHARS, parse_list
+
+    path = sqlite_lab.prompts_dir / "weather.txt"
+    path.write_text("# template: {wake}, {item}" + "x" * 500_000 + "\n" + "ab\n" * 120_000)
+    parsed = parse_list(path)
+    assert any(f"the limit is {MAX_TEMPLATE_CHARS}" in p.message for p in parsed.problems)
+    code, out = _cli(sqlite_lab, "prompts", "validate")
+    assert code == 1 and f"the limit is {MAX_TEMPLATE_CHARS}" in out
+
+
 def test_the_web_home_page_escapes_the_lab_path(tmp_path: Path) -> None:
     from echolab.db.serve import metadata
 
