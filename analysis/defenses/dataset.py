@@ -34,7 +34,7 @@ import numpy as np
 
 from echolab.analysis.defenses.overhead import Overhead, overhead, total_overhead
 from echolab.analysis.defenses.registry import Defense, parse_defense
-from echolab.analysis.defenses.trace import Defended, DefenseError
+from echolab.analysis.defenses.trace import Defended, DefenseError, check_limits
 from echolab.captures.trace import write_trace
 from echolab.progress import ProgressCallback
 
@@ -172,27 +172,36 @@ def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | 
     if not usable:
         raise DefenseError(f"{defense.name} learns from a history of the captures and would have none left to defend",
                            hint="defend a campaign of more captures per class")
+    for cap in usable:  # refuse a capture no defense is applied to before anything is made
+        times, sizes = seqs[cap.id]
+        try:
+            check_limits(times, sizes)
+        except DefenseError as exc:
+            raise DefenseError(f"cannot defend {_named(cap)}: {exc}", hint=exc.hint) from exc
     classes = sorted({c.label for c in usable})
-    target = catalog.create_campaign(
-        name, backend=Backend.defended.value, classes=classes, status=CampaignStatus.running.value,
-        location=source.location if source is not None else None,
-        device=source.device if source is not None else None,
-        settings={"defense": defense.spec, "defense_settings": _jsonable(defense.settings), "seed": seed,
-                  "defended_campaign": source.name if source is not None else None,
-                  "history": sorted(history)})  # the captures a learning defense learned from, not defended
-    with tempfile.TemporaryDirectory(prefix="echolab-defend-") as tmp:
-        with catalog.transaction():
-            for done, cap in enumerate(usable, start=1):
-                times, sizes = seqs[cap.id]
+    with tempfile.TemporaryDirectory(prefix="echolab-defend-") as tmp, catalog.transaction():
+        # one unit: a defense that fails on any capture leaves no campaign, and no trace in the lab
+        target = catalog.create_campaign(
+            name, backend=Backend.defended.value, classes=classes, status=CampaignStatus.running.value,
+            location=source.location if source is not None else None,
+            device=source.device if source is not None else None,
+            settings={"defense": defense.spec, "defense_settings": _jsonable(defense.settings), "seed": seed,
+                      "defended_campaign": source.name if source is not None else None,
+                      "history": sorted(history)})  # the captures a learning defense learned from, not defended
+        for done, cap in enumerate(usable, start=1):
+            times, sizes = seqs[cap.id]
+            try:
                 out = defense.apply(times, sizes, seed=capture_seed(seed, cap.id), label=cap.label)
-                report.overheads[cap.id] = overhead(times, sizes, out)
-                path = write_trace(Path(tmp) / f"{cap.id}.csv", out.times_us(), out.sizes.tolist())
-                catalog.add_capture(target, cap.label, path, move=True, prompt=cap.prompt,
-                                    started_at=cap.started_at, ended_at=cap.ended_at, synthetic=cap.synthetic,
-                                    source={"defended_from": cap.id, "defense": defense.spec})
-                report.written += 1
-                if progress is not None:
-                    progress(f"defending with {defense.spec}", done, len(usable))
+            except DefenseError as exc:
+                raise DefenseError(f"cannot defend {_named(cap)} with {defense.spec}: {exc}", hint=exc.hint) from exc
+            report.overheads[cap.id] = overhead(times, sizes, out)
+            path = write_trace(Path(tmp) / f"{cap.id}.csv", out.times_us(), out.sizes.tolist())
+            catalog.add_capture(target, cap.label, path, move=True, prompt=cap.prompt,
+                                started_at=cap.started_at, ended_at=cap.ended_at, synthetic=cap.synthetic,
+                                source={"defended_from": cap.id, "defense": defense.spec})
+            report.written += 1
+            if progress is not None:
+                progress(f"defending with {defense.spec}", done, len(usable))
         tot = report.totals()
         target.settings = {**target.settings, "overhead": tot}
         catalog.set_campaign_status(target, CampaignStatus.done.value)
@@ -208,10 +217,20 @@ def defended_sequences(defense: Defense, sequences: dict[int, tuple[np.ndarray, 
     """
     out, cost = {}, {}
     for cid, (times, sizes) in sequences.items():
-        out[cid] = defense.apply(times, sizes, seed=capture_seed(seed, cid),
-                                 label=None if labels is None else labels.get(cid))
+        try:
+            out[cid] = defense.apply(times, sizes, seed=capture_seed(seed, cid),
+                                     label=None if labels is None else labels.get(cid))
+        except DefenseError as exc:
+            raise DefenseError(f"cannot defend capture {cid} with {defense.spec}: {exc}", hint=exc.hint) from exc
         cost[cid] = overhead(times, sizes, out[cid])
     return out, cost
+
+
+def _named(cap: "Capture") -> str:
+    """``capture ID (PATH, imported from FILE)``: the capture as the lab and its sender know it."""
+    where = ", ".join(filter(None, [getattr(cap, "path", None),
+                                    f"imported from {cap.source_file}" if getattr(cap, "source_file", None) else None]))
+    return f"capture {cap.id} ({where})" if where else f"capture {cap.id}"
 
 
 def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from echolab.analysis.defenses.registry import Defense, Param
-from echolab.analysis.defenses.trace import Defended, directions
+from echolab.analysis.defenses.trace import Defended, check_packets, directions
 
 
 class MtuPadding(Defense):
@@ -51,6 +51,7 @@ def pad_each(times: np.ndarray, sizes: np.ndarray, target, top: int) -> Defended
     """Each packet cut into *top*-byte pieces, its last piece padded to ``target(piece)``."""
     mag = np.abs(sizes)
     pieces = np.maximum(1, -(-mag // top))
+    check_packets(int(pieces.sum(dtype=object)) if len(pieces) else 0, "padding")
     idx = np.repeat(np.arange(len(sizes)), pieces)
     first = np.concatenate([[0], np.cumsum(pieces)[:-1]])
     within = np.arange(len(idx)) - np.repeat(first, pieces)
@@ -101,6 +102,7 @@ class SizeNoise(Defense):
             noisy = np.cumsum(b) + tree_noise(n, max(1.0, math.log2(n + 1)) / self.eps, rng)
             target = np.clip(np.diff(np.concatenate([[0.0], noisy])), 0, self.mtu).round().astype(np.int64)
             wire_t, wire, real = [], [], []
+            check_packets(n + math.ceil(int(b.sum(dtype=object)) / self.mtu), "size noise")
             queue = 0
             for ti, bi, xi in zip(t, b, target):
                 queue += int(bi)

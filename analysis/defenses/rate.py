@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from echolab.analysis.defenses.registry import Defense, Param
-from echolab.analysis.defenses.trace import Defended, constant_rate, direction, directions
+from echolab.analysis.defenses.trace import (MAX_DEFENDED_PACKETS, Defended, check_packets, constant_rate,
+                                             direction, directions)
 
 
 def _schedule(times: np.ndarray, sizes: np.ndarray, sign: int, interval: float, size: int):
@@ -31,6 +32,7 @@ def _extend(slots: np.ndarray, real: np.ndarray, interval: float, count: int) ->
     have = len(slots)
     if count <= have:
         return slots, real
+    check_packets(count)
     extra = interval * np.arange(have, count)
     return np.concatenate([slots, extra]), np.concatenate([real, np.zeros(count - have, np.int64)])
 
@@ -113,6 +115,8 @@ class CsBuflo(Defense):
                 take = min(self.d, arrived - sent)
                 sent += take
                 slots.append(now), real.append(take)
+                if len(slots) > MAX_DEFENDED_PACKETS:
+                    check_packets(len(slots), "CS-BuFLO")
                 if arrived > sent:
                     rho = max(rho / 2, self.rho_min)
                 elif take == 0:
@@ -154,6 +158,8 @@ class Regulator(Defense):
         sent, budget = 0, self.N
         now = surge = float(t[0])
         while True:
+            if len(slots) > MAX_DEFENDED_PACKETS:
+                check_packets(len(slots), "RegulaTor")
             rate = self.R * self.D ** (now - surge)
             arrived = int(cum[np.searchsorted(t, now + 1e-12, side="right")])
             queued = -(-(arrived - sent) // size)
@@ -181,6 +187,7 @@ class Regulator(Defense):
         slots, real = [], []
         queue: list[list[float]] = []  # [arrival time, bytes left] of each waiting real packet
         i, total = 0, int(b.sum())
+        check_packets(len(ticks) + len(b) + total / self.size, "RegulaTor")
         sent = 0
         tick_i = 0
         while sent < total or tick_i < len(ticks):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from echolab.analysis.defenses.trace import Defended, DefenseError, as_arrays
+from echolab.analysis.defenses.trace import Defended, DefenseError, as_arrays, check_limits
 
 #: Every defense, in the order ``defend --list`` shows them (modules register their classes).
 DEFENSE_NAMES = ("mtu", "buckets", "dstar", "buflo", "csbuflo", "tamaraw", "regulator", "wtfpad", "front",
@@ -124,9 +124,13 @@ class Defense:
     def apply(self, times: Any, sizes: Any, seed: int = 0, label: str | None = None) -> Defended:
         """The defended sequence of one capture's (times in seconds, signed sizes), reproducible under *seed*.
 
-        *label* is the capture's class, which only a :attr:`labelled` defense reads.
+        *label* is the capture's class, which only a :attr:`labelled` defense reads. A sequence
+        longer or larger than a defense is applied to (:func:`~echolab.analysis.defenses.trace.check_limits`)
+        raises :class:`DefenseError`, as does a defense that would send more packets than
+        :data:`~echolab.analysis.defenses.trace.MAX_DEFENDED_PACKETS`.
         """
         t, s = as_arrays(times, sizes)
+        check_limits(t, s)
         if not len(s):
             return Defended.unchanged(t, s)
         out = self._apply(t - t[0], s, np.random.default_rng(seed))

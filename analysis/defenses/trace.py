@@ -14,6 +14,7 @@ undefended capture did (:func:`check_real_bytes` holds every defense to that).
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Iterator
 
 import numpy as np
@@ -23,6 +24,36 @@ from echolab.errors import EcholabError
 
 class DefenseError(EcholabError):
     """A defense cannot be named, set up or applied as asked."""
+
+
+#: The longest capture a defense is applied to, seconds from its first packet to its last (a request to an
+#: Echo lasts seconds; a trace from someone else may claim a gap of centuries).
+MAX_DEFENDED_SPAN_S = 3600.0
+#: The most bytes (both directions) of a capture a defense is applied to.
+MAX_DEFENDED_BYTES = 1 << 30
+#: The most packets a defense may put on the wire for one capture (a constant-rate sender at its
+#: parameters' extremes, or padding to tiny packets, would otherwise fill the memory).
+MAX_DEFENDED_PACKETS = 5_000_000
+
+
+def check_packets(count: float, what: str = "the defense") -> None:
+    """Raise :class:`DefenseError` when *count* packets are more than :data:`MAX_DEFENDED_PACKETS`."""
+    if not count <= MAX_DEFENDED_PACKETS:
+        raise DefenseError(f"{what} would send more than {MAX_DEFENDED_PACKETS:,} packets for one capture",
+                           hint="check the defense's parameters and the capture's length")
+
+
+def check_limits(times: np.ndarray, sizes: np.ndarray) -> None:
+    """Raise :class:`DefenseError` for a sequence longer than :data:`MAX_DEFENDED_SPAN_S` or larger than
+    :data:`MAX_DEFENDED_BYTES` (times in seconds, signed sizes; as :func:`as_arrays` gives them)."""
+    if len(times) and not np.all(np.isfinite(times)):
+        raise DefenseError("a packet sequence's times must be finite")
+    span = float(times[-1] - times[0]) if len(times) else 0.0
+    if span > MAX_DEFENDED_SPAN_S:
+        raise DefenseError(f"it lasts {span:.6g} s, longer than the {MAX_DEFENDED_SPAN_S:g} s a defense is applied to")
+    total = int(np.abs(sizes).sum(dtype=object)) if len(sizes) else 0
+    if total > MAX_DEFENDED_BYTES:
+        raise DefenseError(f"it holds {total:,} bytes, more than the {MAX_DEFENDED_BYTES:,} a defense is applied to")
 
 
 @dataclass(frozen=True)
@@ -107,7 +138,9 @@ def constant_rate(arrivals: np.ndarray, nbytes: np.ndarray, *, start: float, int
     if total == 0:
         return np.zeros(0), np.zeros(0, np.int64)
     last = float(arrivals[-1]) if len(arrivals) else start
-    n = int(np.ceil(max(last - start, 0.0) / interval)) + int(np.ceil(total / size)) + 2
+    n_float = math.ceil(max(last - start, 0.0) / interval) + math.ceil(total / size) + 2
+    check_packets(n_float, "a constant-rate sender")
+    n = int(n_float)
     slots = start + interval * np.arange(n)
     cum = np.concatenate([[0], np.cumsum(nbytes)])
     arrived = cum[np.searchsorted(arrivals, slots + 1e-12, side="right")]

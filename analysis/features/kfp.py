@@ -32,6 +32,11 @@ ALT_CONC_PARTS = 70
 ALT_RATE_PARTS = 20
 #: First and last packets counted by direction (k-FP: 30).
 EDGE = 30
+#: Seconds of a capture its packets-per-second list counts: a packet later than this after the first
+#: (a request lasts seconds; a hostile trace may claim a gap of centuries) is counted in the last second,
+#: and one stamped before the first (a clock stepped back) in the first; so the list never outgrows
+#: MAX_RATE_SECONDS + 1 entries and still counts every packet once.
+MAX_RATE_SECONDS = 3600
 #: Burst length thresholds counted (k-FP: more than 5, 10, 20 packets).
 BURST_OVER = (5, 10, 20)
 _DIRS = ("bi", "s2d", "d2s")
@@ -95,6 +100,18 @@ def _part_sums(values: np.ndarray, parts: int) -> list[float]:
     return (cumulative[bounds[1:]] - cumulative[bounds[:-1]]).tolist()
 
 
+def per_second(times: np.ndarray) -> np.ndarray:
+    """Packets in each whole second since the first packet (k-FP's packets-per-second list).
+
+    Seconds are clamped to 0..:data:`MAX_RATE_SECONDS` (times that go
+    backwards or leap far ahead are a hostile or broken trace's, never a request's).
+    """
+    if not len(times):
+        return np.zeros(0)
+    rel = np.nan_to_num(times - times[0], nan=0.0, posinf=MAX_RATE_SECONDS, neginf=0.0)
+    return np.bincount(np.floor(np.clip(rel, 0, MAX_RATE_SECONDS)).astype(np.int64))
+
+
 def kfp_vector(times: np.ndarray, sizes: np.ndarray, burst_pkts: Sequence[int] | None = None,
                burst_bytes: Sequence[int] | None = None) -> np.ndarray:
     """The k-FP row of one sequence: *times* in seconds (non-decreasing), *sizes* signed bytes.
@@ -122,7 +139,7 @@ def kfp_vector(times: np.ndarray, sizes: np.ndarray, burst_pkts: Sequence[int] |
             float((~out_mask[-EDGE:]).sum()) if n else 0.0, float(out_mask[-EDGE:].sum()) if n else 0.0]
     conc = np.add.reduceat(out_mask.astype(float), np.arange(0, n, CHUNK)) if n else np.zeros(0)
     row += _stats(conc, ("std", "mean", "median", "max"))
-    rate = np.bincount(np.floor(times - times[0]).astype(int)) if n else np.zeros(0)
+    rate = per_second(times)
     row += _stats(rate.astype(float), ("mean", "std", "median", "min", "max"))
     if burst_pkts is None or burst_bytes is None:
         burst_pkts, burst_bytes = bursts(sizes.astype(int).tolist())
