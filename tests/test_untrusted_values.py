@@ -150,3 +150,51 @@ def test_a_model_file_with_a_member_name_that_is_not_utf8_is_one_line(trained: t
         load_model(bad)
     code, out = _cli("classify", "--model", str(bad), str(capture))
     assert code != 0 and str(bad) in _one_error(out)
+
+
+# -- simulation parameters -------------------------------------------------------------------------
+
+
+def _params_with(tmp_path: Path, section: str, key: str, value: str) -> Path:
+    """The packaged parameters file with ``key = value`` in [section] (replacing its own value)."""
+    from echolab.collector.sim.params import DEFAULT_PARAMS
+
+    lines, current, done = [], None, False
+    for line in DEFAULT_PARAMS.read_text().splitlines():
+        if line.startswith("["):
+            current = line.strip()
+        if current == f"[{section}]" and line.split("=")[0].strip() == key:
+            line, done = f"{key} = {value}", True
+        lines.append(line)
+    assert done, (section, key)
+    path = tmp_path / "params.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("upload", "header_bytes", "inf"),
+    ("upload", "bytes_per_s", "inf"),
+    ("synthetic", "rtt_s", "inf"),
+    ("synthetic", "mss", "0"),
+    ("synthetic", "mss", "1460.5"),
+    ("upload", "header_bytes", "1e15"),
+    ("speech", "record_bytes", "1e-300"),
+    ("upload", "chunk_s", "1e-300"),
+    ("keepalive", "interval_s", "nan"),
+    ("classes.weather", "speech_s", "{ dist = \"normal\", mean = inf, sd = 1 }"),
+    ("classes.weather", "speech_s", "{ dist = \"normal\", mean = 1e300, sd = 1 }"),
+    ("classes.weather", "think_s", "{ dist = \"lognormal\", median = 1, sigma = 1e6 }"),
+])
+def test_simulation_parameters_out_of_range_are_one_line(tmp_path: Path, section: str, key: str, value: str) -> None:
+    params = _params_with(tmp_path, section, key, value)
+    code, out = _cli("sim", "synth", str(tmp_path / "out"), "--class", "weather", "--params", str(params))
+    assert code != 0
+    line = _one_error(out)
+    assert str(params) in line and key in line
+
+
+def test_the_packaged_parameters_still_load() -> None:
+    from echolab.collector.sim.params import load_params
+
+    assert load_params().synthetic["mss"] == 1460
