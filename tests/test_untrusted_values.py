@@ -198,3 +198,22 @@ def test_the_packaged_parameters_still_load() -> None:
     from echolab.collector.sim.params import load_params
 
     assert load_params().synthetic["mss"] == 1460
+
+
+# -- grids file values -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("table, param", [
+    ('params = { criterion = "bogus" }', "criterion"),
+    ("params = { max_depth = -5 }", "max_depth"),
+    ('grid = { criterion = ["gini", "bogus"] }', "criterion"),
+    ("grid = { min_samples_split = [2, 0] }", "min_samples_split"),
+])
+def test_grids_values_the_estimator_refuses_are_one_line(sqlite_lab: LabDir, tmp_path: Path, table: str,
+                                                         param: str) -> None:
+    grids = tmp_path / "g.toml"
+    grids.write_text(f'[models.dt]\nestimator = "sklearn.tree.DecisionTreeClassifier"\n{table}\n')
+    code, out = _cli("--lab", str(sqlite_lab.root), "analyze", "run", "--grids", str(grids), "--synthetic", "5")
+    assert code != 0
+    line = _one_error(out)
+    assert str(grids) in line and "'dt'" in line and param in line
