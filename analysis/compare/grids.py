@@ -231,7 +231,24 @@ def check_models(specs: Iterable[ModelSpec], path: Path | str | None = None) -> 
     path = Path(path) if path is not None else DEFAULT_GRIDS
     for spec in specs:  # the values are plain data already (load_grids checks them without importing)
         check_names(spec.estimator, spec.name, set(spec.params) | set(spec.grid), f"grids file {path}")
-        spec.build()
+        est = spec.build()
+        _validate(est, f"grids file {path}: model {spec.name!r}: params")
+        for key, values in spec.param_grid().items():
+            for value in values:
+                _validate(est, f"grids file {path}: model {spec.name!r}: grid {key} = {value!r}", **{key: value})
+
+
+def _validate(est: Any, where: str, **params: Any) -> None:
+    """scikit-learn's own check of the estimator's parameter values (a wrong one fails only at fit time)."""
+    from sklearn.base import clone
+
+    if getattr(est, "_validate_params", None) is None or getattr(type(est), "_parameter_constraints", None) is None:
+        return  # an estimator without scikit-learn's declared constraints (echolab's own) checks itself
+    try:
+        trial = clone(est).set_params(**params) if params else est
+        trial._validate_params()
+    except (ValueError, TypeError) as exc:  # sklearn's InvalidParameterError is both
+        raise GridError(f"{where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def _spec(name: str, table: dict[str, Any], path: Path) -> ModelSpec:

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import struct
 import warnings
 import zipfile
 import zlib
@@ -317,6 +319,9 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise ModelFileError(f"cannot read the model file {path}: {exc.strerror or exc}") from exc
     except zipfile.BadZipFile:
         pass
+    except (ValueError, EOFError, zlib.error, RuntimeError, NotImplementedError, OverflowError, struct.error) as exc:
+        # a zip whose directory holds names that are not UTF-8 or fields out of range (UnicodeDecodeError is one)
+        raise ModelFileError(f"{path} is damaged: its list of members cannot be read ({type(exc).__name__})") from None
     if is_legacy_model(path):
         raise ModelFileError(
             f"{path} is a model file of an older echolab (a joblib pickle, which runs whatever code it holds when "
@@ -335,7 +340,8 @@ def _member(zf: zipfile.ZipFile, path: Path, name: str, limit: int) -> bytes:
         raise ModelFileError(f"{path}: its {name} is {info.file_size} bytes, over the limit of {limit}")
     try:
         data = zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError, ValueError,
+            OverflowError, struct.error) as exc:
         raise ModelFileError(f"{path} is damaged: cannot read its {name} ({exc})") from None
     if len(data) > limit:
         raise ModelFileError(f"{path}: its {name} is over the limit of {limit} bytes")
@@ -364,6 +370,77 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} cannot go into a model file's header")
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+#: What each header key must hold (when present): a test, and the words for the error.
+_HEADER_TYPES: dict[str, tuple[Any, str]] = {
+    "feature_set": (lambda v: isinstance(v, str), "text"),
+    "feature_options": (lambda v: isinstance(v, dict), "a table"),
+    "model_name": (lambda v: isinstance(v, str), "text"),
+    "model": (lambda v: isinstance(v, dict), "a table"),
+    "best_params": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v), "a table"),
+    "cv_score": (_is_number, "a finite number"),
+    "classes": (lambda v: _str_list(v) and len(v) > 0, "a list of class names (text)"),
+    "fingerprint": (lambda v: isinstance(v, str), "text"),
+    "n_captures": (lambda v: _is_int(v) and v >= 0, "a whole number, 0 or more"),
+    "campaigns": (_str_list, "a list of campaign names (text)"),
+    "counts": (lambda v: isinstance(v, dict) and all(_is_int(n) and n >= 0 for n in v.values()),
+               "a table of whole numbers, 0 or more"),
+    "versions": (lambda v: isinstance(v, dict), "a table"),
+    "feature_names": (_str_list, "a list of names (text)"),
+    "learned": (lambda v: isinstance(v, dict), "a table"),
+    "created_at": (lambda v: isinstance(v, str), "text"),
+}
+
+
+def _check_types(header: dict[str, Any], path: Path | str) -> None:
+    """Refuse a header whose values are not of the types and ranges echolab writes (one line, naming *path*)."""
+    from echolab.analysis.compare.grids import DTYPES
+
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{path} is not a usable echolab model file: its header's {what}")
+
+    for key, (ok, words) in _HEADER_TYPES.items():
+        if key in header and not ok(header[key]):
+            raise bad(f"{key} must be {words}, not {_shown(header[key])}")
+    if "dtype" in header and header["dtype"] not in DTYPES:
+        raise bad(f"dtype must be one of {', '.join(DTYPES)}, not {_shown(header['dtype'])}")
+    if "adapt" in header and header["adapt"] not in MODEL_ADAPTATIONS:
+        raise bad(f"adapt must be one of {', '.join(MODEL_ADAPTATIONS)}, not {_shown(header['adapt'])}")
+    reject = header.get("reject")
+    if reject is None or reject == {}:
+        return
+    if not isinstance(reject, dict):
+        raise bad(f"reject must be a table or null, not {_shown(reject)}")
+    threshold = reject.get("threshold")
+    if not _is_number(threshold):  # over 1 rejects everything, as a user may choose (tests do)
+        raise bad(f"reject threshold must be a finite number, not {_shown(threshold)}")
+    for key in ("monitored", "unmonitored"):
+        if key in reject and not _str_list(reject[key]):
+            raise bad(f"reject {key} must be a list of class names (text), not {_shown(reject[key])}")
+    if "target" in reject and not isinstance(reject["target"], str):
+        raise bad(f"reject target must be text, not {_shown(reject['target'])}")
+    if "reached" in reject and not isinstance(reject["reached"], bool):
+        raise bad(f"reject reached must be true or false, not {_shown(reject['reached'])}")
+    if "train" in reject and not isinstance(reject["train"], (dict, type(None))):
+        raise bad(f"reject train must be a table, not {_shown(reject['train'])}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def check_header(header: dict[str, Any], path: Path | str = "model") -> list[str]:
     """Refuse a model the running extractor cannot reproduce; return the version differences (for a warning)."""
     from echolab.analysis.compare.storage import library_versions
@@ -376,6 +453,7 @@ def check_header(header: dict[str, Any], path: Path | str = "model") -> list[str
         raise ModelFileError(
             f"{path} was trained on features of extractor {header.get('extractor_version')!r}; this echolab "
             f"extracts {EXTRACTOR_VERSION!r}, so its features would not match: train the model again")
+    _check_types(header, path)
     try:
         make_transformer(header.get("feature_set"), **header.get("feature_options", {}))
     except (FeatureError, TypeError, ValueError, KeyError) as exc:

@@ -19,6 +19,9 @@ from echolab.collector.sim.errors import ParamsError
 from echolab.tomlfiles import read_toml
 
 DEFAULT_PARAMS = Path(__file__).with_name("params.toml")
+#: The longest time a distribution may draw (seconds: think, speech and music times), and its largest sigma.
+MAX_SECONDS = 3600.0
+MAX_SIGMA = 5.0
 _DIST_KEYS = {
     "fixed": ("value",),
     "uniform": ("low", "high"),
@@ -49,8 +52,12 @@ class Distribution:
             values = {k: float(v) for k, v in args.items()}
         except (TypeError, ValueError) as exc:
             raise ParamsError(f"{where}: every value must be a number ({exc})") from exc
-        if any(v < 0 or math.isnan(v) for v in values.values()):
-            raise ParamsError(f"{where}: values must be non-negative numbers")
+        if any(not math.isfinite(v) or v < 0 for v in values.values()):
+            raise ParamsError(f"{where}: values must be finite non-negative numbers")
+        for key, value in values.items():
+            limit = MAX_SIGMA if key == "sigma" else MAX_SECONDS
+            if value > limit:
+                raise ParamsError(f"{where}: {key} must be at most {limit:g}, got {value:g}")
         return cls(kind, values)
 
     def draw(self, rng: np.random.Generator) -> float:
@@ -62,8 +69,8 @@ class Distribution:
         elif self.dist == "normal":
             value = float(rng.normal(a["mean"], a["sd"]))
         else:
-            value = float(math.exp(rng.normal(math.log(max(a["median"], 1e-9)), a["sigma"])))
-        lo, hi = a.get("min", 0.0), a.get("max", math.inf)
+            value = float(math.exp(min(rng.normal(math.log(max(a["median"], 1e-9)), a["sigma"]), 700.0)))
+        lo, hi = a.get("min", 0.0), a.get("max", MAX_SECONDS)
         return min(max(value, lo), hi)
 
     def mean(self) -> float:
@@ -113,6 +120,41 @@ _SECTIONS = {
 }
 
 
+#: The range each parameter may take (inclusive). Wide enough for any plausible Echo, narrow enough that
+#: a drawn request stays a few megabytes and a loop over chunks, records or segments ends.
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "bytes_per_s": (1.0, 10_000_000.0),  # 80 Mbit/s
+    "record_bytes": (16.0, 65_536.0),
+    "rate_factor": (0.01, 1000.0),
+    "chunk_s": (0.001, 10.0),
+    "tail_s": (0.0, 60.0),
+    "burst_s": (0.0, 600.0),
+    "header_bytes": (0.0, 1_000_000.0),
+    "directive_bytes": (0.0, 1_000_000.0),
+    "event_bytes": (0.0, 1_000_000.0),
+    "request_bytes": (0.0, 1_000_000.0),
+    "ping_bytes": (0.0, 65_536.0),
+    "pong_bytes": (0.0, 65_536.0),
+    "interval_s": (1.0, 3600.0),
+    "jitter_s": (0.0, 3600.0),
+    "voice_rcvbuf": (0.0, 64 * 1024 * 1024),
+    "music_rcvbuf": (0.0, 64 * 1024 * 1024),
+    "voice_server_window": (0.0, 65_535.0),
+    "echo_window": (0.0, 65_535.0),
+    "music_server_window": (0.0, 65_535.0),
+    "echo_music_window": (0.0, 65_535.0),
+    "echo_wscale": (0.0, 14.0),
+    "music_server_wscale": (0.0, 14.0),
+    "mss": (536.0, 9000.0),
+    "rtt_s": (0.0, 10.0),
+    "segment_gap_s": (0.0, 1.0),
+    "delack_s": (0.0, 1.0),
+}
+#: Keys that must be whole numbers (windows, scales and segment sizes go into TCP headers as they are).
+_WHOLE = frozenset({"voice_server_window", "echo_window", "music_server_window", "echo_music_window",
+                    "echo_wscale", "music_server_wscale", "mss"})
+
+
 def _section(raw: Mapping[str, Any], name: str) -> dict[str, float]:
     table = raw.get(name)
     if not isinstance(table, Mapping):
@@ -120,12 +162,13 @@ def _section(raw: Mapping[str, Any], name: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for key in _SECTIONS[name]:
         value = table.get(key)
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ParamsError(f"[{name}] {key} must be a non-negative number, got {value!r}")
+        lo, hi = _BOUNDS[key]
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                or not lo <= value <= hi):
+            raise ParamsError(f"[{name}] {key} must be a number from {lo:g} to {hi:g}, got {value!r}")
+        if key in _WHOLE and value != int(value):
+            raise ParamsError(f"[{name}] {key} must be a whole number, got {value!r}")
         out[key] = float(value)
-    for key in ("bytes_per_s", "record_bytes", "rate_factor", "chunk_s"):
-        if key in out and out[key] <= 0:
-            raise ParamsError(f"[{name}] {key} must be greater than 0")
     return out
 
 
@@ -151,11 +194,15 @@ def load_params(path: Path | str | None = None) -> SimParams:
     classes_raw = raw.get("classes")
     if not isinstance(classes_raw, Mapping) or not classes_raw:
         raise ParamsError(f"{path} has no [classes.*] tables")
-    classes = {label: _class_model(label, table) for label, table in classes_raw.items()}
-    sections = {name: _section(raw, name) for name in _SECTIONS}
+    try:
+        classes = {label: _class_model(label, table) for label, table in classes_raw.items()}
+        sections = {name: _section(raw, name) for name in _SECTIONS}
+        default_class = _class_model("default", raw.get("default_class"))
+    except ParamsError as exc:  # name the file: it may be someone else's
+        raise ParamsError(f"{path}: {exc}") from None
     return SimParams(
         classes=classes,
-        default_class=_class_model("default", raw.get("default_class")),
+        default_class=default_class,
         source=str(path),
         **sections,
     )
