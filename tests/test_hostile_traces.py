@@ -11,19 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from echolab.analysis.defenses.registry import parse_defense
 from echolab.analysis.defenses.trace import MAX_DEFENDED_SPAN_S, DefenseError
 from echolab.analysis.features.kfp import KFP_FEATURE_NAMES, MAX_RATE_SECONDS, kfp_vector
 from echolab.captures import compressed
 from echolab.captures.reader import CaptureError
-from echolab.cli import app
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
+from cliout import one_error, run_cli
 
-runner = CliRunner()
 
 
 def _trace(path: Path, rows: list[tuple[float, int, int]]) -> Path:
@@ -32,17 +30,7 @@ def _trace(path: Path, rows: list[tuple[float, int, int]]) -> Path:
     return path
 
 
-def _cli(lab: LabDir | None, *args: str) -> tuple[int, str]:
-    res = runner.invoke(app, [*(["--lab", str(lab.root)] if lab else []), *args])
-    assert "Traceback" not in res.output, res.output
-    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), repr(res.exception)
-    return res.exit_code, res.output
-
-
-def _one_error(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("Error: ")]
-    assert len(lines) == 1, output
-    return lines[0]
+_cli = run_cli
 
 
 # -- k-FP's packets per second ----------------------------------------------------------------------
@@ -112,7 +100,7 @@ def test_defend_refuses_a_hostile_trace_in_one_line_and_makes_no_campaign(sqlite
     before = _state(sqlite_lab)
     code, out = _cli(sqlite_lab, "defend", "-d", spec, "-c", "home", "--no-progress")
     assert code != 0
-    line = _one_error(out)
+    line = one_error(out)
     assert "b.csv" in line, line
     assert _state(sqlite_lab) == before
 
@@ -125,7 +113,7 @@ def test_a_defense_that_would_send_too_many_packets_leaves_no_half_made_campaign
     before = _state(sqlite_lab)
     code, out = _cli(sqlite_lab, "defend", "-d", "mtu:mtu=1", "-c", "home", "--no-progress")
     assert code != 0
-    assert "packets" in _one_error(out)
+    assert "packets" in one_error(out)
     assert _state(sqlite_lab) == before
 
 

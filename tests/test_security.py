@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from echolab.cli import app
 from echolab.collector.sim import synthetic
@@ -28,9 +27,9 @@ from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
 from echolab.safepaths import UnsafePathError, contained, safe_component
+from cliout import one_error, run_cli
 from pcaps import SIM_DEVICE_IP, write_class_captures
 
-runner = CliRunner()
 DEVICE = SIM_DEVICE_IP
 PRECIOUS = "precious: must stay as it was"
 
@@ -45,17 +44,7 @@ def _intact(marker: Path) -> bool:
     return marker.is_file() and not marker.is_symlink() and marker.read_text() == PRECIOUS
 
 
-def _cli(lab: LabDir | None, *args: str) -> tuple[int, str]:
-    res = runner.invoke(app, [*(["--lab", str(lab.root)] if lab else []), *args])
-    assert "Traceback" not in res.output and "Aborted" not in res.output, res.output
-    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), repr(res.exception)
-    return res.exit_code, res.output
-
-
-def _one_error(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("Error: ")]
-    assert len(lines) == 1, output
-    return lines[0]
+_cli = run_cli
 
 
 def _capture(path: Path, label: str = "weather", i: int = 0) -> Path:
@@ -108,7 +97,7 @@ def test_a_tar_with_a_symlink_chain_past_the_path_limit_writes_nothing_outside(s
     marker = _marker(tmp_path)  # the lab's parent: LAB/tmp/tmpXXXXXXXX/../../..
     evil = _chain_tar(tmp_path / "evil.tar", len(str(sqlite_lab.tmp_dir)) + 12, 3, marker.name, b"overwritten")
     code, out = _cli(sqlite_lab, "catalog", "import", str(evil))
-    assert code == 1 and "holds a link" in _one_error(out)
+    assert code == 1 and "holds a link" in one_error(out)
     assert _intact(marker)
     assert not list(sqlite_lab.tmp_dir.iterdir()) and not list(sqlite_lab.captures_dir.iterdir())
 
@@ -136,7 +125,7 @@ def test_simple_tar_tricks_are_refused_whole(sqlite_lab: LabDir, tmp_path: Path,
             tar.addfile(bad)
     code, out = _cli(sqlite_lab, "catalog", "import", str(tar_path))
     assert code == 1, out
-    _one_error(out)
+    one_error(out)
     assert _intact(marker)
     assert not list(sqlite_lab.captures_dir.iterdir())
 
@@ -151,7 +140,7 @@ def test_a_tar_bomb_is_refused_before_it_is_written(sqlite_lab: LabDir, tmp_path
         tar.addfile(info, io.BytesIO(bytes(zeros)))
     assert no_manifest.stat().st_size < 100_000
     code, out = _cli(sqlite_lab, "catalog", "import", str(no_manifest))
-    assert code == 1 and "does not start with manifest.csv" in _one_error(out)
+    assert code == 1 and "does not start with manifest.csv" in one_error(out)
     announced = tmp_path / "bomb2.tar.gz"
     with tarfile.open(announced, "w:gz") as tar:
         manifest = f"path,label,size_bytes\nx.pcap,weather,{zeros * 40}\n".encode()
@@ -159,7 +148,7 @@ def test_a_tar_bomb_is_refused_before_it_is_written(sqlite_lab: LabDir, tmp_path
         info.size = len(manifest)
         tar.addfile(info, io.BytesIO(manifest))
     code, out = _cli(sqlite_lab, "catalog", "import", str(announced))
-    assert code == 1 and "over 100 times its own size" in _one_error(out)
+    assert code == 1 and "over 100 times its own size" in one_error(out)
     assert not list(sqlite_lab.tmp_dir.iterdir()) and not list(sqlite_lab.captures_dir.iterdir())
 
 
@@ -180,7 +169,7 @@ def test_a_truncated_export_is_one_line(sqlite_lab: LabDir, tmp_path: Path, suff
     packed.write_bytes(packed.read_bytes()[: packed.stat().st_size * 2 // 3])
     other = LabDir.open(tmp_path / "lab2", create=True)
     code, out = _cli(other, "catalog", "import", str(packed))
-    assert code == 1 and "damaged or truncated" in _one_error(out), out
+    assert code == 1 and "damaged or truncated" in one_error(out), out
     assert not list(other.captures_dir.iterdir()) and not list(other.tmp_dir.iterdir())
     assert len(data) > 0
 
@@ -209,7 +198,7 @@ def test_an_export_ships_no_file_from_outside_the_lab(sqlite_lab: LabDir, tmp_pa
             cat.captures()[0].path = "../secret.txt"
     out = tmp_path / "export.tar"
     code, text = _cli(sqlite_lab, "catalog", "export", str(out))
-    assert code == 1 and "'../secret.txt' leads outside the lab; nothing was exported" in _one_error(text)
+    assert code == 1 and "'../secret.txt' leads outside the lab; nothing was exported" in one_error(text)
     assert not out.exists() and not (tmp_path / "export.tar.part").exists() and _intact(secret)
 
 
@@ -235,11 +224,11 @@ def test_a_joblib_model_file_is_refused_without_running_it(tmp_path: Path) -> No
     capture = _capture(tmp_path / "one.pcap")
     code, out = _cli(None, "classify", "--model", str(evil), str(capture))
     assert code == 1
-    assert "a joblib pickle" in _one_error(out)
+    assert "a joblib pickle" in one_error(out)
     assert f"echolab analyze convert-model --trust {evil}" in out
     assert _intact(marker)
     code, out = _cli(None, "analyze", "convert-model", str(evil))
-    assert code == 1 and "pass --trust only for a file you made or trust" in _one_error(out)
+    assert code == 1 and "pass --trust only for a file you made or trust" in one_error(out)
     assert _intact(marker)
 
 
@@ -352,7 +341,7 @@ params = {{ args = ["sh", "-c", "echo pwned > {marker}"] }}
 grid = {{}}
 """)
     code, out = _cli(sqlite_lab, "analyze", "run", "--grids", str(evil), "--synthetic", "5")
-    assert code == 1 and "is not one of the classifiers a grids file may name" in _one_error(out)
+    assert code == 1 and "is not one of the classifiers a grids file may name" in one_error(out)
     assert not marker.exists()
     with pytest.raises(GridError, match="not one of the classifiers"):
         load_grids(evil, check=False)
@@ -442,7 +431,7 @@ def test_a_stored_run_named_like_a_path_writes_no_report_outside(sqlite_lab: Lab
     with Catalog.open(sqlite_lab) as cat, cat.transaction() as s:
         s.add(AnalysisRun(name="../../outside/x", status="done", summary={"models": [], "features": []}))
     code, out = _cli(sqlite_lab, "analyze", "report", "../../outside/x")
-    assert code == 1 and "run '../../outside/x' cannot be used: it holds a path separator" in _one_error(out)
+    assert code == 1 and "run '../../outside/x' cannot be used: it holds a path separator" in one_error(out)
     assert not outside.exists()
 
 
@@ -461,11 +450,11 @@ def test_manifests_that_are_not_utf8_or_have_huge_fields_are_one_line(sqlite_lab
     latin = tmp_path / "latin.csv"
     latin.write_bytes("path,label\ncafé.pcap,weather\n".encode("latin-1"))
     code, out = _cli(sqlite_lab, "catalog", "import", str(latin))
-    assert code == 1 and "is not UTF-8 text" in _one_error(out)
+    assert code == 1 and "is not UTF-8 text" in one_error(out)
     huge = tmp_path / "huge.csv"
     huge.write_text("path,label\n" + "a" * 200_000 + ".pcap,weather\n")
     code, out = _cli(sqlite_lab, "catalog", "import", str(huge))
-    assert code == 1 and "is not a readable CSV" in _one_error(out)
+    assert code == 1 and "is not a readable CSV" in one_error(out)
     with Catalog.open(sqlite_lab) as cat:
         assert not cat.campaigns()
 
@@ -539,17 +528,17 @@ def test_lab_settings_that_cannot_be_used_are_one_line(tmp_path: Path, monkeypat
     elsewhere = tmp_path / "elsewhere.sqlite"
     (lab.root / "echolab.toml").write_text(f'catalog_url = "sqlite:///{elsewhere}"\n')
     code, out = _cli(lab, "catalog", "init")
-    assert code == 1 and "names a SQLite file outside the lab" in _one_error(out)
+    assert code == 1 and "names a SQLite file outside the lab" in one_error(out)
     assert not elsewhere.exists()
     (lab.root / "echolab.toml").write_text("audio = 5\n")
     code, out = _cli(lab, "prompts", "synth")
-    assert code == 1 and "[audio] in echolab.toml must be a table" in _one_error(out)
+    assert code == 1 and "[audio] in echolab.toml must be a table" in one_error(out)
     (lab.root / "echolab.toml").write_text("catalog_lock_timeout_s = inf\n")
     code, out = _cli(lab, "catalog", "stats")
-    assert code == 1 and "catalog_lock_timeout_s in" in _one_error(out)
+    assert code == 1 and "catalog_lock_timeout_s in" in one_error(out)
     (lab.root / "echolab.toml").write_bytes("wake_word = 'Échø'\n".encode("latin-1"))
     code, out = _cli(lab, "catalog", "stats")
-    assert code == 1 and "is not UTF-8 text" in _one_error(out)
+    assert code == 1 and "is not UTF-8 text" in one_error(out)
     (lab.root / "echolab.toml").write_text('speech = "espeak"\n')
     from echolab.prompts.errors import SpeechError
     from echolab.prompts.synth import engine_for_lab
@@ -575,7 +564,7 @@ def test_a_catalog_url_in_lab_settings_cannot_put_the_catalog_outside_the_lab(
     lab = LabDir.open(tmp_path / "lab", create=True)
     (lab.root / "echolab.toml").write_text(f"catalog_url = {json.dumps(url.format(out=str(out).lstrip('/')))}\n")
     code, out_text = _cli(lab, "catalog", "ls")
-    assert code == 1 and f"catalog_url in {lab.root / 'echolab.toml'}" in _one_error(out_text)
+    assert code == 1 and f"catalog_url in {lab.root / 'echolab.toml'}" in one_error(out_text)
     assert not list(out.iterdir()) and not list(tmp_path.glob("*.sqlite")) and not list(tmp_path.glob("file*"))
 
 
@@ -610,7 +599,7 @@ def test_a_recordings_manifest_cannot_name_audio_outside_its_folder(
     rows = "".join(f"{json.dumps(t)},{file.format(abs=secret)}\n" for t in sorted(texts))
     (recordings / "manifest.csv").write_text("text,file\n" + rows)
     code, out = _cli(sqlite_lab, "prompts", "synth", "--class", "weather", "--engine", "recorded")
-    line = _one_error(out)
+    line = one_error(out)
     assert code == 1 and "manifest.csv line 2: file" in line and "leads outside" in line, out
     assert not [p for p in sqlite_lab.audio_dir.rglob("*") if p.is_file()]
 
@@ -633,7 +622,7 @@ def test_lab_settings_of_the_wrong_type_or_size_are_one_line(
         sqlite_lab: LabDir, settings: str, problem: str) -> None:
     (sqlite_lab.root / "echolab.toml").write_text(settings)
     code, out = _cli(sqlite_lab, "prompts", "synth", "--class", "weather")
-    line = _one_error(out)
+    line = one_error(out)
     assert code == 1 and problem in line and "echolab.toml" in line, out
 
 

@@ -15,31 +15,20 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from echolab.cli import app
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
 from echolab.labdir import LabDir
 
+from cliout import one_error, run_cli
 from grids import write_grids
 from pcaps import SIM_DEVICE_IP, write_class_captures
 
-runner = CliRunner()
 T0 = 1_700_000_000.0
 
 
 def _cli(*args: str) -> tuple[int, str]:
-    res = runner.invoke(app, list(args), terminal_width=200)
-    assert "Traceback" not in res.output, res.output
-    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), repr(res.exception)
-    return res.exit_code, res.output
-
-
-def _one_error(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("Error: ")]
-    assert len(lines) == 1, output
-    return lines[0]
+    return run_cli(None, *args, width=200)
 
 
 # -- model file headers ----------------------------------------------------------------------------
@@ -115,7 +104,7 @@ def test_a_model_header_of_the_wrong_types_is_one_line(trained: tuple[Path, Path
         load_model(bad)
     code, out = _cli("classify", "--model", str(bad), str(capture))
     assert code != 0
-    line = _one_error(out)
+    line = one_error(out)
     assert str(bad) in line and message in line
 
 
@@ -149,7 +138,7 @@ def test_a_model_file_with_a_member_name_that_is_not_utf8_is_one_line(trained: t
     with pytest.raises(ModelFileError, match="bad.echolab-model"):
         load_model(bad)
     code, out = _cli("classify", "--model", str(bad), str(capture))
-    assert code != 0 and str(bad) in _one_error(out)
+    assert code != 0 and str(bad) in one_error(out)
 
 
 # -- simulation parameters -------------------------------------------------------------------------
@@ -190,7 +179,7 @@ def test_simulation_parameters_out_of_range_are_one_line(tmp_path: Path, section
     params = _params_with(tmp_path, section, key, value)
     code, out = _cli("sim", "synth", str(tmp_path / "out"), "--class", "weather", "--params", str(params))
     assert code != 0
-    line = _one_error(out)
+    line = one_error(out)
     assert str(params) in line and key in line
 
 
@@ -215,5 +204,5 @@ def test_grids_values_the_estimator_refuses_are_one_line(sqlite_lab: LabDir, tmp
     grids.write_text(f'[models.dt]\nestimator = "sklearn.tree.DecisionTreeClassifier"\n{table}\n')
     code, out = _cli("--lab", str(sqlite_lab.root), "analyze", "run", "--grids", str(grids), "--synthetic", "5")
     assert code != 0
-    line = _one_error(out)
+    line = one_error(out)
     assert str(grids) in line and "'dt'" in line and param in line
