@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from echolab.cli import app
 from echolab.collector.sim import synthetic
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
