@@ -128,3 +128,26 @@ def test_cli_per_connection_matches_tcptrace_field_by_field(tmp_path: Path) -> N
         assert mine == {k: theirs[k] for k in mine}
     table = CliRunner().invoke(app, ["features", "inspect", str(path), "--device-ip", DEVICE, "--per-connection"])
     assert "max_win_adv_b2a" in table.output
+
+
+def test_workers_are_not_forked_from_a_process_holding_jax(monkeypatch, tmp_path: Path) -> None:
+    """JAX runs threads of its own: forking a process that imported it can deadlock, so workers are spawned
+    (and read the captures as forked ones do)."""
+    import multiprocessing
+    import sys
+    import types
+
+    from echolab.analysis.features import store
+    from pcaps import SIM_DEVICE_IP, write_class_captures
+
+    paths = write_class_captures(tmp_path / "c", 2, classes=["weather", "quotes", "music", "directions"])
+    jobs = [(str(p), SIM_DEVICE_IP) for p in paths]
+    asked = []
+    real = multiprocessing.get_context
+    monkeypatch.setattr(store.multiprocessing, "get_context", lambda method=None: asked.append(method) or real(method))
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    forked = list(store._run(jobs, 2))
+    monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))
+    spawned = list(store._run(jobs, 2))
+    assert asked == ["fork", "spawn"]
+    assert len(spawned) == 8 and all(rec is not None for rec, _ in spawned) and spawned == forked

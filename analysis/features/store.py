@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,19 +72,25 @@ def _extract(path: str, device_ip: str) -> tuple[dict | None, str | None]:
         return None, f"internal error while reading the capture: {type(exc).__name__}: {exc}"
 
 
+#: Libraries that run threads of their own once imported: a process holding one is not forked.
+FORK_UNSAFE = ("jax", "torch", "tensorflow")
+
+
 def _extract_pair(job: tuple[str, str]) -> tuple[dict | None, str | None]:
     return _extract(*job)
 
 
 def _run(jobs: list[tuple[str, str]], n_jobs: int) -> Iterator[tuple[dict | None, str | None]]:
     """Results in job order. Workers are forked (on Linux) so they start in milliseconds with every module
-    already imported; elsewhere they are spawned."""
+    already imported; elsewhere, or once a library that runs threads of its own is loaded (JAX, after the
+    deep model or the JAX MLP trained in this process: forking it can deadlock), they are spawned."""
     if n_jobs == 1 or len(jobs) < 8:
         for path, ip in jobs:
             yield _extract(path, ip)
         return
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    threaded = any(name in sys.modules for name in FORK_UNSAFE)
+    context = multiprocessing.get_context("fork" if "fork" in methods and not threaded else "spawn")
     chunk = max(1, min(16, len(jobs) // (n_jobs * 8)))
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
         yield from pool.map(_extract_pair, jobs, chunksize=chunk)
