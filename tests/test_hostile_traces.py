@@ -117,6 +117,21 @@ def test_a_defense_that_would_send_too_many_packets_leaves_no_half_made_campaign
     assert _state(sqlite_lab) == before
 
 
+@pytest.mark.parametrize("spec", ["anonsets", "wtfpad"])
+def test_a_learning_defense_does_not_learn_from_a_hostile_trace(sqlite_lab: LabDir, tmp_path: Path,
+                                                                 spec: str) -> None:
+    # every capture claims a gap of centuries, so the history it learns from holds one (anonymity sets sized
+    # their schedules by it: 149 GiB); refused in one line naming the capture, and nothing is made
+    leap = [(0.0, 100, 1), (0.1, -300, -1), (0.2, 400, 1), (1e10, -200, -1)]
+    _lab_with(sqlite_lab, tmp_path, {f"{k}.csv": leap for k in range(5)})
+    before = _state(sqlite_lab)
+    code, out = _cli(sqlite_lab, "defend", "-d", spec, "-c", "home", "--no-progress")
+    assert code != 0
+    line = one_error(out)
+    assert "cannot learn from capture" in line and ".csv" in line and "lasts" in line, line
+    assert _state(sqlite_lab) == before
+
+
 def test_defense_apply_refuses_a_long_sequence() -> None:
     with pytest.raises(DefenseError, match="lasts"):
         parse_defense("buflo").apply([0.0, MAX_DEFENDED_SPAN_S + 1], [100, -100])

@@ -34,7 +34,7 @@ import numpy as np
 
 from echolab.analysis.defenses.overhead import Overhead, overhead, total_overhead
 from echolab.analysis.defenses.registry import Defense, parse_defense
-from echolab.analysis.defenses.trace import Defended, DefenseError, check_limits
+from echolab.analysis.defenses.trace import Defended, DefenseError, as_arrays, check_limits
 from echolab.captures.trace import write_trace
 from echolab.progress import ProgressCallback
 
@@ -94,11 +94,23 @@ def sequences_of(catalog: "Catalog", captures: Sequence["Capture"], *, device_ip
 
 
 def fitted_defense(spec: str | Defense, sequences: Sequence[tuple[np.ndarray, np.ndarray]],
-                   labels: Sequence[str] | None = None) -> Defense:
+                   labels: Sequence[str] | None = None, names: Sequence[str] | None = None) -> Defense:
     """The defense of *spec*, fitted on *sequences* and their *labels* (what WTF-PAD learns its histograms from,
-    and anonymity sets their schedules)."""
+    and anonymity sets their schedules).
+
+    A sequence longer or larger than a defense is applied to (:func:`check_limits`) is not learned from
+    either: :class:`DefenseError` naming it (by *names*, else its position).
+    """
     defense = parse_defense(spec) if isinstance(spec, str) else spec
-    return defense.fit(list(sequences), None if labels is None else list(labels)) if defense.learns else defense
+    if not defense.learns:
+        return defense
+    for k, (times, sizes) in enumerate(sequences):
+        try:
+            check_limits(*as_arrays(times, sizes))
+        except DefenseError as exc:
+            raise DefenseError(f"{defense.name} cannot learn from {names[k] if names else f'sequence {k}'}: {exc}",
+                               hint=exc.hint) from exc
+    return defense.fit(list(sequences), None if labels is None else list(labels))
 
 
 #: The share of each class's captures a learning defense learns from (its history) and then does not defend.
@@ -114,12 +126,13 @@ class Learned:
 
 
 def learned_defense(spec: str | Defense, sequences: dict[int, tuple[np.ndarray, np.ndarray]], *, seed: int = 0,
-                    labels: dict[int, str] | None = None) -> Learned:
+                    labels: dict[int, str] | None = None, names: dict[int, str] | None = None) -> Learned:
     """The defense of *spec*, learned (if it learns) from a history of the captures, and that history.
 
     The history is :data:`HISTORY_SHARE` of each class's captures (at least
     one, and never all of a class with more than one), drawn under *seed*; a
     defense that needs labels (:attr:`Defense.labelled`) needs every capture's.
+    *names* says how an error names a capture (default ``capture ID``).
     """
     defense = parse_defense(spec) if isinstance(spec, str) else type(spec)(**spec.settings)
     if not defense.learns:
@@ -136,7 +149,8 @@ def learned_defense(spec: str | Defense, sequences: dict[int, tuple[np.ndarray, 
         history += sorted(int(cid) for cid in rng.permutation(ids)[:take])
     history.sort()
     fitted = fitted_defense(defense, [sequences[cid] for cid in history],
-                            None if labels is None else [labels.get(cid, "") for cid in history])
+                            None if labels is None else [labels.get(cid, "") for cid in history],
+                            [(names or {}).get(cid, f"capture {cid}") for cid in history])
     return Learned(fitted, history)
 
 
@@ -164,7 +178,7 @@ def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | 
     seqs, errors = sequences_of(catalog, captures, device_ip=device_ip, progress=progress)
     usable = [c for c in captures if c.id in seqs]
     learned = learned_defense(defense, {c.id: seqs[c.id] for c in usable}, seed=seed,
-                              labels={c.id: c.label for c in usable})
+                              labels={c.id: c.label for c in usable}, names={c.id: _named(c) for c in usable})
     defense, history = learned.defense, set(learned.history)
     report = DefendReport(campaign=name, defense=defense.spec, skipped=sorted(errors.items()),
                           history=sorted(history))
@@ -172,12 +186,6 @@ def defend_campaign(catalog: "Catalog", spec: str | Defense, *, campaign: str | 
     if not usable:
         raise DefenseError(f"{defense.name} learns from a history of the captures and would have none left to defend",
                            hint="defend a campaign of more captures per class")
-    for cap in usable:  # refuse a capture no defense is applied to before anything is made
-        times, sizes = seqs[cap.id]
-        try:
-            check_limits(times, sizes)
-        except DefenseError as exc:
-            raise DefenseError(f"cannot defend {_named(cap)}: {exc}", hint=exc.hint) from exc
     classes = sorted({c.label for c in usable})
     with tempfile.TemporaryDirectory(prefix="echolab-defend-") as tmp, catalog.transaction():
         # one unit: a defense that fails on any capture leaves no campaign, and no trace in the lab
