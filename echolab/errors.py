@@ -16,6 +16,16 @@ import importlib
 DISTRIBUTION = "echolab-toolkit"
 
 
+def clipped(text: str, limit: int = 60) -> str:
+    """*text* cut to *limit* characters (its end shown as ``...``), so a value from a file fits an error line."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` clipped (:func:`clipped`): how an error line quotes a value read from a file."""
+    return clipped(repr(value))
+
+
 class EcholabError(Exception):
     """Base class of every expected failure; its text is shown to the user."""
 

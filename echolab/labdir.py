@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from echolab.errors import LabError
-from echolab.tomlfiles import read_toml
 from echolab.safepaths import is_inside, safe_component
+from echolab.tomlfiles import read_toml
 
 LAB_ENV = "ECHOLAB_LAB"
 CATALOG_URL_ENV = "ECHOLAB_CATALOG_URL"

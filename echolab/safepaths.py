@@ -21,7 +21,7 @@ import os
 import re
 from pathlib import Path
 
-from echolab.errors import EcholabError
+from echolab.errors import EcholabError, clipped
 
 #: The longest name kept as one path component (file systems allow 255 bytes; room is left for suffixes).
 MAX_COMPONENT = 120
@@ -40,7 +40,7 @@ def safe_component(text: str, what: str = "name") -> str:
     empty name and one over :data:`MAX_COMPONENT` characters are refused with
     one line naming *what* it is (``campaign``, ``label``, ``run``...).
     """
-    shown = text if len(text) <= 60 else text[:57] + "..."
+    shown = clipped(text)
     if len(text) > MAX_COMPONENT:
         raise UnsafePathError(f"{what} {shown!r} is {len(text)} characters long; the limit is {MAX_COMPONENT}")
     if any(c in text for c in "/\\\0"):

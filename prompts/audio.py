@@ -21,6 +21,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from echolab.errors import shown
+
 #: Samples quieter than this (relative to the clip's peak) count as silence
 #: when trimming the edges.
 TRIM_THRESHOLD_DB = -40.0
@@ -30,11 +32,6 @@ TRIM_THRESHOLD_DB = -40.0
 MAX_SILENCE_S = 10.0
 #: The quietest loudness or peak ceiling a format may ask for, in dBFS (16-bit audio spans about 96 dB).
 MIN_DBFS = -96.0
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -51,13 +48,13 @@ class AudioFormat:
         # The format may come from a shared lab's echolab.toml: right types, finite, bounded (no inf, no 1e12 s).
         if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, numbers.Integral) \
                 or not 8000 <= self.sample_rate <= 96000:
-            raise ValueError(f"sample_rate {_shown(self.sample_rate)} must be a whole number of Hz from 8000 to 96000")
+            raise ValueError(f"sample_rate {shown(self.sample_rate)} must be a whole number of Hz from 8000 to 96000")
         for name, low, high, unit in (("lead_in_s", 0, MAX_SILENCE_S, " s"), ("tail_s", 0, MAX_SILENCE_S, " s"),
                                       ("target_dbfs", MIN_DBFS, 0, " dBFS"), ("peak_dbfs", MIN_DBFS, 0, " dBFS")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
                     or not low <= value <= high:
-                raise ValueError(f"{name} {_shown(value)} must be a number from {low:g} to {high:g}{unit}")
+                raise ValueError(f"{name} {shown(value)} must be a number from {low:g} to {high:g}{unit}")
         if self.target_dbfs >= 0:
             raise ValueError("target_dbfs must be below 0 and peak_dbfs at most 0")
 

@@ -34,9 +34,10 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
+from echolab.errors import shown
 from echolab.prompts.audio import decode, sha256_file
-from echolab.safepaths import UnsafePathError, contained
 from echolab.prompts.errors import SpeechError, SpeechUnavailableError
+from echolab.safepaths import UnsafePathError, contained
 
 ENGINES: tuple[str, ...] = ("espeak", "gtts", "recorded")
 DEFAULT_ENGINE = "espeak"
@@ -246,9 +247,8 @@ def _number(value: Any, name: str, low: float, high: float, unit: str = "") -> f
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
             or not low <= value <= high:
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise SpeechError(f"{name} must be a number from {low:g} to {high:g}{' ' + unit if unit else ''}, "
-                          f"not {shown}")
+                          f"not {shown(value)}")
     return float(value)
 
 

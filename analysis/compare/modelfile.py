@@ -45,7 +45,7 @@ import numpy as np
 
 from echolab.analysis.compare.modelsafe import (ModelSafetyError, check_zip_directory, dump_objects, file_tail,
                                                 load_objects)
-from echolab.errors import EcholabError
+from echolab.errors import EcholabError, shown
 from echolab.progress import ProgressCallback
 
 #: The file layout; bumped when the header or payload changes shape.
@@ -412,33 +412,28 @@ def _check_types(header: dict[str, Any], path: Path | str) -> None:
 
     for key, (ok, words) in _HEADER_TYPES.items():
         if key in header and not ok(header[key]):
-            raise bad(f"{key} must be {words}, not {_shown(header[key])}")
+            raise bad(f"{key} must be {words}, not {shown(header[key])}")
     if "dtype" in header and header["dtype"] not in DTYPES:
-        raise bad(f"dtype must be one of {', '.join(DTYPES)}, not {_shown(header['dtype'])}")
+        raise bad(f"dtype must be one of {', '.join(DTYPES)}, not {shown(header['dtype'])}")
     if "adapt" in header and header["adapt"] not in MODEL_ADAPTATIONS:
-        raise bad(f"adapt must be one of {', '.join(MODEL_ADAPTATIONS)}, not {_shown(header['adapt'])}")
+        raise bad(f"adapt must be one of {', '.join(MODEL_ADAPTATIONS)}, not {shown(header['adapt'])}")
     reject = header.get("reject")
     if reject is None or reject == {}:
         return
     if not isinstance(reject, dict):
-        raise bad(f"reject must be a table or null, not {_shown(reject)}")
+        raise bad(f"reject must be a table or null, not {shown(reject)}")
     threshold = reject.get("threshold")
     if not _is_number(threshold):  # over 1 rejects everything, as a user may choose (tests do)
-        raise bad(f"reject threshold must be a finite number, not {_shown(threshold)}")
+        raise bad(f"reject threshold must be a finite number, not {shown(threshold)}")
     for key in ("monitored", "unmonitored"):
         if key in reject and not _str_list(reject[key]):
-            raise bad(f"reject {key} must be a list of class names (text), not {_shown(reject[key])}")
+            raise bad(f"reject {key} must be a list of class names (text), not {shown(reject[key])}")
     if "target" in reject and not isinstance(reject["target"], str):
-        raise bad(f"reject target must be text, not {_shown(reject['target'])}")
+        raise bad(f"reject target must be text, not {shown(reject['target'])}")
     if "reached" in reject and not isinstance(reject["reached"], bool):
-        raise bad(f"reject reached must be true or false, not {_shown(reject['reached'])}")
+        raise bad(f"reject reached must be true or false, not {shown(reject['reached'])}")
     if "train" in reject and not isinstance(reject["train"], (dict, type(None))):
-        raise bad(f"reject train must be a table, not {_shown(reject['train'])}")
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        raise bad(f"reject train must be a table, not {shown(reject['train'])}")
 
 
 def check_header(header: dict[str, Any], path: Path | str = "model") -> list[str]:
