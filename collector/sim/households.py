@@ -37,7 +37,7 @@ from echolab.collector.sim.params import SimParams, load_params
 from echolab.collector.sim.protocol import HEADER as FRAME_HEADER
 from echolab.collector.sim.synthetic import TLS_OVERHEAD, write_capture
 from echolab.collector.sim.topology import Topology
-from echolab.errors import EcholabError
+from echolab.errors import EcholabError, shown
 from echolab.progress import ProgressCallback
 from echolab.tomlfiles import read_toml
 
@@ -205,27 +205,27 @@ def load_households(path: Path | str) -> tuple[Household, ...]:
 def _profile_value(path: Path, name: str, key: str, value: Any) -> Any:
     kind = PROFILE_FIELDS[key]
     where = f"profiles file {path}: household {name}: {key}"
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    quoted = shown(value)
     if kind in ("int", int):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise HouseholdError(f"{where} must be a whole number, not {shown}")
+            raise HouseholdError(f"{where} must be a whole number, not {quoted}")
         return value
     if kind in ("float", float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise HouseholdError(f"{where} must be a finite number, not {shown}")
+            raise HouseholdError(f"{where} must be a finite number, not {quoted}")
         return float(value)
     if kind in ("bool", bool):
         if not isinstance(value, bool):
-            raise HouseholdError(f"{where} must be true or false, not {shown}")
+            raise HouseholdError(f"{where} must be true or false, not {quoted}")
         return value
     if kind in ("str", str):
         if not isinstance(value, str) or len(value) > 200:
-            raise HouseholdError(f"{where} must be a short string, not {shown}")
+            raise HouseholdError(f"{where} must be a short string, not {quoted}")
         return value
     # control_record_bytes: a pair of whole numbers
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
                                                                 for v in value)):
-        raise HouseholdError(f"{where} must be a pair of whole numbers [device, cloud], not {shown}")
+        raise HouseholdError(f"{where} must be a pair of whole numbers [device, cloud], not {quoted}")
     return (value[0], value[1])
 
 
@@ -369,15 +369,17 @@ def measure_household(paths: Sequence[Path | str], device_ip: str, name: str = "
         meter = FlowMeter(echo)
         for pkt in iter_tcp(path):
             meter.add(pkt)
-            if pkt[T_FLAGS] & TCP_SYN:
-                mss_option = _options(pkt[T_OPTS]).get(2)
-                if mss_option is not None and len(mss_option) == 2:
-                    syn_mss.append(int.from_bytes(mss_option, "big"))
             n = pkt[T_DATA_LEN]
+            syn = pkt[T_FLAGS] & TCP_SYN
+            if n <= 0 and not syn:
+                continue
+            options = _options(pkt[T_OPTS]) if pkt[T_OPTS] else {}
+            if syn and len(options.get(2, b"")) == 2:  # the MSS option
+                syn_mss.append(int.from_bytes(options[2], "big"))
             if n <= 0:
                 continue
             total += n
-            if 8 in _options(pkt[T_OPTS]):
+            if 8 in options:  # the timestamp option
                 timestamps += 1
             else:
                 plain += 1
