@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import Iterable
 
 from echolab.errors import EcholabError
 
@@ -61,3 +62,12 @@ def place_file(src: Path, dest: Path) -> None:
 
 def is_capture_name(path: Path) -> bool:
     return path.suffix.lower() in CAPTURE_SUFFIXES
+
+
+def capture_files(given: Iterable[Path | str]) -> list[Path]:
+    """Each of *given* in order: a folder stands for its capture files (sorted, sub-folders too), a file for itself."""
+    files: list[Path] = []
+    for path in map(Path, given):
+        files += sorted(p for p in path.rglob("*") if p.is_file() and is_capture_name(p)) if path.is_dir() \
+            else [path]
+    return files

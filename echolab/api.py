@@ -695,15 +695,11 @@ class Lab:
         """
         from echolab.analysis.compare.classify import check_outcomes, classify_captures
 
-        from echolab.db.files import is_capture_name
+        from echolab.db.files import capture_files
 
         trained = model if not isinstance(model, (str, Path)) else Lab.load_model(model)
         spec = _cut(cut)
-        files: list[Path] = []
-        for given in map(Path, captures):  # a folder: its capture files, as import reads a folder
-            files += sorted(p for p in given.rglob("*") if p.is_file() and is_capture_name(p)) if given.is_dir() \
-                else [given]
-        outcomes = classify_captures(files, trained, spec, device_ip=device_ip,
+        outcomes = classify_captures(capture_files(captures), trained, spec, device_ip=device_ip,
                                      on_capture=on_capture, expect=expect, check=False)
         return Classification(trained, outcomes, speed=spec.speed, expect=expect, checks=check_outcomes(outcomes))
 

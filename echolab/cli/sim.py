@@ -297,16 +297,12 @@ def measure_household(
 
     from echolab.collector.sim.households import HouseholdError, household_toml
     from echolab.collector.sim.households import measure_household as measure
-    from echolab.db.files import is_capture_name
+    from echolab.db.files import capture_files
 
-    files: list[Path] = []
-    for given in captures:
-        if given.is_dir():
-            files += sorted(p for p in given.rglob("*") if p.is_file() and is_capture_name(p))
-        elif given.exists():
-            files.append(given)
-        else:
-            raise typer.BadParameter(f"{given} does not exist", param_hint="CAPTURES")
+    missing = [given for given in captures if not given.exists()]
+    if missing:
+        raise typer.BadParameter(f"{missing[0]} does not exist", param_hint="CAPTURES")
+    files = capture_files(captures)
     if not files:
         raise typer.BadParameter("no capture files in what was given", param_hint="CAPTURES")
     try:
