@@ -117,6 +117,20 @@ def test_fastfit_builds_the_forest_scikit_learn_builds(data, forest) -> None:
     assert fastfit.lean_build_applies(ours, ours.estimators_[0]) == lean
 
 
+def test_a_trees_seed_draws_what_a_new_random_state_draws() -> None:
+    """Seeds sharing one generator, used in turn, each draw what RandomState(seed) draws first; nothing else."""
+    generator = np.random.MT19937(0)
+    seeds = [fastfit._SeedState(s, generator) for s in (5, 2**31 - 2, 0)]
+    for _ in range(2):  # interleaved, and again: every call starts from the seed
+        for state in seeds:
+            for args in ((0, 416, 416), (0, 2**31 - 1)):
+                assert np.array_equal(state.randint(*args), np.random.RandomState(state.tree_seed).randint(*args))
+    with pytest.raises(TypeError, match="only with randint, not choice"):
+        seeds[0].choice(10, 5)
+    with pytest.raises(TypeError, match="not random_sample"):
+        seeds[0].random_sample()
+
+
 def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) -> None:
     """On a scikit-learn release nobody compared tree by tree, no private code of it is touched."""
     import sklearn
