@@ -100,13 +100,47 @@ class FitJob:
 
 @dataclass
 class _Stack:
-    """Networks of one shape, trained together; index k of every array is network k."""
+    """Networks of one shape, trained together; row k of every array is network k.
+
+    Each network's parameters are one row of ``params``: its layers' weights, then their intercepts, as
+    scikit-learn lists them (``coefs_ + intercepts_``). Adam then updates every parameter of the stack in
+    one pass per step instead of one per layer, and its moments ``ms``, ``vs`` have the same layout.
+    """
 
     jobs: list[FitJob]
-    coefs: list[np.ndarray]  # (K, fan_in, fan_out)
-    intercepts: list[np.ndarray]  # (K, 1, fan_out)
-    ms: list[np.ndarray] = field(default_factory=list)
-    vs: list[np.ndarray] = field(default_factory=list)
+    units: list[int]  # layer widths, inputs to outputs
+    params: np.ndarray  # (K, P)
+    ms: np.ndarray = field(init=False)
+    vs: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ms = np.zeros_like(self.params)
+        self.vs = np.zeros_like(self.params)
+
+    def layers(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Views of *flat* (rows of this stack's layout): (K, fan_in, fan_out) weights, then (K, 1, fan_out)."""
+        return _layer_views(flat, self.units)
+
+    @property
+    def coefs(self) -> list[np.ndarray]:
+        return self.layers(self.params)[:len(self.units) - 1]
+
+    @property
+    def intercepts(self) -> list[np.ndarray]:
+        return self.layers(self.params)[len(self.units) - 1:]
+
+
+def _layer_views(flat: np.ndarray, units: list[int]) -> list[np.ndarray]:
+    shapes = [(a, b) for a, b in zip(units[:-1], units[1:])] + [(1, b) for b in units[1:]]
+    views, at = [], 0
+    for a, b in shapes:
+        views.append(flat[:, at:at + a * b].reshape(len(flat), a, b))
+        at += a * b
+    return views
+
+
+def _parameter_count(units: list[int]) -> int:
+    return sum(a * b + b for a, b in zip(units[:-1], units[1:]))
 
 
 def fit_many(estimator: MLPClassifier, candidates: Sequence[Mapping[str, Any]], X: np.ndarray, y: np.ndarray,
@@ -167,10 +201,9 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
     n_out = ys[0].shape[1]
     units = [X.shape[1], *hidden, n_out]
     out_act = "softmax" if binarizer.y_type_ == "multiclass" else "logistic"
-    stack = _Stack(jobs, *_init(jobs, states, units, dtype))
-    stack.ms = [np.zeros_like(a) for a in stack.coefs + stack.intercepts]
-    stack.vs = [np.zeros_like(a) for a in stack.coefs + stack.intercepts]
+    stack = _Stack(jobs, units, _init(jobs, states, units, dtype))
     K = len(jobs)
+    grads = np.empty_like(stack.params)
     n = np.array([len(j.rows) for j in jobs])
     bs = np.minimum(200, n) if p["batch_size"] == "auto" else np.clip(int(p["batch_size"]), 1, n)
     alpha, lr0 = float(p["alpha"]), float(p["learning_rate_init"])
@@ -194,12 +227,14 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
             picks = [idx[k][b * bs[k]:(b + 1) * bs[k]] for k in sub]
             gather, Yb, counts = _minibatch([jobs[k].rows for k in sub], picks, [ys[k] for k in sub])
             whole = len(sub) == K
-            view = stack.coefs + stack.intercepts if whole else [a[sub] for a in stack.coefs + stack.intercepts]
-            batch_loss, grads = _backprop(X[gather], Yb, counts, view, [acts[k] for k in sub], out_act, alpha)
+            params = stack.params if whole else stack.params[sub]
+            g = grads if whole else grads[:len(sub)]
+            batch_loss = _backprop(X[gather], Yb, counts, stack.layers(params), [acts[k] for k in sub], out_act,
+                                   alpha, stack.layers(g))
             for s, k in enumerate(sub):
                 loss[k] = loss[k] + batch_loss[s] * int(counts[s])
             t[sub] += 1
-            _adam(stack, sub, view, grads, t[sub], lr0, b1, b2, eps)
+            _adam(stack, sub, params, g, t[sub], lr0, b1, b2, eps)
         n_iter[active] += 1
         still = []
         for k in active:
@@ -214,8 +249,9 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
         active = np.array(still, dtype=int)
         if not len(active):
             break
+    coefs, intercepts = stack.coefs, stack.intercepts
     for k, job in enumerate(jobs):
-        job.model = _fitted(job, [c[k] for c in stack.coefs], [i[k, 0] for i in stack.intercepts], binarizer,
+        job.model = _fitted(job, [c[k] for c in coefs], [i[k, 0] for i in intercepts], binarizer,
                             units, out_act, curves[k], int(n_iter[k]), best[k], int(stall[k]), int(n[k]))
 
 
@@ -240,17 +276,18 @@ def _shuffled(idx: np.ndarray, state: np.random.RandomState) -> np.ndarray:
 
 
 def _init(jobs: list[FitJob], states: list[np.random.RandomState], units: list[int],
-          dtype: np.dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``MLPClassifier._initialize``'s weights, network by network, from each fit's own stream."""
-    coefs = [np.empty((len(jobs), a, b), dtype=dtype) for a, b in zip(units[:-1], units[1:])]
-    intercepts = [np.empty((len(jobs), 1, b), dtype=dtype) for b in units[1:]]
+          dtype: np.dtype) -> np.ndarray:
+    """``MLPClassifier._initialize``'s weights, network by network, from each fit's own stream (a stack's rows)."""
+    params = np.empty((len(jobs), _parameter_count(units)), dtype=dtype)
+    layers = _layer_views(params, units)
+    coefs, intercepts = layers[:len(units) - 1], layers[len(units) - 1:]
     for k, (job, rs) in enumerate(zip(jobs, states)):
         factor = 2.0 if job.params["activation"] == "logistic" else 6.0
         for i, (fan_in, fan_out) in enumerate(zip(units[:-1], units[1:])):
             bound = np.sqrt(factor / (fan_in + fan_out))
             coefs[i][k] = rs.uniform(-bound, bound, (fan_in, fan_out))
             intercepts[i][k, 0] = rs.uniform(-bound, bound, fan_out)
-    return coefs, intercepts
+    return params
 
 
 def _segments(acts: list[str]) -> list[tuple[str, int, int]]:
@@ -283,15 +320,16 @@ def _derivative(A: np.ndarray, delta: np.ndarray, segments: list[tuple[str, int,
             d *= 1 - a
         elif act == "tanh":
             d *= 1 - a**2
-        elif act == "relu":
-            np.copyto(d, 0, where=a == 0)
+        elif act == "relu":  # scikit-learn's delta[Z == 0] = 0 (here -0.0 where delta < 0: the same sums)
+            np.multiply(d, a > 0, out=d)
 
 
 def _backprop(Xb: np.ndarray, Yb: np.ndarray, counts: np.ndarray, params: list[np.ndarray], acts: list[str],
-              out_act: str, alpha: float) -> tuple[list[Any], list[np.ndarray]]:
-    """``MLPClassifier._backprop`` for a stack: each network's batch loss and gradients.
+              out_act: str, alpha: float, grads: list[np.ndarray]) -> list[Any]:
+    """``MLPClassifier._backprop`` for a stack: each network's batch loss; its gradients written to *grads*.
 
     Network s uses the first ``counts[s]`` rows of its batch; the rest are padding, masked out.
+    *grads* are views laid out as *params* (weights, then intercepts).
     """
     n_layers = len(params) // 2
     coefs, intercepts = params[:n_layers], params[n_layers:]
@@ -311,29 +349,38 @@ def _backprop(Xb: np.ndarray, Yb: np.ndarray, counts: np.ndarray, params: list[n
     else:
         expit(out, out=out)
     mask = np.arange(Xb.shape[1])[None, :] < counts[:, None]
+    log_losses = _log_losses(Yb, out, counts)
     loss = []
     for s, c in enumerate(counts):  # as scikit-learn: log loss, then the L2 term, in the fit's dtype
         values = 0
         for coef in coefs:
             flat = coef[s].ravel()
             values += np.dot(flat, flat)
-        loss.append(_log_loss(Yb[s, :c], out[s, :c]) + (0.5 * alpha) * values / int(c))
+        loss.append(log_losses[s] + (0.5 * alpha) * values / int(c))
     div = counts.astype(Xb.dtype)[:, None, None]
     delta = out - Yb
     if not mask.all():
         delta *= mask[..., None]
-    coef_grads: list[np.ndarray] = [None] * n_layers  # type: ignore[list-item]
-    intercept_grads: list[np.ndarray] = [None] * n_layers  # type: ignore[list-item]
     for i in range(n_layers - 1, -1, -1):
-        g = np.matmul(activations[i].transpose(0, 2, 1), delta)
+        g = grads[i]
+        np.matmul(activations[i].transpose(0, 2, 1), delta, out=g)
         g += alpha * coefs[i]
         g /= div
-        coef_grads[i] = g
-        intercept_grads[i] = delta.sum(axis=1, keepdims=True) / div
+        np.divide(delta.sum(axis=1, keepdims=True), div, out=grads[n_layers + i])
         if i:
             delta = np.matmul(delta, coefs[i].transpose(0, 2, 1))
             _derivative(activations[i], delta, segments)
-    return loss, coef_grads + intercept_grads
+    return loss
+
+
+def _log_losses(Yb: np.ndarray, out: np.ndarray, counts: np.ndarray) -> Any:
+    """:func:`_log_loss` of every network's batch (padding rows past ``counts[s]`` add nothing)."""
+    if out.shape[2] == 1:  # binary: a padding row's 1 - y would count; one network at a time
+        return [_log_loss(Yb[s, :c], out[s, :c]) for s, c in enumerate(counts)]
+    eps = np.finfo(out.dtype).eps
+    # xlogy(False, p) is exactly 0, and each network's rows are summed in order, as np.average sums them
+    sums = xlogy(Yb, np.clip(out, eps, 1 - eps)).sum(axis=1)
+    return -(sums / counts[:, None].astype(sums.dtype)).sum(axis=1)
 
 
 def _log_loss(Y: np.ndarray, P: np.ndarray) -> Any:
@@ -345,29 +392,31 @@ def _log_loss(Y: np.ndarray, P: np.ndarray) -> Any:
     return -np.average(xlogy(Y, P), axis=0).sum()
 
 
-def _adam(stack: _Stack, sub: np.ndarray, view: list[np.ndarray], grads: list[np.ndarray], t: np.ndarray,
+def _adam(stack: _Stack, sub: np.ndarray, param: np.ndarray, g: np.ndarray, t: np.ndarray,
           lr0: float, b1: float, b2: float, eps: float) -> None:
-    """``AdamOptimizer.update_params`` for the networks *sub* of the stack, each with its own step count."""
-    lr = (lr0 * np.sqrt(1 - b2 ** t.astype(np.float64)) / (1 - b1 ** t.astype(np.float64)))[:, None, None]
-    whole = len(sub) == stack.coefs[0].shape[0]
-    targets = stack.coefs + stack.intercepts
-    for i, (param, g) in enumerate(zip(view, grads)):
-        # scikit-learn's b1 * m + (1 - b1) * g and b2 * v + (1 - b2) * g**2, each product rounded as there, in place
-        m = stack.ms[i] if whole else stack.ms[i][sub]
-        m *= b1
-        m += (1 - b1) * g
-        v = stack.vs[i] if whole else stack.vs[i][sub]
-        v *= b2
-        np.square(g, out=g)
-        g *= 1 - b2
-        v += g
-        step = m * -lr  # float64, as scikit-learn's step size is
-        denom = np.sqrt(v)
-        denom += eps
-        step /= denom
-        param += step
-        if not whole:
-            stack.ms[i][sub], stack.vs[i][sub], targets[i][sub] = m, v, param
+    """``AdamOptimizer.update_params`` for the networks *sub* of the stack, each with its own step count.
+
+    *param* and the gradients *g* are those networks' rows of the stack's parameters (``stack.params``
+    itself when every network of the stack is stepped); *g* is overwritten.
+    """
+    lr = (lr0 * np.sqrt(1 - b2 ** t.astype(np.float64)) / (1 - b1 ** t.astype(np.float64)))[:, None]
+    whole = len(sub) == stack.params.shape[0]
+    # scikit-learn's b1 * m + (1 - b1) * g and b2 * v + (1 - b2) * g**2, each product rounded as there, in place
+    m = stack.ms if whole else stack.ms[sub]
+    m *= b1
+    m += (1 - b1) * g
+    v = stack.vs if whole else stack.vs[sub]
+    v *= b2
+    np.square(g, out=g)
+    g *= 1 - b2
+    v += g
+    step = m * -lr  # float64, as scikit-learn's step size is
+    denom = np.sqrt(v)
+    denom += eps
+    step /= denom
+    param += step
+    if not whole:
+        stack.ms[sub], stack.vs[sub], stack.params[sub] = m, v, param
 
 
 def _fitted(job: FitJob, coefs: list[np.ndarray], intercepts: list[np.ndarray], binarizer: LabelBinarizer,
