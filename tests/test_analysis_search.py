@@ -110,6 +110,8 @@ def test_fastfit_builds_the_forest_scikit_learn_builds(data, forest) -> None:
         assert (a.tree_.feature == b.tree_.feature).all() and (a.tree_.threshold == b.tree_.threshold).all()
         assert (a.tree_.value == b.tree_.value).all() and (a.classes_ == b.classes_).all()
     assert (ours.predict_proba(X) == ref.predict_proba(X)).all()
+    unseen = X[::-1] * 0.9 + 0.05  # rows between the training rows: trees disagree, votes split
+    assert fastfit.predict(ours, unseen).tolist() == ref.predict(unseen).tolist()
     assert (ours.feature_importances_ == ref.feature_importances_).all()
     assert pickle.loads(pickle.dumps(ours)).predict(X).tolist() == ref.predict(X).tolist()
     # The private tree build runs only on a release checked tree by tree, and only for plain settings.

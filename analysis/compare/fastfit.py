@@ -83,6 +83,26 @@ def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray) -> ClassifierMixin
                 tree.random_state = tree.random_state.tree_seed
 
 
+def predict(model: ClassifierMixin, X: np.ndarray) -> np.ndarray:
+    """``model.predict(X)``; on a checked release, a single-output forest sums its trees without joblib.
+
+    ``ForestClassifier.predict_proba`` dispatches every tree through joblib and the tree's own checks
+    (about 0.09 ms a tree on 200 rows, more than the tree takes to answer). Here each tree's leaf values
+    are read by its compiled ``tree_.predict`` and added in the forest's order into the same float64 sum,
+    then divided by the number of trees, as there: the same probabilities, bit for bit.
+    """
+    if (type(model) not in _FORESTS or not checked_release() or getattr(model, "n_outputs_", None) != 1
+            or not hasattr(model, "estimators_")):
+        return model.predict(X)
+    X = model._validate_X_predict(X)
+    n_classes = int(model.n_classes_)
+    proba = np.zeros((X.shape[0], n_classes), dtype=np.float64)
+    for tree in model.estimators_:
+        proba += tree.tree_.predict(X)[:, :n_classes]
+    proba /= len(model.estimators_)
+    return model.classes_.take(np.argmax(proba, axis=1), axis=0)
+
+
 class _SeedState(np.random.RandomState):
     """A tree's seed as ``check_random_state(seed)`` makes it, on a generator the forest's trees share.
 
