@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from echolab.errors import LabError
+from echolab.errors import LabError, shown
 from echolab.safepaths import is_inside, safe_component
 from echolab.tomlfiles import read_toml
 
@@ -32,6 +32,17 @@ LAB_ENV = "ECHOLAB_LAB"
 CATALOG_URL_ENV = "ECHOLAB_CATALOG_URL"
 DEFAULT_LAB = Path("lab")
 SETTINGS_FILE = "echolab.toml"
+#: libpq connection options a lab's settings may put in a PostgreSQL catalog_url: where the server is,
+#: how the connection is encrypted and kept alive, and what it is called. None names a file on this
+#: machine (passfile, sslcert, sslkey, sslkeylogfile, sslrootcert, sslcrl, service...) or changes the
+#: server session (options, replication); those come only from ECHOLAB_CATALOG_URL, the user's own.
+POSTGRES_OPTIONS = frozenset({
+    "host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "sslnegotiation", "sslsni",
+    "sslcertmode", "ssl_min_protocol_version", "ssl_max_protocol_version", "gssencmode", "channel_binding",
+    "require_auth", "target_session_attrs", "load_balance_hosts", "connect_timeout", "client_encoding",
+    "application_name", "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout",
+})
 SUBDIRS = ("captures", "audio", "prompts", "reports", "logs", "tmp")
 
 
@@ -126,7 +137,11 @@ class LabDir:
         plain file inside the lab (a relative one is taken from the lab root)
         or an in-memory database; SQLite URI filenames (``file:...``,
         ``?uri=true``) are refused, since they can name any file. A PostgreSQL
-        URL (a shared lab server) is kept as it is; other databases are refused.
+        URL (a shared lab server) is kept as it is when its connection options
+        are among :data:`POSTGRES_OPTIONS`: the others make the client read or
+        write files on this machine (``passfile``, ``sslkey``, ``sslkeylogfile``,
+        ``service``...) or set the server session's options. Other databases
+        are refused.
         """
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
@@ -140,6 +155,11 @@ class LabDir:
         except (ArgumentError, ValueError, TypeError) as exc:
             raise LabError(f"{where} is not a database URL ({url!r}: {exc})") from None
         if backend == "postgresql":
+            refused = sorted(set(parsed.query) - POSTGRES_OPTIONS)
+            if refused:
+                raise LabError(f"{where} sets {', '.join(shown(k) for k in refused[:5])} for the PostgreSQL client: "
+                               "options that name files on this machine or server settings are not taken from a "
+                               f"lab's settings (set {CATALOG_URL_ENV} to use them)")
             return url
         if backend != "sqlite":
             raise LabError(f"{where} names a {backend} database; a lab's settings may name a SQLite file inside "

@@ -24,6 +24,7 @@ import pytest
 from echolab.collector.sim import synthetic
 from echolab.db.catalog import Catalog
 from echolab.db.transfer import import_captures
+from echolab.errors import LabError
 from echolab.labdir import LabDir
 from echolab.safepaths import UnsafePathError, contained, safe_component
 from cliout import one_error, run_cli
@@ -581,6 +582,30 @@ def test_a_catalog_url_in_lab_settings_may_name_a_file_inside_the_lab(
     assert (lab.root / "inside.sqlite").is_file() and not (tmp_path / "inside.sqlite").exists()
     (lab.root / "echolab.toml").write_text('catalog_url = "postgresql+psycopg://echolab@dbhost/echolab"\n')
     assert LabDir.open(lab.root).catalog_url == "postgresql+psycopg://echolab@dbhost/echolab"
+
+
+@pytest.mark.parametrize("query", ["sslkeylogfile={out}/keys.log", "passfile={out}/pgpass", "service=lab",
+                                   "sslmode=require&sslrootcert={out}/ca.pem", "options=-c%20statement_timeout%3D0"])
+def test_a_postgres_catalog_url_in_lab_settings_cannot_name_files_or_server_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str) -> None:
+    from echolab.labdir import CATALOG_URL_ENV
+
+    monkeypatch.delenv(CATALOG_URL_ENV, raising=False)
+    lab = LabDir.open(tmp_path / "lab", create=True)
+    url = f"postgresql+psycopg://echolab@127.0.0.1:9/echolab?{query.format(out=tmp_path)}"
+    (lab.root / "echolab.toml").write_text(f"catalog_url = {json.dumps(url)}\n")
+    with pytest.raises(LabError, match="for the PostgreSQL client: options that name files"):
+        LabDir.open(lab.root).catalog_url
+    code, out = _cli(lab, "catalog", "ls")
+    assert code == 1 and "set ECHOLAB_CATALOG_URL to use them" in one_error(out)
+    assert not (tmp_path / "keys.log").exists()
+    # the lab's own choice stays the lab's: the environment may name any option
+    monkeypatch.setenv(CATALOG_URL_ENV, url)
+    assert LabDir.open(lab.root).catalog_url == url
+    monkeypatch.delenv(CATALOG_URL_ENV)
+    ok = "postgresql+psycopg://echolab@dbhost:5433/echolab?sslmode=verify-full&connect_timeout=5&application_name=lab"
+    (lab.root / "echolab.toml").write_text(f"catalog_url = {json.dumps(ok)}\n")
+    assert LabDir.open(lab.root).catalog_url == ok
 
 
 @pytest.mark.parametrize("file", ["../../../outside_secret.wav", "{abs}"])
