@@ -41,7 +41,8 @@ POSTGRES_OPTIONS = frozenset({
     "sslcertmode", "ssl_min_protocol_version", "ssl_max_protocol_version", "gssencmode", "channel_binding",
     "require_auth", "target_session_attrs", "load_balance_hosts", "connect_timeout", "client_encoding",
     "application_name", "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
-    "keepalives_count", "tcp_user_timeout",
+    "keepalives_count", "tcp_user_timeout", "krbsrvname", "gsslib", "sslcompression", "min_protocol_version",
+    "max_protocol_version",
 })
 SUBDIRS = ("captures", "audio", "prompts", "reports", "logs", "tmp")
 
@@ -137,9 +138,11 @@ class LabDir:
         plain file inside the lab (a relative one is taken from the lab root)
         or an in-memory database; SQLite URI filenames (``file:...``,
         ``?uri=true``) are refused, since they can name any file. A PostgreSQL
-        URL (a shared lab server) is kept as it is when its connection options
-        are among :data:`POSTGRES_OPTIONS`: the others make the client read or
-        write files on this machine (``passfile``, ``sslkey``, ``sslkeylogfile``,
+        URL (a shared lab server) is kept as it is when it names the server by
+        a network host (not a local socket, which would connect to this
+        machine's server as the user) and its connection options are among
+        :data:`POSTGRES_OPTIONS`: the others make the client read or write files
+        on this machine (``passfile``, ``sslkey``, ``sslkeylogfile``,
         ``service``...) or set the server session's options. Other databases
         are refused.
         """
@@ -160,6 +163,13 @@ class LabDir:
                 raise LabError(f"{where} sets {', '.join(shown(k) for k in refused[:5])} for the PostgreSQL client: "
                                "options that name files on this machine or server settings are not taken from a "
                                f"lab's settings (set {CATALOG_URL_ENV} to use them)")
+            query_host = parsed.query.get("host")
+            hosts = (parsed.host or "" if query_host is None
+                     else query_host if isinstance(query_host, str) else ",".join(query_host)).split(",")
+            if any(not h or h.startswith(("/", "@")) for h in hosts):
+                raise LabError(f"{where} names no network host for the PostgreSQL server (a local socket would "
+                               "connect to this machine's server as you); a lab's settings name a shared server by "
+                               f"host name or address (set {CATALOG_URL_ENV} for a local one)")
             return url
         if backend != "sqlite":
             raise LabError(f"{where} names a {backend} database; a lab's settings may name a SQLite file inside "

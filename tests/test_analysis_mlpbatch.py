@@ -173,3 +173,17 @@ def test_the_jax_engine_agrees_with_scikit_learn_within_rounding() -> None:
     proc = subprocess.run([sys.executable, "-P", "-c", JAX_CHECK, str(Path(__file__).parent)], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "agree", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_a_diverged_fit_is_refused_as_scikit_learn_refuses_it(activation: str) -> None:
+    X, y = data(60, classes=3)
+    est = MLPClassifier(hidden_layer_sizes=(5,), activation=activation, max_iter=5, random_state=0,
+                        learning_rate_init=1e300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="non-finite parameter weights") as ref:
+            clone(est).fit(X, y)
+        with pytest.raises(ValueError, match="non-finite parameter weights") as ours:
+            mlpbatch.fit_many(est, [{}], X, y, [np.arange(len(y))])
+    assert str(ours.value) == str(ref.value)

@@ -99,7 +99,11 @@ def test_the_first_trees_of_a_forest_are_the_smaller_forest(data, forest) -> Non
     RandomForestClassifier(40, random_state=2, min_samples_leaf=2, max_depth=6),
     ExtraTreesClassifier(30, random_state=4),
     RandomForestClassifier(20, random_state=3, class_weight="balanced"),  # not plain: the ordinary fit
-], ids=["rf-entropy-log2", "rf-shallow", "extra-trees", "rf-class-weight"])
+    RandomForestClassifier(24, random_state=5, n_jobs=2),  # trees in threads: each seed its own generator
+    RandomForestClassifier(20, random_state=6, bootstrap=False, max_leaf_nodes=12),  # the tree's own _fit
+    RandomForestClassifier(20, random_state=7, max_samples=0.5),
+], ids=["rf-entropy-log2", "rf-shallow", "extra-trees", "rf-class-weight", "rf-threads", "rf-leaf-nodes",
+        "rf-max-samples"])
 def test_fastfit_builds_the_forest_scikit_learn_builds(data, forest) -> None:
     X, y = data
     ref = clone(forest).fit(X, y)
@@ -115,8 +119,9 @@ def test_fastfit_builds_the_forest_scikit_learn_builds(data, forest) -> None:
     assert (ours.feature_importances_ == ref.feature_importances_).all()
     assert pickle.loads(pickle.dumps(ours)).predict(X).tolist() == ref.predict(X).tolist()
     # The private tree build runs only on a release checked tree by tree, and only for plain settings.
-    lean = forest.class_weight is None and fastfit.checked_release()
+    lean = forest.class_weight is None and forest.max_leaf_nodes is None and fastfit.checked_release()
     assert fastfit.lean_build_applies(ours, ours.estimators_[0]) == lean
+    assert not any(isinstance(tree.random_state, np.random.RandomState) for tree in ours.estimators_)
 
 
 def test_a_trees_seed_draws_what_a_new_random_state_draws() -> None:
@@ -131,6 +136,19 @@ def test_a_trees_seed_draws_what_a_new_random_state_draws() -> None:
         seeds[0].choice(10, 5)
     with pytest.raises(TypeError, match="not random_sample"):
         seeds[0].random_sample()
+    with pytest.raises(TypeError, match="not sent to another process"):
+        pickle.dumps(seeds[0])
+
+
+def test_trees_built_in_threads_do_not_share_a_generator() -> None:
+    """Two threads could reseed a shared generator between each other's reseeding and draw."""
+    from joblib import parallel_config
+
+    assert fastfit._TreeMaker(RandomForestClassifier(n_jobs=1)).shared_seeds()
+    assert not fastfit._TreeMaker(RandomForestClassifier(n_jobs=2)).shared_seeds()
+    with parallel_config(n_jobs=2):
+        assert not fastfit._TreeMaker(RandomForestClassifier()).shared_seeds()
+    assert not fastfit._TreeMaker(RandomForestClassifier(class_weight="balanced")).shared_seeds()
 
 
 def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) -> None:

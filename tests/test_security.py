@@ -585,7 +585,8 @@ def test_a_catalog_url_in_lab_settings_may_name_a_file_inside_the_lab(
 
 
 @pytest.mark.parametrize("query", ["sslkeylogfile={out}/keys.log", "passfile={out}/pgpass", "service=lab",
-                                   "sslmode=require&sslrootcert={out}/ca.pem", "options=-c%20statement_timeout%3D0"])
+                                   "sslmode=require&sslrootcert={out}/ca.pem", "options=-c%20statement_timeout%3D0",
+                                   "host=/var/run/postgresql", "host=dbhost,/tmp"])
 def test_a_postgres_catalog_url_in_lab_settings_cannot_name_files_or_server_settings(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str) -> None:
     from echolab.labdir import CATALOG_URL_ENV
@@ -594,18 +595,23 @@ def test_a_postgres_catalog_url_in_lab_settings_cannot_name_files_or_server_sett
     lab = LabDir.open(tmp_path / "lab", create=True)
     url = f"postgresql+psycopg://echolab@127.0.0.1:9/echolab?{query.format(out=tmp_path)}"
     (lab.root / "echolab.toml").write_text(f"catalog_url = {json.dumps(url)}\n")
-    with pytest.raises(LabError, match="for the PostgreSQL client: options that name files"):
+    why = "names no network host" if query.startswith("host=") else "options that name files"
+    with pytest.raises(LabError, match=why):
         LabDir.open(lab.root).catalog_url
     code, out = _cli(lab, "catalog", "ls")
-    assert code == 1 and "set ECHOLAB_CATALOG_URL to use them" in one_error(out)
+    assert code == 1 and "set ECHOLAB_CATALOG_URL" in one_error(out)
     assert not (tmp_path / "keys.log").exists()
     # the lab's own choice stays the lab's: the environment may name any option
     monkeypatch.setenv(CATALOG_URL_ENV, url)
     assert LabDir.open(lab.root).catalog_url == url
     monkeypatch.delenv(CATALOG_URL_ENV)
-    ok = "postgresql+psycopg://echolab@dbhost:5433/echolab?sslmode=verify-full&connect_timeout=5&application_name=lab"
-    (lab.root / "echolab.toml").write_text(f"catalog_url = {json.dumps(ok)}\n")
-    assert LabDir.open(lab.root).catalog_url == ok
+    for ok in ("postgresql+psycopg://echolab@dbhost:5433/echolab?sslmode=verify-full&connect_timeout=5&application_name=x",
+               "postgresql+psycopg://echolab@/echolab?host=db1,db2&target_session_attrs=read-write"):
+        (lab.root / "echolab.toml").write_text(f"catalog_url = {json.dumps(ok)}\n")
+        assert LabDir.open(lab.root).catalog_url == ok
+    (lab.root / "echolab.toml").write_text('catalog_url = "postgresql+psycopg://echolab@/echolab"\n')  # a socket
+    with pytest.raises(LabError, match="names no network host"):
+        LabDir.open(lab.root).catalog_url
 
 
 @pytest.mark.parametrize("file", ["../../../outside_secret.wav", "{abs}"])

@@ -25,7 +25,7 @@ same arguments. Every tree -- hence every prediction and feature importance --
 is the one ``forest.fit`` builds; ``tests/test_analysis_search.py`` checks it
 against scikit-learn's own fit.
 
-Both hoists lean on scikit-learn's private code (``BaseEnsemble._make_estimator``,
+The hoists lean on scikit-learn's private code (``BaseEnsemble._make_estimator``,
 ``estimator_params``, the compiled tree classes), so :func:`fit` uses them only
 on the scikit-learn releases whose every tree was compared with scikit-learn's
 own fit (:data:`CHECKED_SKLEARN`, exact versions); on any other release it is
@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
+from joblib import effective_n_jobs
 from sklearn.base import ClassifierMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
@@ -122,6 +123,9 @@ class _SeedState(np.random.RandomState):
         self.seed(self.tree_seed)
         return super().randint(*args, **kwargs)
 
+    def __reduce__(self) -> Any:  # a copy in another process would not share the generator: refuse
+        raise TypeError("a tree's seed in echolab's forest fit is not sent to another process")
+
     def __getattribute__(self, name: str) -> Any:
         if name in _DRAWS:
             raise TypeError(f"a tree's seed in echolab's forest fit draws only with randint, not {name}")
@@ -146,6 +150,18 @@ class _TreeMaker:
         self.forest = forest
         self.template: Any = None
         self.generator: np.random.MT19937 | None = None  # shared by the trees' seeds (:class:`_SeedState`)
+        self._shared: bool | None = None
+
+    def shared_seeds(self) -> bool:
+        """Whether the trees' seeds may share one generator: trees built one after another, unweighted.
+
+        Trees built in parallel threads (``n_jobs``, or joblib's ``parallel_config``) would reseed the
+        shared generator between another tree's reseeding and its draw; a weighted forest bootstraps
+        with ``choice``, which :class:`_SeedState` refuses.
+        """
+        if self._shared is None:
+            self._shared = self.forest.class_weight is None and effective_n_jobs(self.forest.n_jobs) == 1
+        return self._shared
 
     def __call__(self, append: bool = True, random_state: Any = None) -> Any:
         if self.template is None:
@@ -160,7 +176,7 @@ class _TreeMaker:
             tree._fit = self.lean.bind(tree)
         if random_state is not None:
             seed = check_random_state(random_state).randint(_MAX_INT)
-            if self.forest.class_weight is None:  # else the forest weighs samples, and bootstraps with choice
+            if self.shared_seeds():
                 self.generator = self.generator or np.random.MT19937(0)
                 seed = _SeedState(seed, self.generator)
             tree.random_state = seed

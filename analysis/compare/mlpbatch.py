@@ -249,6 +249,9 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
         active = np.array(still, dtype=int)
         if not len(active):
             break
+    if not np.isfinite(stack.params).all():  # as MLPClassifier.fit ends a diverged fit
+        raise ValueError("Solver produced non-finite parameter weights. The input data may contain large values "
+                         "and need to be preprocessed.")
     coefs, intercepts = stack.coefs, stack.intercepts
     for k, job in enumerate(jobs):
         job.model = _fitted(job, [c[k] for c in coefs], [i[k, 0] for i in intercepts], binarizer,
@@ -320,7 +323,8 @@ def _derivative(A: np.ndarray, delta: np.ndarray, segments: list[tuple[str, int,
             d *= 1 - a
         elif act == "tanh":
             d *= 1 - a**2
-        elif act == "relu":  # scikit-learn's delta[Z == 0] = 0 (here -0.0 where delta < 0: the same sums)
+        elif act == "relu":  # scikit-learn's delta[Z == 0] = 0 (here -0.0 where delta < 0, and a non-finite
+            # delta stays so; a fit that gets there ends with non-finite weights, refused as scikit-learn does)
             np.multiply(d, a > 0, out=d)
 
 
