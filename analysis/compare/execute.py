@@ -110,9 +110,10 @@ def default_jobs() -> int:
 
 
 #: Seconds one trial of each study model takes in one worker on the demo's 780 captures (mean over the three
-#: feature sets, bench/results/bench_analysis.md): the schedule's estimate until a run has measured its own.
-PRIOR_SECONDS = {"mlp": 7.6, "random_forest": 3.6, "svm_rbf": 0.9, "knn": 0.26, "svm_linear": 0.19,
-                 "decision_tree": 0.03}
+#: feature sets, bench/results/bench_analysis_780_quiet.json): the schedule's estimate until a run has measured
+#: its own.
+PRIOR_SECONDS = {"mlp": 5.2, "random_forest": 3.7, "svm_rbf": 1.2, "knn": 0.37, "svm_linear": 0.28,
+                 "decision_tree": 0.05}
 
 
 def estimated_cost(plan: PlannedTrial, measured: Mapping[tuple[str, str], float] | None = None) -> float:
