@@ -20,6 +20,7 @@ variable; the default is ``./lab``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,9 @@ class LabDir:
             query_host = parsed.query.get("host")
             hosts = (parsed.host or "" if query_host is None
                      else query_host if isinstance(query_host, str) else ",".join(query_host)).split(",")
-            if any(not h or h.startswith(("/", "@")) for h in hosts):
+            if hosts == [""] and parsed.query.get("hostaddr"):
+                hosts = []  # a server by its IP address alone: TCP
+            if any(not h or h.startswith(("/", "@", "\\")) or re.match(r"[A-Za-z]:[\\/]", h) for h in hosts):
                 raise LabError(f"{where} names no network host for the PostgreSQL server (a local socket would "
                                "connect to this machine's server as you); a lab's settings name a shared server by "
                                f"host name or address (set {CATALOG_URL_ENV} for a local one)")

@@ -140,15 +140,20 @@ def test_a_trees_seed_draws_what_a_new_random_state_draws() -> None:
         pickle.dumps(seeds[0])
 
 
-def test_trees_built_in_threads_do_not_share_a_generator() -> None:
-    """Two threads could reseed a shared generator between each other's reseeding and draw."""
+def test_trees_built_in_threads_or_processes_do_not_share_a_generator(data) -> None:
+    """Threads could reseed a shared generator between each other's reseeding and draw; processes cannot share it."""
     from joblib import parallel_config
 
     assert fastfit._TreeMaker(RandomForestClassifier(n_jobs=1)).shared_seeds()
     assert not fastfit._TreeMaker(RandomForestClassifier(n_jobs=2)).shared_seeds()
-    with parallel_config(n_jobs=2):
-        assert not fastfit._TreeMaker(RandomForestClassifier()).shared_seeds()
     assert not fastfit._TreeMaker(RandomForestClassifier(class_weight="balanced")).shared_seeds()
+    X, y = data
+    forest = RandomForestClassifier(16, random_state=8)
+    with parallel_config(backend="loky", n_jobs=2):  # the caller's config sends even n_jobs=None trees to processes
+        assert not fastfit._TreeMaker(forest).shared_seeds()
+        ours = fastfit.fit(clone(forest), X, y)
+    ref = clone(forest).fit(X, y)
+    assert all((a.tree_.threshold == b.tree_.threshold).all() for a, b in zip(ours.estimators_, ref.estimators_))
 
 
 def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) -> None:

@@ -586,7 +586,7 @@ def test_a_catalog_url_in_lab_settings_may_name_a_file_inside_the_lab(
 
 @pytest.mark.parametrize("query", ["sslkeylogfile={out}/keys.log", "passfile={out}/pgpass", "service=lab",
                                    "sslmode=require&sslrootcert={out}/ca.pem", "options=-c%20statement_timeout%3D0",
-                                   "host=/var/run/postgresql", "host=dbhost,/tmp"])
+                                   "host=/var/run/postgresql", "host=dbhost,/tmp", "host=C:\\pg"])
 def test_a_postgres_catalog_url_in_lab_settings_cannot_name_files_or_server_settings(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str) -> None:
     from echolab.labdir import CATALOG_URL_ENV
@@ -606,7 +606,8 @@ def test_a_postgres_catalog_url_in_lab_settings_cannot_name_files_or_server_sett
     assert LabDir.open(lab.root).catalog_url == url
     monkeypatch.delenv(CATALOG_URL_ENV)
     for ok in ("postgresql+psycopg://echolab@dbhost:5433/echolab?sslmode=verify-full&connect_timeout=5&application_name=x",
-               "postgresql+psycopg://echolab@/echolab?host=db1,db2&target_session_attrs=read-write"):
+               "postgresql+psycopg://echolab@/echolab?host=db1,db2&target_session_attrs=read-write",
+               "postgresql+psycopg://echolab@/echolab?hostaddr=10.0.0.5"):
         (lab.root / "echolab.toml").write_text(f"catalog_url = {json.dumps(ok)}\n")
         assert LabDir.open(lab.root).catalog_url == ok
     (lab.root / "echolab.toml").write_text('catalog_url = "postgresql+psycopg://echolab@/echolab"\n')  # a socket

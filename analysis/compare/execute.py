@@ -11,8 +11,8 @@ completes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+import platform
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -66,7 +66,7 @@ def execute(task: TrialTask) -> tuple[str, TrialOutcome]:
 
 #: glibc's ``mallopt`` parameters (malloc.h): M_TRIM_THRESHOLD and M_MMAP_THRESHOLD.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_allocator_tuned: bool | None = None
+_allocator: Any = None  # glibc, once this process has been told to keep freed memory; False: not glibc
 
 
 def keep_freed_memory() -> bool:
@@ -76,27 +76,35 @@ def keep_freed_memory() -> bool:
     comparison's worker process glibc gave such blocks back to the system and took them anew, page by
     page: an MLP trial on the demo's combined set took 370,000 page faults and 1 s of system time in
     6.3 s, and a whole 100-trial protocol 102 million faults and 304 s of system time. Raised thresholds
-    (blocks under 64 MiB come from the heap, and the heap keeps up to 256 MiB it no longer uses) take the
-    faults away: the same trial took 5.7 s. Called once in each worker process of a local run
-    (:func:`run_local`), never in the caller's own process; without glibc it does nothing.
+    (blocks under 32 MiB, glibc's largest, come from the heap, and the heap keeps up to 256 MiB it no
+    longer uses) take the faults away: the same trial took 5.7 s. Only :func:`execute_in_worker` calls
+    it, in worker processes of a local run, and gives the memory back after each trial.
     """
-    global _allocator_tuned
-    if _allocator_tuned is None:
-        try:
-            mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-        except (OSError, AttributeError):  # no C library by that name, or one without mallopt (macOS, Windows)
-            _allocator_tuned = False
-        else:
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            _allocator_tuned = bool(mallopt(_M_MMAP_THRESHOLD, 64 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD,
-                                                                                                256 << 20))
-    return _allocator_tuned
+    global _allocator
+    if _allocator is None:
+        _allocator = False
+        if platform.libc_ver()[0] == "glibc":
+            libc = ctypes.CDLL(None)  # the C library this process already runs on
+            libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            mmap = libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+            trim = libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+            _allocator = libc if mmap == 1 and trim == 1 else False  # mallopt returns 1 on success
+    return bool(_allocator)
 
 
-def execute_in_worker(task: TrialTask) -> tuple[str, TrialOutcome]:
-    """:func:`execute` in a worker process of a local run, its allocator told to keep freed memory."""
-    keep_freed_memory()
-    return execute(task)
+def execute_in_worker(task: TrialTask, caller: int) -> tuple[str, TrialOutcome]:
+    """:func:`execute` in a worker process of a local run, its allocator told to keep freed memory.
+
+    *caller* is the process id of the run's own process: a joblib backend that runs the task there
+    (threads, or one process) leaves its allocator alone. The memory kept during the trial is given
+    back after it (``malloc_trim``), so a worker that joblib keeps for later work holds none.
+    """
+    if os.getpid() == caller or not keep_freed_memory():
+        return execute(task)
+    try:
+        return execute(task)
+    finally:
+        _allocator.malloc_trim(0)
 
 
 def _execute_args(key: str, feature_key: str, model: ModelSpec, split: Split, X: np.ndarray, y: np.ndarray,
@@ -112,7 +120,7 @@ def default_jobs() -> int:
 #: Seconds one trial of each study model takes in one worker on the demo's 780 captures (mean over the three
 #: feature sets, bench/results/bench_analysis_780_quiet.json): the schedule's estimate until a run has measured
 #: its own.
-PRIOR_SECONDS = {"mlp": 5.2, "random_forest": 3.7, "svm_rbf": 1.2, "knn": 0.37, "svm_linear": 0.28,
+PRIOR_SECONDS = {"mlp": 5.2, "random_forest": 3.7, "svm_rbf": 1.2, "knn": 0.37, "svm_linear": 0.29,
                  "decision_tree": 0.05}
 
 
@@ -203,7 +211,8 @@ def run_local(tasks: Iterator[TrialTask], jobs: int) -> Iterator[tuple[str, Tria
     from joblib import Parallel, delayed
 
     parallel = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs", batch_size=1)
-    return iter(parallel(delayed(execute_in_worker)(t) for t in tasks))
+    caller = os.getpid()
+    return iter(parallel(delayed(execute_in_worker)(t, caller) for t in tasks))
 
 
 def run_dask(tasks: Iterator[TrialTask], cluster: Any) -> Iterator[tuple[str, TrialOutcome]]:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
-from joblib import effective_n_jobs
+from joblib import Parallel
 from sklearn.base import ClassifierMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
@@ -160,7 +160,7 @@ class _TreeMaker:
         with ``choice``, which :class:`_SeedState` refuses.
         """
         if self._shared is None:
-            self._shared = self.forest.class_weight is None and effective_n_jobs(self.forest.n_jobs) == 1
+            self._shared = self.forest.class_weight is None and _one_after_another(self.forest.n_jobs)
         return self._shared
 
     def __call__(self, append: bool = True, random_state: Any = None) -> Any:
@@ -183,6 +183,18 @@ class _TreeMaker:
         if append:
             self.forest.estimators_.append(tree)
         return tree
+
+
+def _one_after_another(n_jobs: Any) -> bool:
+    """Whether a forest's ``Parallel(n_jobs, prefer="threads")`` builds its trees in this thread, in order.
+
+    joblib decides from *n_jobs* and the caller's ``parallel_config`` (which may even pick processes), so
+    ask it the same question the forest asks it; anything unclear counts as parallel.
+    """
+    try:
+        return Parallel(n_jobs=n_jobs, prefer="threads")._effective_n_jobs() == 1
+    except Exception:  # noqa: BLE001 - a joblib without this answer: do not share
+        return False
 
 
 def feature_count(max_features: Any, n_features: int) -> Any:

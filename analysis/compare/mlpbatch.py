@@ -249,9 +249,6 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
         active = np.array(still, dtype=int)
         if not len(active):
             break
-    if not np.isfinite(stack.params).all():  # as MLPClassifier.fit ends a diverged fit
-        raise ValueError("Solver produced non-finite parameter weights. The input data may contain large values "
-                         "and need to be preprocessed.")
     coefs, intercepts = stack.coefs, stack.intercepts
     for k, job in enumerate(jobs):
         job.model = _fitted(job, [c[k] for c in coefs], [i[k, 0] for i in intercepts], binarizer,
@@ -426,7 +423,13 @@ def _adam(stack: _Stack, sub: np.ndarray, param: np.ndarray, g: np.ndarray, t: n
 def _fitted(job: FitJob, coefs: list[np.ndarray], intercepts: list[np.ndarray], binarizer: LabelBinarizer,
             units: list[int], out_act: str, curve: list[Any], n_iter: int, best: Any, stall: int,
             n: int) -> MLPClassifier:
-    """A fitted ``MLPClassifier`` holding what scikit-learn's own fit leaves on it."""
+    """A fitted ``MLPClassifier`` holding what scikit-learn's own fit leaves on it.
+
+    A fit whose weights are no longer finite is refused as ``MLPClassifier.fit`` refuses it.
+    """
+    if not all(np.isfinite(w).all() for w in [*coefs, *intercepts]):
+        raise ValueError("Solver produced non-finite parameter weights. The input data may contain large values "
+                         "and need to be preprocessed.")
     model = MLPClassifier(**job.params)
     model._label_binarizer = binarizer
     model.classes_ = binarizer.classes_
