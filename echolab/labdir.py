@@ -48,6 +48,24 @@ POSTGRES_OPTIONS = frozenset({
 SUBDIRS = ("captures", "audio", "prompts", "reports", "logs", "tmp")
 
 
+def _check_postgres_url(parsed: Any, where: str) -> None:
+    """Refuse a PostgreSQL URL from a lab's settings that sets options outside :data:`POSTGRES_OPTIONS`
+    or names no network host (a local socket would connect to this machine's server as the user)."""
+    refused = sorted(set(parsed.query) - POSTGRES_OPTIONS)
+    if refused:
+        raise LabError(f"{where} sets {', '.join(shown(k) for k in refused[:5])} for the PostgreSQL client: "
+                       "options that name files on this machine or server settings are not taken from a "
+                       f"lab's settings (set {CATALOG_URL_ENV} to use them)")
+    host = parsed.query.get("host", parsed.host or "")  # the query's host wins, as libpq reads it
+    hosts = (host if isinstance(host, str) else ",".join(host)).split(",")
+    if hosts == [""] and parsed.query.get("hostaddr"):
+        hosts = []  # a server by its IP address alone: TCP
+    if any(not h or h.startswith(("/", "@", "\\")) or re.match(r"[A-Za-z]:[\\/]", h) for h in hosts):
+        raise LabError(f"{where} names no network host for the PostgreSQL server (a local socket would "
+                       "connect to this machine's server as you); a lab's settings name a shared server by "
+                       f"host name or address (set {CATALOG_URL_ENV} for a local one)")
+
+
 @dataclass(frozen=True)
 class LabDir:
     """One lab directory and its settings."""
@@ -159,20 +177,7 @@ class LabDir:
         except (ArgumentError, ValueError, TypeError) as exc:
             raise LabError(f"{where} is not a database URL ({url!r}: {exc})") from None
         if backend == "postgresql":
-            refused = sorted(set(parsed.query) - POSTGRES_OPTIONS)
-            if refused:
-                raise LabError(f"{where} sets {', '.join(shown(k) for k in refused[:5])} for the PostgreSQL client: "
-                               "options that name files on this machine or server settings are not taken from a "
-                               f"lab's settings (set {CATALOG_URL_ENV} to use them)")
-            query_host = parsed.query.get("host")
-            hosts = (parsed.host or "" if query_host is None
-                     else query_host if isinstance(query_host, str) else ",".join(query_host)).split(",")
-            if hosts == [""] and parsed.query.get("hostaddr"):
-                hosts = []  # a server by its IP address alone: TCP
-            if any(not h or h.startswith(("/", "@", "\\")) or re.match(r"[A-Za-z]:[\\/]", h) for h in hosts):
-                raise LabError(f"{where} names no network host for the PostgreSQL server (a local socket would "
-                               "connect to this machine's server as you); a lab's settings name a shared server by "
-                               f"host name or address (set {CATALOG_URL_ENV} for a local one)")
+            _check_postgres_url(parsed, where)
             return url
         if backend != "sqlite":
             raise LabError(f"{where} names a {backend} database; a lab's settings may name a SQLite file inside "

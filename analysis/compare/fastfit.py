@@ -149,19 +149,16 @@ class _TreeMaker:
     def __init__(self, forest: Any):
         self.forest = forest
         self.template: Any = None
-        self.generator: np.random.MT19937 | None = None  # shared by the trees' seeds (:class:`_SeedState`)
-        self._shared: bool | None = None
+        # The generator the trees' seeds share (:class:`_SeedState`), where they may share one: trees built
+        # one after another, unweighted. Trees built in parallel threads (``n_jobs``, or joblib's
+        # ``parallel_config``) would reseed it between another tree's reseeding and its draw; a weighted
+        # forest bootstraps with ``choice``, which :class:`_SeedState` refuses.
+        shared = forest.class_weight is None and _one_after_another(forest.n_jobs)
+        self.generator = np.random.MT19937(0) if shared else None
 
     def shared_seeds(self) -> bool:
-        """Whether the trees' seeds may share one generator: trees built one after another, unweighted.
-
-        Trees built in parallel threads (``n_jobs``, or joblib's ``parallel_config``) would reseed the
-        shared generator between another tree's reseeding and its draw; a weighted forest bootstraps
-        with ``choice``, which :class:`_SeedState` refuses.
-        """
-        if self._shared is None:
-            self._shared = self.forest.class_weight is None and _one_after_another(self.forest.n_jobs)
-        return self._shared
+        """Whether the trees' seeds share one generator (see ``__init__``)."""
+        return self.generator is not None
 
     def __call__(self, append: bool = True, random_state: Any = None) -> Any:
         if self.template is None:
@@ -176,8 +173,7 @@ class _TreeMaker:
             tree._fit = self.lean.bind(tree)
         if random_state is not None:
             seed = check_random_state(random_state).randint(_MAX_INT)
-            if self.shared_seeds():
-                self.generator = self.generator or np.random.MT19937(0)
+            if self.generator is not None:
                 seed = _SeedState(seed, self.generator)
             tree.random_state = seed
         if append:

@@ -121,14 +121,6 @@ class _Stack:
         """Views of *flat* (rows of this stack's layout): (K, fan_in, fan_out) weights, then (K, 1, fan_out)."""
         return _layer_views(flat, self.units)
 
-    @property
-    def coefs(self) -> list[np.ndarray]:
-        return self.layers(self.params)[:len(self.units) - 1]
-
-    @property
-    def intercepts(self) -> list[np.ndarray]:
-        return self.layers(self.params)[len(self.units) - 1:]
-
 
 def _layer_views(flat: np.ndarray, units: list[int]) -> list[np.ndarray]:
     shapes = [(a, b) for a, b in zip(units[:-1], units[1:])] + [(1, b) for b in units[1:]]
@@ -137,6 +129,12 @@ def _layer_views(flat: np.ndarray, units: list[int]) -> list[np.ndarray]:
         views.append(flat[:, at:at + a * b].reshape(len(flat), a, b))
         at += a * b
     return views
+
+
+def _coefs_and_intercepts(flat: np.ndarray, units: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`_layer_views` of *flat*, split into the weights and the intercepts."""
+    views = _layer_views(flat, units)
+    return views[:len(units) - 1], views[len(units) - 1:]
 
 
 def _parameter_count(units: list[int]) -> int:
@@ -249,7 +247,7 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
         active = np.array(still, dtype=int)
         if not len(active):
             break
-    coefs, intercepts = stack.coefs, stack.intercepts
+    coefs, intercepts = _coefs_and_intercepts(stack.params, units)
     for k, job in enumerate(jobs):
         job.model = _fitted(job, [c[k] for c in coefs], [i[k, 0] for i in intercepts], binarizer,
                             units, out_act, curves[k], int(n_iter[k]), best[k], int(stall[k]), int(n[k]))
@@ -279,8 +277,7 @@ def _init(jobs: list[FitJob], states: list[np.random.RandomState], units: list[i
           dtype: np.dtype) -> np.ndarray:
     """``MLPClassifier._initialize``'s weights, network by network, from each fit's own stream (a stack's rows)."""
     params = np.empty((len(jobs), _parameter_count(units)), dtype=dtype)
-    layers = _layer_views(params, units)
-    coefs, intercepts = layers[:len(units) - 1], layers[len(units) - 1:]
+    coefs, intercepts = _coefs_and_intercepts(params, units)
     for k, (job, rs) in enumerate(zip(jobs, states)):
         factor = 2.0 if job.params["activation"] == "logistic" else 6.0
         for i, (fan_in, fan_out) in enumerate(zip(units[:-1], units[1:])):

@@ -78,8 +78,8 @@ def _train(jobs: list[mlpbatch.FitJob], X: np.ndarray, y: np.ndarray) -> None:
     binarizer, states, n, bs, nb, gather, mask = _plan(jobs, y, max_iter)
     hidden = mlpbatch._hidden(p)
     units = [X.shape[1], *hidden, len(binarizer.classes_) if binarizer.y_type_ == "multiclass" else 1]
-    layers = mlpbatch._layer_views(mlpbatch._init(jobs, states, units, X.dtype), units)  # draws first, as scikit-learn
-    coefs, intercepts = layers[:len(units) - 1], layers[len(units) - 1:]
+    # draws first, as scikit-learn does
+    coefs, intercepts = mlpbatch._coefs_and_intercepts(mlpbatch._init(jobs, states, units, X.dtype), units)
     Y = binarizer.transform(y).astype(X.dtype)
     for k, job in enumerate(jobs):
         order = np.arange(len(job.rows))
