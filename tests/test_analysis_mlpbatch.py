@@ -53,6 +53,25 @@ def test_each_fit_of_a_stack_is_scikit_learns(dtype: str, atol: float) -> None:
                 assert_same_fit(ours[i][j], ref, X, atol)
 
 
+def test_logistic_units_are_expit_in_double_and_within_four_ulps_in_single() -> None:
+    from scipy.special import expit
+
+    x = np.concatenate([np.linspace(-120, 120, 20001), [-np.inf, np.inf, 0.0, -0.0, 88.7, -88.8, -103.9]])
+    double = x.copy()
+    mlpbatch._logistic(double)
+    np.testing.assert_array_equal(double, expit(x))  # float64: scikit-learn's own numbers, bit for bit
+    single = x.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exp(120) overflows to inf: no RuntimeWarning escapes
+        mlpbatch._logistic(single)
+    ref = expit(x.astype(np.float32))
+    assert single.dtype == np.float32
+    assert np.isfinite(single).all() and ((single >= 0) & (single <= 1)).all()
+    ulps = np.abs(single.view(np.int32).astype(np.int64) - ref.view(np.int32).astype(np.int64))
+    assert ulps.max() <= 4 and (ulps > 0).any()  # NumPy's exp rounds some values differently, never by more
+    assert single[x == -np.inf] == 0.0 and single[x == np.inf] == 1.0 and set(single[x == 0.0].tolist()) == {0.5}
+
+
 def test_stopping_rule_and_convergence_warnings_are_scikit_learns() -> None:
     X, y = data(60, classes=2)  # two classes: a logistic output unit, binary log loss
     est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=40, tol=1e-3, n_iter_no_change=3, random_state=2)
@@ -139,11 +158,13 @@ print("agree")
 
 
 def test_a_grids_engine_must_be_known_and_train_an_mlp(tmp_path) -> None:
-    from echolab.analysis.compare.grids import GridError, load_grids
+    from echolab.analysis.compare.grids import FLOAT32_MLP_NUMERICS, GridError, load_grids
 
     specs = load_grids()
     assert specs["mlp"].engine == "numpy" and "engine" not in specs["mlp"].canonical()  # the keys stay as they were
-    assert specs["mlp_jax"].canonical() == {**specs["mlp"].canonical(), "engine": "jax"}
+    numpy_mlp = specs["mlp"].canonical()
+    assert numpy_mlp.pop("float32_numerics") == FLOAT32_MLP_NUMERICS  # the lockstep trainer's float32 revision
+    assert specs["mlp_jax"].canonical() == {**numpy_mlp, "engine": "jax"}
     bad = tmp_path / "g.toml"
     bad.write_text('[models.x]\nestimator = "sklearn.svm.SVC"\nengine = "jax"\n')
     with pytest.raises(GridError, match="engine = 'jax' trains sklearn.neural_network.MLPClassifier only"):

@@ -46,6 +46,11 @@ DTYPES = ("float64", "float32")
 ENGINES = ("numpy", "jax")
 MLP_ESTIMATOR = "sklearn.neural_network.MLPClassifier"
 
+#: The revision of the lockstep trainer's single-precision arithmetic, in the key of every float32 MLP it trains,
+#: so that a change of those numbers recomputes those trials and no others. 2: logistic units take NumPy's
+#: vectorised ``exp`` instead of scipy's ``expit`` (``mlpbatch._logistic``); 1 (no entry): scipy's.
+FLOAT32_MLP_NUMERICS = 2
+
 #: Parameters whose TOML lists stand for tuples.
 _TUPLE_PARAMS = frozenset({"hidden_layer_sizes"})
 
@@ -121,6 +126,8 @@ class ModelSpec:
         out = {"estimator": self.estimator, "params": dict(self.params), "grid": dict(self.grid)}
         if self.dtype != "float64":  # float64 keys stay as they were
             out["dtype"] = self.dtype
+            if self.estimator == MLP_ESTIMATOR and self.engine == "numpy":
+                out["float32_numerics"] = FLOAT32_MLP_NUMERICS
         if not self.scale:
             out["scale"] = False
         if self.engine != "numpy":  # JAX rounds differently: its trials are its own
