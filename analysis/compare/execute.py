@@ -120,7 +120,7 @@ def default_jobs() -> int:
 #: Seconds one trial of each study model takes in one worker on the demo's 780 captures (mean over the three
 #: feature sets, bench/results/bench_analysis_780_quiet.json): the schedule's estimate until a run has measured
 #: its own.
-PRIOR_SECONDS = {"mlp": 5.2, "random_forest": 3.7, "svm_rbf": 1.2, "knn": 0.37, "svm_linear": 0.29,
+PRIOR_SECONDS = {"mlp": 4.2, "random_forest": 3.6, "svm_rbf": 1.25, "knn": 0.35, "svm_linear": 0.36,
                  "decision_tree": 0.05}
 
 
