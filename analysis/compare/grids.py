@@ -46,9 +46,11 @@ DTYPES = ("float64", "float32")
 ENGINES = ("numpy", "jax")
 MLP_ESTIMATOR = "sklearn.neural_network.MLPClassifier"
 
-#: The revision of the lockstep trainer's single-precision arithmetic, in the key of every float32 MLP it trains,
-#: so that a change of those numbers recomputes those trials and no others. 2: logistic units take NumPy's
-#: vectorised ``exp`` instead of scipy's ``expit`` (``mlpbatch._logistic``); 1 (no entry): scipy's.
+#: The revision of the lockstep trainer's single-precision arithmetic, in the key of every float32 MLP model of the
+#: NumPy engine, so that a change of those numbers recomputes those models' trials and no other model's (on a
+#: machine where the numbers did not change, or for fits the trainer hands to scikit-learn, the recomputation
+#: is needless, never wrong). 2: logistic units take NumPy's ``exp`` instead of scipy's ``expit``
+#: (``mlpbatch._logistic``); 1 (no entry): scipy's.
 FLOAT32_MLP_NUMERICS = 2
 
 #: Parameters whose TOML lists stand for tuples.
