@@ -202,3 +202,50 @@ def test_model_dtype_is_checked_and_keyed(tmp_path) -> None:
     bad.write_text('[models.x]\nestimator = "sklearn.svm.SVC"\ndtype = "float16"\n')
     with pytest.raises(GridError, match="model 'x': dtype must be one of float64, float32, not 'float16'"):
         load_grids(bad)
+
+
+KNN_GRID = {"n_neighbors": [1, 4, 9], "weights": ["uniform", "distance"], "metric": ["manhattan", "euclidean"]}
+
+
+def _knn_search_against_gridsearchcv(X: np.ndarray, y: np.ndarray, grid: dict, monkeypatch) -> int:
+    """grid_search against GridSearchCV on a k-NN grid; returns how often a candidate ran its own search."""
+    from echolab.analysis.compare import search
+
+    cv = StratifiedKFold(3)
+    ref = GridSearchCV(KNeighborsClassifier(), grid, cv=cv, scoring="accuracy", n_jobs=1).fit(X, y)
+    own = []
+    plain_predict = KNeighborsClassifier.predict
+    monkeypatch.setattr(KNeighborsClassifier, "predict", lambda self, rows: own.append(1) or plain_predict(self, rows))
+    ours = search.grid_search(KNeighborsClassifier(), grid, X, y, list(cv.split(X, y)))
+    monkeypatch.undo()
+    assert ours.mean_scores == ref.cv_results_["mean_test_score"].tolist()
+    assert ours.best_params == ref.best_params_ and ours.best_index == ref.best_index_
+    assert (ours.best_estimator.predict(X) == ref.predict(X)).all()
+    return len(own)
+
+
+def test_knn_candidates_share_one_neighbour_search_per_fold(monkeypatch) -> None:
+    rng = np.random.RandomState(4)
+    y = np.arange(150) % 3
+    X = rng.randn(150, 20) + 0.6 * y[:, None] * rng.randn(1, 20)  # 20 columns: scikit-learn searches by brute force
+    assert _knn_search_against_gridsearchcv(X, y, KNN_GRID, monkeypatch) == 0  # no candidate searched on its own
+    # repeated rows of small integers: exact ties at the cuts, so each candidate searches on its own, same scores
+    Xi = np.rint(rng.rand(150, 20) * 2 + 0.5 * y[:, None]).astype(np.float64)
+    Xi[1::7] = Xi[::7][:len(Xi[1::7])]
+    assert _knn_search_against_gridsearchcv(Xi, y, KNN_GRID, monkeypatch) > 0
+    # a distance the shared path does not handle: the ordinary search, still GridSearchCV's choice
+    assert _knn_search_against_gridsearchcv(X, y, {"n_neighbors": [1, 3], "metric": ["chebyshev"]},
+                                            monkeypatch) == 6
+
+
+def test_a_near_tie_at_a_cut_is_left_to_the_candidates_own_search() -> None:
+    from echolab.analysis.compare.search import _shared_search
+
+    train = np.zeros((4, 16))
+    train[0, 0], train[1, 0], train[2, 0], train[3, 0] = 1.0, 1.0 + 1e-13, 3.0, 7.0  # 1 and 1 + 1e-13 from 0
+    model = KNeighborsClassifier(n_neighbors=1, algorithm="brute").fit(train, [0, 1, 0, 1])
+    for order, metric in ((2, "euclidean"), (1, "manhattan")):
+        model.set_params(metric=metric).fit(train, [0, 1, 0, 1])
+        dist, ind, clear = _shared_search(model, 3, train, np.zeros((1, 16)), order)
+        assert ind[0].tolist() == [0, 1, 2, 3] and dist.shape == (1, 4)
+        assert clear == {1: False, 2: True, 3: True}  # rounding could swap the first two, not the rest

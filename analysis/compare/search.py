@@ -24,6 +24,10 @@ present the first of equals as a winner -- while
   are seeded in order from its one random stream, so with the same ``random_state``
   the first k trees of a 400-tree forest are the k trees of a k-tree forest
   (:func:`forest_prefix`, checked tree by tree in ``tests/test_analysis_search.py``);
+* searching a k-NN grid's neighbours once per fold for all its ``n_neighbors`` and
+  ``weights``: the k nearest are the first k of the largest search wherever no two
+  distances near the k-th are close enough for rounding to reorder them
+  (:func:`_neighbour_scores`; anything closer is predicted by the candidate's own model);
 * splitting the folds once per trial instead of once per candidate;
 * skipping ``GridSearchCV``'s per-fit bookkeeping (timings, result tables,
   parameter re-validation, a parallel backend for one job).
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -44,7 +49,9 @@ from sklearn.base import ClassifierMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import ParameterGrid
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
+from sklearn.utils.extmath import weighted_mode
 
 from echolab.analysis.compare import fastfit, mlpbatch
 from echolab.analysis.compare.fastfit import feature_count
@@ -123,6 +130,9 @@ def grid_search(
             return _lockstep_search(estimator, candidates, X, y, folds, engine)
         except mlpbatch.NotLockstep:
             pass
+    shared = _neighbour_scores(estimator, candidates, X, y, folds)
+    if shared is not None:
+        return _result(estimator, candidates, shared[0], X, y, shared[1], engine)
     scores = np.empty((len(candidates), len(folds)), dtype=np.float64)
     done: dict[tuple[tuple[str, str], ...], int] = {}
     grown: dict[tuple[Any, int], ClassifierMixin] = {}  # (the rest of the candidate, fold): its largest forest
@@ -167,6 +177,117 @@ def _result(estimator: ClassifierMixin, candidates: list[dict[str, Any]], scores
     same = [i for i in range(len(candidates)) if model_identity(estimator, candidates[i], X.shape[1]) == identity]
     return SearchResult(best, best_params, float(means[best]), _refit_one(estimator, best_params, X, y, engine),
                         [float(m) for m in means], n_fits + 1, candidates, tied, same)
+
+
+#: How far apart, relative to the scale of the distances' arithmetic, two neighbours' distances must be for every
+#: way scikit-learn computes them to order them alike (its rounding error is about 1e-14 of that scale).
+_NEIGHBOUR_GAP = 1e-8
+
+
+def _neighbour_scores(estimator: ClassifierMixin, candidates: list[dict[str, Any]], X: np.ndarray, y: np.ndarray,
+                      folds: Folds) -> tuple[np.ndarray, int] | None:
+    """A k-NN grid's fold scores with one neighbour search per fold for candidates that differ in k and weights.
+
+    ``KNeighborsClassifier.predict`` finds each test row's k nearest training rows, then takes the
+    most frequent class among them ("uniform") or the class of the largest sum of inverse distances
+    ("distance"). For candidates alike but for ``n_neighbors`` and ``weights``, one search for the
+    largest k plus one gives every smaller k's neighbours, their first k, and the predictions follow
+    as ``predict`` makes them (:func:`_vote`). Where two distances at a cut (the k-th against the
+    next) are closer than rounding could tell apart, scikit-learn's own search (its uniform path
+    counts classes in a search of its own) might keep the other one: that candidate's fold is
+    predicted by its own model instead. Each candidate is still fitted per fold as ``GridSearchCV``
+    fits it, which for brute-force search only stores the rows; a grid whose search is not brute
+    force, or whose metric is neither euclidean nor manhattan, is searched the ordinary way (None).
+    """
+    if type(estimator) is not KNeighborsClassifier or not isinstance(X, np.ndarray) or X.dtype != np.float64:
+        return None  # the gap below is sized for double precision
+    base = estimator.get_params()
+    groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    for i, params in enumerate(candidates):
+        p = {**base, **params}
+        k = p["n_neighbors"]
+        if (not isinstance(k, numbers.Integral) or isinstance(k, bool) or p["weights"] not in ("uniform", "distance")
+                or _norm_order(p) is None):
+            return None
+        groups.setdefault(tuple(sorted((n, repr(v)) for n, v in params.items()
+                                       if n not in ("n_neighbors", "weights"))), []).append(i)
+    scores = np.empty((len(candidates), len(folds)), dtype=np.float64)
+    n_fits = 0
+    for members in groups.values():
+        ks = {i: int({**base, **candidates[i]}["n_neighbors"]) for i in members}
+        for j, (train, test) in enumerate(folds):
+            own = {i: _fit(estimator, candidates[i], X[train], y[train]) for i in members}
+            n_fits += len(members)
+            if any(getattr(m, "_fit_method", None) != "brute" or m.outputs_2d_ for m in own.values()):
+                return None  # a tree search (as scikit-learn chose it), or several outputs: the ordinary way
+            neighbours = _shared_search(own[members[0]], max(ks.values()), X[train], X[test],
+                                        _norm_order({**base, **candidates[members[0]]}))
+            for i in members:
+                k, model = ks[i], own[i]
+                rows = model.n_samples_fit_
+                if neighbours is not None and (k == rows or (k < rows and neighbours[2][k])):
+                    predicted = _vote(model, y[train], neighbours[0][:, :k], neighbours[1][:, :k])
+                else:  # a near-tie at this k's cut, rows repeated, or k above the rows: the candidate's own
+                    predicted = model.predict(X[test])
+                scores[i, j] = accuracy_score(y[test], predicted)
+    return scores, n_fits
+
+
+def _shared_search(model: KNeighborsClassifier, widest: int, train: np.ndarray, test: np.ndarray, order: int
+                   ) -> tuple[np.ndarray, np.ndarray, dict[int, bool]] | None:
+    """The test rows' ``widest + 1`` nearest neighbours (distances, indices) and, per k, whether the cut after
+    the k-th is clear of rounding for every row; None where repeated training rows make exact ties likely."""
+    if len(np.unique(train, axis=0)) < len(train):
+        return None  # equal rows sit at equal distances: scikit-learn's own search decides which it keeps
+    search = min(widest + 1, model.n_samples_fit_)  # one more than the largest k: its own cut is checked too
+    dist, ind = model.kneighbors(test, n_neighbors=search)
+    scale = _distance_scale(test, train, order)
+    clear = {k: bool(np.all(_gap(dist, k, order) > _NEIGHBOUR_GAP * scale)) for k in range(1, search)}
+    return dist, ind, clear
+
+
+def _norm_order(params: Mapping[str, Any]) -> int | None:
+    """1 for a manhattan, 2 for a euclidean k-NN (however named); None for any other distance."""
+    metric, p = params["metric"], params.get("p", 2)
+    if params.get("metric_params"):
+        return None
+    if metric in ("manhattan", "cityblock", "l1") or (metric == "minkowski" and p == 1):
+        return 1
+    if metric in ("euclidean", "l2") or (metric == "minkowski" and p == 2):
+        return 2
+    return None
+
+
+def _distance_scale(queries: np.ndarray, rows: np.ndarray, order: int) -> np.ndarray:
+    """Per query, the size of the numbers its distances are computed from (squared, for euclidean)."""
+    if order == 1:
+        return np.abs(queries).sum(axis=1) + np.abs(rows).sum(axis=1).max(initial=0.0)
+    return np.square(queries).sum(axis=1) + np.square(rows).sum(axis=1).max(initial=0.0)
+
+
+def _gap(dist: np.ndarray, k: int, order: int) -> np.ndarray:
+    """Per query, how far the (k+1)-th neighbour is beyond the k-th (in squared distance for euclidean)."""
+    if order == 1:
+        return dist[:, k] - dist[:, k - 1]
+    return np.square(dist[:, k]) - np.square(dist[:, k - 1])
+
+
+def _vote(model: KNeighborsClassifier, y_train: np.ndarray, dist: np.ndarray, ind: np.ndarray) -> np.ndarray:
+    """``model.predict`` from its neighbours: the first most frequent class, or of the largest inverse distance.
+
+    Class ties go to the first class, as there (``argmax``; ``weighted_mode`` keeps the smallest).
+    """
+    labels = np.searchsorted(model.classes_, y_train)[ind]  # the neighbours' classes, as indices into classes_
+    if model.weights == "uniform":
+        counts = (labels[:, :, None] == np.arange(len(model.classes_))).sum(axis=1)
+        return model.classes_[np.argmax(counts, axis=1)]
+    with np.errstate(divide="ignore"):  # as scikit-learn weighs them: 1 / distance; a zero distance outweighs all
+        inverse = 1.0 / dist
+    exact = np.isinf(inverse)
+    rows = exact.any(axis=1)
+    inverse[rows] = exact[rows]
+    mode, _ = weighted_mode(labels, inverse, axis=1)
+    return model.classes_.take(np.asarray(mode.ravel(), dtype=np.intp))
 
 
 def _largest_forests(estimator: ClassifierMixin, candidates: list[dict[str, Any]]) -> dict[int, tuple[Any, int]]:
