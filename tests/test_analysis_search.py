@@ -238,6 +238,34 @@ def test_knn_candidates_share_one_neighbour_search_per_fold(monkeypatch) -> None
                                             monkeypatch) == 6
 
 
+def test_equal_distances_inside_a_distance_weighted_vote_are_left_to_the_candidates_own_search(monkeypatch) -> None:
+    # 12 distinct training rows; from the test row (all zeros) pairs of them of different classes sit at equal
+    # distances, and the two classes' inverse-distance sums are equal on paper: their last bit depends on the
+    # order the search returns the equal pair in, which differs between a search for 9 and one for 12
+    dists, labels = [1, 2, 2, 3, 3, 7, 7, 8, 8, 20, 21, 22], [0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
+    X = np.zeros((13, 16))
+    for j, d in enumerate(dists):
+        X[j, j % 16] = d
+    folds = [(np.arange(12), np.array([12]))]
+    for last in (0, 1):
+        y = np.array(labels + [last])
+        for metric in ("manhattan", "euclidean"):
+            grid = {"n_neighbors": [9, 11], "weights": ["distance"], "metric": [metric]}
+            ref = GridSearchCV(KNeighborsClassifier(), grid, cv=folds, scoring="accuracy").fit(X, y)
+            assert grid_search(KNeighborsClassifier(), grid, X, y, folds).mean_scores == \
+                ref.cv_results_["mean_test_score"].tolist()
+    # one label per row as a column: the ordinary search, as before
+    Xc = np.random.RandomState(1).randn(60, 20)
+    yc = (np.arange(60) % 3)[:, None]
+    cv = list(StratifiedKFold(3).split(Xc, yc[:, 0]))
+    grid = {"n_neighbors": [1, 5], "weights": ["uniform", "distance"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's column-vector y warning
+        ref = GridSearchCV(KNeighborsClassifier(), grid, cv=cv, scoring="accuracy").fit(Xc, yc)
+        assert grid_search(KNeighborsClassifier(), grid, Xc, yc, cv).mean_scores == \
+            ref.cv_results_["mean_test_score"].tolist()
+
+
 def test_a_near_tie_at_a_cut_is_left_to_the_candidates_own_search() -> None:
     from echolab.analysis.compare.search import _shared_search
 

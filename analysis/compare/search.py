@@ -199,8 +199,9 @@ def _neighbour_scores(estimator: ClassifierMixin, candidates: list[dict[str, Any
     fits it, which for brute-force search only stores the rows; a grid whose search is not brute
     force, or whose metric is neither euclidean nor manhattan, is searched the ordinary way (None).
     """
-    if type(estimator) is not KNeighborsClassifier or not isinstance(X, np.ndarray) or X.dtype != np.float64:
-        return None  # the gap below is sized for double precision
+    if (type(estimator) is not KNeighborsClassifier or not isinstance(X, np.ndarray) or X.dtype != np.float64
+            or np.ndim(y) != 1):
+        return None  # the gap below is sized for double precision; one label per row
     base = estimator.get_params()
     groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
     for i, params in enumerate(candidates):
@@ -225,10 +226,11 @@ def _neighbour_scores(estimator: ClassifierMixin, candidates: list[dict[str, Any
             for i in members:
                 k, model = ks[i], own[i]
                 rows = model.n_samples_fit_
-                if neighbours is not None and (k == rows or (k < rows and neighbours[2][k])):
+                if (neighbours is not None and (k == rows or (k < rows and neighbours[2][k]))
+                        and (model.weights == "uniform" or not _tied_within(neighbours[0], k))):
                     predicted = _vote(model, y[train], neighbours[0][:, :k], neighbours[1][:, :k])
-                else:  # a near-tie at this k's cut, rows repeated, or k above the rows: the candidate's own
-                    predicted = model.predict(X[test])
+                else:  # a near-tie at this k's cut, a tie among distance-weighted neighbours, rows repeated, or
+                    predicted = model.predict(X[test])  # k above the rows: the candidate's own search
                 scores[i, j] = accuracy_score(y[test], predicted)
     return scores, n_fits
 
@@ -244,6 +246,17 @@ def _shared_search(model: KNeighborsClassifier, widest: int, train: np.ndarray, 
     scale = _distance_scale(test, train, order)
     clear = {k: bool(np.all(_gap(dist, k, order) > _NEIGHBOUR_GAP * scale)) for k in range(1, search)}
     return dist, ind, clear
+
+
+def _tied_within(dist: np.ndarray, k: int) -> bool:
+    """Whether any row's first k distances hold two equal ones.
+
+    Equal distances may come back in either order from searches of different sizes. A uniform vote only
+    counts them, but ``weighted_mode`` sums each class's weights with ``np.sum`` over all k positions
+    (zeros where another class sits), which from 8 positions on adds in a pattern of positions: swapping
+    two equal weights of different classes can move a sum by its last bit and turn an exact tie.
+    """
+    return bool(np.any(dist[:, 1:k] == dist[:, :k - 1]))
 
 
 def _norm_order(params: Mapping[str, Any]) -> int | None:
