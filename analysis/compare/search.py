@@ -214,15 +214,18 @@ def _neighbour_scores(estimator: ClassifierMixin, candidates: list[dict[str, Any
                                        if n not in ("n_neighbors", "weights"))), []).append(i)
     scores = np.empty((len(candidates), len(folds)), dtype=np.float64)
     n_fits = 0
+    # equal rows sit at equal distances, where scikit-learn's own search decides which it keeps
+    repeats = [len(np.unique(X[train], axis=0)) < len(train) for train, _ in folds]
     for members in groups.values():
         ks = {i: int({**base, **candidates[i]}["n_neighbors"]) for i in members}
+        order = _norm_order({**base, **candidates[members[0]]})
         for j, (train, test) in enumerate(folds):
             own = {i: _fit(estimator, candidates[i], X[train], y[train]) for i in members}
             n_fits += len(members)
             if any(getattr(m, "_fit_method", None) != "brute" or m.outputs_2d_ for m in own.values()):
                 return None  # a tree search (as scikit-learn chose it), or several outputs: the ordinary way
-            neighbours = _shared_search(own[members[0]], max(ks.values()), X[train], X[test],
-                                        _norm_order({**base, **candidates[members[0]]}))
+            neighbours = None if repeats[j] else _shared_search(own[members[0]], max(ks.values()), X[train],
+                                                                X[test], order)
             for i in members:
                 k, model = ks[i], own[i]
                 rows = model.n_samples_fit_
@@ -236,11 +239,9 @@ def _neighbour_scores(estimator: ClassifierMixin, candidates: list[dict[str, Any
 
 
 def _shared_search(model: KNeighborsClassifier, widest: int, train: np.ndarray, test: np.ndarray, order: int
-                   ) -> tuple[np.ndarray, np.ndarray, dict[int, bool]] | None:
+                   ) -> tuple[np.ndarray, np.ndarray, dict[int, bool]]:
     """The test rows' ``widest + 1`` nearest neighbours (distances, indices) and, per k, whether the cut after
-    the k-th is clear of rounding for every row; None where repeated training rows make exact ties likely."""
-    if len(np.unique(train, axis=0)) < len(train):
-        return None  # equal rows sit at equal distances: scikit-learn's own search decides which it keeps
+    the k-th is clear of rounding for every row (*train* holds no row twice)."""
     search = min(widest + 1, model.n_samples_fit_)  # one more than the largest k: its own cut is checked too
     dist, ind = model.kneighbors(test, n_neighbors=search)
     scale = _distance_scale(test, train, order)
