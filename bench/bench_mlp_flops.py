@@ -11,7 +11,10 @@ named alternative is the machine's own peak for the same kind of work: a
 ratio achieved / peak says how much of the MLP's time is arithmetic and how
 much is the rest (activations, Adam, losses: element by element); the
 grid's operations at peak are the least time any engine on this CPU could
-take for the study's MLP grid.
+take for the study's MLP grid. The same products are then timed alone, at the
+stacks' own shapes (:func:`_products_rates`): whether the products themselves
+run near peak on these small matrices, and how much of the fit is the
+element-by-element work between them.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -P bench/bench_mlp_flops.py --lab /tmp/DEMO-780 \
         --out bench/results/mlp_flops.json
@@ -65,16 +68,18 @@ def main() -> None:
             start = time.process_time()
             models = mlpbatch.fit_many(est, candidates, Xt, y, rows)
             cpu = time.process_time() - start
-        flop = 0
-        for row in models:
-            for r, m in zip(rows, row):
-                units = [Xt.shape[1], *m.hidden_layer_sizes, len(m.classes_)]
-                flop += 6 * sum(a * b for a, b in zip(units[:-1], units[1:])) * len(r) * m.n_iter_
+        per_network = [6 * sum(a * b for a, b in zip(units[:-1], units[1:])) * len(r) * m.n_iter_
+                       for row in models for r, m in zip(rows, row)
+                       for units in [[Xt.shape[1], *m.hidden_layer_sizes, len(m.classes_)]]]
+        flop = sum(per_network)
         out["sets"][name] = {"columns": int(Xt.shape[1]), "networks": len(candidates) * len(rows),
+                             "classes": int(len(np.unique(y))), "flop_of_network": per_network,
+                             "candidate_of_network": [i for i in range(len(candidates)) for _ in rows],
                              "epochs": [m.n_iter_ for row in models for m in row], "gflop": flop / 1e9,
                              "cpu_s": cpu, "gflop_per_s": flop / 1e9 / cpu}
         print(f"{name}: {len(candidates) * len(rows)} networks, {flop / 1e9:.0f} GFLOP in {cpu:.2f} CPU-s "
               f"= {flop / 1e9 / cpu:.1f} GFLOP/s", flush=True)
+    products = _products_rates(out["sets"], candidates)
     a = np.random.rand(2000, 2000).astype(np.float32)
     best = 0.0
     for _ in range(5):
@@ -82,15 +87,56 @@ def main() -> None:
         a @ a
         best = max(best, 2 * 2000 ** 3 / (time.perf_counter() - start) / 1e9)
     total = sum(v["gflop"] for v in out["sets"].values())
-    achieved = total / sum(v["cpu_s"] for v in out["sets"].values())
+    cpu = sum(v["cpu_s"] for v in out["sets"].values())
+    achieved = total / cpu
     out.update(peak_gflop_per_s=best, achieved_gflop_per_s=achieved, ratio=achieved / best,
-               grid_gflop=total, floor_cpu_s=total / best, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
-               load=os.getloadavg())
+               grid_gflop=total, floor_cpu_s=total / best, products_cpu_s=products,
+               blas_threads=os.environ.get("OPENBLAS_NUM_THREADS"), load=os.getloadavg())
     print(f"peak (2000^3 float32 product): {best:.1f} GFLOP/s; the grids' {total:.0f} GFLOP ran at "
           f"{achieved:.1f} GFLOP/s ({100 * achieved / best:.0f}% of peak); at peak they would take "
           f"{total / best:.1f} CPU-s")
+    print(f"the same products alone, at the stacks' own shapes: {products:.1f} of the {cpu:.1f} CPU-s "
+          f"({total / products:.1f} GFLOP/s); the other {cpu - products:.1f} CPU-s are the element-by-element work")
     if args.out:
         args.out.write_text(json.dumps(out, indent=1) + "\n")
+
+
+def _products_rates(sets: dict, candidates: list) -> float:
+    """CPU seconds the grids' matrix products alone take at the lockstep stacks' own shapes.
+
+    Per set and hidden-layer shape: a stack of all its networks (both activations x 3 folds) on full
+    200-row mini-batches (an epoch's shorter last batch is charged at their rate), the step's products as the trainer makes them (forward, weight gradients, the
+    deltas passed back), timed over 50 steps; the shape's share of the grid's operations is then
+    charged at that rate. What the fit took beyond this is the work between the products.
+    """
+    total = 0.0
+    rng = np.random.default_rng(0)
+    for info in sets.values():
+        shapes: dict[tuple[int, ...], float] = {}
+        n_classes = info["classes"]
+        for c, flop in zip(info["candidate_of_network"], info["flop_of_network"]):
+            hidden = tuple(candidates[c]["hidden_layer_sizes"])
+            shapes[hidden] = shapes.get(hidden, 0.0) + flop
+        for hidden, flop in shapes.items():
+            units = [info["columns"], *hidden, n_classes]
+            k = sum(1 for c in info["candidate_of_network"] if tuple(candidates[c]["hidden_layer_sizes"]) == hidden)
+            ws = [rng.standard_normal((k, a, b)).astype(np.float32) for a, b in zip(units[:-1], units[1:])]
+            acts = [rng.standard_normal((k, 200, u)).astype(np.float32) for u in units]
+            steps = 50
+            start = time.process_time()
+            for _ in range(steps):
+                for i, w in enumerate(ws):
+                    np.matmul(acts[i], w)
+                for i in range(len(ws) - 1, -1, -1):
+                    np.matmul(acts[i].transpose(0, 2, 1), acts[i + 1])
+                    if i:
+                        np.matmul(acts[i + 1], ws[i].transpose(0, 2, 1))
+            seconds = time.process_time() - start
+            # counted as the grid's operations are (6 per weight and row), so the shape's share converts at
+            # this rate into the products' time (the trainer passes no delta back to the inputs)
+            step_flop = 6 * 200 * k * sum(a * b for a, b in zip(units[:-1], units[1:]))
+            total += flop / (step_flop * steps / seconds)
+    return total
 
 
 if __name__ == "__main__":
