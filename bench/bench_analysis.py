@@ -11,10 +11,15 @@ grids train in single precision; the benchmark reports the difference of mean
 accuracy per feature set and model (the goal: within 0.5 percentage points).
 
 It also reruns echolab unchanged (everything from the trial cache) and
-prints where the time goes per model.
+prints where the time goes per model. Beside the JSON it draws both as a PNG
+(the same name, ``.png``): CPU seconds per model, plain against echolab, and
+each cell's difference of mean accuracy against the 0.5-point goal.
+``--plot RESULTS.json`` draws the picture of an earlier run without running
+anything.
 
     .venv/bin/python bench/bench_analysis.py --trials 5
     .venv/bin/python bench/bench_analysis.py --lab lab --trials 10
+    .venv/bin/python bench/bench_analysis.py --plot bench/results/bench_analysis_780_quiet.json
 
 The plain script's time grows linearly with trials: run a few and
 multiply to estimate 100 (the output says so when it extrapolates).
@@ -120,6 +125,50 @@ def compare(plain: dict, ours: dict) -> tuple[list[dict], float, bool]:
     return rows, worst, identical
 
 
+def plot(report: dict, out: Path) -> None:
+    """Where the time goes per model (plain against echolab, CPU seconds) and each cell's accuracy difference."""
+    from matplotlib.figure import Figure
+
+    from echolab.analysis.compare.grids import load_grids
+
+    grids = load_grids()
+    per_model = sorted(report["per_model"].items(), key=lambda kv: kv[1]["plain_s"])
+    names = [grids[m].short if m in grids else m for m, _ in per_model]
+    fig = Figure(figsize=(11, 4.2))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
+    at = np.arange(len(per_model))
+    left.barh(at + 0.2, [m["plain_s"] for _, m in per_model], height=0.4, color="#b0b0b0", label="plain scikit-learn")
+    left.barh(at - 0.2, [m["echolab_cpu_s"] for _, m in per_model], height=0.4, color="#4C72B0",
+              label="echolab (CPU seconds in its workers)")
+    left.set_yticks(at, names)
+    left.set_xlabel(f"seconds, {report['trials']} trials x {len(report['columns'])} feature sets")
+    left.legend(loc="lower right", frameon=False)
+    left.set_title(f"plain {report['plain_seconds']:.0f} s, echolab {report['echolab_seconds']:.0f} s wall: "
+                   f"x{report['speedup']:.2f}", fontsize=10)
+    cells = report["cells"]
+    sets = list(report["columns"])
+    models = [m for m, _ in reversed(per_model)]
+    for i, f in enumerate(sets):
+        diffs = {c["model"]: c["diff"] for c in cells if c["features"] == f}
+        right.scatter([diffs.get(m, np.nan) for m in models], np.arange(len(models)) + (i - 1) * 0.2, s=22,
+                      label=f)
+    right.axvspan(-0.5, 0.5, color="#e8f2e8", zorder=0, label="goal: within 0.5 points")
+    right.axvline(0, color="#888", linewidth=0.8)
+    right.set_yticks(np.arange(len(models)), [grids[m].short if m in grids else m for m in models])
+    right.invert_yaxis()
+    reach = max([1.0] + [abs(c["diff"]) + 0.2 for c in cells])
+    right.set_xlim(-reach, reach)
+    right.set_xlabel("mean accuracy, echolab minus plain (points)")
+    right.legend(loc="lower right", frameon=False, fontsize=8)
+    right.set_title(f"same splits; largest difference {report['max_mean_accuracy_diff_pp']:.2f} points", fontsize=10)
+    for ax in (left, right):
+        ax.spines["top"].set_visible(False)
+        ax.spines["right"].set_visible(False)
+    fig.suptitle(f"The study's protocol on {report['captures']} captures ({report['data']})", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lab", type=Path, help="Use this lab's real features instead of synthetic data.")
@@ -129,7 +178,13 @@ def main() -> None:
     ap.add_argument("--skip-one-thread", action="store_true",
                     help="Skip the second baseline: the plain script with BLAS held to one thread.")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_analysis.json")
+    ap.add_argument("--plot", type=Path, metavar="RESULTS.json",
+                    help="Only draw the picture of an earlier run's results (beside it, .png), then stop.")
     args = ap.parse_args()
+    if args.plot:
+        plot(json.loads(args.plot.read_text()), args.plot.with_suffix(".png"))
+        print(f"written {args.plot.with_suffix('.png')}")
+        return
 
     source, what = load_source(args.lab)
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -170,6 +225,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
+    plot(report, args.out.with_suffix(".png"))
 
     print(f"\n{what}; {len(source.y)} captures; {args.trials} trials x 3 feature sets x 6 models")
     print(f"plain scikit-learn, one job at a time: {plain['seconds']:8.1f} s")
@@ -193,7 +249,7 @@ def main() -> None:
     print(f"{'model':>14} {'plain':>9} {'plain, 1 BLAS thread':>21} {'echolab, CPU':>13}")
     for model, m in sorted(per_model.items(), key=lambda kv: -kv[1]["plain_s"]):
         print(f"{model:>14} {m['plain_s']:9.1f} {m['plain_one_thread_s']:21.1f} {m['echolab_cpu_s']:13.1f}")
-    print(f"\nwritten {args.out}")
+    print(f"\nwritten {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
