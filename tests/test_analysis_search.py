@@ -156,6 +156,32 @@ def test_trees_built_in_threads_or_processes_do_not_share_a_generator(data) -> N
     assert all((a.tree_.threshold == b.tree_.threshold).all() for a, b in zip(ours.estimators_, ref.estimators_))
 
 
+def test_trees_built_one_after_another_skip_joblibs_wrapping_and_the_forest_module_is_left_as_it_was(
+        data, monkeypatch) -> None:
+    """Trees joblib would build in this thread are built by _InOrder; threads, verbosity and errors keep joblib."""
+    from sklearn.ensemble import _forest
+
+    X, y = data
+    sklearns = _forest.Parallel
+    calls = []
+    original = fastfit._InOrder.__call__
+
+    def counted(self, tasks):
+        out = original(self, tasks)
+        calls.append(len(out))
+        return out
+
+    monkeypatch.setattr(fastfit._InOrder, "__call__", counted)
+    fastfit.fit(RandomForestClassifier(12, random_state=1), X, y)
+    assert calls == [12] and _forest.Parallel is sklearns
+    fastfit.fit(RandomForestClassifier(12, random_state=1, n_jobs=2), X, y)  # threads: joblib's own
+    fastfit.fit(RandomForestClassifier(12, random_state=1, verbose=1), X, y)  # joblib reports progress
+    assert calls == [12] and _forest.Parallel is sklearns
+    with pytest.raises(ValueError):
+        fastfit.fit(RandomForestClassifier(12, random_state=1), X, y[:-1])  # a refused fit restores it too
+    assert _forest.Parallel is sklearns
+
+
 def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) -> None:
     """On a scikit-learn release nobody compared tree by tree, no private code of it is touched."""
     import sklearn
@@ -170,6 +196,7 @@ def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) ->
     monkeypatch.setattr(sklearn, "__version__", "1.8.0")
     monkeypatch.setattr(fastfit, "_TreeMaker", private_code_used)
     monkeypatch.setattr(fastfit, "_LeanTreeFit", private_code_used)
+    monkeypatch.setattr(fastfit, "_InOrder", private_code_used)
     assert not fastfit.checked_release()
     ours = fastfit.fit(clone(forest), X, y)
     assert (ours.predict_proba(X) == ref.predict_proba(X)).all()
