@@ -158,28 +158,55 @@ def test_trees_built_in_threads_or_processes_do_not_share_a_generator(data) -> N
 
 def test_trees_built_one_after_another_skip_joblibs_wrapping_and_the_forest_module_is_left_as_it_was(
         data, monkeypatch) -> None:
-    """Trees joblib would build in this thread are built by _InOrder; threads, verbosity and errors keep joblib."""
+    """Trees joblib would build in this thread are built without scikit-learn's per-tree wrapper; threads and
+    verbosity keep joblib; a build that fails, or a forest fitted inside another's fit, leaves the module as it was."""
+    import threading
+
     from sklearn.ensemble import _forest
+    from sklearn.utils import parallel
 
     X, y = data
     sklearns = _forest.Parallel
-    calls = []
-    original = fastfit._InOrder.__call__
+    wrapped = []
+    original = parallel._FuncWrapper.__call__
 
-    def counted(self, tasks):
-        out = original(self, tasks)
-        calls.append(len(out))
-        return out
+    def counted(self, *args, **kwargs):
+        wrapped.append(self.function.__name__)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(fastfit._InOrder, "__call__", counted)
+    monkeypatch.setattr(parallel._FuncWrapper, "__call__", counted)
     fastfit.fit(RandomForestClassifier(12, random_state=1), X, y)
-    assert calls == [12] and _forest.Parallel is sklearns
+    assert wrapped == [] and _forest.Parallel is sklearns
     fastfit.fit(RandomForestClassifier(12, random_state=1, n_jobs=2), X, y)  # threads: joblib's own
+    assert wrapped.count("_parallel_build_trees") == 12
     fastfit.fit(RandomForestClassifier(12, random_state=1, verbose=1), X, y)  # joblib reports progress
-    assert calls == [12] and _forest.Parallel is sklearns
-    with pytest.raises(ValueError):
-        fastfit.fit(RandomForestClassifier(12, random_state=1), X, y[:-1])  # a refused fit restores it too
-    assert _forest.Parallel is sklearns
+    assert wrapped.count("_parallel_build_trees") == 24 and _forest.Parallel is sklearns
+
+    built = []
+    lean_fit = fastfit._LeanTreeFit.fit
+
+    def fails_at_the_third_tree(self, tree, *args):
+        built.append(tree)
+        if len(built) == 3:
+            raise MemoryError("the third tree")
+        return lean_fit(self, tree, *args)
+
+    monkeypatch.setattr(fastfit._LeanTreeFit, "fit", fails_at_the_third_tree)
+    with pytest.raises(MemoryError, match="the third tree"):
+        fastfit.fit(RandomForestClassifier(12, random_state=1), X, y)
+    assert len(built) == 3 and _forest.Parallel is sklearns
+    monkeypatch.setattr(fastfit._LeanTreeFit, "fit", lean_fit)
+
+    def score_by_fitting_another(y_true, y_pred):  # a forest fitted inside another's fit, in the same thread
+        fastfit.fit(RandomForestClassifier(2, random_state=0), X, y)
+        return 0.5
+
+    done = []
+    inner = threading.Thread(target=lambda: done.append(fastfit.fit(
+        RandomForestClassifier(25, random_state=1, oob_score=score_by_fitting_another), X, y)), daemon=True)
+    inner.start()
+    inner.join(60)
+    assert done and done[0].oob_score_ == 0.5 and _forest.Parallel is sklearns
 
 
 def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) -> None:
@@ -196,7 +223,6 @@ def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) ->
     monkeypatch.setattr(sklearn, "__version__", "1.8.0")
     monkeypatch.setattr(fastfit, "_TreeMaker", private_code_used)
     monkeypatch.setattr(fastfit, "_LeanTreeFit", private_code_used)
-    monkeypatch.setattr(fastfit, "_InOrder", private_code_used)
     assert not fastfit.checked_release()
     ours = fastfit.fit(clone(forest), X, y)
     assert (ours.predict_proba(X) == ref.predict_proba(X)).all()

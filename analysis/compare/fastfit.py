@@ -16,8 +16,8 @@ against 0.5 ms in the compiled tree builder):
   0.12 ms each time.
 
 A fourth cost is joblib's: ``BaseForest.fit`` hands every tree to scikit-learn's
-``Parallel``, which wraps it to reset the caller's configuration and re-apply
-every warning filter around the tree's build, even when the trees are built
+``Parallel``, which wraps it to re-apply the caller's configuration and every
+warning filter around the tree's build, even when the trees are built
 one after another in the caller's thread (about 80 us a tree, 15% of the
 study's forest grid). Where joblib would build them so (:func:`_one_after_another`)
 and the forest is silent, :func:`fit` lets the forest's ``Parallel`` call each
@@ -105,9 +105,13 @@ def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray) -> ClassifierMixin
 class _InOrder:
     """``Parallel(...)(tasks)`` for a forest whose trees joblib would build one after another in this thread.
 
-    scikit-learn's ``delayed`` wraps each task in a ``_FuncWrapper`` that restores the caller's configuration
+    scikit-learn's ``delayed`` wraps each task in a ``_FuncWrapper`` that re-applies the caller's configuration
     and warning filters around the call, for the threads or processes it may run in; in the caller's own
-    thread both are already in force, so each task's function is called as it is, in order.
+    thread both are already in force, so each task's function is called as it is, in order: the same trees,
+    the same exceptions. What the wrapper added and this does not: a fresh copy of the warning filters per
+    tree (a warning shown "once per place" is shown once per fit, not once per tree; no tree build warns
+    today) and, when the caller has no warning filters at all, scikit-learn's own warning that its ``delayed``
+    ran without its ``Parallel``, once per tree.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -117,15 +121,19 @@ class _InOrder:
         return [getattr(task, "function", task)(*args, **kwargs) for task, args, kwargs in tasks]
 
 
-_IN_ORDER = threading.Lock()
+#: Held while the forest module's Parallel is swapped. Re-entrant: a forest fitted inside another's fit (an
+#: ``oob_score`` callable that fits one, say) swaps again in the same thread and restores what it found.
+_IN_ORDER = threading.RLock()
 
 
 @contextlib.contextmanager
 def _trees_in_order() -> Iterator[None]:
-    """The forest module's ``Parallel`` is :class:`_InOrder` for the duration (one fit at a time per process).
+    """The forest module's ``Parallel`` is :class:`_InOrder` for the duration (one such fit at a time per process).
 
-    Another thread's forest fitted meanwhile without :func:`fit` would build its trees in order too: the same
-    trees, only not in parallel.
+    The swap is the module's, not the thread's: meanwhile, another thread's forest (its ``fit`` without
+    :func:`fit`, ``predict_proba``, ``apply``, ``feature_importances_``) runs its tasks one after another too,
+    with the same results, only not in parallel and without joblib's progress output. echolab's comparison
+    fits in worker processes of one thread each.
     """
     with _IN_ORDER:
         saved = _forest.Parallel
