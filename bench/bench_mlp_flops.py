@@ -14,7 +14,11 @@ grid's operations at peak are the least time any engine on this CPU could
 take for the study's MLP grid. The same products are then timed alone, at the
 stacks' own shapes (:func:`_products_rates`): whether the products themselves
 run near peak on these small matrices, and how much of the fit is the
-element-by-element work between them.
+element-by-element work between them. Last, the same stacks with one unit in
+each hidden layer, trained for a few epochs (:func:`_step_overhead`), give the
+cost of a mini-batch step that does not grow with the hidden layers (the
+output layer's softmax and log loss, the batch's assembly, the Python around
+them), charged at the grid's own number of steps.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -P bench/bench_mlp_flops.py --lab /tmp/DEMO-780 \
         --out bench/results/mlp_flops.json
@@ -68,17 +72,20 @@ def main() -> None:
             start = time.process_time()
             models = mlpbatch.fit_many(est, candidates, Xt, y, rows)
             cpu = time.process_time() - start
+            fixed, steps = _step_overhead(est, candidates, Xt, y, rows, models)
         per_network = [6 * sum(a * b for a, b in zip(units[:-1], units[1:])) * len(r) * m.n_iter_
                        for row in models for r, m in zip(rows, row)
                        for units in [[Xt.shape[1], *m.hidden_layer_sizes, len(m.classes_)]]]
         flop = sum(per_network)
-        out["sets"][name] = {"columns": int(Xt.shape[1]), "networks": len(candidates) * len(rows),
+        out["sets"][name] = {"fixed_cpu_s": fixed, "steps": steps,
+                             "columns": int(Xt.shape[1]), "networks": len(candidates) * len(rows),
                              "classes": int(len(np.unique(y))), "flop_of_network": per_network,
                              "candidate_of_network": [i for i in range(len(candidates)) for _ in rows],
                              "epochs": [m.n_iter_ for row in models for m in row], "gflop": flop / 1e9,
                              "cpu_s": cpu, "gflop_per_s": flop / 1e9 / cpu}
         print(f"{name}: {len(candidates) * len(rows)} networks, {flop / 1e9:.0f} GFLOP in {cpu:.2f} CPU-s "
-              f"= {flop / 1e9 / cpu:.1f} GFLOP/s", flush=True)
+              f"= {flop / 1e9 / cpu:.1f} GFLOP/s; {steps} mini-batch steps, their fixed cost {fixed:.2f} CPU-s",
+              flush=True)
     products = _products_rates(out["sets"], candidates)
     a = np.random.rand(2000, 2000).astype(np.float32)
     best = 0.0
@@ -89,7 +96,8 @@ def main() -> None:
     total = sum(v["gflop"] for v in out["sets"].values())
     cpu = sum(v["cpu_s"] for v in out["sets"].values())
     achieved = total / cpu
-    out.update(peak_gflop_per_s=best, achieved_gflop_per_s=achieved, ratio=achieved / best,
+    fixed = sum(v["fixed_cpu_s"] for v in out["sets"].values())
+    out.update(fixed_cpu_s=fixed, peak_gflop_per_s=best, achieved_gflop_per_s=achieved, ratio=achieved / best,
                grid_gflop=total, floor_cpu_s=total / best, products_cpu_s=products,
                blas_threads=os.environ.get("OPENBLAS_NUM_THREADS"), load=os.getloadavg())
     print(f"peak (2000^3 float32 product): {best:.1f} GFLOP/s; the grids' {total:.0f} GFLOP ran at "
@@ -97,6 +105,8 @@ def main() -> None:
           f"{total / best:.1f} CPU-s")
     print(f"the same products alone, at the stacks' own shapes: {products:.1f} of the {cpu:.1f} CPU-s "
           f"({total / products:.1f} GFLOP/s); the other {cpu - products:.1f} CPU-s are the element-by-element work")
+    print(f"of which the fixed cost of the grids' mini-batch steps: {fixed:.1f} CPU-s (one-unit hidden layers, "
+          f"the grids' own number of steps)")
     if args.out:
         args.out.write_text(json.dumps(out, indent=1) + "\n")
 
@@ -137,6 +147,37 @@ def _products_rates(sets: dict, candidates: list) -> float:
             step_flop = 6 * 200 * k * sum(a * b for a, b in zip(units[:-1], units[1:]))
             total += flop / (step_flop * steps / seconds)
     return total
+
+
+def _step_overhead(est, candidates: list, X: np.ndarray, y: np.ndarray, rows: list, models: list
+                   ) -> tuple[float, int]:
+    """CPU seconds of the grid's mini-batch steps that do not grow with the hidden layers, and their number.
+
+    Per hidden-layer shape, the shape's candidates with one unit in each hidden layer (the same depth, the
+    same stack of networks) are trained for 20 epochs, best of 3, with no stopping: their time per step is
+    the step's fixed cost. The real stack took as many steps as its longest-training network's epochs
+    times the mini-batches of an epoch; the two multiplied, summed over the shapes.
+    """
+    from sklearn.base import clone
+
+    from echolab.analysis.compare import mlpbatch
+
+    epochs = 20
+    batches = -(-max(len(r) for r in rows) // 200)
+    fixed, steps = 0.0, 0
+    for hidden in dict.fromkeys(tuple(c["hidden_layer_sizes"]) for c in candidates):
+        mine = [i for i, c in enumerate(candidates) if tuple(c["hidden_layer_sizes"]) == hidden]
+        tiny = [{**candidates[i], "hidden_layer_sizes": tuple(1 for _ in hidden)} for i in mine]
+        probe = clone(est).set_params(max_iter=epochs, n_iter_no_change=10 * epochs)
+        best = np.inf
+        for _ in range(3):
+            start = time.process_time()
+            mlpbatch.fit_many(probe, tiny, X, y, rows)
+            best = min(best, time.process_time() - start)
+        real = max(m.n_iter_ for i in mine for m in models[i]) * batches
+        fixed += best / (epochs * batches) * real
+        steps += real
+    return fixed, steps
 
 
 if __name__ == "__main__":
