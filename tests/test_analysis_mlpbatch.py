@@ -72,6 +72,31 @@ def test_logistic_units_are_expit_in_double_and_within_four_ulps_in_single() -> 
     assert single[x == -np.inf] == 0.0 and single[x == np.inf] == 1.0 and set(single[x == 0.0].tolist()) == {0.5}
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_classes", [2, 3, 6, 7, 8, 11])
+def test_a_stacks_softmax_and_log_losses_are_scikit_learns_to_the_last_bit(dtype: str, n_classes: int) -> None:
+    from sklearn.neural_network._base import inplace_softmax, log_loss
+
+    rng = np.random.RandomState(n_classes)
+    logits = (rng.randn(4, 37, n_classes) * 6).astype(dtype)
+    logits[1, 3] = 0.0  # a row of equal logits
+    ours = logits.copy()
+    mlpbatch._softmax(ours)
+    for k in range(4):  # scikit-learn's softmax, one network's batch at a time
+        ref = logits[k].copy()
+        inplace_softmax(ref)
+        np.testing.assert_array_equal(ours[k], ref)
+    labels = rng.randint(n_classes, size=(4, 37))
+    labels[2] = 0  # a network whose batch holds one class only
+    targets = np.eye(n_classes, dtype=bool)[labels]
+    counts = np.array([37, 30, 1, 36])  # networks 1 to 3 end in padding rows
+    mask = np.arange(37)[None, :] < counts[:, None]
+    targets &= mask[..., None]
+    losses = mlpbatch._log_losses(targets, labels, ours, counts, mask)
+    for k, c in enumerate(counts):
+        assert losses[k] == log_loss(targets[k, :c], ours[k, :c])  # the same sums, in the same order
+
+
 def test_stopping_rule_and_convergence_warnings_are_scikit_learns() -> None:
     X, y = data(60, classes=2)  # two classes: a logistic output unit, binary log loss
     est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=40, tol=1e-3, n_iter_no_change=3, random_state=2)

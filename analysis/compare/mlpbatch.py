@@ -188,53 +188,51 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
     p = jobs[0].params
     dtype = X.dtype
     binarizer = LabelBinarizer().fit(y)  # classes of the whole matrix; each job's own are checked below
+    # a boolean indicator matrix, as MLPClassifier._validate_input makes it (its log loss is then float64);
+    # a job's rows of it are what its own binarizer makes of its labels, as its classes are the matrix's
+    targets = binarizer.transform(y).astype(bool)
+    classes = targets.argmax(axis=1)  # each row's class, the column of its target
     hidden = _hidden(p)
-    ys, states, idx = [], [], []
+    states, idx = [], []
     for job in jobs:
-        lb = LabelBinarizer().fit(y[job.rows])
-        if not np.array_equal(lb.classes_, binarizer.classes_):
+        if not np.array_equal(LabelBinarizer().fit(y[job.rows]).classes_, binarizer.classes_):
             raise NotLockstep("a fit in a lockstep group lacks a class of the matrix")
-        # a boolean indicator matrix, as MLPClassifier._validate_input makes it (its log loss is then float64)
-        ys.append(lb.transform(y[job.rows]).astype(bool))
         states.append(np.random.RandomState(int(job.params["random_state"])))
         idx.append(np.arange(len(job.rows), dtype=int))
-    n_out = ys[0].shape[1]
-    units = [X.shape[1], *hidden, n_out]
+    units = [X.shape[1], *hidden, targets.shape[1]]
     out_act = "softmax" if binarizer.y_type_ == "multiclass" else "logistic"
     stack = _Stack(jobs, units, _init(jobs, states, units, dtype))
     K = len(jobs)
-    grads = np.empty_like(stack.params)
     n = np.array([len(j.rows) for j in jobs])
     bs = np.minimum(200, n) if p["batch_size"] == "auto" else np.clip(int(p["batch_size"]), 1, n)
     alpha, lr0 = float(p["alpha"]), float(p["learning_rate_init"])
     b1, b2, eps, tol = float(p["beta_1"]), float(p["beta_2"]), float(p["epsilon"]), float(p["tol"])
     patience, max_iter = int(p["n_iter_no_change"]), int(p["max_iter"])
     acts = [j.params["activation"] for j in jobs]
+    whole = _Step(stack, np.arange(K), acts, alpha)  # the step of the whole stack, its views and buffers kept
     t = np.zeros(K, dtype=np.int64)
     best: list[Any] = [np.inf] * K  # scalars of the fit's dtype, compared as scikit-learn compares them
     stall = np.zeros(K, dtype=np.int64)
     curves: list[list[Any]] = [[] for _ in jobs]
     active = np.arange(K)  # the still-training networks; finished ones keep their slots and are not stepped
     n_iter = np.zeros(K, dtype=np.int64)
+    order = np.zeros((K, int(n.max())), dtype=np.intp)  # each network's rows of X in this epoch's order
+    nb = -(-n // bs)
     for _ in range(max_iter):
-        if p["shuffle"]:
-            for k in active:
+        for k in active:
+            if p["shuffle"]:
                 idx[k] = _shuffled(idx[k], states[k])
+            order[k, :n[k]] = jobs[k].rows[idx[k]]
         loss: list[Any] = [0.0] * K
-        nb = -(-n // bs)
         for b in range(int(nb[active].max())):
             sub = active[b < nb[active]]  # the networks that have a b-th mini-batch
-            picks = [idx[k][b * bs[k]:(b + 1) * bs[k]] for k in sub]
-            gather, Yb, counts = _minibatch([jobs[k].rows for k in sub], picks, [ys[k] for k in sub])
-            whole = len(sub) == K
-            params = stack.params if whole else stack.params[sub]
-            g = grads if whole else grads[:len(sub)]
-            batch_loss = _backprop(X[gather], Yb, counts, stack.layers(params), [acts[k] for k in sub], out_act,
-                                   alpha, stack.layers(g))
+            gather, counts = _minibatch(order, sub, b * bs[sub], np.minimum(n[sub] - b * bs[sub], bs[sub]))
+            step = whole if len(sub) == K else _Step(stack, sub, acts, alpha)
+            batch_loss = step.backprop(X[gather], targets[gather], classes[gather], counts, out_act)
             for s, k in enumerate(sub):
                 loss[k] = loss[k] + batch_loss[s] * int(counts[s])
             t[sub] += 1
-            _adam(stack, sub, params, g, t[sub], lr0, b1, b2, eps)
+            step.adam(t[sub], lr0, b1, b2, eps)
         n_iter[active] += 1
         still = []
         for k in active:
@@ -255,17 +253,24 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
                             units, out_act, curves[k], int(n_iter[k]), best[k], int(stall[k]), int(n[k]))
 
 
-def _minibatch(rows: list[np.ndarray], picks: list[np.ndarray], ys: list[np.ndarray]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each network's mini-batch as rows of the shared matrix, padded to the longest; its targets; its length."""
-    counts = np.array([len(r) for r in picks])
+def _minibatch(order: np.ndarray, sub: np.ndarray, starts: np.ndarray, counts: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The networks *sub*'s mini-batches as rows of the shared matrix, padded to the longest; their lengths.
+
+    Network ``sub[s]`` takes ``counts[s]`` rows of its epoch order from ``starts[s]``. Where every network
+    starts at the same place (the same batch size: always, but where a fold has fewer than 200 rows), the
+    batch is one slice of the epoch's orders; a padding row is a row past a network's own, masked out.
+    """
     width = int(counts.max())
-    gather = np.zeros((len(picks), width), dtype=int)
-    Yb = np.zeros((len(picks), width, ys[0].shape[1]), dtype=bool)
-    for s, (own, r, Y) in enumerate(zip(rows, picks, ys)):
-        gather[s, :len(r)] = own[r]
-        Yb[s, :len(r)] = Y[r]
-    return gather, Yb, counts
+    if (starts == starts[0]).all():
+        columns = slice(int(starts[0]), int(starts[0]) + width)
+        if len(sub) == len(order):
+            return order[:, columns], counts
+        return order[sub, columns], counts
+    gather = np.zeros((len(sub), width), dtype=np.intp)
+    for s, (k, at, c) in enumerate(zip(sub, starts, counts)):
+        gather[s, :c] = order[k, at:at + c]
+    return gather, counts
 
 
 def _shuffled(idx: np.ndarray, state: np.random.RandomState) -> np.ndarray:
@@ -300,9 +305,15 @@ def _segments(acts: list[str]) -> list[tuple[str, int, int]]:
     return out
 
 
-def _activate(Z: np.ndarray, segments: list[tuple[str, int, int]]) -> None:
+def _activate(Z: np.ndarray, intercepts: np.ndarray, segments: list[tuple[str, int, int]]) -> None:
+    """A hidden layer's activation of ``Z + intercepts``, in place (*Z* holds the products)."""
     for act, lo, hi in segments:
         part = Z[lo:hi]
+        if act == "logistic" and part.dtype == np.float32:
+            # (-b) - Z is -(Z + b) to the last bit: the sum and the negation of _logistic's first step in one pass
+            _logistic(np.subtract(-intercepts[lo:hi], part, out=part), negated=True)
+            continue
+        part += intercepts[lo:hi]
         if act == "logistic":
             _logistic(part)
         elif act == "tanh":
@@ -311,14 +322,15 @@ def _activate(Z: np.ndarray, segments: list[tuple[str, int, int]]) -> None:
             np.maximum(part, 0, out=part)
 
 
-def _logistic(a: np.ndarray) -> None:
+def _logistic(a: np.ndarray, negated: bool = False) -> None:
     """The logistic function in place: scikit-learn's ``expit`` in double precision; in single, NumPy's ``exp``.
 
     scipy's float32 ``expit`` evaluates one value at a time; ``1 / (1 + exp(-a))`` with NumPy's ``exp``,
     vectorised on x86 with AVX2 or AVX-512, is four to six times faster there and rounds about 16% of values
     differently, by at most 4 units in the last place (elsewhere NumPy calls the C library's ``expf``, as
     scipy does, and the two agree). That is where a single-precision fit may differ from scikit-learn's
-    float32 fit (docs/analysis.md); a double-precision fit stays scikit-learn's.
+    float32 fit (docs/analysis.md); a double-precision fit stays scikit-learn's. *negated*: *a* holds the
+    negated values already (float32 only).
     """
     if a.dtype != np.float32:
         expit(a, out=a)
@@ -326,7 +338,8 @@ def _logistic(a: np.ndarray) -> None:
     # exp(-a) = inf for a < -88.7 gives 1 / inf = 0, expit's value there; exp and the reciprocal underflow to
     # subnormals or zero at the other end. expit reports neither, whatever NumPy's error settings are.
     with np.errstate(over="ignore", under="ignore"):
-        np.negative(a, out=a)
+        if not negated:
+            np.negative(a, out=a)
         np.exp(a, out=a)
         a += 1
         np.reciprocal(a, out=a)
@@ -345,62 +358,144 @@ def _derivative(A: np.ndarray, delta: np.ndarray, segments: list[tuple[str, int,
             np.multiply(d, a > 0, out=d)
 
 
-def _backprop(Xb: np.ndarray, Yb: np.ndarray, counts: np.ndarray, params: list[np.ndarray], acts: list[str],
-              out_act: str, alpha: float, grads: list[np.ndarray]) -> list[Any]:
-    """``MLPClassifier._backprop`` for a stack: each network's batch loss; its gradients written to *grads*.
+class _Step:
+    """``MLPClassifier._backprop`` and ``AdamOptimizer.update_params`` for the networks *sub* of a stack.
 
-    Network s uses the first ``counts[s]`` rows of its batch; the rest are padding, masked out.
-    *grads* are views laid out as *params* (weights, then intercepts).
+    The step of the whole stack is made once per fit and keeps its views of the stack's parameters and
+    its buffers; a step of some of its networks (the others have stopped, or have no mini-batch left this
+    epoch) works on a copy of their rows and writes them back.
     """
-    n_layers = len(params) // 2
-    coefs, intercepts = params[:n_layers], params[n_layers:]
-    segments = _segments(acts)
-    activations = [Xb]
-    for i in range(n_layers):
-        Z = np.matmul(activations[-1], coefs[i])
-        Z += intercepts[i]
-        if i + 1 < n_layers:
-            _activate(Z, segments)
-        activations.append(Z)
-    out = activations[-1]
-    if out_act == "softmax":
-        out -= out.max(axis=2, keepdims=True)
+
+    def __init__(self, stack: _Stack, sub: np.ndarray, acts: list[str], alpha: float):
+        self.stack, self.sub, self.alpha = stack, sub, alpha
+        self.whole = len(sub) == len(stack.params)
+        self.params = stack.params if self.whole else stack.params[sub]
+        self.grads = np.empty_like(self.params)
+        self.buffer = np.empty_like(self.params)
+        # scikit-learn's step size is float64, and so is the step it scales (-lr * m) in any precision
+        self.step = self.grads if self.params.dtype == np.float64 else np.empty(self.params.shape)
+        n_layers = len(stack.units) - 1
+        views = stack.layers(self.params)
+        self.coefs, self.intercepts = views[:n_layers], views[n_layers:]
+        self.grad_views = stack.layers(self.grads)
+        self.decay = [np.empty_like(c) for c in self.coefs]  # alpha * W, per layer
+        # each network's weights, layer by layer, as the flat vectors its L2 term is the dot product of
+        self.flat = [[c[s].ravel() for c in self.coefs] for s in range(len(sub))]
+        self.segments = _segments([acts[k] for k in sub])
+
+    def backprop(self, Xb: np.ndarray, Yb: np.ndarray, labels: np.ndarray, counts: np.ndarray, out_act: str
+                 ) -> list[Any]:
+        """Each network's batch loss; its gradients written to ``self.grads`` (laid out as its parameters).
+
+        Network s uses the first ``counts[s]`` rows of its batch; the rest are padding, masked out
+        (*Yb* is the caller's own array, and is changed).
+        """
+        coefs, n_layers = self.coefs, len(self.coefs)
+        activations = [Xb]
+        for i in range(n_layers):
+            Z = np.matmul(activations[-1], coefs[i])
+            if i + 1 < n_layers:
+                _activate(Z, self.intercepts[i], self.segments)
+            else:
+                Z += self.intercepts[i]
+            activations.append(Z)
+        out = activations[-1]
+        if out_act == "softmax":
+            _softmax(out)
+        else:
+            _logistic(out)
+        mask = None
+        if counts.min() < Xb.shape[1]:
+            mask = np.arange(Xb.shape[1])[None, :] < counts[:, None]
+            Yb &= mask[..., None]
+        log_losses = _log_losses(Yb, labels, out, counts, mask)
+        loss = []
+        for s, c in enumerate(counts):  # as scikit-learn: log loss, then the L2 term, in the fit's dtype
+            values = 0
+            for flat in self.flat[s]:
+                values += np.dot(flat, flat)
+            loss.append(log_losses[s] + (0.5 * self.alpha) * values / int(c))
+        div = counts.astype(Xb.dtype)[:, None, None]
+        delta = np.subtract(out, Yb, out=out)
+        if mask is not None:
+            delta *= mask[..., None]
+        for i in range(n_layers - 1, -1, -1):
+            g = self.grad_views[i]
+            np.matmul(activations[i].transpose(0, 2, 1), delta, out=g)
+            g += np.multiply(coefs[i], self.alpha, out=self.decay[i])
+            g /= div
+            np.divide(delta.sum(axis=1, keepdims=True), div, out=self.grad_views[n_layers + i])
+            if i:
+                delta = np.matmul(delta, coefs[i].transpose(0, 2, 1))
+                _derivative(activations[i], delta, self.segments)
+        return loss
+
+    def adam(self, t: np.ndarray, lr0: float, b1: float, b2: float, eps: float) -> None:
+        """Adam's update of these networks from ``self.grads`` (overwritten), each at its own step count *t*."""
+        lr = (lr0 * np.sqrt(1 - b2 ** t.astype(np.float64)) / (1 - b1 ** t.astype(np.float64)))[:, None]
+        stack, sub, g, buffer = self.stack, self.sub, self.grads, self.buffer
+        # scikit-learn's b1 * m + (1 - b1) * g and b2 * v + (1 - b2) * g**2, each product rounded as there, in place
+        m = stack.ms if self.whole else stack.ms[sub]
+        m *= b1
+        m += np.multiply(g, 1 - b1, out=buffer)
+        v = stack.vs if self.whole else stack.vs[sub]
+        v *= b2
+        np.square(g, out=g)
+        g *= 1 - b2
+        v += g
+        step = np.multiply(m, -lr, out=self.step)  # float64, as scikit-learn's step size is
+        denom = np.sqrt(v, out=buffer)
+        denom += eps
+        step /= denom
+        self.params += step
+        if not self.whole:
+            stack.ms[sub], stack.vs[sub], stack.params[sub] = m, v, self.params
+
+
+def _softmax(out: np.ndarray) -> None:
+    """scikit-learn's softmax of each row (the last axis), in place.
+
+    Across a handful of classes, the row maxima and sums are taken a column at a time: NumPy's reduction
+    along a short last axis costs far more per row than the arithmetic. The maxima are exact either way;
+    NumPy sums fewer than 8 numbers from left to right, and so do the columns here, so the sums are the same.
+    """
+    n_classes = out.shape[-1]
+    if not 2 <= n_classes < 8:
+        out -= out.max(axis=-1, keepdims=True)
         np.exp(out, out=out)
-        out /= out.sum(axis=2, keepdims=True)
-    else:
-        _logistic(out)
-    mask = np.arange(Xb.shape[1])[None, :] < counts[:, None]
-    log_losses = _log_losses(Yb, out, counts)
-    loss = []
-    for s, c in enumerate(counts):  # as scikit-learn: log loss, then the L2 term, in the fit's dtype
-        values = 0
-        for coef in coefs:
-            flat = coef[s].ravel()
-            values += np.dot(flat, flat)
-        loss.append(log_losses[s] + (0.5 * alpha) * values / int(c))
-    div = counts.astype(Xb.dtype)[:, None, None]
-    delta = out - Yb
-    if not mask.all():
-        delta *= mask[..., None]
-    for i in range(n_layers - 1, -1, -1):
-        g = grads[i]
-        np.matmul(activations[i].transpose(0, 2, 1), delta, out=g)
-        g += alpha * coefs[i]
-        g /= div
-        np.divide(delta.sum(axis=1, keepdims=True), div, out=grads[n_layers + i])
-        if i:
-            delta = np.matmul(delta, coefs[i].transpose(0, 2, 1))
-            _derivative(activations[i], delta, segments)
-    return loss
+        out /= out.sum(axis=-1, keepdims=True)
+        return
+    top = np.maximum(out[..., 0], out[..., 1])
+    for c in range(2, n_classes):
+        np.maximum(top, out[..., c], out=top)
+    out -= top[..., None]
+    np.exp(out, out=out)
+    total = out[..., 0] + out[..., 1]
+    for c in range(2, n_classes):
+        total += out[..., c]
+    out /= total[..., None]
 
 
-def _log_losses(Yb: np.ndarray, out: np.ndarray, counts: np.ndarray) -> Any:
-    """:func:`_log_loss` of every network's batch (padding rows past ``counts[s]`` add nothing)."""
+def _log_losses(Yb: np.ndarray, labels: np.ndarray, out: np.ndarray, counts: np.ndarray,
+                mask: np.ndarray | None) -> Any:
+    """:func:`_log_loss` of every network's batch (padding rows past ``counts[s]``, false in *mask*, add nothing).
+
+    *labels* are the rows' classes (column numbers of *Yb*). scikit-learn sums ``xlogy(Y, P)`` over the
+    rows, column by column, in double precision (scipy's ``xlogy`` takes float32 as float64), then divides
+    by the rows and adds the columns. A row adds nothing but in its own class's column (``xlogy(0, p)`` is
+    exactly 0), so only that is computed; ``np.bincount`` adds each network's rows of each class in row
+    order, in double precision: the same sums, without the other columns' zeros.
+    """
     if out.shape[2] == 1:  # binary: a padding row's 1 - y would count; one network at a time
         return [_log_loss(Yb[s, :c], out[s, :c]) for s, c in enumerate(counts)]
     eps = np.finfo(out.dtype).eps
-    # xlogy(False, p) is exactly 0, and each network's rows are summed in order, as np.average sums them
-    sums = xlogy(Yb, np.clip(out, eps, 1 - eps)).sum(axis=1)
+    n_nets, _, n_classes = out.shape
+    own = np.take_along_axis(out, labels[..., None], axis=2)[..., 0]
+    logs = xlogy(1.0, np.clip(own, eps, 1 - eps).astype(np.float64))
+    cells = labels + n_classes * np.arange(n_nets)[:, None]  # (network, class), numbered
+    if mask is not None:
+        cells = np.where(mask, cells, n_nets * n_classes)  # padding rows into a cell of their own, dropped
+    sums = np.bincount(cells.ravel(), logs.ravel(), n_nets * n_classes + 1)[:-1].reshape(n_nets, n_classes)
     return -(sums / counts[:, None].astype(sums.dtype)).sum(axis=1)
 
 
@@ -411,33 +506,6 @@ def _log_loss(Y: np.ndarray, P: np.ndarray) -> Any:
     if P.shape[1] == 1:
         return -np.average(xlogy(Y, P) + xlogy(1 - Y, 1 - P), axis=0).sum()
     return -np.average(xlogy(Y, P), axis=0).sum()
-
-
-def _adam(stack: _Stack, sub: np.ndarray, param: np.ndarray, g: np.ndarray, t: np.ndarray,
-          lr0: float, b1: float, b2: float, eps: float) -> None:
-    """``AdamOptimizer.update_params`` for the networks *sub* of the stack, each with its own step count.
-
-    *param* and the gradients *g* are those networks' rows of the stack's parameters (``stack.params``
-    itself when every network of the stack is stepped); *g* is overwritten.
-    """
-    lr = (lr0 * np.sqrt(1 - b2 ** t.astype(np.float64)) / (1 - b1 ** t.astype(np.float64)))[:, None]
-    whole = len(sub) == stack.params.shape[0]
-    # scikit-learn's b1 * m + (1 - b1) * g and b2 * v + (1 - b2) * g**2, each product rounded as there, in place
-    m = stack.ms if whole else stack.ms[sub]
-    m *= b1
-    m += (1 - b1) * g
-    v = stack.vs if whole else stack.vs[sub]
-    v *= b2
-    np.square(g, out=g)
-    g *= 1 - b2
-    v += g
-    step = m * -lr  # float64, as scikit-learn's step size is
-    denom = np.sqrt(v)
-    denom += eps
-    step /= denom
-    param += step
-    if not whole:
-        stack.ms[sub], stack.vs[sub], stack.params[sub] = m, v, param
 
 
 def _fitted(job: FitJob, coefs: list[np.ndarray], intercepts: list[np.ndarray], binarizer: LabelBinarizer,
