@@ -166,7 +166,7 @@ def test_trees_built_one_after_another_skip_joblibs_wrapping_and_the_forest_modu
     from sklearn.utils import parallel
 
     X, y = data
-    sklearns = _forest.Parallel
+    sklearns, sklearns_delayed = _forest.Parallel, _forest.delayed
     wrapped = []
     original = parallel._FuncWrapper.__call__
 
@@ -176,7 +176,7 @@ def test_trees_built_one_after_another_skip_joblibs_wrapping_and_the_forest_modu
 
     monkeypatch.setattr(parallel._FuncWrapper, "__call__", counted)
     fastfit.fit(RandomForestClassifier(12, random_state=1), X, y)
-    assert wrapped == [] and _forest.Parallel is sklearns
+    assert wrapped == [] and _forest.Parallel is sklearns and _forest.delayed is sklearns_delayed
     fastfit.fit(RandomForestClassifier(12, random_state=1, n_jobs=2), X, y)  # threads: joblib's own
     assert wrapped.count("_parallel_build_trees") == 12
     fastfit.fit(RandomForestClassifier(12, random_state=1, verbose=1), X, y)  # joblib reports progress
@@ -194,7 +194,7 @@ def test_trees_built_one_after_another_skip_joblibs_wrapping_and_the_forest_modu
     monkeypatch.setattr(fastfit._LeanTreeFit, "fit", fails_at_the_third_tree)
     with pytest.raises(MemoryError, match="the third tree"):
         fastfit.fit(RandomForestClassifier(12, random_state=1), X, y)
-    assert len(built) == 3 and _forest.Parallel is sklearns
+    assert len(built) == 3 and _forest.Parallel is sklearns and _forest.delayed is sklearns_delayed
     monkeypatch.setattr(fastfit._LeanTreeFit, "fit", lean_fit)
 
     def score_by_fitting_another(y_true, y_pred):  # a forest fitted inside another's fit, in the same thread
@@ -206,7 +206,24 @@ def test_trees_built_one_after_another_skip_joblibs_wrapping_and_the_forest_modu
         RandomForestClassifier(25, random_state=1, oob_score=score_by_fitting_another), X, y)), daemon=True)
     inner.start()
     inner.join(60)
-    assert done and done[0].oob_score_ == 0.5 and _forest.Parallel is sklearns
+    assert done and done[0].oob_score_ == 0.5 and _forest.Parallel is sklearns and _forest.delayed is sklearns_delayed
+
+
+def test_fold_accuracy_is_scikit_learns_accuracy_score() -> None:
+    from sklearn.metrics import accuracy_score
+
+    from echolab.analysis.compare.search import accuracy
+
+    rng = np.random.RandomState(3)
+    for n in (1, 7, 208, 1000):
+        for labels in (np.array(["weather", "music", "quotes"]), np.arange(4)):
+            y_true, y_pred = rng.choice(labels, n), rng.choice(labels, n)
+            for pred in (y_pred, y_true.copy()):
+                assert accuracy(y_true, pred) == accuracy_score(y_true, pred)  # the same float, to the last bit
+    column = np.array([["a"], ["b"], ["b"]])  # what the fast path does not take is accuracy_score's
+    assert accuracy(column, np.array(["a", "b", "a"])) == accuracy_score(column, np.array(["a", "b", "a"]))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        accuracy(np.array(["a", "b"]), np.array(["a"]))
 
 
 def test_fastfit_is_the_plain_fit_on_a_release_not_checked(data, monkeypatch) -> None:

@@ -45,7 +45,6 @@ depth-first growth); other forests get the hoisted template only.
 from __future__ import annotations
 
 import contextlib
-import copy
 import numbers
 import threading
 from typing import Any, Iterable, Iterator
@@ -72,7 +71,7 @@ try:  # the compiled parts DecisionTreeClassifier._fit assembles
     from sklearn.tree._tree import DepthFirstTreeBuilder, Tree
 except ImportError:  # pragma: no cover - another layout: the ordinary fit
     CRITERIA_CLF = DENSE_SPLITTERS = None  # type: ignore[assignment]
-try:  # the module whose Parallel BaseForest.fit hands its trees to
+try:  # the module whose Parallel and delayed BaseForest.fit hands its trees to
     from sklearn.ensemble import _forest
 except ImportError:  # pragma: no cover - another layout: joblib builds the trees
     _forest = None  # type: ignore[assignment]
@@ -90,7 +89,8 @@ def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray) -> ClassifierMixin
         return model.fit(X, y)
     model._make_estimator = _TreeMaker(model)  # what BaseForest.fit calls once per tree
     try:
-        if model.verbose or not hasattr(_forest, "Parallel") or not _one_after_another(model.n_jobs):
+        if (model.verbose or not hasattr(_forest, "Parallel") or not hasattr(_forest, "delayed")
+                or not _one_after_another(model.n_jobs)):
             return model.fit(X, y)
         with _trees_in_order():
             return model.fit(X, y)
@@ -121,6 +121,18 @@ class _InOrder:
         return [getattr(task, "function", task)(*args, **kwargs) for task, args, kwargs in tasks]
 
 
+def _task(function: Any) -> Any:
+    """``delayed(function)`` for :class:`_InOrder`: the call as a (function, args, kwargs) triple, unwrapped.
+
+    scikit-learn's ``delayed`` copies the function's name and docstring onto a new wrapper for every tree
+    (``functools.update_wrapper``), only for :class:`_InOrder` to unwrap it again.
+    """
+    def call(*args: Any, **kwargs: Any) -> tuple[Any, tuple, dict]:
+        return function, args, kwargs
+
+    return call
+
+
 #: Held while the forest module's Parallel is swapped. Re-entrant: a forest fitted inside another's fit (an
 #: ``oob_score`` callable that fits one, say) swaps again in the same thread and restores what it found.
 _IN_ORDER = threading.RLock()
@@ -128,7 +140,8 @@ _IN_ORDER = threading.RLock()
 
 @contextlib.contextmanager
 def _trees_in_order() -> Iterator[None]:
-    """The forest module's ``Parallel`` is :class:`_InOrder` for the duration (one such fit at a time per process).
+    """The forest module's ``Parallel`` is :class:`_InOrder`, its ``delayed`` :func:`_task`, for the duration
+    (one such fit at a time per process).
 
     The swap is the module's, not the thread's: meanwhile, another thread's forest (its ``fit`` without
     :func:`fit`, ``predict_proba``, ``apply``, ``feature_importances_``) runs its tasks one after another too,
@@ -136,12 +149,12 @@ def _trees_in_order() -> Iterator[None]:
     fits in worker processes of one thread each.
     """
     with _IN_ORDER:
-        saved = _forest.Parallel
-        _forest.Parallel = _InOrder
+        saved = _forest.Parallel, _forest.delayed
+        _forest.Parallel, _forest.delayed = _InOrder, _task
         try:
             yield
         finally:
-            _forest.Parallel = saved
+            _forest.Parallel, _forest.delayed = saved
 
 
 def predict(model: ClassifierMixin, X: np.ndarray) -> np.ndarray:
@@ -186,15 +199,23 @@ class _SeedState(np.random.RandomState):
     def __reduce__(self) -> Any:  # a copy in another process would not share the generator: refuse
         raise TypeError("a tree's seed in echolab's forest fit is not sent to another process")
 
-    def __getattribute__(self, name: str) -> Any:
-        if name in _DRAWS:
-            raise TypeError(f"a tree's seed in echolab's forest fit draws only with randint, not {name}")
-        return super().__getattribute__(name)
-
 
 #: RandomState's ways of drawing other than randint, which :class:`_SeedState` refuses.
 _DRAWS = frozenset(name for name in dir(np.random.RandomState)
                    if not name.startswith("_") and name not in ("randint", "seed", "get_state", "set_state"))
+
+
+def _refused(name: str) -> property:
+    def refuse(self: Any) -> Any:
+        raise TypeError(f"a tree's seed in echolab's forest fit draws only with randint, not {name}")
+
+    return property(refuse)
+
+
+# Refused as attributes of the class, so that every other attribute is looked up at the ordinary speed.
+for _name in _DRAWS:
+    setattr(_SeedState, _name, _refused(_name))
+del _name
 
 
 class _TreeMaker:
@@ -228,7 +249,10 @@ class _TreeMaker:
                 raise TypeError(f"unexpected tree template {template!r}")  # not a plain tree: refuse to guess
             self.template = template
             self.lean = _LeanTreeFit() if lean_build_applies(self.forest, template) else None
-        tree = copy.copy(self.template)
+        # copy.copy(template) without BaseEstimator's pickling protocol (its __setstate__ raises and catches an
+        # AttributeError for every tree): the same class, a shallow copy of the same attributes
+        tree = object.__new__(type(self.template))
+        tree.__dict__.update(self.template.__dict__)
         if self.lean is not None:
             tree._fit = self.lean.bind(tree)
         if random_state is not None:
@@ -298,7 +322,8 @@ class _LeanTreeFit:
 
     def __init__(self) -> None:
         self._y: Any = None
-        self._encoded: tuple[np.ndarray, np.ndarray] | None = None
+        self._encoded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._features: dict[tuple[str, int], Any] = {}  # (repr of max_features, columns): the count
 
     def bind(self, tree: Any) -> Any:
         original = tree._fit
@@ -313,27 +338,35 @@ class _LeanTreeFit:
 
         return _fit
 
-    def classes(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def classes(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The classes of *y*, *y* encoded as the builder takes it, and the class count as the tree takes it."""
         if self._y is not y:
             classes, encoded = np.unique(y[:, 0], return_inverse=True)
-            self._y, self._encoded = y, (classes, np.ascontiguousarray(encoded.reshape(-1, 1), dtype=np.float64))
+            self._y = y
+            self._encoded = (classes, np.ascontiguousarray(encoded.reshape(-1, 1), dtype=np.float64),
+                             np.array([classes.shape[0]], dtype=np.intp))
         assert self._encoded is not None
         return self._encoded
+
+    def feature_count(self, max_features: Any, n_features: int) -> Any:
+        key = (repr(max_features), n_features)
+        if key not in self._features:
+            self._features[key] = feature_count(max_features, n_features)
+        return self._features[key]
 
     def fit(self, tree: Any, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> Any:
         random_state = check_random_state(tree.random_state)
         n_samples, tree.n_features_in_ = X.shape
         tree.n_outputs_ = 1
-        classes, y_encoded = self.classes(y)
-        n_classes = np.array([classes.shape[0]], dtype=np.intp)
-        max_depth = np.iinfo(np.int32).max if tree.max_depth is None else tree.max_depth
+        classes, y_encoded, n_classes = self.classes(y)  # the builder and the tree copy n_classes
+        max_depth = _MAX_INT if tree.max_depth is None else tree.max_depth
         min_samples_leaf = tree.min_samples_leaf
         min_samples_split = max(tree.min_samples_split, 2 * min_samples_leaf)
-        tree.max_features_ = feature_count(tree.max_features, tree.n_features_in_)
+        tree.max_features_ = self.feature_count(tree.max_features, tree.n_features_in_)
         sample_weight = np.asarray(sample_weight, dtype=np.float64, order="C")
         if sample_weight.shape != (n_samples,):
             raise ValueError(f"sample_weight has shape {sample_weight.shape}, expected ({n_samples},)")
-        min_weight_leaf = tree.min_weight_fraction_leaf * np.sum(sample_weight)
+        min_weight_leaf = tree.min_weight_fraction_leaf * sample_weight.sum()  # np.sum's very reduction
         criterion = CRITERIA_CLF[tree.criterion](1, n_classes)
         splitter = DENSE_SPLITTERS[tree.splitter](criterion, tree.max_features_, min_samples_leaf, min_weight_leaf,
                                                   random_state, None)
