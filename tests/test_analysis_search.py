@@ -28,6 +28,7 @@ CASES = [
     (RandomForestClassifier(n_estimators=15, random_state=5),
      {"criterion": ["gini", "entropy"], "max_features": ["sqrt", "log2"]}),
     (SVC(kernel="rbf", decision_function_shape="ovo"), {"C": [0.1, 1, 10], "gamma": ["auto", 0.01]}),
+    (SVC(kernel="linear", decision_function_shape="ovo", random_state=4), {"C": [0.1, 5]}),
     (KNeighborsClassifier(), {"n_neighbors": [1, 3, 5], "weights": ["uniform", "distance"]}),
     (MLPClassifier(max_iter=30, random_state=5), {"hidden_layer_sizes": [(10,), (5, 5)], "activation": ["relu", "logistic"]}),
     (RandomForestClassifier(random_state=6), {"n_estimators": [12, 4, 20], "max_features": ["sqrt", None]}),
@@ -207,6 +208,45 @@ def test_trees_built_one_after_another_skip_joblibs_wrapping_and_the_forest_modu
     inner.start()
     inner.join(60)
     assert done and done[0].oob_score_ == 0.5 and _forest.Parallel is sklearns and _forest.delayed is sklearns_delayed
+
+
+@pytest.mark.parametrize("params", [
+    {"kernel": "rbf", "gamma": "scale"}, {"kernel": "rbf", "gamma": "auto", "C": 10},
+    {"kernel": "linear", "C": 0.5, "random_state": 3}, {"kernel": "poly", "degree": 2, "gamma": 0.1, "coef0": 1.0},
+    {"kernel": "sigmoid", "gamma": 0.01, "shrinking": False, "tol": 1e-4},
+])
+def test_an_svcs_folds_are_predicted_by_libsvm_as_svc_predicts_them(data, params) -> None:
+    X, y = data
+    folds = list(StratifiedKFold(3).split(X, y))
+    two = np.isin(y, np.unique(y)[:2])  # and a binary problem, where SVC flips its public coefficients
+    binary = list(StratifiedKFold(3).split(X[two], y[two]))
+    for rows, labels, splits in ((X, y, folds), (X[two], y[two], binary)):
+        ours = fastfit.svc_fold_predictions(SVC(**params), rows, labels, splits)
+        assert ours is not None and len(ours) == len(splits)
+        for (train, test), predicted in zip(splits, ours):
+            ref = SVC(**params).fit(rows[train], labels[train])
+            assert predicted.tolist() == ref.predict(rows[test]).tolist()
+
+
+def test_what_the_lean_svc_fit_does_not_reproduce_is_left_to_svc(data) -> None:
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = data
+    folds = list(StratifiedKFold(3).split(X, y))
+    for model in (SVC(class_weight="balanced"), SVC(kernel=lambda a, b: a @ b.T), SVC(verbose=True),
+                  SVC(random_state=np.random.RandomState(0))):
+        assert fastfit.svc_fold_predictions(model, X, y, folds) is None
+    assert fastfit.svc_fold_predictions(SVC(), X.astype(np.float32), y, folds) is None
+    nan = X.copy()
+    nan[0, 0] = np.nan
+    assert fastfit.svc_fold_predictions(SVC(), nan, y, folds) is None  # SVC.fit says what is wrong
+    with pytest.raises(InvalidParameterError):  # the parameters are checked as fit checks them
+        fastfit.svc_fold_predictions(SVC(C=-1.0), X, y, folds)
+    with pytest.warns(ConvergenceWarning, match="terminated early"):  # fit's warning, once per fold
+        fastfit.svc_fold_predictions(SVC(max_iter=1), X, y, folds)
+    one = y == y[0]
+    with pytest.raises(ValueError, match="greater than one"):
+        fastfit.svc_fold_predictions(SVC(), X[one], y[one], [(np.arange(5), np.arange(5, 8))])
 
 
 def test_fold_accuracy_is_scikit_learns_accuracy_score() -> None:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import threading
+import warnings
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -71,6 +72,11 @@ try:  # the compiled parts DecisionTreeClassifier._fit assembles
     from sklearn.tree._tree import DepthFirstTreeBuilder, Tree
 except ImportError:  # pragma: no cover - another layout: the ordinary fit
     CRITERIA_CLF = DENSE_SPLITTERS = None  # type: ignore[assignment]
+try:  # libsvm as SVC.fit and SVC.predict call it
+    from sklearn.svm import SVC
+    from sklearn.svm import _libsvm as libsvm
+except ImportError:  # pragma: no cover - another layout: SVC's own fit
+    libsvm = None  # type: ignore[assignment]
 try:  # the module whose Parallel and delayed BaseForest.fit hands its trees to
     from sklearn.ensemble import _forest
 except ImportError:  # pragma: no cover - another layout: joblib builds the trees
@@ -377,3 +383,73 @@ class _LeanTreeFit:
         tree.n_classes_ = n_classes[0]
         tree.classes_ = classes
         return tree
+
+
+#: The kernels :func:`svc_fold_scores` hands to libsvm as ``SVC`` does (a callable kernel is SVC's own business).
+_SVC_KERNELS = ("linear", "poly", "rbf", "sigmoid")
+
+
+def svc_fold_predictions(model: ClassifierMixin, X: np.ndarray, y: np.ndarray,
+                         folds: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray] | None:
+    """Each fold's predictions by *model* (an unfitted ``SVC``) fitted on its training rows; None where not lean.
+
+    ``SVC.fit`` and ``SVC.predict`` wrap one call of libsvm's ``fit`` and one of its ``predict`` in
+    checks and conversions that a grid search repeats for every candidate and fold: the data's and the
+    labels' validation, the classes (``np.unique``), a new ``RandomState`` for one seed, the parameters'
+    introspection. On a fold of a few hundred captures they cost about a third of the fit. Here the
+    parameters are validated once, the classes and seed found once per fold as ``fit`` finds them, and
+    libsvm is called with exactly the arguments ``fit`` and ``predict`` give it, so the predictions are
+    SVC's own. What ``fit`` does besides is done too: its ``ConvergenceWarning`` when
+    libsvm stops at ``max_iter``, its error for non-finite coefficients, its error for a single class.
+
+    Only on a release checked against ``SVC`` itself (:data:`CHECKED_SKLEARN`), for a string kernel, no
+    class weights, no probabilities (the default), a silent model, an integer or no ``random_state``,
+    and a dense float64 matrix; anything else is None, for the caller to fit the ordinary way.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils.multiclass import check_classification_targets
+
+    if (libsvm is None or type(model) is not SVC or not checked_release() or not isinstance(X, np.ndarray)
+            or X.dtype != np.float64 or X.ndim != 2 or np.ndim(y) != 1 or not np.isfinite(X).all()):
+        return None  # SVC's own checks say what is wrong with such data
+    model._validate_params()  # as fit does first: the same errors for a bad C, gamma, kernel...
+    p = model.get_params()
+    seed_from = p["random_state"]
+    if (not isinstance(p["kernel"], str) or p["kernel"] not in _SVC_KERNELS or p["class_weight"] is not None
+            or not (isinstance(p["probability"], str) and p["probability"] == "deprecated") or p["verbose"]
+            or p["break_ties"] or not (seed_from is None or isinstance(seed_from, numbers.Integral))):
+        return None
+    check_classification_targets(y)
+    libsvm.set_verbosity_wrap(0)  # libsvm's printing is global: fit silences it for each silent model
+    predictions, seed = [], None
+    for train, test in folds:
+        X_train = np.ascontiguousarray(X[train])
+        classes, codes = np.unique(y[train], return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"The number of classes has to be greater than one; got {len(classes)} class")
+        if isinstance(p["gamma"], str):  # SVC.fit's _gamma
+            if p["gamma"] == "scale":
+                variance = X_train.var()
+                gamma = 1.0 / (X_train.shape[1] * variance) if variance != 0 else 1.0
+            else:
+                gamma = 1.0 / X_train.shape[1]
+        else:
+            gamma = p["gamma"]
+        if seed is None or seed_from is None:  # fit draws its seed anew each time: from the global stream, or
+            seed = check_random_state(seed_from).randint(np.iinfo("i").max)  # the same from a new RandomState(int)
+        support, vectors, n_support, dual_coef, intercept, prob_a, prob_b, status, _ = libsvm.fit(
+            X_train, np.asarray(codes, dtype=np.float64, order="C"), svm_type=0, sample_weight=np.empty(0),
+            class_weight=np.ones(len(classes)), kernel=p["kernel"], C=p["C"], nu=model.nu, probability=False,
+            degree=p["degree"], shrinking=p["shrinking"], tol=p["tol"], cache_size=p["cache_size"],
+            coef0=p["coef0"], gamma=gamma, epsilon=model.epsilon, max_iter=p["max_iter"], random_seed=seed)
+        if status == 1:
+            warnings.warn(f"Solver terminated early (max_iter={p['max_iter']:d}).  Consider pre-processing your "
+                          "data with StandardScaler or MinMaxScaler.", ConvergenceWarning, stacklevel=2)
+        if not (np.isfinite(intercept).all() and np.isfinite(dual_coef).all()):
+            raise ValueError("The dual coefficients or intercepts are not finite. The input data may contain large "
+                             "values and need to be preprocessed.")
+        predicted = libsvm.predict(np.ascontiguousarray(X[test]), support, vectors, n_support, dual_coef, intercept,
+                                   prob_a, prob_b, svm_type=0, kernel=p["kernel"], degree=p["degree"],
+                                   coef0=p["coef0"], gamma=gamma, cache_size=p["cache_size"])
+        predictions.append(classes.take(np.asarray(predicted, dtype=np.intp)))
+    return predictions

@@ -142,6 +142,11 @@ def grid_search(
         if same != i:
             scores[i] = scores[same]
             continue
+        lean = fastfit.svc_fold_predictions(_configured(estimator, params), X, y, folds)
+        if lean is not None:  # an SVC's folds fitted and predicted by libsvm as SVC calls it
+            scores[i] = [accuracy(y[test], predicted) for (_, test), predicted in zip(folds, lean)]
+            n_fits += len(folds)
+            continue
         for j, (train, test) in enumerate(folds):
             if i in largest:  # a smaller forest of an n_estimators grid: the first trees of the largest
                 rest, n_max = largest[i]
@@ -392,6 +397,11 @@ def _trainer(engine: str) -> Any:
 
 def _fit(estimator: ClassifierMixin, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray) -> ClassifierMixin:
     """A fresh clone with *params*, fitted (what ``GridSearchCV`` does per fold and for the refit)."""
+    return fastfit.fit(_configured(estimator, params), X, y)
+
+
+def _configured(estimator: ClassifierMixin, params: Mapping[str, Any]) -> ClassifierMixin:
+    """A fresh clone of *estimator* with *params* set, as ``GridSearchCV`` makes each fit's model."""
     model = clone(estimator)
     model.set_params(**clone(dict(params), safe=False))
-    return fastfit.fit(model, X, y)
+    return model
