@@ -21,7 +21,8 @@ warning filter around the tree's build, even when the trees are built
 one after another in the caller's thread (about 80 us a tree, 15% of the
 study's forest grid). Where joblib would build them so (:func:`_one_after_another`)
 and the forest is silent, :func:`fit` lets the forest's ``Parallel`` call each
-tree's build directly, in the same order, in the same thread (:class:`_InOrder`).
+tree's build directly, in the same order, in the same thread (:class:`_InOrder`),
+and its ``delayed`` hand over the call as it is (:func:`_task`).
 
 :func:`fit` runs the forest's own ``fit`` with all four hoisted: the template is
 configured once and copied per tree (seeds drawn from the same random stream
@@ -40,6 +41,12 @@ own fit (:data:`CHECKED_SKLEARN`, exact versions); on any other release it is
 ``model.fit(X, y)``, the same model, only slower. The lean tree build also needs
 plain settings (dense data without missing values, no class weights, no pruning,
 depth-first growth); other forests get the hoisted template only.
+
+An SVC costs the same way on a fold of a few hundred captures: ``SVC.fit`` and
+``SVC.predict`` wrap one call each of libsvm in checks and conversions that a
+grid search repeats for every candidate and fold. :func:`svc_fold_predictions`
+makes those two calls with the arguments ``fit`` and ``predict`` give them, on
+the same checked releases.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ present the first of equals as a winner -- while
 * fitting forests through :mod:`echolab.analysis.compare.fastfit` (the same trees, built
   with a fraction of the per-tree overhead), and scoring their folds through it (the same
   probabilities, summed without a dispatch per tree);
+* fitting and predicting an SVC's folds by libsvm with the very arguments ``SVC.fit`` and
+  ``SVC.predict`` give it (:func:`fastfit.svc_fold_predictions`: the same predictions, without
+  the checks and conversions each fit repeats);
+* counting each fold's accuracy without ``accuracy_score``'s target checks (:func:`accuracy`,
+  the same float);
 * training an MLP grid's candidates x folds in lockstep, as one batched computation
   (:mod:`echolab.analysis.compare.mlpbatch`: scikit-learn's fit step for step, equal up to
   floating-point rounding);
