@@ -237,6 +237,16 @@ def test_what_the_lean_svc_fit_does_not_reproduce_is_left_to_svc(data) -> None:
                   SVC(random_state=np.random.RandomState(0))):
         assert fastfit.svc_fold_predictions(model, X, y, folds) is None
     assert fastfit.svc_fold_predictions(SVC(), X.astype(np.float32), y, folds) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # NumPy's word on np.matrix itself
+        matrix = np.asmatrix(X)
+    assert fastfit.svc_fold_predictions(SVC(), matrix, y, folds) is None  # SVC refuses np.matrix
+    assert fastfit.svc_fold_predictions(SVC(), X[:, :0], y, folds) is None  # no columns: SVC's own error
+    assert fastfit.svc_fold_predictions(SVC(), X, y, [(folds[0][0], folds[0][1][:0])]) is None  # no test rows
+    import sklearn
+
+    with sklearn.config_context(skip_parameter_validation=True):  # fit would not check: neither is checked here
+        assert fastfit.svc_fold_predictions(SVC(), X, y, folds) is None
     nan = X.copy()
     nan[0, 0] = np.nan
     assert fastfit.svc_fold_predictions(SVC(), nan, y, folds) is None  # SVC.fit says what is wrong
@@ -262,6 +272,8 @@ def test_fold_accuracy_is_scikit_learns_accuracy_score() -> None:
                 assert accuracy(y_true, pred) == accuracy_score(y_true, pred)  # the same float, to the last bit
     column = np.array([["a"], ["b"], ["b"]])  # what the fast path does not take is accuracy_score's
     assert accuracy(column, np.array(["a", "b", "a"])) == accuracy_score(column, np.array(["a", "b", "a"]))
+    with pytest.raises(ValueError):  # continuous "labels": accuracy_score's error, not a score
+        accuracy(np.array([0.5, 1.5]), np.array([0.5, 1.5]))
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         accuracy(np.array(["a", "b"]), np.array(["a"]))
 

@@ -158,8 +158,10 @@ def _trees_in_order() -> Iterator[None]:
 
     The swap is the module's, not the thread's: meanwhile, another thread's forest (its ``fit`` without
     :func:`fit`, ``predict_proba``, ``apply``, ``feature_importances_``) runs its tasks one after another too,
-    with the same results, only not in parallel and without joblib's progress output. echolab's comparison
-    fits in worker processes of one thread each.
+    with the same results, only not in parallel and without joblib's progress output; one that took the
+    module's ``Parallel`` just before the swap and its ``delayed`` just after gets scikit-learn's warning
+    that its ``delayed`` was not used, once per task, and runs them without the caller's configuration.
+    echolab's comparison fits in worker processes of one thread each.
     """
     with _IN_ORDER:
         saved = _forest.Parallel, _forest.delayed
@@ -392,7 +394,7 @@ class _LeanTreeFit:
         return tree
 
 
-#: The kernels :func:`svc_fold_scores` hands to libsvm as ``SVC`` does (a callable kernel is SVC's own business).
+#: The kernels :func:`svc_fold_predictions` hands to libsvm as ``SVC`` does (a callable kernel is SVC's own business).
 _SVC_KERNELS = ("linear", "poly", "rbf", "sigmoid")
 
 
@@ -416,9 +418,12 @@ def svc_fold_predictions(model: ClassifierMixin, X: np.ndarray, y: np.ndarray,
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.utils.multiclass import check_classification_targets
 
-    if (libsvm is None or type(model) is not SVC or not checked_release() or not isinstance(X, np.ndarray)
-            or X.dtype != np.float64 or X.ndim != 2 or np.ndim(y) != 1 or not np.isfinite(X).all()):
-        return None  # SVC's own checks say what is wrong with such data
+    folds = list(folds)
+    if (libsvm is None or type(model) is not SVC or not checked_release() or type(X) is not np.ndarray
+            or X.dtype != np.float64 or X.ndim != 2 or not X.shape[1] or np.ndim(y) != 1
+            or not np.isfinite(X).all() or not all(len(train) and len(test) for train, test in folds)
+            or sklearn.get_config()["skip_parameter_validation"]):
+        return None  # SVC's own checks say what is wrong with such data (or are skipped, as configured)
     model._validate_params()  # as fit does first: the same errors for a bad C, gamma, kernel...
     p = model.get_params()
     seed_from = p["random_state"]
@@ -427,13 +432,13 @@ def svc_fold_predictions(model: ClassifierMixin, X: np.ndarray, y: np.ndarray,
             or p["break_ties"] or not (seed_from is None or isinstance(seed_from, numbers.Integral))):
         return None
     check_classification_targets(y)
-    libsvm.set_verbosity_wrap(0)  # libsvm's printing is global: fit silences it for each silent model
     predictions, seed = [], None
     for train, test in folds:
         X_train = np.ascontiguousarray(X[train])
         classes, codes = np.unique(y[train], return_inverse=True)
         if len(classes) < 2:
             raise ValueError(f"The number of classes has to be greater than one; got {len(classes)} class")
+        libsvm.set_verbosity_wrap(0)  # libsvm's printing is global: fit silences it for each silent model
         if isinstance(p["gamma"], str):  # SVC.fit's _gamma
             if p["gamma"] == "scale":
                 variance = X_train.var()

@@ -173,13 +173,15 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     every label), more than the comparison costs on a fold of 200 captures. Here both sides are labels of
     the same classes, one per row: the score is the float64 mean of ``y_true == y_pred``, as
     ``accuracy_score`` takes it; a count of at most 2**53 matches divided once by the rows, the same number.
-    Anything else (a column of labels, unequal lengths, no rows) is scored by ``accuracy_score`` itself.
+    Anything else (a column of labels, unequal lengths, no rows, labels that are not text, integers or
+    booleans of one kind) is scored by ``accuracy_score`` itself, with its errors.
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.ndim == 1 and y_true.shape == y_pred.shape and len(y_true) and y_true.dtype.kind == y_pred.dtype.kind:
+    if (y_true.ndim == 1 and y_true.shape == y_pred.shape and len(y_true) and y_true.dtype.kind in "USiub"
+            and y_true.dtype.kind == y_pred.dtype.kind):
         matches = np.asarray(y_true == y_pred)
         if matches.shape == y_true.shape:
-            return np.count_nonzero(matches) / len(y_true)
+            return float(np.count_nonzero(matches) / len(y_true))
     from sklearn.metrics import accuracy_score
 
     return float(accuracy_score(y_true, y_pred))
