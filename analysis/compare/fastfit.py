@@ -413,55 +413,84 @@ def svc_fold_predictions(model: ClassifierMixin, X: np.ndarray, y: np.ndarray,
 
     Only on a release checked against ``SVC`` itself (:data:`CHECKED_SKLEARN`), for a string kernel, no
     class weights, no probabilities (the default), a silent model, an integer or no ``random_state``,
-    and a dense float64 matrix; anything else is None, for the caller to fit the ordinary way.
+    and a dense float64 matrix; anything else is None, for the caller to fit the ordinary way. A grid
+    search prepares its folds once for all its candidates: :meth:`SVCFolds.prepare`.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.utils.multiclass import check_classification_targets
+    prepared = SVCFolds.prepare(model, X, y, folds)
+    return None if prepared is None else prepared.predictions(model)
 
-    folds = list(folds)
-    if (libsvm is None or type(model) is not SVC or not checked_release() or type(X) is not np.ndarray
-            or X.dtype != np.float64 or X.ndim != 2 or not X.shape[1] or np.ndim(y) != 1
-            or not np.isfinite(X).all() or not all(len(train) and len(test) for train, test in folds)
-            or sklearn.get_config()["skip_parameter_validation"]):
-        return None  # SVC's own checks say what is wrong with such data (or are skipped, as configured)
-    model._validate_params()  # as fit does first: the same errors for a bad C, gamma, kernel...
-    p = model.get_params()
-    seed_from = p["random_state"]
-    if (not isinstance(p["kernel"], str) or p["kernel"] not in _SVC_KERNELS or p["class_weight"] is not None
-            or not (isinstance(p["probability"], str) and p["probability"] == "deprecated") or p["verbose"]
-            or p["break_ties"] or not (seed_from is None or isinstance(seed_from, numbers.Integral))):
-        return None
-    check_classification_targets(y)
-    predictions, seed = [], None
-    for train, test in folds:
-        X_train = np.ascontiguousarray(X[train])
-        classes, codes = np.unique(y[train], return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(f"The number of classes has to be greater than one; got {len(classes)} class")
-        libsvm.set_verbosity_wrap(0)  # libsvm's printing is global: fit silences it for each silent model
-        if isinstance(p["gamma"], str):  # SVC.fit's _gamma
-            if p["gamma"] == "scale":
-                variance = X_train.var()
-                gamma = 1.0 / (X_train.shape[1] * variance) if variance != 0 else 1.0
+
+class SVCFolds:
+    """A grid's folds as :func:`svc_fold_predictions` hands them to libsvm, prepared once for every candidate:
+    each fold's training and test rows as contiguous float64 matrices, its classes and its labels' codes."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]):
+        self.y, self.folds = y, folds
+        self.rows = [(np.ascontiguousarray(X[train]), np.ascontiguousarray(X[test])) for train, test in folds]
+        # each fold's classes and its labels' codes, found at the first candidate whose parameters pass, after
+        # check_classification_targets: the order in which fit checks a model, then its labels
+        self.labels: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    @classmethod
+    def prepare(cls, estimator: ClassifierMixin, X: np.ndarray, y: np.ndarray,
+                folds: Iterable[tuple[np.ndarray, np.ndarray]]) -> SVCFolds | None:
+        """The folds of *X* and *y*, or None where an SVC of *estimator*'s kind is not fitted lean on them."""
+        folds = list(folds)
+        if (libsvm is None or type(estimator) is not SVC or not checked_release() or type(X) is not np.ndarray
+                or X.dtype != np.float64 or X.ndim != 2 or not X.shape[1] or np.ndim(y) != 1
+                or not np.isfinite(X).all() or not all(len(train) and len(test) for train, test in folds)
+                or sklearn.get_config()["skip_parameter_validation"]):
+            return None  # SVC's own checks say what is wrong with such data (or are skipped, as configured)
+        return cls(X, y, folds)
+
+    def predictions(self, model: ClassifierMixin) -> list[np.ndarray] | None:
+        """Each fold's predictions by *model* (an unfitted SVC) fitted on its training rows; None where not lean."""
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.utils.multiclass import check_classification_targets
+
+        if type(model) is not SVC:
+            return None
+        model._validate_params()  # as fit does first: the same errors for a bad C, gamma, kernel...
+        p = model.get_params()
+        seed_from = p["random_state"]
+        if (not isinstance(p["kernel"], str) or p["kernel"] not in _SVC_KERNELS or p["class_weight"] is not None
+                or not (isinstance(p["probability"], str) and p["probability"] == "deprecated") or p["verbose"]
+                or p["break_ties"] or not (seed_from is None or isinstance(seed_from, numbers.Integral))):
+            return None
+        if self.labels is None:
+            check_classification_targets(self.y)
+            self.labels = []
+            for train, _ in self.folds:
+                classes, codes = np.unique(self.y[train], return_inverse=True)
+                self.labels.append((classes, np.asarray(codes, dtype=np.float64, order="C")))
+        predictions, seed = [], None
+        for (X_train, X_test), (classes, codes) in zip(self.rows, self.labels):
+            if len(classes) < 2:
+                raise ValueError(f"The number of classes has to be greater than one; got {len(classes)} class")
+            libsvm.set_verbosity_wrap(0)  # libsvm's printing is global: fit silences it for each silent model
+            if isinstance(p["gamma"], str):  # SVC.fit's _gamma
+                if p["gamma"] == "scale":
+                    variance = X_train.var()
+                    gamma = 1.0 / (X_train.shape[1] * variance) if variance != 0 else 1.0
+                else:
+                    gamma = 1.0 / X_train.shape[1]
             else:
-                gamma = 1.0 / X_train.shape[1]
-        else:
-            gamma = p["gamma"]
-        if seed is None or seed_from is None:  # fit draws its seed anew each time: from the global stream, or
-            seed = check_random_state(seed_from).randint(np.iinfo("i").max)  # the same from a new RandomState(int)
-        support, vectors, n_support, dual_coef, intercept, prob_a, prob_b, status, _ = libsvm.fit(
-            X_train, np.asarray(codes, dtype=np.float64, order="C"), svm_type=0, sample_weight=np.empty(0),
-            class_weight=np.ones(len(classes)), kernel=p["kernel"], C=p["C"], nu=model.nu, probability=False,
-            degree=p["degree"], shrinking=p["shrinking"], tol=p["tol"], cache_size=p["cache_size"],
-            coef0=p["coef0"], gamma=gamma, epsilon=model.epsilon, max_iter=p["max_iter"], random_seed=seed)
-        if status == 1:
-            warnings.warn(f"Solver terminated early (max_iter={p['max_iter']:d}).  Consider pre-processing your "
-                          "data with StandardScaler or MinMaxScaler.", ConvergenceWarning, stacklevel=2)
-        if not (np.isfinite(intercept).all() and np.isfinite(dual_coef).all()):
-            raise ValueError("The dual coefficients or intercepts are not finite. The input data may contain large "
-                             "values and need to be preprocessed.")
-        predicted = libsvm.predict(np.ascontiguousarray(X[test]), support, vectors, n_support, dual_coef, intercept,
-                                   prob_a, prob_b, svm_type=0, kernel=p["kernel"], degree=p["degree"],
-                                   coef0=p["coef0"], gamma=gamma, cache_size=p["cache_size"])
-        predictions.append(classes.take(np.asarray(predicted, dtype=np.intp)))
-    return predictions
+                gamma = p["gamma"]
+            if seed is None or seed_from is None:  # fit draws its seed anew each time: from the global stream,
+                seed = check_random_state(seed_from).randint(np.iinfo("i").max)  # or again from RandomState(int)
+            support, vectors, n_support, dual_coef, intercept, prob_a, prob_b, status, _ = libsvm.fit(
+                X_train, codes, svm_type=0, sample_weight=np.empty(0), class_weight=np.ones(len(classes)),
+                kernel=p["kernel"], C=p["C"], nu=model.nu, probability=False, degree=p["degree"],
+                shrinking=p["shrinking"], tol=p["tol"], cache_size=p["cache_size"], coef0=p["coef0"], gamma=gamma,
+                epsilon=model.epsilon, max_iter=p["max_iter"], random_seed=seed)
+            if status == 1:
+                warnings.warn(f"Solver terminated early (max_iter={p['max_iter']:d}).  Consider pre-processing "
+                              "your data with StandardScaler or MinMaxScaler.", ConvergenceWarning, stacklevel=2)
+            if not (np.isfinite(intercept).all() and np.isfinite(dual_coef).all()):
+                raise ValueError("The dual coefficients or intercepts are not finite. The input data may contain "
+                                 "large values and need to be preprocessed.")
+            predicted = libsvm.predict(X_test, support, vectors, n_support, dual_coef, intercept, prob_a, prob_b,
+                                       svm_type=0, kernel=p["kernel"], degree=p["degree"], coef0=p["coef0"],
+                                       gamma=gamma, cache_size=p["cache_size"])
+            predictions.append(classes.take(np.asarray(predicted, dtype=np.intp)))
+        return predictions

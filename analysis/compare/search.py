@@ -18,8 +18,8 @@ present the first of equals as a winner -- while
   with a fraction of the per-tree overhead), and scoring their folds through it (the same
   probabilities, summed without a dispatch per tree);
 * fitting and predicting an SVC's folds by libsvm with the very arguments ``SVC.fit`` and
-  ``SVC.predict`` give it (:func:`fastfit.svc_fold_predictions`: the same predictions, without
-  the checks and conversions each fit repeats);
+  ``SVC.predict`` give it (:class:`fastfit.SVCFolds`: the same predictions, without the checks
+  and conversions each fit repeats, the folds' matrices and classes prepared once per grid);
 * counting each fold's accuracy without ``accuracy_score``'s target checks (:func:`accuracy`,
   the same float);
 * training an MLP grid's candidates x folds in lockstep, as one batched computation
@@ -141,13 +141,14 @@ def grid_search(
     done: dict[tuple[tuple[str, str], ...], int] = {}
     grown: dict[tuple[Any, int], ClassifierMixin] = {}  # (the rest of the candidate, fold): its largest forest
     largest = _largest_forests(estimator, candidates)
+    svc = fastfit.SVCFolds.prepare(estimator, X, y, folds)  # an SVC grid's folds, prepared once for libsvm
     n_fits = 0
     for i, params in enumerate(candidates):
         same = done.setdefault(model_identity(estimator, params, X.shape[1]), i)
         if same != i:
             scores[i] = scores[same]
             continue
-        lean = fastfit.svc_fold_predictions(_configured(estimator, params), X, y, folds)
+        lean = None if svc is None else svc.predictions(_configured(estimator, params))
         if lean is not None:  # an SVC's folds fitted and predicted by libsvm as SVC calls it
             scores[i] = [accuracy(y[test], predicted) for (_, test), predicted in zip(folds, lean)]
             n_fits += len(folds)
