@@ -69,12 +69,18 @@ def measure(lab: Path, trials: int, models: list[str]) -> dict:
 
 
 def compare(old: dict, new: dict) -> None:
-    differ = [k for k in old["outcomes"] if old["outcomes"][k] != new["outcomes"].get(k)]
-    for model, s in old["cpu_seconds"].items():
-        print(f"{model:>14}: {s:7.2f} against {new['cpu_seconds'][model]:7.2f} CPU-s  x{s / new['cpu_seconds'][model]:.3f}")
-    print(f"{'all':>14}: {old['total_cpu_seconds']:7.2f} against {new['total_cpu_seconds']:7.2f} CPU-s  "
-          f"x{old['total_cpu_seconds'] / new['total_cpu_seconds']:.3f}")
-    print(f"outcomes: {len(old['outcomes']) - len(differ)} of {len(old['outcomes'])} cells identical"
+    """Each model both runs measured, their CPU seconds side by side; the cells both ran, outcome by outcome."""
+    models = [m for m in old["cpu_seconds"] if m in new["cpu_seconds"]]
+    if not models:
+        raise SystemExit("the two runs share no model")
+    for model in models:
+        s, t = old["cpu_seconds"][model], new["cpu_seconds"][model]
+        print(f"{model:>14}: {s:7.2f} against {t:7.2f} CPU-s  x{s / t:.3f}")
+    s, t = (sum(run["cpu_seconds"][m] for m in models) for run in (old, new))
+    print(f"{'all':>14}: {s:7.2f} against {t:7.2f} CPU-s  x{s / t:.3f}")
+    cells = [k for k in old["outcomes"] if k in new["outcomes"]]
+    differ = [k for k in cells if old["outcomes"][k] != new["outcomes"][k]]
+    print(f"outcomes: {len(cells) - len(differ)} of {len(cells)} cells both ran identical"
           + (f"; differ: {', '.join(differ)}" if differ else ""))
 
 
