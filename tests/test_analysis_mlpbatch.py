@@ -97,6 +97,73 @@ def test_a_stacks_softmax_and_log_losses_are_scikit_learns_to_the_last_bit(dtype
         assert losses[k] == log_loss(targets[k, :c], ours[k, :c])  # the same sums, in the same order
 
 
+def _fits_with(fused: bool, monkeypatch: pytest.MonkeyPatch, *args):
+    from echolab.analysis.compare import mlpfused
+
+    monkeypatch.setattr(mlpfused, "_kernels", None if fused else False)  # None: built (or loaded) anew
+    assert mlpfused.available() is fused
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return mlpbatch.fit_many(*args)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("classes", [2, 4])
+def test_the_fused_passes_give_the_numpy_passes_fits_to_the_last_bit(dtype: str, classes: int,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numba")  # the fast extra; installed for the test suite
+    # unequal folds with padded last mini-batches, every activation, one and two hidden layers, and a tolerance
+    # that stops the networks of a stack at different epochs (the steps of some of a stack's networks)
+    X, y = data(91, classes=classes, dtype=dtype)
+    X[5, 2] = 40.0  # an outlier: saturated logistic units, relu units at zero
+    folds = [train for train, _ in StratifiedKFold(3).split(X, y)]
+    est = MLPClassifier(max_iter=60, batch_size=16, tol=2e-3, n_iter_no_change=3, random_state=3)
+    candidates = [{"hidden_layer_sizes": h, "activation": a}
+                  for h in [(9,), (7, 5)] for a in ["identity", "logistic", "tanh", "relu"]]
+    numpy = _fits_with(False, monkeypatch, est, candidates, X, y, folds)
+    fused = _fits_with(True, monkeypatch, est, candidates, X, y, folds)
+    epochs = set()
+    for row_n, row_f in zip(numpy, fused):
+        for a, b in zip(row_n, row_f):
+            epochs.add(a.n_iter_)
+            assert a.n_iter_ == b.n_iter_ and a.loss_curve_ == b.loss_curve_
+            for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+                assert u.dtype == v.dtype == np.dtype(dtype)
+                np.testing.assert_array_equal(u, v)
+    assert len(epochs) > 3  # the stacks did lose networks along the way
+
+
+def test_the_fused_column_sums_and_derivatives_are_numpys_to_the_last_bit() -> None:
+    pytest.importorskip("numba")
+    from echolab.analysis.compare import mlpfused
+
+    kernels = mlpfused.kernels()
+    rng = np.random.RandomState(4)
+    for dtype in (np.float32, np.float64):
+        # magnitudes over ten orders, so that any other order of the additions would round differently
+        delta = (rng.randn(4, 203, 33) * 10.0 ** rng.randint(-5, 5, (4, 203, 33))).astype(dtype)
+        A = rng.rand(4, 203, 33).astype(dtype)
+        A[3, ::3] = 0.0  # relu units at zero
+        delta[1, 7, 4], delta[3, 9, 5] = np.inf, np.nan  # non-finite deltas stay so, as in NumPy
+        codes = np.array([mlpfused.CODES[a] for a in ("identity", "logistic", "tanh", "relu")])
+        ref = delta.copy()
+        with np.errstate(invalid="ignore"):
+            mlpbatch._derivative(A, ref, mlpbatch._segments(["identity", "logistic", "tanh", "relu"]))
+            sums = np.full((4, 1, 50), -1.0, dtype=dtype)[:, 0, 5:38]  # a strided view, as the gradients' is
+            ours = delta.copy()
+            kernels.hidden_backward(ours, A, codes, sums, dtype(1), dtype(0))
+            np.testing.assert_array_equal(ours, ref)
+            np.testing.assert_array_equal(sums, ref.sum(axis=1))
+
+
+def test_the_fused_passes_are_off_with_the_environment_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from echolab.analysis.compare import mlpfused
+
+    monkeypatch.setattr(mlpfused, "_kernels", None)
+    monkeypatch.setenv("ECHOLAB_MLP_FUSED", "0")
+    assert not mlpfused.available() and mlpfused.kernels() is None
+
+
 def test_stopping_rule_and_convergence_warnings_are_scikit_learns() -> None:
     X, y = data(60, classes=2)  # two classes: a logistic output unit, binary log loss
     est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=40, tol=1e-3, n_iter_no_change=3, random_state=2)

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / ".venv-core" / "bin" / "python"
-EXTRAS = ("pandas", "pyarrow", "datasette", "distributed", "psycopg", "jax")
+EXTRAS = ("pandas", "pyarrow", "datasette", "distributed", "psycopg", "jax", "numba")
 
 SCRIPT = r'''
 import importlib.util, json, sys
@@ -59,6 +59,7 @@ run("--lab", lab, "catalog", "export", str(work / "x.tar.gz"))
 run("--lab", lab, "catalog", "serve", "--no-open")
 run("--lab", lab, "analyze", "run", "--synthetic", "5", "-m", "deep_cnn", "-f", "sequence")
 run("--lab", lab, "analyze", "run", "--synthetic", "5", "-m", "mlp_jax")
+run("--lab", lab, "analyze", "run", "--synthetic", "5", "-f", "tcptrace", "--trials", "2", "-m", "mlp")
 run("sim", "measure-household", str(work / "in"), "--device-ip", SIM_DEVICE_IP)
 run("--lab", lab, "analyze", "run", "--synthetic", "5", "--cluster", "tcp://127.0.0.1:1", "-m", "knn")
 print(json.dumps(out))
@@ -90,6 +91,12 @@ def test_a_home_is_measured_in_a_core_install(core_runs: dict) -> None:
 
 def test_the_core_install_has_no_extra(core_runs: dict) -> None:
     assert core_runs["missing"] == list(EXTRAS)
+
+
+def test_the_mlp_trains_without_the_fast_extra(core_runs: dict) -> None:
+    # the lockstep trainer's NumPy passes, where numba (the fast extra) is not installed
+    r = next(r for r in core_runs["runs"] if r["args"][-2:] == ["-m", "mlp"])
+    assert r["code"] == 0 and "2 trials computed" in r["output"], r
 
 
 def test_every_command_answers_help_without_a_traceback(core_runs: dict) -> None:

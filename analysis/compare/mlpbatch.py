@@ -56,6 +56,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
+from echolab.analysis.compare import mlpfused
 from echolab.errors import EcholabError
 
 #: Hidden activations the lockstep trainer implements (all of scikit-learn's).
@@ -209,7 +210,8 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
     b1, b2, eps, tol = float(p["beta_1"]), float(p["beta_2"]), float(p["epsilon"]), float(p["tol"])
     patience, max_iter = int(p["n_iter_no_change"]), int(p["max_iter"])
     acts = [j.params["activation"] for j in jobs]
-    whole = _Step(stack, np.arange(K), acts, alpha)  # the step of the whole stack, its views and buffers kept
+    fused = mlpfused.kernels()
+    whole = _Step(stack, np.arange(K), acts, alpha, fused)  # the step of the whole stack, its views and buffers kept
     t = np.zeros(K, dtype=np.int64)
     best: list[Any] = [np.inf] * K  # scalars of the fit's dtype, compared as scikit-learn compares them
     stall = np.zeros(K, dtype=np.int64)
@@ -227,7 +229,7 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
         for b in range(int(nb[active].max())):
             sub = active[b < nb[active]]  # the networks that have a b-th mini-batch
             gather, counts = _minibatch(order, sub, b * bs[sub], np.minimum(n[sub] - b * bs[sub], bs[sub]))
-            step = whole if len(sub) == K else _Step(stack, sub, acts, alpha)
+            step = whole if len(sub) == K else _Step(stack, sub, acts, alpha, fused)
             batch_loss = step.backprop(X[gather], targets[gather], classes[gather], counts, out_act)
             for s, k in enumerate(sub):
                 loss[k] = loss[k] + batch_loss[s] * int(counts[s])
@@ -366,7 +368,7 @@ class _Step:
     epoch) works on a copy of their rows and writes them back.
     """
 
-    def __init__(self, stack: _Stack, sub: np.ndarray, acts: list[str], alpha: float):
+    def __init__(self, stack: _Stack, sub: np.ndarray, acts: list[str], alpha: float, fused: Any = None):
         self.stack, self.sub, self.alpha = stack, sub, alpha
         self.whole = len(sub) == len(stack.params)
         self.params = stack.params if self.whole else stack.params[sub]
@@ -382,6 +384,14 @@ class _Step:
         # each network's weights, layer by layer, as the flat vectors its L2 term is the dot product of
         self.flat = [[c[s].ravel() for c in self.coefs] for s in range(len(sub))]
         self.segments = _segments([acts[k] for k in sub])
+        # the fused passes (mlpfused, numba) where they are built; else NumPy's, the same numbers
+        self.fused = fused
+        if fused is not None:
+            dtype = self.params.dtype.type
+            self.codes = np.array([mlpfused.CODES[acts[k]] for k in sub], dtype=np.int64)
+            self.one, self.zero = dtype(1), dtype(0)
+            self.n_weights = sum(a * b for a, b in zip(stack.units[:-1], stack.units[1:]))
+            self.div = np.empty(len(sub), dtype=self.params.dtype)
 
     def backprop(self, Xb: np.ndarray, Yb: np.ndarray, labels: np.ndarray, counts: np.ndarray, out_act: str
                  ) -> list[Any]:
@@ -395,7 +405,10 @@ class _Step:
         for i in range(n_layers):
             Z = np.matmul(activations[-1], coefs[i])
             if i + 1 < n_layers:
-                _activate(Z, self.intercepts[i], self.segments)
+                if self.fused is not None:
+                    self._activate_fused(Z, self.intercepts[i])
+                else:
+                    _activate(Z, self.intercepts[i], self.segments)
             else:
                 Z += self.intercepts[i]
             activations.append(Z)
@@ -419,21 +432,60 @@ class _Step:
         delta = np.subtract(out, Yb, out=out)
         if mask is not None:
             delta *= mask[..., None]
+        fused = self.fused
+        if fused is not None:  # the decay and the division by the rows are left to adam()
+            self.div[:] = div[:, 0, 0]
+            np.sum(delta, axis=1, keepdims=True, out=self.grad_views[-1])
         for i in range(n_layers - 1, -1, -1):
             g = self.grad_views[i]
             np.matmul(activations[i].transpose(0, 2, 1), delta, out=g)
-            g += np.multiply(coefs[i], self.alpha, out=self.decay[i])
-            g /= div
-            np.divide(delta.sum(axis=1, keepdims=True), div, out=self.grad_views[n_layers + i])
+            if fused is None:
+                g += np.multiply(coefs[i], self.alpha, out=self.decay[i])
+                g /= div
+                np.divide(delta.sum(axis=1, keepdims=True), div, out=self.grad_views[n_layers + i])
             if i:
                 delta = np.matmul(delta, coefs[i].transpose(0, 2, 1))
-                _derivative(activations[i], delta, self.segments)
+                if fused is None:
+                    _derivative(activations[i], delta, self.segments)
+                else:  # the derivative, and the column sums of the layer below's intercepts' gradient
+                    fused.hidden_backward(delta, activations[i], self.codes, self.grad_views[n_layers + i - 1][:, 0],
+                                          self.one, self.zero)
         return loss
+
+    def _activate_fused(self, Z: np.ndarray, intercepts: np.ndarray) -> None:
+        """:func:`_activate` with the passes around NumPy's ``exp`` compiled (mlpfused)."""
+        fused = self.fused
+        intercepts = np.ascontiguousarray(intercepts[:, 0])  # (networks, units), so that the loops vectorise
+        for act, lo, hi in self.segments:
+            if act == "logistic" and Z.dtype == np.float32:
+                fused.logistic_inputs(Z, intercepts, lo, hi)
+                part = Z[lo:hi]
+                with np.errstate(over="ignore", under="ignore"):
+                    np.exp(part, out=part)
+                fused.logistic_outputs(Z, lo, hi, self.one)
+            elif act == "relu":
+                fused.relu(Z, intercepts, lo, hi, self.zero)
+            else:
+                fused.add_intercepts(Z, intercepts, lo, hi)
+                part = Z[lo:hi]
+                if act == "logistic":
+                    _logistic(part)
+                elif act == "tanh":
+                    np.tanh(part, out=part)
 
     def adam(self, t: np.ndarray, lr0: float, b1: float, b2: float, eps: float) -> None:
         """Adam's update of these networks from ``self.grads`` (overwritten), each at its own step count *t*."""
         lr = (lr0 * np.sqrt(1 - b2 ** t.astype(np.float64)) / (1 - b1 ** t.astype(np.float64)))[:, None]
         stack, sub, g, buffer = self.stack, self.sub, self.grads, self.buffer
+        if self.fused is not None:  # each value's decay, division, moments and step in one pass
+            m = stack.ms if self.whole else stack.ms[sub]
+            v = stack.vs if self.whole else stack.vs[sub]
+            dtype = self.params.dtype.type  # the scalars as NumPy casts them into the arrays' dtype
+            self.fused.adam(self.params, g, m, v, self.n_weights, self.div, -lr[:, 0], dtype(self.alpha), dtype(b1),
+                            dtype(b2), dtype(eps), dtype(1 - b1), dtype(1 - b2))
+            if not self.whole:
+                stack.ms[sub], stack.vs[sub], stack.params[sub] = m, v, self.params
+            return
         # scikit-learn's b1 * m + (1 - b1) * g and b2 * v + (1 - b2) * g**2, each product rounded as there, in place
         m = stack.ms if self.whole else stack.ms[sub]
         m *= b1

@@ -1,0 +1,147 @@
+"""The lockstep MLP's element-by-element passes fused into compiled loops (numba, the ``fast`` extra).
+
+Between its matrix products, a step of :mod:`mlpbatch` is a chain of NumPy passes over the
+stack's activations and parameters: the hidden layers' activation, their derivative, the
+intercepts' gradients (column sums), the weight decay, the division by the batch size, and
+Adam's moments and step in mixed single and double precision (about a dozen passes over every
+parameter, several with a conversion between float32 and float64). Each pass streams arrays of
+a megabyte or more through the cache, and on the study's shapes they cost more than the products.
+
+Here each chain is one compiled loop that reads and writes each value once, and performs the
+very same floating-point operations, in the same order and precision, as the NumPy passes it
+replaces: every product and sum rounded to the array's dtype where NumPy rounds it, the Adam
+step in double precision, the column sums added row after row as NumPy's reduction adds them,
+no fused multiply-add (numba compiles without fast-math, and LLVM then contracts nothing). The
+fits are therefore the NumPy trainer's to the last bit (``tests/test_analysis_mlpbatch.py``
+compares the two), and their cached trials are shared. NumPy's vectorised ``exp`` stays NumPy's:
+a compiled ``exp`` would round differently.
+
+Used only where numba imports (``pip install 'echolab-toolkit[fast]'``); without it, or with
+``ECHOLAB_MLP_FUSED=0`` in the environment, the trainer takes its NumPy passes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+#: Activation codes of :func:`hidden_backward`, by scikit-learn's names.
+CODES = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
+
+_kernels: Any = None  # the compiled functions, once built; False where numba is missing or turned off
+
+
+def available() -> bool:
+    """Whether the fused passes can be used here (numba imports, and ``ECHOLAB_MLP_FUSED`` is not 0)."""
+    return kernels() is not None
+
+
+def kernels() -> Any:
+    """The compiled kernels (a namespace), or None: built on first use, compiled lazily per dtype."""
+    global _kernels
+    if _kernels is None:
+        _kernels = _build() if os.environ.get("ECHOLAB_MLP_FUSED", "1") != "0" else False
+    return _kernels or None
+
+
+def _build() -> Any:
+    try:
+        import numba
+    except ImportError:
+        return False
+    from types import SimpleNamespace
+
+    # error_model "numpy": a division by zero gives inf or NaN as in NumPy, with no check that keeps LLVM from
+    # vectorising the loops; no fast-math: every operation rounded as written, nothing contracted
+    jit = numba.njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+
+    @jit
+    def adam(params, grads, ms, vs, n_weights, div, neg_lr, alpha, b1, b2, eps, c1, c2):  # pragma: no cover - compiled
+        # One row per network: its weights (the first n_weights values), then its intercepts. grads holds the
+        # raw products (A^T delta) and column sums; the weights' decay and the division by the batch's rows
+        # come first, as MLPClassifier._compute_loss_grad adds them, then Adam's update as AdamOptimizer makes it.
+        n_nets, n_params = params.shape
+        for k in range(n_nets):
+            d = div[k]
+            lr = neg_lr[k]
+            p, g_row, m_row, v_row = params[k], grads[k], ms[k], vs[k]
+            for j in range(n_weights):
+                g = (g_row[j] + p[j] * alpha) / d
+                m = m_row[j] * b1 + g * c1
+                v = v_row[j] * b2 + (g * g) * c2
+                m_row[j] = m
+                v_row[j] = v
+                step = np.float64(m) * lr / np.float64(np.sqrt(v) + eps)
+                p[j] = np.float64(p[j]) + step
+            for j in range(n_weights, n_params):
+                g = g_row[j] / d
+                m = m_row[j] * b1 + g * c1
+                v = v_row[j] * b2 + (g * g) * c2
+                m_row[j] = m
+                v_row[j] = v
+                step = np.float64(m) * lr / np.float64(np.sqrt(v) + eps)
+                p[j] = np.float64(p[j]) + step
+
+    @jit
+    def logistic_inputs(Z, b, lo, hi):  # pragma: no cover - compiled
+        # (-b) - Z, which is -(Z + b) to the last bit: the logistic function's argument, negated, in place
+        for k in range(lo, hi):
+            for r in range(Z.shape[1]):
+                for h in range(Z.shape[2]):
+                    Z[k, r, h] = (-b[k, h]) - Z[k, r, h]
+
+    @jit
+    def logistic_outputs(Z, lo, hi, one):  # pragma: no cover - compiled
+        # 1 / (1 + exp(-a)) from exp(-a), in place (one: 1 in Z's dtype)
+        for k in range(lo, hi):
+            for r in range(Z.shape[1]):
+                for h in range(Z.shape[2]):
+                    Z[k, r, h] = one / (Z[k, r, h] + one)
+
+    @jit
+    def relu(Z, b, lo, hi, zero):  # pragma: no cover - compiled
+        for k in range(lo, hi):
+            for r in range(Z.shape[1]):
+                for h in range(Z.shape[2]):
+                    z = Z[k, r, h] + b[k, h]
+                    Z[k, r, h] = z if (z >= zero or z != z) else zero  # NaN stays, as np.maximum keeps it
+
+    @jit
+    def add_intercepts(Z, b, lo, hi):  # pragma: no cover - compiled
+        for k in range(lo, hi):
+            for r in range(Z.shape[1]):
+                for h in range(Z.shape[2]):
+                    Z[k, r, h] = Z[k, r, h] + b[k, h]
+
+    @jit
+    def hidden_backward(delta, A, codes, sums, one, zero):  # pragma: no cover - compiled
+        # Each network's delta times its activation's derivative (in place), and its column sums (the
+        # intercepts' raw gradient), added row after row as NumPy's sum over that axis adds them.
+        n_rows, width = delta.shape[1], delta.shape[2]
+        s = np.empty(width, delta.dtype)  # contiguous, so that the loops vectorise; copied into sums[k]
+        for k in range(delta.shape[0]):
+            code = codes[k]
+            for r in range(n_rows):
+                d, a = delta[k, r], A[k, r]
+                if code == 1:
+                    for h in range(width):
+                        d[h] = (d[h] * a[h]) * (one - a[h])
+                elif code == 2:
+                    for h in range(width):
+                        d[h] = d[h] * (one - a[h] * a[h])
+                elif code == 3:
+                    for h in range(width):
+                        d[h] = d[h] * (one if a[h] > zero else zero)
+                if r == 0:
+                    for h in range(width):
+                        s[h] = d[h]
+                else:
+                    for h in range(width):
+                        s[h] = s[h] + d[h]
+            for h in range(width):
+                sums[k, h] = s[h]
+
+    return SimpleNamespace(adam=adam, logistic_inputs=logistic_inputs, logistic_outputs=logistic_outputs,
+                           relu=relu, add_intercepts=add_intercepts, hidden_backward=hidden_backward)
