@@ -108,7 +108,7 @@ def _fits_with(fused: bool, monkeypatch: pytest.MonkeyPatch, *args):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("classes", [2, 4])
+@pytest.mark.parametrize("classes", [2, 4, 7, 9])  # a logistic output; softmax fused (2-7 classes) or NumPy's
 def test_the_fused_passes_give_the_numpy_passes_fits_to_the_last_bit(dtype: str, classes: int,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("numba")  # the fast extra; installed for the test suite
@@ -154,6 +154,41 @@ def test_the_fused_column_sums_and_derivatives_are_numpys_to_the_last_bit() -> N
             kernels.hidden_backward(ours, A, codes, sums, dtype(1), dtype(0))
             np.testing.assert_array_equal(ours, ref)
             np.testing.assert_array_equal(sums, ref.sum(axis=1))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_classes", [2, 3, 6, 7])
+def test_the_fused_softmax_losses_and_deltas_are_numpys_to_the_last_bit(dtype: str, n_classes: int) -> None:
+    pytest.importorskip("numba")
+    from echolab.analysis.compare import mlpfused
+
+    kernels = mlpfused.kernels()
+    rng = np.random.RandomState(n_classes)
+    Z = (rng.randn(4, 37, n_classes) * 6).astype(dtype)
+    Z[1, 3] = 0.0  # a row of equal logits
+    Z[0, 5, 0] = 200.0  # a probability clipped to 1 - eps, and others to eps
+    b = (rng.randn(4, 1, n_classes)).astype(dtype)
+    labels = rng.randint(n_classes, size=(4, 37))
+    labels[2] = 0  # a network whose batch holds one class only
+    counts = np.array([37, 30, 1, 36])  # networks 1 to 3 end in padding rows
+    # NumPy's passes, as _Step.backprop makes them
+    ref = Z + b
+    mlpbatch._softmax(ref)
+    mask = np.arange(37)[None, :] < counts[:, None]
+    targets = np.eye(n_classes, dtype=bool)[labels] & mask[..., None]
+    ref_losses = mlpbatch._log_losses(targets, labels, ref, counts, mask)
+    ref_delta = (ref - targets) * mask[..., None]
+    # the fused passes
+    ours = Z.copy()
+    kernels.softmax_inputs(ours, np.ascontiguousarray(b[:, 0]))
+    np.exp(ours, out=ours)
+    sums = np.zeros((4, n_classes))
+    columns = np.full((4, 1, n_classes + 3), -1.0, dtype=dtype)[:, 0, 1:n_classes + 1]  # strided, as the gradients
+    kernels.softmax_outputs(ours, labels, counts, ours.dtype.type(np.finfo(ours.dtype).eps), ours.dtype.type(1),
+                            ours.dtype.type(0), sums, columns)
+    np.testing.assert_array_equal(-(sums / counts[:, None]).sum(axis=1), ref_losses)
+    np.testing.assert_array_equal(ours, ref_delta)
+    np.testing.assert_array_equal(columns, ref_delta.sum(axis=1))
 
 
 def test_the_fused_passes_are_off_with_the_environment_switch(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -230,7 +230,7 @@ def _train(jobs: list[FitJob], X: np.ndarray, y: np.ndarray) -> None:
             sub = active[b < nb[active]]  # the networks that have a b-th mini-batch
             gather, counts = _minibatch(order, sub, b * bs[sub], np.minimum(n[sub] - b * bs[sub], bs[sub]))
             step = whole if len(sub) == K else _Step(stack, sub, acts, alpha, fused)
-            batch_loss = step.backprop(X[gather], targets[gather], classes[gather], counts, out_act)
+            batch_loss = step.backprop(X[gather], targets, gather, classes[gather], counts, out_act)
             for s, k in enumerate(sub):
                 loss[k] = loss[k] + batch_loss[s] * int(counts[s])
             t[sub] += 1
@@ -393,35 +393,48 @@ class _Step:
             self.n_weights = sum(a * b for a, b in zip(stack.units[:-1], stack.units[1:]))
             self.div = np.empty(len(sub), dtype=self.params.dtype)
 
-    def backprop(self, Xb: np.ndarray, Yb: np.ndarray, labels: np.ndarray, counts: np.ndarray, out_act: str
-                 ) -> list[Any]:
+    def backprop(self, Xb: np.ndarray, targets: np.ndarray, gather: Any, labels: np.ndarray, counts: np.ndarray,
+                 out_act: str) -> list[Any]:
         """Each network's batch loss; its gradients written to ``self.grads`` (laid out as its parameters).
 
-        Network s uses the first ``counts[s]`` rows of its batch; the rest are padding, masked out
-        (*Yb* is the caller's own array, and is changed).
+        *Xb* holds the networks' mini-batches (rows *gather* of the matrix), *labels* their rows' classes and
+        *targets* the matrix's boolean target rows. Network s uses the first ``counts[s]`` rows of its batch;
+        the rest are padding, masked out.
         """
-        coefs, n_layers = self.coefs, len(self.coefs)
+        coefs, n_layers, fused = self.coefs, len(self.coefs), self.fused
+        # the output layer's softmax, losses and deltas in two compiled passes around NumPy's exp
+        fused_out = fused is not None and out_act == "softmax" and 2 <= self.stack.units[-1] < 8
         activations = [Xb]
         for i in range(n_layers):
             Z = np.matmul(activations[-1], coefs[i])
             if i + 1 < n_layers:
-                if self.fused is not None:
+                if fused is not None:
                     self._activate_fused(Z, self.intercepts[i])
                 else:
                     _activate(Z, self.intercepts[i], self.segments)
+            elif fused_out:
+                fused.softmax_inputs(Z, np.ascontiguousarray(self.intercepts[i][:, 0]))
             else:
                 Z += self.intercepts[i]
             activations.append(Z)
         out = activations[-1]
-        if out_act == "softmax":
-            _softmax(out)
+        if fused_out:
+            np.exp(out, out=out)
+            sums = np.zeros((len(out), out.shape[2]))
+            fused.softmax_outputs(out, labels, counts, out.dtype.type(np.finfo(out.dtype).eps), self.one, self.zero,
+                                  sums, self.grad_views[-1][:, 0])
+            log_losses = -(sums / counts[:, None].astype(sums.dtype)).sum(axis=1)  # as _log_losses ends
         else:
-            _logistic(out)
-        mask = None
-        if counts.min() < Xb.shape[1]:
-            mask = np.arange(Xb.shape[1])[None, :] < counts[:, None]
-            Yb &= mask[..., None]
-        log_losses = _log_losses(Yb, labels, out, counts, mask)
+            if out_act == "softmax":
+                _softmax(out)
+            else:
+                _logistic(out)
+            mask = None
+            Yb = targets[gather]
+            if counts.min() < Xb.shape[1]:
+                mask = np.arange(Xb.shape[1])[None, :] < counts[:, None]
+                Yb &= mask[..., None]
+            log_losses = _log_losses(Yb, labels, out, counts, mask)
         loss = []
         for s, c in enumerate(counts):  # as scikit-learn: log loss, then the L2 term, in the fit's dtype
             values = 0
@@ -429,13 +442,16 @@ class _Step:
                 values += np.dot(flat, flat)
             loss.append(log_losses[s] + (0.5 * self.alpha) * values / int(c))
         div = counts.astype(Xb.dtype)[:, None, None]
-        delta = np.subtract(out, Yb, out=out)
-        if mask is not None:
-            delta *= mask[..., None]
-        fused = self.fused
+        if fused_out:  # out holds the deltas, and their column sums are written
+            delta = out
+        else:
+            delta = np.subtract(out, Yb, out=out)
+            if mask is not None:
+                delta *= mask[..., None]
         if fused is not None:  # the decay and the division by the rows are left to adam()
             self.div[:] = div[:, 0, 0]
-            np.sum(delta, axis=1, keepdims=True, out=self.grad_views[-1])
+            if not fused_out:
+                np.sum(delta, axis=1, keepdims=True, out=self.grad_views[-1])
         for i in range(n_layers - 1, -1, -1):
             g = self.grad_views[i]
             np.matmul(activations[i].transpose(0, 2, 1), delta, out=g)

@@ -143,5 +143,58 @@ def _build() -> Any:
             for h in range(width):
                 sums[k, h] = s[h]
 
+    @jit
+    def softmax_inputs(Z, b):  # pragma: no cover - compiled
+        # the output layer's Z + b, less each row's largest value (mlpbatch._softmax's maxima, a column at a
+        # time as np.maximum takes them: a NaN stays), in place; np.exp follows
+        n_classes = Z.shape[2]
+        for k in range(Z.shape[0]):
+            bk = b[k]
+            for r in range(Z.shape[1]):
+                z = Z[k, r]
+                for c in range(n_classes):
+                    z[c] = z[c] + bk[c]
+                top = z[0]
+                for c in range(1, n_classes):
+                    v = z[c]
+                    top = top if (top >= v or top != top) else v
+                for c in range(n_classes):
+                    z[c] = z[c] - top
+
+    @jit
+    def softmax_outputs(P, labels, counts, eps, one, zero, sums, columns):  # pragma: no cover - compiled
+        # From exp(Z - max): the softmax (each row divided by its sum, added left to right as mlpbatch._softmax
+        # adds it); each network's log losses per class, log(clip(p, eps, 1 - eps)) of its rows' own classes in
+        # double precision, added per class in row order (mlpbatch._log_losses: np.bincount's sums; scipy's xlogy
+        # and this log are the C library's); the output deltas P - Y in place (a padding row's, past counts[k],
+        # is (p - 0) * 0, as the mask makes it); and their column sums, row after row, into *columns*.
+        n_rows, n_classes = P.shape[1], P.shape[2]
+        high = one - eps
+        for k in range(P.shape[0]):
+            used = counts[k]
+            for r in range(n_rows):
+                p = P[k, r]
+                total = p[0] + p[1]
+                for c in range(2, n_classes):
+                    total = total + p[c]
+                for c in range(n_classes):
+                    p[c] = p[c] / total
+                if r < used:
+                    own = labels[k, r]
+                    q = p[own]
+                    q = eps if q < eps else (high if q > high else q)  # np.clip: a NaN stays NaN
+                    sums[k, own] += np.log(np.float64(q))
+                    for c in range(n_classes):
+                        p[c] = p[c] - (one if c == own else zero)
+                else:
+                    for c in range(n_classes):
+                        p[c] = (p[c] - zero) * zero
+                for c in range(n_classes):
+                    if r == 0:
+                        columns[k, c] = p[c]
+                    else:
+                        columns[k, c] = columns[k, c] + p[c]
+
     return SimpleNamespace(adam=adam, logistic_inputs=logistic_inputs, logistic_outputs=logistic_outputs,
-                           relu=relu, add_intercepts=add_intercepts, hidden_backward=hidden_backward)
+                           relu=relu, add_intercepts=add_intercepts, hidden_backward=hidden_backward,
+                           softmax_inputs=softmax_inputs, softmax_outputs=softmax_outputs)
