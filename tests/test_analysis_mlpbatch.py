@@ -199,6 +199,25 @@ def test_the_fused_passes_are_off_with_the_environment_switch(monkeypatch: pytes
     assert not mlpfused.available() and mlpfused.kernels() is None
 
 
+def test_kernels_numba_cannot_compile_leave_the_numpy_passes_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from echolab.analysis.compare import mlpfused
+
+    def broken() -> None:
+        raise RuntimeError("LLVM ERROR: no target for this CPU")
+
+    monkeypatch.setattr(mlpfused, "_kernels", None)
+    monkeypatch.setattr(mlpfused, "_build", broken)
+    with pytest.warns(RuntimeWarning, match="NumPy passes"):
+        assert mlpfused.kernels() is None
+    assert mlpfused.kernels() is None  # said once; the trainer goes on with its NumPy passes
+    X, y = data(30, classes=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = mlpbatch.fit_many(MLPClassifier(max_iter=3, random_state=0), [{}], X, y, [np.arange(30)])[0][0]
+    assert model.n_iter_ == 3
+
+
 def test_stopping_rule_and_convergence_warnings_are_scikit_learns() -> None:
     X, y = data(60, classes=2)  # two classes: a logistic output unit, binary log loss
     est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=40, tol=1e-3, n_iter_no_change=3, random_state=2)

@@ -23,6 +23,7 @@ Used only where numba imports (``pip install 'echolab-toolkit[fast]'``); without
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -39,11 +40,44 @@ def available() -> bool:
 
 
 def kernels() -> Any:
-    """The compiled kernels (a namespace), or None: built on first use, compiled lazily per dtype."""
+    """The compiled kernels (a namespace), or None: built and tried on first use in a process.
+
+    Where numba imports but cannot compile them here, a ``RuntimeWarning`` says so once and the trainer
+    keeps its NumPy passes (the same fits).
+    """
     global _kernels
     if _kernels is None:
-        _kernels = _build() if os.environ.get("ECHOLAB_MLP_FUSED", "1") != "0" else False
+        _kernels = False
+        if os.environ.get("ECHOLAB_MLP_FUSED", "1") != "0":
+            try:
+                built = _build()
+                if built:
+                    _smoke(built)
+                _kernels = built
+            except Exception as exc:  # numba's compiler failed here: the NumPy passes do the same work
+                warnings.warn(f"numba could not compile the MLP's fused passes ({type(exc).__name__}: {exc}); "
+                              "the MLP is trained by its NumPy passes: the same fits, slower", RuntimeWarning,
+                              stacklevel=2)
     return _kernels or None
+
+
+def _smoke(k: Any) -> None:
+    """Each kernel once on tiny float32 arrays laid out as the trainer's (compiled, or loaded from the cache)."""
+    f = np.float32
+    Z = np.zeros((2, 3, 4), dtype=f)
+    b = np.zeros((2, 4), dtype=f)
+    view = np.zeros((2, 1, 6), dtype=f)[:, 0, 1:5]  # a strided view, as the gradients' intercept rows are
+    k.logistic_inputs(Z, b, 0, 2)
+    k.logistic_outputs(Z, 0, 2, f(1))
+    k.relu(Z, b, 0, 2, f(0))
+    k.add_intercepts(Z, b, 0, 2)
+    k.hidden_backward(Z, Z.copy(), np.array([0, 3]), view, f(1), f(0))
+    k.softmax_inputs(Z, b)
+    k.softmax_outputs(np.ones_like(Z), np.zeros((2, 3), dtype=np.intp), np.array([3, 2]), f(1e-7), f(1), f(0),
+                      np.zeros((2, 4)), view)
+    params = np.zeros((2, 5), dtype=f)
+    k.adam(params, params.copy(), params.copy(), params.copy(), 3, np.ones(2, dtype=f), np.full(2, -1e-3),
+           f(1e-4), f(0.9), f(0.999), f(1e-8), f(0.1), f(0.001))
 
 
 def _build() -> Any:
@@ -55,7 +89,13 @@ def _build() -> Any:
 
     # error_model "numpy": a division by zero gives inf or NaN as in NumPy, with no check that keeps LLVM from
     # vectorising the loops; no fast-math: every operation rounded as written, nothing contracted
-    jit = numba.njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+    options = dict(nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+
+    def jit(fn: Any) -> Any:
+        try:  # compiled once per machine, then loaded from numba's cache
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError:  # no writable place for the cache: compiled once per process
+            return numba.njit(cache=False, **options)(fn)
 
     @jit
     def adam(params, grads, ms, vs, n_weights, div, neg_lr, alpha, b1, b2, eps, c1, c2):  # pragma: no cover - compiled
