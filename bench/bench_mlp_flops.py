@@ -22,6 +22,9 @@ them), charged at the grid's own number of steps.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -P bench/bench_mlp_flops.py --lab /tmp/DEMO-780 \
         --out bench/results/mlp_flops.json
+
+The trainer runs as the comparison's workers run it: fused passes where numba is installed (the
+``fast`` extra); ``ECHOLAB_MLP_FUSED=0`` in the environment measures its NumPy passes instead.
 """
 
 from __future__ import annotations
@@ -55,11 +58,15 @@ def main() -> None:
     from echolab.db.catalog import Catalog
     from echolab.labdir import LabDir
 
+    from echolab.analysis.compare import mlpfused
+    from echolab.analysis.compare.execute import keep_freed_memory
+
+    keep_freed_memory()  # as the comparison's workers run (else page faults weigh on every temporary array)
     spec = load_grids()["mlp"]
     candidates = list(ParameterGrid(spec.param_grid()))
     with Catalog.open(LabDir.open(args.lab)) as cat:
         src = catalog_source(cat).canonical()
-    out: dict = {"lab": str(args.lab), "captures": len(src.y), "sets": {}}
+    out: dict = {"lab": str(args.lab), "captures": len(src.y), "sets": {}, "fused_passes": mlpfused.available()}
     for name in args.sets.split(","):
         X = build_matrix(src, FeatureSpec.parse(name)).X
         train, _ = train_test_split(np.arange(len(src.y)), test_size=0.2, stratify=src.y, random_state=0)
