@@ -97,32 +97,30 @@ def _build() -> Any:
         except RuntimeError:  # no writable place for the cache: compiled once per process
             return numba.njit(cache=False, **options)(fn)
 
+    @numba.njit(inline="always")
+    def adam_one(p, m_row, v_row, j, g, lr, b1, b2, eps, c1, c2):  # pragma: no cover - compiled
+        # AdamOptimizer's update of one parameter from its gradient g: the moments in the parameters' dtype,
+        # the step in double precision (-lr * m / (sqrt(v) + eps)), added to the parameter
+        m = m_row[j] * b1 + g * c1
+        v = v_row[j] * b2 + (g * g) * c2
+        m_row[j] = m
+        v_row[j] = v
+        p[j] = np.float64(p[j]) + np.float64(m) * lr / np.float64(np.sqrt(v) + eps)
+
     @jit
     def adam(params, grads, ms, vs, n_weights, div, neg_lr, alpha, b1, b2, eps, c1, c2):  # pragma: no cover - compiled
         # One row per network: its weights (the first n_weights values), then its intercepts. grads holds the
         # raw products (A^T delta) and column sums; the weights' decay and the division by the batch's rows
-        # come first, as MLPClassifier._compute_loss_grad adds them, then Adam's update as AdamOptimizer makes it.
+        # come first, as MLPClassifier._compute_loss_grad adds them, then Adam's update.
         n_nets, n_params = params.shape
         for k in range(n_nets):
             d = div[k]
             lr = neg_lr[k]
             p, g_row, m_row, v_row = params[k], grads[k], ms[k], vs[k]
             for j in range(n_weights):
-                g = (g_row[j] + p[j] * alpha) / d
-                m = m_row[j] * b1 + g * c1
-                v = v_row[j] * b2 + (g * g) * c2
-                m_row[j] = m
-                v_row[j] = v
-                step = np.float64(m) * lr / np.float64(np.sqrt(v) + eps)
-                p[j] = np.float64(p[j]) + step
+                adam_one(p, m_row, v_row, j, (g_row[j] + p[j] * alpha) / d, lr, b1, b2, eps, c1, c2)
             for j in range(n_weights, n_params):
-                g = g_row[j] / d
-                m = m_row[j] * b1 + g * c1
-                v = v_row[j] * b2 + (g * g) * c2
-                m_row[j] = m
-                v_row[j] = v
-                step = np.float64(m) * lr / np.float64(np.sqrt(v) + eps)
-                p[j] = np.float64(p[j]) + step
+                adam_one(p, m_row, v_row, j, g_row[j] / d, lr, b1, b2, eps, c1, c2)
 
     @jit
     def logistic_inputs(Z, b, lo, hi):  # pragma: no cover - compiled
