@@ -42,6 +42,12 @@ weights, predictions and chosen candidates with scikit-learn's own fits.
 :func:`applies` says when this engine reproduces the estimator's ``fit``
 (adam, no early stopping, no warm start, ...); anything else is fitted by
 scikit-learn.
+
+Between the matrix products, a step's element-by-element passes (activations,
+derivatives, column sums, the output layer's softmax and losses, Adam) are
+compiled loops of :mod:`.mlpfused` where numba is installed (the ``fast``
+extra), and NumPy's passes elsewhere: the same operations in the same order,
+so the same fits to the last bit either way.
 """
 
 from __future__ import annotations
