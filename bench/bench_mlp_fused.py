@@ -8,9 +8,10 @@ thread as the comparison's workers run. The two engines are the same trainer
 (``echolab.analysis.compare.mlpbatch``): the named alternative is its NumPy passes
 (what a core install runs, or ``ECHOLAB_MLP_FUSED=0``), the other its passes compiled
 by numba (``mlpfused``, the ``fast`` extra). They alternate ``--repeat`` times in one
-process, on the same data, timed in CPU seconds; the best of each is compared. Every
-fitted network's weights, epochs and loss curve are checked to be bit for bit the
-same, and the chosen candidates too.
+process, on the same data, timed in CPU seconds; the best of each is compared. Each
+grid's choice and fold scores (which every cross-validation fit's predictions make),
+and the refit network's weights, epochs and loss curve, are checked to be bit for bit
+the same (tests/test_analysis_mlpbatch.py compares every fit on small data).
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -P bench/bench_mlp_fused.py --lab /tmp/DEMO-780 \\
         --out bench/results/mlp_fused.json

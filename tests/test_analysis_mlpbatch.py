@@ -100,6 +100,7 @@ def test_a_stacks_softmax_and_log_losses_are_scikit_learns_to_the_last_bit(dtype
 def _fits_with(fused: bool, monkeypatch: pytest.MonkeyPatch, *args):
     from echolab.analysis.compare import mlpfused
 
+    monkeypatch.delenv("ECHOLAB_MLP_FUSED", raising=False)
     monkeypatch.setattr(mlpfused, "_kernels", None if fused else False)  # None: built (or loaded) anew
     assert mlpfused.available() is fused
     with warnings.catch_warnings():
@@ -118,8 +119,8 @@ def test_the_fused_passes_give_the_numpy_passes_fits_to_the_last_bit(dtype: str,
     X[5, 2] = 40.0  # an outlier: saturated logistic units, relu units at zero
     folds = [train for train, _ in StratifiedKFold(3).split(X, y)]
     est = MLPClassifier(max_iter=60, batch_size=16, tol=2e-3, n_iter_no_change=3, random_state=3)
-    candidates = [{"hidden_layer_sizes": h, "activation": a}
-                  for h in [(9,), (7, 5)] for a in ["identity", "logistic", "tanh", "relu"]]
+    candidates = [{"hidden_layer_sizes": h, "activation": a}  # one-unit layers: NumPy sums one column pairwise
+                  for h in [(9,), (7, 5), (1,), (3, 1)] for a in ["identity", "logistic", "tanh", "relu"]]
     numpy = _fits_with(False, monkeypatch, est, candidates, X, y, folds)
     fused = _fits_with(True, monkeypatch, est, candidates, X, y, folds)
     epochs = set()
@@ -129,15 +130,49 @@ def test_the_fused_passes_give_the_numpy_passes_fits_to_the_last_bit(dtype: str,
             assert a.n_iter_ == b.n_iter_ and a.loss_curve_ == b.loss_curve_
             for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
                 assert u.dtype == v.dtype == np.dtype(dtype)
-                np.testing.assert_array_equal(u, v)
+                assert u.tobytes() == v.tobytes()  # every bit: the signs of zeros and NaNs' payloads too
     assert len(epochs) > 3  # the stacks did lose networks along the way
 
 
-def test_the_fused_column_sums_and_derivatives_are_numpys_to_the_last_bit() -> None:
-    pytest.importorskip("numba")
+@pytest.fixture
+def kernels(monkeypatch: pytest.MonkeyPatch):
+    """The compiled kernels, built in this process whatever ECHOLAB_MLP_FUSED says."""
+    pytest.importorskip("numba")  # the fast extra; installed for the test suite
     from echolab.analysis.compare import mlpfused
 
-    kernels = mlpfused.kernels()
+    monkeypatch.delenv("ECHOLAB_MLP_FUSED", raising=False)
+    monkeypatch.setattr(mlpfused, "_kernels", None)
+    built = mlpfused.kernels()
+    assert built is not None
+    return built
+
+
+def test_the_fused_activations_are_numpys_to_the_last_bit(kernels) -> None:
+    rng = np.random.RandomState(7)
+    for dtype in (np.float32, np.float64):
+        Z = (rng.randn(4, 50, 9) * 30).astype(dtype)
+        b = rng.randn(4, 1, 9).astype(dtype)
+        Z[0, :3, 0], b[0, 0, 0] = [0.0, -0.0, np.nan], -0.0  # zeros of both signs, and a NaN
+        Z[1, 4, 1] = np.inf
+        ours = Z.copy()
+        kernels.relu(ours, np.ascontiguousarray(b[:, 0]), 0, 4, dtype(0))
+        with np.errstate(invalid="ignore"):
+            assert ours.tobytes() == np.maximum(Z + b, 0).tobytes()
+        ours = Z.copy()
+        kernels.add_intercepts(ours, np.ascontiguousarray(b[:, 0]), 0, 4)
+        assert ours.tobytes() == (Z + b).tobytes()
+    Z32, b32 = Z.astype(np.float32), b.astype(np.float32)
+    ref = Z32.copy()
+    mlpbatch._activate(ref, b32, [("logistic", 0, 4)])
+    ours = Z32.copy()
+    kernels.logistic_inputs(ours, np.ascontiguousarray(b32[:, 0]), 0, 4)
+    with np.errstate(over="ignore", under="ignore"):
+        np.exp(ours, out=ours)
+    kernels.logistic_outputs(ours, 0, 4, np.float32(1))
+    assert ours.tobytes() == ref.tobytes()
+
+
+def test_the_fused_column_sums_and_derivatives_are_numpys_to_the_last_bit(kernels) -> None:
     rng = np.random.RandomState(4)
     for dtype in (np.float32, np.float64):
         # magnitudes over ten orders, so that any other order of the additions would round differently
@@ -145,7 +180,7 @@ def test_the_fused_column_sums_and_derivatives_are_numpys_to_the_last_bit() -> N
         A = rng.rand(4, 203, 33).astype(dtype)
         A[3, ::3] = 0.0  # relu units at zero
         delta[1, 7, 4], delta[3, 9, 5] = np.inf, np.nan  # non-finite deltas stay so, as in NumPy
-        codes = np.array([mlpfused.CODES[a] for a in ("identity", "logistic", "tanh", "relu")])
+        codes = np.array([mlpbatch.ACTIVATIONS.index(a) for a in ("identity", "logistic", "tanh", "relu")])
         ref = delta.copy()
         with np.errstate(invalid="ignore"):
             mlpbatch._derivative(A, ref, mlpbatch._segments(["identity", "logistic", "tanh", "relu"]))
@@ -158,11 +193,7 @@ def test_the_fused_column_sums_and_derivatives_are_numpys_to_the_last_bit() -> N
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("n_classes", [2, 3, 6, 7])
-def test_the_fused_softmax_losses_and_deltas_are_numpys_to_the_last_bit(dtype: str, n_classes: int) -> None:
-    pytest.importorskip("numba")
-    from echolab.analysis.compare import mlpfused
-
-    kernels = mlpfused.kernels()
+def test_the_fused_softmax_losses_and_deltas_are_numpys_to_the_last_bit(dtype: str, n_classes: int, kernels) -> None:
     rng = np.random.RandomState(n_classes)
     Z = (rng.randn(4, 37, n_classes) * 6).astype(dtype)
     Z[1, 3] = 0.0  # a row of equal logits
@@ -205,6 +236,7 @@ def test_kernels_numba_cannot_compile_leave_the_numpy_passes_with_a_warning(monk
     def broken() -> None:
         raise RuntimeError("LLVM ERROR: no target for this CPU")
 
+    monkeypatch.delenv("ECHOLAB_MLP_FUSED", raising=False)
     monkeypatch.setattr(mlpfused, "_kernels", None)
     monkeypatch.setattr(mlpfused, "_build", broken)
     with pytest.warns(RuntimeWarning, match="NumPy passes"):
@@ -216,6 +248,28 @@ def test_kernels_numba_cannot_compile_leave_the_numpy_passes_with_a_warning(monk
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = mlpbatch.fit_many(MLPClassifier(max_iter=3, random_state=0), [{}], X, y, [np.arange(30)])[0][0]
     assert model.n_iter_ == 3
+
+
+def test_a_trial_says_when_numba_cannot_compile_the_fused_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a trial records the warnings of its grid search (to count ConvergenceWarnings): this one is not swallowed
+    from dataclasses import replace
+
+    from echolab.analysis.compare import mlpfused
+    from echolab.analysis.compare.grids import load_grids
+    from echolab.analysis.compare.trials import Split, run_trial
+
+    def broken() -> None:
+        raise RuntimeError("LLVM ERROR: no target for this CPU")
+
+    monkeypatch.delenv("ECHOLAB_MLP_FUSED", raising=False)
+    monkeypatch.setattr(mlpfused, "_kernels", None)
+    monkeypatch.setattr(mlpfused, "_build", broken)
+    X, y = data(40, classes=2)
+    spec = replace(load_grids()["mlp"], params={"max_iter": 3}, grid={"hidden_layer_sizes": [[4]]})
+    split = Split(0, np.arange(30), np.arange(30, 40))
+    with pytest.warns(RuntimeWarning, match="NumPy passes"):
+        outcome = run_trial(X, y, split, spec, ["c0", "c1"], seed=1)
+    assert outcome.convergence_warnings == 4  # 3 folds and the refit, counted as ever
 
 
 def test_stopping_rule_and_convergence_warnings_are_scikit_learns() -> None:

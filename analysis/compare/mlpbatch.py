@@ -379,14 +379,10 @@ class _Step:
         self.whole = len(sub) == len(stack.params)
         self.params = stack.params if self.whole else stack.params[sub]
         self.grads = np.empty_like(self.params)
-        self.buffer = np.empty_like(self.params)
-        # scikit-learn's step size is float64, and so is the step it scales (-lr * m) in any precision
-        self.step = self.grads if self.params.dtype == np.float64 else np.empty(self.params.shape)
         n_layers = len(stack.units) - 1
         views = stack.layers(self.params)
         self.coefs, self.intercepts = views[:n_layers], views[n_layers:]
         self.grad_views = stack.layers(self.grads)
-        self.decay = [np.empty_like(c) for c in self.coefs]  # alpha * W, per layer
         # each network's weights, layer by layer, as the flat vectors its L2 term is the dot product of
         self.flat = [[c[s].ravel() for c in self.coefs] for s in range(len(sub))]
         self.segments = _segments([acts[k] for k in sub])
@@ -394,22 +390,29 @@ class _Step:
         self.fused = fused
         if fused is not None:
             dtype = self.params.dtype.type
-            self.codes = np.array([mlpfused.CODES[acts[k]] for k in sub], dtype=np.int64)
+            self.codes = np.array([ACTIVATIONS.index(acts[k]) for k in sub], dtype=np.int64)
             self.one, self.zero = dtype(1), dtype(0)
             self.n_weights = sum(a * b for a, b in zip(stack.units[:-1], stack.units[1:]))
-            self.div = np.empty(len(sub), dtype=self.params.dtype)
+            self.div = np.empty(len(sub), dtype=self.params.dtype)  # each network's rows in the batch
+        else:
+            self.buffer = np.empty_like(self.params)
+            # scikit-learn's step size is float64, and so is the step it scales (-lr * m) in any precision
+            self.step = self.grads if self.params.dtype == np.float64 else np.empty(self.params.shape)
+            self.decay = [np.empty_like(c) for c in self.coefs]  # alpha * W, per layer
 
     def backprop(self, Xb: np.ndarray, targets: np.ndarray, gather: Any, labels: np.ndarray, counts: np.ndarray,
                  out_act: str) -> list[Any]:
         """Each network's batch loss; its gradients written to ``self.grads`` (laid out as its parameters).
 
-        *Xb* holds the networks' mini-batches (rows *gather* of the matrix), *labels* their rows' classes and
+        With the fused passes, ``self.grads`` holds the raw sums instead (the products and the deltas' column
+        sums, before the weights' decay and the division by the batch's rows, which :meth:`adam` applies, with
+        the rows this step writes to ``self.div``). *Xb* holds the networks' mini-batches (rows *gather* of the matrix), *labels* their rows' classes and
         *targets* the matrix's boolean target rows. Network s uses the first ``counts[s]`` rows of its batch;
         the rest are padding, masked out.
         """
         coefs, n_layers, fused = self.coefs, len(self.coefs), self.fused
         # the output layer's softmax, losses and deltas in two compiled passes around NumPy's exp
-        fused_out = fused is not None and out_act == "softmax" and 2 <= self.stack.units[-1] < 8
+        fused_out = fused is not None and out_act == "softmax" and self.stack.units[-1] < _COLUMN_CHAIN
         activations = [Xb]
         for i in range(n_layers):
             Z = np.matmul(activations[-1], coefs[i])
@@ -470,8 +473,10 @@ class _Step:
                 if fused is None:
                     _derivative(activations[i], delta, self.segments)
                 else:  # the derivative, and the column sums of the layer below's intercepts' gradient
-                    fused.hidden_backward(delta, activations[i], self.codes, self.grad_views[n_layers + i - 1][:, 0],
-                                          self.one, self.zero)
+                    sums = self.grad_views[n_layers + i - 1][:, 0]
+                    fused.hidden_backward(delta, activations[i], self.codes, sums, self.one, self.zero)
+                    if delta.shape[2] == 1:  # one column: NumPy sums it pairwise, as a contiguous axis
+                        np.sum(delta, axis=1, out=sums)
         return loss
 
     def _activate_fused(self, Z: np.ndarray, intercepts: np.ndarray) -> None:
@@ -498,7 +503,7 @@ class _Step:
     def adam(self, t: np.ndarray, lr0: float, b1: float, b2: float, eps: float) -> None:
         """Adam's update of these networks from ``self.grads`` (overwritten), each at its own step count *t*."""
         lr = (lr0 * np.sqrt(1 - b2 ** t.astype(np.float64)) / (1 - b1 ** t.astype(np.float64)))[:, None]
-        stack, sub, g, buffer = self.stack, self.sub, self.grads, self.buffer
+        stack, sub, g = self.stack, self.sub, self.grads
         if self.fused is not None:  # each value's decay, division, moments and step in one pass
             m = stack.ms if self.whole else stack.ms[sub]
             v = stack.vs if self.whole else stack.vs[sub]
@@ -508,6 +513,7 @@ class _Step:
             if not self.whole:
                 stack.ms[sub], stack.vs[sub], stack.params[sub] = m, v, self.params
             return
+        buffer = self.buffer
         # scikit-learn's b1 * m + (1 - b1) * g and b2 * v + (1 - b2) * g**2, each product rounded as there, in place
         m = stack.ms if self.whole else stack.ms[sub]
         m *= b1
@@ -526,6 +532,10 @@ class _Step:
             stack.ms[sub], stack.vs[sub], stack.params[sub] = m, v, self.params
 
 
+#: NumPy adds fewer than this many numbers along a contiguous axis from left to right (more, pairwise).
+_COLUMN_CHAIN = 8
+
+
 def _softmax(out: np.ndarray) -> None:
     """scikit-learn's softmax of each row (the last axis), in place.
 
@@ -534,7 +544,7 @@ def _softmax(out: np.ndarray) -> None:
     NumPy sums fewer than 8 numbers from left to right, and so do the columns here, so the sums are the same.
     """
     n_classes = out.shape[-1]
-    if not 2 <= n_classes < 8:
+    if not 2 <= n_classes < _COLUMN_CHAIN:
         out -= out.max(axis=-1, keepdims=True)
         np.exp(out, out=out)
         out /= out.sum(axis=-1, keepdims=True)

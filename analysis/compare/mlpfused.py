@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-#: Activation codes of :func:`hidden_backward`, by scikit-learn's names.
-CODES = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
-
-_kernels: Any = None  # the compiled functions, once built; False where numba is missing or turned off
+#: None: not built yet in this process; False: not used here (numba missing, turned off, or unable to
+#: compile); else the namespace of compiled kernels.
+_kernels: Any = None
 
 
 def available() -> bool:
@@ -47,43 +46,51 @@ def kernels() -> Any:
     """
     global _kernels
     if _kernels is None:
-        _kernels = False
+        built: Any = False
         if os.environ.get("ECHOLAB_MLP_FUSED", "1") != "0":
             try:
                 built = _build()
                 if built:
                     _smoke(built)
-                _kernels = built
             except Exception as exc:  # numba's compiler failed here: the NumPy passes do the same work
+                built = False
                 warnings.warn(f"numba could not compile the MLP's fused passes ({type(exc).__name__}: {exc}); "
                               "the MLP is trained by its NumPy passes: the same fits, slower", RuntimeWarning,
                               stacklevel=2)
+        _kernels = built  # set once built: another thread meanwhile builds its own, the same
     return _kernels or None
 
 
 def _smoke(k: Any) -> None:
-    """Each kernel once on tiny float32 arrays laid out as the trainer's (compiled, or loaded from the cache)."""
-    f = np.float32
-    Z = np.zeros((2, 3, 4), dtype=f)
-    b = np.zeros((2, 4), dtype=f)
-    view = np.zeros((2, 1, 6), dtype=f)[:, 0, 1:5]  # a strided view, as the gradients' intercept rows are
-    k.logistic_inputs(Z, b, 0, 2)
-    k.logistic_outputs(Z, 0, 2, f(1))
-    k.relu(Z, b, 0, 2, f(0))
-    k.add_intercepts(Z, b, 0, 2)
-    k.hidden_backward(Z, Z.copy(), np.array([0, 3]), view, f(1), f(0))
-    k.softmax_inputs(Z, b)
-    k.softmax_outputs(np.ones_like(Z), np.zeros((2, 3), dtype=np.intp), np.array([3, 2]), f(1e-7), f(1), f(0),
-                      np.zeros((2, 4)), view)
-    params = np.zeros((2, 5), dtype=f)
-    k.adam(params, params.copy(), params.copy(), params.copy(), 3, np.ones(2, dtype=f), np.full(2, -1e-3),
-           f(1e-4), f(0.9), f(0.999), f(1e-8), f(0.1), f(0.001))
+    """Each kernel once on tiny arrays laid out as the trainer's, so that any compile happens (or fails) here.
+
+    Both dtypes, and stacks of several networks (the gradients' intercept rows are strided views) and of
+    one (a refit: those views are contiguous); from the second process on, loaded from numba's cache.
+    """
+    for f in (np.float32, np.float64):
+        for nets in (2, 1):
+            Z = np.zeros((nets, 3, 4), dtype=f)
+            b = np.zeros((nets, 4), dtype=f)
+            view = np.zeros((nets, 1, 6), dtype=f)[:, 0, 1:5]
+            k.logistic_inputs(Z, b, 0, nets)
+            k.logistic_outputs(Z, 0, nets, f(1))
+            k.relu(Z, b, 0, nets, f(0))
+            k.add_intercepts(Z, b, 0, nets)
+            k.hidden_backward(Z, Z.copy(), np.zeros(nets, dtype=np.int64), view, f(1), f(0))
+            k.softmax_inputs(Z, b)
+            k.softmax_outputs(np.ones_like(Z), np.zeros((nets, 3), dtype=np.intp), np.full(nets, 3), f(1e-7), f(1),
+                              f(0), np.zeros((nets, 4)), view)
+            params = np.zeros((nets, 5), dtype=f)
+            k.adam(params, params.copy(), params.copy(), params.copy(), 3, np.ones(nets, dtype=f),
+                   np.full(nets, -1e-3), f(1e-4), f(0.9), f(0.999), f(1e-8), f(0.1), f(0.001))
 
 
 def _build() -> Any:
     try:
         import numba
     except ImportError:
+        return False
+    if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT: the loops would run as Python, far slower than NumPy
         return False
     from types import SimpleNamespace
 
@@ -97,30 +104,26 @@ def _build() -> Any:
         except RuntimeError:  # no writable place for the cache: compiled once per process
             return numba.njit(cache=False, **options)(fn)
 
-    @numba.njit(inline="always")
-    def adam_one(p, m_row, v_row, j, g, lr, b1, b2, eps, c1, c2):  # pragma: no cover - compiled
-        # AdamOptimizer's update of one parameter from its gradient g: the moments in the parameters' dtype,
-        # the step in double precision (-lr * m / (sqrt(v) + eps)), added to the parameter
-        m = m_row[j] * b1 + g * c1
-        v = v_row[j] * b2 + (g * g) * c2
-        m_row[j] = m
-        v_row[j] = v
-        p[j] = np.float64(p[j]) + np.float64(m) * lr / np.float64(np.sqrt(v) + eps)
-
     @jit
     def adam(params, grads, ms, vs, n_weights, div, neg_lr, alpha, b1, b2, eps, c1, c2):  # pragma: no cover - compiled
         # One row per network: its weights (the first n_weights values), then its intercepts. grads holds the
         # raw products (A^T delta) and column sums; the weights' decay and the division by the batch's rows
-        # come first, as MLPClassifier._compute_loss_grad adds them, then Adam's update.
+        # come first, as MLPClassifier._compute_loss_grad adds them, then AdamOptimizer's update: the moments
+        # in the parameters' dtype, the step (-lr * m / (sqrt(v) + eps)) in double precision.
         n_nets, n_params = params.shape
         for k in range(n_nets):
             d = div[k]
             lr = neg_lr[k]
             p, g_row, m_row, v_row = params[k], grads[k], ms[k], vs[k]
             for j in range(n_weights):
-                adam_one(p, m_row, v_row, j, (g_row[j] + p[j] * alpha) / d, lr, b1, b2, eps, c1, c2)
-            for j in range(n_weights, n_params):
-                adam_one(p, m_row, v_row, j, g_row[j] / d, lr, b1, b2, eps, c1, c2)
+                g_row[j] = g_row[j] + p[j] * alpha
+            for j in range(n_params):
+                g = g_row[j] / d
+                m = m_row[j] * b1 + g * c1
+                v = v_row[j] * b2 + (g * g) * c2
+                m_row[j] = m
+                v_row[j] = v
+                p[j] = np.float64(p[j]) + np.float64(m) * lr / np.float64(np.sqrt(v) + eps)
 
     @jit
     def logistic_inputs(Z, b, lo, hi):  # pragma: no cover - compiled
@@ -144,7 +147,7 @@ def _build() -> Any:
             for r in range(Z.shape[1]):
                 for h in range(Z.shape[2]):
                     z = Z[k, r, h] + b[k, h]
-                    Z[k, r, h] = z if (z >= zero or z != z) else zero  # NaN stays, as np.maximum keeps it
+                    Z[k, r, h] = z if (z > zero or z != z) else zero  # np.maximum(z, 0): NaN stays, -0.0 becomes 0.0
 
     @jit
     def add_intercepts(Z, b, lo, hi):  # pragma: no cover - compiled
@@ -156,7 +159,9 @@ def _build() -> Any:
     @jit
     def hidden_backward(delta, A, codes, sums, one, zero):  # pragma: no cover - compiled
         # Each network's delta times its activation's derivative (in place), and its column sums (the
-        # intercepts' raw gradient), added row after row as NumPy's sum over that axis adds them.
+        # intercepts' raw gradient), added row after row as NumPy's sum over that axis adds them for two
+        # columns or more (one column is contiguous, and NumPy sums it pairwise: the caller sums it then).
+        # codes[k]: network k's activation, its position in mlpbatch.ACTIVATIONS (identity, logistic, tanh, relu).
         n_rows, width = delta.shape[1], delta.shape[2]
         s = np.empty(width, delta.dtype)  # contiguous, so that the loops vectorise; copied into sums[k]
         for k in range(delta.shape[0]):

@@ -93,7 +93,7 @@ def run_trial(
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
-    from echolab.analysis.compare import fastfit
+    from echolab.analysis.compare import fastfit, mlpbatch, mlpfused
     from echolab.analysis.compare.search import grid_search
 
     start = time.perf_counter()
@@ -109,10 +109,13 @@ def run_trial(
         raise ProtocolError(f"a class has fewer than {cv_folds} training captures; {cv_folds}-fold CV is impossible")
     folds = list(StratifiedKFold(n_splits=cv_folds).split(x_train, y_train))
     x_train, x_test = x_train.astype(spec.dtype, copy=False), x_test.astype(spec.dtype, copy=False)
+    estimator = spec.build(random_state=rs)
+    if spec.engine == "numpy" and mlpbatch.applies(estimator, spec.param_grid()):
+        # built before the warnings below are recorded: numba unable to compile the fused passes is said
+        mlpfused.kernels()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        search = grid_search(spec.build(random_state=rs), spec.param_grid(), x_train, y_train, folds,
-                             engine=spec.engine)
+        search = grid_search(estimator, spec.param_grid(), x_train, y_train, folds, engine=spec.engine)
     n_conv = sum(1 for w in caught if issubclass(w.category, ConvergenceWarning))
     best = search.best_estimator
     pred = fastfit.predict(best, x_test)  # a forest's very predictions, without joblib's dispatch per tree
