@@ -230,7 +230,9 @@ def test_the_fused_passes_are_off_with_the_environment_switch(monkeypatch: pytes
     assert not mlpfused.available() and mlpfused.kernels() is None
 
 
-def test_kernels_numba_cannot_compile_leave_the_numpy_passes_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def uncompilable(monkeypatch: pytest.MonkeyPatch):
+    """A numba that cannot compile here: the kernels are not built yet, and building them fails."""
     from echolab.analysis.compare import mlpfused
 
     def broken() -> None:
@@ -239,6 +241,11 @@ def test_kernels_numba_cannot_compile_leave_the_numpy_passes_with_a_warning(monk
     monkeypatch.delenv("ECHOLAB_MLP_FUSED", raising=False)
     monkeypatch.setattr(mlpfused, "_kernels", None)
     monkeypatch.setattr(mlpfused, "_build", broken)
+    return mlpfused
+
+
+def test_kernels_numba_cannot_compile_leave_the_numpy_passes_with_a_warning(uncompilable) -> None:
+    mlpfused = uncompilable
     with pytest.warns(RuntimeWarning, match="NumPy passes"):
         assert mlpfused.kernels() is None
     assert mlpfused.kernels() is None  # said once; the trainer goes on with its NumPy passes
@@ -250,20 +257,13 @@ def test_kernels_numba_cannot_compile_leave_the_numpy_passes_with_a_warning(monk
     assert model.n_iter_ == 3
 
 
-def test_a_trial_says_when_numba_cannot_compile_the_fused_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trial_says_when_numba_cannot_compile_the_fused_passes(uncompilable) -> None:
     # a trial records the warnings of its grid search (to count ConvergenceWarnings): this one is not swallowed
     from dataclasses import replace
 
-    from echolab.analysis.compare import mlpfused
     from echolab.analysis.compare.grids import load_grids
     from echolab.analysis.compare.trials import Split, run_trial
 
-    def broken() -> None:
-        raise RuntimeError("LLVM ERROR: no target for this CPU")
-
-    monkeypatch.delenv("ECHOLAB_MLP_FUSED", raising=False)
-    monkeypatch.setattr(mlpfused, "_kernels", None)
-    monkeypatch.setattr(mlpfused, "_build", broken)
     X, y = data(40, classes=2)
     spec = replace(load_grids()["mlp"], params={"max_iter": 3}, grid={"hidden_layer_sizes": [[4]]})
     split = Split(0, np.arange(30), np.arange(30, 40))
