@@ -391,7 +391,7 @@ class _Step:
         if fused is not None:
             dtype = self.params.dtype.type
             self.codes = np.array([ACTIVATIONS.index(acts[k]) for k in sub], dtype=np.int64)
-            self.one, self.zero = dtype(1), dtype(0)
+            self.one, self.zero, self.eps = dtype(1), dtype(0), dtype(np.finfo(dtype).eps)
             self.n_weights = sum(a * b for a, b in zip(stack.units[:-1], stack.units[1:]))
             self.div = np.empty(len(sub), dtype=self.params.dtype)  # each network's rows in the batch
         else:
@@ -406,9 +406,9 @@ class _Step:
 
         With the fused passes, ``self.grads`` holds the raw sums instead (the products and the deltas' column
         sums, before the weights' decay and the division by the batch's rows, which :meth:`adam` applies, with
-        the rows this step writes to ``self.div``). *Xb* holds the networks' mini-batches (rows *gather* of the matrix), *labels* their rows' classes and
-        *targets* the matrix's boolean target rows. Network s uses the first ``counts[s]`` rows of its batch;
-        the rest are padding, masked out.
+        the rows this step writes to ``self.div``). *Xb* holds the networks' mini-batches (rows *gather* of
+        the matrix), *labels* their rows' classes and *targets* the matrix's boolean target rows. Network s
+        uses the first ``counts[s]`` rows of its batch; the rest are padding, masked out.
         """
         coefs, n_layers, fused = self.coefs, len(self.coefs), self.fused
         # the output layer's softmax, losses and deltas in two compiled passes around NumPy's exp
@@ -430,8 +430,7 @@ class _Step:
         if fused_out:
             np.exp(out, out=out)
             sums = np.zeros((len(out), out.shape[2]))
-            fused.softmax_outputs(out, labels, counts, out.dtype.type(np.finfo(out.dtype).eps), self.one, self.zero,
-                                  sums, self.grad_views[-1][:, 0])
+            fused.softmax_outputs(out, labels, counts, self.eps, self.one, self.zero, sums, self.grad_views[-1][:, 0])
             log_losses = -(sums / counts[:, None].astype(sums.dtype)).sum(axis=1)  # as _log_losses ends
         else:
             if out_act == "softmax":
@@ -482,52 +481,42 @@ class _Step:
     def _activate_fused(self, Z: np.ndarray, intercepts: np.ndarray) -> None:
         """:func:`_activate` with the passes around NumPy's ``exp`` compiled (mlpfused)."""
         fused = self.fused
-        intercepts = np.ascontiguousarray(intercepts[:, 0])  # (networks, units), so that the loops vectorise
+        rows = np.ascontiguousarray(intercepts[:, 0])  # (networks, units), so that the loops vectorise
         for act, lo, hi in self.segments:
             if act == "logistic" and Z.dtype == np.float32:
-                fused.logistic_inputs(Z, intercepts, lo, hi)
+                fused.logistic_inputs(Z, rows, lo, hi)
                 part = Z[lo:hi]
                 with np.errstate(over="ignore", under="ignore"):
                     np.exp(part, out=part)
                 fused.logistic_outputs(Z, lo, hi, self.one)
             elif act == "relu":
-                fused.relu(Z, intercepts, lo, hi, self.zero)
-            else:
-                fused.add_intercepts(Z, intercepts, lo, hi)
-                part = Z[lo:hi]
-                if act == "logistic":
-                    _logistic(part)
-                elif act == "tanh":
-                    np.tanh(part, out=part)
+                fused.relu(Z, rows, lo, hi, self.zero)
+            else:  # identity, tanh, a float64 logistic (scipy's expit): NumPy's passes
+                _activate(Z, intercepts, [(act, lo, hi)])
 
     def adam(self, t: np.ndarray, lr0: float, b1: float, b2: float, eps: float) -> None:
         """Adam's update of these networks from ``self.grads`` (overwritten), each at its own step count *t*."""
         lr = (lr0 * np.sqrt(1 - b2 ** t.astype(np.float64)) / (1 - b1 ** t.astype(np.float64)))[:, None]
         stack, sub, g = self.stack, self.sub, self.grads
+        m = stack.ms if self.whole else stack.ms[sub]
+        v = stack.vs if self.whole else stack.vs[sub]
         if self.fused is not None:  # each value's decay, division, moments and step in one pass
-            m = stack.ms if self.whole else stack.ms[sub]
-            v = stack.vs if self.whole else stack.vs[sub]
             dtype = self.params.dtype.type  # the scalars as NumPy casts them into the arrays' dtype
             self.fused.adam(self.params, g, m, v, self.n_weights, self.div, -lr[:, 0], dtype(self.alpha), dtype(b1),
                             dtype(b2), dtype(eps), dtype(1 - b1), dtype(1 - b2))
-            if not self.whole:
-                stack.ms[sub], stack.vs[sub], stack.params[sub] = m, v, self.params
-            return
-        buffer = self.buffer
-        # scikit-learn's b1 * m + (1 - b1) * g and b2 * v + (1 - b2) * g**2, each product rounded as there, in place
-        m = stack.ms if self.whole else stack.ms[sub]
-        m *= b1
-        m += np.multiply(g, 1 - b1, out=buffer)
-        v = stack.vs if self.whole else stack.vs[sub]
-        v *= b2
-        np.square(g, out=g)
-        g *= 1 - b2
-        v += g
-        step = np.multiply(m, -lr, out=self.step)  # float64, as scikit-learn's step size is
-        denom = np.sqrt(v, out=buffer)
-        denom += eps
-        step /= denom
-        self.params += step
+        else:  # scikit-learn's b1 * m + (1 - b1) * g and b2 * v + (1 - b2) * g**2, each product rounded as there
+            buffer = self.buffer
+            m *= b1
+            m += np.multiply(g, 1 - b1, out=buffer)
+            v *= b2
+            np.square(g, out=g)
+            g *= 1 - b2
+            v += g
+            step = np.multiply(m, -lr, out=self.step)  # float64, as scikit-learn's step size is
+            denom = np.sqrt(v, out=buffer)
+            denom += eps
+            step /= denom
+            self.params += step
         if not self.whole:
             stack.ms[sub], stack.vs[sub], stack.params[sub] = m, v, self.params
 

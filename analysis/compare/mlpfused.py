@@ -75,7 +75,6 @@ def _smoke(k: Any) -> None:
             k.logistic_inputs(Z, b, 0, nets)
             k.logistic_outputs(Z, 0, nets, f(1))
             k.relu(Z, b, 0, nets, f(0))
-            k.add_intercepts(Z, b, 0, nets)
             k.hidden_backward(Z, Z.copy(), np.zeros(nets, dtype=np.int64), view, f(1), f(0))
             k.softmax_inputs(Z, b)
             k.softmax_outputs(np.ones_like(Z), np.zeros((nets, 3), dtype=np.intp), np.full(nets, 3), f(1e-7), f(1),
@@ -148,13 +147,6 @@ def _build() -> Any:
                 for h in range(Z.shape[2]):
                     z = Z[k, r, h] + b[k, h]
                     Z[k, r, h] = z if (z > zero or z != z) else zero  # np.maximum(z, 0): NaN stays, -0.0 becomes 0.0
-
-    @jit
-    def add_intercepts(Z, b, lo, hi):  # pragma: no cover - compiled
-        for k in range(lo, hi):
-            for r in range(Z.shape[1]):
-                for h in range(Z.shape[2]):
-                    Z[k, r, h] = Z[k, r, h] + b[k, h]
 
     @jit
     def hidden_backward(delta, A, codes, sums, one, zero):  # pragma: no cover - compiled
@@ -239,5 +231,5 @@ def _build() -> Any:
                         columns[k, c] = columns[k, c] + p[c]
 
     return SimpleNamespace(adam=adam, logistic_inputs=logistic_inputs, logistic_outputs=logistic_outputs,
-                           relu=relu, add_intercepts=add_intercepts, hidden_backward=hidden_backward,
+                           relu=relu, hidden_backward=hidden_backward,
                            softmax_inputs=softmax_inputs, softmax_outputs=softmax_outputs)
