@@ -95,12 +95,18 @@ def checked_release(version: str | None = None) -> bool:
     return (version or sklearn.__version__) in CHECKED_SKLEARN
 
 
-def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray) -> ClassifierMixin:
+def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray, grower: Any = None) -> ClassifierMixin:
     """``model.fit(X, y)``; on a checked release, forests build the same trees with their set-up hoisted
-    and, where joblib would build them one after another here, without its per-tree wrapping."""
+    and, where joblib would build them one after another here, without its per-tree wrapping.
+
+    *grower*, where given, is asked first to grow each lean tree's ``tree_`` (:func:`forestfused.fit`
+    gives its compiled builder): called with the tree, the data, the encoded target, the bootstrap
+    weights, the tree's random state and the settings ``_fit`` resolved, it returns the grown ``Tree``,
+    or None to leave the tree to scikit-learn's builder.
+    """
     if type(model) not in _FORESTS or not hasattr(model, "estimator_params") or not checked_release():
         return model.fit(X, y)
-    model._make_estimator = _TreeMaker(model)  # what BaseForest.fit calls once per tree
+    model._make_estimator = _TreeMaker(model, grower)  # what BaseForest.fit calls once per tree
     try:
         if (model.verbose or not hasattr(_forest, "Parallel") or not hasattr(_forest, "delayed")
                 or not _one_after_another(model.n_jobs)):
@@ -242,8 +248,9 @@ class _TreeMaker:
     ``randint(int32 max)`` of the forest's random stream.
     """
 
-    def __init__(self, forest: Any):
+    def __init__(self, forest: Any, grower: Any = None):
         self.forest = forest
+        self.grower = grower
         self.template: Any = None
         # The generator the trees' seeds share (:class:`_SeedState`), where they may share one: trees built
         # one after another, unweighted. Trees built in parallel threads (``n_jobs``, or joblib's
@@ -263,7 +270,7 @@ class _TreeMaker:
             if [k for k in template.get_params(deep=True) if k.endswith("random_state")] != ["random_state"]:
                 raise TypeError(f"unexpected tree template {template!r}")  # not a plain tree: refuse to guess
             self.template = template
-            self.lean = _LeanTreeFit() if lean_build_applies(self.forest, template) else None
+            self.lean = _LeanTreeFit(self.grower) if lean_build_applies(self.forest, template) else None
         # copy.copy(template) without BaseEstimator's pickling protocol (its __setstate__ raises and catches an
         # AttributeError for every tree): the same class, a shallow copy of the same attributes
         tree = object.__new__(type(self.template))
@@ -335,7 +342,8 @@ class _LeanTreeFit:
     sample weights).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, grower: Any = None) -> None:
+        self.grower = grower
         self._y: Any = None
         self._encoded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._features: dict[tuple[str, int], Any] = {}  # (repr of max_features, columns): the count
@@ -382,6 +390,14 @@ class _LeanTreeFit:
         if sample_weight.shape != (n_samples,):
             raise ValueError(f"sample_weight has shape {sample_weight.shape}, expected ({n_samples},)")
         min_weight_leaf = tree.min_weight_fraction_leaf * sample_weight.sum()  # np.sum's very reduction
+        grown = None if self.grower is None else self.grower(
+            tree, X, y_encoded, sample_weight, random_state, int(n_classes[0]), tree.max_features_, max_depth,
+            min_samples_split, min_samples_leaf, min_weight_leaf)
+        if grown is not None:
+            tree.tree_ = grown
+            tree.n_classes_ = n_classes[0]
+            tree.classes_ = classes
+            return tree
         criterion = CRITERIA_CLF[tree.criterion](1, n_classes)
         splitter = DENSE_SPLITTERS[tree.splitter](criterion, tree.max_features_, min_samples_leaf, min_weight_leaf,
                                                   random_state, None)

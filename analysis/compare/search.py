@@ -16,7 +16,9 @@ present the first of equals as a winner -- while
   that count, so the forest's 4 candidates are 2 distinct models there;
 * fitting forests through :mod:`echolab.analysis.compare.fastfit` (the same trees, built
   with a fraction of the per-tree overhead), and scoring their folds through it (the same
-  probabilities, summed without a dispatch per tree);
+  probabilities, summed without a dispatch per tree), or, where numba is installed, growing
+  and scoring each candidate's fold forests in one compiled call
+  (:mod:`echolab.analysis.compare.forestfused`: the same trees, node for node);
 * fitting and predicting an SVC's folds by libsvm with the very arguments ``SVC.fit`` and
   ``SVC.predict`` give it (:class:`fastfit.SVCFolds`: the same predictions, without the checks
   and conversions each fit repeats, the folds' matrices and classes prepared once per grid);
@@ -57,7 +59,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 from sklearn.utils.extmath import weighted_mode
 
-from echolab.analysis.compare import fastfit, mlpbatch
+from echolab.analysis.compare import fastfit, forestfused, mlpbatch
 from echolab.analysis.compare.fastfit import feature_count
 
 #: Estimators whose trees resolve ``max_features`` to a feature count before building anything.
@@ -142,6 +144,7 @@ def grid_search(
     grown: dict[tuple[Any, int], ClassifierMixin] = {}  # (the rest of the candidate, fold): its largest forest
     largest = _largest_forests(estimator, candidates)
     svc = fastfit.SVCFolds.prepare(estimator, X, y, folds)  # an SVC grid's folds, prepared once for libsvm
+    forests = None if largest else forestfused.ForestFolds.prepare(estimator, X, y, folds)  # the compiled builder's
     n_fits = 0
     for i, params in enumerate(candidates):
         same = done.setdefault(model_identity(estimator, params, X.shape[1]), i)
@@ -149,7 +152,9 @@ def grid_search(
             scores[i] = scores[same]
             continue
         lean = None if svc is None else svc.predictions(_configured(estimator, params))
-        if lean is not None:  # an SVC's folds fitted and predicted by libsvm as SVC calls it
+        if lean is None and forests is not None:  # a forest's folds grown by the compiled builder: the same trees
+            lean = forests.predictions(_configured(estimator, params))
+        if lean is not None:  # an SVC's folds fitted and predicted by libsvm as SVC calls it, or a forest's as above
             scores[i] = [accuracy(y[test], predicted) for (_, test), predicted in zip(folds, lean)]
             n_fits += len(folds)
             continue
@@ -405,7 +410,7 @@ def _trainer(engine: str) -> Any:
 
 def _fit(estimator: ClassifierMixin, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray) -> ClassifierMixin:
     """A fresh clone with *params*, fitted (what ``GridSearchCV`` does per fold and for the refit)."""
-    return fastfit.fit(_configured(estimator, params), X, y)
+    return forestfused.fit(_configured(estimator, params), X, y)
 
 
 def _configured(estimator: ClassifierMixin, params: Mapping[str, Any]) -> ClassifierMixin:
