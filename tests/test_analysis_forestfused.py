@@ -169,13 +169,14 @@ def test_keys_sort_as_their_values() -> None:
     for n in (1, 2, 17, 300):
         values = np.round(rng.normal(size=(1, n)), 1).astype(np.float32)
         values[0, : n // 3] = -0.0
-        keyed, order = forestfused.sorting_keys(values)
+        keyed, order, ordered = forestfused.sorting_keys(values)
         keys = keyed[0].copy()
         k.sort_keys(keys, 0, n, np.empty((64, 2), dtype=np.int64))
         samples = keys & ((1 << 31) - 1)
         assert sorted(samples.tolist()) == list(range(n))
         assert np.all(np.diff(values[0, samples]) >= 0)
         assert np.all(np.diff(values[0, order[0]]) >= 0)
+        assert ordered[0].tobytes() == values[0, order[0]].tobytes()
 
 
 def test_the_switch_turns_the_builder_off(monkeypatch) -> None:

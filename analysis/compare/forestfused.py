@@ -152,7 +152,7 @@ class ForestFolds:
         model._validate_params()  # as fit does first: the same errors for a bad setting
         p = model.get_params()
         out = []
-        for XT, keyed, order, XtT, classes, codes in self.folds:
+        for XT, keyed, order, ordered_values, XtT, classes, codes in self.folds:
             n_features, n = XT.shape
             counts, splitter_seeds = self.draws(int(p["random_state"]), int(p["n_estimators"]), n)
             max_features = fastfit.feature_count(p["max_features"], n_features)
@@ -160,7 +160,7 @@ class ForestFolds:
                 return None  # scikit-learn's own error for it
             min_leaf = int(p["min_samples_leaf"])
             proba = np.zeros((XtT.shape[1], len(classes)), dtype=np.float64)
-            self.k.grow_forest(XT, keyed, order, codes, len(classes), counts, splitter_seeds, max_features,
+            self.k.grow_forest(XT, keyed, order, ordered_values, codes, len(classes), counts, splitter_seeds, max_features,
                                _MAX_INT if p["max_depth"] is None else int(p["max_depth"]),
                                max(int(p["min_samples_split"]), 2 * min_leaf), min_leaf,
                                float(p["min_impurity_decrease"]), _CRITERIA[p["criterion"]], _LN2, xlogx(n),
@@ -198,7 +198,7 @@ class _Grower:
     def __init__(self, k: Any):
         self.k = k
         self._X: Any = None
-        self._prepared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._prepared: tuple[np.ndarray, ...] | None = None
         self._codes: tuple[Any, np.ndarray] | None = None
 
     def __call__(self, tree: Any, X: np.ndarray, y_encoded: np.ndarray, sample_weight: np.ndarray, random_state: Any,
@@ -220,7 +220,7 @@ class _Grower:
         if self._codes is None or self._codes[0] is not y_encoded:
             self._codes = (y_encoded, np.ascontiguousarray(y_encoded[:, 0], dtype=np.int64))
         assert self._prepared is not None
-        XT, keyed, order = self._prepared
+        XT, keyed, order, ordered_values = self._prepared
         codes = self._codes[1]
         n_features, n = XT.shape
         splitter_seed = random_state.randint(0, _RAND_R_MAX)  # the splitter's draw (Splitter.init)
@@ -231,9 +231,9 @@ class _Grower:
         count_of, weighted_of = np.empty(cap, dtype=np.int64), np.empty(cap)
         missing_of = np.empty(cap, dtype=np.uint8)
         n_nodes, depth = self.k.grow_tree(
-            XT, keyed, order, codes, n_classes, weight, splitter_seed, max_features, max_depth, min_samples_split,
+            XT, keyed, order, ordered_values, codes, n_classes, weight, splitter_seed, max_features, max_depth, min_samples_split,
             min_samples_leaf, float(tree.min_impurity_decrease), _CRITERIA[tree.criterion], _LN2,
-            xlogx(int(weight.sum())), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float32),
+            xlogx(int(weight.sum())), np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.float32),
             np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n_features, dtype=np.int64),
             np.empty(n_features, dtype=np.int64), np.empty((64, 2), dtype=np.int64), left_of, right_of, feature_of,
             threshold_of, value_of, impurity_of, count_of, weighted_of, missing_of,
@@ -270,18 +270,20 @@ def tree_draws(seed: int, n_estimators: int, n_samples: int) -> tuple[np.ndarray
     return counts, splitter_seeds
 
 
-def sorting_keys(XT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sorting_keys(XT: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A fold's training columns (features x samples, float32) as the builder sorts them.
 
     ``keyed[f, i]`` packs sample *i*'s value of feature *f* (its float32 bits, mapped so that integer order is
-    the values' order) above the sample's index: sorting a node's keys sorts its samples by value, one integer
-    array instead of two. ``order[f]`` is the samples in ascending order of feature *f*, from which a large
-    node takes its values already sorted.
+    the values' order) above the sample's index: sorting a small node's keys sorts its samples by value, one
+    integer array instead of two. ``order[f]`` is the samples in ascending order of feature *f*, and
+    ``ordered_values[f]`` their values, from which a large node picks its own, already sorted.
     """
     bits = XT.view(np.uint32).astype(np.int64)
     ordered = np.where(bits >> 31, ~bits & 0xFFFFFFFF, bits | 0x80000000)
     keyed = (ordered << 31) | np.arange(XT.shape[1], dtype=np.int64)
-    return np.ascontiguousarray(keyed), np.ascontiguousarray(np.argsort(XT, axis=1, kind="stable"), dtype=np.int64)
+    order = np.argsort(XT, axis=1, kind="stable")
+    return (np.ascontiguousarray(keyed), np.ascontiguousarray(order, dtype=np.int64),
+            np.ascontiguousarray(np.take_along_axis(XT, order, axis=1)))
 
 
 def xlogx(n: int) -> np.ndarray:
@@ -521,7 +523,7 @@ def _build() -> Any:
         best[3] = best_sum
 
     @jit
-    def grow_tree(XT, keyed, order, y, n_classes, weight, splitter_seed, max_features, max_depth, min_split,
+    def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_seed, max_features, max_depth, min_split,
                   min_leaf, min_decrease, criterion, ln2, xlogx, samples, fv, keys, stamp, features, constants,
                   sort_stack, left_of, right_of, feature_of, threshold_of, value_of, impurity_of, count_of,
                   weighted_of, missing_of, total, left, total_f, left_f, weight_f, best, st_int,
@@ -628,23 +630,27 @@ def _build() -> Any:
                         continue
                     f_j += n_found
                     f = features[f_j]
-                    keyrow = keyed[f]
-                    if presorted:  # the node's keys picked out of the feature's order (no branch to mispredict)
+                    if presorted:  # the node's samples picked out of the feature's order (no branch to mispredict)
                         q = start
                         orow = order[f]
+                        vrow = ordered_values[f]
+                        after = samples[end]  # every row is written at q, a member only advances it: keep the next
                         for j in range(n):
                             i = orow[j]
-                            keys[q] = keyrow[i]
+                            samples[q] = i
+                            fv[q] = vrow[j]
                             q += stamp[i] == n_nodes
+                        samples[end] = after
                     else:
+                        keyrow = keyed[f]
                         for p in range(start, end):
                             keys[p] = keyrow[samples[p]]
                         sort_keys(keys, start, end, sort_stack)
-                    row = XT[f]
-                    for p in range(start, end):
-                        i = keys[p] & low
-                        samples[p] = i
-                        fv[p] = row[i]
+                        row = XT[f]
+                        for p in range(start, end):
+                            i = keys[p] & low
+                            samples[p] = i
+                            fv[p] = row[i]
                     if fv[end - 1] <= fv[start] + T:
                         t = features[f_j]
                         features[f_j] = features[n_total]
@@ -667,24 +673,25 @@ def _build() -> Any:
                 best_threshold = best[6]
                 if best_pos < end:
                     # partition_samples_final, then the children's impurities and the improvement
+                    # (a stable partition, without a branch per sample: the left child's samples in place, the
+                    # right's through keys; the order within a child is of no consequence)
                     row = XT[best_feature]
-                    a = start
-                    b = end
-                    while a < b:
-                        if np.float64(row[samples[a]]) <= best_threshold:
-                            a += 1
-                        else:
-                            b -= 1
-                            t = samples[a]
-                            samples[a] = samples[b]
-                            samples[b] = t
                     for c in range(n_classes):
                         left[c] = 0
                     wl = 0
-                    for p in range(start, best_pos):
+                    a = start
+                    b = 0
+                    for p in range(start, end):
                         i = samples[p]
-                        left[y[i]] += weight[i]
-                        wl += weight[i]
+                        go = np.float64(row[i]) <= best_threshold
+                        samples[a] = i
+                        keys[b] = i
+                        a += go
+                        b += 1 - go
+                        left[y[i]] += weight[i] * go
+                        wl += weight[i] * go
+                    for j in range(b):
+                        samples[a + j] = keys[j]
                     wr = wn - wl
                     sq_l = 0
                     sq_r = 0
@@ -739,13 +746,13 @@ def _build() -> Any:
         return n_nodes, depth_seen
 
     @jit
-    def grow_forest(XT, keyed, order, y, n_classes, counts, splitter_seeds, max_features, max_depth, min_split,
+    def grow_forest(XT, keyed, order, ordered_values, y, n_classes, counts, splitter_seeds, max_features, max_depth, min_split,
                     min_leaf, min_decrease, criterion, ln2, xlogx, XtT, proba):  # pragma: no cover - compiled
         # Every tree in turn, each held-out row's class fractions added into proba in tree order.
         n_features, n = XT.shape
         n_test = XtT.shape[1]
-        samples = np.empty(n, dtype=np.int64)
-        fv = np.empty(n, dtype=np.float32)
+        samples = np.empty(n + 1, dtype=np.int64)  # one more: a large node's pick writes one past its end
+        fv = np.empty(n + 1, dtype=np.float32)
         keys = np.empty(n, dtype=np.int64)
         stamp = np.empty(n, dtype=np.int64)
         features = np.empty(n_features, dtype=np.int64)
@@ -770,7 +777,7 @@ def _build() -> Any:
         st_int = np.empty((n + 2, 6), dtype=np.int64)
         st_imp = np.empty(n + 2, dtype=np.float64)
         for t in range(counts.shape[0]):
-            grow_tree(XT, keyed, order, y, n_classes, counts[t], splitter_seeds[t], max_features, max_depth,
+            grow_tree(XT, keyed, order, ordered_values, y, n_classes, counts[t], splitter_seeds[t], max_features, max_depth,
                       min_split, min_leaf, min_decrease, criterion, ln2, xlogx, samples, fv, keys, stamp, features,
                       constants, sort_stack, left_of, right_of, feature_of, threshold_of, value_of, impurity_of,
                       count_of, weighted_of, missing_of, total, left, total_f, left_f, weight_f, best, st_int, st_imp)
