@@ -60,6 +60,8 @@ run("--lab", lab, "catalog", "serve", "--no-open")
 run("--lab", lab, "analyze", "run", "--synthetic", "5", "-m", "deep_cnn", "-f", "sequence")
 run("--lab", lab, "analyze", "run", "--synthetic", "5", "-m", "mlp_jax")
 run("--lab", lab, "analyze", "run", "--synthetic", "5", "-f", "tcptrace", "--trials", "2", "-m", "mlp")
+run("--lab", lab, "analyze", "run", "--synthetic", "5", "-f", "tcptrace", "--trials", "2", "-m", "random_forest",
+    "-m", "svm_rbf")
 run("sim", "measure-household", str(work / "in"), "--device-ip", SIM_DEVICE_IP)
 run("--lab", lab, "analyze", "run", "--synthetic", "5", "--cluster", "tcp://127.0.0.1:1", "-m", "knn")
 print(json.dumps(out))
@@ -96,6 +98,12 @@ def test_the_core_install_has_no_extra(core_runs: dict) -> None:
 def test_the_mlp_trains_without_the_fast_extra(core_runs: dict) -> None:
     # the lockstep trainer's NumPy passes, where numba (the fast extra) is not installed
     r = next(r for r in core_runs["runs"] if r["args"][-2:] == ["-m", "mlp"])
+    assert r["code"] == 0 and "2 trials computed" in r["output"], r
+
+
+def test_forests_and_rbf_svms_are_fitted_without_the_fast_extra(core_runs: dict) -> None:
+    # scikit-learn's own tree builder and libsvm's own kernel values, where numba is not installed
+    r = next(r for r in core_runs["runs"] if r["args"][-2:] == ["-m", "svm_rbf"])
     assert r["code"] == 0 and "2 trials computed" in r["output"], r
 
 

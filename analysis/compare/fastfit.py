@@ -441,7 +441,8 @@ class SVCFolds:
     each fold's training and test rows as contiguous float64 matrices, its classes and its labels' codes."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]):
-        self.y, self.folds = y, folds
+        self.X, self.y, self.folds = X, y, folds
+        self._rbf: Any = None  # the grid's RBF kernel values (svcfused), made at its first RBF candidate
         self.rows = [(np.ascontiguousarray(X[train]), np.ascontiguousarray(X[test])) for train, test in folds]
         # each fold's classes and its labels' codes, found at the first candidate whose parameters pass, after
         # check_classification_targets: the order in which fit checks a model, then its labels
@@ -480,7 +481,7 @@ class SVCFolds:
                 classes, codes = np.unique(self.y[train], return_inverse=True)
                 self.labels.append((classes, np.asarray(codes, dtype=np.float64, order="C")))
         predictions, seed = [], None
-        for (X_train, X_test), (classes, codes) in zip(self.rows, self.labels):
+        for (X_train, X_test), (classes, codes), (train, test) in zip(self.rows, self.labels, self.folds):
             if len(classes) < 2:
                 raise ValueError(f"The number of classes has to be greater than one; got {len(classes)} class")
             libsvm.set_verbosity_wrap(0)  # libsvm's printing is global: fit silences it for each silent model
@@ -494,9 +495,15 @@ class SVCFolds:
                 gamma = p["gamma"]
             if seed is None or seed_from is None:  # fit draws its seed anew each time: from the global stream,
                 seed = check_random_state(seed_from).randint(np.iinfo("i").max)  # or again from RandomState(int)
+            kernel = p["kernel"]
+            shared = self.rbf_values() if kernel == "rbf" else None
+            if shared is not None:  # the kernel values libsvm would compute, computed once for the grid
+                K, K_predict = shared.kernel(gamma)
+                X_train, X_test = K[np.ix_(train, train)], K_predict[np.ix_(test, train)]
+                kernel = "precomputed"
             support, vectors, n_support, dual_coef, intercept, prob_a, prob_b, status, _ = libsvm.fit(
                 X_train, codes, svm_type=0, sample_weight=np.empty(0), class_weight=np.ones(len(classes)),
-                kernel=p["kernel"], C=p["C"], nu=model.nu, probability=False, degree=p["degree"],
+                kernel=kernel, C=p["C"], nu=model.nu, probability=False, degree=p["degree"],
                 shrinking=p["shrinking"], tol=p["tol"], cache_size=p["cache_size"], coef0=p["coef0"], gamma=gamma,
                 epsilon=model.epsilon, max_iter=p["max_iter"], random_seed=seed)
             if status == 1:
@@ -506,7 +513,15 @@ class SVCFolds:
                 raise ValueError("The dual coefficients or intercepts are not finite. The input data may contain "
                                  "large values and need to be preprocessed.")
             predicted = libsvm.predict(X_test, support, vectors, n_support, dual_coef, intercept, prob_a, prob_b,
-                                       svm_type=0, kernel=p["kernel"], degree=p["degree"], coef0=p["coef0"],
+                                       svm_type=0, kernel=kernel, degree=p["degree"], coef0=p["coef0"],
                                        gamma=gamma, cache_size=p["cache_size"])
             predictions.append(classes.take(np.asarray(predicted, dtype=np.intp)))
         return predictions
+
+    def rbf_values(self) -> Any:
+        """The grid's RBF kernel values (:mod:`.svcfused`, the ``fast`` extra), or None where they are not used."""
+        if self._rbf is None:
+            from echolab.analysis.compare import svcfused
+
+            self._rbf = svcfused.prepare(self.X) or False
+        return self._rbf or None
