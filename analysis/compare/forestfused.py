@@ -1,11 +1,12 @@
-"""A grid's cross-validation forests grown by a compiled builder (numba, the ``fast`` extra): scikit-learn's trees.
+"""Forests grown by a compiled builder (numba, the ``fast`` extra): scikit-learn's trees, node for node.
 
 A random forest's grid search grows, for each candidate and fold, 400 trees only to count how many of
 the fold's held-out captures they classify right. :mod:`.fastfit` already strips the Python around
-scikit-learn's compiled tree builder; what is left (5.6 of 6.0 CPU-s of a trial's forest grids on the
-study's data) is the builder itself. Here the whole forest -- every tree's bootstrap, growth and vote
-on the held-out rows -- is one compiled call, and it grows the very trees ``RandomForestClassifier.fit``
-grows, for three reasons that make the same search cheaper:
+scikit-learn's compiled tree builder; what was left (5.6 of 6.0 CPU-s of a trial's forest grids on the
+study's data) was the builder itself. Here a fold's whole forest -- every tree's bootstrap, growth and
+vote on the held-out rows -- is one compiled call (:class:`ForestFolds`), and a refit's trees are grown
+by the same loops into scikit-learn's ``Tree`` (:func:`fit`). They are the very trees
+``RandomForestClassifier.fit`` grows:
 
 * **The same random draws.** Each tree's seed, bootstrap sample (a ``RandomState`` made from the seed)
   and splitter seed are drawn with NumPy exactly as the forest draws them, once per fold size for all
@@ -13,30 +14,29 @@ grows, for three reasons that make the same search cheaper:
   (``rand_r``, a 32-bit xorshift) draws the features of each node in the same order, through the same
   partial Fisher-Yates shuffle that skips features found constant in an ancestor, node after node in
   the same depth-first order (left child first), so every node considers the same features.
-* **The same arithmetic.** A split's score is computed from the same numbers by the same formula in
-  the same order: class weights are bootstrap counts, so every sum of them is an exact integer
-  whatever the order it is added in, and the Gini score (``-w_r (1 - s_r / w_r^2) - w_l (1 - s_l /
-  w_l^2)``) is formed from those integers as the criterion forms it, without fused multiply-adds. The
-  entropy score reads ``p log2 p`` for ``p = k / w`` from a table computed once with the C library's
-  ``log``, as the criterion computes it, instead of computing it at every candidate threshold: the
-  table holds the same doubles. Ties between features or thresholds go to the first found, as there;
-  thresholds are the same midpoints of float32 values, ties within 1e-7 (float32) skipped as there.
+* **The same arithmetic.** Class weights are bootstrap counts, so every sum of them is an exact whole
+  number whatever the order it is added in. A candidate threshold's score is the criterion's own
+  formula on those numbers, in the same order, without fused multiply-adds, with the C library's
+  ``log`` for the entropy; ties between features or thresholds go to the first found; thresholds are
+  the same midpoints of float32 values; values within 1e-7 (compared in float32) are one value.
 * **The same vote.** Each held-out row walks each tree (``x <= threshold`` on float32 values, as
   ``tree_.predict``), the leaves' class fractions are added into a float64 sum in tree order, divided
   by the number of trees, and the first largest wins: :func:`fastfit.predict` to the last bit.
 
-Where the builder is quicker: no per-tree Python, one sort routine on the node's values without
-scikit-learn's generic checks, Gini scores updated from two running integer sums of squares instead
-of a loop over the classes at every threshold, and entropy from the table instead of a dozen logs.
+Where the builder is quicker (:mod:`.forestkernels`): no Python per tree; a large node picks its
+samples already sorted from the fold's order of each feature, a small one sorts one integer key per
+sample (the value's bits above the sample's index); a Gini score is first compared with the best so
+far as an exact fraction of whole numbers and an entropy score screened with running sums of
+``k log2 k``, so that only a candidate that can be the best has its score computed as the criterion
+computes it; and no branch per sample where the samples are picked, scored and partitioned.
 
-``tests/test_analysis_forestfused.py`` compares every node of every tree (feature, threshold,
-children, values) with scikit-learn's on crafted data (ties, constant and near-constant features,
-duplicate rows of different classes, 2 to 7 classes, both criteria, every ``max_features`` kind),
-and the predictions with scikit-learn's forest. Only plain forests qualify (:func:`applies`): the
-scikit-learn releases of :data:`fastfit.CHECKED_SKLEARN`, bootstrap samples of the whole fold, no
-weights, no pruning, depth-first growth, integer settings and seed, finite data; anything else, a
-core install, or ``ECHOLAB_FOREST_FUSED=0`` grows the forests through :mod:`.fastfit` (the same
-predictions, slower). The refit of the chosen candidate is always scikit-learn's own forest object.
+``tests/test_analysis_forestfused.py`` compares every node of every tree (children, feature, threshold,
+impurity, samples, weighted samples, values) with scikit-learn's fit on data made to exercise every rule,
+and the folds' predictions with scikit-learn's forests'. Only plain forests qualify (:func:`applies` for
+a grid's folds; whole-number sample weights for a refit's trees): the scikit-learn releases of
+:data:`fastfit.CHECKED_SKLEARN`, depth-first growth, no pruning, integer settings and seed, finite data;
+anything else, a core install, or ``ECHOLAB_FOREST_FUSED=0`` grows the forests through :mod:`.fastfit`
+(the same trees, slower).
 """
 
 from __future__ import annotations
