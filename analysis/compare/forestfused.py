@@ -186,8 +186,10 @@ def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray) -> ClassifierMixin
     same). A tree whose weights are not whole numbers (class weights), or any setting the builder does
     not follow, is grown by scikit-learn's builder.
     """
+    if type(model) is not RandomForestClassifier:
+        return fastfit.fit(model, X, y)
     k = kernels()
-    if k is None or type(model) is not RandomForestClassifier:
+    if k is None:
         return fastfit.fit(model, X, y)
     return fastfit.fit(model, X, y, grower=_Grower(k))
 

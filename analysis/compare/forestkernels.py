@@ -160,16 +160,15 @@ def scan_gini(fv, samples, y, weight, weight_f, total, total_f, left, start, end
         sq_l += (2.0 * kl + w) * w
         sq_r -= (2.0 * kr - w) * w
         p = q + 1
-        split = (fv[p] > fv[q] + T) & (p - start >= min_leaf) & (end - p >= min_leaf)
+        if not ((fv[p] > fv[q] + T) & (p - start >= min_leaf) & (end - p >= min_leaf)):
+            continue  # no split here (within a run of ties: a branch taken alike along the run)
         if exact:
             a = (sq_l * wr + sq_r * wl) * best_den
             b = best_num * (wl * wr)
-            if not (split & (a >= b)):
+            if a < b:
                 continue
             if a > b:
                 best_proxy = -np.inf  # strictly better: its double is larger too
-        elif not split:
-            continue
         il = 1.0 - sq_l / (wl * wl)
         ir = 1.0 - sq_r / (wr * wr)
         proxy = -wr * ir - wl * il
@@ -349,15 +348,25 @@ def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_s
                     samples[end] = after
                 else:
                     keyrow = keyed[f]
-                    for p in range(start, end):
-                        keys[p] = keyrow[samples[p]]
-                    sort_keys(keys, start, end, sort_stack)
                     row = XT[f]
+                    lowest = keyrow[samples[start]]
+                    highest = lowest
                     for p in range(start, end):
-                        i = keys[p] & low
-                        samples[p] = i
-                        fv[p] = row[i]
-                if fv[end - 1] <= fv[start] + T:
+                        key = keyrow[samples[p]]
+                        keys[p] = key
+                        lowest = min(lowest, key)
+                        highest = max(highest, key)
+                    # the sorted values' last and first, compared before sorting: a constant feature is not sorted
+                    constant = row[highest & low] <= row[lowest & low] + T
+                    if not constant:
+                        sort_keys(keys, start, end, sort_stack)
+                        for p in range(start, end):
+                            i = keys[p] & low
+                            samples[p] = i
+                            fv[p] = row[i]
+                if presorted:
+                    constant = fv[end - 1] <= fv[start] + T
+                if constant:
                     t = features[f_j]
                     features[f_j] = features[n_total]
                     features[n_total] = t
