@@ -147,6 +147,15 @@ def test_what_the_builder_does_not_follow_is_left_to_scikit_learn() -> None:
                 RandomForestClassifier(4, random_state=1).fit(Xn, y))
 
 
+def test_a_forest_too_large_to_draw_at_once_is_left_to_scikit_learn(monkeypatch) -> None:
+    X, y = crafted(60, seed=10)
+    folds = list(StratifiedKFold(3).split(X, y))
+    prepared = forestfused.ForestFolds.prepare(RandomForestClassifier(), X, y, folds)
+    monkeypatch.setattr(forestfused, "_MAX_DRAWS", 10 * 40)
+    assert prepared.predictions(RandomForestClassifier(10, random_state=1)) is not None
+    assert prepared.predictions(RandomForestClassifier(11, random_state=1)) is None
+
+
 def test_the_builders_log_is_the_c_librarys() -> None:
     # entropy scores are the criterion's only if the compiled log is the C library's log, which libm gives
     # scikit-learn's criterion and Python's math.log alike

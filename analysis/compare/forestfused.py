@@ -67,6 +67,7 @@ _MAX_INT = int(np.iinfo(np.int32).max)  # the forest draws each tree's seed belo
 _RAND_R_MAX = 2147483647  # the splitter's seed is drawn below it
 _LN2 = math.log(2.0)  # the criterion's log2(x) is ln(x) / ln(2.0)
 _XLOGX: dict[int, np.ndarray] = {}
+_MAX_DRAWS = 2**25  # the most bootstrap counts (trees x samples) a grid's folds hold at once (256 MB)
 
 
 def kernels() -> Any:
@@ -154,6 +155,8 @@ class ForestFolds:
         out = []
         for XT, keyed, order, ordered_values, XtT, classes, codes in self.folds:
             n_features, n = XT.shape
+            if int(p["n_estimators"]) * n > _MAX_DRAWS:
+                return None  # the bootstrap counts would take too much memory at once: grown tree by tree instead
             counts, splitter_seeds = self.draws(int(p["random_state"]), int(p["n_estimators"]), n)
             max_features = fastfit.feature_count(p["max_features"], n_features)
             if not (isinstance(max_features, int) and 0 < max_features <= n_features):
@@ -211,9 +214,11 @@ class _Grower:
                 or min_weight_leaf != 0.0 or not isinstance(max_features, int) or not 0 < max_features <= X.shape[1]
                 or y_encoded.shape[1] != 1 or not isinstance(tree.min_impurity_decrease, (int, float))):
             return None
+        if not (sample_weight >= 0).all() or sample_weight.sum() > 2**24:
+            return None  # negative, or too large a total for the builder's tables
         weight = sample_weight.astype(np.int64)
-        if not (weight >= 0).all() or not np.array_equal(weight, sample_weight) or weight.sum() > 2**40:
-            return None
+        if not np.array_equal(weight, sample_weight):
+            return None  # not whole numbers (class weights): scikit-learn's builder
         if self._X is not X:
             if X.dtype != np.float32 or X.ndim != 2 or not np.isfinite(X).all():
                 return None

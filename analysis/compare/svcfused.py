@@ -31,10 +31,10 @@ import numpy as np
 #: None: not built yet in this process; False: not used here; else the namespace of compiled kernels.
 _kernels: Any = None
 
-#: The most rows a grid's kernel values are computed for (its two product matrices then take 128 MB).
-MAX_ROWS = 2800
+#: The most rows a grid's kernel values are computed for (its two product matrices then take 64 MB).
+MAX_ROWS = 2000
 #: The most memory the kernel matrices of the grid's gammas are kept in; past it, the oldest gamma's are dropped.
-KEEP_BYTES = 256 * 2**20
+KEEP_BYTES = 128 * 2**20
 
 
 def kernels() -> Any:
