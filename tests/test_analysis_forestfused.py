@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from echolab.analysis.compare import fastfit, forestfused
 from echolab.analysis.compare.search import grid_search
+from numbafail import assert_compiled_like_the_c_library, assert_given_up_once, break_build
 
 pytestmark = pytest.mark.skipif(forestfused.kernels() is None, reason="needs numba (the fast extra)")
 
@@ -159,17 +159,8 @@ def test_a_forest_too_large_to_draw_at_once_is_left_to_scikit_learn(monkeypatch)
 def test_the_builders_log_is_the_c_librarys() -> None:
     # entropy scores are the criterion's only if the compiled log is the C library's log, which libm gives
     # scikit-learn's criterion and Python's math.log alike
-    import numba
-
-    @numba.njit
-    def logs(x):
-        out = np.empty_like(x)
-        for i in range(x.shape[0]):
-            out[i] = math.log(x[i])
-        return out
-
     x = np.concatenate([np.random.default_rng(0).random(20000), np.arange(1, 2000) / 2000.0])
-    assert logs(x).tobytes() == np.array([math.log(v) for v in x]).tobytes()
+    assert_compiled_like_the_c_library(math.log, x)
 
 
 def test_keys_sort_as_their_values() -> None:
@@ -199,14 +190,7 @@ def test_the_switch_turns_the_builder_off(monkeypatch) -> None:
 
 
 def test_a_numba_that_cannot_compile_leaves_scikit_learns_builder_with_a_warning(monkeypatch) -> None:
-    def broken() -> None:
-        raise RuntimeError("LLVM ERROR: no target for this CPU")
-
-    monkeypatch.delenv("ECHOLAB_FOREST_FUSED", raising=False)
-    monkeypatch.setattr(forestfused, "_kernels", None)
-    monkeypatch.setattr(forestfused, "_build", broken)
-    with pytest.warns(RuntimeWarning, match="scikit-learn's builder"):
-        assert forestfused.kernels() is None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # said once
-        assert forestfused.kernels() is None
+    assert_given_up_once(break_build(monkeypatch, forestfused, "ECHOLAB_FOREST_FUSED"), "scikit-learn's builder")
+    X, y = crafted(40, seed=11)
+    same_forest(forestfused.fit(RandomForestClassifier(3, random_state=0), X, y),
+                RandomForestClassifier(3, random_state=0).fit(X, y))

@@ -17,6 +17,7 @@ from sklearn.neural_network import MLPClassifier
 
 from echolab.analysis.compare import mlpbatch
 from echolab.analysis.compare.search import grid_search
+from numbafail import assert_given_up_once, break_build
 
 
 def data(n: int, d: int = 5, classes: int = 4, dtype: str = "float64", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -232,20 +233,11 @@ def uncompilable(monkeypatch: pytest.MonkeyPatch):
     """A numba that cannot compile here: the kernels are not built yet, and building them fails."""
     from echolab.analysis.compare import mlpfused
 
-    def broken() -> None:
-        raise RuntimeError("LLVM ERROR: no target for this CPU")
-
-    monkeypatch.delenv("ECHOLAB_MLP_FUSED", raising=False)
-    monkeypatch.setattr(mlpfused, "_kernels", None)
-    monkeypatch.setattr(mlpfused, "_build", broken)
-    return mlpfused
+    return break_build(monkeypatch, mlpfused, "ECHOLAB_MLP_FUSED")
 
 
 def test_kernels_numba_cannot_compile_leave_the_numpy_passes_with_a_warning(uncompilable) -> None:
-    mlpfused = uncompilable
-    with pytest.warns(RuntimeWarning, match="NumPy passes"):
-        assert mlpfused.kernels() is None
-    assert mlpfused.kernels() is None  # said once; the trainer goes on with its NumPy passes
+    assert_given_up_once(uncompilable, "NumPy passes")  # said once; the trainer goes on with its NumPy passes
     X, y = data(30, classes=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)

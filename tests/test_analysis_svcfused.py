@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from sklearn.svm import SVC
 
 from echolab.analysis.compare import fastfit, svcfused
 from echolab.analysis.compare.search import grid_search
+from numbafail import assert_compiled_like_the_c_library, assert_given_up_once, break_build
 
 pytestmark = pytest.mark.skipif(svcfused.kernels() is None, reason="needs numba (the fast extra)")
 
@@ -79,17 +79,8 @@ def test_kernel_values_are_kept_within_their_memory_bound(monkeypatch) -> None:
 
 def test_the_compiled_exp_is_the_c_librarys() -> None:
     # libsvm's kernel values use the C library's exp, which Python's math.exp calls too
-    import numba
-
-    @numba.njit
-    def exps(x):
-        out = np.empty_like(x)
-        for i in range(x.shape[0]):
-            out[i] = math.exp(x[i])
-        return out
-
     x = -np.concatenate([np.random.default_rng(0).random(20000) * 50, np.arange(2000) / 7.0])
-    assert exps(x).tobytes() == np.array([math.exp(v) for v in x]).tobytes()
+    assert_compiled_like_the_c_library(math.exp, x)
 
 
 def test_the_switch_and_a_failed_compile_leave_libsvms_own_kernel(monkeypatch) -> None:
@@ -104,14 +95,4 @@ def test_the_switch_and_a_failed_compile_leave_libsvms_own_kernel(monkeypatch) -
     for predicted, (train, test) in zip(ours, folds):
         assert predicted.tolist() == SVC(C=2.0).fit(X[train], y[train]).predict(X[test]).tolist()
 
-    def broken() -> None:
-        raise RuntimeError("LLVM ERROR: no target for this CPU")
-
-    monkeypatch.delenv("ECHOLAB_SVC_FUSED")
-    monkeypatch.setattr(svcfused, "_kernels", None)
-    monkeypatch.setattr(svcfused, "_build", broken)
-    with pytest.warns(RuntimeWarning, match="computes its own"):
-        assert svcfused.kernels() is None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        assert svcfused.kernels() is None
+    assert_given_up_once(break_build(monkeypatch, svcfused, "ECHOLAB_SVC_FUSED"), "computes its own")

@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import warnings
 from typing import Any, Iterable
 
 import numpy as np
@@ -56,7 +54,7 @@ try:  # the tree's node layout, to hand the grown nodes to scikit-learn's Tree
 except ImportError:  # pragma: no cover - another layout: the builder is not used
     NODE_DTYPE = Tree = None
 
-from echolab.analysis.compare import fastfit
+from echolab.analysis.compare import compiled, fastfit
 
 #: None: not built yet in this process; False: not used here (numba missing, turned off, or unable to
 #: compile); else the namespace of compiled kernels.
@@ -78,18 +76,8 @@ def kernels() -> Any:
     """
     global _kernels
     if _kernels is None:
-        built: Any = False
-        if os.environ.get("ECHOLAB_FOREST_FUSED", "1") != "0" and Tree is not None and fastfit.checked_release():
-            try:
-                built = _build()
-                if built:
-                    _smoke(built)
-            except Exception as exc:  # numba's compiler failed here: scikit-learn's builder does the same work
-                built = False
-                warnings.warn(f"numba could not compile the forest builder ({type(exc).__name__}: {exc}); "
-                              "forests are grown by scikit-learn's builder: the same trees, slower",
-                              RuntimeWarning, stacklevel=2)
-        _kernels = built
+        _kernels = compiled.build_once("ECHOLAB_FOREST_FUSED", _build, _smoke, "the forest builder",
+                                       "forests are grown by scikit-learn's builder: the same trees, slower")
     return _kernels or None
 
 
@@ -314,11 +302,7 @@ def _smoke(k: Any) -> None:
 
 
 def _build() -> Any:
-    try:
-        import numba
-    except ImportError:
-        return False
-    if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT: the loops would run as Python, far slower
+    if compiled.numba_module() is None or Tree is None or not fastfit.checked_release():
         return False
     from echolab.analysis.compare import forestkernels
 

@@ -7,21 +7,10 @@ cache keeps them compiled across processes (a closure over another compiled func
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import numba
 import numpy as np
 
-# no fast-math: every operation rounded as written, nothing contracted into a fused multiply-add; error_model
-# "numpy": a division by zero gives inf or NaN, with no check in the loops
-_OPTIONS = dict(nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
-
-
-def jit(fn: Any) -> Any:
-    try:  # compiled once per machine, then loaded from numba's cache
-        return numba.njit(cache=True, **_OPTIONS)(fn)
-    except RuntimeError:  # no writable place for the cache: compiled once per process
-        return numba.njit(cache=False, **_OPTIONS)(fn)
+from echolab.analysis.compare.compiled import jit
 
 
 @jit

@@ -22,11 +22,11 @@ Used only where numba imports (``pip install 'echolab-toolkit[fast]'``); without
 
 from __future__ import annotations
 
-import os
-import warnings
 from typing import Any
 
 import numpy as np
+
+from echolab.analysis.compare import compiled
 
 #: None: not built yet in this process; False: not used here (numba missing, turned off, or unable to
 #: compile); else the namespace of compiled kernels.
@@ -45,19 +45,9 @@ def kernels() -> Any:
     keeps its NumPy passes (the same fits).
     """
     global _kernels
-    if _kernels is None:
-        built: Any = False
-        if os.environ.get("ECHOLAB_MLP_FUSED", "1") != "0":
-            try:
-                built = _build()
-                if built:
-                    _smoke(built)
-            except Exception as exc:  # numba's compiler failed here: the NumPy passes do the same work
-                built = False
-                warnings.warn(f"numba could not compile the MLP's fused passes ({type(exc).__name__}: {exc}); "
-                              "the MLP is trained by its NumPy passes: the same fits, slower", RuntimeWarning,
-                              stacklevel=2)
-        _kernels = built  # set once built: another thread meanwhile builds its own, the same
+    if _kernels is None:  # set once built: another thread meanwhile builds its own, the same
+        _kernels = compiled.build_once("ECHOLAB_MLP_FUSED", _build, _smoke, "the MLP's fused passes",
+                                       "the MLP is trained by its NumPy passes: the same fits, slower")
     return _kernels or None
 
 
@@ -85,23 +75,11 @@ def _smoke(k: Any) -> None:
 
 
 def _build() -> Any:
-    try:
-        import numba
-    except ImportError:
-        return False
-    if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT: the loops would run as Python, far slower than NumPy
+    if compiled.numba_module() is None:  # not installed, or NUMBA_DISABLE_JIT: the NumPy passes are faster
         return False
     from types import SimpleNamespace
 
-    # error_model "numpy": a division by zero gives inf or NaN as in NumPy, with no check that keeps LLVM from
-    # vectorising the loops; no fast-math: every operation rounded as written, nothing contracted
-    options = dict(nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
-
-    def jit(fn: Any) -> Any:
-        try:  # compiled once per machine, then loaded from numba's cache
-            return numba.njit(cache=True, **options)(fn)
-        except RuntimeError:  # no writable place for the cache: compiled once per process
-            return numba.njit(cache=False, **options)(fn)
+    jit = compiled.jit
 
     @jit
     def adam(params, grads, ms, vs, n_weights, div, neg_lr, alpha, b1, b2, eps, c1, c2):  # pragma: no cover - compiled

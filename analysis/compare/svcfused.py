@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
-import warnings
 from typing import Any
 
 import numpy as np
+
+from echolab.analysis.compare import compiled
 
 #: None: not built yet in this process; False: not used here; else the namespace of compiled kernels.
 _kernels: Any = None
@@ -41,18 +41,8 @@ def kernels() -> Any:
     """The compiled kernels (a namespace), or None: built and tried on first use in a process."""
     global _kernels
     if _kernels is None:
-        built: Any = False
-        if os.environ.get("ECHOLAB_SVC_FUSED", "1") != "0":
-            try:
-                built = _build()
-                if built:
-                    _smoke(built)
-            except Exception as exc:  # numba's compiler failed here: libsvm computes its own kernel values
-                built = False
-                warnings.warn(f"numba could not compile the SVC's kernel values ({type(exc).__name__}: {exc}); "
-                              "each SVC fit computes its own: the same predictions, slower", RuntimeWarning,
-                              stacklevel=2)
-        _kernels = built
+        _kernels = compiled.build_once("ECHOLAB_SVC_FUSED", _build, _smoke, "the SVC's kernel values",
+                                       "each SVC fit computes its own: the same predictions, slower")
     return _kernels or None
 
 
@@ -118,25 +108,15 @@ def _smoke(k: Any) -> None:
 
 
 def _build() -> Any:
-    try:
-        import numba
-    except ImportError:
-        return False
-    if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT: the loops would run as Python, far slower
+    if compiled.numba_module() is None:
         return False
     from types import SimpleNamespace
 
-    # double ddot(int *n, double *x, int *incx, double *y, int *incy), as BLAS declares it
+    # double ddot(int *n, double *x, int *incx, double *y, int *incy), as BLAS declares it; an argument of the
+    # kernels, not a constant in them, so that numba's cache keeps them (its address is the process's)
     ddot = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                             ctypes.c_void_p)(_ddot_address())
-    # no fast-math: every operation rounded as written, nothing contracted into a fused multiply-add
-    options = dict(nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
-
-    def jit(fn: Any) -> Any:
-        try:  # compiled once per machine, then loaded from numba's cache (ddot is an argument: its address varies)
-            return numba.njit(cache=True, **options)(fn)
-        except RuntimeError:  # no writable place for the cache: compiled once per process
-            return numba.njit(cache=False, **options)(fn)
+    jit = compiled.jit
 
     @jit
     def pair_products(ddot, X, dots, squares, diff):  # pragma: no cover - compiled
