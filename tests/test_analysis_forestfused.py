@@ -156,6 +156,45 @@ def test_a_forest_too_large_to_draw_at_once_is_left_to_scikit_learn(monkeypatch)
     assert prepared.predictions(RandomForestClassifier(11, random_state=1)) is None
 
 
+def test_folds_are_prepared_only_for_a_forest_grown_here_and_within_bounds(monkeypatch) -> None:
+    X, y = crafted(60, seed=12)
+    folds = list(StratifiedKFold(3).split(X, y))
+    prepared = forestfused.ForestFolds.prepare(RandomForestClassifier(), X, y, folds)
+    assert prepared.predictions(RandomForestClassifier(5)) is None  # a seed drawn anew: nothing prepared for it
+    assert prepared._prepared is None
+    assert prepared.predictions(RandomForestClassifier(5, random_state=0)) is not None
+    assert prepared._prepared is not None
+    # the draws kept for the other candidates stay within their bound
+    monkeypatch.setattr(forestfused, "_MAX_DRAWS", 2 * 5 * 40)
+    for seed in range(4):
+        prepared.draws(seed, 5, 40)
+        assert sum(c.size for c, _ in prepared._draws.values()) <= 2 * 5 * 40
+    # folds too large to prepare: scikit-learn's builder
+    monkeypatch.setattr(forestfused, "_MAX_PREPARED", 60 * 12 * 24 - 1)
+    assert forestfused.ForestFolds.prepare(RandomForestClassifier(), X, y, folds) is None
+
+
+def test_labels_a_forest_refuses_are_refused_by_the_forests_own_fit() -> None:
+    X, _ = crafted(60, seed=13)
+    folds = list(StratifiedKFold(3).split(X, np.arange(60) % 3))
+    continuous = np.linspace(0.0, 1.0, 60)
+    assert forestfused.ForestFolds.prepare(RandomForestClassifier(), X, continuous, folds) is None
+    with pytest.raises(ValueError, match="Unknown label type"):
+        grid_search(RandomForestClassifier(3, random_state=0), {"max_features": [1, 2]}, X, continuous, folds)
+
+
+def test_trees_grown_in_threads_are_scikit_learns_own() -> None:
+    X, y = crafted(80, seed=14)
+    same_forest(forestfused.fit(RandomForestClassifier(6, random_state=2, n_jobs=2), X, y),
+                RandomForestClassifier(6, random_state=2).fit(X, y))
+
+
+def test_every_entry_point_is_compiled_when_the_builder_is_built() -> None:
+    # so that a compile failure shows at the one place that falls back with a warning, not in a refit
+    k = forestfused.kernels()
+    assert k.grow_tree.signatures and k.grow_forest.signatures
+
+
 def test_the_builders_log_is_the_c_librarys() -> None:
     # entropy scores are the criterion's only if the compiled log is the C library's log, which libm gives
     # scikit-learn's criterion and Python's math.log alike

@@ -20,12 +20,16 @@ OPTIONS = dict(nogil=True, fastmath=False, boundscheck=False, error_model="numpy
 
 
 def numba_module() -> Any:
-    """numba, or None where it is not installed or its JIT is turned off (the loops would run as Python)."""
+    """numba, or None where it is not installed, its JIT is turned off (the loops would run as Python), or it
+    would vectorise ``exp`` and ``log`` with Intel's SVML (not the C library's: values that may differ in the
+    last bit from what the replaced code computes)."""
     try:
         import numba
     except ImportError:
         return None
-    return None if numba.config.DISABLE_JIT else numba
+    if numba.config.DISABLE_JIT or getattr(numba.config, "USING_SVML", False):
+        return None
+    return numba
 
 
 def jit(fn: Callable) -> Any:

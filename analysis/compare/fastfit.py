@@ -19,7 +19,7 @@ A fourth cost is joblib's: ``BaseForest.fit`` hands every tree to scikit-learn's
 ``Parallel``, which wraps it to re-apply the caller's configuration and every
 warning filter around the tree's build, even when the trees are built
 one after another in the caller's thread (about 80 us a tree, 15% of the
-study's forest grid). Where joblib would build them so (:func:`_one_after_another`)
+study's forest grid). Where joblib would build them so (:func:`one_after_another`)
 and the forest is silent, :func:`fit` lets the forest's ``Parallel`` call each
 tree's build directly, in the same order, in the same thread (:class:`_InOrder`),
 and its ``delayed`` hand over the call as it is (:func:`_task`).
@@ -109,7 +109,7 @@ def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray, grower: Any = None
     model._make_estimator = _TreeMaker(model, grower)  # what BaseForest.fit calls once per tree
     try:
         if (model.verbose or not hasattr(_forest, "Parallel") or not hasattr(_forest, "delayed")
-                or not _one_after_another(model.n_jobs)):
+                or not one_after_another(model.n_jobs)):
             return model.fit(X, y)
         with _trees_in_order():
             return model.fit(X, y)
@@ -256,7 +256,7 @@ class _TreeMaker:
         # one after another, unweighted. Trees built in parallel threads (``n_jobs``, or joblib's
         # ``parallel_config``) would reseed it between another tree's reseeding and its draw; a weighted
         # forest bootstraps with ``choice``, which :class:`_SeedState` refuses.
-        shared = forest.class_weight is None and _one_after_another(forest.n_jobs)
+        shared = forest.class_weight is None and one_after_another(forest.n_jobs)
         self.generator = np.random.MT19937(0) if shared else None
 
     def shared_seeds(self) -> bool:
@@ -287,7 +287,7 @@ class _TreeMaker:
         return tree
 
 
-def _one_after_another(n_jobs: Any) -> bool:
+def one_after_another(n_jobs: Any) -> bool:
     """Whether a forest's ``Parallel(n_jobs, prefer="threads")`` builds its trees in this thread, in order.
 
     joblib decides from *n_jobs* and the caller's ``parallel_config`` (which may even pick processes), so

@@ -32,11 +32,13 @@ computes it; and no branch per sample where the samples are picked, scored and p
 
 ``tests/test_analysis_forestfused.py`` compares every node of every tree (children, feature, threshold,
 impurity, samples, weighted samples, values) with scikit-learn's fit on data made to exercise every rule,
-and the folds' predictions with scikit-learn's forests'. Only plain forests qualify (:func:`applies` for
-a grid's folds; whole-number sample weights for a refit's trees): the scikit-learn releases of
-:data:`fastfit.CHECKED_SKLEARN`, depth-first growth, no pruning, integer settings and seed, finite data;
-anything else, a core install, or ``ECHOLAB_FOREST_FUSED=0`` grows the forests through :mod:`.fastfit`
-(the same trees, slower).
+and the folds' predictions with scikit-learn's forests'. A grid's folds are grown here for plain forests
+(:func:`applies`: the scikit-learn releases of :data:`fastfit.CHECKED_SKLEARN`, bootstrap samples of the
+whole fold, no class weights, depth-first growth, no pruning, integer settings and seed; finite data and
+labels a forest accepts; bounded memory); a refit's trees whenever their sample weights are whole numbers
+(integer class weights and ``max_samples`` too) and they are built one after another. Anything else, a
+core install, or ``ECHOLAB_FOREST_FUSED=0`` grows the forests through :mod:`.fastfit` (the same trees,
+slower).
 """
 
 from __future__ import annotations
@@ -65,7 +67,10 @@ _MAX_INT = int(np.iinfo(np.int32).max)  # the forest draws each tree's seed belo
 _RAND_R_MAX = 2147483647  # the splitter's seed is drawn below it
 _LN2 = math.log(2.0)  # the criterion's log2(x) is ln(x) / ln(2.0)
 _XLOGX: dict[int, np.ndarray] = {}
-_MAX_DRAWS = 2**25  # the most bootstrap counts (trees x samples) a grid's folds hold at once (256 MB)
+_NO_TABLE = np.zeros(1)
+_MAX_DRAWS = 2**25  # the most bootstrap counts (trees x samples, 8 bytes each) a grid's folds keep (256 MB)
+_BYTES_PER_CELL = 24  # a fold's training value as the builder holds it: float32 column, key, order, sorted value
+_MAX_PREPARED = 2**28  # the most bytes a grid's folds are prepared in (256 MB); past it, scikit-learn's builder
 
 
 def kernels() -> Any:
@@ -103,31 +108,34 @@ def applies(forest: ClassifierMixin) -> bool:
 
 
 class ForestFolds:
-    """A grid's folds prepared once for the compiled builder: each fold's training columns (float32, one row per
-    feature), held-out rows, classes and class codes; and each fold size's random draws, shared by the candidates."""
+    """A grid's folds prepared once for the compiled builder, at the first candidate it grows: each fold's training
+    columns (float32, one row per feature) with their sorting keys and order, held-out rows, classes and class codes;
+    and each fold size's random draws, shared by the candidates."""
 
     def __init__(self, k: Any, X: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]):
-        self.k = k
-        X32 = X.astype(np.float32)  # what the forest's validation makes of a float64 matrix
-        self.folds = []
-        for train, test in folds:
-            classes, codes = np.unique(y[train], return_inverse=True)
-            XT = np.ascontiguousarray(X32[train].T)
-            self.folds.append((XT, *sorting_keys(XT), np.ascontiguousarray(X32[test].T), classes,
-                               np.ascontiguousarray(codes, dtype=np.int64)))
+        self.k, self.X, self.y, self.folds = k, X, y, folds
+        self._prepared: list[tuple[Any, ...]] | None = None
         self._draws: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def prepare(cls, estimator: ClassifierMixin, X: np.ndarray, y: np.ndarray,
                 folds: Iterable[tuple[np.ndarray, np.ndarray]]) -> ForestFolds | None:
-        """The folds of *X* and *y*, or None where a forest of *estimator*'s kind is not grown here on them."""
+        """The folds of *X* and *y*, or None where a forest of *estimator*'s kind is not grown here on them (the
+        forest's own fit then says what is wrong with such data)."""
+        from sklearn.utils.multiclass import check_classification_targets
+
         folds = list(folds)
         if (type(estimator) is not RandomForestClassifier or type(X) is not np.ndarray or X.ndim != 2
                 or not X.shape[1] or X.dtype.kind != "f" or np.ndim(y) != 1 or len(y) != len(X)
-                or not all(len(train) and len(test) for train, test in folds)):
+                or not all(len(train) and len(test) for train, test in folds)
+                or sum(len(train) for train, _ in folds) * X.shape[1] * _BYTES_PER_CELL > _MAX_PREPARED):
             return None
         if not np.isfinite(X).all() or not np.isfinite(X.astype(np.float32)).all():
             return None  # missing values take the builder's other path; scikit-learn's error for infinities
+        try:
+            check_classification_targets(y)  # continuous or missing labels: the forest's own error
+        except ValueError:
+            return None
         k = kernels()
         if k is None:
             return None
@@ -140,30 +148,46 @@ class ForestFolds:
             return None
         model._validate_params()  # as fit does first: the same errors for a bad setting
         p = model.get_params()
+        if int(p["n_estimators"]) * max(len(train) for train, _ in self.folds) > _MAX_DRAWS:
+            return None  # the bootstrap counts would take too much memory at once: grown tree by tree instead
         out = []
-        for XT, keyed, order, ordered_values, XtT, classes, codes in self.folds:
+        for XT, keyed, order, ordered_values, XtT, classes, codes in self.prepared():
             n_features, n = XT.shape
-            if int(p["n_estimators"]) * n > _MAX_DRAWS:
-                return None  # the bootstrap counts would take too much memory at once: grown tree by tree instead
             counts, splitter_seeds = self.draws(int(p["random_state"]), int(p["n_estimators"]), n)
             max_features = fastfit.feature_count(p["max_features"], n_features)
             if not (isinstance(max_features, int) and 0 < max_features <= n_features):
                 return None  # scikit-learn's own error for it
             min_leaf = int(p["min_samples_leaf"])
+            criterion = _CRITERIA[p["criterion"]]
             proba = np.zeros((XtT.shape[1], len(classes)), dtype=np.float64)
-            self.k.grow_forest(XT, keyed, order, ordered_values, codes, len(classes), counts, splitter_seeds, max_features,
-                               _MAX_INT if p["max_depth"] is None else int(p["max_depth"]),
+            self.k.grow_forest(XT, keyed, order, ordered_values, codes, len(classes), counts, splitter_seeds,
+                               max_features, _MAX_INT if p["max_depth"] is None else int(p["max_depth"]),
                                max(int(p["min_samples_split"]), 2 * min_leaf), min_leaf,
-                               float(p["min_impurity_decrease"]), _CRITERIA[p["criterion"]], _LN2, xlogx(n),
-                               XtT, proba)
+                               float(p["min_impurity_decrease"]), criterion, _LN2, _screening(criterion, n), XtT,
+                               proba)
             proba /= len(counts)
             out.append(classes.take(np.argmax(proba, axis=1), axis=0))
         return out
 
+    def prepared(self) -> list[tuple[Any, ...]]:
+        """Each fold's arrays for the builder, made at the first candidate grown here."""
+        if self._prepared is None:
+            X32 = self.X.astype(np.float32)  # what the forest's validation makes of a float64 matrix
+            self._prepared = []
+            for train, test in self.folds:
+                classes, codes = np.unique(self.y[train], return_inverse=True)
+                XT = np.ascontiguousarray(X32[train].T)
+                self._prepared.append((XT, *sorting_keys(XT), np.ascontiguousarray(X32[test].T), classes,
+                                       np.ascontiguousarray(codes, dtype=np.int64)))
+        return self._prepared
+
     def draws(self, seed: int, n_estimators: int, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each tree's bootstrap counts and splitter seed, drawn as a forest seeded with *seed* draws them."""
+        """Each tree's bootstrap counts and splitter seed, drawn as a forest seeded with *seed* draws them; the
+        draws kept for the grid's other candidates while they stay within :data:`_MAX_DRAWS`."""
         key = (seed, n_estimators, n_samples)
         if key not in self._draws:
+            if sum(c.size for c, _ in self._draws.values()) + n_estimators * n_samples > _MAX_DRAWS:
+                self._draws.clear()
             self._draws[key] = tree_draws(seed, n_estimators, n_samples)
         return self._draws[key]
 
@@ -180,7 +204,7 @@ def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray) -> ClassifierMixin
     if type(model) is not RandomForestClassifier:
         return fastfit.fit(model, X, y)
     k = kernels()
-    if k is None:
+    if k is None or not fastfit.one_after_another(model.n_jobs):  # trees in threads: scikit-learn's builder
         return fastfit.fit(model, X, y)
     return fastfit.fit(model, X, y, grower=_Grower(k))
 
@@ -217,32 +241,42 @@ class _Grower:
         assert self._prepared is not None
         XT, keyed, order, ordered_values = self._prepared
         codes = self._codes[1]
-        n_features, n = XT.shape
         splitter_seed = random_state.randint(0, _RAND_R_MAX)  # the splitter's draw (Splitter.init)
-        cap = 2 * n + 1
-        left_of, right_of = np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64)
-        feature_of, threshold_of = np.empty(cap, dtype=np.int64), np.empty(cap)
-        value_of, impurity_of = np.empty((cap, n_classes)), np.empty(cap)
-        count_of, weighted_of = np.empty(cap, dtype=np.int64), np.empty(cap)
-        missing_of = np.empty(cap, dtype=np.uint8)
-        n_nodes, depth = self.k.grow_tree(
-            XT, keyed, order, ordered_values, codes, n_classes, weight, splitter_seed, max_features, max_depth, min_samples_split,
-            min_samples_leaf, float(tree.min_impurity_decrease), _CRITERIA[tree.criterion], _LN2,
-            xlogx(int(weight.sum())), np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.float32),
-            np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n_features, dtype=np.int64),
-            np.empty(n_features, dtype=np.int64), np.empty((64, 2), dtype=np.int64), left_of, right_of, feature_of,
-            threshold_of, value_of, impurity_of, count_of, weighted_of, missing_of,
-            np.empty(n_classes, dtype=np.int64), np.empty(n_classes, dtype=np.int64), np.empty(n_classes),
-            np.empty(n_classes), np.empty(n), np.empty(7), np.empty((n + 2, 6), dtype=np.int64), np.empty(n + 2))
-        nodes = np.zeros(n_nodes, dtype=NODE_DTYPE)
-        for field, values in (("left_child", left_of), ("right_child", right_of), ("feature", feature_of),
-                              ("threshold", threshold_of), ("impurity", impurity_of), ("n_node_samples", count_of),
-                              ("weighted_n_node_samples", weighted_of), ("missing_go_to_left", missing_of)):
-            nodes[field] = values[:n_nodes]
-        grown = Tree(n_features, np.array([n_classes], dtype=np.intp), 1)
-        grown.__setstate__({"max_depth": depth, "node_count": n_nodes, "nodes": nodes,
-                            "values": np.ascontiguousarray(value_of[:n_nodes].reshape(n_nodes, 1, n_classes))})
-        return grown
+        return grow_tree(self.k, XT, keyed, order, ordered_values, codes, n_classes, weight, splitter_seed,
+                         max_features, max_depth, min_samples_split, min_samples_leaf,
+                         float(tree.min_impurity_decrease), _CRITERIA[tree.criterion])
+
+
+def grow_tree(k: Any, XT: np.ndarray, keyed: np.ndarray, order: np.ndarray, ordered_values: np.ndarray,
+              codes: np.ndarray, n_classes: int, weight: np.ndarray, splitter_seed: int, max_features: int,
+              max_depth: int, min_split: int, min_leaf: int, min_decrease: float, criterion: int) -> Any:
+    """One tree grown by the compiled builder (*k*) on a fold's columns *XT* with their :func:`sorting_keys`, the
+    samples' class *codes* and whole-number *weight*: scikit-learn's ``Tree`` of the same nodes and values."""
+    n_features, n = XT.shape
+    cap = 2 * n + 1  # a tree of n samples has at most 2n - 1 nodes
+    left_of, right_of = np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64)
+    feature_of, threshold_of = np.empty(cap, dtype=np.int64), np.empty(cap)
+    value_of, impurity_of = np.empty((cap, n_classes)), np.empty(cap)
+    count_of, weighted_of = np.empty(cap, dtype=np.int64), np.empty(cap)
+    missing_of = np.empty(cap, dtype=np.uint8)
+    n_nodes, depth = k.grow_tree(
+        XT, keyed, order, ordered_values, codes, n_classes, weight, splitter_seed, max_features, max_depth, min_split,
+        min_leaf, min_decrease, criterion, _LN2, _screening(criterion, int(weight.sum())),
+        np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.float32), np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=np.int64), np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.int64),
+        np.empty((64, 2), dtype=np.int64), left_of, right_of, feature_of, threshold_of, value_of, impurity_of,
+        count_of, weighted_of, missing_of, np.empty(n_classes, dtype=np.int64), np.empty(n_classes, dtype=np.int64),
+        np.empty(n_classes), np.empty(n_classes), np.empty(n), np.empty(7), np.empty((n + 2, 6), dtype=np.int64),
+        np.empty(n + 2))
+    nodes = np.zeros(n_nodes, dtype=NODE_DTYPE)
+    for field, values in (("left_child", left_of), ("right_child", right_of), ("feature", feature_of),
+                          ("threshold", threshold_of), ("impurity", impurity_of), ("n_node_samples", count_of),
+                          ("weighted_n_node_samples", weighted_of), ("missing_go_to_left", missing_of)):
+        nodes[field] = values[:n_nodes]
+    grown = Tree(n_features, np.array([n_classes], dtype=np.intp), 1)
+    grown.__setstate__({"max_depth": depth, "node_count": n_nodes, "nodes": nodes,
+                        "values": np.ascontiguousarray(value_of[:n_nodes].reshape(n_nodes, 1, n_classes))})
+    return grown
 
 
 def tree_draws(seed: int, n_estimators: int, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -282,23 +316,29 @@ def sorting_keys(XT: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def xlogx(n: int) -> np.ndarray:
-    """``k log2 k`` for k = 0..n (0 for 0): the running sums that screen entropy scores (kept per size)."""
+    """``k log2 k`` for k = 0..n (0 for 0): the running sums that screen entropy scores (the small ones kept)."""
     out = _XLOGX.get(n)
     if out is None:
         k = np.arange(1, n + 1, dtype=np.float64)
         out = np.concatenate([[0.0], k * np.log2(k)])
-        _XLOGX[n] = out
+        if n <= 2**16:
+            _XLOGX[n] = out
     return out
 
 
+def _screening(criterion: int, total_weight: int) -> np.ndarray:
+    """What the builder screens a criterion's candidates with: the ``k log2 k`` table for entropy, none for Gini."""
+    return xlogx(total_weight) if criterion == 1 else _NO_TABLE
+
+
 def _smoke(k: Any) -> None:
-    """The builder once on a tiny forest, so that any compile happens (or fails) here."""
+    """The builder once on a tiny forest and a tiny tree, so that any compile happens (or fails) here."""
     XT = np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 0.0, 0.0]], dtype=np.float32)
-    proba = np.zeros((4, 2))
+    codes = np.array([0, 0, 1, 1], dtype=np.int64)
     for criterion in (0, 1):
-        k.grow_forest(XT, *sorting_keys(XT), np.array([0, 0, 1, 1], dtype=np.int64), 2,
-                      np.ones((2, 4), dtype=np.int64), np.array([1, 2], dtype=np.int64), 1, _MAX_INT, 2, 1, 0.0,
-                      criterion, _LN2, xlogx(4), XT, proba)
+        k.grow_forest(XT, *sorting_keys(XT), codes, 2, np.ones((2, 4), dtype=np.int64), np.array([1, 2], dtype=np.int64),
+                      1, _MAX_INT, 2, 1, 0.0, criterion, _LN2, _screening(criterion, 4), XT, np.zeros((4, 2)))
+        grow_tree(k, XT, *sorting_keys(XT), codes, 2, np.ones(4, dtype=np.int64), 1, 1, _MAX_INT, 2, 1, 0.0, criterion)
 
 
 def _build() -> Any:

@@ -51,7 +51,8 @@ class RBFValues:
 
     ``dots[i, j]`` is ``ddot(x_i, x_j)``, ``squares[i, j]`` is ``ddot(x_i - x_j, x_i - x_j)``: what libsvm
     computes for a training pair and for a held-out row against a support vector. Each gamma's kernel
-    matrices are computed once and kept (a few megabytes each on a fold of the study's size).
+    matrices are computed when first asked for and kept while they fit in :data:`KEEP_BYTES` (a few
+    megabytes each on the study's training part).
     """
 
     def __init__(self, k: Any, X: np.ndarray):
