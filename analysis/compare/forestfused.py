@@ -266,8 +266,7 @@ def grow_tree(k: Any, XT: np.ndarray, keyed: np.ndarray, order: np.ndarray, orde
         np.empty(n, dtype=np.int64), np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.int64),
         np.empty((64, 2), dtype=np.int64), left_of, right_of, feature_of, threshold_of, value_of, impurity_of,
         count_of, weighted_of, missing_of, np.empty(n_classes, dtype=np.int64), np.empty(n_classes, dtype=np.int64),
-        np.empty(n_classes), np.empty(n_classes), np.empty(n), np.empty(7), np.empty((n + 2, 6), dtype=np.int64),
-        np.empty(n + 2))
+        np.empty(n_classes), np.empty(n), np.empty(7), np.empty((n + 2, 6), dtype=np.int64), np.empty(n + 2))
     nodes = np.zeros(n_nodes, dtype=NODE_DTYPE)
     for field, values in (("left_child", left_of), ("right_child", right_of), ("feature", feature_of),
                           ("threshold", threshold_of), ("impurity", impurity_of), ("n_node_samples", count_of),

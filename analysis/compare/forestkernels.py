@@ -220,8 +220,7 @@ def scan_entropy(fv, samples, y, weight, total, left, start, end, wn, min_leaf, 
 def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_seed, max_features, max_depth, min_split,
               min_leaf, min_decrease, criterion, ln2, xlogx, samples, fv, keys, stamp, features, constants,
               sort_stack, left_of, right_of, feature_of, threshold_of, value_of, impurity_of, count_of,
-              weighted_of, missing_of, total, left, total_f, left_f, weight_f, best, st_int,
-              st_imp):  # pragma: no cover - compiled
+              weighted_of, missing_of, total, left, total_f, weight_f, best, st_int, st_imp):  # pragma: no cover - compiled
     # One tree as DepthFirstTreeBuilder grows it with BestSplitter; returns its node count and depth. Node arrays
     # as the tree's nodes hold them: children (-1 for a leaf), feature and threshold (-2 for a leaf), class
     # fractions, impurity, samples, weighted samples, and the side unseen values take (the larger child's; 0 for
@@ -476,7 +475,6 @@ def grow_forest(XT, keyed, order, ordered_values, y, n_classes, counts, splitter
     total = np.empty(n_classes, dtype=np.int64)
     left = np.empty(n_classes, dtype=np.int64)
     total_f = np.empty(n_classes, dtype=np.float64)
-    left_f = np.empty(n_classes, dtype=np.float64)
     weight_f = np.empty(n, dtype=np.float64)
     best = np.empty(7, dtype=np.float64)
     st_int = np.empty((n + 2, 6), dtype=np.int64)
@@ -485,7 +483,7 @@ def grow_forest(XT, keyed, order, ordered_values, y, n_classes, counts, splitter
         grow_tree(XT, keyed, order, ordered_values, y, n_classes, counts[t], splitter_seeds[t], max_features, max_depth,
                   min_split, min_leaf, min_decrease, criterion, ln2, xlogx, samples, fv, keys, stamp, features,
                   constants, sort_stack, left_of, right_of, feature_of, threshold_of, value_of, impurity_of,
-                  count_of, weighted_of, missing_of, total, left, total_f, left_f, weight_f, best, st_int, st_imp)
+                  count_of, weighted_of, missing_of, total, left, total_f, weight_f, best, st_int, st_imp)
         for r in range(n_test):
             node = 0
             while left_of[node] >= 0:
