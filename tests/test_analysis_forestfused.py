@@ -195,6 +195,21 @@ def test_every_entry_point_is_compiled_when_the_builder_is_built() -> None:
     assert k.grow_tree.signatures and k.grow_forest.signatures
 
 
+def test_a_trial_says_when_numba_cannot_compile_the_forest_builder(monkeypatch) -> None:
+    # a trial records its grid search's warnings (to count ConvergenceWarnings): this one is not swallowed
+    from dataclasses import replace
+
+    from echolab.analysis.compare.grids import load_grids
+    from echolab.analysis.compare.trials import Split, run_trial
+
+    break_build(monkeypatch, forestfused, "ECHOLAB_FOREST_FUSED")
+    X, y = crafted(45, classes=2, seed=15)
+    spec = replace(load_grids()["random_forest"], params={"n_estimators": 5}, grid={"max_features": [1, 2]})
+    with pytest.warns(RuntimeWarning, match="scikit-learn's builder"):
+        outcome = run_trial(X, y, Split(0, np.arange(36), np.arange(36, 45)), spec, ["c0", "c1"], seed=1)
+    assert outcome.best_params
+
+
 def test_the_builders_log_is_the_c_librarys() -> None:
     # entropy scores are the criterion's only if the compiled log is the C library's log, which libm gives
     # scikit-learn's criterion and Python's math.log alike

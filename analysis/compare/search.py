@@ -56,10 +56,11 @@ from sklearn.base import ClassifierMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.model_selection import ParameterGrid
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 from sklearn.utils.extmath import weighted_mode
 
-from echolab.analysis.compare import fastfit, forestfused, mlpbatch
+from echolab.analysis.compare import fastfit, forestfused, mlpbatch, mlpfused, svcfused
 from echolab.analysis.compare.fastfit import feature_count
 
 #: Estimators whose trees resolve ``max_features`` to a feature count before building anything.
@@ -170,6 +171,20 @@ def grid_search(
                 n_fits += 1
             scores[i, j] = accuracy(y[test], fastfit.predict(model, X[test]))
     return _result(estimator, candidates, scores, X, y, n_fits, engine)
+
+
+def build_compiled(estimator: ClassifierMixin, grid: Mapping[str, list[Any]], engine: str = "numpy") -> None:
+    """Build (or load from numba's cache) the compiled loops a grid search of *estimator* will use.
+
+    Each set of loops is built once per process, at its first use; a caller that records the search's warnings
+    (a trial counts its ConvergenceWarnings) builds them first, so that numba unable to compile them says so.
+    """
+    if engine == "numpy" and mlpbatch.applies(estimator, grid):
+        mlpfused.kernels()
+    elif type(estimator) is RandomForestClassifier:
+        forestfused.kernels()
+    elif type(estimator) is SVC:
+        svcfused.kernels()
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

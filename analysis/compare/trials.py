@@ -93,8 +93,8 @@ def run_trial(
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
-    from echolab.analysis.compare import fastfit, mlpbatch, mlpfused
-    from echolab.analysis.compare.search import grid_search
+    from echolab.analysis.compare import fastfit
+    from echolab.analysis.compare.search import build_compiled, grid_search
 
     start = time.perf_counter()
     rs = trial_seed(seed, split.trial)
@@ -110,9 +110,7 @@ def run_trial(
     folds = list(StratifiedKFold(n_splits=cv_folds).split(x_train, y_train))
     x_train, x_test = x_train.astype(spec.dtype, copy=False), x_test.astype(spec.dtype, copy=False)
     estimator = spec.build(random_state=rs)
-    if spec.engine == "numpy" and mlpbatch.applies(estimator, spec.param_grid()):
-        # built before the warnings below are recorded: numba unable to compile the fused passes is said
-        mlpfused.kernels()
+    build_compiled(estimator, spec.param_grid(), spec.engine)  # before the record: a failed compile is said
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         search = grid_search(estimator, spec.param_grid(), x_train, y_train, folds, engine=spec.engine)
