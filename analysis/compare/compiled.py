@@ -32,16 +32,20 @@ def numba_module() -> Any:
     return numba
 
 
-def jit(fn: Callable) -> Any:
+def jit(fn: Callable | None = None, *, inline: bool = False) -> Any:
     """*fn* compiled with :data:`OPTIONS`: once per machine, then loaded from numba's cache; where no place
     for the cache is writable, once per process. A function that calls another compiled function must be
-    a module-level one (a closure over another compiled function defeats the cache)."""
+    a module-level one (a closure over another compiled function defeats the cache). ``jit(inline=True)``
+    inlines the function into its compiled callers (what it allocates is then visibly theirs to LLVM)."""
     import numba
 
+    if fn is None:
+        return lambda f: jit(f, inline=inline)
+    options = dict(OPTIONS, inline="always") if inline else OPTIONS
     try:
-        return numba.njit(cache=True, **OPTIONS)(fn)
+        return numba.njit(cache=True, **options)(fn)
     except RuntimeError:
-        return numba.njit(cache=False, **OPTIONS)(fn)
+        return numba.njit(cache=False, **options)(fn)
 
 
 def build_once(switch: str, build: Callable[[], Any], smoke: Callable[[Any], None], what: str,

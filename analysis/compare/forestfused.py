@@ -217,6 +217,7 @@ class _Grower:
         self._X: Any = None
         self._prepared: tuple[np.ndarray, ...] | None = None
         self._codes: tuple[Any, np.ndarray] | None = None
+        self._work: tuple[np.ndarray, ...] | None = None  # the compiled builder's scratch for this X
 
     def __call__(self, tree: Any, X: np.ndarray, y_encoded: np.ndarray, sample_weight: np.ndarray, random_state: Any,
                  n_classes: int, max_features: int, max_depth: int, min_samples_split: int, min_samples_leaf: int,
@@ -235,44 +236,42 @@ class _Grower:
             if X.dtype != np.float32 or X.ndim != 2 or not np.isfinite(X).all():
                 return None
             XT = np.ascontiguousarray(X.T)
-            self._X, self._prepared = X, (XT, *sorting_keys(XT))
+            self._X, self._prepared, self._work = X, (XT, *sorting_keys(XT)), None
         if self._codes is None or self._codes[0] is not y_encoded:
             self._codes = (y_encoded, np.ascontiguousarray(y_encoded[:, 0], dtype=np.int64))
         assert self._prepared is not None
         XT, keyed, order, ordered_values = self._prepared
         codes = self._codes[1]
+        if self._work is None or self._work[11].shape[1] != n_classes:  # the forest's trees share one scratch
+            self._work = self.k.scratch(XT.shape[1], XT.shape[0], n_classes)
         splitter_seed = random_state.randint(0, _RAND_R_MAX)  # the splitter's draw (Splitter.init)
         return grow_tree(self.k, XT, keyed, order, ordered_values, codes, n_classes, weight, splitter_seed,
                          max_features, max_depth, min_samples_split, min_samples_leaf,
-                         float(tree.min_impurity_decrease), _CRITERIA[tree.criterion])
+                         float(tree.min_impurity_decrease), _CRITERIA[tree.criterion], self._work)
 
 
 def grow_tree(k: Any, XT: np.ndarray, keyed: np.ndarray, order: np.ndarray, ordered_values: np.ndarray,
               codes: np.ndarray, n_classes: int, weight: np.ndarray, splitter_seed: int, max_features: int,
-              max_depth: int, min_split: int, min_leaf: int, min_decrease: float, criterion: int) -> Any:
+              max_depth: int, min_split: int, min_leaf: int, min_decrease: float, criterion: int,
+              work: tuple[np.ndarray, ...] | None = None) -> Any:
     """One tree grown by the compiled builder (*k*) on a fold's columns *XT* with their :func:`sorting_keys`, the
-    samples' class *codes* and whole-number *weight*: scikit-learn's ``Tree`` of the same nodes and values."""
-    n_features, n = XT.shape
-    cap = 2 * n + 1  # a tree of n samples has at most 2n - 1 nodes
-    left_of, right_of = np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64)
-    feature_of, threshold_of = np.empty(cap, dtype=np.int64), np.empty(cap)
-    value_of, impurity_of = np.empty((cap, n_classes)), np.empty(cap)
-    count_of, weighted_of = np.empty(cap, dtype=np.int64), np.empty(cap)
-    missing_of = np.empty(cap, dtype=np.uint8)
-    n_nodes, depth = k.grow_tree(
-        XT, keyed, order, ordered_values, codes, n_classes, weight, splitter_seed, max_features, max_depth, min_split,
-        min_leaf, min_decrease, criterion, _LN2, _screening(criterion, int(weight.sum())),
-        np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.float32), np.empty(n, dtype=np.int64),
-        np.empty(n, dtype=np.int64), np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.int64),
-        np.empty((64, 2), dtype=np.int64), left_of, right_of, feature_of, threshold_of, value_of, impurity_of,
-        count_of, weighted_of, missing_of, np.empty(n_classes, dtype=np.int64), np.empty(n_classes, dtype=np.int64),
-        np.empty(n_classes), np.empty(n), np.empty(7), np.empty((n + 2, 6), dtype=np.int64), np.empty(n + 2))
+    samples' class *codes* and whole-number *weight*: scikit-learn's ``Tree`` of the same nodes and values.
+
+    *work* is the builder's scratch (``k.scratch``), reused from tree to tree: the ``Tree`` copies what it keeps.
+    """
+    if work is None:
+        work = k.scratch(XT.shape[1], XT.shape[0], n_classes)
+    n_nodes, depth = k.grow_tree(XT, keyed, order, ordered_values, codes, n_classes, weight, splitter_seed, max_features,
+                                 max_depth, min_split, min_leaf, min_decrease, criterion, _LN2,
+                                 _screening(criterion, int(weight.sum())), *work)
+    left_of, right_of, feature_of, threshold_of, value_of, impurity_of, count_of, weighted_of, missing_of = (
+        work[k.NODE_ARRAYS])
     nodes = np.zeros(n_nodes, dtype=NODE_DTYPE)
     for field, values in (("left_child", left_of), ("right_child", right_of), ("feature", feature_of),
                           ("threshold", threshold_of), ("impurity", impurity_of), ("n_node_samples", count_of),
                           ("weighted_n_node_samples", weighted_of), ("missing_go_to_left", missing_of)):
         nodes[field] = values[:n_nodes]
-    grown = Tree(n_features, np.array([n_classes], dtype=np.intp), 1)
+    grown = Tree(XT.shape[0], np.array([n_classes], dtype=np.intp), 1)
     grown.__setstate__({"max_depth": depth, "node_count": n_nodes, "nodes": nodes,
                         "values": np.ascontiguousarray(value_of[:n_nodes].reshape(n_nodes, 1, n_classes))})
     return grown

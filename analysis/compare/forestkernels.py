@@ -216,16 +216,42 @@ def scan_entropy(fv, samples, y, weight, total, left, start, end, wn, min_leaf, 
     best[3] = best_sum
 
 
+@jit(inline=True)
+def scratch(n, n_features, n_classes):  # pragma: no cover - compiled
+    # What grow_tree works in, for trees of n samples (reused from one tree to the next; inlined into grow_forest,
+    # whose loops are then as fast as with arrays allocated in place): the node's samples and
+    # values (one more slot each: a large node's pick writes one past its end), sorting keys, stamps, the feature
+    # permutation and constants, the sort's stack; the node arrays (a tree of n samples has at most 2n - 1
+    # nodes); class counts, weights as doubles, the best split, the builder's stack.
+    cap = 2 * n + 1
+    return (np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.float32), np.empty(n, dtype=np.int64),
+            np.empty(n, dtype=np.int64), np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.int64),
+            np.empty((64, 2), dtype=np.int64),
+            np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64),
+            np.empty(cap, dtype=np.float64), np.empty((cap, n_classes), dtype=np.float64),
+            np.empty(cap, dtype=np.float64), np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.float64),
+            np.empty(cap, dtype=np.uint8),
+            np.empty(n_classes, dtype=np.int64), np.empty(n_classes, dtype=np.int64),
+            np.empty(n_classes, dtype=np.float64), np.empty(n, dtype=np.float64), np.empty(7, dtype=np.float64),
+            np.empty((n + 2, 6), dtype=np.int64), np.empty(n + 2, dtype=np.float64))
+
+
+#: Where the node arrays stand in scratch()'s tuple: children, feature, threshold, values, impurity, samples,
+#: weighted samples, the side of unseen values.
+NODE_ARRAYS = slice(7, 16)
+
+
 @jit
 def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_seed, max_features, max_depth, min_split,
               min_leaf, min_decrease, criterion, ln2, xlogx, samples, fv, keys, stamp, features, constants,
               sort_stack, left_of, right_of, feature_of, threshold_of, value_of, impurity_of, count_of,
-              weighted_of, missing_of, total, left, total_f, weight_f, best, st_int, st_imp):  # pragma: no cover - compiled
-    # One tree as DepthFirstTreeBuilder grows it with BestSplitter; returns its node count and depth. Node arrays
-    # as the tree's nodes hold them: children (-1 for a leaf), feature and threshold (-2 for a leaf), class
-    # fractions, impurity, samples, weighted samples, and the side unseen values take (the larger child's; 0 for
-    # a leaf). st_int/st_imp: the builder's stack of (start, end, depth, parent, is_left, constants known) and
-    # the node's impurity.
+              weighted_of, missing_of, total, left, total_f, weight_f, best, st_int, st_imp):  # pragma: no cover
+    # One tree as DepthFirstTreeBuilder grows it with BestSplitter, in the arrays of scratch() (passed one by one:
+    # a tuple of them costs the loops a few percent); returns its node count and depth. Node arrays as the tree's
+    # nodes hold them: children (-1 for a leaf), feature and threshold (-2 for a leaf), class fractions, impurity,
+    # samples, weighted samples, and the side unseen values take (the larger child's; 0 for a leaf).
+    # st_int/st_imp: the builder's stack of (start, end, depth, parent, is_left, constants known) and the node's
+    # impurity.
     n_features, n = XT.shape
     T = np.float32(1e-7)  # FEATURE_THRESHOLD, a float32: values within it are ties, compared in float32 as there
     eps = np.finfo(np.float64).eps
@@ -453,37 +479,12 @@ def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_s
 def grow_forest(XT, keyed, order, ordered_values, y, n_classes, counts, splitter_seeds, max_features, max_depth, min_split,
                 min_leaf, min_decrease, criterion, ln2, xlogx, XtT, proba):  # pragma: no cover - compiled
     # Every tree in turn, each held-out row's class fractions added into proba in tree order.
-    n_features, n = XT.shape
     n_test = XtT.shape[1]
-    samples = np.empty(n + 1, dtype=np.int64)  # one more: a large node's pick writes one past its end
-    fv = np.empty(n + 1, dtype=np.float32)
-    keys = np.empty(n, dtype=np.int64)
-    stamp = np.empty(n, dtype=np.int64)
-    features = np.empty(n_features, dtype=np.int64)
-    constants = np.empty(n_features, dtype=np.int64)
-    sort_stack = np.empty((64, 2), dtype=np.int64)
-    cap = 2 * n + 1
-    left_of = np.empty(cap, dtype=np.int64)
-    right_of = np.empty(cap, dtype=np.int64)
-    feature_of = np.empty(cap, dtype=np.int64)
-    threshold_of = np.empty(cap, dtype=np.float64)
-    value_of = np.empty((cap, n_classes), dtype=np.float64)
-    impurity_of = np.empty(cap, dtype=np.float64)
-    count_of = np.empty(cap, dtype=np.int64)
-    weighted_of = np.empty(cap, dtype=np.float64)
-    missing_of = np.empty(cap, dtype=np.uint8)
-    total = np.empty(n_classes, dtype=np.int64)
-    left = np.empty(n_classes, dtype=np.int64)
-    total_f = np.empty(n_classes, dtype=np.float64)
-    weight_f = np.empty(n, dtype=np.float64)
-    best = np.empty(7, dtype=np.float64)
-    st_int = np.empty((n + 2, 6), dtype=np.int64)
-    st_imp = np.empty(n + 2, dtype=np.float64)
+    work = scratch(XT.shape[1], XT.shape[0], n_classes)
+    left_of, right_of, feature_of, threshold_of, value_of = work[7], work[8], work[9], work[10], work[11]
     for t in range(counts.shape[0]):
         grow_tree(XT, keyed, order, ordered_values, y, n_classes, counts[t], splitter_seeds[t], max_features, max_depth,
-                  min_split, min_leaf, min_decrease, criterion, ln2, xlogx, samples, fv, keys, stamp, features,
-                  constants, sort_stack, left_of, right_of, feature_of, threshold_of, value_of, impurity_of,
-                  count_of, weighted_of, missing_of, total, left, total_f, weight_f, best, st_int, st_imp)
+                  min_split, min_leaf, min_decrease, criterion, ln2, xlogx, *work)
         for r in range(n_test):
             node = 0
             while left_of[node] >= 0:
