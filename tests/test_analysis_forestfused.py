@@ -217,20 +217,33 @@ def test_the_builders_log_is_the_c_librarys() -> None:
     assert_compiled_like_the_c_library(math.log, x)
 
 
-def test_keys_sort_as_their_values() -> None:
-    k = forestfused.kernels()
+def test_feature_orders_rank_every_sample() -> None:
     rng = np.random.default_rng(1)
     for n in (1, 2, 17, 300):
-        values = np.round(rng.normal(size=(1, n)), 1).astype(np.float32)
+        values = np.round(rng.normal(size=(2, n)), 1).astype(np.float32)
         values[0, : n // 3] = -0.0
-        keyed, order, ordered = forestfused.sorting_keys(values)
-        keys = keyed[0].copy()
-        k.sort_keys(keys, 0, n, np.empty((64, 2), dtype=np.int64))
-        samples = keys & ((1 << 31) - 1)
-        assert sorted(samples.tolist()) == list(range(n))
-        assert np.all(np.diff(values[0, samples]) >= 0)
-        assert np.all(np.diff(values[0, order[0]]) >= 0)
-        assert ordered[0].tobytes() == values[0, order[0]].tobytes()
+        order, ordered, rank = forestfused.feature_orders(values)
+        for f in range(2):
+            assert sorted(order[f].tolist()) == list(range(n))
+            assert np.all(np.diff(values[f, order[f]]) >= 0)
+            assert ordered[f].tobytes() == values[f, order[f]].tobytes()
+            assert np.array_equal(order[f][rank[f]], np.arange(n))  # each sample's position in the order
+
+
+def test_folds_of_more_than_4096_rows_mark_through_several_summary_words() -> None:
+    # a summary word covers 4,096 ranks: a larger fold's nodes read marks through several of them
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(9000, 3))
+    X[:, 0] = np.round(X[:, 0], 1)
+    y = np.array([f"c{v}" for v in (X[:, 1] + rng.normal(size=9000) > 0) + (X[:, 0] > 0.5)])
+    folds = list(KFold(2).split(X, y))
+    forest = RandomForestClassifier(3, random_state=5, max_depth=12)
+    ours = forestfused.ForestFolds.prepare(forest, X, y, folds).predictions(forest)
+    for predicted, (train, test) in zip(ours, folds):
+        ref = RandomForestClassifier(3, random_state=5, max_depth=12).fit(X[train], y[train])
+        assert predicted.tolist() == fastfit.predict(ref, X[test]).tolist()
+    same_forest(forestfused.fit(RandomForestClassifier(2, random_state=5, max_depth=12), X, y),
+                RandomForestClassifier(2, random_state=5, max_depth=12).fit(X, y))
 
 
 def test_the_switch_turns_the_builder_off(monkeypatch) -> None:

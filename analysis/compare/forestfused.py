@@ -23,12 +23,12 @@ by the same loops into scikit-learn's ``Tree`` (:func:`fit`). They are the very 
   ``tree_.predict``), the leaves' class fractions are added into a float64 sum in tree order, divided
   by the number of trees, and the first largest wins: :func:`fastfit.predict` to the last bit.
 
-Where the builder is quicker (:mod:`.forestkernels`): no Python per tree; a large node picks its
-samples already sorted from the fold's order of each feature, a small one sorts one integer key per
-sample (the value's bits above the sample's index); a Gini score is first compared with the best so
-far as an exact fraction of whole numbers and an entropy score screened with running sums of
-``k log2 k``, so that only a candidate that can be the best has its score computed as the criterion
-computes it; and no branch per sample where the samples are picked, scored and partitioned.
+Where the builder is quicker (:mod:`.forestkernels`): no Python per tree; no sort: a node marks its
+samples' positions in the fold's presorted order of a feature in a bitset, and the feature's scan reads
+them back in order (a word of marks at a time; a summary bitset points to the words in use); a Gini
+score is first compared with the best so far as an exact fraction of whole numbers and an entropy score
+screened with running sums of ``k log2 k``, so that only a candidate that can be the best has its score
+computed as the criterion computes it; and no branch per sample where the samples are partitioned.
 
 ``tests/test_analysis_forestfused.py`` compares every node of every tree (children, feature, threshold,
 impurity, samples, weighted samples, values) with scikit-learn's fit on data made to exercise every rule,
@@ -69,7 +69,7 @@ _LN2 = math.log(2.0)  # the criterion's log2(x) is ln(x) / ln(2.0)
 _XLOGX: dict[int, np.ndarray] = {}
 _NO_TABLE = np.zeros(1)
 _MAX_DRAWS = 2**25  # the most bootstrap counts (trees x samples, 8 bytes each) a grid's folds keep (256 MB)
-_BYTES_PER_CELL = 24  # a fold's training value as the builder holds it: float32 column, key, order, sorted value
+_BYTES_PER_CELL = 16  # a fold's training value as the builder holds it: float32 column, order, sorted value, rank
 _MAX_PREPARED = 2**28  # the most bytes a grid's folds are prepared in (256 MB); past it, scikit-learn's builder
 
 
@@ -151,7 +151,7 @@ class ForestFolds:
         if int(p["n_estimators"]) * max(len(train) for train, _ in self.folds) > _MAX_DRAWS:
             return None  # the bootstrap counts would take too much memory at once: grown tree by tree instead
         out = []
-        for XT, keyed, order, ordered_values, XtT, classes, codes in self.prepared():
+        for XT, order, ordered_values, rank, XtT, classes, codes in self.prepared():
             n_features, n = XT.shape
             counts, splitter_seeds = self.draws(int(p["random_state"]), int(p["n_estimators"]), n)
             max_features = fastfit.feature_count(p["max_features"], n_features)
@@ -160,7 +160,7 @@ class ForestFolds:
             min_leaf = int(p["min_samples_leaf"])
             criterion = _CRITERIA[p["criterion"]]
             proba = np.zeros((XtT.shape[1], len(classes)), dtype=np.float64)
-            self.k.grow_forest(XT, keyed, order, ordered_values, codes, len(classes), counts, splitter_seeds,
+            self.k.grow_forest(XT, order, ordered_values, rank, codes, len(classes), counts, splitter_seeds,
                                max_features, _MAX_INT if p["max_depth"] is None else int(p["max_depth"]),
                                max(int(p["min_samples_split"]), 2 * min_leaf), min_leaf,
                                float(p["min_impurity_decrease"]), criterion, _LN2, _screening(criterion, n), XtT,
@@ -177,7 +177,7 @@ class ForestFolds:
             for train, test in self.folds:
                 classes, codes = np.unique(self.y[train], return_inverse=True)
                 XT = np.ascontiguousarray(X32[train].T)
-                self._prepared.append((XT, *sorting_keys(XT), np.ascontiguousarray(X32[test].T), classes,
+                self._prepared.append((XT, *feature_orders(XT), np.ascontiguousarray(X32[test].T), classes,
                                        np.ascontiguousarray(codes, dtype=np.int64)))
         return self._prepared
 
@@ -236,32 +236,32 @@ class _Grower:
             if X.dtype != np.float32 or X.ndim != 2 or not np.isfinite(X).all():
                 return None
             XT = np.ascontiguousarray(X.T)
-            self._X, self._prepared, self._work = X, (XT, *sorting_keys(XT)), None
+            self._X, self._prepared, self._work = X, (XT, *feature_orders(XT)), None
         if self._codes is None or self._codes[0] is not y_encoded:
             self._codes = (y_encoded, np.ascontiguousarray(y_encoded[:, 0], dtype=np.int64))
         assert self._prepared is not None
-        XT, keyed, order, ordered_values = self._prepared
+        XT, order, ordered_values, rank = self._prepared
         codes = self._codes[1]
-        if self._work is None or self._work[11].shape[1] != n_classes:  # the forest's trees share one scratch
+        if self._work is None or self._work[10].shape[1] != n_classes:  # the forest's trees share one scratch
             self._work = self.k.scratch(XT.shape[1], XT.shape[0], n_classes)
         splitter_seed = random_state.randint(0, _RAND_R_MAX)  # the splitter's draw (Splitter.init)
-        return grow_tree(self.k, XT, keyed, order, ordered_values, codes, n_classes, weight, splitter_seed,
+        return grow_tree(self.k, XT, order, ordered_values, rank, codes, n_classes, weight, splitter_seed,
                          max_features, max_depth, min_samples_split, min_samples_leaf,
                          float(tree.min_impurity_decrease), _CRITERIA[tree.criterion], self._work)
 
 
-def grow_tree(k: Any, XT: np.ndarray, keyed: np.ndarray, order: np.ndarray, ordered_values: np.ndarray,
+def grow_tree(k: Any, XT: np.ndarray, order: np.ndarray, ordered_values: np.ndarray, rank: np.ndarray,
               codes: np.ndarray, n_classes: int, weight: np.ndarray, splitter_seed: int, max_features: int,
               max_depth: int, min_split: int, min_leaf: int, min_decrease: float, criterion: int,
               work: tuple[np.ndarray, ...] | None = None) -> Any:
-    """One tree grown by the compiled builder (*k*) on a fold's columns *XT* with their :func:`sorting_keys`, the
+    """One tree grown by the compiled builder (*k*) on a fold's columns *XT* with their :func:`feature_orders`, the
     samples' class *codes* and whole-number *weight*: scikit-learn's ``Tree`` of the same nodes and values.
 
     *work* is the builder's scratch (``k.scratch``), reused from tree to tree: the ``Tree`` copies what it keeps.
     """
     if work is None:
         work = k.scratch(XT.shape[1], XT.shape[0], n_classes)
-    n_nodes, depth = k.grow_tree(XT, keyed, order, ordered_values, codes, n_classes, weight, splitter_seed, max_features,
+    n_nodes, depth = k.grow_tree(XT, order, ordered_values, rank, codes, n_classes, weight, splitter_seed, max_features,
                                  max_depth, min_split, min_leaf, min_decrease, criterion, _LN2,
                                  _screening(criterion, int(weight.sum())), *work)
     left_of, right_of, feature_of, threshold_of, value_of, impurity_of, count_of, weighted_of, missing_of = (
@@ -297,20 +297,17 @@ def tree_draws(seed: int, n_estimators: int, n_samples: int) -> tuple[np.ndarray
     return counts, splitter_seeds
 
 
-def sorting_keys(XT: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A fold's training columns (features x samples, float32) as the builder sorts them.
+def feature_orders(XT: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fold's training columns (features x samples, float32) as the builder reads them in order.
 
-    ``keyed[f, i]`` packs sample *i*'s value of feature *f* (its float32 bits, mapped so that integer order is
-    the values' order) above the sample's index: sorting a small node's keys sorts its samples by value, one
-    integer array instead of two. ``order[f]`` is the samples in ascending order of feature *f*, and
-    ``ordered_values[f]`` their values, from which a large node picks its own, already sorted.
+    ``order[f]`` is the samples in ascending order of feature *f*, ``ordered_values[f]`` their values, and
+    ``rank[f, i]`` sample *i*'s position in ``order[f]``: a node marks its samples' ranks and reads them back
+    sorted, values and all.
     """
-    bits = XT.view(np.uint32).astype(np.int64)
-    ordered = np.where(bits >> 31, ~bits & 0xFFFFFFFF, bits | 0x80000000)
-    keyed = (ordered << 31) | np.arange(XT.shape[1], dtype=np.int64)
-    order = np.argsort(XT, axis=1, kind="stable")
-    return (np.ascontiguousarray(keyed), np.ascontiguousarray(order, dtype=np.int64),
-            np.ascontiguousarray(np.take_along_axis(XT, order, axis=1)))
+    order = np.argsort(XT, axis=1, kind="stable").astype(np.int32)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(XT.shape[1], dtype=np.int32), XT.shape), axis=1)
+    return order, np.ascontiguousarray(np.take_along_axis(XT, order, axis=1)), rank
 
 
 def xlogx(n: int) -> np.ndarray:
@@ -334,9 +331,9 @@ def _smoke(k: Any) -> None:
     XT = np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 0.0, 0.0]], dtype=np.float32)
     codes = np.array([0, 0, 1, 1], dtype=np.int64)
     for criterion in (0, 1):
-        k.grow_forest(XT, *sorting_keys(XT), codes, 2, np.ones((2, 4), dtype=np.int64), np.array([1, 2], dtype=np.int64),
+        k.grow_forest(XT, *feature_orders(XT), codes, 2, np.ones((2, 4), dtype=np.int64), np.array([1, 2], dtype=np.int64),
                       1, _MAX_INT, 2, 1, 0.0, criterion, _LN2, _screening(criterion, 4), XT, np.zeros((4, 2)))
-        grow_tree(k, XT, *sorting_keys(XT), codes, 2, np.ones(4, dtype=np.int64), 1, 1, _MAX_INT, 2, 1, 0.0, criterion)
+        grow_tree(k, XT, *feature_orders(XT), codes, 2, np.ones(4, dtype=np.int64), 1, 1, _MAX_INT, 2, 1, 0.0, criterion)
 
 
 def _build() -> Any:

@@ -10,60 +10,9 @@ import math
 
 import numpy as np
 
+from numba.cpython.unsafe.numbers import trailing_zeros
+
 from echolab.analysis.compare.compiled import jit
-
-
-@jit
-def sort_keys(a, lo, hi, stack):  # pragma: no cover - compiled
-    # a[lo:hi] ascending, for distinct keys (a sample's value and its index packed in one integer): a quicksort
-    # (Hoare's partition around the median of three) with insertion sort for short runs; the larger side is
-    # stacked and the smaller sorted first, so the stack (64 slots) never overflows.
-    top = 0
-    while True:
-        if hi - lo <= 16:
-            for i in range(lo + 1, hi):
-                key = a[i]
-                j = i - 1
-                while j >= lo and a[j] > key:
-                    a[j + 1] = a[j]
-                    j -= 1
-                a[j + 1] = key
-            if top == 0:
-                return
-            top -= 1
-            lo = stack[top, 0]
-            hi = stack[top, 1]
-            continue
-        x, y, z = a[lo], a[(lo + hi) >> 1], a[hi - 1]
-        if x < y:
-            pivot = y if y < z else (z if x < z else x)
-        else:
-            pivot = x if x < z else (z if y < z else y)
-        i = lo - 1
-        j = hi
-        while True:
-            i += 1
-            while a[i] < pivot:
-                i += 1
-            j -= 1
-            while a[j] > pivot:
-                j -= 1
-            if i >= j:
-                break
-            t = a[i]
-            a[i] = a[j]
-            a[j] = t
-        # [lo, j] <= pivot <= [j + 1, hi), both sides non-empty (the pivot is neither the least nor the
-        # greatest of three distinct keys)
-        if j + 1 - lo < hi - j - 1:
-            stack[top, 0] = j + 1
-            stack[top, 1] = hi
-            hi = j + 1
-        else:
-            stack[top, 0] = lo
-            stack[top, 1] = j + 1
-            lo = j + 1
-        top += 1
 
 
 @jit
@@ -117,14 +66,28 @@ def node_impurity(criterion, total, w, ln2):  # pragma: no cover - compiled
 
 
 @jit
-def scan_gini(fv, samples, y, weight, weight_f, total, total_f, left, start, end, wn, min_leaf, f, exact, best):  # pragma: no cover
-    # Every position p of a sorted feature (samples[start:p] to the left) in turn, for the Gini criterion: the
-    # best split so far in best (proxy, fraction's numerator and denominator, -, position, feature, threshold).
+def clear_marks(bits, summary, lo, hi):  # pragma: no cover - compiled
+    # Every mark of summary's words lo..hi cleared, and the words of bits they point to.
+    for w1 in range(lo, hi + 1):
+        top = summary[w1]
+        summary[w1] = 0
+        while top:
+            bits[(w1 << 6) + trailing_zeros(top)] = 0
+            top &= top - np.uint64(1)
+
+
+@jit
+def scan_gini(bits, summary, lo, hi, order, values, y, weight, weight_f, total, total_f, left, start, end, wn,
+              min_leaf, f, exact, best):  # pragma: no cover - compiled
+    # Every position p of a feature's sorted values in the node (the first p - start samples to the left) in turn,
+    # for the Gini criterion: the best split so far in best (proxy, fraction's numerator and denominator, -,
+    # position, feature, threshold). The node's samples are read in ascending order of the feature from their
+    # marks (see grow_tree), which are cleared as they are read: a rank r set in bits is sample order[r], of
+    # value values[r]; summary's words lo..hi say which words of bits hold marks.
     # Class weights are whole numbers held in doubles, every sum and product of them below 2**53: exact. The
     # proxy is -wn + (sq_l / wl + sq_r / wr); with exact set that fraction is compared exactly first, and only
     # a candidate as good as the best has its proxy computed as the criterion computes it. Positions inside a
-    # run of ties, or leaving a child too small, are no split; they and the candidates that cannot beat the
-    # best are passed over by one rarely taken branch.
+    # run of ties, or leaving a child too small, are no split: one rarely taken branch passes them over.
     T = np.float32(1e-7)
     for c in range(left.shape[0]):
         left[c] = 0
@@ -136,46 +99,62 @@ def scan_gini(fv, samples, y, weight, weight_f, total, total_f, left, start, end
     best_proxy = best[0]
     best_num = best[1]
     best_den = best[2]
-    for q in range(start, end - 1):
-        i = samples[q]
-        c = y[i]
-        k = left[c]
-        left[c] = k + weight[i]  # an integer count: the next sample of the class waits least for it
-        w = weight_f[i]
-        kl = np.float64(k)
-        kr = total_f[c] - kl
-        wl += w
-        wr = wn - wl
-        sq_l += (2.0 * kl + w) * w
-        sq_r -= (2.0 * kr - w) * w
-        p = q + 1
-        if not ((fv[p] > fv[q] + T) & (p - start >= min_leaf) & (end - p >= min_leaf)):
-            continue  # no split here (within a run of ties: a branch taken alike along the run)
-        if exact:
-            a = (sq_l * wr + sq_r * wl) * best_den
-            b = best_num * (wl * wr)
-            if a < b:
-                continue
-            if a > b:
-                best_proxy = -np.inf  # strictly better: its double is larger too
-        il = 1.0 - sq_l / (wl * wl)
-        ir = 1.0 - sq_r / (wr * wr)
-        proxy = -wr * ir - wl * il
-        if proxy > best_proxy:
-            best_proxy = proxy
-            best_num = sq_l * wr + sq_r * wl
-            best_den = wl * wr
-            best[4] = p
-            best[5] = f
-            best[6] = np.float64(fv[q]) / 2.0 + np.float64(fv[p]) / 2.0
+    p = start
+    before = np.float32(0.0)  # the value of the sample before p (compared only from p = start + min_leaf on)
+    for w1 in range(lo, hi + 1):
+        top = summary[w1]
+        summary[w1] = 0
+        while top:
+            wi = (w1 << 6) + trailing_zeros(top)
+            top &= top - np.uint64(1)
+            word = bits[wi]
+            bits[wi] = 0
+            while word:
+                r = (wi << 6) + trailing_zeros(word)
+                word &= word - np.uint64(1)
+                v = values[r]
+                if (v > before + T) & (p - start >= min_leaf) & (end - p >= min_leaf):
+                    wr = wn - wl
+                    better = True
+                    if exact:
+                        a = (sq_l * wr + sq_r * wl) * best_den
+                        b = best_num * (wl * wr)
+                        if a < b:
+                            better = False
+                        elif a > b:
+                            best_proxy = -np.inf  # strictly better: its double is larger too
+                    if better:
+                        il = 1.0 - sq_l / (wl * wl)
+                        ir = 1.0 - sq_r / (wr * wr)
+                        proxy = -wr * ir - wl * il
+                        if proxy > best_proxy:
+                            best_proxy = proxy
+                            best_num = sq_l * wr + sq_r * wl
+                            best_den = wl * wr
+                            best[4] = p
+                            best[5] = f
+                            best[6] = np.float64(before) / 2.0 + np.float64(v) / 2.0
+                # the sample at p joins the left side
+                before = v
+                p += 1
+                i = order[r]
+                c = y[i]
+                k = left[c]
+                left[c] = k + weight[i]  # an integer count: the next sample of the class waits least for it
+                w = weight_f[i]
+                kl = np.float64(k)
+                kr = total_f[c] - kl
+                wl += w
+                sq_l += (2.0 * kl + w) * w
+                sq_r -= (2.0 * kr - w) * w
     best[0] = best_proxy
     best[1] = best_num
     best[2] = best_den
 
 
 @jit
-def scan_entropy(fv, samples, y, weight, total, left, start, end, wn, min_leaf, f, ln2, xlogx, margin,
-                 best):  # pragma: no cover - compiled
+def scan_entropy(bits, summary, lo, hi, order, values, y, weight, total, left, start, end, wn, min_leaf, f, ln2,
+                 xlogx, margin, best):  # pragma: no cover - compiled
     # scan_gini for the entropy criterion: a candidate's proxy is computed as the criterion computes it (from the
     # table of its terms) only where the running sums of k log2 k put it within margin of the best so far.
     T = np.float32(1e-7)
@@ -188,30 +167,43 @@ def scan_entropy(fv, samples, y, weight, total, left, start, end, wn, min_leaf, 
         sum_r += xlogx[total[c]]
     best_proxy = best[0]
     best_sum = best[3]
-    for q in range(start, end - 1):
-        i = samples[q]
-        c = y[i]
-        w = weight[i]
-        kl = left[c]
-        kr = total[c] - kl
-        left[c] = kl + w
-        wl += w
-        wr = wn - wl
-        sum_l += xlogx[kl + w] - xlogx[kl]
-        sum_r += xlogx[kr - w] - xlogx[kr]
-        candidate = (sum_l - xlogx[wl]) + (sum_r - xlogx[wr])
-        p = q + 1
-        split = (fv[p] > fv[q] + T) & (p - start >= min_leaf) & (end - p >= min_leaf)
-        if not (split & (candidate >= best_sum - margin)):
-            continue
-        il, ir = scores(1, wl, wr, 0, 0, left, total, ln2)
-        proxy = -np.float64(wr) * ir - np.float64(wl) * il
-        if proxy > best_proxy:
-            best_proxy = proxy
-            best_sum = candidate
-            best[4] = p
-            best[5] = f
-            best[6] = np.float64(fv[q]) / 2.0 + np.float64(fv[p]) / 2.0
+    p = start
+    before = np.float32(0.0)
+    for w1 in range(lo, hi + 1):
+        top = summary[w1]
+        summary[w1] = 0
+        while top:
+            wi = (w1 << 6) + trailing_zeros(top)
+            top &= top - np.uint64(1)
+            word = bits[wi]
+            bits[wi] = 0
+            while word:
+                r = (wi << 6) + trailing_zeros(word)
+                word &= word - np.uint64(1)
+                v = values[r]
+                if (v > before + T) & (p - start >= min_leaf) & (end - p >= min_leaf):
+                    wr = wn - wl
+                    candidate = (sum_l - xlogx[wl]) + (sum_r - xlogx[wr])
+                    if candidate >= best_sum - margin:
+                        il, ir = scores(1, wl, wr, 0, 0, left, total, ln2)
+                        proxy = -np.float64(wr) * ir - np.float64(wl) * il
+                        if proxy > best_proxy:
+                            best_proxy = proxy
+                            best_sum = candidate
+                            best[4] = p
+                            best[5] = f
+                            best[6] = np.float64(before) / 2.0 + np.float64(v) / 2.0
+                before = v
+                p += 1
+                i = order[r]
+                c = y[i]
+                w = weight[i]
+                kl = left[c]
+                kr = total[c] - kl
+                left[c] = kl + w
+                wl += w
+                sum_l += xlogx[kl + w] - xlogx[kl]
+                sum_r += xlogx[kr - w] - xlogx[kr]
     best[0] = best_proxy
     best[3] = best_sum
 
@@ -219,14 +211,14 @@ def scan_entropy(fv, samples, y, weight, total, left, start, end, wn, min_leaf, 
 @jit(inline=True)
 def scratch(n, n_features, n_classes):  # pragma: no cover - compiled
     # What grow_tree works in, for trees of n samples (reused from one tree to the next; inlined into grow_forest,
-    # whose loops are then as fast as with arrays allocated in place): the node's samples and
-    # values (one more slot each: a large node's pick writes one past its end), sorting keys, stamps, the feature
-    # permutation and constants, the sort's stack; the node arrays (a tree of n samples has at most 2n - 1
-    # nodes); class counts, weights as doubles, the best split, the builder's stack.
+    # whose loops are then as fast as with arrays allocated in place): the node's samples, a partition's buffer,
+    # the marks of a node's ranks and their summary (all zero between uses), the feature permutation and
+    # constants; the node arrays (a tree of n samples has at most 2n - 1 nodes); class counts, weights as
+    # doubles, the best split, the builder's stack.
     cap = 2 * n + 1
-    return (np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.float32), np.empty(n, dtype=np.int64),
-            np.empty(n, dtype=np.int64), np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.int64),
-            np.empty((64, 2), dtype=np.int64),
+    return (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.zeros((n + 63) >> 6, dtype=np.uint64),
+            np.zeros((n + 4095) >> 12, dtype=np.uint64), np.empty(n_features, dtype=np.int64),
+            np.empty(n_features, dtype=np.int64),
             np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64),
             np.empty(cap, dtype=np.float64), np.empty((cap, n_classes), dtype=np.float64),
             np.empty(cap, dtype=np.float64), np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.float64),
@@ -238,13 +230,13 @@ def scratch(n, n_features, n_classes):  # pragma: no cover - compiled
 
 #: Where the node arrays stand in scratch()'s tuple: children, feature, threshold, values, impurity, samples,
 #: weighted samples, the side of unseen values.
-NODE_ARRAYS = slice(7, 16)
+NODE_ARRAYS = slice(6, 15)
 
 
 @jit
-def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_seed, max_features, max_depth, min_split,
-              min_leaf, min_decrease, criterion, ln2, xlogx, samples, fv, keys, stamp, features, constants,
-              sort_stack, left_of, right_of, feature_of, threshold_of, value_of, impurity_of, count_of,
+def grow_tree(XT, order, ordered_values, rank, y, n_classes, weight, splitter_seed, max_features, max_depth, min_split,
+              min_leaf, min_decrease, criterion, ln2, xlogx, samples, keys, bits, summary, features, constants,
+              left_of, right_of, feature_of, threshold_of, value_of, impurity_of, count_of,
               weighted_of, missing_of, total, left, total_f, weight_f, best, st_int, st_imp):  # pragma: no cover
     # One tree as DepthFirstTreeBuilder grows it with BestSplitter, in the arrays of scratch() (passed one by one:
     # a tuple of them costs the loops a few percent); returns its node count and depth. Node arrays as the tree's
@@ -255,11 +247,9 @@ def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_s
     n_features, n = XT.shape
     T = np.float32(1e-7)  # FEATURE_THRESHOLD, a float32: values within it are ties, compared in float32 as there
     eps = np.finfo(np.float64).eps
-    low = (1 << 31) - 1
     m = 0
     w_all = 0
     for i in range(n):
-        stamp[i] = -1
         weight_f[i] = weight[i]
         if weight[i] != 0:
             samples[m] = i
@@ -317,12 +307,6 @@ def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_s
         imp_right = 0.0
         n_total = n_known
         if not is_leaf:
-            # node_split_best. A large node takes each feature's values in order from the fold's presorted
-            # order (its samples stamped), a small one sorts them.
-            presorted = n_node * 16 >= n
-            if presorted:
-                for p in range(start, end):
-                    stamp[samples[p]] = n_nodes
             # the best split so far: proxy, its fraction (Gini: numerator, denominator) or running sum (entropy),
             # position, feature, threshold
             best[0] = -np.inf
@@ -349,38 +333,21 @@ def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_s
                     continue
                 f_j += n_found
                 f = features[f_j]
-                if presorted:  # the node's samples picked out of the feature's order (no branch to mispredict)
-                    q = start
-                    orow = order[f]
-                    vrow = ordered_values[f]
-                    after = samples[end]  # every row is written at q, a member only advances it: keep the next
-                    for j in range(n):
-                        i = orow[j]
-                        samples[q] = i
-                        fv[q] = vrow[j]
-                        q += stamp[i] == n_nodes
-                    samples[end] = after
-                else:
-                    keyrow = keyed[f]
-                    row = XT[f]
-                    lowest = keyrow[samples[start]]
-                    highest = lowest
-                    for p in range(start, end):
-                        key = keyrow[samples[p]]
-                        keys[p] = key
-                        lowest = min(lowest, key)
-                        highest = max(highest, key)
-                    # the sorted values' last and first, compared before sorting: a constant feature is not sorted
-                    constant = row[highest & low] <= row[lowest & low] + T
-                    if not constant:
-                        sort_keys(keys, start, end, sort_stack)
-                        for p in range(start, end):
-                            i = keys[p] & low
-                            samples[p] = i
-                            fv[p] = row[i]
-                if presorted:
-                    constant = fv[end - 1] <= fv[start] + T
-                if constant:
+                # node_split_best's sort, without sorting: the node's samples are marked at their ranks in the
+                # fold's order of the feature (a bit each, and a bit in the summary for each word of marks), and the
+                # scan reads them back in order; a constant feature is found from the extreme ranks first
+                rrow = rank[f]
+                lo = n
+                hi = 0
+                for p in range(start, end):
+                    r = rrow[samples[p]]
+                    bits[r >> 6] |= np.uint64(1) << np.uint64(r & 63)
+                    summary[r >> 12] |= np.uint64(1) << np.uint64((r >> 6) & 63)
+                    lo = min(lo, r)
+                    hi = max(hi, r)
+                values = ordered_values[f]
+                if values[hi] <= values[lo] + T:
+                    clear_marks(bits, summary, lo >> 12, hi >> 12)
                     t = features[f_j]
                     features[f_j] = features[n_total]
                     features[n_total] = t
@@ -392,11 +359,11 @@ def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_s
                 features[f_i] = features[f_j]
                 features[f_j] = t
                 if criterion == 0:
-                    scan_gini(fv, samples, y, weight, weight_f, total, total_f, left, start, end,
-                              np.float64(wn), min_leaf, f, exact_gini, best)
+                    scan_gini(bits, summary, lo >> 12, hi >> 12, order[f], values, y, weight, weight_f, total,
+                              total_f, left, start, end, np.float64(wn), min_leaf, f, exact_gini, best)
                 else:
-                    scan_entropy(fv, samples, y, weight, total, left, start, end, wn, min_leaf, f, ln2,
-                                 xlogx, margin, best)
+                    scan_entropy(bits, summary, lo >> 12, hi >> 12, order[f], values, y, weight, total, left,
+                                 start, end, wn, min_leaf, f, ln2, xlogx, margin, best)
             best_pos = np.int64(best[4])
             best_feature = np.int64(best[5])
             best_threshold = best[6]
@@ -476,14 +443,14 @@ def grow_tree(XT, keyed, order, ordered_values, y, n_classes, weight, splitter_s
 
 
 @jit
-def grow_forest(XT, keyed, order, ordered_values, y, n_classes, counts, splitter_seeds, max_features, max_depth, min_split,
+def grow_forest(XT, order, ordered_values, rank, y, n_classes, counts, splitter_seeds, max_features, max_depth, min_split,
                 min_leaf, min_decrease, criterion, ln2, xlogx, XtT, proba):  # pragma: no cover - compiled
     # Every tree in turn, each held-out row's class fractions added into proba in tree order.
     n_test = XtT.shape[1]
     work = scratch(XT.shape[1], XT.shape[0], n_classes)
-    left_of, right_of, feature_of, threshold_of, value_of = work[7], work[8], work[9], work[10], work[11]
+    left_of, right_of, feature_of, threshold_of, value_of = work[6], work[7], work[8], work[9], work[10]
     for t in range(counts.shape[0]):
-        grow_tree(XT, keyed, order, ordered_values, y, n_classes, counts[t], splitter_seeds[t], max_features, max_depth,
+        grow_tree(XT, order, ordered_values, rank, y, n_classes, counts[t], splitter_seeds[t], max_features, max_depth,
                   min_split, min_leaf, min_decrease, criterion, ln2, xlogx, *work)
         for r in range(n_test):
             node = 0
