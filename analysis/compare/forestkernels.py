@@ -76,7 +76,7 @@ def clear_marks(bits, summary, lo, hi):  # pragma: no cover - compiled
             top &= top - np.uint64(1)
 
 
-@jit
+@jit(inline=True)
 def scan_gini(bits, summary, lo, hi, order, values, y, weight, weight_f, total, total_f, left, start, end, wn,
               min_leaf, f, exact, best):  # pragma: no cover - compiled
     # Every position p of a feature's sorted values in the node (the first p - start samples to the left) in turn,
@@ -152,7 +152,7 @@ def scan_gini(bits, summary, lo, hi, order, values, y, weight, weight_f, total, 
     best[2] = best_den
 
 
-@jit
+@jit(inline=True)
 def scan_entropy(bits, summary, lo, hi, order, values, y, weight, total, left, start, end, wn, min_leaf, f, ln2,
                  xlogx, margin, best):  # pragma: no cover - compiled
     # scan_gini for the entropy criterion: a candidate's proxy is computed as the criterion computes it (from the
