@@ -123,7 +123,7 @@ def test_a_grid_search_over_forests_is_gridsearchcvs_choice() -> None:
     same_forest(ours.best_estimator, ref.best_estimator_)
 
 
-def test_what_the_builder_does_not_follow_is_left_to_scikit_learn() -> None:
+def test_what_the_builder_does_not_follow_is_left_to_scikit_learn(monkeypatch) -> None:
     X, y = crafted(80, seed=8)
     folds = list(StratifiedKFold(3).split(X, y))
     prepared = forestfused.ForestFolds.prepare(RandomForestClassifier(), X, y, folds)
@@ -133,12 +133,18 @@ def test_what_the_builder_does_not_follow_is_left_to_scikit_learn() -> None:
                    RandomForestClassifier(5, random_state=1, bootstrap=False),
                    ExtraTreesClassifier(5, random_state=1)):
         assert prepared.predictions(forest) is None
-    # a weighted forest's trees are declined one by one, and the fit is scikit-learn's
+    grown = []
+    real = forestfused.grow_tree
+    monkeypatch.setattr(forestfused, "grow_tree", lambda *a, **k: grown.append(1) or real(*a, **k))
+    same_forest(forestfused.fit(RandomForestClassifier(3, random_state=1), X, y),
+                RandomForestClassifier(3, random_state=1).fit(X, y))
+    assert len(grown) == 3  # a plain refit's trees: the compiled builder's
+    # a weighted forest, and unbootstrapped trees (no sample weights): scikit-learn's builder, the same trees
     ours = forestfused.fit(RandomForestClassifier(6, class_weight="balanced", random_state=1), X, y)
     same_forest(ours, RandomForestClassifier(6, class_weight="balanced", random_state=1).fit(X, y))
-    # unbootstrapped trees are whole-number weighted too: grown here, the same trees
     ours = forestfused.fit(RandomForestClassifier(4, bootstrap=False, random_state=1), X, y)
     same_forest(ours, RandomForestClassifier(4, bootstrap=False, random_state=1).fit(X, y))
+    assert len(grown) == 3
     # missing values take scikit-learn's own path for them
     Xn = X.copy()
     Xn[3, 0] = np.nan

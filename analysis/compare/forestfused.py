@@ -35,10 +35,10 @@ impurity, samples, weighted samples, values) with scikit-learn's fit on data mad
 and the folds' predictions with scikit-learn's forests'. A grid's folds are grown here for plain forests
 (:func:`applies`: the scikit-learn releases of :data:`fastfit.CHECKED_SKLEARN`, bootstrap samples of the
 whole fold, no class weights, depth-first growth, no pruning, integer settings and seed; finite data and
-labels a forest accepts; bounded memory); a refit's trees whenever their sample weights are whole numbers
-(integer class weights and ``max_samples`` too) and they are built one after another. Anything else, a
-core install, or ``ECHOLAB_FOREST_FUSED=0`` grows the forests through :mod:`.fastfit` (the same trees,
-slower).
+labels a forest accepts; bounded memory); a refit's trees where :mod:`.fastfit` prepares them itself (no
+class weights, bootstrap samples, ``max_samples`` too), their weights are whole numbers and they are built one
+after another. Anything else (class weights, unbootstrapped trees among them), a core install, or
+``ECHOLAB_FOREST_FUSED=0`` grows the forests through :mod:`.fastfit` (the same trees, slower).
 """
 
 from __future__ import annotations
