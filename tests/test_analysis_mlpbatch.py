@@ -73,6 +73,22 @@ def test_logistic_units_are_expit_in_double_and_within_four_ulps_in_single() -> 
     assert single[x == -np.inf] == 0.0 and single[x == np.inf] == 1.0 and set(single[x == 0.0].tolist()) == {0.5}
 
 
+@pytest.mark.parametrize("classes", [2, 4])
+def test_a_stacks_first_losses_are_scikit_learns_to_the_last_bit(classes: int) -> None:
+    # the first epoch's loss (one mini-batch of the initial weights: log loss, then the L2 term of every layer
+    # added in order) is scikit-learn's exactly in double precision, for every network of the stack
+    X, y = data(60, d=5, classes=classes, seed=classes)
+    rows = [np.arange(0, 40), np.arange(20, 60), np.r_[0:20, 40:60]]
+    est = MLPClassifier(max_iter=1, random_state=5, alpha=2.5, batch_size=40)
+    candidates = [{"hidden_layer_sizes": (30, 20, 10), "activation": a} for a in ("relu", "logistic")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        models = mlpbatch.fit_many(est, candidates, X, y, rows)
+        for row, params in zip(models, candidates):
+            for ours, r in zip(row, rows):
+                assert ours.loss_curve_[0] == clone(est).set_params(**params).fit(X[r], y[r]).loss_curve_[0]
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("n_classes", [2, 3, 6, 7, 8, 11])
 def test_a_stacks_softmax_and_log_losses_are_scikit_learns_to_the_last_bit(dtype: str, n_classes: int) -> None:
