@@ -109,7 +109,7 @@ def applies(forest: ClassifierMixin) -> bool:
 
 class ForestFolds:
     """A grid's folds prepared once for the compiled builder, at the first candidate it grows: each fold's training
-    columns (float32, one row per feature) with their sorting keys and order, held-out rows, classes and class codes;
+    columns (float32, one row per feature) with their orders and ranks, held-out rows, classes and class codes;
     and each fold size's random draws, shared by the candidates."""
 
     def __init__(self, k: Any, X: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]):

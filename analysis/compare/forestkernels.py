@@ -235,7 +235,7 @@ NODE_ARRAYS = slice(6, 15)
 
 @jit
 def grow_tree(XT, order, ordered_values, rank, y, n_classes, weight, splitter_seed, max_features, max_depth, min_split,
-              min_leaf, min_decrease, criterion, ln2, xlogx, samples, keys, bits, summary, features, constants,
+              min_leaf, min_decrease, criterion, ln2, xlogx, samples, aside, bits, summary, features, constants,
               left_of, right_of, feature_of, threshold_of, value_of, impurity_of, count_of,
               weighted_of, missing_of, total, left, total_f, weight_f, best, st_int, st_imp):  # pragma: no cover
     # One tree as DepthFirstTreeBuilder grows it with BestSplitter, in the arrays of scratch() (passed one by one:
@@ -370,7 +370,7 @@ def grow_tree(XT, order, ordered_values, rank, y, n_classes, weight, splitter_se
             if best_pos < end:
                 # partition_samples_final, then the children's impurities and the improvement
                 # (a stable partition, without a branch per sample: the left child's samples in place, the
-                # right's through keys; the order within a child is of no consequence)
+                # right's set aside and copied after; the order within a child is of no consequence)
                 row = XT[best_feature]
                 for c in range(n_classes):
                     left[c] = 0
@@ -381,13 +381,13 @@ def grow_tree(XT, order, ordered_values, rank, y, n_classes, weight, splitter_se
                     i = samples[p]
                     go = np.float64(row[i]) <= best_threshold
                     samples[a] = i
-                    keys[b] = i
+                    aside[b] = i
                     a += go
                     b += 1 - go
                     left[y[i]] += weight[i] * go
                     wl += weight[i] * go
                 for j in range(b):
-                    samples[a + j] = keys[j]
+                    samples[a + j] = aside[j]
                 wr = wn - wl
                 sq_l = 0
                 sq_r = 0
