@@ -60,8 +60,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def explain_failure(stderr: str, interface: str, tool: str) -> CaptureToolError:
-    """Turn the engine's complaint into a message that says what to do."""
+def explain_failure(stderr: str, interface: str, tool: str, returncode: int | None = None) -> CaptureToolError:
+    """Turn the engine's complaint (and how it exited) into a message that says what to do."""
     text = stderr.strip()
     low = text.lower()
     if "permission" in low or "operation not permitted" in low or "you don't have permission" in low:
@@ -73,8 +73,20 @@ def explain_failure(stderr: str, interface: str, tool: str) -> CaptureToolError:
     if "no such device" in low or "there is no device named" in low or "doesn't exist" in low or "no such" in low:
         return InterfaceError(f"capture interface {interface!r} does not exist; list them with 'ip link' "
                               "and pass --interface")
-    last = text.splitlines()[-1] if text else "exited without a message"
+    if text:
+        last = text.splitlines()[-1]
+    elif returncode is not None and returncode < 0:
+        last = f"killed by {_signal_name(-returncode)} without a message"
+    else:
+        last = "exited without a message"
     return CaptureToolError(f"{tool} failed on {interface}: {last}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 @dataclass
@@ -189,7 +201,7 @@ class CaptureProcess:
         Path(path).unlink(missing_ok=True)
         if time.monotonic() >= deadline:
             raise CaptureToolError(f"{tool} did not start capturing on {interface} within {timeout_s:.0f} s")
-        raise explain_failure(seen.decode(errors="replace"), interface, tool)
+        raise explain_failure(seen.decode(errors="replace"), interface, tool, proc.returncode)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> StopInfo:
         """Stop cleanly (SIGINT: the engine writes out what it holds) and report drops."""
@@ -205,7 +217,7 @@ class CaptureProcess:
         match = _STATS.search(text)
         received, dropped = (int(match.group(1)), int(match.group(2))) if match else (None, None)
         if self.proc.returncode not in (0, -signal.SIGINT) and match is None:
-            raise explain_failure(text, self.interface, self.tool)
+            raise explain_failure(text, self.interface, self.tool, self.proc.returncode)
         changed = self.link_changes is not None and carrier_changes(self.interface, self.prefix) != self.link_changes
         return StopInfo(received, dropped, self.proc.returncode, changed)
 
