@@ -114,7 +114,7 @@ def one_round(kind: str, rng: random.Random, lab: LabDir, sim: SimLab, disk: Pat
     else:
         name = kind
         proc = start_collect(plain, url)
-        capture_in_progress(lab, proc)
+        capture_in_progress(lab, proc, sim.echo_ip)
         time.sleep(rng.uniform(0, 0.3))
         struck = time.monotonic()
         count = len(snapshot(lab, url))

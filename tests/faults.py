@@ -19,11 +19,9 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from echolab.captures.pcapng import EPB, OPB, PcapngWalker
-from echolab.captures.reader import ReadStats
 from echolab.collector.checks import check_capture
 from echolab.collector.failures import Failure
-from echolab.collector.live import walked_packets
+from echolab.collector.live import LiveCapture
 from echolab.db.catalog import Catalog
 from echolab.db.checks import verify
 from echolab.labdir import CATALOG_URL_ENV, LabDir
@@ -56,7 +54,7 @@ def run_collect(cmd: list[str], catalog_url: str | None = None, timeout: float =
     return proc.returncode, out
 
 
-def capture_in_progress(lab: LabDir, proc: subprocess.Popen, timeout: float = 120) -> Path:
+def capture_in_progress(lab: LabDir, proc: subprocess.Popen, device_ip: str, timeout: float = 120) -> Path:
     """Wait until a request's capture holds its first packet; its path.
 
     The file alone is not enough: the engine creates it before it reports that it
@@ -64,20 +62,17 @@ def capture_in_progress(lab: LabDir, proc: subprocess.Popen, timeout: float = 12
     stopped during the capture. A packet in the file means the engine was capturing.
     """
     deadline = time.monotonic() + timeout
-    walkers: dict[Path, PcapngWalker] = {}
+    watched: dict[Path, LiveCapture] = {}
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the collector ended before a capture began: {proc.stdout.read()}")
         for path in lab.tmp_dir.glob("capture-*.pcapng"):
             if path.name.startswith("capture-watch-"):
                 continue
-            walker = walkers.setdefault(path, PcapngWalker(path, growing=True))
-            try:
-                with open(path, "rb") as fh:
-                    if any(btype in (EPB, OPB) for btype, _, _ in walked_packets(walker, fh, ReadStats())):
-                        return path
-            except FileNotFoundError:
-                walkers.pop(path)
+            live = watched.setdefault(path, LiveCapture(path, device_ip))
+            live.poll()
+            if live.packets:
+                return path
         time.sleep(0.01)
     raise AssertionError(f"no capture in progress within {timeout:.0f} s")
 

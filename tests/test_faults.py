@@ -55,7 +55,7 @@ def finish_and_audit(lab: LabDir, sim: SimLab, per_class: int, before: dict[int,
 
 def test_capture_engine_killed_mid_capture_is_retried(sqlite_lab: LabDir, sim: SimLab) -> None:
     proc = start_collect(collect_cmd(sqlite_lab, sim.prefix, 1, speed=SPEED))
-    capture_in_progress(sqlite_lab, proc)
+    capture_in_progress(sqlite_lab, proc, sim.echo_ip)
     assert kill_engine(sqlite_lab)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
@@ -93,7 +93,7 @@ def test_sigterm_at_each_step_finishes_the_capture_and_stops(sqlite_lab: LabDir,
 
 def test_capture_interface_down_for_a_while(sqlite_lab: LabDir, sim: SimLab) -> None:
     proc = start_collect(collect_cmd(sqlite_lab, sim.prefix, 2, speed=SPEED))
-    capture_in_progress(sqlite_lab, proc)
+    capture_in_progress(sqlite_lab, proc, sim.echo_ip)
     link = [*sim.netns_exec(), "ip", "link", "set", sim.interface]
     subprocess.run([*link, "down"], check=True)
     time.sleep(3)
@@ -139,7 +139,7 @@ def test_disk_full_stops_cleanly_and_a_rerun_resumes(small_disk: Path, sim: SimL
     monkeypatch.delenv("ECHOLAB_CATALOG_URL", raising=False)
     lab = LabDir.open(small_disk / "lab", create=True)
     proc = start_collect(collect_cmd(lab, sim.prefix, 2, speed=SPEED))
-    capture_in_progress(lab, proc)
+    capture_in_progress(lab, proc, sim.echo_ip)
     before = snapshot(lab)
     filler = fill(small_disk)
     out, _ = proc.communicate(timeout=300)
@@ -161,7 +161,7 @@ def test_catalog_server_restarted_mid_campaign(postgres_server: str, tmp_path: P
     while not snapshot(lab, url):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read()
         time.sleep(0.05)
-    capture_in_progress(lab, proc)
+    capture_in_progress(lab, proc, sim.echo_ip)
     before = snapshot(lab, url)
     pgserver.restart(url)
     out, _ = proc.communicate(timeout=300)
